@@ -1,0 +1,51 @@
+#include "sha256.h"
+
+#include <stdexcept>
+
+#include <openssl/evp.h>
+
+namespace sprout {
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+    EVP_MD_CTX_free(ctx_);
+    throw std::runtime_error("libcrypto: cannot initialise SHA-256");
+  }
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256::update(const void* data, std::size_t size) {
+  if (EVP_DigestUpdate(ctx_, data, size) != 1) throw std::runtime_error("libcrypto: SHA-256 update failed");
+}
+
+std::array<std::uint8_t, 32> Sha256::finish() {
+  std::array<std::uint8_t, 32> out{};
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx_, out.data(), &len) != 1 || len != out.size())
+    throw std::runtime_error("libcrypto: SHA-256 final failed");
+  return out;
+}
+
+std::string Sha256::finish_hex() {
+  auto d = finish();
+  return to_hex(d.data(), d.size());
+}
+
+std::string to_hex(const std::uint8_t* data, std::size_t size) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s(size * 2, '0');
+  for (std::size_t i = 0; i < size; ++i) {
+    s[2 * i] = kHex[data[i] >> 4];
+    s[2 * i + 1] = kHex[data[i] & 15];
+  }
+  return s;
+}
+
+std::string sha256_hex(std::string_view data) {
+  Sha256 h;
+  h.update(data);
+  return h.finish_hex();
+}
+
+}  // namespace sprout

@@ -1,0 +1,106 @@
+// The VM spec: one versioned JSON file per VM that says everything about it
+// (docs/spec.md). load_spec() validates strictly: unknown keys, wrong types and bad
+// values are InputErrors naming the file, the key path and what was expected.
+// Defaults are filled in, relative paths resolved against the spec's directory.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace sprout {
+
+inline constexpr int kSpecVersion = 1;
+inline constexpr const char* kDefaultSpecDir = "/etc/sprout/vms";
+inline constexpr const char* kDefaultCacheDir = "/var/lib/sprout/cache";
+inline constexpr const char* kDefaultGcRootDir = "/nix/var/nix/gcroots/sprout";
+
+struct RebuildSettings {
+  std::string mode = "classic";  ///< "classic" or "flake"
+  std::string target;            ///< config path (classic) or flake ref (flake)
+  std::vector<std::string> extra_args;
+  std::int64_t timeout_seconds = 3600;
+  std::int64_t max_attempts = 3;
+  bool respecialize_on_change = true;
+
+  nlohmann::json to_json() const;
+  bool operator==(const RebuildSettings&) const = default;
+};
+
+/// The default target for a mode, as the guest sees it.
+std::string default_rebuild_target(const std::string& mode);
+
+struct PortForward {
+  std::string protocol = "tcp";
+  std::string host_address;
+  int host_port = 0;
+  int guest_port = 0;
+};
+
+struct NetworkSettings {
+  std::string mode = "user";  ///< user, bridge, libvirt, none
+  std::vector<PortForward> forwards;
+  std::string bridge = "br0";
+  std::string libvirt_network = "default";
+  std::string mac;  ///< always set after loading (derived from the name if not given)
+};
+
+struct KernelBoot {
+  std::filesystem::path kernel;
+  std::optional<std::filesystem::path> initrd;
+  std::string cmdline;
+};
+
+struct Spec {
+  std::filesystem::path file;  ///< where it was loaded from ("" if built in memory)
+  std::string name;
+  std::filesystem::path base_image;
+  std::string base_format = "qcow2";
+  std::filesystem::path state_dir;
+  std::filesystem::path cache_dir = kDefaultCacheDir;
+  std::filesystem::path gc_root_dir = kDefaultGcRootDir;
+  std::filesystem::path config_source;
+  std::filesystem::path self_source;
+  std::optional<std::filesystem::path> ssh_source;
+  bool allow_private_keys = false;
+  std::uint64_t memory_bytes = 1024ull << 20;
+  int vcpus = 1;
+  std::optional<std::uint64_t> disk_size_bytes;
+  RebuildSettings rebuild;
+  std::string backend = "qemu";
+  std::string libvirt_uri = "qemu:///system";
+  NetworkSettings network;
+  std::optional<KernelBoot> kernel;
+  std::vector<std::string> qemu_args;
+  bool vnc = false;
+  std::string base_change = "keep";  ///< keep, rebase, recreate
+  std::string ready = "specialized"; ///< specialized, started
+  std::int64_t shutdown_timeout_seconds = 60;
+  bool restart_on_change = false;
+  bool autostart = true;
+
+  std::uint64_t memory_mib() const { return memory_bytes >> 20; }
+  std::filesystem::path overlay_path() const { return state_dir / "root.qcow2"; }
+  std::filesystem::path status_socket() const { return state_dir / "status.sock"; }
+  std::filesystem::path qmp_socket() const { return state_dir / "qmp.sock"; }
+  std::filesystem::path console_log() const { return state_dir / "console.log"; }
+  std::filesystem::path status_file() const { return state_dir / "status.json"; }
+  std::filesystem::path events_file() const { return state_dir / "events.jsonl"; }
+  std::filesystem::path exported_image(std::string_view role) const;
+};
+
+/// Parses and validates spec JSON text. `source` names it in errors; relative paths
+/// are resolved against `base_dir`.
+Spec parse_spec(std::string_view text, const std::string& source, const std::filesystem::path& base_dir);
+
+/// Reads and validates a spec file (at most 1 MiB).
+Spec load_spec(const std::filesystem::path& file);
+
+/// A locally administered, stable MAC address derived from the VM name.
+std::string mac_for_name(std::string_view name);
+
+}  // namespace sprout

@@ -1,0 +1,130 @@
+#include "spec.h"
+
+#include <gtest/gtest.h>
+
+#include "error.h"
+
+using namespace sprout;
+
+namespace {
+
+const char* kMinimal = R"({
+  "version": 1, "name": "web",
+  "base": {"image": "/nix/store/base.qcow2"},
+  "stateDir": "/var/lib/sprout/vms/web",
+  "sources": {"config": "/cfg", "self": "/cfg/hosts/web"}
+})";
+
+std::string with(const std::string& key_json) {
+  std::string s = kMinimal;
+  s.insert(s.rfind('}'), ", " + key_json);
+  return s;
+}
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_spec(text, "web.json", "/etc/sprout/vms");
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(Spec, MinimalGetsDefaults) {
+  Spec s = parse_spec(kMinimal, "web.json", "/etc");
+  EXPECT_EQ(s.name, "web");
+  EXPECT_EQ(s.base_format, "qcow2");
+  EXPECT_EQ(s.memory_bytes, 1024ull << 20);
+  EXPECT_EQ(s.vcpus, 1);
+  EXPECT_EQ(s.backend, "qemu");
+  EXPECT_EQ(s.rebuild.mode, "classic");
+  EXPECT_EQ(s.rebuild.target, "/etc/nixos/hosts/self/configuration.nix");
+  EXPECT_EQ(s.rebuild.max_attempts, 3);
+  EXPECT_EQ(s.base_change, "keep");
+  EXPECT_EQ(s.ready, "specialized");
+  EXPECT_FALSE(s.ssh_source.has_value());
+  EXPECT_EQ(s.network.mode, "user");
+  EXPECT_EQ(s.network.mac.substr(0, 9), "52:54:00:");
+  EXPECT_EQ(s.overlay_path(), "/var/lib/sprout/vms/web/root.qcow2");
+  EXPECT_EQ(s.cache_dir, kDefaultCacheDir);
+}
+
+TEST(Spec, EveryKey) {
+  Spec s = parse_spec(with(R"(
+    "cacheDir": "cache", "gcRootDir": "/tmp/gc",
+    "memory": {"amount": 2, "unit": "GiB"}, "vcpus": 4, "diskSize": {"amount": 20, "unit": "G"},
+    "rebuild": {"mode": "flake", "extraArgs": ["--show-trace"], "timeoutSeconds": 60, "maxAttempts": 1,
+                "respecializeOnChange": false},
+    "backend": "libvirt", "libvirt": {"uri": "qemu:///session"},
+    "network": {"mode": "user", "forwards": [{"hostPort": 10022, "guestPort": 22}], "mac": "52:54:00:aa:bb:cc"},
+    "kernel": {"path": "k", "initrd": "i", "cmdline": "console=ttyS0"},
+    "qemuArgs": ["-smp", "2"], "vnc": true, "baseChange": "rebase", "ready": "started",
+    "shutdownTimeoutSeconds": 5, "restartOnChange": true, "autostart": false)"),
+                      "web.json", "/etc/sprout/vms");
+  EXPECT_EQ(s.cache_dir, "/etc/sprout/vms/cache");
+  EXPECT_EQ(s.memory_bytes, 2ull << 30);
+  EXPECT_EQ(s.disk_size_bytes, 20ull << 30);
+  EXPECT_EQ(s.rebuild.target, "/etc/nixos#self");
+  EXPECT_EQ(s.rebuild.extra_args, std::vector<std::string>{"--show-trace"});
+  EXPECT_FALSE(s.rebuild.respecialize_on_change);
+  EXPECT_EQ(s.libvirt_uri, "qemu:///session");
+  ASSERT_EQ(s.network.forwards.size(), 1u);
+  EXPECT_EQ(s.network.forwards[0].protocol, "tcp");
+  EXPECT_EQ(s.network.forwards[0].host_port, 10022);
+  EXPECT_EQ(s.network.mac, "52:54:00:aa:bb:cc");
+  ASSERT_TRUE(s.kernel);
+  EXPECT_EQ(s.kernel->kernel, "/etc/sprout/vms/k");
+  EXPECT_EQ(s.kernel->initrd, "/etc/sprout/vms/i");
+  EXPECT_EQ(s.qemu_args.size(), 2u);
+  EXPECT_TRUE(s.vnc);
+  EXPECT_EQ(s.shutdown_timeout_seconds, 5);
+  EXPECT_FALSE(s.autostart);
+}
+
+TEST(Spec, MemoryAsPlainMiB) {
+  EXPECT_EQ(parse_spec(with(R"("memory": 512)"), "s", "/").memory_bytes, 512ull << 20);
+  EXPECT_EQ(parse_spec(with(R"("memory": {"amount": 1000000, "unit": "KB"})"), "s", "/").memory_bytes,
+            1000000000ull);
+}
+
+TEST(Spec, MalformedSpecsNameFileKeyAndExpectation) {
+  struct Case {
+    std::string text, expected;
+  } cases[] = {
+      {"{", "web.json: not valid JSON"},
+      {"[]", "web.json: top level: expected an object, got a list"},
+      {with(R"("memroy": 1)"), "web.json: memroy: unknown key"},
+      {with(R"("vcpus": "2")"), "web.json: vcpus: expected an integer from 1 to 256, got the string \"2\""},
+      {with(R"("vcpus": 0)"), "web.json: vcpus: expected an integer from 1 to 256, got the number 0"},
+      {with(R"("memory": {"amount": 2, "unit": "gigs"})"), "web.json: memory.unit: expected one of"},
+      {with(R"("memory": "lots")"), "web.json: memory: expected a number of MiB"},
+      {with(R"("memory": {"amount": 1, "unit": "MiB"})"), "web.json: memory: must be at least 64 MiB"},
+      {with(R"("backend": "xen")"), "web.json: backend: expected \"qemu\" or \"libvirt\""},
+      {with(R"("network": {"forwards": [{"hostPort": 70000, "guestPort": 22}]})"),
+       "web.json: network.forwards[0].hostPort: expected an integer from 1 to 65535"},
+      {with(R"("network": {"mode": "bridge", "forwards": [{"hostPort": 1, "guestPort": 2}]})"),
+       "web.json: network.forwards: port forwards need network.mode \"user\""},
+      {with(R"("network": {"mac": "zz"})"), "web.json: network.mac: expected a MAC address"},
+      {with(R"("rebuild": {"extraArgs": "--x"})"), "web.json: rebuild.extraArgs: expected a list"},
+      {with(R"("baseChange": "delete")"), "web.json: baseChange: expected \"keep\", \"rebase\" or \"recreate\""},
+      {R"({"version": 2})", "web.json: version: this sprout reads spec version 1, the file has 2"},
+      {R"({"version": 1, "name": "../x"})", "web.json: name: a VM name must not contain '/'"},
+      {R"({"version": 1, "name": "x", "base": {}})", "web.json: base.image: expected a string, got nothing"},
+      {R"({"version": 1, "name": "x", "base": {"image": ""}})", "web.json: base.image: expected a non-empty path"},
+  };
+  for (const auto& c : cases) {
+    auto msg = error_of(c.text);
+    EXPECT_EQ(msg.rfind(c.expected, 0), 0u) << "got: " << msg << "\nwanted prefix: " << c.expected;
+  }
+}
+
+TEST(Spec, MacIsStablePerName) {
+  EXPECT_EQ(mac_for_name("web"), mac_for_name("web"));
+  EXPECT_NE(mac_for_name("web"), mac_for_name("db"));
+}
+
+TEST(Spec, MissingFileIsInputError) {
+  EXPECT_THROW(load_spec("/nonexistent/spec.json"), InputError);
+}

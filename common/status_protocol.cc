@@ -1,0 +1,210 @@
+#include "status_protocol.h"
+
+#include <array>
+
+#include "vm_name.h"
+
+namespace sprout {
+
+using nlohmann::json;
+
+namespace {
+constexpr std::array<std::string_view, 8> kPhaseNames{"starting", "mounting", "rebuilding", "log",
+                                                      "rebuilt",  "rebooting", "specialized", "failed"};
+constexpr std::size_t kMaxIdBytes = 128;
+}  // namespace
+
+std::string_view phase_name(Phase p) { return kPhaseNames[static_cast<std::size_t>(p)]; }
+
+std::optional<Phase> phase_from_name(std::string_view name) {
+  for (std::size_t i = 0; i < kPhaseNames.size(); ++i)
+    if (kPhaseNames[i] == name) return static_cast<Phase>(i);
+  return std::nullopt;
+}
+
+bool is_terminal(Phase p) { return p == Phase::specialized || p == Phase::failed; }
+
+bool is_valid_utf8(std::string_view s) {
+  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = b[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t extra;
+    std::uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      extra = 1, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= extra) return false;
+    for (std::size_t k = 1; k <= extra; ++k) {
+      if ((b[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (b[i + k] & 0x3F);
+    }
+    static constexpr std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+std::string utf8_truncate(std::string_view s, std::size_t max_bytes) {
+  if (s.size() <= max_bytes) return std::string(s);
+  std::size_t end = max_bytes;
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+  return std::string(s.substr(0, end));
+}
+
+json status_event_to_json(const StatusEvent& e) {
+  json j{{"version", kStatusProtocolVersion},
+         {"vm", e.vm},
+         {"bootId", e.boot_id},
+         {"seq", e.seq},
+         {"timeMs", e.time_ms},
+         {"phase", phase_name(e.phase)},
+         {"message", e.message},
+         {"generation", e.generation}};
+  if (e.detail.is_object()) j["detail"] = e.detail;
+  return j;
+}
+
+std::string encode_status_line(const StatusEvent& e) {
+  StatusEvent copy = e;
+  // Invalid UTF-8 from a rebuild's output must not make the line undecodable.
+  auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"; };
+  std::string line = dump(status_event_to_json(copy));
+  if (line.size() <= kMaxStatusLineBytes) return line;
+  if (copy.detail.is_object()) {
+    copy.detail = json{{"truncated", true}};
+    line = dump(status_event_to_json(copy));
+    if (line.size() <= kMaxStatusLineBytes) return line;
+  }
+  // Shorten the message until it fits (escaping can make it grow, so loop).
+  std::size_t keep = copy.message.size();
+  while (line.size() > kMaxStatusLineBytes && keep > 0) {
+    std::size_t over = line.size() - kMaxStatusLineBytes;
+    keep = keep > over + 16 ? keep - over - 16 : 0;
+    copy.message = utf8_truncate(e.message, keep) + "…";
+    line = dump(status_event_to_json(copy));
+  }
+  return line;
+}
+
+DecodedStatus decode_status_line(std::string_view line) noexcept {
+  DecodedStatus out;
+  try {
+    if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() + 1 > kMaxStatusLineBytes) {
+      out.error = "line longer than 4096 bytes";
+      return out;
+    }
+    if (line.empty()) {
+      out.error = "empty line";
+      return out;
+    }
+    if (!is_valid_utf8(line)) {
+      out.error = "line is not valid UTF-8";
+      return out;
+    }
+    json j = json::parse(line.begin(), line.end(), nullptr, false);
+    if (j.is_discarded()) {
+      out.error = "line is not valid JSON";
+      return out;
+    }
+    if (!j.is_object()) {
+      out.error = "line is not a JSON object";
+      return out;
+    }
+    auto field = [&](const char* key) -> const json* {
+      auto it = j.find(key);
+      return it == j.end() ? nullptr : &*it;
+    };
+    auto want_string = [&](const char* key, std::size_t max, std::string& dst) -> bool {
+      const json* v = field(key);
+      if (!v || !v->is_string()) {
+        out.error = std::string("field '") + key + "' must be a string";
+        return false;
+      }
+      dst = v->get<std::string>();
+      if (dst.size() > max) {
+        out.error = std::string("field '") + key + "' is too long";
+        return false;
+      }
+      return true;
+    };
+    for (const auto& [k, v] : j.items()) {
+      static constexpr std::array<std::string_view, 9> kKeys{"version", "vm", "bootId", "seq", "timeMs",
+                                                             "phase", "message", "generation", "detail"};
+      bool known = false;
+      for (auto key : kKeys) known = known || key == k;
+      if (!known) {
+        out.error = "unknown field '" + k + "'";
+        return out;
+      }
+    }
+    const json* version = field("version");
+    if (!version || !version->is_number_integer()) {
+      out.error = "field 'version' must be an integer";
+      return out;
+    }
+    if (version->get<std::int64_t>() != kStatusProtocolVersion) {
+      out.error = "unsupported protocol version " + version->dump();
+      return out;
+    }
+    StatusEvent e;
+    if (!want_string("vm", kMaxVmNameBytes, e.vm) || !want_string("bootId", kMaxIdBytes, e.boot_id) ||
+        !want_string("message", kMaxStatusLineBytes, e.message) ||
+        !want_string("generation", kMaxIdBytes, e.generation))
+      return out;
+    if (!is_valid_vm_name(e.vm)) {
+      out.error = "field 'vm' is not a valid VM name";
+      return out;
+    }
+    const json* seq = field("seq");
+    if (!seq || !seq->is_number_unsigned()) {
+      out.error = "field 'seq' must be a non-negative integer";
+      return out;
+    }
+    e.seq = seq->get<std::uint64_t>();
+    const json* t = field("timeMs");
+    if (!t || !t->is_number_integer()) {
+      out.error = "field 'timeMs' must be an integer";
+      return out;
+    }
+    e.time_ms = t->get<std::int64_t>();
+    std::string phase;
+    if (!want_string("phase", 32, phase)) return out;
+    auto p = phase_from_name(phase);
+    if (!p) {
+      out.error = "unknown phase '" + phase + "'";
+      return out;
+    }
+    e.phase = *p;
+    if (const json* d = field("detail")) {
+      if (!d->is_object() && !d->is_null()) {
+        out.error = "field 'detail' must be an object";
+        return out;
+      }
+      e.detail = *d;
+    }
+    out.event = std::move(e);
+  } catch (const std::exception& ex) {
+    out.event.reset();
+    out.error = std::string("cannot decode line: ") + ex.what();
+  } catch (...) {
+    out.event.reset();
+    out.error = "cannot decode line";
+  }
+  return out;
+}
+
+}  // namespace sprout

@@ -1,0 +1,90 @@
+#include "status_protocol.h"
+
+#include <gtest/gtest.h>
+
+using namespace sprout;
+
+namespace {
+StatusEvent sample(Phase p = Phase::rebuilding) {
+  StatusEvent e;
+  e.vm = "web";
+  e.boot_id = "b-1";
+  e.seq = 7;
+  e.time_ms = 1700000000123;
+  e.phase = p;
+  e.message = "building";
+  e.generation = "abc";
+  return e;
+}
+}  // namespace
+
+TEST(StatusProtocol, RoundTripsEveryPhase) {
+  for (auto name : {"starting", "mounting", "rebuilding", "log", "rebuilt", "rebooting", "specialized", "failed"}) {
+    auto p = phase_from_name(name);
+    ASSERT_TRUE(p) << name;
+    auto line = encode_status_line(sample(*p));
+    EXPECT_EQ(line.back(), '\n');
+    auto d = decode_status_line(line);
+    ASSERT_TRUE(d.event) << d.error;
+    EXPECT_EQ(d.event->phase, *p);
+    EXPECT_EQ(d.event->seq, 7u);
+    EXPECT_EQ(d.event->vm, "web");
+    EXPECT_EQ(d.event->time_ms, 1700000000123);
+  }
+}
+
+TEST(StatusProtocol, DetailSurvives) {
+  auto e = sample(Phase::specialized);
+  e.detail = {{"timingsUs", {{"find", 12}}}};
+  auto d = decode_status_line(encode_status_line(e));
+  ASSERT_TRUE(d.event);
+  EXPECT_EQ(d.event->detail["timingsUs"]["find"], 12);
+}
+
+TEST(StatusProtocol, LongMessagesAreShortenedToFit) {
+  auto e = sample(Phase::log);
+  e.message = std::string(10000, '"');  // escaping doubles its size
+  e.detail = {{"big", std::string(5000, 'x')}};
+  auto line = encode_status_line(e);
+  EXPECT_LE(line.size(), kMaxStatusLineBytes);
+  auto d = decode_status_line(line);
+  ASSERT_TRUE(d.event) << d.error;
+  EXPECT_EQ(d.event->detail["truncated"], true);
+}
+
+TEST(StatusProtocol, InvalidUtf8FromOutputIsReplacedNotFatal) {
+  auto e = sample(Phase::log);
+  e.message = "bad \xff\xfe bytes";
+  auto d = decode_status_line(encode_status_line(e));
+  ASSERT_TRUE(d.event) << d.error;
+}
+
+TEST(StatusProtocol, GarbageIsRejectedWithoutThrowing) {
+  const std::string good = encode_status_line(sample());
+  std::vector<std::string> bad = {
+      "", "\n", "not json", "{", "[]", "42", "\xff\xfe{}", std::string(5000, 'a'),
+      R"({"version":2,"vm":"web","bootId":"b","seq":1,"timeMs":1,"phase":"log","message":"","generation":""})",
+      R"({"version":1,"vm":"web","bootId":"b","seq":-1,"timeMs":1,"phase":"log","message":"","generation":""})",
+      R"({"version":1,"vm":"web","bootId":"b","seq":1,"timeMs":1,"phase":"dancing","message":"","generation":""})",
+      R"({"version":1,"vm":"../x","bootId":"b","seq":1,"timeMs":1,"phase":"log","message":"","generation":""})",
+      R"({"version":1,"vm":"web","bootId":"b","seq":1,"timeMs":1,"phase":"log","message":"","generation":"","x":1})",
+      R"({"version":1,"vm":"web","bootId":"b","seq":1,"timeMs":1,"phase":"log","message":3,"generation":""})",
+      good.substr(0, good.size() / 2),
+  };
+  for (const auto& line : bad) {
+    DecodedStatus d;
+    EXPECT_NO_THROW(d = decode_status_line(line));
+    EXPECT_FALSE(d.event) << line;
+    EXPECT_FALSE(d.error.empty()) << line;
+  }
+}
+
+TEST(StatusProtocol, Utf8Validation) {
+  EXPECT_TRUE(is_valid_utf8("plain"));
+  EXPECT_TRUE(is_valid_utf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x8c\xb1"));
+  EXPECT_FALSE(is_valid_utf8("\xc3"));          // truncated
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));      // overlong
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));  // surrogate
+  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_EQ(utf8_truncate("\xc3\xa9\xc3\xa9", 3), "\xc3\xa9");
+}
