@@ -1,0 +1,18 @@
+// Helpers shared by the subcommands: parsing a subcommand's options with cxxopts and
+// printing its help.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <cxxopts.hpp>
+
+namespace sprout {
+
+/// Parses `args` (without the program and subcommand names). Prints help and returns
+/// nullopt-like false in `*help_shown` when --help was given. Unknown options and
+/// stray positional arguments throw cxxopts exceptions (exit status 2).
+cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vector<std::string>& args,
+                                      bool* help_shown);
+
+}  // namespace sprout

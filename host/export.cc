@@ -1,0 +1,214 @@
+#include "export.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "atomic_file.h"
+#include "error.h"
+#include "ext4_image.h"
+#include "sha256.h"
+#include "tree_digest.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+/// Bumped whenever the image layout changes, so old cache entries are not reused.
+constexpr const char* kImageFormat = "sprout-ext4-v1";
+
+/// A scratch directory removed on scope exit.
+struct ScratchDir {
+  fs::path path;
+  explicit ScratchDir(const fs::path& parent) {
+    std::string tmpl = (parent / ".staging-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
+    path = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+/// Copies the entries `filter` accepts from `src` into the empty directory `dst`,
+/// keeping modes and symlinks (never following them).
+void copy_tree(const fs::path& src, const fs::path& dst, const TreeFilter& filter) {
+  walk_tree(
+      src,
+      [&](const TreeEntry& e) {
+        fs::path target = e.rel.empty() ? dst : dst / e.rel;
+        mode_t mode = e.st.st_mode & 07777;
+        if (S_ISDIR(e.st.st_mode)) {
+          if (!e.rel.empty()) fs::create_directory(target);
+          fs::permissions(target, static_cast<fs::perms>(mode));
+        } else if (S_ISLNK(e.st.st_mode)) {
+          fs::create_symlink(e.link_target, target);
+        } else {
+          fs::copy_file(e.abs, target);
+          fs::permissions(target, static_cast<fs::perms>(mode));
+        }
+      },
+      filter);
+}
+
+/// Points `link` at `target` atomically (a new symlink renamed over the old one).
+void replace_symlink(const fs::path& target, const fs::path& link) {
+  fs::path tmp = link.parent_path() / fmt::format(".{}.tmp-{}", link.filename().string(), getpid());
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  fs::create_symlink(target, tmp);
+  if (::rename(tmp.c_str(), link.c_str()) != 0) {
+    int err = errno;
+    fs::remove(tmp, ec);
+    throw std::system_error(err, std::generic_category(), "cannot update " + link.string());
+  }
+}
+
+struct RoleInput {
+  DiskRole role;
+  fs::path source;      ///< the user's directory
+  TreeFilter filter;    ///< what of it is exported
+  std::string digest;   ///< of the filtered tree
+  bool needs_staging = false;
+};
+
+ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const std::string& extra_file_name,
+                         const std::string& extra_file_text) {
+  const auto& info = role_info(in.role);
+  std::string key = sha256_hex(fmt::format("{}\n{}\n{}\n{}\n{}\n", kImageFormat, info.name, info.label, in.digest,
+                                           extra_file_text.empty() ? "" : sha256_hex(extra_file_text)));
+  ExportedImage img;
+  img.role = in.role;
+  img.tree_digest = in.digest;
+  img.image = req.cache_dir / fmt::format("{}-{}.ext4", info.name, key.substr(0, 32));
+  img.link = req.out_dir / fmt::format("{}.img", info.name);
+
+  std::error_code ec;
+  if (fs::is_regular_file(img.image, ec) && fs::file_size(img.image, ec) > 0) {
+    img.cache_hit = true;
+  } else {
+    PendingFile pending(img.image);
+    if (in.needs_staging || !extra_file_name.empty()) {
+      ScratchDir staging(req.cache_dir);
+      copy_tree(in.source, staging.path, in.filter);
+      if (!extra_file_name.empty()) {
+        if (fs::exists(fs::symlink_status(staging.path / extra_file_name)))
+          throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
+                                       in.source.string(), extra_file_name));
+        write_file_atomic(staging.path / extra_file_name, extra_file_text, 0444);
+      }
+      build_ext4_image(staging.path, std::string(info.label), key, pending.temp_path());
+    } else {
+      build_ext4_image(in.source, std::string(info.label), key, pending.temp_path());
+    }
+    fs::permissions(pending.temp_path(), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+    pending.commit();
+    spdlog::info("built {} image {} ({} MiB)", info.name, img.image.string(), fs::file_size(img.image) >> 20);
+  }
+  img.bytes = fs::file_size(img.image);
+  replace_symlink(img.image, img.link);
+  return img;
+}
+
+void ensure_directory(const fs::path& dir, const char* what) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw std::system_error(ec, fmt::format("cannot create the {} {}", what, dir.string()));
+}
+
+}  // namespace
+
+ExportRequest ExportRequest::from_spec(const Spec& spec) {
+  ExportRequest r;
+  r.name = spec.name;
+  r.config_source = spec.config_source;
+  r.self_source = spec.self_source;
+  r.ssh_source = spec.ssh_source;
+  r.allow_private_keys = spec.allow_private_keys;
+  r.rebuild = spec.rebuild;
+  r.cache_dir = spec.cache_dir;
+  r.out_dir = spec.state_dir;
+  return r;
+}
+
+json ExportResult::to_json() const {
+  json images_json = json::array();
+  for (const auto& i : images)
+    images_json.push_back({{"role", role_info(i.role).name},
+                           {"path", i.link.string()},
+                           {"image", i.image.string()},
+                           {"treeDigest", i.tree_digest},
+                           {"cacheHit", i.cache_hit},
+                           {"bytes", i.bytes}});
+  json excl = json::array();
+  for (const auto& e : excluded) excl.push_back({{"path", e.path}, {"reason", e.reason}});
+  return {{"name", manifest.name}, {"generation", manifest.generation}, {"images", images_json}, {"excluded", excl}};
+}
+
+ExportResult export_disks(const ExportRequest& request) {
+  ExportRequest req = request;
+  req.cache_dir = fs::absolute(req.cache_dir).lexically_normal();
+  req.out_dir = fs::absolute(req.out_dir).lexically_normal();
+  ExportResult result;
+  SshFilter ssh_filter(req.allow_private_keys);
+
+  std::vector<RoleInput> inputs;
+  inputs.push_back({DiskRole::config, req.config_source, {}, "", false});
+  inputs.push_back({DiskRole::self, req.self_source, {}, "", false});
+  if (req.ssh_source) {
+    // The filter records exclusions during the digest walk; the copy walk reuses
+    // its verdicts without recording them twice.
+    inputs.push_back({DiskRole::ssh, *req.ssh_source, {}, "", true});
+  }
+  for (auto& in : inputs) {
+    if (in.role == DiskRole::ssh) {
+      in.digest = tree_digest(in.source, std::ref(ssh_filter));
+      auto excluded = ssh_filter.excluded();
+      in.filter = [excluded](const TreeEntry& e) {
+        for (const auto& x : excluded)
+          if (x.path == e.rel) return false;
+        return true;
+      };
+    } else {
+      in.digest = tree_digest(in.source);
+    }
+  }
+  result.excluded = ssh_filter.excluded();
+  for (const auto& x : result.excluded)
+    spdlog::warn("ssh export: left out {}/{}: {}{}", req.ssh_source->string(), x.path, x.reason,
+                 x.reason.rfind("private key", 0) == 0 ? " (pass --allow-private-keys to export it)" : "");
+
+  Manifest& m = result.manifest;
+  m.name = req.name;
+  m.config_digest = inputs[0].digest;
+  m.self_digest = inputs[1].digest;
+  m.ssh_digest = inputs.size() > 2 ? inputs[2].digest : "";
+  m.rebuild = req.rebuild;
+  m.generation = generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump());
+
+  ensure_directory(req.cache_dir, "cache directory");
+  ensure_directory(req.out_dir, "state directory");
+  for (const auto& in : inputs) {
+    if (in.role == DiskRole::self)
+      result.images.push_back(build_role(in, req, kManifestFileName, m.to_json_text()));
+    else
+      result.images.push_back(build_role(in, req, "", ""));
+  }
+  if (!req.ssh_source) {
+    std::error_code ec;
+    fs::remove(req.out_dir / "ssh.img", ec);  // a link from an earlier export with ssh
+  }
+  return result;
+}
+
+}  // namespace sprout

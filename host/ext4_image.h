@@ -1,0 +1,39 @@
+// Building a read-only ext4 image from a directory with `mkfs.ext4 -d` (no root, no
+// loop device, no mount), then normalizing it with libext2fs so that the same tree
+// gives a byte-identical image: fixed UUID and directory hash seed derived from a
+// digest, fixed timestamps on every inode, everything owned by root.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace sprout {
+
+/// The fixed time (seconds since the epoch) stamped on every exported inode.
+inline constexpr std::uint32_t kExportTimestamp = 1;
+
+struct TreeSize {
+  std::uint64_t files = 0, dirs = 0, symlinks = 0;
+  std::uint64_t data_bytes = 0;  ///< file contents rounded up to 4 KiB blocks
+};
+
+/// Image size in bytes for a tree: content plus metadata plus a margin, at least 8 MiB,
+/// a multiple of 1 MiB.
+std::uint64_t image_size_for(const TreeSize& t);
+
+/// Counts what the tree at `dir` needs.
+TreeSize measure_tree(const std::filesystem::path& dir);
+
+/// Builds `out` (overwriting it: callers pass a temporary path) from `dir`.
+/// `seed_hex` (>= 32 hex digits) fixes the UUID and hash seed.
+void build_ext4_image(const std::filesystem::path& dir, const std::string& label, const std::string& seed_hex,
+                      const std::filesystem::path& out);
+
+/// Sets every in-use inode's times to kExportTimestamp and its owner to root:root.
+void normalize_ext4_image(const std::filesystem::path& image);
+
+/// "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" from the first 32 hex digits of `hex`.
+std::string uuid_from_hex(const std::string& hex);
+
+}  // namespace sprout

@@ -1,0 +1,94 @@
+#include "gc_roots.h"
+
+#include <stdio.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <set>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "disk_role.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+
+fs::path nix_store_dir() {
+  const char* env = std::getenv("NIX_STORE_DIR");
+  return env && *env ? fs::path(env) : fs::path("/nix/store");
+}
+
+std::optional<fs::path> register_gc_root(const fs::path& gc_root_dir, const std::string& vm, const fs::path& base) {
+  fs::path store = nix_store_dir();
+  auto rel = base.lexically_relative(store);
+  if (rel.empty() || *rel.begin() == "..") return std::nullopt;
+  std::error_code ec;
+  fs::create_directories(gc_root_dir, ec);
+  if (ec) throw std::system_error(ec, "cannot create the GC root directory " + gc_root_dir.string());
+  fs::path root = gc_root_dir / vm;
+  if (fs::is_symlink(fs::symlink_status(root)) && fs::read_symlink(root, ec) == base) return root;
+  fs::path tmp = gc_root_dir / fmt::format(".{}.tmp-{}", vm, getpid());
+  fs::remove(tmp, ec);
+  fs::create_symlink(base, tmp);
+  if (::rename(tmp.c_str(), root.c_str()) != 0)
+    throw std::system_error(errno, std::generic_category(), "cannot register GC root " + root.string());
+  spdlog::info("registered GC root {} -> {}", root.string(), base.string());
+  return root;
+}
+
+GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::path>& cache_dirs,
+                         const std::vector<fs::path>& root_dirs, bool dry_run) {
+  GcReport report;
+  std::set<fs::path> used_images;
+  std::set<std::string> names;
+  for (const auto& s : specs) {
+    names.insert(s.name);
+    for (const auto& role : disk_roles()) {
+      fs::path link = s.exported_image(role.name);
+      std::error_code ec;
+      if (fs::is_symlink(fs::symlink_status(link, ec))) {
+        auto target = fs::read_symlink(link, ec);
+        if (!ec) used_images.insert(fs::weakly_canonical(target.is_absolute() ? target : link.parent_path() / target));
+      }
+    }
+  }
+  auto remove = [&](const fs::path& p) {
+    if (dry_run) return;
+    std::error_code ec;
+    fs::remove(p, ec);
+    if (ec) spdlog::warn("cannot remove {}: {}", p.string(), ec.message());
+  };
+  for (const auto& dir : cache_dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      auto name = entry.path().filename().string();
+      bool ours = false;
+      for (const auto& role : disk_roles()) ours = ours || (name.rfind(std::string(role.name) + "-", 0) == 0);
+      if (!ours || entry.path().extension() != ".ext4") continue;  // only sprout's images
+      if (used_images.contains(fs::weakly_canonical(entry.path()))) {
+        report.kept_images.push_back(entry.path());
+      } else {
+        report.removed_images.push_back(entry.path());
+        remove(entry.path());
+      }
+    }
+  }
+  for (const auto& dir : root_dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (!entry.is_symlink()) continue;
+      auto name = entry.path().filename().string();
+      if (names.contains(name)) continue;
+      report.removed_roots.push_back(entry.path());
+      remove(entry.path());
+    }
+  }
+  return report;
+}
+
+}  // namespace sprout

@@ -1,0 +1,90 @@
+// sprout: turns one common NixOS base VM into many specialized VMs.
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <map>
+
+#include <cxxopts.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+#include "error.h"
+#include "log.h"
+
+namespace {
+
+struct Command {
+  int (*run)(const sprout::Args&);
+  const char* summary;
+};
+
+const std::map<std::string, Command>& commands() {
+  static const std::map<std::string, Command> kCommands = {
+      {"export", {sprout::cmd_export, "build a VM's read-only config/self/ssh disk images"}},
+      {"prepare", {sprout::cmd_prepare, "export, and create the VM's root overlay on the base image"}},
+      {"gc", {sprout::cmd_gc, "remove cached images and GC roots no spec uses"}},
+      {"check-spec", {sprout::cmd_check_spec, "validate spec files"}},
+      {"run", {sprout::cmd_run, "prepare, then run and supervise the VM under QEMU"}},
+      {"watch", {sprout::cmd_watch, "record a VM's status channel (for VMs libvirt runs)"}},
+      {"status", {sprout::cmd_status, "show where every VM stands"}},
+      {"wait", {sprout::cmd_wait, "wait until a VM reaches a phase"}},
+      {"domain-xml", {sprout::cmd_domain_xml, "print the libvirt domain XML for a VM"}},
+      {"define", {sprout::cmd_define, "prepare, then define (and optionally start) the libvirt domain"}},
+      {"undefine", {sprout::cmd_undefine, "stop and undefine a libvirt domain, keeping its disks"}},
+      {"stop", {sprout::cmd_stop, "gracefully stop a libvirt domain"}},
+  };
+  return kCommands;
+}
+
+void usage(std::ostream& out) {
+  out << "usage: sprout [--log-level LEVEL] COMMAND [OPTIONS]\n\ncommands:\n";
+  for (const auto& [name, c] : commands()) out << fmt::format("  {:<11} {}\n", name, c.summary);
+  out << "\n`sprout COMMAND --help` describes a command's options.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string level = "info";
+  while (!args.empty() && args[0].rfind("--log-level", 0) == 0) {
+    if (args[0] == "--log-level" && args.size() > 1) {
+      level = args[1];
+      args.erase(args.begin(), args.begin() + 2);
+    } else if (args[0].rfind("--log-level=", 0) == 0) {
+      level = args[0].substr(12);
+      args.erase(args.begin());
+    } else {
+      break;
+    }
+  }
+  sprout::setup_logging("sprout", level);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    usage(args.empty() ? std::cerr : std::cout);
+    return args.empty() ? sprout::kExitUsage : sprout::kExitOk;
+  }
+  if (args[0] == "--version") {
+    std::cout << "sprout 0.1.0\n";
+    return 0;
+  }
+  auto it = commands().find(args[0]);
+  if (it == commands().end()) {
+    std::cerr << fmt::format("sprout: unknown command '{}'\n\n", args[0]);
+    usage(std::cerr);
+    return sprout::kExitUsage;
+  }
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  try {
+    return it->second.run(rest);
+  } catch (const sprout::InputError& e) {
+    spdlog::error("{}", e.what());
+    return sprout::kExitUsage;
+  } catch (const cxxopts::exceptions::exception& e) {
+    spdlog::error("sprout {}: {} (see `sprout {} --help`)", args[0], e.what(), args[0]);
+    return sprout::kExitUsage;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return sprout::kExitFailure;
+  }
+}

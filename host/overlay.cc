@@ -1,0 +1,144 @@
+#include "overlay.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+
+#include <cerrno>
+#include <ctime>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "atomic_file.h"
+#include "error.h"
+#include "subprocess.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+/// rename() that fails with EEXIST instead of replacing `to`.
+void rename_noreplace(const fs::path& from, const fs::path& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0)
+    throw std::system_error(errno, std::generic_category(),
+                            fmt::format("cannot move {} to {}", from.string(), to.string()));
+}
+
+fs::path create_overlay_file(const Spec& spec) {
+  fs::path overlay = spec.overlay_path();
+  PendingFile pending(overlay);
+  std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2", "-b", fs::absolute(spec.base_image).string(),
+                                   "-F", spec.base_format, pending.temp_path().string()};
+  if (spec.disk_size_bytes) argv.push_back(std::to_string(*spec.disk_size_bytes));
+  run_checked(argv, std::chrono::minutes(2));
+  // Never replace an overlay that appeared meanwhile: it is somebody's state.
+  rename_noreplace(pending.temp_path(), overlay);
+  fsync_directory(overlay.parent_path());
+  return overlay;
+}
+
+std::string timestamp_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+  return buf;
+}
+
+}  // namespace
+
+OverlayInfo inspect_image(const fs::path& image) {
+  auto out = run_checked({"qemu-img", "info", "--output=json", "-U", image.string()}, std::chrono::seconds(60));
+  json j = json::parse(out, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    throw std::runtime_error(fmt::format("qemu-img info {}: unexpected output", image.string()));
+  OverlayInfo info;
+  info.format = j.value("format", "");
+  info.virtual_size = j.value("virtual-size", 0ull);
+  if (j.contains("full-backing-filename"))
+    info.backing = j["full-backing-filename"].get<std::string>();
+  else if (j.contains("backing-filename"))
+    info.backing = j["backing-filename"].get<std::string>();
+  if (j.contains("backing-filename-format")) info.backing_format = j["backing-filename-format"].get<std::string>();
+  return info;
+}
+
+PrepareResult prepare_overlay(const Spec& spec) {
+  std::error_code ec;
+  if (!fs::is_regular_file(spec.base_image, ec))
+    throw InputError(fmt::format("{}: base image not found (spec {}: base.image); build it or fix the path",
+                                 spec.base_image.string(), spec.file.string()));
+  fs::create_directories(spec.state_dir, ec);
+  if (ec) throw std::system_error(ec, "cannot create the state directory " + spec.state_dir.string());
+
+  PrepareResult r;
+  r.overlay = spec.overlay_path();
+  fs::path want = fs::weakly_canonical(fs::absolute(spec.base_image));
+  if (!fs::exists(fs::symlink_status(r.overlay))) {
+    create_overlay_file(spec);
+    r.action = "created";
+    r.backing = want;
+    spdlog::info("created overlay {} on {}", r.overlay.string(), want.string());
+    return r;
+  }
+  if (!fs::is_regular_file(fs::symlink_status(r.overlay)))
+    throw InputError(fmt::format("{}: exists but is not a regular file; move it away", r.overlay.string()));
+
+  OverlayInfo info = inspect_image(r.overlay);
+  if (info.format != "qcow2" || !info.backing)
+    throw InputError(fmt::format("{}: is not a qcow2 overlay with a backing file (format {}); sprout will not "
+                                 "touch it: move it away to start fresh",
+                                 r.overlay.string(), info.format));
+  fs::path have = fs::weakly_canonical(*info.backing, ec);
+  if (ec) have = *info.backing;
+  r.backing = have;
+  if (have == want) {
+    r.action = "reused";
+    return r;
+  }
+
+  if (spec.base_change == "keep") {
+    spdlog::warn("{}: stays on its old base {} (spec base is {}; baseChange is \"keep\")", r.overlay.string(),
+                 have.string(), want.string());
+    if (!fs::exists(have))
+      throw std::runtime_error(fmt::format("{}: its base {} is gone and baseChange is \"keep\"; set baseChange to "
+                                           "\"recreate\" to start over (the old overlay is kept aside)",
+                                           r.overlay.string(), have.string()));
+    r.action = "kept-old-base";
+    return r;
+  }
+  if (spec.base_change == "rebase") {
+    if (!fs::exists(have))
+      throw std::runtime_error(fmt::format("{}: cannot rebase safely: its old base {} no longer exists; use "
+                                           "baseChange \"recreate\" or restore the old base",
+                                           r.overlay.string(), have.string()));
+    // Safe mode (no -u): qemu-img compares old and new base and keeps the VM's view.
+    run_checked({"qemu-img", "rebase", "-q", "-f", "qcow2", "-b", want.string(), "-F", spec.base_format,
+                 r.overlay.string()},
+                std::chrono::hours(2));
+    r.action = "rebased";
+    r.backing = want;
+    spdlog::info("rebased {} from {} onto {}", r.overlay.string(), have.string(), want.string());
+    return r;
+  }
+  // recreate: the old overlay is moved aside under a dated name, never deleted.
+  fs::path aside = r.overlay.parent_path() / fmt::format("root.qcow2.old-{}", timestamp_now());
+  for (int i = 1; fs::exists(fs::symlink_status(aside)); ++i)
+    aside = r.overlay.parent_path() / fmt::format("root.qcow2.old-{}-{}", timestamp_now(), i);
+  rename_noreplace(r.overlay, aside);
+  fsync_directory(r.overlay.parent_path());
+  create_overlay_file(spec);
+  r.action = "recreated";
+  r.backing = want;
+  r.moved_aside = aside;
+  spdlog::warn("base changed: moved the old overlay to {} and created a new one on {}", aside.string(), want.string());
+  return r;
+}
+
+}  // namespace sprout

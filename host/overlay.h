@@ -1,0 +1,36 @@
+// The VM's root overlay: a qcow2 file in the state directory backed by the shared
+// base image. It holds the VM's own state, so it is never overwritten or deleted:
+// creation refuses to replace an existing file (renameat2 RENAME_NOREPLACE), and a
+// base change is handled by the spec's policy (keep, rebase in safe mode only while
+// the old base exists, or recreate after moving the old overlay aside).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "spec.h"
+
+namespace sprout {
+
+struct OverlayInfo {
+  std::string format;
+  std::optional<std::filesystem::path> backing;  ///< as qemu-img reports it (absolute)
+  std::optional<std::string> backing_format;
+  std::uint64_t virtual_size = 0;
+};
+
+/// `qemu-img info --output=json` of an image (without following the backing chain).
+OverlayInfo inspect_image(const std::filesystem::path& image);
+
+struct PrepareResult {
+  std::string action;  ///< created, reused, kept-old-base, rebased, recreated
+  std::filesystem::path overlay;
+  std::filesystem::path backing;             ///< the base the overlay now uses
+  std::optional<std::filesystem::path> moved_aside;  ///< recreate: where the old overlay went
+};
+
+/// Creates or checks the overlay for `spec`. InputError when the base image is missing.
+PrepareResult prepare_overlay(const Spec& spec);
+
+}  // namespace sprout

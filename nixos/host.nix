@@ -1,0 +1,294 @@
+# sprout host module: runs the VMs declared in virtualisation.sprout.vms.
+#
+# The options are declared in ./options.nix. This file only turns them into
+#  - one spec per VM, /etc/sprout/vms/<name>.json, in the format of docs/spec.md;
+#  - one unit per VM, sprout-vm@<name>.service, wanted by sprout-vms.target when the
+#    VM autostarts;
+#  - for libvirt VMs, sprout-libvirt-gc.service, which undefines the domains of VMs
+#    that were removed from the configuration (see below).
+# Everything else (disks, overlays, qemu command lines, libvirt XML, waiting for the
+# guest) is the `sprout` tool's business.
+#
+# Restarts: a unit's ExecStart names the spec by its fixed /etc path, so a changed
+# spec does not change the unit. With restartOnChange the spec's store path is a
+# restart trigger; without it the unit is never restarted by a switch
+# (restartIfChanged = false), also not when only the sprout package changed.
+#
+# Removal: switch-to-configuration stops the unit of a VM that disappeared (with
+# its old definition, before /etc changes). A qemu VM is then simply gone; its state
+# directory stays. A libvirt domain is defined while its unit runs and stays defined
+# when the unit stops (a host reboot must not undefine it), so the stop cannot tell
+# "removed" from "stopped". Instead /etc/sprout/libvirt-domains lists the libvirt VMs
+# of the current configuration; sprout-libvirt-gc runs at every switch that changes
+# this list (and at boot) and undefines, keeping disks, each VM that was listed last
+# time (/var/lib/sprout/libvirt-domains) but is not any more.
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkIf mapAttrs mapAttrs' nameValuePair filterAttrs attrNames attrValues
+    optional optionals optionalAttrs concatMap concatStringsSep;
+
+  cfg = config.virtualisation.sprout;
+  sprout = "${cfg.package}/bin/sprout";
+
+  specPath = name: "/etc/sprout/vms/${name}.json";
+
+  # The base image for VMs with `base.modules`: the modules plus sprout's guest
+  # module, evaluated with the host's nixpkgs and built with make-disk-image. Same
+  # modules, same derivation: VMs with one base share one store path.
+  buildBaseImage = vm:
+    let
+      system = import (pkgs.path + "/nixos/lib/eval-config.nix") {
+        inherit (pkgs.stdenv.hostPlatform) system;
+        modules = vm.base.modules ++ [
+          ./guest.nix
+          { virtualisation.sprout.guest.enable = true; }
+        ];
+      };
+    in
+    import (pkgs.path + "/nixos/lib/make-disk-image.nix") {
+      inherit lib pkgs;
+      inherit (system) config;
+      format = "qcow2";
+      diskSize = vm.base.diskSize;
+      partitionTableType = "legacy";
+    };
+
+  baseImage = vm:
+    if vm.base.image != null then vm.base.image
+    else "${buildBaseImage vm}/nixos.qcow2";
+
+  sshSource = vm:
+    if vm.sshAuthorizedKeys != [ ] then
+      pkgs.writeTextDir "authorized_keys" (concatStringsSep "\n" vm.sshAuthorizedKeys + "\n")
+    else vm.sshDir;
+
+  # docs/spec.md, version 1. Keys at their default are left out.
+  mkSpec = name: vm:
+    let
+      ssh = sshSource vm;
+      net = vm.network;
+      forward = f:
+        { inherit (f) hostPort guestPort; }
+        // optionalAttrs (f.protocol != "tcp") { inherit (f) protocol; }
+        // optionalAttrs (f.hostAddress != "") { inherit (f) hostAddress; };
+      network =
+        optionalAttrs (net.mode != "user") { inherit (net) mode; }
+        // optionalAttrs (net.forwards != [ ]) { forwards = map forward net.forwards; }
+        // optionalAttrs (net.mode == "bridge") { inherit (net) bridge; }
+        // optionalAttrs (net.mode == "libvirt") { inherit (net) libvirtNetwork; }
+        // optionalAttrs (net.mac != null) { inherit (net) mac; };
+      rebuild =
+        optionalAttrs (vm.rebuild.mode != "classic") { inherit (vm.rebuild) mode; }
+        // optionalAttrs (vm.rebuild.target != null) { inherit (vm.rebuild) target; }
+        // optionalAttrs (vm.rebuild.extraArgs != [ ]) { inherit (vm.rebuild) extraArgs; }
+        // optionalAttrs (vm.rebuild.timeoutSeconds != 3600) { inherit (vm.rebuild) timeoutSeconds; }
+        // optionalAttrs (vm.rebuild.maxAttempts != 3) { inherit (vm.rebuild) maxAttempts; }
+        // optionalAttrs (!vm.rebuild.respecializeOnChange) { respecializeOnChange = false; };
+    in
+    {
+      version = 1;
+      inherit name;
+      base = { image = baseImage vm; }
+        // optionalAttrs (vm.base.image != null && vm.base.format != "qcow2") { inherit (vm.base) format; };
+      inherit (vm) stateDir;
+      sources = {
+        config = vm.configDir;
+        self = vm.selfDir;
+      }
+      // optionalAttrs (ssh != null) { inherit ssh; }
+      // optionalAttrs vm.allowPrivateKeys { allowPrivateKeys = true; };
+      inherit (vm) memory vcpus;
+    }
+    // optionalAttrs (cfg.cacheDir != "/var/lib/sprout/cache") { inherit (cfg) cacheDir; }
+    // optionalAttrs (vm.diskSize != null) { inherit (vm) diskSize; }
+    // optionalAttrs (rebuild != { }) { inherit rebuild; }
+    // optionalAttrs (vm.backend != "qemu") { inherit (vm) backend; }
+    // optionalAttrs (vm.backend == "libvirt" && vm.libvirt.uri != "qemu:///system") { libvirt.uri = vm.libvirt.uri; }
+    // optionalAttrs (network != { }) { inherit network; }
+    // optionalAttrs (vm.kernel != null) {
+      kernel = { inherit (vm.kernel) path cmdline; }
+        // optionalAttrs (vm.kernel.initrd != null) { inherit (vm.kernel) initrd; };
+    }
+    // optionalAttrs (vm.extraQemuArgs != [ ]) { qemuArgs = vm.extraQemuArgs; }
+    // optionalAttrs vm.vnc { vnc = true; }
+    // optionalAttrs (vm.baseChange != "keep") { inherit (vm) baseChange; }
+    // optionalAttrs (vm.ready != "specialized") { inherit (vm) ready; }
+    // optionalAttrs (vm.shutdownTimeout != 60) { shutdownTimeoutSeconds = vm.shutdownTimeout; }
+    // optionalAttrs vm.restartOnChange { restartOnChange = true; }
+    # A libvirt domain's life is tied to its unit (sprout-vms.target starts it), so
+    # libvirt must not autostart it by itself, e.g. after the master switch is off.
+    // optionalAttrs (!vm.autostart || vm.backend == "libvirt") { autostart = false; };
+
+  specFile = name:
+    let json = pkgs.writeText "sprout-vm-${name}.json" (builtins.toJSON cfg.specs.${name});
+    in
+    if cfg.checkSpecs then
+      pkgs.runCommand "sprout-vm-${name}-checked.json" { } ''
+        ${sprout} check-spec ${json}
+        cp ${json} $out
+      ''
+    else json;
+
+  # The gc unit exists whenever libvirtd does, so that removing the last libvirt VM
+  # also undefines it.
+  libvirtd = config.virtualisation.libvirtd.enable;
+  domainList = concatStringsSep ""
+    (map (name: name + "\n") (attrNames (filterAttrs (_: vm: vm.backend == "libvirt") cfg.vms)));
+
+  mkUnit = name: vm:
+    let
+      spec = specPath name;
+      libvirt = vm.backend == "libvirt";
+      # Long enough for a first boot that builds the specialized system.
+      startTimeout =
+        if vm.ready == "specialized"
+        then vm.rebuild.timeoutSeconds * vm.rebuild.maxAttempts + 600
+        else 600;
+    in
+    {
+      description = "sprout VM ${name}";
+      wantedBy = optional vm.autostart "sprout-vms.target";
+      after = [ "network.target" ] ++ optional libvirt "libvirtd.service";
+      requires = optional libvirt "libvirtd.service";
+
+      restartIfChanged = vm.restartOnChange;
+      restartTriggers = optional vm.restartOnChange (specFile name);
+
+      serviceConfig = {
+        # `sprout run` and `sprout watch` send READY=1 as `ready` says.
+        Type = "notify";
+        NotifyAccess = "main";
+        ExecStart =
+          if libvirt then "${sprout} watch --spec ${spec}"
+          else "${sprout} run --spec ${spec}";
+        # SIGTERM goes to sprout alone, which shuts the guest down gracefully (QMP
+        # powerdown, or libvirt shutdown); qemu is killed only after TimeoutStopSec.
+        KillMode = "mixed";
+        TimeoutStartSec = startTimeout;
+        TimeoutStopSec = vm.shutdownTimeout + 30;
+        Restart = "on-failure";
+        RestartSec = 10;
+      } // optionalAttrs libvirt {
+        ExecStartPre = "${sprout} define --spec ${spec} --start";
+      };
+    };
+
+  gcScript = pkgs.writeShellScript "sprout-libvirt-gc" ''
+    set -u
+    current=/etc/sprout/libvirt-domains
+    previous=/var/lib/sprout/libvirt-domains
+    if [ -e "$previous" ]; then
+      while IFS= read -r name; do
+        [ -n "$name" ] || continue
+        if ! grep -qxF -- "$name" "$current"; then
+          echo "VM $name was removed from the configuration: undefining its libvirt domain (disks stay)"
+          ${sprout} undefine "$name" || echo "could not undefine $name" >&2
+        fi
+      done < "$previous"
+    fi
+    mkdir -p /var/lib/sprout
+    cp "$current" "$previous"
+  '';
+in
+{
+  imports = [ ./options.nix ];
+
+  config = mkIf cfg.enable {
+    assertions = concatMap
+      (name:
+        let
+          vm = cfg.vms.${name};
+          opt = "virtualisation.sprout.vms.${name}";
+        in
+        [
+          {
+            assertion = builtins.match "[A-Za-z0-9_][A-Za-z0-9._-]{0,63}" name != null;
+            message = "${opt}: a VM name is 1-64 characters of A-Z a-z 0-9 . _ - and does not start with . or -.";
+          }
+          {
+            assertion = (vm.base.modules != [ ]) != (vm.base.image != null);
+            message = "${opt}: set exactly one of base.modules (build the base image) and base.image (a prebuilt image).";
+          }
+          {
+            assertion = vm.base.modules != [ ] -> vm.base.format == "qcow2";
+            message = "${opt}.base.format: images built from base.modules are qcow2.";
+          }
+          {
+            assertion = !(vm.sshAuthorizedKeys != [ ] && vm.sshDir != null);
+            message = "${opt}: set sshAuthorizedKeys or sshDir, not both.";
+          }
+          {
+            assertion = vm.allowPrivateKeys -> vm.sshDir != null;
+            message = "${opt}.allowPrivateKeys only applies to sshDir, which is not set.";
+          }
+          {
+            assertion = vm.network.forwards != [ ] -> vm.network.mode == "user";
+            message = "${opt}.network.forwards: port forwards need network.mode = \"user\" (it is \"${vm.network.mode}\").";
+          }
+          {
+            assertion = vm.network.mode == "libvirt" -> vm.backend == "libvirt";
+            message = "${opt}.network.mode = \"libvirt\" needs backend = \"libvirt\".";
+          }
+          {
+            assertion = vm.backend == "libvirt" -> config.virtualisation.libvirtd.enable;
+            message = "${opt}.backend = \"libvirt\" needs virtualisation.libvirtd.enable = true.";
+          }
+          {
+            assertion = vm.rebuild.mode == "flake" && vm.rebuild.target == null && builtins.isPath vm.configDir
+              -> builtins.pathExists (vm.configDir + "/flake.nix");
+            message = "${opt}.rebuild: flake mode builds /etc/nixos#self by default, but configDir has no flake.nix; set rebuild.target.";
+          }
+        ])
+      (attrNames cfg.vms);
+
+    warnings = concatMap
+      (name:
+        let vm = cfg.vms.${name}; in
+        optional
+          (vm.rebuild.mode == "classic" && vm.rebuild.target == null && builtins.isPath vm.selfDir
+            && !builtins.pathExists (vm.selfDir + "/configuration.nix"))
+          "virtualisation.sprout.vms.${name}: selfDir has no configuration.nix, which classic mode builds by default; the VM will not specialize.")
+      (attrNames cfg.vms);
+
+    virtualisation.sprout.specs = mapAttrs mkSpec cfg.vms;
+
+    environment.systemPackages = [ cfg.package ];
+
+    environment.etc = mapAttrs'
+      (name: _: nameValuePair "sprout/vms/${name}.json" { source = specFile name; })
+      cfg.vms
+    // optionalAttrs libvirtd {
+      "sprout/libvirt-domains".text = domainList;
+    };
+
+    systemd.tmpfiles.rules = [
+      "d /var/lib/sprout 0755 root root -"
+      "d /var/lib/sprout/vms 0750 root root -"
+      "d ${cfg.cacheDir} 0750 root root -"
+      "d /nix/var/nix/gcroots/sprout 0755 root root -"
+    ] ++ map (vm: "d ${vm.stateDir} 0750 root root -") (attrValues cfg.vms);
+
+    systemd.targets.sprout-vms = {
+      description = "sprout VMs";
+      wantedBy = [ "multi-user.target" ];
+    };
+
+    systemd.services = mapAttrs' (name: vm: nameValuePair "sprout-vm@${name}" (mkUnit name vm)) cfg.vms
+    // optionalAttrs libvirtd {
+      sprout-libvirt-gc = {
+        description = "Undefine libvirt domains of removed sprout VMs";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "libvirtd.service" ];
+        requires = [ "libvirtd.service" ];
+        before = [ "sprout-vms.target" ];
+        restartTriggers = [ (builtins.hashString "sha256" domainList) ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = gcScript;
+        };
+      };
+    };
+  };
+}

@@ -1,0 +1,130 @@
+# Evaluation cases for sprout's NixOS modules, run by eval-test.py:
+#   nix-instantiate --eval --strict --json --readonly-mode tests/nix/cases.nix \
+#     --argstr libPath "$NIXPKGS_LIB" -A <case>
+{ libPath }:
+let
+  lib = import libPath;
+  pkgs = import ./fixtures/pkgs.nix { inherit lib; };
+
+  eval = modules: lib.evalModules {
+    modules = [ ./fixtures/nixos.nix { _module.args.pkgs = pkgs; } ] ++ modules;
+  };
+
+  # What a host configuration produces, as plain data.
+  hostResult = modules:
+    let
+      config = (eval modules).config;
+      sprout = lib.filterAttrs (n: _: lib.hasPrefix "sprout" n) config.systemd.services;
+    in
+    {
+      # Exactly what /etc/sprout/vms/NAME.json holds: builtins.toJSON, parsed back.
+      specs = builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.toJSON config.virtualisation.sprout.specs));
+      etc = lib.mapAttrs (_: f: { inherit (f) text; source = if f.source == null then null else toString f.source; })
+        (lib.filterAttrs (n: _: lib.hasPrefix "sprout/" n) config.environment.etc);
+      units = lib.mapAttrs
+        (_: u: {
+          inherit (u) wantedBy after requires restartIfChanged;
+          restartTriggers = map toString u.restartTriggers;
+          serviceConfig = lib.mapAttrs (_: toString) u.serviceConfig;
+        })
+        sprout;
+      targets = lib.mapAttrs (_: t: { inherit (t) wantedBy; }) config.systemd.targets;
+      tmpfiles = config.systemd.tmpfiles.rules;
+      systemPackages = map toString config.environment.systemPackages;
+      failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+      inherit (config) warnings;
+    };
+
+  # A minimal valid VM, to break in one way per case.
+  vm = extra: {
+    imports = [ ../../nixos/host.nix ];
+    virtualisation.sprout.enable = true;
+    virtualisation.sprout.vms.t = lib.recursiveUpdate
+      {
+        base.image = "/nix/store/00000000000000000000000000000000-base/nixos.qcow2";
+        configDir = "/etc/nixos-vms";
+      }
+      extra;
+  };
+in
+{
+  examples = {
+    nixos-on-nixos = hostResult [ ../../examples/nixos-on-nixos/hosts/vmhost/configuration.nix ];
+    qemu-quickstart = hostResult [ ../../examples/qemu-quickstart/configuration.nix ];
+    libvirt = hostResult [ ../../examples/libvirt/configuration.nix ];
+  };
+
+  minimal = hostResult [ (vm { }) ];
+
+  # Everything non-default, to check every spec key the module can write.
+  everything = hostResult [
+    (vm {
+      base.image = "/images/base.img";
+      base.format = "raw";
+      selfDir = "/etc/nixos-vms/hosts/other";
+      sshDir = "/root/.ssh";
+      allowPrivateKeys = true;
+      memory = { amount = 1536; unit = "MB"; };
+      vcpus = 4;
+      diskSize = { amount = 40; unit = "G"; };
+      network = {
+        mode = "user";
+        forwards = [ { protocol = "udp"; hostAddress = "127.0.0.1"; hostPort = 5353; guestPort = 53; } ];
+        mac = "52:54:00:12:34:56";
+      };
+      kernel = { path = "/boot/bzImage"; initrd = "/boot/initrd"; cmdline = "console=ttyS0"; };
+      extraQemuArgs = [ "-device" "virtio-rng-pci" ];
+      vnc = true;
+      autostart = false;
+      rebuild = {
+        mode = "flake";
+        target = "/etc/nixos#t";
+        extraArgs = [ "--show-trace" ];
+        timeoutSeconds = 600;
+        maxAttempts = 5;
+        respecializeOnChange = false;
+      };
+      baseChange = "rebase";
+      ready = "started";
+      shutdownTimeout = 30;
+      restartOnChange = true;
+      stateDir = "/srv/vms/t";
+    })
+    { virtualisation.sprout.cacheDir = "/srv/sprout-cache"; }
+  ];
+
+  disabled = hostResult [ (vm { }) { virtualisation.sprout.enable = lib.mkForce false; } ];
+
+  bad = lib.mapAttrs (_: modules: (hostResult modules).failedAssertions) {
+    forwardsWithBridge = [ (vm { network = { mode = "bridge"; forwards = [ { hostPort = 1; guestPort = 2; } ]; }; }) ];
+    sshBoth = [ (vm { sshDir = "/root/.ssh"; sshAuthorizedKeys = [ "ssh-ed25519 AAAA x" ]; }) ];
+    noBase = [ (vm { base.image = null; }) ];
+    bothBases = [ (vm { base.modules = [ { } ]; }) ];
+    flakeWithoutTarget = [ (vm { configDir = ../../examples/qemu-quickstart/vm; rebuild.mode = "flake"; }) ];
+    libvirtWithoutLibvirtd = [ (vm { backend = "libvirt"; }) ];
+    libvirtNetworkOnQemu = [ (vm { network.mode = "libvirt"; }) ];
+    privateKeysWithoutSshDir = [ (vm { allowPrivateKeys = true; }) ];
+    badName = [ { imports = [ (vm { }) ]; virtualisation.sprout.vms."-x" = { base.image = "/i"; configDir = "/c"; }; } ];
+  };
+
+  # Must fail to evaluate, with nixpkgs' type error naming the option.
+  memoryLots = (hostResult [ (vm { memory = "lots"; }) ]).specs;
+
+  guest =
+    let
+      config = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;
+      agent = config.systemd.services.sprout-agent;
+    in
+    {
+      agentConfig = builtins.fromJSON config.environment.etc."sprout/agent.json".text;
+      pinnedModule = toString config.environment.etc."sprout/nixos/guest.nix".source;
+      service = {
+        inherit (agent) wantedBy after before restartIfChanged;
+        path = map toString agent.path;
+        serviceConfig = lib.mapAttrs (_: toString) agent.serviceConfig;
+      };
+      inherit (config.boot) kernelModules kernelParams;
+      initrdModules = config.boot.initrd.availableKernelModules;
+      fileSystems = config.fileSystems;
+    };
+}
