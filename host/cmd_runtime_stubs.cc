@@ -1,4 +1,4 @@
-// Commands of later milestones that are not built yet say so plainly.
+// Runtime commands (run, watch, status, wait): not built yet, and they say so.
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
@@ -16,9 +16,5 @@ int cmd_run(const Args&) { return not_yet("run"); }
 int cmd_watch(const Args&) { return not_yet("watch"); }
 int cmd_status(const Args&) { return not_yet("status"); }
 int cmd_wait(const Args&) { return not_yet("wait"); }
-int cmd_domain_xml(const Args&) { return not_yet("domain-xml"); }
-int cmd_define(const Args&) { return not_yet("define"); }
-int cmd_undefine(const Args&) { return not_yet("undefine"); }
-int cmd_stop(const Args&) { return not_yet("stop"); }
 
 }  // namespace sprout
