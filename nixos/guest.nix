@@ -17,7 +17,7 @@
 #       "respecializeOnChange": true
 #     },
 #     "rebootCommand": [ "systemctl", "reboot" ],
-#     "stateDir": "/var/lib/sprout-agent"
+#     "stateDir": "/var/lib/sprout"
 #   }
 # "ssh" is null when ssh.enable is false. Rebuild mode, target and extra arguments
 # come from the host's spec; the values here are the guest's own defaults.
@@ -121,7 +121,7 @@ in
 
     stateDir = mkOption {
       type = types.str;
-      default = "/var/lib/sprout-agent";
+      default = "/var/lib/sprout";
       description = "Where the agent remembers what it specialized.";
     };
 

@@ -182,7 +182,7 @@ def main():
             "rebuild": {"command": ["nixos-rebuild", "boot"], "timeoutSeconds": 3600, "maxAttempts": 3,
                         "respecializeOnChange": True},
             "rebootCommand": ["systemctl", "reboot"],
-            "stateDir": "/var/lib/sprout-agent"}, "guest: /etc/sprout/agent.json")
+            "stateDir": "/var/lib/sprout"}, "guest: /etc/sprout/agent.json")
         s = g["service"]
         check(s["serviceConfig"]["Type"] == "exec" and s["wantedBy"] == ["multi-user.target"]
               and s["before"] == [] and s["restartIfChanged"] is False,
