@@ -3,8 +3,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <exception>
+#include <mutex>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -13,13 +18,12 @@
 
 namespace sprout {
 
-namespace {
-
-void hash_file(Sha256& h, const TreeEntry& e) {
-  int fd = ::open(e.abs.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), e.abs.string());
+std::string file_content_hash(const std::filesystem::path& path, std::uint64_t expected_size) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), path.string());
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::vector<char> buf(1 << 20);
+  static thread_local std::vector<char> buf(256 << 10);
+  Sha256 h;
   std::uint64_t total = 0;
   for (;;) {
     ssize_t n = ::read(fd, buf.data(), buf.size());
@@ -27,34 +31,79 @@ void hash_file(Sha256& h, const TreeEntry& e) {
       if (errno == EINTR) continue;
       int err = errno;
       ::close(fd);
-      throw std::system_error(err, std::generic_category(), e.abs.string());
+      throw std::system_error(err, std::generic_category(), path.string());
     }
     if (n == 0) break;
     h.update(buf.data(), static_cast<std::size_t>(n));
     total += static_cast<std::uint64_t>(n);
   }
   ::close(fd);
-  if (total != static_cast<std::uint64_t>(e.st.st_size))
-    throw std::runtime_error(fmt::format("{}: file changed while it was read", e.abs.string()));
+  if (total != expected_size) throw std::runtime_error(fmt::format("{}: file changed while it was read", path.string()));
+  return h.finish_hex();
 }
 
-}  // namespace
-
-std::string tree_digest(const std::filesystem::path& root, const TreeFilter& filter) {
-  Sha256 h;
-  h.update("sprout-tree-v1\n");
+std::string tree_digest(const std::filesystem::path& root, const TreeFilter& filter,
+                        const std::function<void(const TreeEntry&)>& also_visit, ContentHashCache* cache) {
+  // 1. Walk (sorted, validated), remembering the entries.
+  std::vector<TreeEntry> entries;
   walk_tree(
       root,
       [&](const TreeEntry& e) {
-        char type = S_ISDIR(e.st.st_mode) ? 'd' : S_ISLNK(e.st.st_mode) ? 'l' : 'f';
-        // Length-prefixed name so no name can imitate a record boundary.
-        auto header = fmt::format("{} {} {} {:o} {} {} {}\n", type, e.rel.size(), e.rel, e.st.st_mode & 07777,
-                                  e.st.st_uid, e.st.st_gid, type == 'f' ? e.st.st_size : 0);
-        h.update(header);
-        if (type == 'l') h.update(fmt::format("{} {}\n", e.link_target.size(), e.link_target));
-        if (type == 'f') hash_file(h, e);
+        entries.push_back(e);
+        if (also_visit) also_visit(e);
       },
       filter);
+
+  // 2. Hash file contents, in parallel, unless the cache knows them.
+  std::vector<std::string> hashes(entries.size());
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    if (!S_ISREG(e.st.st_mode)) continue;
+    if (cache) {
+      if (auto h = cache->lookup(e.rel, e.st)) {
+        hashes[i] = *h;
+        continue;
+      }
+    }
+    todo.push_back(i);
+  }
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto worker = [&] {
+    for (std::size_t k; (k = next.fetch_add(1)) < todo.size();) {
+      const auto& e = entries[todo[k]];
+      try {
+        hashes[todo[k]] = file_content_hash(e.abs, static_cast<std::uint64_t>(e.st.st_size));
+        if (cache) cache->store(e.rel, e.st, hashes[todo[k]]);
+      } catch (...) {
+        std::lock_guard lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+        next = todo.size();
+      }
+    }
+  };
+  std::size_t threads = std::min<std::size_t>({std::max(1u, std::thread::hardware_concurrency()), 8,
+                                               todo.size() / 16 + 1});
+  std::vector<std::thread> pool;
+  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+
+  // 3. Combine in walk order.
+  Sha256 h;
+  h.update("sprout-tree-v2\n");
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    char type = S_ISDIR(e.st.st_mode) ? 'd' : S_ISLNK(e.st.st_mode) ? 'l' : 'f';
+    // Length-prefixed name so no name can imitate a record boundary.
+    h.update(fmt::format("{} {} {} {:o} {} {} {}\n", type, e.rel.size(), e.rel, e.st.st_mode & 07777, e.st.st_uid,
+                         e.st.st_gid, type == 'f' ? e.st.st_size : 0));
+    if (type == 'l') h.update(fmt::format("{} {}\n", e.link_target.size(), e.link_target));
+    if (type == 'f') h.update(hashes[i] + "\n");
+  }
   return h.finish_hex();
 }
 

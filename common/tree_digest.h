@@ -1,18 +1,40 @@
 // Tree digests: SHA-256 over a canonical walk of a directory (sorted names, file
-// type, mode bits, uid/gid, size, content, symlink targets). The same tree gives the
-// same digest on any machine; any change that would change the exported disk
-// changes it. Timestamps are not part of it (exported images have fixed times).
+// type, mode bits, uid/gid, size, the SHA-256 of each file's content, symlink
+// targets). The same tree gives the same digest on any machine; any change that
+// would change the exported disk changes it. Timestamps are not part of it
+// (exported images have fixed times). File contents are hashed on several threads;
+// a ContentHashCache may supply hashes of files known to be unchanged.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "tree.h"
 
 namespace sprout {
 
+/// Remembers content hashes of files by path and stat identity (size, mtime, ctime,
+/// inode), so an unchanged tree is not read again. Implementations must be
+/// thread-safe for concurrent lookup/store.
+class ContentHashCache {
+ public:
+  virtual ~ContentHashCache() = default;
+  virtual std::optional<std::string> lookup(const std::string& rel, const struct stat& st) = 0;
+  virtual void store(const std::string& rel, const struct stat& st, const std::string& hash) = 0;
+};
+
 /// Hex SHA-256 of the tree at `root`, restricted to entries `filter` accepts.
-std::string tree_digest(const std::filesystem::path& root, const TreeFilter& filter = {});
+/// `also_visit` sees every hashed entry (to gather other facts in the same walk).
+std::string tree_digest(const std::filesystem::path& root, const TreeFilter& filter = {},
+                        const std::function<void(const TreeEntry&)>& also_visit = {},
+                        ContentHashCache* cache = nullptr);
+
+/// Hex SHA-256 of one file's content. Throws if it cannot be read whole.
+std::string file_content_hash(const std::filesystem::path& path, std::uint64_t expected_size);
 
 /// Hex SHA-256 of a generation: the roles' digests plus the rebuild settings, in a
 /// fixed order. Stable across hosts.

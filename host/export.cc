@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <system_error>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
+#include "digest_cache.h"
 #include "error.h"
 #include "ext4_image.h"
 #include "sha256.h"
@@ -80,6 +82,7 @@ struct RoleInput {
   TreeFilter filter;    ///< what of it is exported
   std::string digest;   ///< of the filtered tree
   bool needs_staging = false;
+  TreeSize size;        ///< what the filtered tree needs on disk
 };
 
 ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const std::string& extra_file_name,
@@ -109,7 +112,7 @@ ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const st
       }
       build_ext4_image(staging.path, std::string(info.label), key, pending.temp_path());
     } else {
-      build_ext4_image(in.source, std::string(info.label), key, pending.temp_path());
+      build_ext4_image(in.source, std::string(info.label), key, pending.temp_path(), in.size);
     }
     fs::permissions(pending.temp_path(), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
     pending.commit();
@@ -162,6 +165,7 @@ ExportResult export_disks(const ExportRequest& request) {
   ExportResult result;
   SshFilter ssh_filter(req.allow_private_keys);
 
+  ensure_directory(req.cache_dir, "cache directory");
   std::vector<RoleInput> inputs;
   inputs.push_back({DiskRole::config, req.config_source, {}, "", false});
   inputs.push_back({DiskRole::self, req.self_source, {}, "", false});
@@ -171,8 +175,9 @@ ExportResult export_disks(const ExportRequest& request) {
     inputs.push_back({DiskRole::ssh, *req.ssh_source, {}, "", true});
   }
   for (auto& in : inputs) {
+    auto t0 = std::chrono::steady_clock::now();
     if (in.role == DiskRole::ssh) {
-      in.digest = tree_digest(in.source, std::ref(ssh_filter));
+      in.digest = tree_digest(in.source, std::ref(ssh_filter));  // staged copy is measured later
       auto excluded = ssh_filter.excluded();
       in.filter = [excluded](const TreeEntry& e) {
         for (const auto& x : excluded)
@@ -180,8 +185,12 @@ ExportResult export_disks(const ExportRequest& request) {
         return true;
       };
     } else {
-      in.digest = tree_digest(in.source);
+      DigestCacheFile cache(req.cache_dir, in.source);
+      in.digest = tree_digest(in.source, {}, [&in](const TreeEntry& e) { account_entry(in.size, e); }, &cache);
+      cache.save();
     }
+    spdlog::debug("{}: digest in {:.0f} ms", in.source.string(),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   result.excluded = ssh_filter.excluded();
   for (const auto& x : result.excluded)
@@ -196,7 +205,6 @@ ExportResult export_disks(const ExportRequest& request) {
   m.rebuild = req.rebuild;
   m.generation = generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump());
 
-  ensure_directory(req.cache_dir, "cache directory");
   ensure_directory(req.out_dir, "state directory");
   for (const auto& in : inputs) {
     if (in.role == DiskRole::self)

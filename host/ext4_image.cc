@@ -2,10 +2,12 @@
 
 #include <ext2fs/ext2fs.h>
 
+#include <chrono>
 #include <stdexcept>
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "subprocess.h"
 #include "tree.h"
@@ -34,19 +36,21 @@ std::string uuid_from_hex(const std::string& hex) {
                      h.substr(20, 12));
 }
 
+void account_entry(TreeSize& t, const TreeEntry& e) {
+  if (S_ISDIR(e.st.st_mode)) {
+    ++t.dirs;
+  } else if (S_ISLNK(e.st.st_mode)) {
+    ++t.symlinks;
+    if (e.link_target.size() >= 60) t.data_bytes += kBlock;  // not a fast symlink
+  } else {
+    ++t.files;
+    t.data_bytes += round_up(static_cast<std::uint64_t>(e.st.st_size), kBlock);
+  }
+}
+
 TreeSize measure_tree(const fs::path& dir) {
   TreeSize t;
-  walk_tree(dir, [&](const TreeEntry& e) {
-    if (S_ISDIR(e.st.st_mode)) {
-      ++t.dirs;
-    } else if (S_ISLNK(e.st.st_mode)) {
-      ++t.symlinks;
-      if (e.link_target.size() >= 60) t.data_bytes += kBlock;  // not a fast symlink
-    } else {
-      ++t.files;
-      t.data_bytes += round_up(static_cast<std::uint64_t>(e.st.st_size), kBlock);
-    }
-  });
+  walk_tree(dir, [&](const TreeEntry& e) { account_entry(t, e); });
   return t;
 }
 
@@ -103,8 +107,14 @@ void normalize_ext4_image(const fs::path& image) {
 }
 
 void build_ext4_image(const fs::path& dir, const std::string& label, const std::string& seed_hex,
-                      const fs::path& out) {
-  TreeSize t = measure_tree(dir);
+                      const fs::path& out, const std::optional<TreeSize>& measured) {
+  using Clock = std::chrono::steady_clock;
+  auto ms_since = [](Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  auto t0 = Clock::now();
+  TreeSize t = measured ? *measured : measure_tree(dir);
+  spdlog::debug("{}: measured in {:.0f} ms", dir.string(), ms_since(t0));
   std::uint64_t size = image_size_for(t);
   std::uint64_t inodes = t.files + t.dirs + t.symlinks + 64;
   std::string uuid = uuid_from_hex(seed_hex);
@@ -126,7 +136,9 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
             std::to_string(size / 1024) + "k"};
   o.env = {{"E2FSPROGS_FAKE_TIME", std::to_string(kExportTimestamp)}};
   o.timeout = std::chrono::minutes(30);
+  t0 = Clock::now();
   auto r = run_process(o);
+  spdlog::debug("{}: mkfs.ext4 took {:.0f} ms", dir.string(), ms_since(t0));
   if (!r.ok()) {
     std::string tail;
     for (const auto& l : r.last_lines(10)) tail += "\n  " + l;
@@ -134,7 +146,9 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
       throw std::runtime_error(fmt::format("cannot run mkfs.ext4 ({}); install e2fsprogs", r.error));
     throw std::runtime_error(fmt::format("mkfs.ext4 for {} {}{}", dir.string(), r.describe(), tail));
   }
+  t0 = Clock::now();
   normalize_ext4_image(out);
+  spdlog::debug("{}: normalized in {:.0f} ms", out.string(), ms_since(t0));
 }
 
 }  // namespace sprout

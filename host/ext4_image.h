@@ -6,7 +6,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
+
+#include "tree.h"
 
 namespace sprout {
 
@@ -24,11 +27,14 @@ std::uint64_t image_size_for(const TreeSize& t);
 
 /// Counts what the tree at `dir` needs.
 TreeSize measure_tree(const std::filesystem::path& dir);
+/// Adds one walked entry to `t` (for callers that walk the tree anyway).
+void account_entry(TreeSize& t, const TreeEntry& e);
 
 /// Builds `out` (overwriting it: callers pass a temporary path) from `dir`.
 /// `seed_hex` (>= 32 hex digits) fixes the UUID and hash seed.
+/// `size`: what the tree needs, when the caller already measured it.
 void build_ext4_image(const std::filesystem::path& dir, const std::string& label, const std::string& seed_hex,
-                      const std::filesystem::path& out);
+                      const std::filesystem::path& out, const std::optional<TreeSize>& size = std::nullopt);
 
 /// Sets every in-use inode's times to kExportTimestamp and its owner to root:root.
 void normalize_ext4_image(const std::filesystem::path& image);

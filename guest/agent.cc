@@ -1,0 +1,320 @@
+#include "agent.h"
+
+#include <poll.h>
+#include <sys/resource.h>
+
+#include <chrono>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "agent_state.h"
+#include "decision.h"
+#include "disk_finder.h"
+#include "manifest.h"
+#include "rebuild.h"
+#include "root_path.h"
+#include "status_channel.h"
+
+namespace sprout::agent {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+double round2(double v) { return static_cast<double>(static_cast<long long>(v * 100 + 0.5)) / 100; }
+
+json cpu_ms() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  double user = ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3;
+  double sys = ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3;
+  return json{{"user", round2(user)}, {"system", round2(sys)}, {"total", round2(user + sys)}};
+}
+
+bool cancelled(int fd) {
+  if (fd < 0) return false;
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+class Run {
+ public:
+  Run(const AgentOptions& o, Mounter& m) : o_(o), cfg_(o.config), m_(m) {}
+
+  int go() {
+    start_ = Clock::now();
+    // --- report: open the channel, say we started --------------------------------
+    auto t = Clock::now();
+    std::string boot_id = read_small_file(under_root(o_.root, "/proc/sys/kernel/random/boot_id"), 64);
+    if (boot_id.empty()) boot_id = "unknown";
+    std::string port = o_.status_port_path;
+    if (port.empty()) {
+      std::string guest_port = find_virtio_port(o_.root, cfg_.status_port);
+      if (!guest_port.empty()) port = under_root(o_.root, guest_port).string();
+    }
+    int fd = port.empty() ? -1 : StatusChannel::open_port(port);
+    if (!port.empty() && fd < 0) spdlog::warn("cannot open status port {}: {}", port, std::strerror(errno));
+    ch_ = std::make_unique<StatusChannel>(fd, under_root(o_.root, cfg_.effective_log_file()), boot_id);
+    json sd{{"statusPort", port.empty() ? json(nullptr) : json(port)}, {"pid", ::getpid()}};
+    if (o_.config_missing) sd["configMissing"] = o_.config_path;
+    if (!ch_->log_error().empty()) sd["logFileError"] = ch_->log_error();
+    ch_->send(Phase::starting, "sprout-agent started", sd);
+    report_ms_ += ms_since(t);
+
+    // --- find ---------------------------------------------------------------------
+    t = Clock::now();
+    auto wait = std::chrono::milliseconds(static_cast<long long>(cfg_.disk_wait_seconds * 1000));
+    auto found = find_disks(o_.root, {DiskRole::config, DiskRole::self}, wait);
+    find_ms_ = ms_since(t);
+    for (DiskRole r : {DiskRole::config, DiskRole::self}) {
+      if (!found.count(r)) {
+        const auto& info = role_info(r);
+        return fail(fmt::format("required disk '{}' not found within {} s (virtio serial {}, label {})", info.name,
+                                cfg_.disk_wait_seconds, info.serial, info.label),
+                    json{{"disk", info.name}, {"serial", info.serial}, {"label", info.label}});
+      }
+    }
+    if (cancelled(o_.cancel_fd)) return interrupted();
+
+    // --- mount --------------------------------------------------------------------
+    t = Clock::now();
+    json disks = json::object();
+    for (auto& [r, f] : found) disks[std::string(role_info(r).name)] = disk_json(f);
+    ch_->send(Phase::mounting, "mounting the configuration disks", json{{"disks", disks}});
+    report_ms_ += ms_since(t);
+    t = Clock::now();
+    if (int rc = mount_one(found.at(DiskRole::config), cfg_.config_mount, false); rc >= 0) return rc;
+    if (int rc = mount_one(found.at(DiskRole::self), cfg_.self_mount, false); rc >= 0) return rc;
+    mount_ms_ = ms_since(t);
+
+    // --- decide -------------------------------------------------------------------
+    t = Clock::now();
+    Manifest m;
+    std::string manifest_path = cfg_.self_mount + "/" + kManifestFileName;
+    try {
+      m = load_manifest(under_root(o_.root, manifest_path).string());
+    } catch (const std::exception& e) {
+      return fail(fmt::format("cannot use the manifest: {}", e.what()), json{{"manifest", manifest_path}});
+    }
+    ch_->set_vm(m.name);
+    ch_->set_generation(m.generation);
+    manifest_ = m;
+    fs::path state_file = under_root(o_.root, cfg_.state_dir + "/state.json");
+    LoadedState loaded = load_agent_state(state_file);
+    if (!loaded.problem.empty()) {
+      state_problem_ = loaded.problem;
+      spdlog::warn("{}", loaded.problem);
+    }
+    DecisionInput in;
+    in.generation = m.generation;
+    in.max_attempts = m.rebuild.max_attempts;
+    in.respecialize_on_change = m.rebuild.respecialize_on_change;
+    in.state = loaded.state;
+    in.current_system = resolve_in_root(o_.root, "/run/current-system");
+    Decision d = decide(in);
+    decide_ms_ = ms_since(t);
+
+    // The ssh disk: optional, looked for only when the manifest says there is one.
+    if (!m.ssh_digest.empty() && cfg_.ssh_mount) {
+      t = Clock::now();
+      mount_ssh(wait);
+      mount_ms_ += ms_since(t);
+    }
+
+    switch (d.action) {
+      case Action::already_specialized:
+      case Action::keep_old:
+        return specialized(d.message, d, in.current_system);
+      case Action::record_applied:
+        if (!save(state_file, d.next_state)) return 1;
+        return specialized(d.message, d, in.current_system);
+      case Action::failed_not_booted:
+        return fail(d.message, json{{"builtSystem", d.next_state.built_system}, {"currentSystem", in.current_system}});
+      case Action::give_up:
+        return fail(d.message, json{{"attempts", d.next_state.attempts}, {"lastResult", d.next_state.last_result}});
+      case Action::specialize:
+        return specialize(d, state_file);
+    }
+    return fail("internal error: unknown decision", nullptr);
+  }
+
+ private:
+  json disk_json(const FoundDisk& f) {
+    return json{{"device", f.device}, {"foundBy", f.found_by}, {"readOnly", f.read_only}};
+  }
+
+  // -1: mounted; else the exit status to return.
+  int mount_one(const FoundDisk& f, const std::string& where, bool noexec) {
+    MountResult r = m_.mount(MountRequest{f.device, where, noexec});
+    if (r.ok) {
+      mount_points_.push_back(where);
+      if (r.already) spdlog::info("{} is already mounted at {}", f.device, where);
+      return -1;
+    }
+    return fail(fmt::format("cannot mount the {} disk: {}", role_info(f.role).name, r.error),
+                json{{"disk", role_info(f.role).name}, {"device", f.device}, {"mountPoint", where}});
+  }
+
+  void mount_ssh(std::chrono::milliseconds wait) {
+    auto found = find_disks(o_.root, {DiskRole::ssh}, wait);
+    if (!found.count(DiskRole::ssh)) {
+      ssh_note_ = "the manifest lists an ssh disk but it was not found; going on without it";
+      return;
+    }
+    MountResult r = m_.mount(MountRequest{found.at(DiskRole::ssh).device, *cfg_.ssh_mount, true});
+    if (r.ok) mount_points_.push_back(*cfg_.ssh_mount);
+    else ssh_note_ = "cannot mount the ssh disk: " + r.error;
+  }
+
+  json common_detail() {
+    json d = json::object();
+    auto t = Clock::now();
+    d["mounts"] = m_.options_of(mount_points_);
+    mount_ms_ += ms_since(t);
+    if (!state_problem_.empty()) d["stateProblem"] = state_problem_;
+    if (!ssh_note_.empty()) d["ssh"] = ssh_note_;
+    return d;
+  }
+
+  bool save(const fs::path& file, const AgentState& s) {
+    try {
+      save_agent_state(file, s);
+      return true;
+    } catch (const std::exception& e) {
+      fail(fmt::format("cannot write the state file {}: {}", file.string(), e.what()), nullptr);
+      return false;
+    }
+  }
+
+  int specialized(const std::string& message, const Decision& d, const std::string& current) {
+    auto t = Clock::now();
+    json detail = common_detail();
+    detail["action"] = action_name(d.action);
+    detail["currentSystem"] = current;
+    report_ms_ += ms_since(t);
+    detail["timingsMs"] = json{{"find", round2(find_ms_)},
+                               {"mount", round2(mount_ms_)},
+                               {"decide", round2(decide_ms_)},
+                               {"report", round2(report_ms_ + ms_since(t))},
+                               {"total", round2(ms_since(start_))}};
+    detail["cpuMs"] = cpu_ms();
+    ch_->send(Phase::specialized, message, detail);
+    finish();
+    return 0;
+  }
+
+  int fail(const std::string& message, json detail) {
+    if (!detail.is_object()) detail = json::object();
+    if (!state_problem_.empty()) detail["stateProblem"] = state_problem_;
+    ch_->send(Phase::failed, message, detail);
+    finish();
+    return 1;
+  }
+
+  int interrupted() { return fail("interrupted", json{{"signal", "SIGTERM"}}); }
+
+  void finish() {
+    auto timeout = std::chrono::milliseconds(static_cast<long long>(cfg_.flush_timeout_seconds * 1000));
+    if (!ch_->flush(timeout))
+      spdlog::warn("status: {} event(s) not taken by a host within {} s (they are in the log file {})", ch_->queued(),
+                   cfg_.flush_timeout_seconds, cfg_.effective_log_file());
+  }
+
+  int specialize(const Decision& d, const fs::path& state_file) {
+    AgentState st = d.next_state;
+    st.last_result = "attempt started";
+    if (!save(state_file, st)) return 1;  // never rebuild without a durable record of the attempt
+    RebuildSettings rs = manifest_.rebuild;
+    auto argv = rebuild_argv(cfg_.rebuild_command, rs);
+    json detail = common_detail();
+    detail["command"] = argv;
+    detail["attempt"] = d.attempt;
+    detail["maxAttempts"] = rs.max_attempts;
+    detail["timeoutSeconds"] = rs.timeout_seconds;
+    ch_->send(Phase::rebuilding, d.message + ": " + format_command(argv), detail);
+    if (cancelled(o_.cancel_fd)) return record_and_fail(state_file, st, "interrupted", "interrupted", nullptr);
+
+    RebuildRun run;
+    run.argv = argv;
+    run.timeout = std::chrono::seconds(rs.timeout_seconds);
+    run.cancel_fd = o_.cancel_fd;
+    run.log_file = under_root(o_.root, cfg_.state_dir + "/rebuild.log");
+    run.on_line = [&](std::string_view line) { ch_->send(Phase::log, std::string(line)); };
+    RebuildOutcome out = run_rebuild(run);
+    if (out.interrupted)
+      return record_and_fail(state_file, st, "interrupted", "interrupted",
+                             json{{"lastLines", out.last_lines}, {"signal", "SIGTERM"}});
+    if (!out.ok) {
+      std::string msg = fmt::format("rebuild {} (attempt {} of {})", out.describe, d.attempt, rs.max_attempts);
+      return record_and_fail(state_file, st, out.describe, msg,
+                             json{{"exitStatus", out.describe},
+                                  {"timedOut", out.timed_out},
+                                  {"lastLines", out.last_lines},
+                                  {"seconds", round2(out.seconds)},
+                                  {"rebuildLog", cfg_.state_dir + "/rebuild.log"}});
+    }
+    std::string built = resolve_in_root(o_.root, "/nix/var/nix/profiles/system");
+    if (built.empty())
+      return record_and_fail(state_file, st, "no system profile after the rebuild",
+                             "the rebuild succeeded but /nix/var/nix/profiles/system does not exist", nullptr);
+    st.built_system = built;
+    st.last_result = "rebuilt";
+    if (!save(state_file, st)) return 1;
+    ch_->send(Phase::rebuilt, fmt::format("rebuilt {} in {:.1f} s", built, out.seconds),
+              json{{"system", built}, {"seconds", round2(out.seconds)}, {"attempt", d.attempt}});
+    ch_->send(Phase::rebooting, "rebooting into the new system: " + format_command(cfg_.reboot_command),
+              json{{"command", cfg_.reboot_command}});
+    finish();
+    if (cancelled(o_.cancel_fd)) return fail("interrupted before the reboot", json{{"signal", "SIGTERM"}});
+    ProcessOptions po;
+    po.argv = cfg_.reboot_command;
+    po.timeout = std::chrono::seconds(120);
+    ProcessResult r = run_process(po);
+    if (!r.ok())
+      return fail(fmt::format("the reboot command `{}` {}", format_command(cfg_.reboot_command),
+                              r.started ? r.describe() : "could not start: " + r.error),
+                  json{{"lastLines", r.last_lines(20)}});
+    return 0;
+  }
+
+  int record_and_fail(const fs::path& state_file, AgentState st, const std::string& result, const std::string& msg,
+                      json detail) {
+    st.last_result = result;
+    try {
+      save_agent_state(state_file, st);
+    } catch (const std::exception& e) {
+      spdlog::error("cannot write the state file {}: {}", state_file.string(), e.what());
+    }
+    return fail(msg, std::move(detail));
+  }
+
+  const AgentOptions& o_;
+  const AgentConfig& cfg_;
+  Mounter& m_;
+  std::unique_ptr<StatusChannel> ch_;
+  Manifest manifest_;
+  std::vector<std::string> mount_points_;
+  std::string state_problem_;
+  std::string ssh_note_;
+  Clock::time_point start_;
+  double find_ms_ = 0, mount_ms_ = 0, decide_ms_ = 0, report_ms_ = 0;
+};
+
+}  // namespace
+
+int run_agent(const AgentOptions& options, Mounter& mounter) {
+  try {
+    Run run(options, mounter);
+    return run.go();
+  } catch (const std::exception& e) {
+    spdlog::error("sprout-agent: {}", e.what());
+    return 1;
+  }
+}
+
+}  // namespace sprout::agent

@@ -1,0 +1,53 @@
+#include "agent_config.h"
+
+#include <gtest/gtest.h>
+
+#include "error.h"
+
+using namespace sprout::agent;
+
+TEST(AgentConfig, WhatTheNixosModuleWrites) {
+  auto c = parse_agent_config(R"({"version":1,
+    "mountPoints":{"config":"/etc/nixos","self":"/etc/nixos/hosts/self","ssh":null},
+    "rebuild":{"command":["nixos-rebuild","boot"],"timeoutSeconds":60,"maxAttempts":2,"respecializeOnChange":false},
+    "rebootCommand":["systemctl","reboot"],"stateDir":"/var/lib/sprout"})", "agent.json");
+  EXPECT_FALSE(c.ssh_mount);
+  EXPECT_EQ(c.rebuild_timeout_seconds, 60);
+  EXPECT_EQ(c.max_attempts, 2);
+  EXPECT_FALSE(c.respecialize_on_change);
+  EXPECT_EQ(c.effective_log_file(), "/var/lib/sprout/agent.log");
+}
+
+TEST(AgentConfig, DefaultsAndExtraKeys) {
+  auto c = parse_agent_config(R"({"version":1,"diskWaitSeconds":2,"flushTimeoutSeconds":0,
+    "statusPort":"x.0","logFile":"/tmp/a.log"})", "a");
+  EXPECT_EQ(c.config_mount, "/etc/nixos");
+  EXPECT_EQ(*c.ssh_mount, "/root/.ssh");
+  EXPECT_EQ(c.state_dir, "/var/lib/sprout");
+  EXPECT_EQ(c.disk_wait_seconds, 2);
+  EXPECT_EQ(c.flush_timeout_seconds, 0);
+  EXPECT_EQ(c.effective_log_file(), "/tmp/a.log");
+}
+
+TEST(AgentConfig, ErrorsNameTheKey) {
+  auto msg = [](const std::string& text) {
+    try {
+      parse_agent_config(text, "agent.json");
+    } catch (const sprout::InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg(R"({"version":1,"stateDir":"rel"})").find("stateDir"), std::string::npos);
+  EXPECT_NE(msg(R"({"version":1,"rebuild":{"command":[]}})").find("rebuild.command"), std::string::npos);
+  EXPECT_NE(msg(R"({"version":1,"bogus":1})").find("bogus"), std::string::npos);
+  EXPECT_NE(msg(R"({"version":2})").find("version"), std::string::npos);
+  EXPECT_NE(msg("{").find("agent.json"), std::string::npos);
+}
+
+TEST(AgentConfig, MissingFileGivesDefaults) {
+  bool missing = false;
+  auto c = load_agent_config("/nonexistent/agent.json", &missing);
+  EXPECT_TRUE(missing);
+  EXPECT_EQ(c.reboot_command, (std::vector<std::string>{"systemctl", "reboot"}));
+}

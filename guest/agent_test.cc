@@ -1,0 +1,307 @@
+// The whole agent run against a fake guest tree: fake disks in /sys/block, a fake
+// mounter, the manifest pre-placed at the self mount point, fake rebuild and
+// reboot commands (shell scripts that record their arguments and act as told), the
+// status port a plain file. "Rebooting" = the test pointing /run/current-system at
+// the profile, as NixOS's boot would.
+#include "agent.h"
+
+#include <unistd.h>
+
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "manifest.h"
+#include "status_protocol.h"
+#include "test_tree.h"
+
+using namespace sprout::agent;
+using sprout::Phase;
+using sprout::agent::testing::TempTree;
+
+namespace {
+
+class FakeMounter : public Mounter {
+ public:
+  std::vector<MountRequest> calls;
+  MountResult mount(const MountRequest& r) override {
+    calls.push_back(r);
+    return MountResult{true, false, ""};
+  }
+  std::map<std::string, std::string> options_of(const std::vector<std::string>& mps) override {
+    std::map<std::string, std::string> out;
+    for (const auto& m : mps) out[m] = "ro,nosuid,nodev";
+    return out;
+  }
+};
+
+struct Fixture : ::testing::Test {
+  TempTree t;
+  std::string gen = std::string(64, '1');
+  int timeout_seconds = 60;
+  int max_attempts = 3;
+  std::string mode = "classic";
+
+  void SetUp() override {
+    for (auto [name, serial] : {std::pair{"vda", "sprout-test-state"}, {"vdb", "sprout-config"}, {"vdc", "sprout-self"}}) {
+      t.write(std::string("/sys/block/") + name + "/serial", std::string(serial) + "\n");
+      t.write(std::string("/sys/block/") + name + "/ro", std::string(name) == "vda" ? "0\n" : "1\n");
+      t.write(std::string("/dev/") + name, "");
+    }
+    t.write("/proc/sys/kernel/random/boot_id", "0b0b0b0b-0000-4000-8000-000000000001\n");
+    t.symlink("/nix/store/base", "/run/current-system");
+    t.write("/nix/store/base/name", "base");
+    // The fake rebuild: records its argv; acts as /rebuild-mode says (ok, fail, sleep).
+    std::string r = t.root().string();
+    t.write("/bin/fake-rebuild",
+            "#!/bin/sh\n"
+            "echo \"$*\" >>" + r + "/rebuild-calls\n"
+            "mode=$(cat " + r + "/rebuild-mode 2>/dev/null || echo ok)\n"
+            "echo building the system configuration...\n"
+            "echo 'some stderr' >&2\n"
+            "case $mode in\n"
+            "  fail) echo 'error: builder failed (told to)' >&2; exit 3 ;;\n"
+            "  sleep) echo $$ >" + r + "/rebuild-pid; sleep 30; echo woke ;;\n"
+            "esac\n"
+            "n=$(cat " + r + "/rebuild-calls | wc -l)\n"
+            "mkdir -p " + r + "/nix/store-built/sys-$n " + r + "/nix/var/nix/profiles\n"
+            "ln -sfn /nix/store-built/sys-$n " + r + "/nix/var/nix/profiles/system-$n-link\n"
+            "ln -sfn system-$n-link " + r + "/nix/var/nix/profiles/system\n"
+            "echo /nix/store-built/sys-$n\n",
+            true);
+    t.write("/bin/fake-reboot", "#!/bin/sh\necho \"$*\" >>" + r + "/reboot-calls\n", true);
+    write_manifest();
+  }
+
+  void write_manifest() {
+    sprout::Manifest m;
+    m.name = "web";
+    m.generation = gen;
+    m.config_digest = std::string(64, 'c');
+    m.self_digest = std::string(64, 'd');
+    m.rebuild.mode = mode;
+    m.rebuild.target = mode == "flake" ? "/etc/nixos#web" : "/etc/nixos/hosts/self/configuration.nix";
+    m.rebuild.extra_args = {"--show-trace"};
+    m.rebuild.timeout_seconds = timeout_seconds;
+    m.rebuild.max_attempts = max_attempts;
+    t.write("/etc/nixos/hosts/self/sprout-manifest.json", m.to_json_text());
+  }
+
+  AgentOptions options() {
+    AgentOptions o;
+    o.root = t.root();
+    o.config.rebuild_command = {t.path("/bin/fake-rebuild").string(), "boot"};
+    o.config.reboot_command = {t.path("/bin/fake-reboot").string(), "reboot"};
+    o.config.disk_wait_seconds = 0.2;
+    o.config.flush_timeout_seconds = 1;
+    o.status_port_path = t.path("/status-port").string();
+    return o;
+  }
+
+  // One boot: returns the exit status; events() has what it reported.
+  int boot(int cancel_fd = -1) {
+    t.write("/status-port", "");
+    FakeMounter m;
+    auto o = options();
+    o.cancel_fd = cancel_fd;
+    int rc = run_agent(o, m);
+    mounts = m.calls;
+    return rc;
+  }
+  // What NixOS does on reboot: boot the default profile.
+  void reboot() { t.symlink("/nix/var/nix/profiles/system", "/run/current-system"); }
+
+  std::vector<sprout::StatusEvent> events() {
+    std::vector<sprout::StatusEvent> out;
+    std::string all = t.read("/status-port");
+    std::size_t pos = 0;
+    while (pos < all.size()) {
+      auto nl = all.find('\n', pos);
+      auto d = sprout::decode_status_line(all.substr(pos, nl - pos + 1));
+      EXPECT_TRUE(d.event) << d.error;
+      if (d.event) out.push_back(*d.event);
+      pos = nl + 1;
+    }
+    return out;
+  }
+  std::vector<Phase> phases_without_log() {
+    std::vector<Phase> p;
+    for (auto& e : events())
+      if (e.phase != Phase::log) p.push_back(e.phase);
+    return p;
+  }
+  int count_lines(const std::string& guest) {
+    auto s = t.read(guest);
+    return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+  }
+  std::vector<MountRequest> mounts;
+};
+
+}  // namespace
+
+TEST_F(Fixture, FirstBootSpecializesThenSecondBootIsSpecialized) {
+  ASSERT_EQ(boot(), 0);
+  EXPECT_EQ(phases_without_log(), (std::vector<Phase>{Phase::starting, Phase::mounting, Phase::rebuilding,
+                                                      Phase::rebuilt, Phase::rebooting}));
+  auto ev = events();
+  int logs = 0;
+  for (auto& e : ev) {
+    EXPECT_EQ(e.vm, "web");
+    if (e.phase == Phase::log) ++logs;
+  }
+  EXPECT_GE(logs, 3);
+  EXPECT_EQ(t.read("/rebuild-calls"),
+            "boot -I nixos-config=/etc/nixos/hosts/self/configuration.nix --show-trace\n");
+  EXPECT_EQ(t.read("/reboot-calls"), "reboot\n");
+  ASSERT_EQ(mounts.size(), 2u);
+  EXPECT_EQ(mounts[0].device, "/dev/vdb");
+  EXPECT_EQ(mounts[0].mount_point, "/etc/nixos");
+  EXPECT_EQ(mounts[1].device, "/dev/vdc");
+  EXPECT_EQ(mounts[1].mount_point, "/etc/nixos/hosts/self");
+  EXPECT_NE(t.read("/var/lib/sprout/rebuild.log").find("some stderr"), std::string::npos);
+  EXPECT_GE(count_lines("/var/lib/sprout/agent.log"), 5 + logs);
+
+  reboot();
+  ASSERT_EQ(boot(), 0);
+  EXPECT_EQ(phases_without_log(), (std::vector<Phase>{Phase::starting, Phase::mounting, Phase::specialized}));
+  auto sp = events().back();
+  EXPECT_EQ(sp.detail["action"], "record-applied");
+  for (auto k : {"find", "mount", "decide", "report", "total"}) EXPECT_TRUE(sp.detail["timingsMs"].contains(k)) << k;
+  EXPECT_TRUE(sp.detail["cpuMs"].contains("total"));
+  EXPECT_EQ(sp.detail["mounts"]["/etc/nixos"], "ro,nosuid,nodev");
+
+  ASSERT_EQ(boot(), 0);
+  EXPECT_EQ(events().back().detail["action"], "already-specialized");
+  EXPECT_EQ(count_lines("/rebuild-calls"), 1);
+  EXPECT_EQ(count_lines("/reboot-calls"), 1);
+}
+
+TEST_F(Fixture, RebuiltButBootedSomethingElseFailsWithoutLooping) {
+  ASSERT_EQ(boot(), 0);
+  // no reboot() into the new system
+  EXPECT_EQ(boot(), 1);
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_NE(f.message.find("/nix/store-built/sys-1"), std::string::npos);
+  EXPECT_NE(f.message.find("/nix/store/base"), std::string::npos);
+  EXPECT_EQ(boot(), 1);
+  EXPECT_EQ(count_lines("/rebuild-calls"), 1);
+  EXPECT_EQ(count_lines("/reboot-calls"), 1);
+}
+
+TEST_F(Fixture, FailingRebuildReportsOutputDoesNotRebootAndGivesUpAfterMaxAttempts) {
+  t.write("/rebuild-mode", "fail");
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    EXPECT_EQ(boot(), 1);
+    auto f = events().back();
+    EXPECT_EQ(f.phase, Phase::failed);
+    EXPECT_NE(f.message.find("exited with status 3"), std::string::npos) << f.message;
+    EXPECT_NE(f.message.find("attempt " + std::to_string(attempt) + " of 3"), std::string::npos) << f.message;
+    EXPECT_NE(f.detail["lastLines"].dump().find("builder failed (told to)"), std::string::npos);
+  }
+  EXPECT_EQ(boot(), 1);
+  EXPECT_NE(events().back().message.find("gave up after 3 attempts"), std::string::npos);
+  EXPECT_EQ(count_lines("/rebuild-calls"), 3);
+  EXPECT_EQ(t.read("/reboot-calls"), "");
+}
+
+TEST_F(Fixture, ChangedConfigRespecializesExactlyOnce) {
+  ASSERT_EQ(boot(), 0);
+  reboot();
+  ASSERT_EQ(boot(), 0);
+  gen = std::string(64, '2');
+  write_manifest();
+  ASSERT_EQ(boot(), 0);
+  EXPECT_EQ(phases_without_log().back(), Phase::rebooting);
+  EXPECT_NE(events()[2].message.find("changed"), std::string::npos);
+  reboot();
+  ASSERT_EQ(boot(), 0);
+  ASSERT_EQ(boot(), 0);
+  EXPECT_EQ(events().back().phase, Phase::specialized);
+  EXPECT_EQ(count_lines("/rebuild-calls"), 2);
+}
+
+TEST_F(Fixture, RebuildTimeout) {
+  timeout_seconds = 1;
+  write_manifest();
+  t.write("/rebuild-mode", "sleep");
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(boot(), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_NE(f.message.find("timed out"), std::string::npos) << f.message;
+  EXPECT_EQ(f.detail["timedOut"], true);
+  EXPECT_EQ(t.read("/reboot-calls"), "");
+}
+
+TEST_F(Fixture, SigtermStopsTheRebuildGroupAndReportsInterrupted) {
+  t.write("/rebuild-mode", "sleep");
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  std::thread killer([&] {
+    for (int i = 0; i < 100 && t.read("/rebuild-pid").empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    char c = 1;
+    EXPECT_EQ(::write(p[1], &c, 1), 1);
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  int rc = boot(p[0]);
+  killer.join();
+  EXPECT_EQ(rc, 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_EQ(f.message, "interrupted");
+  // The rebuild's process (the shell) is gone.
+  int pid = std::atoi(t.read("/rebuild-pid").c_str());
+  ASSERT_GT(pid, 0);
+  EXPECT_NE(::kill(pid, 0), 0);
+  EXPECT_EQ(t.read("/reboot-calls"), "");
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+TEST_F(Fixture, GarbledManifestIsAReportedFailure) {
+  t.write("/etc/nixos/hosts/self/sprout-manifest.json", "{\"version\": 1, garbage");
+  EXPECT_EQ(boot(), 1);
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_EQ(f.vm, "unknown");
+  EXPECT_NE(f.message.find("sprout-manifest.json"), std::string::npos) << f.message;
+  EXPECT_EQ(t.read("/rebuild-calls"), "");
+}
+
+TEST_F(Fixture, GarbledStateFileIsNoStateAndReported) {
+  t.write("/var/lib/sprout/state.json", "\x01\x02 not json");
+  EXPECT_EQ(boot(), 0);
+  auto ev = events();
+  bool reported = false;
+  for (auto& e : ev)
+    if (e.phase == Phase::rebuilding) reported = e.detail.contains("stateProblem");
+  EXPECT_TRUE(reported);
+  EXPECT_EQ(count_lines("/rebuild-calls"), 1);
+}
+
+TEST_F(Fixture, MissingSelfDiskSaysWhichDisk) {
+  std::filesystem::remove_all(t.path("/sys/block/vdc"));
+  EXPECT_EQ(boot(), 1);
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_NE(f.message.find("required disk 'self'"), std::string::npos) << f.message;
+  EXPECT_EQ(f.detail["disk"], "self");
+}
+
+TEST_F(Fixture, FlakeMode) {
+  mode = "flake";
+  write_manifest();
+  ASSERT_EQ(boot(), 0);
+  EXPECT_EQ(t.read("/rebuild-calls"), "boot --flake /etc/nixos#web --show-trace\n");
+}
+
+TEST_F(Fixture, NoStatusPortWorksTheSame) {
+  FakeMounter m;
+  auto o = options();
+  o.status_port_path.clear();  // and no /sys/class/virtio-ports in the tree
+  EXPECT_EQ(run_agent(o, m), 0);
+  EXPECT_NE(t.read("/var/lib/sprout/agent.log").find("\"rebooting\""), std::string::npos);
+}

@@ -1,0 +1,120 @@
+#include "disk_finder.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "root_path.h"
+
+namespace sprout::agent {
+
+namespace fs = std::filesystem;
+
+std::optional<std::string> read_ext4_label(const fs::path& device) {
+  int fd = ::open(device.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  unsigned char sb[136];
+  ssize_t n = ::pread(fd, sb, sizeof sb, 1024);  // the superblock starts at byte 1024
+  ::close(fd);
+  if (n != static_cast<ssize_t>(sizeof sb)) return std::nullopt;
+  if (sb[56] != 0x53 || sb[57] != 0xEF) return std::nullopt;  // s_magic at 1024+56
+  std::string label(reinterpret_cast<const char*>(sb + 120), 16);
+  label.resize(label.find('\0') == std::string::npos ? 16 : label.find('\0'));
+  return label;
+}
+
+namespace {
+
+std::vector<std::string> block_devices(const fs::path& root) {
+  std::vector<std::string> names;
+  fs::path dir = under_root(root, "/sys/block");
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return names;
+  while (auto* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    names.emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  return names;
+}
+
+// /dev/NAME exists or is made from /sys/block/NAME/dev.
+bool ensure_node(const fs::path& root, const std::string& name) {
+  fs::path node = under_root(root, "/dev/" + name);
+  if (::access(node.c_str(), F_OK) == 0) return true;
+  std::string majmin = read_small_file(under_root(root, "/sys/block/" + name + "/dev"));
+  auto colon = majmin.find(':');
+  if (colon == std::string::npos) return false;
+  unsigned ma = static_cast<unsigned>(std::atoi(majmin.substr(0, colon).c_str()));
+  unsigned mi = static_cast<unsigned>(std::atoi(majmin.substr(colon + 1).c_str()));
+  return ::mknod(node.c_str(), S_IFBLK | 0600, makedev(ma, mi)) == 0 || errno == EEXIST;
+}
+
+FoundDisk make_found(const fs::path& root, DiskRole role, const std::string& name, const char* by) {
+  FoundDisk f;
+  f.role = role;
+  f.sys_name = name;
+  f.device = "/dev/" + name;
+  f.found_by = by;
+  f.read_only = read_small_file(under_root(root, "/sys/block/" + name + "/ro")) == "1";
+  return f;
+}
+
+}  // namespace
+
+std::map<DiskRole, FoundDisk> scan_disks(const fs::path& root, const std::vector<DiskRole>& roles) {
+  std::map<DiskRole, FoundDisk> out;
+  auto names = block_devices(root);
+  std::map<std::string, std::string> serials;
+  for (const auto& n : names) serials[n] = read_small_file(under_root(root, "/sys/block/" + n + "/serial"), 64);
+  std::vector<DiskRole> missing;
+  for (DiskRole r : roles) {
+    const auto& info = role_info(r);
+    bool found = false;
+    for (const auto& n : names) {
+      if (serials[n] == info.serial && ensure_node(root, n)) {
+        out.emplace(r, make_found(root, r, n, "serial"));
+        found = true;
+        break;
+      }
+    }
+    if (!found) missing.push_back(r);
+  }
+  if (missing.empty()) return out;
+  // Label fallback: udev's by-label link first, then the superblocks themselves.
+  std::map<std::string, std::optional<std::string>> labels;
+  for (DiskRole r : missing) {
+    const auto& info = role_info(r);
+    std::string link = resolve_in_root(root, "/dev/disk/by-label/" + std::string(info.label));
+    if (!link.empty() && link.rfind("/dev/", 0) == 0) {
+      out.emplace(r, make_found(root, r, link.substr(5), "label"));
+      continue;
+    }
+    for (const auto& n : names) {
+      if (!serials[n].empty() && serials[n].rfind("sprout-", 0) == 0 && serials[n] != info.serial) continue;
+      if (!labels.count(n)) labels[n] = ensure_node(root, n) ? read_ext4_label(under_root(root, "/dev/" + n))
+                                                             : std::nullopt;
+      if (labels[n] && *labels[n] == info.label) {
+        out.emplace(r, make_found(root, r, n, "label"));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::map<DiskRole, FoundDisk> find_disks(const fs::path& root, const std::vector<DiskRole>& roles,
+                                         std::chrono::milliseconds wait, std::chrono::milliseconds poll) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    auto found = scan_disks(root, roles);
+    if (found.size() == roles.size() || std::chrono::steady_clock::now() >= deadline) return found;
+    std::this_thread::sleep_for(poll);
+  }
+}
+
+}  // namespace sprout::agent

@@ -1,0 +1,124 @@
+// sprout-agent: runs inside every sprout VM at boot (a systemd service on NixOS).
+// Finds the disks the host exports, mounts them read-only, and either reports that
+// the machine is specialized or specializes it (nixos-rebuild boot, reboot). Flags
+// and config keys: `sprout-agent --help`, docs/agent.md. Exit status: 0 specialized
+// or rebooting, 1 failed (reported), 2 bad flags or config.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include <cxxopts.hpp>
+#include <spdlog/spdlog.h>
+
+#include "agent.h"
+#include "error.h"
+#include "log.h"
+#include "root_path.h"
+
+namespace {
+
+int g_signal_pipe[2] = {-1, -1};
+
+void on_signal(int) {
+  char c = 1;
+  ssize_t n = ::write(g_signal_pipe[1], &c, 1);
+  (void)n;
+}
+
+const char* kHelpTail = R"(
+Every boot:
+  1. find the disks by virtio serial (/sys/block/*/serial: sprout-config, sprout-self,
+     sprout-ssh), falling back to the ext4 label; wait at most diskWaitSeconds
+  2. mount them ro,nosuid,nodev (ssh also noexec) at the configured mount points
+  3. read sprout-manifest.json on the self disk and STATEDIR/state.json, compare
+     with /run/current-system, and decide:
+       already specialized to this generation -> report `specialized`, exit 0
+       rebuilt before the last reboot, now running it -> record it, `specialized`
+       rebuilt but not running it -> `failed` with both paths (no loop)
+       attempts exhausted -> `failed: gave up after N attempts`
+       otherwise (first boot, or a new generation) -> specialize
+  4. specialize: record the attempt, run the rebuild command (+ -I nixos-config=TARGET
+     or --flake TARGET, + extraArgs, from the manifest) with its timeout, stream its
+     output as `log` events, then `rebuilt`, `rebooting`, flush, run rebootCommand
+  SIGTERM stops the rebuild's process group and reports `failed: interrupted`.
+
+Status: JSON lines on the virtio-serial port named statusPort (found through
+/sys/class/virtio-ports/*/name), never blocking; each event also goes to logFile.
+
+Config file keys (JSON; a missing file means all defaults):
+  version                  1 (required)
+  mountPoints.config       default /etc/nixos
+  mountPoints.self         default /etc/nixos/hosts/self
+  mountPoints.ssh          default /root/.ssh; null: never mount the ssh disk
+  rebuild.command          default ["nixos-rebuild","boot"]
+  rebuild.timeoutSeconds, rebuild.maxAttempts, rebuild.respecializeOnChange
+                           defaults 3600, 3, true (the manifest's values win)
+  rebootCommand            default ["systemctl","reboot"]
+  stateDir                 default /var/lib/sprout (state.json, agent.log, rebuild.log)
+  diskWaitSeconds          default 10
+  flushTimeoutSeconds      default 10: how long to wait for a host to take status
+  statusPort               default sprout.status.0
+  logFile                  default STATEDIR/agent.log
+
+Exit status: 0 specialized or rebooting, 1 failed (reported), 2 bad flags or config.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace sprout;
+  cxxopts::Options opts("sprout-agent", "sprout's guest agent: specializes this VM from the disks the host exports");
+  opts.add_options()
+    ("config", "the agent config file", cxxopts::value<std::string>()->default_value("/etc/sprout/agent.json"))
+    ("root", "prefix for every path the agent uses (sysfs, /dev, /proc, /run, profiles, state, mount points); "
+             "for tests", cxxopts::value<std::string>()->default_value("/"))
+    ("status-port", "write status to this file or device instead of the port found by name (host path)",
+     cxxopts::value<std::string>()->default_value(""))
+    ("disk-wait", "override diskWaitSeconds", cxxopts::value<double>())
+    ("flush-timeout", "override flushTimeoutSeconds", cxxopts::value<double>())
+    ("log-level", "trace, debug, info, warn, error", cxxopts::value<std::string>()->default_value("info"))
+    ("h,help", "this help");
+  try {
+    auto r = opts.parse(argc, argv);
+    if (r.count("help")) {
+      std::cout << opts.help() << kHelpTail;
+      return kExitOk;
+    }
+    if (!r.unmatched().empty()) throw InputError("unexpected argument: " + r.unmatched().front());
+    setup_logging("sprout-agent", r["log-level"].as<std::string>());
+
+    agent::AgentOptions o;
+    o.root = r["root"].as<std::string>();
+    o.config_path = r["config"].as<std::string>();
+    o.config = agent::load_agent_config(o.config_path, &o.config_missing);
+    if (o.config_missing) spdlog::warn("{}: no such file; using the defaults", o.config_path);
+    if (r.count("disk-wait")) o.config.disk_wait_seconds = std::max(0.0, r["disk-wait"].as<double>());
+    if (r.count("flush-timeout")) o.config.flush_timeout_seconds = std::max(0.0, r["flush-timeout"].as<double>());
+    o.status_port_path = r["status-port"].as<std::string>();
+
+    ::signal(SIGPIPE, SIG_IGN);
+    if (::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+      struct sigaction sa {};
+      sa.sa_handler = on_signal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESTART;
+      sigaction(SIGTERM, &sa, nullptr);
+      sigaction(SIGINT, &sa, nullptr);
+      o.cancel_fd = g_signal_pipe[0];
+    }
+    agent::LibMounter mounter(o.root);
+    return agent::run_agent(o, mounter);
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << "sprout-agent: " << e.what() << " (see --help)\n";
+    return kExitUsage;
+  } catch (const InputError& e) {
+    std::cerr << "sprout-agent: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "sprout-agent: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}

@@ -1,0 +1,110 @@
+#include "mounter.h"
+
+#include <libmount/libmount.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include "root_path.h"
+
+namespace sprout::agent {
+
+namespace fs = std::filesystem;
+
+std::string mount_options(bool noexec) { return noexec ? "ro,nosuid,nodev,noexec,noload" : "ro,nosuid,nodev,noload"; }
+
+namespace {
+
+struct Table {
+  libmnt_table* t = nullptr;
+  explicit Table(const fs::path& mountinfo) { t = mnt_new_table_from_file(mountinfo.c_str()); }
+  ~Table() {
+    if (t) mnt_unref_table(t);
+  }
+};
+
+// Major:minor of a block device node, or 0.
+dev_t rdev_of(const fs::path& p) {
+  struct stat st;
+  if (::stat(p.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return 0;
+  return st.st_rdev;
+}
+
+}  // namespace
+
+MountResult LibMounter::mount(const MountRequest& r) {
+  MountResult res;
+  fs::path target = under_root(root_, r.mount_point);
+  fs::path source = under_root(root_, r.device);
+  std::error_code ec;
+  fs::create_directories(target, ec);
+  if (ec) {
+    res.error = fmt::format("cannot create mount point {}: {}", r.mount_point, ec.message());
+    return res;
+  }
+  // Already mounted here? (the agent ran twice, or the system mounted it)
+  {
+    Table tab(under_root(root_, "/proc/self/mountinfo"));
+    if (tab.t) {
+      libmnt_fs* f = mnt_table_find_target(tab.t, target.c_str(), MNT_ITER_BACKWARD);
+      if (f) {
+        dev_t want = rdev_of(source);
+        if (want != 0 && mnt_fs_get_devno(f) == want) {
+          res.ok = res.already = true;
+          return res;
+        }
+        const char* src = mnt_fs_get_source(f);
+        if (src && source == src) {
+          res.ok = res.already = true;
+          return res;
+        }
+        res.error = fmt::format("{} is already mounted at {} (from {}), not {}", r.mount_point, r.mount_point,
+                                src ? src : "?", r.device);
+        return res;
+      }
+    }
+  }
+  libmnt_context* cxt = mnt_new_context();
+  if (!cxt) {
+    res.error = "libmount: out of memory";
+    return res;
+  }
+  mnt_context_disable_mtab(cxt, 1);
+  mnt_context_disable_helpers(cxt, 1);
+  mnt_context_set_source(cxt, source.c_str());
+  mnt_context_set_target(cxt, target.c_str());
+  mnt_context_set_fstype(cxt, "ext4");
+  std::string opts = mount_options(r.noexec);
+  mnt_context_set_options(cxt, opts.c_str());
+  int rc = mnt_context_mount(cxt);
+  if (rc == 0 && mnt_context_get_status(cxt) == 1) {
+    res.ok = true;
+  } else {
+    char buf[512] = {0};
+    mnt_context_get_excode(cxt, rc, buf, sizeof buf);
+    int err = mnt_context_get_syscall_errno(cxt);
+    res.error = fmt::format("mounting {} at {} ({}) failed: {}{}", r.device, r.mount_point, opts,
+                            buf[0] ? buf : "libmount error", err ? fmt::format(" ({})", std::strerror(err)) : "");
+  }
+  mnt_free_context(cxt);
+  return res;
+}
+
+std::map<std::string, std::string> LibMounter::options_of(const std::vector<std::string>& mount_points) {
+  std::map<std::string, std::string> out;
+  Table tab(under_root(root_, "/proc/self/mountinfo"));
+  if (!tab.t) return out;
+  for (const auto& mp : mount_points) {
+    fs::path target = under_root(root_, mp);
+    libmnt_fs* f = mnt_table_find_target(tab.t, target.c_str(), MNT_ITER_BACKWARD);
+    if (!f) continue;
+    const char* vfs = mnt_fs_get_vfs_options(f);
+    out[mp] = vfs ? vfs : "";
+  }
+  return out;
+}
+
+}  // namespace sprout::agent

@@ -1,0 +1,49 @@
+// Mounting the exported disks. Mounter is the seam unit tests replace; LibMounter
+// mounts with libmount (mnt_context): ext4, ro,nosuid,nodev,noload (+noexec for the
+// ssh disk), creating the mount point first. A mount point that already has this
+// device mounted (the agent ran twice) is not an error; a different device there is.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sprout::agent {
+
+struct MountRequest {
+  std::string device;       ///< guest path, /dev/vdb
+  std::string mount_point;  ///< guest path
+  bool noexec = false;
+};
+
+struct MountResult {
+  bool ok = false;
+  bool already = false;  ///< it was mounted before
+  std::string error;     ///< why not, naming device and mount point
+};
+
+class Mounter {
+ public:
+  virtual ~Mounter() = default;
+  virtual MountResult mount(const MountRequest& r) = 0;
+  /// mount point (guest path) -> its options as /proc/self/mountinfo shows them,
+  /// for the given mount points only.
+  virtual std::map<std::string, std::string> options_of(const std::vector<std::string>& mount_points) = 0;
+};
+
+/// The real one. `root` prefixes the mount points and /proc/self/mountinfo.
+class LibMounter : public Mounter {
+ public:
+  explicit LibMounter(std::filesystem::path root) : root_(std::move(root)) {}
+  MountResult mount(const MountRequest& r) override;
+  std::map<std::string, std::string> options_of(const std::vector<std::string>& mount_points) override;
+
+ private:
+  std::filesystem::path root_;
+};
+
+/// The options string the agent mounts with.
+std::string mount_options(bool noexec);
+
+}  // namespace sprout::agent

@@ -1,0 +1,23 @@
+// Paths under a root prefix. Every path the agent touches (sysfs, /dev, /run,
+// /nix/var/nix/profiles, the state directory, mount points) is a guest path such as
+// "/sys/block"; under_root() puts it below the prefix ("/" in production, a temporary
+// fake tree in unit tests). resolve_in_root() follows symlinks the way the guest would
+// see them: absolute link targets stay inside the prefix.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace sprout::agent {
+
+/// root + guest_path (guest_path absolute). root "/" or "" gives guest_path itself.
+std::filesystem::path under_root(const std::filesystem::path& root, const std::string& guest_path);
+
+/// The guest path that `guest_path` finally points to, following every symlink
+/// (at most 40) inside `root`. Empty when something on the way does not exist.
+std::string resolve_in_root(const std::filesystem::path& root, const std::string& guest_path);
+
+/// A whole small file (at most max_bytes), or empty on any error; trailing whitespace cut.
+std::string read_small_file(const std::filesystem::path& path, std::size_t max_bytes = 4096);
+
+}  // namespace sprout::agent
