@@ -1,0 +1,53 @@
+// sprout domain-xml: print the libvirt domain XML for a spec. Needs no libvirt
+// library and no running daemon, and nothing the spec names has to exist.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "error.h"
+#include "libvirt_domain_xml.h"
+#include "overlay.h"
+#include "spec.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+
+int cmd_domain_xml(const Args& args) {
+  cxxopts::Options o("sprout domain-xml",
+                     "Print the libvirt domain XML `sprout define` would define for a VM spec.\n"
+                     "Domain type kvm when /dev/kvm is usable here, else qemu (override with --type).\n"
+                     "When the VM's overlay exists, its real backing file is used, as define does.");
+  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>())(
+      "type", "domain type: auto, kvm or qemu", cxxopts::value<std::string>()->default_value("auto"));
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  if (!a.count("spec")) throw InputError("missing --spec FILE");
+  Spec spec = load_spec(a["spec"].as<std::string>());
+  DomainHostFacts facts;
+  const auto type = a["type"].as<std::string>();
+  if (type == "auto")
+    facts.kvm = ::access("/dev/kvm", R_OK | W_OK) == 0;
+  else if (type == "kvm" || type == "qemu")
+    facts.kvm = type == "kvm";
+  else
+    throw InputError(fmt::format("--type {}: expected auto, kvm or qemu", type));
+  std::error_code ec;
+  if (fs::is_regular_file(spec.overlay_path(), ec)) {
+    auto info = inspect_image(spec.overlay_path());
+    if (info.backing) {
+      facts.backing = info.backing;
+      facts.backing_format = info.backing_format;
+    }
+  }
+  std::cout << domain_xml(spec, facts) << std::flush;
+  return 0;
+}
+
+}  // namespace sprout

@@ -1,0 +1,220 @@
+// sprout define / undefine / stop: the libvirt backend's commands (docs/libvirt.md).
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "error.h"
+#include "export.h"
+#include "gc_roots.h"
+#include "libvirt_connection.h"
+#include "libvirt_domain_xml.h"
+#include "overlay.h"
+#include "spec.h"
+#include "vm_name.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr unsigned kUndefineFlags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                                    VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_KEEP_NVRAM |
+                                    VIR_DOMAIN_UNDEFINE_KEEP_TPM;
+
+// Everything that can be checked without touching anything: a spec that fails here
+// leaves libvirt and the disk as they were.
+void check_before_define(const Spec& spec) {
+  if (spec.backend != "libvirt")
+    throw InputError(fmt::format("spec {}: backend is \"{}\"; `sprout define` is for backend \"libvirt\" (a VM "
+                                 "run by both sprout run and libvirt would use its overlay twice)",
+                                 spec.file.string(), spec.backend));
+  std::error_code ec;
+  if (!fs::is_regular_file(spec.base_image, ec))
+    throw InputError(fmt::format("{}: base image not found (spec {}: base.image); build it or fix the path",
+                                 spec.base_image.string(), spec.file.string()));
+  if (spec.kernel) {
+    if (!fs::is_regular_file(spec.kernel->kernel, ec))
+      throw InputError(fmt::format("{}: kernel not found (spec {}: kernel.path)", spec.kernel->kernel.string(),
+                                   spec.file.string()));
+    if (spec.kernel->initrd && !fs::is_regular_file(*spec.kernel->initrd, ec))
+      throw InputError(fmt::format("{}: initrd not found (spec {}: kernel.initrd)", spec.kernel->initrd->string(),
+                                   spec.file.string()));
+  }
+  domain_xml(spec, {});  // what the XML cannot express (InputError)
+}
+
+std::chrono::seconds timeout_of(const Spec& spec) { return std::chrono::seconds(spec.shutdown_timeout_seconds); }
+
+// A domain of that name that sprout did not define is not ours to replace or remove.
+void require_ours(LibvirtDomain& d, const std::string& uri, const char* doing) {
+  if (!d.sprout_metadata())
+    throw std::runtime_error(fmt::format("libvirt domain {} at {} was not defined by sprout (it has no sprout "
+                                         "metadata); not {} it. Rename the VM or remove that domain yourself",
+                                         d.name(), uri, doing));
+}
+
+}  // namespace
+
+int cmd_define(const Args& args) {
+  cxxopts::Options o("sprout define",
+                     "Prepare a VM (export its disks, create its overlay) and define it as a libvirt domain, or\n"
+                     "update the definition. An unchanged definition is left alone; a changed one takes effect\n"
+                     "at the next start unless --restart (or the spec's restartOnChange) is given.");
+  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>())(
+      "start", "start the domain when it is not running")(
+      "restart", "restart a running domain whose definition changed (graceful stop first)");
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  if (!a.count("spec")) throw InputError("missing --spec FILE");
+  Spec spec = load_spec(a["spec"].as<std::string>());
+  check_before_define(spec);
+  const bool restart = a.count("restart") > 0 || spec.restart_on_change;
+
+  LibvirtConnection conn(spec.libvirt_uri);
+  auto existing = conn.lookup(spec.name);
+  if (existing) require_ours(*existing, conn.uri(), "replacing");
+
+  // prepare: the same three steps as `sprout prepare`.
+  auto exported = export_disks(ExportRequest::from_spec(spec));
+  auto overlay = prepare_overlay(spec);
+  register_gc_root(spec.gc_root_dir, spec.name, overlay.backing);
+  spdlog::debug("{}: {} disks exported, overlay {}", spec.name, exported.images.size(), overlay.action);
+
+  DomainHostFacts facts;
+  facts.kvm = conn.has_kvm();
+  facts.backing = overlay.backing;
+  facts.backing_format = overlay.backing == spec.base_image ? std::optional<std::string>(spec.base_format)
+                                                           : inspect_image(spec.overlay_path()).backing_format;
+  const std::string xml = domain_xml(spec, facts);
+  const std::string want = embedded_digest(xml);
+
+  std::string what;
+  bool changed = true;
+  if (existing) {
+    auto meta = existing->sprout_metadata();
+    changed = !meta || embedded_digest(*meta) != want || !existing->is_persistent();
+    what = changed ? "updated" : "unchanged";
+  } else {
+    what = "defined";
+  }
+  std::optional<LibvirtDomain> dom;
+  if (changed)
+    dom.emplace(conn.define(xml, spec.name));
+  else
+    dom.emplace(std::move(*existing));
+  dom->set_autostart(spec.autostart);
+
+  std::string run;
+  const bool active = dom->is_active();
+  if (active && changed && existing) {
+    if (restart) {
+      std::string how = dom->stop(timeout_of(spec));
+      dom->create();
+      run = fmt::format("restarted ({} first)", how);
+    } else {
+      run = "running; the new definition takes effect at its next start (--restart to restart now)";
+    }
+  } else if (active) {
+    run = "running";
+  } else if (a.count("start")) {
+    dom->create();
+    run = "started";
+  } else {
+    run = "not running";
+  }
+  fmt::print("domain {} {} at {} (overlay {}: {}); {}\n", spec.name, what, conn.uri(), overlay.overlay.string(),
+             overlay.action, run);
+  return 0;
+}
+
+int cmd_stop(const Args& args) {
+  cxxopts::Options o("sprout stop",
+                     "Stop a libvirt domain gracefully: ACPI shutdown, wait the spec's shutdownTimeoutSeconds,\n"
+                     "then destroy (force off). The definition and all disks stay.");
+  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>());
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  if (!a.count("spec")) throw InputError("missing --spec FILE");
+  Spec spec = load_spec(a["spec"].as<std::string>());
+  LibvirtConnection conn(spec.libvirt_uri);
+  auto d = conn.lookup(spec.name);
+  if (!d) {
+    fmt::print("domain {} is not defined at {}; nothing to stop\n", spec.name, conn.uri());
+    return 0;
+  }
+  fmt::print("domain {}: {}\n", spec.name, d->stop(timeout_of(spec)));
+  return 0;
+}
+
+int cmd_undefine(const Args& args) {
+  cxxopts::Options o("sprout undefine",
+                     "Stop a VM's libvirt domain gracefully and undefine it. Its overlay, exported disks and\n"
+                     "state directory stay; libvirt's NVRAM/TPM state is kept too. The URI comes from --uri,\n"
+                     "else the VM's spec (--spec, or NAME.json or the spec named NAME in --spec-dir),\n"
+                     "else qemu:///system.");
+  o.add_options()("name", "VM name", cxxopts::value<std::string>())(
+      "spec", "VM spec file", cxxopts::value<std::string>())(
+      "spec-dir", "directory of VM specs", cxxopts::value<std::string>()->default_value(kDefaultSpecDir))(
+      "uri", "libvirt URI", cxxopts::value<std::string>())(
+      "force", "also undefine a domain of that name that sprout did not define");
+  o.parse_positional({"name"});
+  o.positional_help("NAME");
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  if (!a.count("name")) throw InputError("missing the VM NAME (sprout undefine NAME)");
+  const std::string name = a["name"].as<std::string>();
+  if (auto p = vm_name_problem(name); !p.empty()) throw InputError(fmt::format("VM name \"{}\": {}", name, p));
+
+  std::optional<Spec> spec;
+  if (a.count("spec")) {
+    spec = load_spec(a["spec"].as<std::string>());
+    if (spec->name != name)
+      throw InputError(fmt::format("spec {} is for VM {}, not {}", spec->file.string(), spec->name, name));
+  } else {
+    fs::path dir = a["spec-dir"].as<std::string>();
+    std::error_code ec;
+    fs::path f = dir / (name + ".json");
+    if (fs::is_regular_file(f, ec)) {
+      spec = load_spec(f);
+    } else if (fs::is_directory(dir, ec)) {
+      for (const auto& e : fs::directory_iterator(dir, ec)) {
+        if (e.path().extension() != ".json") continue;
+        try {
+          Spec s = load_spec(e.path());
+          if (s.name == name) {
+            spec = std::move(s);
+            break;
+          }
+        } catch (const InputError&) {
+          // another VM's broken spec does not concern this one
+        }
+      }
+    }
+  }
+  const std::string uri = a.count("uri") ? a["uri"].as<std::string>() : spec ? spec->libvirt_uri : "qemu:///system";
+  const auto timeout = spec ? timeout_of(*spec) : std::chrono::seconds(60);
+
+  LibvirtConnection conn(uri);
+  auto d = conn.lookup(name);
+  if (!d) {
+    fmt::print("domain {} is not defined at {}; nothing to undefine\n", name, conn.uri());
+    return 0;
+  }
+  if (!a.count("force")) require_ours(*d, conn.uri(), "undefining");
+  std::string how = d->stop(timeout);
+  if (d->is_persistent()) d->undefine(kUndefineFlags);
+  fmt::print("domain {} undefined at {} ({}); disks and state directory kept\n", name, conn.uri(), how);
+  return 0;
+}
+
+}  // namespace sprout

@@ -1,0 +1,76 @@
+// Thin RAII wrappers over the libvirt C API for the libvirt backend. Every failing
+// call throws LibvirtError naming what was attempted, on which domain or URI, with
+// libvirt's own message (virGetLastErrorMessage). libvirt's default error printing
+// to stderr is switched off: sprout reports errors itself.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <libvirt/libvirt.h>
+
+namespace sprout {
+
+struct LibvirtError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class LibvirtDomain {
+ public:
+  LibvirtDomain(virDomainPtr d, std::string name) : d_(d), name_(std::move(name)) {}
+  LibvirtDomain(LibvirtDomain&& o) noexcept : d_(o.d_), name_(std::move(o.name_)) { o.d_ = nullptr; }
+  LibvirtDomain(const LibvirtDomain&) = delete;
+  LibvirtDomain& operator=(const LibvirtDomain&) = delete;
+  ~LibvirtDomain();
+
+  const std::string& name() const { return name_; }
+  bool is_active() const;
+  bool is_persistent() const;
+  int id() const;  ///< -1 when not running
+  std::string uuid() const;
+  /// flags: VIR_DOMAIN_XML_INACTIVE etc.
+  std::string xml(unsigned flags = 0) const;
+  /// The persistent definition's sprout metadata element, or nullopt when it has none.
+  std::optional<std::string> sprout_metadata() const;
+  void create();
+  void shutdown();
+  void destroy();
+  void undefine(unsigned flags);
+  void set_autostart(bool on);
+
+  /// Graceful stop: ACPI shutdown, wait up to `timeout` for the domain to go
+  /// inactive, then destroy. Returns "not running", "shut down" or "destroyed".
+  std::string stop(std::chrono::seconds timeout);
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const;
+  virDomainPtr d_;
+  std::string name_;
+};
+
+class LibvirtConnection {
+ public:
+  /// Opens a read-write connection; LibvirtError when that fails.
+  explicit LibvirtConnection(const std::string& uri);
+  LibvirtConnection(const LibvirtConnection&) = delete;
+  LibvirtConnection& operator=(const LibvirtConnection&) = delete;
+  ~LibvirtConnection();
+
+  const std::string& uri() const { return uri_; }
+  /// nullopt when no domain has that name.
+  std::optional<LibvirtDomain> lookup(const std::string& name);
+  LibvirtDomain define(const std::string& xml, const std::string& name);
+  /// Whether the host (as libvirt sees it) offers domain type 'kvm'.
+  bool has_kvm();
+
+ private:
+  std::string uri_;
+  virConnectPtr c_ = nullptr;
+};
+
+/// The message of libvirt's last error in this thread ("unknown libvirt error" if none).
+std::string libvirt_last_error();
+
+}  // namespace sprout

@@ -1,0 +1,226 @@
+"""lvenv: a private libvirt daemon for sprout's libvirt tests (Python 3, stdlib only).
+
+Debian 12 without systemd: nothing starts libvirtd or virtlogd, and the privileged
+daemon reads its configuration from /etc/libvirt and keeps state under /var/lib,
+/run, /var/log and /var/cache. To leave the machine as it was, the daemons run in a
+private mount namespace (unshare -m) in which those five directories are bind mounts
+of directories under a temporary directory. Only the `libvirt-qemu` user and group
+are created on the host when missing (libvirt 9.0's qemu driver wants them to exist
+even with user = "root"; Debian's libvirt-daemon-system would make them).
+
+    with LibvirtDaemon() as lv:     # raises LibvirtUnavailable when it cannot run
+        lv.uri                      # qemu:///system?socket=DIR/sock/libvirt-sock
+        lv.virsh("list", "--all")
+
+On exit (also after a failing test) every domain of this daemon is destroyed and
+undefined (storage is never touched), every qemu it started is killed if still there,
+and exactly the virtlogd and libvirtd processes started here are stopped (by the
+pids they wrote). Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+PRIVATE_DIRS = ["/etc/libvirt", "/var/lib/libvirt", "/run/libvirt", "/var/log/libvirt",
+                "/var/cache/libvirt"]
+
+
+class LibvirtUnavailable(Exception):
+    """libvirtd cannot be run here (missing programs, not root, no namespaces)."""
+
+
+def _run(cmd, timeout=60, check=True, **kw):
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}{r.stdout}")
+    return r
+
+
+def _ensure_libvirt_qemu_account() -> None:
+    if _run(["getent", "group", "libvirt-qemu"], check=False).returncode != 0:
+        _run(["groupadd", "--system", "libvirt-qemu"])
+    if _run(["getent", "passwd", "libvirt-qemu"], check=False).returncode != 0:
+        _run(["useradd", "--system", "--no-create-home", "--home-dir", "/var/lib/libvirt",
+              "--shell", "/usr/sbin/nologin", "--gid", "libvirt-qemu", "libvirt-qemu"])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie we cannot reap (not our child) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _stop_pid(pid: int, timeout: float = 15.0) -> None:
+    if not _pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.1)
+
+
+def _read_pid(path: str):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class LibvirtDaemon:
+    def __init__(self, workdir: str | None = None, keep: bool = False):
+        self.keep = keep
+        self.dir = workdir or tempfile.mkdtemp(prefix="sprout-libvirtd-")
+        self.sock_dir = os.path.join(self.dir, "sock")
+        self.uri = f"qemu:///system?socket={self.sock_dir}/libvirt-sock"
+        self.root = os.path.join(self.dir, "root")  # the private /etc/libvirt etc.
+        self.pids: dict[str, int] = {}
+
+    # -- paths inside the private tree
+    def private(self, path: str) -> str:
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def _write(self, path: str, text: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+    def start(self) -> "LibvirtDaemon":
+        if os.geteuid() != 0:
+            raise LibvirtUnavailable("the libvirt tests need root (qemu:///system)")
+        for prog in ["libvirtd", "virtlogd", "virsh", "unshare", "qemu-system-x86_64"]:
+            if shutil.which(prog) is None and not os.path.exists(f"/usr/sbin/{prog}"):
+                raise LibvirtUnavailable(f"{prog} not found (scripts/install-deps installs "
+                                         "libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients)")
+        _ensure_libvirt_qemu_account()
+        os.makedirs(self.sock_dir, exist_ok=True)
+        for d in PRIVATE_DIRS:
+            os.makedirs(self.private(d), exist_ok=True)
+        etc = self.private("/etc/libvirt")
+        logs = self.private("/var/log/libvirt")
+        self._write(os.path.join(etc, "libvirtd.conf"),
+                    f'unix_sock_dir = "{self.sock_dir}"\n'
+                    'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\n'
+                    'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+                    f'log_outputs = "3:file:{logs}/libvirtd.log"\n')
+        self._write(os.path.join(etc, "virtlogd.conf"),
+                    f'log_outputs = "3:file:{logs}/virtlogd.log"\n')
+        self._write(os.path.join(etc, "qemu.conf"),
+                    'user = "root"\ngroup = "root"\ncgroup_controllers = [ ]\n'
+                    'namespaces = [ ]\nsecurity_driver = "none"\n'
+                    'stdio_handler = "logd"\n')
+        self._write(os.path.join(etc, "libvirt.conf"), "")
+        open(os.path.join(logs, "libvirtd.log"), "a").close()
+        open(os.path.join(logs, "virtlogd.log"), "a").close()
+        # One shell in a private mount namespace: bind the private tree over the
+        # system paths, then start both daemons (they daemonize and stay in it).
+        binds = "".join(f'mkdir -p {d} && mount --bind "{self.private(d)}" {d} && '
+                        for d in PRIVATE_DIRS)
+        script = (binds +
+                  f'virtlogd -d -f /etc/libvirt/virtlogd.conf -p "{self.dir}/virtlogd.pid" && '
+                  f'libvirtd -d -f /etc/libvirt/libvirtd.conf -p "{self.dir}/libvirtd.pid"')
+        try:
+            _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], timeout=60)
+        except Exception:
+            self._collect_pids()
+            self.stop()
+            raise
+        self._collect_pids()
+        deadline = time.monotonic() + 30
+        last = ""
+        while time.monotonic() < deadline:
+            r = _run(["virsh", "-c", self.uri, "uri"], check=False, timeout=20)
+            if r.returncode == 0:
+                return self
+            last = r.stderr
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"libvirtd did not answer on {self.uri} within 30 s: {last}\n"
+                           + self.log_tail())
+
+    def _collect_pids(self) -> None:
+        deadline = time.monotonic() + 10
+        for name in ["virtlogd", "libvirtd"]:
+            while name not in self.pids and time.monotonic() < deadline:
+                pid = _read_pid(os.path.join(self.dir, f"{name}.pid"))
+                if pid:
+                    self.pids[name] = pid
+                else:
+                    time.sleep(0.05)
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            with open(self.private("/var/log/libvirt/libvirtd.log"), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def virsh(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        return _run(["virsh", "-c", self.uri, *args], check=check, timeout=timeout)
+
+    def qemu_pids(self, domain: str | None = None) -> list[int]:
+        """Live qemu processes of this daemon's domains (from libvirt's DOMAIN.pid
+        files; a pid is only counted when its command line is a qemu-system one)."""
+        d = self.private("/run/libvirt/qemu")
+        pids = []
+        if os.path.isdir(d):
+            for f in sorted(os.listdir(d)):
+                if not f.endswith(".pid") or (domain is not None and f != f"{domain}.pid"):
+                    continue
+                pid = _read_pid(os.path.join(d, f))
+                if not pid or not _pid_alive(pid):
+                    continue
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as c:
+                        argv0 = c.read().split(b"\0")[0]
+                except OSError:
+                    continue
+                if b"qemu-system" in argv0:
+                    pids.append(pid)
+        return pids
+
+    def stop(self) -> None:
+        """Destroys and undefines every domain, kills leftover qemu, stops both daemons."""
+        if "libvirtd" in self.pids and _pid_alive(self.pids["libvirtd"]):
+            try:
+                names = self.virsh("list", "--all", "--name", check=False, timeout=30).stdout.split()
+                for n in names:
+                    self.virsh("destroy", n, check=False, timeout=30)
+                    self.virsh("undefine", n, "--nvram", check=False, timeout=30)
+            except Exception:
+                pass
+        for pid in self.qemu_pids():
+            _stop_pid(pid, timeout=5)
+        for name in ["libvirtd", "virtlogd"]:
+            pid = self.pids.pop(name, None)
+            if pid:
+                _stop_pid(pid)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "LibvirtDaemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
