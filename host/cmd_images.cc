@@ -12,6 +12,7 @@
 #include "export.h"
 #include "gc_roots.h"
 #include "overlay.h"
+#include "prepare.h"
 #include "spec.h"
 #include "vm_name.h"
 
@@ -86,14 +87,10 @@ int cmd_prepare(const Args& args) {
   if (help) return 0;
   if (!a.count("spec")) throw InputError("missing --spec FILE");
   Spec spec = load_spec(a["spec"].as<std::string>());
-  // Check the base before writing anything, so a bad spec changes nothing on disk.
-  std::error_code ec;
-  if (!fs::is_regular_file(spec.base_image, ec))
-    throw InputError(fmt::format("{}: base image not found (spec {}: base.image); build it or fix the path",
-                                 spec.base_image.string(), spec.file.string()));
-  auto exported = export_disks(ExportRequest::from_spec(spec));
-  auto overlay = prepare_overlay(spec);
-  auto root = register_gc_root(spec.gc_root_dir, spec.name, overlay.backing);
+  auto prepared = prepare_vm(spec);
+  const auto& exported = prepared.exported;
+  const auto& overlay = prepared.overlay;
+  const auto& root = prepared.gc_root;
   if (a.count("json")) {
     json j = exported.to_json();
     j["overlay"] = {{"path", overlay.overlay.string()}, {"action", overlay.action}, {"backing", overlay.backing.string()}};

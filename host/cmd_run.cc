@@ -1,0 +1,190 @@
+// sprout run / sprout watch: run and supervise a VM under QEMU; record the status
+// channel of a VM someone else runs.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "error.h"
+#include "prepare.h"
+#include "qemu_command.h"
+#include "spec.h"
+#include "status_recorder.h"
+#include "status_store.h"
+#include "supervisor.h"
+#include "unix_socket.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// Holds STATE/run.lock for the life of the run, so two runs of one VM cannot clash.
+int lock_state_dir(const Spec& spec) {
+  fs::create_directories(spec.state_dir);
+  fs::path lock = spec.state_dir / "run.lock";
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", lock.string(), std::strerror(errno)));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    throw std::runtime_error(fmt::format("VM {} is already running ({} is held by another `sprout run`)",
+                                         spec.name, lock.string()));
+  }
+  return fd;
+}
+
+void rotate_console_log(const Spec& spec) {
+  std::error_code ec;
+  auto size = fs::file_size(spec.console_log(), ec);
+  if (!ec && size > (8u << 20)) fs::rename(spec.console_log(), spec.state_dir / "console.log.1", ec);
+}
+
+}  // namespace
+
+int cmd_run(const Args& args) {
+  cxxopts::Options o("sprout run",
+                     "Prepare a VM, then run it under QEMU and supervise it until it powers off.\n"
+                     "SIGTERM/SIGINT power the guest down (QMP system_powerdown), quit qemu after the spec's\n"
+                     "shutdownTimeoutSeconds, then kill it. Exit status: 0 guest powered off, 1 qemu failed,\n"
+                     "2 bad input, 3 guest ignored power-down and qemu was quit, 4 qemu was killed.");
+  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>())(
+      "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
+      "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
+      "print-command", "print the qemu command line and exit (after prepare)");
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  if (!a.count("spec")) throw InputError("missing --spec FILE");
+  Spec spec = load_spec(a["spec"].as<std::string>());
+  if (spec.backend != "qemu")
+    throw InputError(fmt::format("{}: backend is \"{}\"; `sprout run` runs QEMU VMs (use `sprout define` for libvirt)",
+                                 spec.file.string(), spec.backend));
+  QemuEnvironment env;
+  env.qemu_binary = a["qemu"].as<std::string>();
+  env.status_wait_for_reader = !a.count("external-recorder");
+  build_qemu_command(spec, env);  // input errors (network mode) before anything is written
+
+  int lock = lock_state_dir(spec);
+  auto prepared = prepare_vm(spec);
+  spdlog::info("{}: overlay {} ({})", spec.name, prepared.overlay.overlay.string(), prepared.overlay.action);
+  for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
+  env.kvm = kvm_usable();
+  if (!env.kvm) spdlog::warn("{}: /dev/kvm is not usable; using software emulation (TCG), which is much slower", spec.name);
+  auto argv = build_qemu_command(spec, env);
+  if (a.count("print-command")) {
+    for (const auto& x : argv) fmt::print("{}\n", x);
+    ::close(lock);
+    return 0;
+  }
+  rotate_console_log(spec);
+  SuperviseOptions so;
+  so.argv = argv;
+  so.record = !a.count("external-recorder");
+  RunOutcome outcome = supervise(spec, so);
+  ::close(lock);
+  return static_cast<int>(outcome);
+}
+
+int cmd_watch(const Args& args) {
+  cxxopts::Options o("sprout watch",
+                     "Record a VM's status channel (STATE/status.sock) into status.json and events.jsonl,\n"
+                     "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt or\n"
+                     "`sprout run --external-recorder` runs.");
+  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>());
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  if (!a.count("spec")) throw InputError("missing --spec FILE");
+  Spec spec = load_spec(a["spec"].as<std::string>());
+  fs::create_directories(spec.state_dir);
+
+  StatusStore store(spec.state_dir);
+  StatusRecorder rec(spec.name, store);
+  rec.resume_from(read_status_file(spec.status_file()));
+  rec.on_event = [&](const StatusEvent& e) {
+    if (e.phase != Phase::log) spdlog::info("{}: guest {}: {}", spec.name, phase_name(e.phase), e.message);
+  };
+  sigset_t old;
+  int sfd = make_signal_fd(false, &old);
+  int fd = -1;
+  auto backoff = std::chrono::milliseconds(20);
+  Clock::time_point next_try = Clock::now();
+  bool said_waiting = false;
+  spdlog::info("{}: recording {}", spec.name, spec.status_socket().string());
+  while (true) {
+    if (fd < 0 && Clock::now() >= next_try) {
+      fd = connect_unix(spec.status_socket());
+      if (fd >= 0) {
+        rec.on_connect();
+        spdlog::info("{}: status channel connected", spec.name);
+        backoff = std::chrono::milliseconds(20);
+        said_waiting = false;
+      } else {
+        if (!said_waiting) spdlog::info("{}: waiting for {} ({})", spec.name, spec.status_socket().string(), std::strerror(errno));
+        said_waiting = true;
+        next_try = Clock::now() + backoff;
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
+      }
+    }
+    auto until = [](Clock::time_point t) {
+      return static_cast<int>(std::clamp<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count(), 0, 60'000));
+    };
+    int timeout = 60'000;
+    if (fd < 0) timeout = std::min(timeout, until(next_try));
+    if (auto due = rec.flush_due()) timeout = std::min(timeout, until(*due));
+    pollfd fds[2] = {{sfd, POLLIN, 0}, {fd, POLLIN, 0}};
+    int r = ::poll(fds, fd >= 0 ? 2 : 1, timeout);
+    if (auto due = rec.flush_due(); due && Clock::now() >= *due) rec.flush();
+    if (r <= 0) continue;
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si{};
+      (void)!::read(sfd, &si, sizeof(si));
+      spdlog::info("{}: {} received; stopping the recorder", spec.name, strsignal(static_cast<int>(si.ssi_signo)));
+      break;
+    }
+    if (fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      std::string data;
+      while (true) {
+        data.clear();
+        long n = read_some(fd, data);
+        if (n > 0) {
+          rec.on_data(data);
+          continue;
+        }
+        if (n != -1) {
+          rec.on_disconnect();
+          ::close(fd);
+          fd = -1;
+          spdlog::info("{}: status channel closed; reconnecting", spec.name);
+          next_try = Clock::now() + std::chrono::milliseconds(50);
+        }
+        break;
+      }
+    }
+  }
+  if (fd >= 0) {
+    rec.on_disconnect();
+    ::close(fd);
+  }
+  rec.flush();
+  ::close(sfd);
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  return 0;
+}
+
+}  // namespace sprout

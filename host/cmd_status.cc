@@ -1,0 +1,277 @@
+// sprout status / sprout wait: where every VM stands, from the status.json files the
+// recorders keep.
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "error.h"
+#include "spec.h"
+#include "status_protocol.h"
+#include "status_recorder.h"
+#include "status_store.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Known {
+  std::string name;
+  std::optional<Spec> spec;
+  std::string problem;  ///< the spec did not load
+};
+
+std::vector<Known> known_vms(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw InputError(fmt::format("{}: spec directory not found (use --spec-dir DIR)", dir.string()));
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".json") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::vector<Known> out;
+  for (const auto& f : files) {
+    Known k;
+    try {
+      k.spec = load_spec(f);
+      k.name = k.spec->name;
+    } catch (const std::exception& ex) {
+      k.name = f.stem().string();
+      k.problem = ex.what();
+    }
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+std::string str(const json& j, const char* key) {
+  if (j.is_object() && j.contains(key) && j[key].is_string()) return j[key].get<std::string>();
+  return "";
+}
+std::int64_t num(const json& j, const char* key) {
+  if (j.is_object() && j.contains(key) && j[key].is_number_integer()) return j[key].get<std::int64_t>();
+  return 0;
+}
+
+std::string ago(std::int64_t ms) {
+  if (ms <= 0) return "-";
+  std::int64_t s = (unix_time_ms() - ms) / 1000;
+  if (s < 0) s = 0;
+  if (s < 120) return fmt::format("{}s ago", s);
+  if (s < 7200) return fmt::format("{}m ago", s / 60);
+  if (s < 172800) return fmt::format("{}h ago", s / 3600);
+  return fmt::format("{}d ago", s / 86400);
+}
+
+std::string host_state(const json& st) {
+  if (!st.is_object() || !st.contains("host")) return "";
+  return str(st["host"], "state");
+}
+
+std::string phase_of(const json& st) {
+  if (st.is_object() && st.contains("phase") && st["phase"].is_string()) return st["phase"].get<std::string>();
+  return "";
+}
+
+std::string last_message(const json& st) {
+  std::string m = str(st, "message");
+  if (phase_of(st) == "rebuilding" && st.contains("lastLog") && st["lastLog"].is_array() && !st["lastLog"].empty() &&
+      st["lastLog"].back().is_string())
+    m = st["lastLog"].back().get<std::string>();
+  return m;
+}
+
+/// A record describes a live run unless `sprout run` says the VM stopped.
+bool is_live(const json& st) { return host_state(st) != "stopped"; }
+
+}  // namespace
+
+int cmd_status(const Args& args) {
+  cxxopts::Options o("sprout status", "Show where every VM (or the named ones) stands.");
+  o.add_options()("spec-dir", "directory of VM specs", cxxopts::value<std::string>()->default_value(kDefaultSpecDir))(
+      "json", "print JSON")("names", "VM names", cxxopts::value<std::vector<std::string>>());
+  o.parse_positional({"names"});
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  auto vms = known_vms(a["spec-dir"].as<std::string>());
+  if (a.count("names")) {
+    std::vector<Known> picked;
+    for (const auto& n : a["names"].as<std::vector<std::string>>()) {
+      auto it = std::find_if(vms.begin(), vms.end(), [&](const Known& k) { return k.name == n; });
+      if (it == vms.end())
+        throw InputError(fmt::format("no spec for VM '{}' in {}", n, a["spec-dir"].as<std::string>()));
+      picked.push_back(*it);
+    }
+    vms = picked;
+  }
+  json all = json::array();
+  for (const auto& k : vms) {
+    json row{{"name", k.name}};
+    if (!k.spec) {
+      row["error"] = k.problem;
+    } else {
+      json st = read_status_file(k.spec->status_file());
+      row["stateDir"] = k.spec->state_dir.string();
+      row["status"] = st;  // null: no record
+    }
+    all.push_back(row);
+  }
+  if (a.count("json")) {
+    std::cout << all.dump(2) << std::endl;
+    return 0;
+  }
+  fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", "NAME", "PHASE", "SINCE", "VM", "GENERATION", "MESSAGE");
+  for (const auto& row : all) {
+    std::string name = row["name"];
+    if (row.contains("error")) {
+      fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, "-", "-", "-", "-", "invalid spec: " + str(row, "error"));
+      continue;
+    }
+    const json& st = row["status"];
+    if (st.is_null()) {
+      fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, "-", "-", "-", "-", "no record yet (never started?)");
+      continue;
+    }
+    std::string phase = phase_of(st);
+    std::string hs = host_state(st);
+    fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, phase.empty() ? "-" : phase, ago(num(st, "sinceMs")),
+               hs.empty() ? "-" : hs, str(st, "generation").substr(0, 12).empty() ? "-" : str(st, "generation").substr(0, 12),
+               utf8_truncate(last_message(st), 100));
+  }
+  return 0;
+}
+
+int cmd_wait(const Args& args) {
+  cxxopts::Options o("sprout wait",
+                     "Wait until a VM reaches a phase. Exit 0 reached, 1 the guest failed (or the VM stopped),\n"
+                     "2 timeout or bad input.");
+  o.add_options()("name", "VM name", cxxopts::value<std::string>())(
+      "for", "phase to wait for", cxxopts::value<std::string>()->default_value("specialized"))(
+      "timeout", "seconds", cxxopts::value<double>()->default_value("900"))(
+      "spec-dir", "directory of VM specs", cxxopts::value<std::string>()->default_value(kDefaultSpecDir))(
+      "quiet", "print nothing but the outcome");
+  o.parse_positional({"name"});
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  if (!a.count("name")) throw InputError("missing VM NAME");
+  std::string name = a["name"].as<std::string>();
+  std::string target = a["for"].as<std::string>();
+  auto target_phase = phase_from_name(target);
+  if (!target_phase || *target_phase == Phase::log)
+    throw InputError(fmt::format("--for {}: not a phase (starting, mounting, rebuilding, rebuilt, rebooting, "
+                                 "specialized, failed)", target));
+  double timeout_s = a["timeout"].as<double>();
+  if (timeout_s <= 0) throw InputError("--timeout must be positive");
+  bool quiet = a.count("quiet") > 0;
+
+  std::optional<Spec> spec;
+  for (auto& k : known_vms(a["spec-dir"].as<std::string>()))
+    if (k.name == name && k.spec) spec = k.spec;
+  if (!spec) throw InputError(fmt::format("no valid spec for VM '{}' in {}", name, a["spec-dir"].as<std::string>()));
+
+  const bool tty = ::isatty(1);
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000));
+  const std::int64_t start_ms = unix_time_ms();
+  int ino = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (ino < 0) throw std::runtime_error(fmt::format("inotify_init1: {}", std::strerror(errno)));
+  int wd = -1;
+  std::string last_shown;
+  bool seen_live = false;
+
+  auto elapsed = [&] { return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count(); };
+  auto show = [&](const json& st) {
+    if (quiet) return;
+    std::string phase = st.is_null() ? "no record" : phase_of(st);
+    if (phase.empty()) phase = "starting";
+    std::string line = fmt::format("{}: {} {}", name, phase, utf8_truncate(last_message(st), 90));
+    if (tty) {
+      fmt::print("\r\033[K{} [{}s]", line, elapsed());
+      std::fflush(stdout);
+    } else if (line != last_shown) {
+      fmt::print("{}\n", line);
+      std::fflush(stdout);
+    }
+    last_shown = line;
+  };
+  auto finish_line = [&] {
+    if (tty && !quiet) fmt::print("\n");
+  };
+
+  while (true) {
+    if (wd < 0) {
+      wd = ::inotify_add_watch(ino, spec->state_dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+    }
+    json st = read_status_file(spec->status_file());
+    bool live = !st.is_null() && is_live(st);
+    if (live) seen_live = true;
+    if (!st.is_null()) {
+      std::string phase = phase_of(st);
+      if (live && phase == target) {
+        show(st);
+        finish_line();
+        fmt::print("{} reached {} after {}s\n", name, target, elapsed());
+        ::close(ino);
+        return 0;
+      }
+      if (live && phase == "failed") {
+        show(st);
+        finish_line();
+        fmt::print(stderr, "{} failed: {}\n", name, str(st, "message"));
+        const json& d = st["detail"];
+        if (d.is_object())
+          for (auto it = d.begin(); it != d.end(); ++it)
+            if (it.value().is_array())
+              for (const auto& l : it.value()) fmt::print(stderr, "  {}\n", l.is_string() ? l.get<std::string>() : l.dump());
+        if (st.contains("lastLog") && st["lastLog"].is_array())
+          for (const auto& l : st["lastLog"]) fmt::print(stderr, "  | {}\n", l.is_string() ? l.get<std::string>() : l.dump());
+        ::close(ino);
+        return 1;
+      }
+      // A stopped record that is older than this wait is a previous run: wait for the next.
+      if (!live && (seen_live || num(st["host"], "stoppedMs") >= start_ms)) {
+        finish_line();
+        fmt::print(stderr, "{} stopped before reaching {}: {}\n", name, target, str(st["host"], "how"));
+        ::close(ino);
+        return 1;
+      }
+    }
+    show(st);
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      finish_line();
+      fmt::print(stderr, "{}: timed out after {}s waiting for {} (now: {})\n", name, timeout_s, target,
+                 st.is_null() ? "no record" : phase_of(st).empty() ? "starting" : phase_of(st));
+      ::close(ino);
+      return 2;
+    }
+    // Sleep on inotify; without the state directory yet, re-check it now and then; on
+    // a terminal, tick once a second for the elapsed time.
+    int t = static_cast<int>(std::min<long long>(left, wd < 0 ? 250 : (tty ? 1000 : 60'000)));
+    pollfd p{ino, POLLIN, 0};
+    if (::poll(&p, 1, t) > 0) {
+      char buf[8192];
+      while (::read(ino, buf, sizeof(buf)) > 0) {
+      }
+    }
+  }
+}
+
+}  // namespace sprout

@@ -1,0 +1,24 @@
+#include "prepare.h"
+
+#include <fmt/format.h>
+
+#include "error.h"
+#include "gc_roots.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+
+PreparedVm prepare_vm(const Spec& spec) {
+  std::error_code ec;
+  if (!fs::is_regular_file(spec.base_image, ec))
+    throw InputError(fmt::format("{}: base image not found (spec {}: base.image); build it or fix the path",
+                                 spec.base_image.string(), spec.file.string()));
+  PreparedVm p;
+  p.exported = export_disks(ExportRequest::from_spec(spec));
+  p.overlay = prepare_overlay(spec);
+  p.gc_root = register_gc_root(spec.gc_root_dir, spec.name, p.overlay.backing);
+  return p;
+}
+
+}  // namespace sprout

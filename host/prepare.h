@@ -1,0 +1,24 @@
+// `prepare`: export a VM's disks, create or check its root overlay, and register a
+// GC root for its base. Shared by `sprout prepare` and `sprout run`.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+
+#include "export.h"
+#include "overlay.h"
+#include "spec.h"
+
+namespace sprout {
+
+struct PreparedVm {
+  ExportResult exported;
+  PrepareResult overlay;
+  std::optional<std::filesystem::path> gc_root;
+};
+
+/// Checks the base image first (InputError naming it when missing), so a bad spec
+/// changes nothing on disk.
+PreparedVm prepare_vm(const Spec& spec);
+
+}  // namespace sprout

@@ -1,0 +1,182 @@
+#include "status_recorder.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+namespace sprout {
+
+using nlohmann::json;
+
+std::int64_t unix_time_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json RecorderCounters::to_json() const {
+  return json{{"lines", lines},       {"accepted", accepted}, {"garbage", garbage},
+              {"invalidUtf8", invalid_utf8}, {"overlong", overlong}, {"wrongVm", wrong_vm},
+              {"thinned", thinned},   {"connections", connections}};
+}
+
+StatusRecorder::StatusRecorder(std::string vm, StatusStore& store, RecorderOptions options)
+    : vm_(std::move(vm)), store_(store), options_(options), tokens_(options.log_burst), last_refill_(Clock::now()) {
+  reset();
+  dirty_ = false;
+}
+
+void StatusRecorder::reset() {
+  status_ = json{{"vm", vm_},          {"phase", nullptr},   {"sinceMs", unix_time_ms()},
+                 {"updatedMs", unix_time_ms()}, {"generation", ""}, {"message", "no event from the guest yet"},
+                 {"bootId", ""},       {"seq", 0},           {"detail", nullptr},
+                 {"lastLog", json::array()}, {"host", json::object()}, {"counters", counters_.to_json()}};
+  last_log_.clear();
+  dirty_ = true;
+}
+
+void StatusRecorder::resume_from(const json& old) {
+  if (!old.is_object()) return;
+  for (const char* k : {"phase", "sinceMs", "generation", "message", "bootId", "seq", "detail", "lastLog"})
+    if (old.contains(k)) status_[k] = old[k];
+  last_log_.clear();
+  if (old.contains("lastLog") && old["lastLog"].is_array())
+    for (const auto& l : old["lastLog"])
+      if (l.is_string()) last_log_.push_back(l.get<std::string>());
+  dirty_ = true;
+}
+
+void StatusRecorder::on_connect() {
+  ++counters_.connections;
+  buffer_.clear();
+  discarding_ = false;
+}
+
+void StatusRecorder::on_disconnect() {
+  if (!buffer_.empty() && !discarding_) reject("partial line at disconnect", counters_.garbage, "no newline");
+  buffer_.clear();
+  discarding_ = false;
+}
+
+void StatusRecorder::set_host(const json& host) {
+  status_["host"] = host;
+  write_now();
+}
+
+void StatusRecorder::on_data(std::string_view bytes) {
+  while (!bytes.empty()) {
+    auto nl = bytes.find('\n');
+    std::string_view part = bytes.substr(0, nl);
+    if (discarding_) {
+      if (nl != std::string_view::npos) discarding_ = false;
+    } else if (buffer_.size() + part.size() + 1 > kMaxStatusLineBytes) {
+      ++counters_.lines;
+      reject("over-long line", counters_.overlong, "longer than 4096 bytes");
+      buffer_.clear();
+      discarding_ = nl == std::string_view::npos;
+    } else {
+      buffer_.append(part);
+      if (nl != std::string_view::npos) {
+        std::string line;
+        line.swap(buffer_);
+        ++counters_.lines;
+        handle_line(line);
+      }
+    }
+    if (nl == std::string_view::npos) break;
+    bytes.remove_prefix(nl + 1);
+  }
+}
+
+void StatusRecorder::reject(const char* kind, std::uint64_t& counter, std::string_view why) {
+  ++counter;
+  std::uint64_t bad = counters_.garbage + counters_.invalid_utf8 + counters_.overlong;
+  if (bad <= 10 || bad % 1000 == 0)
+    spdlog::warn("{}: status channel: {} dropped ({}); {} bad lines so far", vm_, kind, why, bad);
+  dirty_ = true;
+  if (!pending_) pending_ = Clock::now() + options_.coalesce;
+}
+
+bool StatusRecorder::take_token() {
+  auto now = Clock::now();
+  double dt = std::chrono::duration<double>(now - last_refill_).count();
+  last_refill_ = now;
+  tokens_ = std::min(options_.log_burst, tokens_ + dt * options_.log_lines_per_second);
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
+void StatusRecorder::handle_line(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank: ignore
+  if (!is_valid_utf8(line)) {
+    reject("line with invalid UTF-8", counters_.invalid_utf8, "not UTF-8");
+    return;
+  }
+  DecodedStatus d = decode_status_line(line);
+  if (!d.event) {
+    reject("garbage line", counters_.garbage, d.error);
+    return;
+  }
+  const StatusEvent& e = *d.event;
+  ++counters_.accepted;
+  json ev = status_event_to_json(e);
+  ev["hostTimeMs"] = unix_time_ms();
+  if (e.vm != vm_) {
+    ++counters_.wrong_vm;
+    ev["wrongVm"] = true;
+    if (counters_.wrong_vm <= 3) spdlog::warn("{}: status event names VM '{}'", vm_, e.vm);
+  }
+  bool is_log = e.phase == Phase::log;
+  if (!is_log || take_token())
+    store_.append_event(ev);
+  else
+    ++counters_.thinned;
+
+  status_["updatedMs"] = unix_time_ms();
+  status_["bootId"] = e.boot_id;
+  status_["seq"] = e.seq;
+  if (!e.generation.empty()) status_["generation"] = e.generation;
+  if (is_log) {
+    last_log_.push_back(utf8_truncate(e.message, 512));
+    while (last_log_.size() > options_.last_log_lines) last_log_.pop_front();
+    status_["lastLog"] = last_log_;
+    if (status_["phase"].is_null()) status_["phase"] = "rebuilding";
+    dirty_ = true;
+    if (!pending_) pending_ = Clock::now() + options_.coalesce;
+  } else {
+    std::string name(phase_name(e.phase));
+    if (status_["phase"] != name) status_["sinceMs"] = unix_time_ms();
+    if (e.phase == Phase::starting) {
+      last_log_.clear();
+      status_["lastLog"] = json::array();
+    }
+    status_["phase"] = name;
+    status_["message"] = e.message;
+    status_["detail"] = e.detail.is_object() ? e.detail : json(nullptr);
+    status_["guestTimeMs"] = e.time_ms;
+    write_now();
+  }
+  if (on_event) on_event(e);
+}
+
+std::optional<StatusRecorder::Clock::time_point> StatusRecorder::flush_due() const { return pending_; }
+
+void StatusRecorder::flush() {
+  if (dirty_) write_now();
+  pending_.reset();
+}
+
+void StatusRecorder::write_now() {
+  status_["counters"] = counters_.to_json();
+  try {
+    store_.write_status(status_);
+  } catch (const std::exception& ex) {
+    spdlog::warn("{}: cannot write status.json: {}", vm_, ex.what());
+  }
+  dirty_ = false;
+  pending_.reset();
+  last_write_ = Clock::now();
+}
+
+}  // namespace sprout

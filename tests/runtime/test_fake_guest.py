@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""The status recorder (`sprout watch`), `sprout status` and `sprout wait` against a
+fake guest: a unix socket this test listens on at STATE/status.sock (as qemu does)
+and writes to. Needs no VM.
+
+usage: test_fake_guest.py SPROUT CASE   (CASE: garbage, wait)
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import runtime_lib as rl
+from runtime_lib import check
+
+
+def event(phase, seq, msg="", vm="fake", boot="b1", gen="g1", detail=None):
+    e = {"version": 1, "vm": vm, "bootId": boot, "seq": seq, "timeMs": int(time.time() * 1000),
+         "phase": phase, "message": msg, "generation": gen}
+    if detail is not None:
+        e["detail"] = detail
+    return (json.dumps(e) + "\n").encode()
+
+
+def make_spec(root, name="fake"):
+    state = os.path.join(root, name)
+    os.makedirs(state, exist_ok=True)
+    spec_dir = os.path.join(root, "specs")
+    os.makedirs(spec_dir, exist_ok=True)
+    base = os.path.join(root, "base.img")
+    open(base, "wb").close()
+    rl.write_spec(os.path.join(spec_dir, name + ".json"), version=1, name=name,
+                  base={"image": base, "format": "raw"}, stateDir=state,
+                  sources={"config": root, "self": root})
+    return os.path.join(spec_dir, name + ".json"), state, spec_dir
+
+
+class FakeGuest:
+    """Listens on the status socket like qemu's chardev server and accepts one peer."""
+
+    def __init__(self, path):
+        if os.path.exists(path):
+            os.unlink(path)
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(1)
+        self.srv.settimeout(20)
+        self.conn = None
+
+    def accept(self):
+        self.conn, _ = self.srv.accept()
+        return self
+
+    def send(self, data: bytes):
+        self.conn.sendall(data)
+
+    def drop(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+    def close(self):
+        self.drop()
+        self.srv.close()
+
+
+def case_garbage(root):
+    spec, state, _ = make_spec(root)
+    fake = FakeGuest(os.path.join(state, "status.sock"))
+    with rl.Proc(["watch", "--spec", spec], os.path.join(root, "watch.log")) as w:
+        fake.accept()
+        fake.send(event("starting", 1, "agent up"))
+        fake.send(b"this is not json\n")
+        fake.send(b"\xff\xfe\xfd not utf-8\n")
+        fake.send(b"{" + b"x" * 100000 + b"}\n")          # over-long
+        fake.send(b'{"version": 1, "vm": "fake"}\n')        # missing fields
+        fake.send(b"[1,2,3]\n\n\n")
+        fake.send(event("rebuilding", 2, "nixos-rebuild boot"))
+        # A flood of log lines: the recorder must stay bounded and keep going.
+        flood = b"".join(event("log", 3 + i, f"building {i}") for i in range(20000))
+        fake.send(flood)
+        fake.send(event("rebuilt", 30000, "built"))
+        st = rl.wait_status(state, lambda s: s.get("phase") == "rebuilt", 30, "rebuilt after the garbage")
+        c = st["counters"]
+        check(c["garbage"] >= 3, f"garbage not counted: {c}")
+        check(c["invalidUtf8"] == 1, f"invalid UTF-8 not counted: {c}")
+        check(c["overlong"] == 1, f"over-long line not counted: {c}")
+        check(c["accepted"] == 20003, f"valid lines lost: {c}")
+        check(st["lastLog"][-1] == "building 19999", f"last log line wrong: {st['lastLog']}")
+        size = os.path.getsize(os.path.join(state, "events.jsonl"))
+        check(size <= 2 << 20, f"events.jsonl unbounded: {size}")
+        # The guest goes away (reboot / qemu restart) and comes back: watch reconnects.
+        fake.drop()
+        fake.accept()
+        fake.send(b"partial line without newline")
+        fake.drop()
+        fake.accept()
+        fake.send(event("starting", 1, "second boot", boot="b2"))
+        fake.send(event("specialized", 2, "running generation g1", boot="b2"))
+        st = rl.wait_status(state, lambda s: s.get("phase") == "specialized", 30, "specialized after reconnect")
+        check(st["bootId"] == "b2", f"wrong boot: {st}")
+        check(st["counters"]["connections"] >= 3, f"reconnects not counted: {st['counters']}")
+        check(w.p.poll() is None, "sprout watch died")
+        log = open(os.path.join(root, "watch.log"), errors="replace").read()
+        check("dropped" in log, "bad lines were not logged")
+        # A restarted recorder keeps what it knew.
+        w.signal(signal.SIGTERM)
+        check(w.wait(10) == 0, "watch did not exit 0 on SIGTERM")
+    fake.close()
+    events = rl.read_events(state)
+    phases = [e["phase"] for e in events if e["phase"] != "log"]
+    check(phases == ["starting", "rebuilding", "rebuilt", "starting", "specialized"], f"events.jsonl phases: {phases}")
+
+
+def case_wait(root):
+    spec, state, spec_dir = make_spec(root)
+    # No record yet: status says so; wait times out with exit 2.
+    r = rl.sprout(["status", "--spec-dir", spec_dir])
+    check(r.returncode == 0 and "no record" in r.stdout, f"status without record: {r.stdout}{r.stderr}")
+    t0 = time.monotonic()
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "1"])
+    check(r.returncode == 2, f"wait without record should time out (2): {r.returncode} {r.stderr}")
+    check(time.monotonic() - t0 < 5, "wait --timeout 1 took too long")
+    r = rl.sprout(["wait", "nosuchvm", "--spec-dir", spec_dir, "--timeout", "1"])
+    check(r.returncode == 2 and "nosuchvm" in r.stderr, f"unknown VM: {r.returncode} {r.stderr}")
+
+    fake = FakeGuest(os.path.join(state, "status.sock"))
+    with rl.Proc(["watch", "--spec", spec], os.path.join(root, "watch.log")) as w:
+        fake.accept()
+        waiter = subprocess.Popen([rl.SPROUT, "wait", "fake", "--spec-dir", spec_dir, "--timeout", "30"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)
+            check(waiter.poll() is None, "wait returned before specialized")
+            fake.send(event("starting", 1, "up"))
+            fake.send(event("rebuilding", 2, "building"))
+            fake.send(event("log", 3, "copying"))
+            time.sleep(0.3)
+            t_sent = time.monotonic()
+            fake.send(event("specialized", 4, "done"))
+            out, err = waiter.communicate(timeout=20)
+            dt = time.monotonic() - t_sent
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+        check(waiter.returncode == 0, f"wait exit {waiter.returncode}: {out}{err}")
+        check("rebuilding" in out and "reached specialized" in out, f"wait output: {out!r}")
+        check(dt < 2, f"wait took {dt:.2f} s to notice")
+        # sprout status: table and JSON.
+        r = rl.sprout(["status", "--spec-dir", spec_dir])
+        check(r.returncode == 0 and "fake" in r.stdout and "specialized" in r.stdout, r.stdout + r.stderr)
+        r = rl.sprout(["status", "--spec-dir", spec_dir, "--json", "fake"])
+        j = json.loads(r.stdout)
+        check(j[0]["status"]["phase"] == "specialized", r.stdout)
+        r = rl.sprout(["status", "--spec-dir", spec_dir, "other"])
+        check(r.returncode == 2, f"status of an unknown VM: {r.returncode}")
+        # A failed rebuild: wait exits 1 with the reason and the last lines.
+        fake.send(event("starting", 1, "up", boot="b2", gen="g2"))
+        fake.send(event("rebuilding", 2, "building", boot="b2", gen="g2"))
+        fake.send(event("log", 3, "error: attribute 'foo' missing", boot="b2", gen="g2"))
+        fake.send(event("failed", 4, "nixos-rebuild exited with status 1", boot="b2", gen="g2",
+                        detail={"lastLines": ["error: attribute 'foo' missing"]}))
+        rl.wait_status(state, lambda s: s.get("phase") == "failed", 10, "failed")
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "10"])
+        check(r.returncode == 1, f"wait on failed: {r.returncode}")
+        check("nixos-rebuild exited with status 1" in r.stderr and "attribute 'foo'" in r.stderr, r.stderr)
+        w.signal(signal.SIGTERM)
+        w.wait(10)
+    fake.close()
+
+
+if __name__ == "__main__":
+    sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait}, sys.argv[2]))

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""`sprout run` end to end with the test guest (tests/vm: Debian's cloud kernel,
+busybox, the real sprout-agent, stand-in nixos-rebuild/systemctl) under qemu TCG.
+
+usage: test_run.py SPROUT CASE     (SPROUT_AGENT=path/to/sprout-agent)
+CASE: lifecycle, two-vms, failing, recorder-restart, shutdown, ignore-powerdown
+"""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import runtime_lib as rl
+from runtime_lib import GuestWorld, Proc, check
+
+sys.path.insert(0, os.path.join(rl.HERE, "..", "vm"))
+import guestlib  # noqa: E402
+
+BOOT_BUDGET = 240  # seconds for a VM to specialize under TCG (two boots and a rebuild)
+
+
+def run_vm(world, name, log_name="run.log", args=()):
+    return Proc(["run", "--spec", os.path.join(world.spec_dir, name + ".json"), *args],
+                os.path.join(world.root, f"{name}-{log_name}"))
+
+
+def wait_for(world, name, phase="specialized", timeout=BOOT_BUDGET):
+    return rl.sprout(["wait", name, "--for", phase, "--spec-dir", world.spec_dir, "--timeout", str(timeout)],
+                     timeout=timeout + 30)
+
+
+def events_of_boot(state, boot_id):
+    return [e for e in rl.read_events(state) if e.get("bootId") == boot_id]
+
+
+def phases_between(events, start_index):
+    return [e["phase"] for e in events[start_index:] if e["phase"] != "log"]
+
+
+def case_lifecycle(root):
+    w = GuestWorld(root)
+    w.spec("web")
+    state = w.state("web")
+    # 1. A fresh VM specializes after exactly one reboot; wait exits 0.
+    with run_vm(w, "web") as run:
+        r = wait_for(w, "web")
+        check(r.returncode == 0, f"wait: {r.returncode} {r.stdout} {r.stderr}\n{run.output()}")
+        check(run.wait(120) == 0, f"run exit status\n{run.output()}")
+    st = rl.read_status(state)
+    check(st["phase"] == "specialized", f"status.json: {st}")
+    check(st["host"]["state"] == "stopped", f"host state: {st['host']}")
+    check(w.boots("web") == [1, 2], f"boots: {w.boots('web')}")
+    gen1 = st["generation"]
+    n_events = len(rl.read_events(state))
+    check(phases_between(rl.read_events(state), 0).count("rebooting") == 1, "more than one reboot")
+    # 2. A second run goes straight to specialized, without a rebuild.
+    with run_vm(w, "web", "run2.log") as run:
+        r = wait_for(w, "web")
+        check(r.returncode == 0, f"second wait: {r.returncode} {r.stderr}\n{run.output()}")
+        check(run.wait(120) == 0, f"second run exit status\n{run.output()}")
+    check(w.boots("web") == [1, 2, 3], f"boots after second run: {w.boots('web')}")
+    ph = phases_between(rl.read_events(state), n_events)
+    check("rebuilding" not in ph and "rebooting" not in ph, f"second run rebuilt: {ph}")
+    check(rl.read_status(state)["phase"] == "specialized", "second run did not end specialized")
+    # 3. A changed self config: exactly one re-specialization.
+    n_events = len(rl.read_events(state))
+    with open(os.path.join(root, "self-web", "configuration.nix"), "a") as f:
+        f.write("# changed: a new generation\n")
+    with run_vm(w, "web", "run3.log") as run:
+        r = wait_for(w, "web")
+        check(r.returncode == 0, f"third wait: {r.returncode} {r.stderr}\n{run.output()}")
+        check(run.wait(120) == 0, f"third run exit status\n{run.output()}")
+    ph = phases_between(rl.read_events(state), n_events)
+    check(ph.count("rebooting") == 1 and ph.count("rebuilt") == 1, f"re-specialization phases: {ph}")
+    check(w.boots("web") == [1, 2, 3, 4, 5], f"boots after the change: {w.boots('web')}")
+    st = rl.read_status(state)
+    check(st["phase"] == "specialized" and st["generation"] != gen1, f"generation did not change: {st}")
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def case_two_vms(root):
+    w = GuestWorld(root)
+    before = sha256(w.base)
+    for n in ("alpha", "beta"):
+        w.spec(n)
+    runs = [run_vm(w, n) for n in ("alpha", "beta")]
+    try:
+        for n in ("alpha", "beta"):
+            r = wait_for(w, n)
+            check(r.returncode == 0, f"{n}: wait {r.returncode} {r.stderr}")
+        for run in runs:
+            check(run.wait(120) == 0, f"run exit status\n{run.output()}")
+    finally:
+        for run in runs:
+            run.__exit__()
+    check(sha256(w.base) == before, "the base image changed")
+    for n in ("alpha", "beta"):
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json",
+                                          os.path.join(w.state(n), "root.qcow2")],
+                                         capture_output=True, text=True, check=True).stdout)
+        check(os.path.realpath(info.get("full-backing-filename", info.get("backing-filename", ""))) ==
+              os.path.realpath(w.base), f"{n}: overlay backing {info}")
+        size = os.path.getsize(os.path.join(w.state(n), "root.qcow2"))
+        print(f"{n}: overlay {size} bytes after specialization (base {os.path.getsize(w.base)} bytes)")
+        check(size < 16 << 20, f"{n}: overlay unexpectedly large ({size})")
+        check(rl.read_status(w.state(n))["phase"] == "specialized", f"{n} not specialized")
+        check(w.boots(n) == [1, 2], f"{n}: boots {w.boots(n)}")
+
+
+def case_failing(root):
+    w = GuestWorld(root)
+    w.spec("bad", after="stay", self_extra="# sprout-test: fail\n")
+    with run_vm(w, "bad") as run:
+        r = wait_for(w, "bad")
+        check(r.returncode == 1, f"wait on a failing rebuild: {r.returncode} {r.stdout} {r.stderr}")
+        check("failed" in r.stderr, f"no reason printed: {r.stderr}")
+        # The VM stays up and does not reboot-loop.
+        time.sleep(8)
+        check(run.p.poll() is None, "run ended after a failed rebuild")
+        check(w.boots("bad") == [1], f"reboot loop: boots {w.boots('bad')}")
+        check(rl.read_status(w.state("bad"))["phase"] == "failed", "status.json is not failed")
+        run.signal(signal.SIGTERM)
+        check(run.wait(60) == 0, f"graceful stop\n{run.output()}")
+
+
+def case_recorder_restart(root):
+    w = GuestWorld(root)
+    w.spec("rr", self_extra="# sprout-test: sleep 4\n")
+    state = w.state("rr")
+    spec = os.path.join(w.spec_dir, "rr.json")
+    with run_vm(w, "rr", args=["--external-recorder"]) as run:
+        with Proc(["watch", "--spec", spec], os.path.join(root, "watch1.log")) as watch1:
+            rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding")
+            watch1.p.kill()  # no goodbye: the recorder dies mid-boot
+            watch1.p.wait(10)
+        time.sleep(2)
+        with Proc(["watch", "--spec", spec], os.path.join(root, "watch2.log")) as watch2:
+            check(run.wait(BOOT_BUDGET) == 0, f"run exit status\n{run.output()}")
+            st = rl.wait_status(state, lambda s: s.get("phase") == "specialized", 20, "specialized")
+            check(w.boots("rr") == [1, 2], f"boots {w.boots('rr')}")
+            watch2.signal(signal.SIGTERM)
+            check(watch2.wait(10) == 0, "watch exit status")
+    ph = [e["phase"] for e in rl.read_events(state) if e["phase"] != "log"]
+    check(ph[-1] == "specialized" and "rebooting" in ph, f"events: {ph}")
+
+
+def case_shutdown(root):
+    w = GuestWorld(root)
+    port = guestlib._free_port()
+    w.spec("up", after="stay",
+           network={"mode": "user", "forwards": [{"hostAddress": "127.0.0.1", "hostPort": port, "guestPort": 8080}]})
+    with run_vm(w, "up") as run:
+        r = wait_for(w, "up")
+        check(r.returncode == 0, f"wait {r.returncode} {r.stderr}")
+        line = guestlib.tcp_read_line(port, 60)
+        check(bool(line), "no answer through the port forward")
+        print(f"port {port} -> guest 8080 answered: {line}")
+        t0 = time.monotonic()
+        run.signal(signal.SIGTERM)
+        check(run.wait(40) == 0, f"run exit status after SIGTERM\n{run.output()}")
+        dt = time.monotonic() - t0
+    check(dt < 30, f"power-down took {dt:.1f} s")
+    st = rl.read_status(w.state("up"))
+    check(st["host"]["state"] == "stopped" and "on request" in st["host"]["how"], f"host: {st['host']}")
+    check("sprout-test: poweroff" in w.console("up") or "power button" in w.console("up"), "guest did not power off")
+    print(f"graceful power-down took {dt:.1f} s")
+
+
+def case_ignore_powerdown(root):
+    w = GuestWorld(root)
+    w.spec("stubborn", after="stay", extra_cmdline="sprout_test.ignore_powerdown=1", shutdownTimeoutSeconds=5)
+    with run_vm(w, "stubborn") as run:
+        r = wait_for(w, "stubborn")
+        check(r.returncode == 0, f"wait {r.returncode} {r.stderr}")
+        t0 = time.monotonic()
+        run.signal(signal.SIGTERM)
+        rc = run.wait(40)
+        dt = time.monotonic() - t0
+        check(rc == 3, f"run exit status {rc} (want 3: quit after timeout)\n{run.output()}")
+    check(5 <= dt < 20, f"quit after {dt:.1f} s (timeout 5 s)")
+    print(f"quit {dt:.1f} s after SIGTERM (timeout 5 s)")
+
+
+if __name__ == "__main__":
+    sys.exit(rl.run_case({"lifecycle": case_lifecycle, "two-vms": case_two_vms, "failing": case_failing,
+                          "recorder-restart": case_recorder_restart, "shutdown": case_shutdown,
+                          "ignore-powerdown": case_ignore_powerdown}, sys.argv[2]))
