@@ -44,9 +44,10 @@ std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironm
     add({"-accel", "tcg"});
   add({"-m", fmt::format("{}M", spec.memory_mib()), "-smp", std::to_string(spec.vcpus)});
 
-  // Boot disk: the VM's own overlay on the shared base.
+  // Boot disk: the VM's own overlay on the shared base (bootindex 1: with -kernel,
+  // the direct-boot loader holds bootindex 0).
   add({"-drive", fmt::format("file={},if=none,format=qcow2,id=root,discard=unmap", qemu_escape(spec.overlay_path().string())),
-       "-device", "virtio-blk-pci,drive=root,bootindex=0"});
+       "-device", "virtio-blk-pci,drive=root,bootindex=1"});
   // Exported disks: read-only, found by the guest through their serials.
   for (const auto& [role, path] : env.disks) {
     const auto& info = role_info(role);

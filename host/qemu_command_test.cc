@@ -36,7 +36,7 @@ TEST(QemuCommand, BootDiskExportedDisksMemoryTcg) {
   EXPECT_EQ(drives[1], "file=/s/web/config.img,if=none,readonly=on,format=raw,id=sprout-config");
   EXPECT_EQ(drives[2], "file=/s/web/self.img,if=none,readonly=on,format=raw,id=sprout-self");
   auto devices = values(a, "-device");
-  EXPECT_TRUE(has(devices, "virtio-blk-pci,drive=root,bootindex=0"));
+  EXPECT_TRUE(has(devices, "virtio-blk-pci,drive=root,bootindex=1"));
   EXPECT_TRUE(has(devices, "virtio-blk-pci,drive=sprout-config,serial=sprout-config"));
   EXPECT_TRUE(has(devices, "virtio-blk-pci,drive=sprout-self,serial=sprout-self"));
   EXPECT_EQ(values(a, "-m"), std::vector<std::string>{"512M"});

@@ -122,7 +122,7 @@ void StatusRecorder::handle_line(std::string_view line) {
   ++counters_.accepted;
   json ev = status_event_to_json(e);
   ev["hostTimeMs"] = unix_time_ms();
-  if (e.vm != vm_) {
+  if (!e.vm.empty() && e.vm != vm_) {  // empty: before the guest read its manifest
     ++counters_.wrong_vm;
     ev["wrongVm"] = true;
     if (counters_.wrong_vm <= 3) spdlog::warn("{}: status event names VM '{}'", vm_, e.vm);

@@ -165,6 +165,8 @@ class GuestWorld:
         os.unlink(raw)
         self.config = os.path.join(root, "config")
         os.makedirs(os.path.join(self.config, "common"), exist_ok=True)
+        # The VM's own disk is mounted at /etc/nixos/hosts/self, inside the config disk.
+        os.makedirs(os.path.join(self.config, "hosts", "self"), exist_ok=True)
         with open(os.path.join(self.config, "common", "default.nix"), "w") as f:
             f.write("{ ... }: { services.openssh.enable = true; }\n")
 
