@@ -90,6 +90,11 @@ PendingFile::~PendingFile() {
   }
 }
 
+void PendingFile::commit_as(const fs::path& target) {
+  target_ = target;
+  commit();
+}
+
 void PendingFile::commit() {
   fsync_path(temp_);
   if (::rename(temp_.c_str(), target_.c_str()) != 0) fail("cannot rename into place", target_);

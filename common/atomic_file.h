@@ -28,6 +28,8 @@ class PendingFile {
   const std::filesystem::path& temp_path() const { return temp_; }
   /// fsyncs the temporary file, renames it over the target and fsyncs the directory.
   void commit();
+  /// The same, onto another name in the same directory.
+  void commit_as(const std::filesystem::path& target);
 
  private:
   std::filesystem::path target_;

@@ -55,8 +55,6 @@ void walk_dir(const TreeEntry& dir, const std::function<void(const TreeEntry&)>&
       throw InputError(fmt::format("{}: is {}; only regular files, directories and symlinks can be exported "
                                    "(remove it or move it out of the tree)",
                                    e.abs.string(), kind_of(e.st.st_mode)));
-    } else if (S_ISREG(e.st.st_mode) && access(e.abs.c_str(), R_OK) != 0) {
-      throw InputError(fmt::format("{}: file is not readable (fix its permissions)", e.abs.string()));
     }
     if (filter && !filter(e)) continue;
     visit(e);

@@ -14,13 +14,18 @@
 
 #include <fmt/format.h>
 
+#include "error.h"
 #include "sha256.h"
 
 namespace sprout {
 
 std::string file_content_hash(const std::filesystem::path& path, std::uint64_t expected_size) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), path.string());
+  if (fd < 0) {
+    if (errno == EACCES)
+      throw InputError(fmt::format("{}: file is not readable (fix its permissions)", path.string()));
+    throw std::system_error(errno, std::generic_category(), path.string());
+  }
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   static thread_local std::vector<char> buf(256 << 10);
   Sha256 h;
@@ -42,19 +47,41 @@ std::string file_content_hash(const std::filesystem::path& path, std::uint64_t e
   return h.finish_hex();
 }
 
-std::string tree_digest(const std::filesystem::path& root, const TreeFilter& filter,
-                        const std::function<void(const TreeEntry&)>& also_visit, ContentHashCache* cache) {
-  // 1. Walk (sorted, validated), remembering the entries.
-  std::vector<TreeEntry> entries;
-  walk_tree(
-      root,
-      [&](const TreeEntry& e) {
-        entries.push_back(e);
-        if (also_visit) also_visit(e);
-      },
-      filter);
+TreeListing list_tree(const std::filesystem::path& root, const TreeFilter& filter) {
+  TreeListing l;
+  walk_tree(root, [&](const TreeEntry& e) { l.entries.push_back(e); }, filter);
+  return l;
+}
 
-  // 2. Hash file contents, in parallel, unless the cache knows them.
+namespace {
+char type_of(const TreeEntry& e) { return S_ISDIR(e.st.st_mode) ? 'd' : S_ISLNK(e.st.st_mode) ? 'l' : 'f'; }
+
+void hash_header(Sha256& h, const TreeEntry& e) {
+  char type = type_of(e);
+  // Length-prefixed name so no name can imitate a record boundary.
+  h.update(fmt::format("{} {} {} {:o} {} {} {}\n", type, e.rel.size(), e.rel, e.st.st_mode & 07777, e.st.st_uid,
+                       e.st.st_gid, type == 'f' ? e.st.st_size : 0));
+  if (type == 'l') h.update(fmt::format("{} {}\n", e.link_target.size(), e.link_target));
+}
+}  // namespace
+
+std::string structure_digest(const TreeListing& listing) {
+  Sha256 h;
+  h.update("sprout-structure-v1\n");
+  for (const auto& e : listing.entries) hash_header(h, e);
+  return h.finish_hex();
+}
+
+bool fully_cached(const TreeListing& listing, ContentHashCache* cache) {
+  if (!cache) return false;
+  for (const auto& e : listing.entries)
+    if (S_ISREG(e.st.st_mode) && !cache->lookup(e.rel, e.st)) return false;
+  return true;
+}
+
+std::string content_digest(const TreeListing& listing, ContentHashCache* cache) {
+  const auto& entries = listing.entries;
+  // Hash file contents, in parallel, unless the cache knows them.
   std::vector<std::string> hashes(entries.size());
   std::vector<std::size_t> todo;
   for (std::size_t i = 0; i < entries.size(); ++i) {
@@ -92,19 +119,21 @@ std::string tree_digest(const std::filesystem::path& root, const TreeFilter& fil
   for (auto& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
 
-  // 3. Combine in walk order.
   Sha256 h;
   h.update("sprout-tree-v2\n");
   for (std::size_t i = 0; i < entries.size(); ++i) {
-    const auto& e = entries[i];
-    char type = S_ISDIR(e.st.st_mode) ? 'd' : S_ISLNK(e.st.st_mode) ? 'l' : 'f';
-    // Length-prefixed name so no name can imitate a record boundary.
-    h.update(fmt::format("{} {} {} {:o} {} {} {}\n", type, e.rel.size(), e.rel, e.st.st_mode & 07777, e.st.st_uid,
-                         e.st.st_gid, type == 'f' ? e.st.st_size : 0));
-    if (type == 'l') h.update(fmt::format("{} {}\n", e.link_target.size(), e.link_target));
-    if (type == 'f') h.update(hashes[i] + "\n");
+    hash_header(h, entries[i]);
+    if (type_of(entries[i]) == 'f') h.update(hashes[i] + "\n");
   }
   return h.finish_hex();
+}
+
+std::string tree_digest(const std::filesystem::path& root, const TreeFilter& filter,
+                        const std::function<void(const TreeEntry&)>& also_visit, ContentHashCache* cache) {
+  TreeListing l = list_tree(root, filter);
+  if (also_visit)
+    for (const auto& e : l.entries) also_visit(e);
+  return content_digest(l, cache);
 }
 
 std::string generation_id(const std::string& config_digest, const std::string& self_digest,

@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tree.h"
 
@@ -26,6 +27,24 @@ class ContentHashCache {
   virtual std::optional<std::string> lookup(const std::string& rel, const struct stat& st) = 0;
   virtual void store(const std::string& rel, const struct stat& st, const std::string& hash) = 0;
 };
+
+/// The walked entries of a tree, in canonical order.
+struct TreeListing {
+  std::vector<TreeEntry> entries;
+};
+
+/// Walks `root` (see walk_tree), keeping the entries `filter` accepts.
+TreeListing list_tree(const std::filesystem::path& root, const TreeFilter& filter = {});
+
+/// Hex SHA-256 of everything but file contents: names, types, modes, owners, sizes,
+/// symlink targets. Cheap; the same tree always gives the same value.
+std::string structure_digest(const TreeListing& listing);
+
+/// True when `cache` knows the content hash of every file in the listing.
+bool fully_cached(const TreeListing& listing, ContentHashCache* cache);
+
+/// The tree digest of a listing (hashing contents on several threads).
+std::string content_digest(const TreeListing& listing, ContentHashCache* cache = nullptr);
 
 /// Hex SHA-256 of the tree at `root`, restricted to entries `filter` accepts.
 /// `also_visit` sees every hashed entry (to gather other facts in the same walk).

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <future>
+#include <memory>
 #include <chrono>
 #include <system_error>
 
@@ -80,13 +82,59 @@ struct RoleInput {
   DiskRole role;
   fs::path source;      ///< the user's directory
   TreeFilter filter;    ///< what of it is exported
-  std::string digest;   ///< of the filtered tree
   bool needs_staging = false;
+  TreeListing listing;  ///< the filtered tree
+  std::string digest;   ///< of the filtered tree (contents included)
   TreeSize size;        ///< what the filtered tree needs on disk
 };
 
+/// The image's UUID and hash seed: from the tree's structure (not its contents), so
+/// mkfs can start before the contents are hashed; the same tree still always gives
+/// the same bytes.
+std::string image_seed(const RoleInput& in, const std::string& extra_file_text) {
+  const auto& info = role_info(in.role);
+  return sha256_hex(fmt::format("{}\nseed\n{}\n{}\n{}\n{}\n", kImageFormat, info.name, info.label,
+                                structure_digest(in.listing),
+                                extra_file_text.empty() ? "" : sha256_hex(extra_file_text)));
+}
+
+/// An image being built by mkfs.ext4 on another thread while the tree's contents are
+/// hashed. Abandoned (mkfs stopped, temporary file removed) unless taken.
+class Speculation {
+ public:
+  Speculation(const RoleInput& in, const fs::path& cache_dir)
+      : pending_(cache_dir / fmt::format(".speculative-{}.ext4", role_info(in.role).name)) {
+    if (::pipe2(cancel_, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
+    future_ = std::async(std::launch::async, [this, source = in.source, label = std::string(role_info(in.role).label),
+                                              seed = image_seed(in, ""), size = in.size] {
+      build_ext4_image(source, label, seed, pending_.temp_path(), size, cancel_[0]);
+    });
+  }
+  ~Speculation() {
+    if (future_.valid()) {
+      [[maybe_unused]] auto n = ::write(cancel_[1], "x", 1);
+      try {
+        future_.get();
+      } catch (...) {
+      }
+    }
+    ::close(cancel_[0]);
+    ::close(cancel_[1]);
+  }
+  /// Waits for the build (rethrowing its failure) and returns the finished file.
+  PendingFile& take() {
+    future_.get();
+    return pending_;
+  }
+
+ private:
+  PendingFile pending_;
+  int cancel_[2] = {-1, -1};
+  std::future<void> future_;
+};
+
 ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const std::string& extra_file_name,
-                         const std::string& extra_file_text) {
+                         const std::string& extra_file_text, std::unique_ptr<Speculation> speculation) {
   const auto& info = role_info(in.role);
   std::string key = sha256_hex(fmt::format("{}\n{}\n{}\n{}\n{}\n", kImageFormat, info.name, info.label, in.digest,
                                            extra_file_text.empty() ? "" : sha256_hex(extra_file_text)));
@@ -99,24 +147,33 @@ ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const st
   std::error_code ec;
   if (fs::is_regular_file(img.image, ec) && fs::file_size(img.image, ec) > 0) {
     img.cache_hit = true;
+    speculation.reset();  // an identical image exists: stop building another
   } else {
-    PendingFile pending(img.image);
-    if (in.needs_staging || !extra_file_name.empty()) {
-      ScratchDir staging(req.cache_dir);
-      copy_tree(in.source, staging.path, in.filter);
-      if (!extra_file_name.empty()) {
-        if (fs::exists(fs::symlink_status(staging.path / extra_file_name)))
-          throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
-                                       in.source.string(), extra_file_name));
-        write_file_atomic(staging.path / extra_file_name, extra_file_text, 0444);
-      }
-      build_ext4_image(staging.path, std::string(info.label), key, pending.temp_path());
+    auto finish = [&](PendingFile& pending) {
+      fs::permissions(pending.temp_path(), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+      pending.commit_as(img.image);
+      spdlog::info("built {} image {} ({} MiB)", info.name, img.image.string(), fs::file_size(img.image) >> 20);
+    };
+    if (speculation) {
+      finish(speculation->take());
     } else {
-      build_ext4_image(in.source, std::string(info.label), key, pending.temp_path(), in.size);
+      PendingFile pending(img.image);
+      std::string seed = image_seed(in, extra_file_text);
+      if (in.needs_staging || !extra_file_name.empty()) {
+        ScratchDir staging(req.cache_dir);
+        copy_tree(in.source, staging.path, in.filter);
+        if (!extra_file_name.empty()) {
+          if (fs::exists(fs::symlink_status(staging.path / extra_file_name)))
+            throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
+                                         in.source.string(), extra_file_name));
+          write_file_atomic(staging.path / extra_file_name, extra_file_text, 0444);
+        }
+        build_ext4_image(staging.path, std::string(info.label), seed, pending.temp_path());
+      } else {
+        build_ext4_image(in.source, std::string(info.label), seed, pending.temp_path(), in.size);
+      }
+      finish(pending);
     }
-    fs::permissions(pending.temp_path(), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
-    pending.commit();
-    spdlog::info("built {} image {} ({} MiB)", info.name, img.image.string(), fs::file_size(img.image) >> 20);
   }
   img.bytes = fs::file_size(img.image);
   replace_symlink(img.image, img.link);
@@ -167,26 +224,31 @@ ExportResult export_disks(const ExportRequest& request) {
 
   ensure_directory(req.cache_dir, "cache directory");
   std::vector<RoleInput> inputs;
-  inputs.push_back({DiskRole::config, req.config_source, {}, "", false});
-  inputs.push_back({DiskRole::self, req.self_source, {}, "", false});
-  if (req.ssh_source) {
-    // The filter records exclusions during the digest walk; the copy walk reuses
-    // its verdicts without recording them twice.
-    inputs.push_back({DiskRole::ssh, *req.ssh_source, {}, "", true});
-  }
+  inputs.push_back({DiskRole::config, req.config_source, {}, false, {}, "", {}});
+  inputs.push_back({DiskRole::self, req.self_source, {}, false, {}, "", {}});
+  if (req.ssh_source) inputs.push_back({DiskRole::ssh, *req.ssh_source, {}, true, {}, "", {}});
+
+  std::unique_ptr<Speculation> config_build;
   for (auto& in : inputs) {
     auto t0 = std::chrono::steady_clock::now();
     if (in.role == DiskRole::ssh) {
-      in.digest = tree_digest(in.source, std::ref(ssh_filter));  // staged copy is measured later
+      in.listing = list_tree(in.source, std::ref(ssh_filter));
       auto excluded = ssh_filter.excluded();
       in.filter = [excluded](const TreeEntry& e) {
         for (const auto& x : excluded)
           if (x.path == e.rel) return false;
         return true;
       };
+      in.digest = content_digest(in.listing);
     } else {
+      in.listing = list_tree(in.source);
+      for (const auto& e : in.listing.entries) account_entry(in.size, e);
       DigestCacheFile cache(req.cache_dir, in.source);
-      in.digest = tree_digest(in.source, {}, [&in](const TreeEntry& e) { account_entry(in.size, e); }, &cache);
+      // The shared config tree is the big one: when its contents must be read, build
+      // its image at the same time (the result is dropped if the cache has it).
+      if (in.role == DiskRole::config && !fully_cached(in.listing, &cache))
+        config_build = std::make_unique<Speculation>(in, req.cache_dir);
+      in.digest = content_digest(in.listing, &cache);
       cache.save();
     }
     spdlog::debug("{}: digest in {:.0f} ms", in.source.string(),
@@ -208,9 +270,11 @@ ExportResult export_disks(const ExportRequest& request) {
   ensure_directory(req.out_dir, "state directory");
   for (const auto& in : inputs) {
     if (in.role == DiskRole::self)
-      result.images.push_back(build_role(in, req, kManifestFileName, m.to_json_text()));
+      result.images.push_back(build_role(in, req, kManifestFileName, m.to_json_text(), nullptr));
+    else if (in.role == DiskRole::config)
+      result.images.push_back(build_role(in, req, "", "", std::move(config_build)));
     else
-      result.images.push_back(build_role(in, req, "", ""));
+      result.images.push_back(build_role(in, req, "", "", nullptr));
   }
   if (!req.ssh_source) {
     std::error_code ec;

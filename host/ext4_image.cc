@@ -107,7 +107,7 @@ void normalize_ext4_image(const fs::path& image) {
 }
 
 void build_ext4_image(const fs::path& dir, const std::string& label, const std::string& seed_hex,
-                      const fs::path& out, const std::optional<TreeSize>& measured) {
+                      const fs::path& out, const std::optional<TreeSize>& measured, int cancel_fd) {
   using Clock = std::chrono::steady_clock;
   auto ms_since = [](Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -136,6 +136,7 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
             std::to_string(size / 1024) + "k"};
   o.env = {{"E2FSPROGS_FAKE_TIME", std::to_string(kExportTimestamp)}};
   o.timeout = std::chrono::minutes(30);
+  o.cancel_fd = cancel_fd;
   t0 = Clock::now();
   auto r = run_process(o);
   spdlog::debug("{}: mkfs.ext4 took {:.0f} ms", dir.string(), ms_since(t0));
