@@ -5,7 +5,6 @@
 #include <sstream>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
@@ -14,24 +13,36 @@
 namespace sprout {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
+
+namespace {
+constexpr std::string_view kHeader = "sprout-digest-cache v1\n";
+}
 
 DigestCacheFile::DigestCacheFile(const fs::path& cache_dir, const fs::path& source_root) {
   auto abs = fs::absolute(source_root).lexically_normal().string();
-  file_ = cache_dir / ".digest-cache" / (sha256_hex(abs).substr(0, 32) + ".json");
-  std::ifstream in(file_);
+  file_ = cache_dir / ".digest-cache" / (sha256_hex(abs).substr(0, 32) + ".txt");
+  std::ifstream in(file_, std::ios::binary);
   if (!in) return;
   std::stringstream ss;
   ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || j.value("version", 0) != 1 || !j.contains("files") ||
-      !j["files"].is_object()) {
+  const std::string text = ss.str();
+  if (text.rfind(kHeader, 0) != 0) {
     spdlog::debug("{}: ignoring unreadable digest cache", file_.string());
     return;
   }
-  for (const auto& [rel, v] : j["files"].items())
-    if (v.is_array() && v.size() == 2 && v[0].is_string() && v[1].is_string())
-      loaded_[rel] = {v[0].get<std::string>(), v[1].get<std::string>()};
+  // One entry a line: IDENTITY TAB HASH TAB RELATIVE-PATH. Malformed lines are skipped.
+  std::string_view rest(text);
+  rest.remove_prefix(kHeader.size());
+  while (!rest.empty()) {
+    auto nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+    auto t1 = line.find('\t');
+    auto t2 = t1 == std::string_view::npos ? t1 : line.find('\t', t1 + 1);
+    if (t2 == std::string_view::npos || t2 - t1 - 1 != 64) continue;
+    loaded_.emplace(std::string(line.substr(t2 + 1)),
+                    Entry{std::string(line.substr(0, t1)), std::string(line.substr(t1 + 1, 64))});
+  }
 }
 
 std::string DigestCacheFile::identity(const struct stat& st) {
@@ -59,10 +70,13 @@ void DigestCacheFile::save() {
   std::lock_guard lock(mutex_);
   if (!dirty_ && current_.size() == loaded_.size()) return;
   try {
-    json files = json::object();
-    for (const auto& [rel, e] : current_) files[rel] = json::array({e.key, e.hash});
+    std::string text(kHeader);
+    for (const auto& [rel, e] : current_) {
+      if (rel.find_first_of("\t\n") != std::string::npos) continue;  // such names are simply rehashed
+      text += e.key + "\t" + e.hash + "\t" + rel + "\n";
+    }
     fs::create_directories(file_.parent_path());
-    write_file_atomic(file_, json{{"version", 1}, {"files", files}}.dump(), 0600);
+    write_file_atomic(file_, text, 0600);
   } catch (const std::exception& e) {
     spdlog::warn("cannot save the digest cache {}: {}", file_.string(), e.what());
   }

@@ -1,5 +1,5 @@
-// A persistent ContentHashCache for one source tree, kept as a JSON file under the
-// image cache (.digest-cache/). An entry is trusted only while the file's size,
+// A persistent ContentHashCache for one source tree, kept as a small text file under
+// the image cache (.digest-cache/). An entry is trusted only while the file's size,
 // mtime, ctime, inode and device are unchanged — as git trusts its index — and files
 // changed within the last two seconds are never cached (their timestamps could still
 // hide a same-second change). A missing or garbled cache file just means rehashing.
