@@ -15,8 +15,8 @@ Usage: test_libvirt.py SPROUT [--keep]
    - a changed spec: "updated", the running domain is not restarted (same id/pid);
    - `sprout stop`: graceful ACPI shutdown; `sprout undefine`: domain gone, overlay
      and exported disks still there.
-The full specialization flow (real agent, `sprout watch`, `sprout wait`) is not in
-this script yet: see docs/libvirt.md.
+The full specialization flow with the real agent (`sprout watch`, `sprout wait`) and
+a failing rebuild are in test_libvirt_agent.py.
 """
 
 import json

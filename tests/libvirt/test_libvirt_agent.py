@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""The full flow through libvirt with the REAL guest agent (suite 'libvirt').
+
+usage: test_libvirt_agent.py SPROUT SPROUT_AGENT CASE [--keep]
+CASE:
+  flow     `sprout define --start` on a private libvirtd (lvenv.py); `sprout watch`
+           records the status channel, started late on purpose (6 s after the guest's
+           boot marker, when the agent has written its first events); the test guest
+           (tests/vm: busybox, the real sprout-agent, stand-in nixos-rebuild) rebuilds,
+           reboots (libvirt restarts it in place: same domain id, same qemu pid) and
+           specializes; `sprout wait NAME` exits 0; every event of both boots is
+           recorded (the events written before watch connected were queued by the
+           agent, not lost; one connection carries both boots); `sprout status`
+           agrees; `sprout undefine` stops the guest (ACPI) and removes the domain,
+           the overlay and the exported disks stay.
+  failing  the self config says `# sprout-test: fail`: `sprout wait` exits 1 with
+           the reason and the rebuild's last lines (as with the QEMU backend,
+           tests/runtime case `failing`); the domain keeps running, no reboot loop.
+The guest is built exactly as tests/runtime builds it (runtime_lib.GuestWorld: the
+agent's default config; the VM's overlay is the guest's persistent state disk by the
+serial `sprout-test-state`, set with a qemu `-global`). Exit 77 when libvirtd cannot
+run here. The daemon fixture stops exactly what it started, also after a failure.
+"""
+import os
+import shutil
+import signal
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "runtime"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
+import lvenv  # noqa: E402
+import runtime_lib as rl  # noqa: E402
+from runtime_lib import GuestWorld, Proc, check  # noqa: E402
+
+SKIP = 77
+BOOT_BUDGET = 300  # seconds to specialize under TCG (two boots and a rebuild)
+WATCH_DELAY = 6    # flow: seconds between the guest's boot marker and starting `sprout watch`
+
+
+def non_log(events):
+    return [e["phase"] for e in events if e.get("phase") != "log"]
+
+
+class LvWorld:
+    """A GuestWorld whose VMs are libvirt domains of a private daemon."""
+
+    def __init__(self, root, agent, lv):
+        self.w = GuestWorld(root, agent)
+        self.lv = lv
+
+    def spec(self, name, **kw):
+        return self.w.spec(name, after="stay", backend="libvirt", libvirt={"uri": self.lv.uri}, **kw)
+
+    def dom_id(self, name):
+        return self.lv.virsh("domid", name, check=False).stdout.strip()
+
+    def domains(self):
+        return self.lv.virsh("list", "--all", "--name").stdout.split()
+
+    def wait_console(self, name, text, timeout):
+        deadline = time.monotonic() + timeout
+        while text not in self.w.console(name):
+            check(time.monotonic() < deadline, f"console never showed {text!r} within {timeout} s")
+            time.sleep(0.2)
+
+    def watch(self, name):
+        logs = os.path.join(self.w.root, "logs-" + name)
+        os.makedirs(logs, exist_ok=True)
+        return Proc(["watch", "--spec", os.path.join(self.w.spec_dir, name + ".json")],
+                    os.path.join(logs, "watch.log"))
+
+    def wait(self, name, timeout=BOOT_BUDGET):
+        return rl.sprout(["wait", name, "--spec-dir", self.w.spec_dir, "--timeout", str(timeout)],
+                         timeout=timeout + 30)
+
+    def define_start(self, name):
+        r = rl.sprout(["define", "--spec", os.path.join(self.w.spec_dir, name + ".json"), "--start"], timeout=180)
+        check(r.returncode == 0 and "started" in r.stdout, f"define --start: {r.returncode} {r.stdout}{r.stderr}")
+
+    def undefine(self, name):
+        t0 = time.monotonic()
+        r = rl.sprout(["undefine", name, "--spec", os.path.join(self.w.spec_dir, name + ".json")], timeout=120)
+        check(r.returncode == 0 and "undefined" in r.stdout, f"undefine: {r.returncode} {r.stdout}{r.stderr}")
+        check(name not in self.domains(), "domain still defined after undefine")
+        check(self.lv.qemu_pids(name) == [], "qemu still running after undefine")
+        for f in ["root.qcow2", "config.img", "self.img"]:
+            check(os.path.exists(os.path.join(self.w.state(name), f)), f"undefine removed {f}")
+        return time.monotonic() - t0
+
+    def stop_watch(self, watch):
+        watch.signal(signal.SIGTERM)
+        check(watch.wait(15) == 0, f"watch exit status\n{watch.output()}")
+        return watch.output()
+
+
+def case_flow(lw):
+    name = "web"
+    lw.spec(name)
+    state = lw.w.state(name)
+    t0 = time.monotonic()
+    lw.define_start(name)
+    id1, pids1 = lw.dom_id(name), lw.lv.qemu_pids(name)
+    check(id1 not in ("", "-") and len(pids1) == 1, f"domain id {id1!r}, qemu pids {pids1}")
+    # Start the recorder late, when the agent has already written its first events:
+    # the guest's virtio port then has no host side, the agent's non-blocking writes
+    # get EAGAIN and it keeps the events queued until someone connects.
+    lw.wait_console(name, "sprout-test: boot 1 ", 120)
+    time.sleep(WATCH_DELAY)
+    watch_ms = int(time.time() * 1000)
+    with lw.watch(name) as watch:
+        r = lw.wait(name)
+        took = time.monotonic() - t0
+        check(r.returncode == 0 and "reached specialized" in r.stdout,
+              f"wait: {r.returncode} {r.stdout} {r.stderr}\n{watch.output()}")
+        print(f"flow: specialized {took:.1f} s after define --start")
+        # libvirt restarted the guest in place (on_reboot=restart): same domain, same qemu.
+        check(lw.w.boots(name) == [1, 2], f"boots {lw.w.boots(name)}")
+        check(lw.dom_id(name) == id1 and lw.lv.qemu_pids(name) == pids1,
+              f"the reboot was not in place: id {lw.dom_id(name)} (was {id1}), pids {lw.lv.qemu_pids(name)} (was {pids1})")
+        events = rl.read_events(state)
+        boots = []
+        for e in events:
+            if e.get("bootId") and (not boots or boots[-1] != e["bootId"]):
+                boots.append(e["bootId"])
+        check(len(boots) == 2, f"events from {len(boots)} boots: {non_log(events)}")
+        b1 = non_log([e for e in events if e.get("bootId") == boots[0]])
+        b2 = non_log([e for e in events if e.get("bootId") == boots[1]])
+        # Nothing lost before watch connected, nothing lost across the reboot.
+        check(b1 == ["starting", "mounting", "rebuilding", "rebuilt", "rebooting"], f"boot 1 events: {b1}")
+        check(b2 == ["starting", "mounting", "specialized"], f"boot 2 events: {b2}")
+        check(any(e.get("phase") == "log" for e in events), "the rebuild's output was not recorded")
+        # The guest clock comes from the RTC (whole seconds, so it may lag by up to 1 s):
+        # a guest time 1 s before watch was started means the guest wrote it earlier.
+        first = events[0]
+        print(f"flow: watch started {WATCH_DELAY} s after the boot marker; the first event "
+              f"({first['phase']}) was written {(watch_ms - first['timeMs']) / 1000:.1f} s before that "
+              f"and recorded {(first['hostTimeMs'] - first['timeMs']) / 1000:.1f} s after it was written")
+        check(first["timeMs"] <= watch_ms - 1000,
+              f"the first event was not written before watch started ({first['timeMs']} vs {watch_ms}): "
+              "the test does not show that queued events survive")
+        st = rl.read_status(state)
+        check(st["phase"] == "specialized" and st["detail"].get("action") == "record-applied", f"status.json: {st}")
+        s = rl.sprout(["status", name, "--spec-dir", lw.w.spec_dir, "--json"])
+        check(s.returncode == 0 and "specialized" in s.stdout, f"status: {s.returncode} {s.stdout}{s.stderr}")
+        # The guest stays up (sprout_test.after=stay): undefine stops it gracefully.
+        time.sleep(3)
+        check(lw.w.boots(name) == [1, 2], f"boots after specializing: {lw.w.boots(name)}")
+        dt = lw.undefine(name)
+        print(f"flow: undefine (ACPI shutdown + undefine) took {dt:.1f} s; overlay and disks kept")
+        check("sprout-test: poweroff" in lw.w.console(name) or "power button" in lw.w.console(name),
+              "the guest did not power off on undefine")
+        out = lw.stop_watch(watch)
+        connects = (rl.read_status(state) or {}).get("counters", {}).get("connections")
+        print(f"flow: watch connected {connects} time(s)")
+        check("status channel connected" in out, f"watch never connected:\n{out}")
+
+
+def case_failing(lw):
+    name = "bad"
+    lw.spec(name, self_extra="# sprout-test: fail\n")
+    state = lw.w.state(name)
+    t0 = time.monotonic()
+    lw.define_start(name)
+    id1, pids1 = lw.dom_id(name), lw.lv.qemu_pids(name)
+    with lw.watch(name) as watch:
+        r = lw.wait(name)
+        print(f"failing: wait exited {r.returncode} after {time.monotonic() - t0:.1f} s")
+        check(r.returncode == 1, f"wait on a failing rebuild: {r.returncode} {r.stdout} {r.stderr}\n{watch.output()}")
+        check("bad failed:" in r.stderr and "exited with status 1" in r.stderr, f"no reason printed: {r.stderr}")
+        check("rebuild told to fail" in r.stderr, f"no rebuild output printed: {r.stderr}")
+        # No reboot loop: the domain keeps running, one boot only.
+        time.sleep(8)
+        check(lw.w.boots(name) == [1], f"reboot loop: boots {lw.w.boots(name)}")
+        check(lw.dom_id(name) == id1 and lw.lv.qemu_pids(name) == pids1, "the domain was restarted")
+        check(lw.lv.virsh("domstate", name).stdout.strip() == "running", "the domain is not running")
+        st = rl.read_status(state)
+        check(st["phase"] == "failed", f"status.json is not failed: {st}")
+        ph = non_log(rl.read_events(state))
+        check(ph[:3] == ["starting", "mounting", "rebuilding"] and ph[-1] == "failed" and "rebooting" not in ph,
+              f"events: {ph}")
+        lw.undefine(name)
+        lw.stop_watch(watch)
+
+
+def main():
+    if len(sys.argv) < 4:
+        print(__doc__)
+        return 2
+    rl.SPROUT = os.path.abspath(sys.argv[1])
+    agent = os.path.abspath(sys.argv[2])
+    cases = {"flow": case_flow, "failing": case_failing}
+    name = sys.argv[3]
+    if name not in cases:
+        print(f"unknown case {name}; known: {sorted(cases)}", file=sys.stderr)
+        return 2
+    keep = "--keep" in sys.argv[4:]
+    root = rl.workdir("sprt-lv-")
+    t0 = time.monotonic()
+    lv = lvenv.LibvirtDaemon(workdir=os.path.join(root, "lvd"), keep=True)
+    ok = skipped = False
+    try:
+        try:
+            lv.start()
+        except lvenv.LibvirtUnavailable as e:
+            print(f"SKIP: {e}")
+            skipped = True
+            return SKIP
+        cases[name](LvWorld(root, agent, lv))
+        ok = True
+    except (rl.TestFailure, RuntimeError) as e:
+        print(f"FAIL {name}: {e}", file=sys.stderr)
+        rl._dump(root)
+        print(lv.log_tail(), file=sys.stderr)
+    finally:
+        lv.stop()
+        try:
+            rl.assert_no_qemu(root)
+        except rl.TestFailure as e:
+            print(f"FAIL {name}: {e}", file=sys.stderr)
+            ok = False
+        if (ok or skipped) and not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"kept {root}")
+    if ok:
+        print(f"ok {name} ({time.monotonic() - t0:.1f} s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
