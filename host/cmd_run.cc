@@ -18,6 +18,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
+#include "notify.h"
 #include "prepare.h"
 #include "qemu_command.h"
 #include "spec.h"
@@ -79,6 +80,14 @@ int cmd_run(const Args& args) {
   build_qemu_command(spec, env);  // input errors (network mode) before anything is written
 
   int lock = lock_state_dir(spec);
+  if (!a.count("external-recorder")) {
+    // A new run starts a new record at once: `sprout wait` must not mistake the last
+    // run's record for this one while prepare (export, overlay) is still working.
+    StatusStore store(spec.state_dir);
+    StatusRecorder rec(spec.name, store);
+    rec.reset();
+    rec.set_host({{"state", "preparing"}, {"supervisor", ::getpid()}, {"startedMs", unix_time_ms()}});
+  }
   auto prepared = prepare_vm(spec);
   spdlog::info("{}: overlay {} ({})", spec.name, prepared.overlay.overlay.string(), prepared.overlay.action);
   for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
@@ -115,8 +124,20 @@ int cmd_watch(const Args& args) {
   StatusStore store(spec.state_dir);
   StatusRecorder rec(spec.name, store);
   rec.resume_from(read_status_file(spec.status_file()));
+  // Under systemd (the libvirt backend's unit runs `watch`): READY=1 once the guest is
+  // specialized (or has failed, so the unit does not time out into a restart loop), or
+  // as soon as the channel is connected when the spec's readiness is "started".
+  bool ready_sent = false;
   rec.on_event = [&](const StatusEvent& e) {
-    if (e.phase != Phase::log) spdlog::info("{}: guest {}: {}", spec.name, phase_name(e.phase), e.message);
+    if (e.phase == Phase::log) return;
+    std::string text = fmt::format("{}: {}", phase_name(e.phase), e.message);
+    spdlog::info("{}: guest {}", spec.name, text);
+    if (!ready_sent && (e.phase == Phase::specialized || e.phase == Phase::failed)) {
+      notify_ready(text);
+      ready_sent = true;
+    } else {
+      notify_status(text);
+    }
   };
   sigset_t old;
   int sfd = make_signal_fd(false, &old);
@@ -131,6 +152,10 @@ int cmd_watch(const Args& args) {
       if (fd >= 0) {
         rec.on_connect();
         spdlog::info("{}: status channel connected", spec.name);
+        if (!ready_sent && spec.ready == "started") {
+          notify_ready("status channel connected");
+          ready_sent = true;
+        }
         backoff = std::chrono::milliseconds(20);
         said_waiting = false;
       } else {
@@ -155,14 +180,17 @@ int cmd_watch(const Args& args) {
       signalfd_siginfo si{};
       (void)!::read(sfd, &si, sizeof(si));
       spdlog::info("{}: {} received; stopping the recorder", spec.name, strsignal(static_cast<int>(si.ssi_signo)));
+      notify_stopping();
       break;
     }
     if (fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
       std::string data;
-      while (true) {
+      // Bounded, so a flooding guest cannot keep SIGTERM waiting.
+      for (std::size_t taken = 0; taken < (256u << 10);) {
         data.clear();
         long n = read_some(fd, data);
         if (n > 0) {
+          taken += static_cast<std::size_t>(n);
           rec.on_data(data);
           continue;
         }

@@ -1,10 +1,12 @@
 // sprout status / sprout wait: where every VM stands, from the status.json files the
 // recorders keep.
 #include <poll.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -96,8 +98,17 @@ std::string last_message(const json& st) {
   return m;
 }
 
-/// A record describes a live run unless `sprout run` says the VM stopped.
-bool is_live(const json& st) { return host_state(st) != "stopped"; }
+/// A record describes a live run while `sprout run` (or `watch`) says so and that
+/// process still exists: a supervisor that was SIGKILLed leaves "running" behind.
+bool is_live(const json& st) {
+  if (host_state(st) == "stopped") return false;
+  if (!st.is_object() || !st.contains("host") || !st["host"].is_object()) return true;
+  const json& h = st["host"];
+  if (!h.contains("supervisor") || !h["supervisor"].is_number_integer()) return true;
+  auto pid = h["supervisor"].get<long long>();
+  if (pid <= 0 || pid > INT32_MAX) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
 
 }  // namespace
 
@@ -244,6 +255,16 @@ int cmd_wait(const Args& args) {
           for (const auto& l : st["lastLog"]) fmt::print(stderr, "  | {}\n", l.is_string() ? l.get<std::string>() : l.dump());
         ::close(ino);
         return 1;
+      }
+      // The run already ended, having reached the phase (a guest that powers off soon
+      // after specializing, or a wait started late): that is an answer too.
+      if (!live && phase == target) {
+        show(st);
+        finish_line();
+        fmt::print("{} reached {} (its run has ended since: {})\n", name, target,
+                   host_state(st) == "stopped" ? str(st["host"], "how") : "its supervisor is gone");
+        ::close(ino);
+        return 0;
       }
       // A stopped record that is older than this wait is a previous run: wait for the next.
       if (!live && (seen_live || num(st["host"], "stoppedMs") >= start_ms)) {

@@ -67,6 +67,12 @@ void copy_tree(const fs::path& src, const fs::path& dst, const TreeFilter& filte
 
 /// Points `link` at `target` atomically (a new symlink renamed over the old one).
 void replace_symlink(const fs::path& target, const fs::path& link) {
+  std::error_code sec;
+  auto st = fs::symlink_status(link, sec);
+  if (fs::exists(st) && !fs::is_symlink(st))
+    throw InputError(fmt::format("{}: exists and is not a link sprout made; move it away (sprout never replaces "
+                                 "a file it did not create)",
+                                 link.string()));
   fs::path tmp = link.parent_path() / fmt::format(".{}.tmp-{}", link.filename().string(), getpid());
   std::error_code ec;
   fs::remove(tmp, ec);
@@ -278,7 +284,8 @@ ExportResult export_disks(const ExportRequest& request) {
   }
   if (!req.ssh_source) {
     std::error_code ec;
-    fs::remove(req.out_dir / "ssh.img", ec);  // a link from an earlier export with ssh
+    if (fs::is_symlink(fs::symlink_status(req.out_dir / "ssh.img", ec)))
+      fs::remove(req.out_dir / "ssh.img", ec);  // a link from an earlier export with ssh
   }
   return result;
 }

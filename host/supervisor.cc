@@ -76,7 +76,10 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
     if (e.phase == Phase::log) return;
     std::string text = fmt::format("{}: {}", phase_name(e.phase), e.message);
     spdlog::info("{}: guest {}", spec.name, text);
-    if (!ready_sent && spec.ready == "specialized" && e.phase == Phase::specialized) {
+    // A guest that failed also ends the start-up: systemd must not time the unit out
+    // and restart it into the same failure; STATUS= says what happened.
+    if (!ready_sent && spec.ready == "specialized" &&
+        (e.phase == Phase::specialized || e.phase == Phase::failed)) {
       notify_ready(text);
       ready_sent = true;
     } else {
@@ -135,10 +138,12 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
 
   auto drain_status = [&]() -> bool {  // false: connection closed
     std::string data;
-    while (true) {
+    // Bounded: a flooding guest must not keep signals and deadlines waiting.
+    for (std::size_t taken = 0; taken < (256u << 10);) {
       data.clear();
       long n = read_some(status_fd, data);
       if (n > 0) {
+        taken += static_cast<std::size_t>(n);
         rec.on_data(data);
         continue;
       }
@@ -148,6 +153,7 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
       status_fd = -1;
       return false;
     }
+    return true;
   };
 
   while (!child_done) {

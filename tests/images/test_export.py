@@ -294,12 +294,20 @@ class BadInputTest(Scratch):
         ]
         if os.geteuid() != 0:
             cases.append((["prepare", "--spec", variant(**{"sources.config": unreadable})], 2, "not readable"))
+        # A file of the user's where an image link would go is never replaced.
+        foreign = self.path("foreign")
+        os.makedirs(foreign)
+        with open(os.path.join(foreign, "config.img"), "w") as f:
+            f.write("precious")
+        cases.append((["export", "--name", "x", "--config", spec["sources"]["config"], "--self",
+                       spec["sources"]["self"], "--out", foreign], 2, "is not a link sprout made"))
         for argv, status, needle in cases:
             with self.subTest(argv=argv):
                 p = run(*argv, check=False)
                 self.assertEqual(p.returncode, status, p.stderr)
                 self.assertIn(needle, p.stderr + p.stdout)
                 self.assertEqual(sha256(overlay), before)
+                self.assertEqual(open(os.path.join(foreign, "config.img")).read(), "precious")
                 self.assertFalse([f for f in os.listdir(spec["cacheDir"]) if f.startswith(".")],
                                  "temporary files left in the cache")
 

@@ -172,6 +172,30 @@ def case_wait(root):
         w.wait(10)
     fake.close()
 
+    # Records left by runs that have ended. status.json is what a recorder writes; the
+    # supervisor pid says whether that run is still alive.
+    def record(phase, host):
+        with open(os.path.join(state, "status.json"), "w") as f:
+            json.dump({"vm": "fake", "phase": phase, "message": phase, "generation": "g", "bootId": "b",
+                       "seq": 1, "sinceMs": 1, "updatedMs": 1, "detail": None, "lastLog": [], "host": host}, f)
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    # A run that reached the phase and then ended (the guest powered off soon after it
+    # specialized, or wait started late): that is an answer, exit 0.
+    record("specialized", {"state": "stopped", "how": "guest powered off", "stoppedMs": 1})
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "5"])
+    check(r.returncode == 0 and "has ended" in r.stdout, f"ended run that reached it: {r.returncode} {r.stdout}")
+    # A record saying "running" whose supervisor is gone (SIGKILLed) is not live: a
+    # non-terminal phase there is no reason to wait, and no stale success either.
+    record("rebuilding", {"state": "running", "supervisor": dead.pid, "startedMs": 1})
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "2"])
+    check(r.returncode == 2, f"dead supervisor, rebuilding: expected timeout 2, got {r.returncode} {r.stderr}")
+    # ... while the same record with a live supervisor is followed.
+    record("specialized", {"state": "running", "supervisor": os.getpid(), "startedMs": 1})
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "5"])
+    check(r.returncode == 0 and "after" in r.stdout, f"live record: {r.returncode} {r.stdout}")
+
 
 if __name__ == "__main__":
     sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait}, sys.argv[2]))
