@@ -3,6 +3,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include <cxxopts.hpp>
 #include <fmt/format.h>
@@ -58,6 +59,12 @@ int main(int argc, char** argv) {
     } else {
       break;
     }
+  }
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (!kLevels.contains(level)) {
+    std::cerr << fmt::format("sprout: unknown --log-level '{}' (use trace, debug, info, warn, error, critical or off)\n",
+                             level);
+    return sprout::kExitUsage;
   }
   sprout::setup_logging("sprout", level);
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {

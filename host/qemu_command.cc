@@ -88,7 +88,12 @@ std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironm
                                  spec.file.string()));
   }  // none: no NIC (-nodefaults)
 
-  // Status channel and QMP.
+  // Status channel and QMP: unix sockets, whose paths the kernel limits to 107 bytes.
+  for (const auto& sock : {spec.status_socket(), spec.qmp_socket()})
+    if (sock.string().size() > 107)
+      throw InputError(fmt::format("{}: stateDir {} is too long for its unix sockets ({} is {} bytes; the limit is "
+                                   "107): use a shorter state directory",
+                                   spec.file.string(), spec.state_dir.string(), sock.string(), sock.string().size()));
   add({"-device", "virtio-serial-pci,id=sprout-vser",
        "-chardev", fmt::format("socket,id=sprout-status,path={},server=on,wait={}",
                                qemu_escape(spec.status_socket().string()), env.status_wait_for_reader ? "on" : "off"),

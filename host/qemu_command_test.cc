@@ -111,5 +111,19 @@ TEST(QemuCommand, Vnc) {
   EXPECT_TRUE(values(a, "-display").empty());
 }
 
+TEST(QemuCommand, StateDirTooLongForSocketsIsAnInputError) {
+  std::string dir = "/" + std::string(120, 'd');
+  std::string text = R"({"version": 1, "name": "web", "base": {"image": "/b/base.qcow2"}, "stateDir": ")" + dir +
+                     R"(", "sources": {"config": "/c", "self": "/c/hosts/web"}})";
+  Spec s = parse_spec(text, "test.json", "/etc/sprout/vms");
+  QemuEnvironment env;
+  try {
+    build_qemu_command(s, env);
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("too long for its unix sockets"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace sprout

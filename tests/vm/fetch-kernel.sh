@@ -44,7 +44,17 @@ if [[ ! -f $dest/.complete ]]; then
   sandbox=()
   # As root, apt drops to user _apt, which cannot write into our temp dir.
   [[ $(id -u) == 0 ]] && sandbox=(-o APT::Sandbox::User=root)
-  (cd "$tmp" && apt-get "${sandbox[@]}" download -q "$pkg" >&2)
+  if ! (cd "$tmp" && apt-get "${sandbox[@]}" download -q "$pkg" >&2); then
+    # Stale package lists can name a kernel the archive no longer has: refresh, re-resolve
+    # and try once more.
+    echo "fetch-kernel: download of $pkg failed; running apt-get update and retrying" >&2
+    apt-get -o DPkg::Lock::Timeout=600 update -q >&2 || true
+    pkg=$(apt-cache depends linux-image-cloud-amd64 |
+      sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -n1)
+    kver=${pkg#linux-image-}
+    dest=$cache/$pkg
+    (cd "$tmp" && apt-get "${sandbox[@]}" download -q "$pkg" >&2)
+  fi
   deb=$(ls "$tmp"/*.deb)
   mkdir "$tmp/root"
   dpkg-deb -x "$deb" "$tmp/root"
