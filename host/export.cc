@@ -28,7 +28,15 @@ using nlohmann::json;
 namespace {
 
 /// Bumped whenever the image layout changes, so old cache entries are not reused.
-constexpr const char* kImageFormat = "sprout-ext4-v1";
+constexpr const char* kImageFormat = "sprout-ext4-v2";
+
+/// Directories the guest mounts other disks on, relative to a role's mount point:
+/// the self disk is mounted at /etc/nixos/hosts/self, inside the read-only config disk,
+/// so the config image must have that directory even when the tree lacks it.
+std::vector<std::string> mount_points_inside(DiskRole role) {
+  if (role == DiskRole::config) return {"hosts/self"};
+  return {};
+}
 
 /// A scratch directory removed on scope exit.
 struct ScratchDir {
@@ -111,9 +119,9 @@ class Speculation {
   Speculation(const RoleInput& in, const fs::path& cache_dir)
       : pending_(cache_dir / fmt::format(".speculative-{}.ext4", role_info(in.role).name)) {
     if (::pipe2(cancel_, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
-    future_ = std::async(std::launch::async, [this, source = in.source, label = std::string(role_info(in.role).label),
+    future_ = std::async(std::launch::async, [this, source = in.source, role = in.role, label = std::string(role_info(in.role).label),
                                               seed = image_seed(in, ""), size = in.size] {
-      build_ext4_image(source, label, seed, pending_.temp_path(), size, cancel_[0]);
+      build_ext4_image(source, label, seed, pending_.temp_path(), size, cancel_[0], mount_points_inside(role));
     });
   }
   ~Speculation() {
@@ -174,9 +182,11 @@ ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const st
                                          in.source.string(), extra_file_name));
           write_file_atomic(staging.path / extra_file_name, extra_file_text, 0444);
         }
-        build_ext4_image(staging.path, std::string(info.label), seed, pending.temp_path());
+        build_ext4_image(staging.path, std::string(info.label), seed, pending.temp_path(), std::nullopt, -1,
+                         mount_points_inside(in.role));
       } else {
-        build_ext4_image(in.source, std::string(info.label), seed, pending.temp_path(), in.size);
+        build_ext4_image(in.source, std::string(info.label), seed, pending.temp_path(), in.size, -1,
+                         mount_points_inside(in.role));
       }
       finish(pending);
     }

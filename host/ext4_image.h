@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tree.h"
 
@@ -36,10 +37,13 @@ void account_entry(TreeSize& t, const TreeEntry& e);
 /// becoming readable stops mkfs (the build then throws).
 void build_ext4_image(const std::filesystem::path& dir, const std::string& label, const std::string& seed_hex,
                       const std::filesystem::path& out, const std::optional<TreeSize>& size = std::nullopt,
-                      int cancel_fd = -1);
+                      int cancel_fd = -1, const std::vector<std::string>& ensure_dirs = {});
 
 /// Sets every in-use inode's times to kExportTimestamp and its owner to root:root.
-void normalize_ext4_image(const std::filesystem::path& image);
+/// First creates the directories in `ensure_dirs` ("a/b", relative to the root) that
+/// the tree lacks (mode 0755): mount points the guest needs inside a read-only disk.
+/// InputError if a component exists and is not a directory.
+void normalize_ext4_image(const std::filesystem::path& image, const std::vector<std::string>& ensure_dirs = {});
 
 /// "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" from the first 32 hex digits of `hex`.
 std::string uuid_from_hex(const std::string& hex);
