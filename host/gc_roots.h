@@ -1,7 +1,8 @@
 // Nix GC roots for base images. A base in /nix/store that an overlay uses must not be
 // garbage-collected, so `prepare` registers a root (a symlink under the spec's
 // gcRootDir, default /nix/var/nix/gcroots/sprout) named after the VM, pointing at the
-// base the overlay actually uses. `sprout gc` removes roots and cached images that
+// base the overlay actually uses (and NAME@root.qcow2.old-... for an overlay that the
+// recreate policy kept aside). `sprout gc` removes roots and cached images that
 // no VM spec uses any more; it never touches overlays.
 #pragma once
 

@@ -137,6 +137,7 @@ PrepareResult prepare_overlay(const Spec& spec) {
   r.action = "recreated";
   r.backing = want;
   r.moved_aside = aside;
+  r.moved_aside_backing = have;
   spdlog::warn("base changed: moved the old overlay to {} and created a new one on {}", aside.string(), want.string());
   return r;
 }

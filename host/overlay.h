@@ -28,6 +28,7 @@ struct PrepareResult {
   std::filesystem::path overlay;
   std::filesystem::path backing;             ///< the base the overlay now uses
   std::optional<std::filesystem::path> moved_aside;  ///< recreate: where the old overlay went
+  std::filesystem::path moved_aside_backing;         ///< recreate: the base the old overlay still needs
 };
 
 /// Creates or checks the overlay for `spec`. InputError when the base image is missing.

@@ -409,6 +409,34 @@ class OverlayTest(Scratch):
         self.assertEqual(sha256(aside), before)
         self.assertEqual(self.info(overlay)["full-backing-filename"], self.path("base2.qcow2"))
 
+    def test_recreated_overlay_keeps_a_gc_root_for_its_old_base(self):
+        store = self.path("store")
+        bases = []
+        for n in ("aaaa-base1", "bbbb-base2"):
+            os.makedirs(os.path.join(store, n))
+            bases.append(os.path.join(store, n, "nixos.qcow2"))
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", bases[-1], "64M"], check=True)
+        env = dict(os.environ, NIX_STORE_DIR=store)
+        spec = self.make_vm()
+        spec["base"]["image"] = bases[0]
+        specdir = self.path("specs")
+        os.makedirs(specdir)
+        specfile = os.path.join(specdir, "web.json")
+        json.dump(spec, open(specfile, "w"))
+        run("prepare", "--spec", specfile, env=env)
+        spec["base"]["image"] = bases[1]
+        spec["baseChange"] = "recreate"
+        json.dump(spec, open(specfile, "w"))
+        r = json.loads(run("prepare", "--spec", specfile, "--json", env=env).stdout)
+        aside = os.path.basename(r["overlay"]["movedAside"])
+        self.assertEqual(os.readlink(self.path("gcroots", "web")), bases[1])
+        self.assertEqual(os.readlink(self.path("gcroots", "web@" + aside)), bases[0])
+        run("gc", "--spec-dir", specdir, env=env)
+        self.assertTrue(os.path.lexists(self.path("gcroots", "web@" + aside)), "gc dropped the old overlay's root")
+        os.rename(r["overlay"]["movedAside"], self.path("elsewhere.qcow2"))  # the user moved it away
+        run("gc", "--spec-dir", specdir, env=env)
+        self.assertFalse(os.path.lexists(self.path("gcroots", "web@" + aside)))
+
     def test_gc_root_for_store_base_and_gc(self):
         store = self.path("store")
         os.makedirs(os.path.join(store, "aaaa-nixos-base"))
