@@ -35,6 +35,19 @@ dev_t rdev_of(const fs::path& p) {
 
 }  // namespace
 
+LibMounter::~LibMounter() {
+  if (cxt_) mnt_free_context(cxt_);
+  if (table_) mnt_unref_table(table_);
+}
+
+libmnt_table* LibMounter::table() {
+  if (!table_read_) {
+    table_read_ = true;
+    table_ = mnt_new_table_from_file(under_root(root_, "/proc/self/mountinfo").c_str());
+  }
+  return table_;
+}
+
 MountResult LibMounter::mount(const MountRequest& r) {
   MountResult res;
   fs::path target = under_root(root_, r.mount_point);
@@ -46,32 +59,31 @@ MountResult LibMounter::mount(const MountRequest& r) {
     return res;
   }
   // Already mounted here? (the agent ran twice, or the system mounted it)
-  {
-    Table tab(under_root(root_, "/proc/self/mountinfo"));
-    if (tab.t) {
-      libmnt_fs* f = mnt_table_find_target(tab.t, target.c_str(), MNT_ITER_BACKWARD);
-      if (f) {
-        dev_t want = rdev_of(source);
-        if (want != 0 && mnt_fs_get_devno(f) == want) {
-          res.ok = res.already = true;
-          return res;
-        }
-        const char* src = mnt_fs_get_source(f);
-        if (src && source == src) {
-          res.ok = res.already = true;
-          return res;
-        }
-        res.error = fmt::format("{} is already mounted at {} (from {}), not {}", r.mount_point, r.mount_point,
-                                src ? src : "?", r.device);
+  if (libmnt_table* tab = table()) {
+    libmnt_fs* f = mnt_table_find_target(tab, target.c_str(), MNT_ITER_BACKWARD);
+    if (f) {
+      dev_t want = rdev_of(source);
+      if (want != 0 && mnt_fs_get_devno(f) == want) {
+        res.ok = res.already = true;
         return res;
       }
+      const char* src = mnt_fs_get_source(f);
+      if (src && source == src) {
+        res.ok = res.already = true;
+        return res;
+      }
+      res.error = fmt::format("{} is already mounted at {} (from {}), not {}", r.mount_point, r.mount_point,
+                              src ? src : "?", r.device);
+      return res;
     }
   }
-  libmnt_context* cxt = mnt_new_context();
-  if (!cxt) {
+  if (cxt_) {
+    mnt_reset_context(cxt_);
+  } else if (!(cxt_ = mnt_new_context())) {
     res.error = "libmount: out of memory";
     return res;
   }
+  libmnt_context* cxt = cxt_;
   mnt_context_disable_mtab(cxt, 1);
   mnt_context_disable_helpers(cxt, 1);
   mnt_context_set_source(cxt, source.c_str());
@@ -82,6 +94,13 @@ MountResult LibMounter::mount(const MountRequest& r) {
   int rc = mnt_context_mount(cxt);
   if (rc == 0 && mnt_context_get_status(cxt) == 1) {
     res.ok = true;
+    // Later checks see this mount as a fresh read of mountinfo would.
+    if (table_) {
+      if (libmnt_fs* copy = mnt_copy_fs(nullptr, mnt_context_get_fs(cxt))) {
+        mnt_table_add_fs(table_, copy);
+        mnt_unref_fs(copy);
+      }
+    }
   } else {
     char buf[512] = {0};
     mnt_context_get_excode(cxt, rc, buf, sizeof buf);
@@ -89,7 +108,6 @@ MountResult LibMounter::mount(const MountRequest& r) {
     res.error = fmt::format("mounting {} at {} ({}) failed: {}{}", r.device, r.mount_point, opts,
                             buf[0] ? buf : "libmount error", err ? fmt::format(" ({})", std::strerror(err)) : "");
   }
-  mnt_free_context(cxt);
   return res;
 }
 

@@ -2,12 +2,18 @@
 // mounts with libmount (mnt_context): ext4, ro,nosuid,nodev,noload (+noexec for the
 // ssh disk), creating the mount point first. A mount point that already has this
 // device mounted (the agent ran twice) is not an error; a different device there is.
+// One LibMounter reads /proc/self/mountinfo once for those checks (a libmount table
+// it keeps, adding what it mounts itself) and once more for options_of(), which
+// must show what the kernel made of the mounts; one mount context is reused.
 #pragma once
 
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
+
+struct libmnt_table;
+struct libmnt_context;
 
 namespace sprout::agent {
 
@@ -36,11 +42,19 @@ class Mounter {
 class LibMounter : public Mounter {
  public:
   explicit LibMounter(std::filesystem::path root) : root_(std::move(root)) {}
+  ~LibMounter() override;
+  LibMounter(const LibMounter&) = delete;
+  LibMounter& operator=(const LibMounter&) = delete;
   MountResult mount(const MountRequest& r) override;
   std::map<std::string, std::string> options_of(const std::vector<std::string>& mount_points) override;
 
  private:
+  libmnt_table* table();  ///< mountinfo as read once, plus this mounter's own mounts; may be null
+
   std::filesystem::path root_;
+  libmnt_table* table_ = nullptr;
+  bool table_read_ = false;
+  libmnt_context* cxt_ = nullptr;
 };
 
 /// The options string the agent mounts with.

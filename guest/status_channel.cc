@@ -66,6 +66,7 @@ StatusChannel::StatusChannel(int fd, const fs::path& log_path, std::string boot_
 }
 
 StatusChannel::~StatusChannel() {
+  write_console();
   if (fd_ >= 0) ::close(fd_);
   if (log_fd_ >= 0) ::close(log_fd_);
 }
@@ -90,25 +91,34 @@ void StatusChannel::send(Phase phase, std::string message, nlohmann::json detail
     ssize_t n = ::write(log_fd_, line.data(), line.size());
     (void)n;
   }
-  if (phase == Phase::log) spdlog::debug("{}", e.message);
-  else spdlog::info("{}: {}", phase_name(phase), e.message);
-  if (fd_ < 0) return;
-  if (queue_.size() >= max_queued_) {
-    // Drop the oldest log line that is not being written, else the oldest event.
-    auto first = queue_.begin() + (pending_valid_ ? 1 : 0);
-    auto victim = first;
-    for (auto it = first; it != queue_.end(); ++it)
-      if (it->phase == Phase::log) {
-        victim = it;
-        break;
+  console_held_.emplace_back(phase, e.message);
+  if (fd_ >= 0) {
+    if (queue_.size() >= max_queued_) {
+      // Drop the oldest log line that is not being written, else the oldest event.
+      auto first = queue_.begin() + (pending_valid_ ? 1 : 0);
+      auto victim = first;
+      for (auto it = first; it != queue_.end(); ++it)
+        if (it->phase == Phase::log) {
+          victim = it;
+          break;
+        }
+      if (victim != queue_.end()) {
+        queue_.erase(victim);
+        ++dropped_;
       }
-    if (victim != queue_.end()) {
-      queue_.erase(victim);
-      ++dropped_;
     }
+    queue_.push_back(std::move(e));
+    pump();
   }
-  queue_.push_back(std::move(e));
-  pump();
+  if (!vm_.empty()) write_console();
+}
+
+void StatusChannel::write_console() {
+  for (auto& [phase, message] : console_held_) {
+    if (phase == Phase::log) spdlog::debug("{}", message);
+    else spdlog::info("{}: {}", phase_name(phase), message);
+  }
+  console_held_.clear();
 }
 
 bool StatusChannel::pump() {
@@ -139,6 +149,8 @@ bool StatusChannel::pump() {
 
 bool StatusChannel::flush(std::chrono::milliseconds timeout) {
   if (vm_.empty()) vm_ = "unknown";
+  pump();
+  write_console();
   auto deadline = Clock::now() + timeout;
   for (;;) {
     if (pump()) return true;

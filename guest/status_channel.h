@@ -11,6 +11,11 @@
 // Lines are encoded when written, with the VM name known by then; until
 // set_vm() is called (the manifest is read) nothing is sent to the port, and flush()
 // sends with the name "unknown". No port at all is fine: only the log file is kept.
+// Each event also gets a line on stderr (spdlog; the journal on NixOS, the serial
+// console in the test guest, slow under TCG). Those lines are held for as long as
+// the port holds the events (until the VM name is known) and written after the
+// next port write, so the console never delays what the host is told; flush() and
+// the destructor write any still held.
 #pragma once
 
 #include <chrono>
@@ -18,6 +23,8 @@
 #include <deque>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "status_protocol.h"
 
@@ -68,6 +75,9 @@ class StatusChannel {
   std::deque<StatusEvent> queue_;
   std::string pending_;  ///< the encoded front event, partly written
   bool pending_valid_ = false;
+  std::vector<std::pair<Phase, std::string>> console_held_;  ///< stderr lines not yet written
+
+  void write_console();
 };
 
 }  // namespace sprout::agent
