@@ -2,6 +2,7 @@
 // channel of a VM someone else runs.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -80,7 +81,8 @@ int cmd_run(const Args& args) {
   build_qemu_command(spec, env);  // input errors (network mode) before anything is written
 
   int lock = lock_state_dir(spec);
-  if (!a.count("external-recorder")) {
+  const bool record = !a.count("external-recorder");
+  if (record) {
     // A new run starts a new record at once: `sprout wait` must not mistake the last
     // run's record for this one while prepare (export, overlay) is still working.
     StatusStore store(spec.state_dir);
@@ -88,7 +90,28 @@ int cmd_run(const Args& args) {
     rec.reset();
     rec.set_host({{"state", "preparing"}, {"supervisor", ::getpid()}, {"startedMs", unix_time_ms()}});
   }
+  // SIGTERM/SIGINT during prepare wait until mkfs.ext4 / qemu-img are done (they are
+  // never left running behind us, half way through an overlay), then end the run
+  // without starting the VM.
+  sigset_t stop_signals, original_mask;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  ::sigprocmask(SIG_BLOCK, &stop_signals, &original_mask);
   auto prepared = prepare_vm(spec);
+  sigset_t pending;
+  sigpending(&pending);
+  if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT) || sigismember(&pending, SIGHUP)) {
+    spdlog::info("{}: asked to stop while preparing; not starting the VM", spec.name);
+    if (record) {
+      StatusStore store(spec.state_dir);
+      StatusRecorder rec(spec.name, store);
+      rec.resume_from(read_status_file(spec.status_file()));
+      rec.set_host({{"state", "stopped"}, {"how", "stopped before the VM started"}, {"stoppedMs", unix_time_ms()}});
+    }
+    ::close(lock);
+    return 0;
+  }
+  ::sigprocmask(SIG_SETMASK, &original_mask, nullptr);
   spdlog::info("{}: overlay {} ({})", spec.name, prepared.overlay.overlay.string(), prepared.overlay.action);
   for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
   env.kvm = kvm_usable();
@@ -102,7 +125,7 @@ int cmd_run(const Args& args) {
   rotate_console_log(spec);
   SuperviseOptions so;
   so.argv = argv;
-  so.record = !a.count("external-recorder");
+  so.record = record;
   RunOutcome outcome = supervise(spec, so);
   ::close(lock);
   return static_cast<int>(outcome);

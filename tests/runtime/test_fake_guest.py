@@ -197,5 +197,42 @@ def case_wait(root):
     check(r.returncode == 0 and "after" in r.stdout, f"live record: {r.returncode} {r.stdout}")
 
 
+def case_stop_during_prepare(root):
+    """SIGTERM while `sprout run` is still exporting: the export finishes (no mkfs.ext4 is
+    left behind), the VM is not started, and the record says so."""
+    cfg = os.path.join(root, "cfg")
+    os.makedirs(os.path.join(cfg, "hosts", "self"))
+    with open(os.path.join(cfg, "big"), "wb") as f:
+        f.write(os.urandom(1 << 20) * 200)  # 200 MiB: mkfs.ext4 takes a while
+    base = os.path.join(root, "base.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "64M"], check=True)
+    spec = os.path.join(root, "v.json")
+    state = os.path.join(root, "v")
+    rl.write_spec(spec, version=1, name="v", base={"image": base}, stateDir=state,
+                  sources={"config": cfg, "self": os.path.join(cfg, "hosts", "self")}, network={"mode": "none"})
+    p = subprocess.Popen([rl.SPROUT, "run", "--spec", spec, "--qemu", "/nonexistent/qemu"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Wait until mkfs.ext4 runs, then ask run to stop.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = subprocess.run(["pgrep", "-P", str(p.pid), "mkfs.ext4"], capture_output=True)
+        if r.returncode == 0:
+            break
+        time.sleep(0.02)
+    else:
+        p.kill()
+        check(False, "mkfs.ext4 never started")
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=120)
+    check(p.returncode == 0, f"run exit {p.returncode}: {out}")
+    check("not starting the VM" in out, out)
+    check(subprocess.run(["pgrep", "-f", "mkfs.ext4 .*" + root], capture_output=True).returncode != 0,
+          "mkfs.ext4 left running")
+    status = rl.read_status(state)
+    check(status["host"]["state"] == "stopped", f"record: {status}")
+    check(os.path.exists(os.path.join(state, "root.qcow2")), "overlay missing")
+
+
 if __name__ == "__main__":
-    sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait}, sys.argv[2]))
+    sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait, "stop-during-prepare": case_stop_during_prepare},
+                         sys.argv[2]))
