@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "spec.h"
+#include "rebuild_settings.h"
 
 namespace sprout {
 

@@ -86,19 +86,6 @@ bool valid_mac(const std::string& mac) {
 
 }  // namespace
 
-json RebuildSettings::to_json() const {
-  return json{{"mode", mode},
-              {"target", target},
-              {"extraArgs", extra_args},
-              {"timeoutSeconds", timeout_seconds},
-              {"maxAttempts", max_attempts},
-              {"respecializeOnChange", respecialize_on_change}};
-}
-
-std::string default_rebuild_target(const std::string& mode) {
-  return mode == "flake" ? "/etc/nixos#self" : "/etc/nixos/hosts/self/configuration.nix";
-}
-
 fs::path Spec::exported_image(std::string_view role) const {
   return state_dir / fmt::format("{}.img", role);
 }

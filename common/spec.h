@@ -12,27 +12,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rebuild_settings.h"
+
 namespace sprout {
 
 inline constexpr int kSpecVersion = 1;
 inline constexpr const char* kDefaultSpecDir = "/etc/sprout/vms";
 inline constexpr const char* kDefaultCacheDir = "/var/lib/sprout/cache";
 inline constexpr const char* kDefaultGcRootDir = "/nix/var/nix/gcroots/sprout";
-
-struct RebuildSettings {
-  std::string mode = "classic";  ///< "classic" or "flake"
-  std::string target;            ///< config path (classic) or flake ref (flake)
-  std::vector<std::string> extra_args;
-  std::int64_t timeout_seconds = 3600;
-  std::int64_t max_attempts = 3;
-  bool respecialize_on_change = true;
-
-  nlohmann::json to_json() const;
-  bool operator==(const RebuildSettings&) const = default;
-};
-
-/// The default target for a mode, as the guest sees it.
-std::string default_rebuild_target(const std::string& mode);
 
 struct PortForward {
   std::string protocol = "tcp";

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "spec.h"
+#include "rebuild_settings.h"
 #include "subprocess.h"
 
 namespace sprout::agent {
