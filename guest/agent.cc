@@ -49,7 +49,24 @@ class Run {
  public:
   Run(const AgentOptions& o, Mounter& m) : o_(o), cfg_(o.config), m_(m) {}
 
+  /// Runs the boot; an unexpected error still reaches the host as `failed`, so it
+  /// never waits for an answer that will not come.
   int go() {
+    try {
+      return go_unguarded();
+    } catch (const std::exception& e) {
+      if (!ch_) throw;
+      spdlog::error("sprout-agent: {}", e.what());
+      try {
+        return fail(fmt::format("internal error: {}", e.what()), json::object());
+      } catch (...) {
+        return 1;
+      }
+    }
+  }
+
+ private:
+  int go_unguarded() {
     start_ = Clock::now();
     start_cpu_ = process_cpu_ms();
     // --- report: open the channel, say we started --------------------------------
@@ -151,7 +168,6 @@ class Run {
     return fail("internal error: unknown decision", nullptr);
   }
 
- private:
   json disk_json(const FoundDisk& f) {
     return json{{"device", f.device}, {"foundBy", f.found_by}, {"readOnly", f.read_only}};
   }

@@ -189,7 +189,7 @@ int cmd_wait(const Args& args) {
     throw InputError(fmt::format("--for {}: not a phase (starting, mounting, rebuilding, rebuilt, rebooting, "
                                  "specialized, failed)", target));
   double timeout_s = a["timeout"].as<double>();
-  if (timeout_s <= 0) throw InputError("--timeout must be positive");
+  if (!(timeout_s > 0) || timeout_s > 1e9) throw InputError("--timeout must be a number of seconds from 0 to 1e9");
   bool quiet = a.count("quiet") > 0;
 
   std::optional<Spec> spec;

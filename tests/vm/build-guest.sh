@@ -44,7 +44,7 @@ agent=$(abspath "$agent")
 for i in "${!adds[@]}"; do
   adds[i]="$(abspath "${adds[i]%%=*}")=${adds[i]#*=}"
 done
-cache=${cache:-${SPROUT_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sprout-test}}
+cache=${cache:-${SPROUT_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/tmp}/.cache}/sprout-test}}
 
 busybox=$(command -v busybox || true)
 if [[ -z $busybox ]] || ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked'; then
