@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <set>
 #include <system_error>
@@ -70,6 +71,19 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
     if (!fs::is_directory(dir, ec)) continue;
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
       auto name = entry.path().filename().string();
+      // Leftovers of exports that were killed: temporary images and staging trees,
+      // once they are an hour old (a running export's are younger).
+      bool temporary = name.rfind(".staging-", 0) == 0 || name.rfind(".speculative-", 0) == 0 ||
+                       (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos);
+      if (temporary) {
+        std::error_code tec;
+        auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), tec);
+        if (!tec && age > std::chrono::hours(1)) {
+          report.removed_images.push_back(entry.path());
+          if (!dry_run) fs::remove_all(entry.path(), tec);
+        }
+        continue;
+      }
       bool ours = false;
       for (const auto& role : disk_roles()) ours = ours || (name.rfind(std::string(role.name) + "-", 0) == 0);
       if (!ours || entry.path().extension() != ".ext4") continue;  // only sprout's images

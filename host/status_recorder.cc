@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace sprout {
@@ -16,7 +17,7 @@ std::int64_t unix_time_ms() {
 json RecorderCounters::to_json() const {
   return json{{"lines", lines},       {"accepted", accepted}, {"garbage", garbage},
               {"invalidUtf8", invalid_utf8}, {"overlong", overlong}, {"wrongVm", wrong_vm},
-              {"thinned", thinned},   {"connections", connections}};
+              {"seqGaps", seq_gaps}, {"thinned", thinned},   {"connections", connections}};
 }
 
 StatusRecorder::StatusRecorder(std::string vm, StatusStore& store, RecorderOptions options)
@@ -122,10 +123,28 @@ void StatusRecorder::handle_line(std::string_view line) {
   ++counters_.accepted;
   json ev = status_event_to_json(e);
   ev["hostTimeMs"] = unix_time_ms();
-  if (!e.vm.empty() && e.vm != vm_) {  // empty: before the guest read its manifest
+  // "unknown": the guest could not read its manifest yet (its events still count).
+  if (!e.vm.empty() && e.vm != vm_ && e.vm != "unknown") {
+    // Another VM's disks are attached to this one: record what it says, but it is not
+    // this VM's progress (a `wait` must not succeed on it).
     ++counters_.wrong_vm;
     ev["wrongVm"] = true;
-    if (counters_.wrong_vm <= 3) spdlog::warn("{}: status event names VM '{}'", vm_, e.vm);
+    if (counters_.wrong_vm <= 3)
+      spdlog::warn("{}: the guest reports that it is VM '{}'; check the spec's sources.self", vm_, e.vm);
+    store_.append_event(ev);
+    status_["message"] = fmt::format("the guest reports that it is VM '{}' (check sources.self)", e.vm);
+    status_["counters"] = counters_.to_json();
+    write_now();
+    return;
+  }
+  if (e.boot_id == last_boot_id_ && e.seq > last_seq_ + 1) {
+    counters_.seq_gaps += e.seq - last_seq_ - 1;
+    spdlog::warn("{}: {} status event(s) of boot {} never arrived (seq {} after {})", vm_, e.seq - last_seq_ - 1,
+                 e.boot_id, e.seq, last_seq_);
+  }
+  if (e.boot_id != last_boot_id_ || e.seq > last_seq_) {
+    last_boot_id_ = e.boot_id;
+    last_seq_ = e.seq;
   }
   bool is_log = e.phase == Phase::log;
   if (!is_log || take_token())

@@ -28,7 +28,8 @@ struct RecorderCounters {
   std::uint64_t garbage = 0;      ///< lines the decoder rejected (not UTF-8 problems)
   std::uint64_t invalid_utf8 = 0;
   std::uint64_t overlong = 0;     ///< lines over kMaxStatusLineBytes
-  std::uint64_t wrong_vm = 0;     ///< valid events naming another VM (recorded, flagged)
+  std::uint64_t wrong_vm = 0;     ///< valid events naming another VM (recorded, flagged, no phase change)
+  std::uint64_t seq_gaps = 0;     ///< events the guest numbered but that never arrived
   std::uint64_t thinned = 0;      ///< log lines not written to events.jsonl (flood)
   std::uint64_t connections = 0;
 
@@ -86,6 +87,8 @@ class StatusRecorder {
   RecorderCounters counters_;
   nlohmann::json status_;
   std::deque<std::string> last_log_;
+  std::string last_boot_id_;   ///< for seq gap detection
+  std::uint64_t last_seq_ = 0;
   std::string buffer_;
   bool discarding_ = false;  ///< inside an over-long line, until its newline
   bool dirty_ = false;

@@ -63,6 +63,31 @@ TEST(StatusRecorder, RecordsPhasesAndLogs) {
   EXPECT_EQ(st["phase"], "specialized");
 }
 
+TEST(StatusRecorder, AnotherVmsEventsAreRecordedButDoNotMoveThePhase) {
+  TempDir d;
+  StatusStore store(d.path);
+  StatusRecorder rec("web", store);
+  int seen = 0;
+  rec.on_event = [&](const StatusEvent&) { ++seen; };
+  rec.on_data(line(Phase::starting, 1, "up", "unknown"));  // before the manifest: counts
+  rec.on_data(line(Phase::specialized, 2, "done", "db"));  // db's disks on web: does not
+  json st = read_status_file(store.status_path());
+  EXPECT_EQ(st["phase"], "starting");
+  EXPECT_NE(st["message"].get<std::string>().find("reports that it is VM 'db'"), std::string::npos);
+  EXPECT_EQ(st["counters"]["wrongVm"], 1);
+  EXPECT_EQ(seen, 1);
+  EXPECT_EQ(count_lines(store.events_path()), 2u);
+}
+
+TEST(StatusRecorder, SequenceGapsAreCounted) {
+  TempDir d;
+  StatusStore store(d.path);
+  StatusRecorder rec("web", store);
+  rec.on_data(line(Phase::starting, 0) + line(Phase::mounting, 1) + line(Phase::rebuilding, 4));
+  rec.flush();
+  EXPECT_EQ(read_status_file(store.status_path())["counters"]["seqGaps"], 2);
+}
+
 TEST(StatusRecorder, GarbageInvalidUtf8AndOverlongAreCountedNotFatal) {
   TempDir d;
   StatusStore store(d.path);
@@ -119,12 +144,13 @@ TEST(StatusRecorder, ResumeKeepsPhaseAndWrongVmFlagged) {
   StatusStore store(d.path);
   StatusRecorder rec("web", store);
   rec.resume_from(json{{"phase", "rebuilding"}, {"generation", "g0"}, {"lastLog", {"a"}}});
-  rec.on_data(line(Phase::log, 5, "b", "other"));
+  rec.on_data(line(Phase::log, 5, "b", "other"));  // another VM's line: flagged, not this VM's log
+  rec.on_data(line(Phase::log, 6, "c"));
   rec.flush();
   json st = read_status_file(store.status_path());
   EXPECT_EQ(st["phase"], "rebuilding");
   EXPECT_EQ(st["counters"]["wrongVm"], 1);
-  EXPECT_EQ(st["lastLog"].size(), 2u);
+  EXPECT_EQ(st["lastLog"], (json{"a", "c"}));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 SPROUT = None
@@ -457,11 +458,19 @@ class OverlayTest(Scratch):
         os.symlink(base, self.path("gcroots", "gone-vm"))
         stale = os.path.join(spec["cacheDir"], "config-" + "0" * 32 + ".ext4")
         open(stale, "w").write("old")
+        # Leftovers of a killed export: removed once an hour old, kept while young.
+        old_staging = os.path.join(spec["cacheDir"], ".staging-dead01")
+        os.makedirs(os.path.join(old_staging, "sub"))
+        os.utime(old_staging, (time.time() - 7200, time.time() - 7200))
+        young_tmp = os.path.join(spec["cacheDir"], ".config-x.ext4.tmp-1-1")
+        open(young_tmp, "w").write("in progress")
         overlay = os.path.join(spec["stateDir"], "root.qcow2")
         before = sha256(overlay)
         p = run("gc", "--spec-dir", specdir, env=env)
-        self.assertIn("removed 1 image(s) and 1 GC root(s)", p.stdout)
+        self.assertIn("removed 2 image(s) and 1 GC root(s)", p.stdout)
         self.assertFalse(os.path.exists(stale))
+        self.assertFalse(os.path.exists(old_staging))
+        self.assertTrue(os.path.exists(young_tmp))
         self.assertFalse(os.path.lexists(self.path("gcroots", "gone-vm")))
         self.assertTrue(os.path.lexists(root))
         self.assertTrue(os.path.exists(os.path.realpath(os.path.join(spec["stateDir"], "config.img"))))
