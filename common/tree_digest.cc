@@ -72,14 +72,8 @@ std::string structure_digest(const TreeListing& listing) {
   return h.finish_hex();
 }
 
-bool fully_cached(const TreeListing& listing, ContentHashCache* cache) {
-  if (!cache) return false;
-  for (const auto& e : listing.entries)
-    if (S_ISREG(e.st.st_mode) && !cache->lookup(e.rel, e.st)) return false;
-  return true;
-}
-
-std::string content_digest(const TreeListing& listing, ContentHashCache* cache) {
+std::string content_digest(const TreeListing& listing, ContentHashCache* cache,
+                           const std::function<void(std::size_t)>& before_reading) {
   const auto& entries = listing.entries;
   // Hash file contents, in parallel, unless the cache knows them.
   std::vector<std::string> hashes(entries.size());
@@ -95,6 +89,7 @@ std::string content_digest(const TreeListing& listing, ContentHashCache* cache) 
     }
     todo.push_back(i);
   }
+  if (before_reading) before_reading(todo.size());
   std::atomic<std::size_t> next{0};
   std::exception_ptr failure;
   std::mutex failure_mutex;

@@ -40,11 +40,10 @@ TreeListing list_tree(const std::filesystem::path& root, const TreeFilter& filte
 /// symlink targets. Cheap; the same tree always gives the same value.
 std::string structure_digest(const TreeListing& listing);
 
-/// True when `cache` knows the content hash of every file in the listing.
-bool fully_cached(const TreeListing& listing, ContentHashCache* cache);
-
 /// The tree digest of a listing (hashing contents on several threads).
-std::string content_digest(const TreeListing& listing, ContentHashCache* cache = nullptr);
+/// `before_reading` is told how many files the cache did not know, before any is read.
+std::string content_digest(const TreeListing& listing, ContentHashCache* cache = nullptr,
+                           const std::function<void(std::size_t)>& before_reading = {});
 
 /// Hex SHA-256 of the tree at `root`, restricted to entries `filter` accepts.
 /// `also_visit` sees every hashed entry (to gather other facts in the same walk).

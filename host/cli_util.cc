@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include "error.h"
+
 namespace sprout {
 
 cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vector<std::string>& args,
@@ -18,6 +20,11 @@ cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vect
   if (!result.unmatched().empty())
     throw cxxopts::exceptions::no_such_option(result.unmatched().front());
   return result;
+}
+
+Spec spec_option(const cxxopts::ParseResult& args) {
+  if (!args.count("spec")) throw InputError("missing --spec FILE");
+  return load_spec(args["spec"].as<std::string>());
 }
 
 }  // namespace sprout

@@ -7,6 +7,8 @@
 
 #include <cxxopts.hpp>
 
+#include "spec.h"
+
 namespace sprout {
 
 /// Parses `args` (without the program and subcommand names). Prints help and returns
@@ -14,5 +16,8 @@ namespace sprout {
 /// stray positional arguments throw cxxopts exceptions (exit status 2).
 cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vector<std::string>& args,
                                       bool* help_shown);
+
+/// The spec named by the required --spec option (InputError when it is missing).
+Spec spec_option(const cxxopts::ParseResult& args);
 
 }  // namespace sprout

@@ -28,8 +28,7 @@ int cmd_domain_xml(const Args& args) {
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  if (!a.count("spec")) throw InputError("missing --spec FILE");
-  Spec spec = load_spec(a["spec"].as<std::string>());
+  Spec spec = spec_option(a);
   DomainHostFacts facts;
   const auto type = a["type"].as<std::string>();
   if (type == "auto")

@@ -14,6 +14,7 @@
 #include "overlay.h"
 #include "prepare.h"
 #include "spec.h"
+#include "spec_dir.h"
 #include "vm_name.h"
 
 namespace sprout {
@@ -85,8 +86,7 @@ int cmd_prepare(const Args& args) {
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  if (!a.count("spec")) throw InputError("missing --spec FILE");
-  Spec spec = load_spec(a["spec"].as<std::string>());
+  Spec spec = spec_option(a);
   auto prepared = prepare_vm(spec);
   const auto& exported = prepared.exported;
   const auto& overlay = prepared.overlay;
@@ -106,21 +106,6 @@ int cmd_prepare(const Args& args) {
   return 0;
 }
 
-std::vector<Spec> load_spec_dir(const fs::path& dir, bool strict) {
-  std::vector<Spec> specs;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) {
-    if (strict) throw InputError(fmt::format("{}: spec directory not found (use --spec-dir)", dir.string()));
-    return specs;
-  }
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".json") files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  for (const auto& f : files) specs.push_back(load_spec(f));
-  return specs;
-}
-
 int cmd_gc(const Args& args) {
   cxxopts::Options o("sprout gc",
                      "Remove cached images and GC roots that no VM spec uses any more. Never touches overlays.\n"
@@ -132,7 +117,11 @@ int cmd_gc(const Args& args) {
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  auto specs = load_spec_dir(a["spec-dir"].as<std::string>(), true);
+  std::vector<Spec> specs;  // what every VM uses: a spec that does not load stops gc
+  for (auto& f : load_spec_dir(a["spec-dir"].as<std::string>())) {
+    if (!f.spec) throw InputError(f.problem + " (gc needs every spec to know what is in use)");
+    specs.push_back(std::move(*f.spec));
+  }
   std::vector<fs::path> caches, roots;
   for (const auto& s : specs) {
     if (std::find(caches.begin(), caches.end(), s.cache_dir) == caches.end()) caches.push_back(s.cache_dir);

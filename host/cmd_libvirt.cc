@@ -10,12 +10,12 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
-#include "export.h"
-#include "gc_roots.h"
 #include "libvirt_connection.h"
 #include "libvirt_domain_xml.h"
 #include "overlay.h"
+#include "prepare.h"
 #include "spec.h"
+#include "spec_dir.h"
 #include "vm_name.h"
 
 namespace sprout {
@@ -35,10 +35,8 @@ void check_before_define(const Spec& spec) {
     throw InputError(fmt::format("spec {}: backend is \"{}\"; `sprout define` is for backend \"libvirt\" (a VM "
                                  "run by both sprout run and libvirt would use its overlay twice)",
                                  spec.file.string(), spec.backend));
+  require_base_image(spec);
   std::error_code ec;
-  if (!fs::is_regular_file(spec.base_image, ec))
-    throw InputError(fmt::format("{}: base image not found (spec {}: base.image); build it or fix the path",
-                                 spec.base_image.string(), spec.file.string()));
   if (spec.kernel) {
     if (!fs::is_regular_file(spec.kernel->kernel, ec))
       throw InputError(fmt::format("{}: kernel not found (spec {}: kernel.path)", spec.kernel->kernel.string(),
@@ -73,8 +71,7 @@ int cmd_define(const Args& args) {
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  if (!a.count("spec")) throw InputError("missing --spec FILE");
-  Spec spec = load_spec(a["spec"].as<std::string>());
+  Spec spec = spec_option(a);
   check_before_define(spec);
   const bool restart = a.count("restart") > 0 || spec.restart_on_change;
 
@@ -82,11 +79,9 @@ int cmd_define(const Args& args) {
   auto existing = conn.lookup(spec.name);
   if (existing) require_ours(*existing, conn.uri(), "replacing");
 
-  // prepare: the same three steps as `sprout prepare`.
-  auto exported = export_disks(ExportRequest::from_spec(spec));
-  auto overlay = prepare_overlay(spec);
-  register_gc_root(spec.gc_root_dir, spec.name, overlay.backing);
-  spdlog::debug("{}: {} disks exported, overlay {}", spec.name, exported.images.size(), overlay.action);
+  auto prepared = prepare_vm(spec);
+  const auto& overlay = prepared.overlay;
+  spdlog::debug("{}: {} disks exported, overlay {}", spec.name, prepared.exported.images.size(), overlay.action);
 
   DomainHostFacts facts;
   facts.kvm = conn.has_kvm();
@@ -143,8 +138,7 @@ int cmd_stop(const Args& args) {
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  if (!a.count("spec")) throw InputError("missing --spec FILE");
-  Spec spec = load_spec(a["spec"].as<std::string>());
+  Spec spec = spec_option(a);
   LibvirtConnection conn(spec.libvirt_uri);
   auto d = conn.lookup(spec.name);
   if (!d) {
@@ -187,18 +181,11 @@ int cmd_undefine(const Args& args) {
     if (fs::is_regular_file(f, ec)) {
       spec = load_spec(f);
     } else if (fs::is_directory(dir, ec)) {
-      for (const auto& e : fs::directory_iterator(dir, ec)) {
-        if (e.path().extension() != ".json") continue;
-        try {
-          Spec s = load_spec(e.path());
-          if (s.name == name) {
-            spec = std::move(s);
-            break;
-          }
-        } catch (const InputError&) {
-          // another VM's broken spec does not concern this one
+      for (auto& sf : load_spec_dir(dir))  // another VM's broken spec does not concern this one
+        if (sf.spec && sf.spec->name == name) {
+          spec = std::move(sf.spec);
+          break;
         }
-      }
     }
   }
   const std::string uri = a.count("uri") ? a["uri"].as<std::string>() : spec ? spec->libvirt_uri : "qemu:///system";

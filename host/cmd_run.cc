@@ -70,8 +70,7 @@ int cmd_run(const Args& args) {
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  if (!a.count("spec")) throw InputError("missing --spec FILE");
-  Spec spec = load_spec(a["spec"].as<std::string>());
+  Spec spec = spec_option(a);
   if (spec.backend != "qemu")
     throw InputError(fmt::format("{}: backend is \"{}\"; `sprout run` runs QEMU VMs (use `sprout define` for libvirt)",
                                  spec.file.string(), spec.backend));
@@ -140,8 +139,7 @@ int cmd_watch(const Args& args) {
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  if (!a.count("spec")) throw InputError("missing --spec FILE");
-  Spec spec = load_spec(a["spec"].as<std::string>());
+  Spec spec = spec_option(a);
   fs::create_directories(spec.state_dir);
 
   StatusStore store(spec.state_dir);
@@ -206,26 +204,9 @@ int cmd_watch(const Args& args) {
       notify_stopping();
       break;
     }
-    if (fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      std::string data;
-      // Bounded, so a flooding guest cannot keep SIGTERM waiting.
-      for (std::size_t taken = 0; taken < (256u << 10);) {
-        data.clear();
-        long n = read_some(fd, data);
-        if (n > 0) {
-          taken += static_cast<std::size_t>(n);
-          rec.on_data(data);
-          continue;
-        }
-        if (n != -1) {
-          rec.on_disconnect();
-          ::close(fd);
-          fd = -1;
-          spdlog::info("{}: status channel closed; reconnecting", spec.name);
-          next_try = Clock::now() + std::chrono::milliseconds(50);
-        }
-        break;
-      }
+    if (fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && !drain_status_socket(rec, fd)) {
+      spdlog::info("{}: status channel closed; reconnecting", spec.name);
+      next_try = Clock::now() + std::chrono::milliseconds(50);
     }
   }
   if (fd >= 0) {

@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "error.h"
 #include "spec.h"
+#include "spec_dir.h"
 #include "status_protocol.h"
 #include "status_recorder.h"
 #include "status_store.h"
@@ -39,23 +40,12 @@ struct Known {
 };
 
 std::vector<Known> known_vms(const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    throw InputError(fmt::format("{}: spec directory not found (use --spec-dir DIR)", dir.string()));
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".json") files.push_back(e.path());
-  std::sort(files.begin(), files.end());
   std::vector<Known> out;
-  for (const auto& f : files) {
+  for (auto& f : load_spec_dir(dir)) {
     Known k;
-    try {
-      k.spec = load_spec(f);
-      k.name = k.spec->name;
-    } catch (const std::exception& ex) {
-      k.name = f.stem().string();
-      k.problem = ex.what();
-    }
+    k.name = f.spec ? f.spec->name : f.path.stem().string();
+    k.spec = std::move(f.spec);
+    k.problem = f.problem;
     out.push_back(std::move(k));
   }
   return out;

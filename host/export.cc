@@ -262,9 +262,10 @@ ExportResult export_disks(const ExportRequest& request) {
       DigestCacheFile cache(req.cache_dir, in.source);
       // The shared config tree is the big one: when its contents must be read, build
       // its image at the same time (the result is dropped if the cache has it).
-      if (in.role == DiskRole::config && !fully_cached(in.listing, &cache))
-        config_build = std::make_unique<Speculation>(in, req.cache_dir);
-      in.digest = content_digest(in.listing, &cache);
+      in.digest = content_digest(in.listing, &cache, [&](std::size_t unknown_files) {
+        if (in.role == DiskRole::config && unknown_files > 0)
+          config_build = std::make_unique<Speculation>(in, req.cache_dir);
+      });
       cache.save();
     }
     spdlog::debug("{}: digest in {:.0f} ms", in.source.string(),

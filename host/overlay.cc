@@ -69,11 +69,16 @@ OverlayInfo inspect_image(const fs::path& image) {
   return info;
 }
 
-PrepareResult prepare_overlay(const Spec& spec) {
+void require_base_image(const Spec& spec) {
   std::error_code ec;
   if (!fs::is_regular_file(spec.base_image, ec))
     throw InputError(fmt::format("{}: base image not found (spec {}: base.image); build it or fix the path",
                                  spec.base_image.string(), spec.file.string()));
+}
+
+PrepareResult prepare_overlay(const Spec& spec) {
+  require_base_image(spec);
+  std::error_code ec;
   fs::create_directories(spec.state_dir, ec);
   if (ec) throw std::system_error(ec, "cannot create the state directory " + spec.state_dir.string());
 

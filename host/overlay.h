@@ -31,6 +31,9 @@ struct PrepareResult {
   std::filesystem::path moved_aside_backing;         ///< recreate: the base the old overlay still needs
 };
 
+/// InputError naming the spec key unless the spec's base image exists.
+void require_base_image(const Spec& spec);
+
 /// Creates or checks the overlay for `spec`. InputError when the base image is missing.
 PrepareResult prepare_overlay(const Spec& spec);
 

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "error.h"
 #include "gc_roots.h"
 
 namespace sprout {
@@ -10,10 +9,7 @@ namespace sprout {
 namespace fs = std::filesystem;
 
 PreparedVm prepare_vm(const Spec& spec) {
-  std::error_code ec;
-  if (!fs::is_regular_file(spec.base_image, ec))
-    throw InputError(fmt::format("{}: base image not found (spec {}: base.image); build it or fix the path",
-                                 spec.base_image.string(), spec.file.string()));
+  require_base_image(spec);  // before export writes anything
   PreparedVm p;
   p.exported = export_disks(ExportRequest::from_spec(spec));
   p.overlay = prepare_overlay(spec);

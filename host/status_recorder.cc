@@ -1,9 +1,13 @@
 #include "status_recorder.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "unix_socket.h"
 
 namespace sprout {
 
@@ -196,6 +200,25 @@ void StatusRecorder::write_now() {
   dirty_ = false;
   pending_.reset();
   last_write_ = Clock::now();
+}
+
+bool drain_status_socket(StatusRecorder& rec, int& fd) {
+  std::string data;
+  for (std::size_t taken = 0; taken < (256u << 10);) {
+    data.clear();
+    long n = read_some(fd, data);
+    if (n > 0) {
+      taken += static_cast<std::size_t>(n);
+      rec.on_data(data);
+      continue;
+    }
+    if (n == -1) return true;  // nothing more for now
+    rec.on_disconnect();
+    ::close(fd);
+    fd = -1;
+    return false;
+  }
+  return true;
 }
 
 }  // namespace sprout

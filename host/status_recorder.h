@@ -101,4 +101,9 @@ class StatusRecorder {
 /// Unix time in milliseconds (host clock).
 std::int64_t unix_time_ms();
 
+/// Feeds what the status socket `fd` has to `rec`, at most 256 KiB a call so that a
+/// flooding guest cannot keep the caller's signals and deadlines waiting. At end of
+/// stream it calls on_disconnect(), closes `fd`, sets it to -1 and returns false.
+bool drain_status_socket(StatusRecorder& rec, int& fd);
+
 }  // namespace sprout

@@ -136,26 +136,6 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
     }
   };
 
-  auto drain_status = [&]() -> bool {  // false: connection closed
-    std::string data;
-    // Bounded: a flooding guest must not keep signals and deadlines waiting.
-    for (std::size_t taken = 0; taken < (256u << 10);) {
-      data.clear();
-      long n = read_some(status_fd, data);
-      if (n > 0) {
-        taken += static_cast<std::size_t>(n);
-        rec.on_data(data);
-        continue;
-      }
-      if (n == -1) return true;
-      rec.on_disconnect();
-      ::close(status_fd);
-      status_fd = -1;
-      return false;
-    }
-    return true;
-  };
-
   while (!child_done) {
     auto now = Clock::now();
     // Connect the status channel as soon as qemu has made the socket.
@@ -233,7 +213,7 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
       }
     }
     if (status_idx >= 0 && (fds[status_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
-      if (!drain_status()) next_status_try = Clock::now() + milliseconds(100);
+      if (!drain_status_socket(rec, status_fd)) next_status_try = Clock::now() + milliseconds(100);
     }
     if (qmp_idx >= 0 && (fds[qmp_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
       bool closed = false;
@@ -250,7 +230,7 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
 
   // qemu is gone: take what is left in the status channel.
   if (status_fd >= 0) {
-    drain_status();
+    drain_status_socket(rec, status_fd);
     if (status_fd >= 0) {
       rec.on_disconnect();
       ::close(status_fd);
