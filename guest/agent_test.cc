@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <stdexcept>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -24,8 +25,10 @@ namespace {
 class FakeMounter : public Mounter {
  public:
   std::vector<MountRequest> calls;
+  bool explode = false;  ///< throw, as a broken library call might
   MountResult mount(const MountRequest& r) override {
     calls.push_back(r);
+    if (explode) throw std::runtime_error("libmount blew up");
     return MountResult{true, false, ""};
   }
   std::map<std::string, std::string> options_of(const std::vector<std::string>& mps) override {
@@ -99,9 +102,10 @@ struct Fixture : ::testing::Test {
   }
 
   // One boot: returns the exit status; events() has what it reported.
-  int boot(int cancel_fd = -1) {
+  int boot(int cancel_fd = -1, bool mounter_throws = false) {
     t.write("/status-port", "");
     FakeMounter m;
+    m.explode = mounter_throws;
     auto o = options();
     o.cancel_fd = cancel_fd;
     int rc = run_agent(o, m);
@@ -289,6 +293,13 @@ TEST_F(Fixture, MissingSelfDiskSaysWhichDisk) {
   EXPECT_EQ(f.phase, Phase::failed);
   EXPECT_NE(f.message.find("required disk 'self'"), std::string::npos) << f.message;
   EXPECT_EQ(f.detail["disk"], "self");
+}
+
+TEST_F(Fixture, AnUnexpectedErrorIsStillReportedAsFailed) {
+  EXPECT_EQ(boot(-1, true), 1);
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_NE(f.message.find("internal error: libmount blew up"), std::string::npos) << f.message;
 }
 
 TEST_F(Fixture, FlakeMode) {

@@ -305,6 +305,8 @@ class BadInputTest(Scratch):
             (["export", "--spec", good, "--name", "x"], 2, "cannot be combined"),
             (["export", "--bogus"], 2, "bogus"),
             (["frobnicate"], 2, "unknown command"),
+            (["--log-level", "loud", "status"], 2, "unknown --log-level 'loud'"),
+            (["wait", "web", "--timeout", "1e300"], 2, "--timeout must be"),
             (["check-spec", variant(vcpus=0)], 2, "vcpus: expected an integer from 1 to 256"),
         ]
         if os.geteuid() != 0:

@@ -233,6 +233,35 @@ def case_stop_during_prepare(root):
     check(os.path.exists(os.path.join(state, "root.qcow2")), "overlay missing")
 
 
+def case_notify(root):
+    """`sprout watch` under systemd (the libvirt backend's unit): the real libsystemd
+    sends to NOTIFY_SOCKET, here a datagram socket of the test's. A guest that fails
+    still ends the start-up with READY=1, so systemd does not time the unit out into a
+    restart loop; STATUS= follows the guest; SIGTERM says STOPPING=1."""
+    spec, state, _ = make_spec(root)
+    notify_path = os.path.join(root, "notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(notify_path)
+    ns.settimeout(10)
+    fake = FakeGuest(os.path.join(state, "status.sock"))
+    with rl.Proc(["watch", "--spec", spec], os.path.join(root, "watch.log"), env={"NOTIFY_SOCKET": notify_path}) as w:
+        fake.accept()
+        fake.send(event("starting", 1, "up"))
+        messages = [ns.recv(4096).decode()]
+        check(messages[-1].startswith("STATUS=starting"), f"first notification: {messages}")
+        check(not any("READY=1" in m for m in messages), "READY before the guest finished")
+        fake.send(event("failed", 2, "nixos-rebuild exited with status 1"))
+        while "READY=1" not in messages[-1]:
+            messages.append(ns.recv(4096).decode())
+        check("failed" in messages[-1], f"READY without the failure in STATUS: {messages[-1]!r}")
+        w.signal(signal.SIGTERM)
+        while "STOPPING=1" not in messages[-1]:
+            messages.append(ns.recv(4096).decode())
+        w.wait(10)
+    fake.close()
+    ns.close()
+
+
 if __name__ == "__main__":
-    sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait, "stop-during-prepare": case_stop_during_prepare},
-                         sys.argv[2]))
+    sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait, "stop-during-prepare": case_stop_during_prepare,
+                          "notify": case_notify}, sys.argv[2]))
