@@ -47,28 +47,26 @@ std::string file_content_hash(const std::filesystem::path& path, std::uint64_t e
   return h.finish_hex();
 }
 
-TreeListing list_tree(const std::filesystem::path& root, const TreeFilter& filter) {
-  TreeListing l;
-  walk_tree(root, [&](const TreeEntry& e) { l.entries.push_back(e); }, filter);
-  return l;
-}
-
 namespace {
 char type_of(const TreeEntry& e) { return S_ISDIR(e.st.st_mode) ? 'd' : S_ISLNK(e.st.st_mode) ? 'l' : 'f'; }
 
-void hash_header(Sha256& h, const TreeEntry& e) {
+/// One entry's record; `buf` is scratch space reused across entries.
+void hash_header(Sha256& h, const TreeEntry& e, fmt::memory_buffer& buf) {
   char type = type_of(e);
+  buf.clear();
   // Length-prefixed name so no name can imitate a record boundary.
-  h.update(fmt::format("{} {} {} {:o} {} {} {}\n", type, e.rel.size(), e.rel, e.st.st_mode & 07777, e.st.st_uid,
-                       e.st.st_gid, type == 'f' ? e.st.st_size : 0));
-  if (type == 'l') h.update(fmt::format("{} {}\n", e.link_target.size(), e.link_target));
+  fmt::format_to(std::back_inserter(buf), "{} {} {} {:o} {} {} {}\n", type, e.rel.size(), e.rel,
+                 e.st.st_mode & 07777, e.st.st_uid, e.st.st_gid, type == 'f' ? e.st.st_size : 0);
+  if (type == 'l') fmt::format_to(std::back_inserter(buf), "{} {}\n", e.link_target.size(), e.link_target);
+  h.update(buf.data(), buf.size());
 }
 }  // namespace
 
 std::string structure_digest(const TreeListing& listing) {
   Sha256 h;
   h.update("sprout-structure-v1\n");
-  for (const auto& e : listing.entries) hash_header(h, e);
+  fmt::memory_buffer buf;
+  for (const auto& e : listing.entries) hash_header(h, e, buf);
   return h.finish_hex();
 }
 
@@ -116,9 +114,13 @@ std::string content_digest(const TreeListing& listing, ContentHashCache* cache,
 
   Sha256 h;
   h.update("sprout-tree-v2\n");
+  fmt::memory_buffer buf;
   for (std::size_t i = 0; i < entries.size(); ++i) {
-    hash_header(h, entries[i]);
-    if (type_of(entries[i]) == 'f') h.update(hashes[i] + "\n");
+    hash_header(h, entries[i], buf);
+    if (type_of(entries[i]) == 'f') {
+      h.update(hashes[i].data(), hashes[i].size());
+      h.update("\n");
+    }
   }
   return h.finish_hex();
 }

@@ -28,14 +28,6 @@ class ContentHashCache {
   virtual void store(const std::string& rel, const struct stat& st, const std::string& hash) = 0;
 };
 
-/// The walked entries of a tree, in canonical order.
-struct TreeListing {
-  std::vector<TreeEntry> entries;
-};
-
-/// Walks `root` (see walk_tree), keeping the entries `filter` accepts.
-TreeListing list_tree(const std::filesystem::path& root, const TreeFilter& filter = {});
-
 /// Hex SHA-256 of everything but file contents: names, types, modes, owners, sizes,
 /// symlink targets. Cheap; the same tree always gives the same value.
 std::string structure_digest(const TreeListing& listing);

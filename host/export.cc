@@ -257,9 +257,9 @@ ExportResult export_disks(const ExportRequest& request) {
       };
       in.digest = content_digest(in.listing);
     } else {
-      in.listing = list_tree(in.source);
-      for (const auto& e : in.listing.entries) account_entry(in.size, e);
       DigestCacheFile cache(req.cache_dir, in.source);
+      in.listing = list_tree(in.source, {}, cache.known_files() + cache.known_files() / 8);
+      for (const auto& e : in.listing.entries) account_entry(in.size, e);
       // The shared config tree is the big one: when its contents must be read, build
       // its image at the same time (the result is dropped if the cache has it).
       in.digest = content_digest(in.listing, &cache, [&](std::size_t unknown_files) {

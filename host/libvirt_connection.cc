@@ -3,32 +3,23 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <libvirt/virterror.h>
 
+#include "libvirt_api.h"
 #include "libvirt_domain_xml.h"
 
 namespace sprout {
 
 namespace {
-void quiet_errors(void*, virErrorPtr) {}
-
-void init_libvirt() {
-  static bool done = [] {
-    virSetErrorFunc(nullptr, quiet_errors);
-    return virInitialize() == 0;
-  }();
-  if (!done) throw LibvirtError("libvirt: virInitialize failed");
-}
+const LibvirtApi& lv() { return libvirt_api(); }
 }  // namespace
 
 std::string libvirt_last_error() {
-  const char* m = virGetLastErrorMessage();
+  const char* m = lv().virGetLastErrorMessage();
   return m ? m : "unknown libvirt error";
 }
 
 LibvirtConnection::LibvirtConnection(const std::string& uri) : uri_(uri) {
-  init_libvirt();
-  c_ = virConnectOpen(uri.c_str());
+  c_ = lv().virConnectOpen(uri.c_str());
   if (!c_)
     throw LibvirtError(fmt::format("cannot connect to libvirt at {}: {} (is libvirtd running? set libvirt.uri "
                                    "in the spec or pass --uri)",
@@ -36,15 +27,15 @@ LibvirtConnection::LibvirtConnection(const std::string& uri) : uri_(uri) {
 }
 
 LibvirtConnection::~LibvirtConnection() {
-  if (c_) virConnectClose(c_);
+  if (c_) lv().virConnectClose(c_);
 }
 
 std::optional<LibvirtDomain> LibvirtConnection::lookup(const std::string& name) {
-  virDomainPtr d = virDomainLookupByName(c_, name.c_str());
+  virDomainPtr d = lv().virDomainLookupByName(c_, name.c_str());
   if (!d) {
-    virErrorPtr e = virGetLastError();
+    virErrorPtr e = lv().virGetLastError();
     if (e && e->code == VIR_ERR_NO_DOMAIN) {
-      virResetLastError();
+      lv().virResetLastError();
       return std::nullopt;
     }
     throw LibvirtError(fmt::format("libvirt {}: looking up domain {}: {}", uri_, name, libvirt_last_error()));
@@ -53,13 +44,13 @@ std::optional<LibvirtDomain> LibvirtConnection::lookup(const std::string& name) 
 }
 
 LibvirtDomain LibvirtConnection::define(const std::string& xml, const std::string& name) {
-  virDomainPtr d = virDomainDefineXML(c_, xml.c_str());
+  virDomainPtr d = lv().virDomainDefineXML(c_, xml.c_str());
   if (!d) throw LibvirtError(fmt::format("libvirt {}: defining domain {}: {}", uri_, name, libvirt_last_error()));
   return LibvirtDomain(d, name);
 }
 
 bool LibvirtConnection::has_kvm() {
-  char* caps = virConnectGetCapabilities(c_);
+  char* caps = lv().virConnectGetCapabilities(c_);
   if (!caps) throw LibvirtError(fmt::format("libvirt {}: reading host capabilities: {}", uri_, libvirt_last_error()));
   std::string s(caps);
   free(caps);
@@ -67,7 +58,7 @@ bool LibvirtConnection::has_kvm() {
 }
 
 LibvirtDomain::~LibvirtDomain() {
-  if (d_) virDomainFree(d_);
+  if (d_) lv().virDomainFree(d_);
 }
 
 void LibvirtDomain::fail(const std::string& what) const {
@@ -75,30 +66,30 @@ void LibvirtDomain::fail(const std::string& what) const {
 }
 
 bool LibvirtDomain::is_active() const {
-  int r = virDomainIsActive(d_);
+  int r = lv().virDomainIsActive(d_);
   if (r < 0) fail("checking whether it runs");
   return r == 1;
 }
 
 bool LibvirtDomain::is_persistent() const {
-  int r = virDomainIsPersistent(d_);
+  int r = lv().virDomainIsPersistent(d_);
   if (r < 0) fail("checking whether it is persistent");
   return r == 1;
 }
 
 int LibvirtDomain::id() const {
-  unsigned int id = virDomainGetID(d_);
+  unsigned int id = lv().virDomainGetID(d_);
   return id == static_cast<unsigned int>(-1) ? -1 : static_cast<int>(id);
 }
 
 std::string LibvirtDomain::uuid() const {
   char buf[VIR_UUID_STRING_BUFLEN];
-  if (virDomainGetUUIDString(d_, buf) < 0) fail("reading its uuid");
+  if (lv().virDomainGetUUIDString(d_, buf) < 0) fail("reading its uuid");
   return buf;
 }
 
 std::string LibvirtDomain::xml(unsigned flags) const {
-  char* x = virDomainGetXMLDesc(d_, flags);
+  char* x = lv().virDomainGetXMLDesc(d_, flags);
   if (!x) fail("reading its XML");
   std::string s(x);
   free(x);
@@ -106,11 +97,11 @@ std::string LibvirtDomain::xml(unsigned flags) const {
 }
 
 std::optional<std::string> LibvirtDomain::sprout_metadata() const {
-  char* m = virDomainGetMetadata(d_, VIR_DOMAIN_METADATA_ELEMENT, kLibvirtMetadataUri, VIR_DOMAIN_AFFECT_CONFIG);
+  char* m = lv().virDomainGetMetadata(d_, VIR_DOMAIN_METADATA_ELEMENT, kLibvirtMetadataUri, VIR_DOMAIN_AFFECT_CONFIG);
   if (!m) {
-    virErrorPtr e = virGetLastError();
+    virErrorPtr e = lv().virGetLastError();
     if (e && e->code == VIR_ERR_NO_DOMAIN_METADATA) {
-      virResetLastError();
+      lv().virResetLastError();
       return std::nullopt;
     }
     fail("reading its sprout metadata");
@@ -121,29 +112,29 @@ std::optional<std::string> LibvirtDomain::sprout_metadata() const {
 }
 
 void LibvirtDomain::create() {
-  if (virDomainCreate(d_) < 0) fail("starting it");
+  if (lv().virDomainCreate(d_) < 0) fail("starting it");
 }
 
 void LibvirtDomain::shutdown() {
-  if (virDomainShutdown(d_) < 0) fail("asking it to shut down (ACPI power button)");
+  if (lv().virDomainShutdown(d_) < 0) fail("asking it to shut down (ACPI power button)");
 }
 
 void LibvirtDomain::destroy() {
-  if (virDomainDestroy(d_) < 0) fail("destroying (forcing off) it");
+  if (lv().virDomainDestroy(d_) < 0) fail("destroying (forcing off) it");
 }
 
 void LibvirtDomain::undefine(unsigned flags) {
-  if (virDomainUndefineFlags(d_, flags) < 0) fail("undefining it");
+  if (lv().virDomainUndefineFlags(d_, flags) < 0) fail("undefining it");
 }
 
 void LibvirtDomain::set_autostart(bool on) {
-  if (virDomainSetAutostart(d_, on ? 1 : 0) < 0) fail(on ? "enabling autostart" : "disabling autostart");
+  if (lv().virDomainSetAutostart(d_, on ? 1 : 0) < 0) fail(on ? "enabling autostart" : "disabling autostart");
 }
 
 std::string LibvirtDomain::stop(std::chrono::seconds timeout) {
   if (!is_active()) return "not running";
   bool asked = true;
-  if (virDomainShutdown(d_) < 0) {
+  if (lv().virDomainShutdown(d_) < 0) {
     // It may have stopped by itself in between.
     if (!is_active()) return "shut down";
     asked = false;  // e.g. no ACPI in the guest: go straight to destroy
@@ -155,7 +146,7 @@ std::string LibvirtDomain::stop(std::chrono::seconds timeout) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   }
-  if (virDomainDestroy(d_) < 0) {
+  if (lv().virDomainDestroy(d_) < 0) {
     if (!is_active()) return "shut down";
     fail("destroying it after the shutdown timeout");
   }

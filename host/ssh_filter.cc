@@ -55,7 +55,7 @@ bool SshFilter::operator()(const TreeEntry& e) {
     excluded_.push_back({e.rel, "symlink with a name that is not known public ssh material"});
     return false;
   }
-  if (looks_like_private_key(e.abs.string())) {
+  if (looks_like_private_key(e.abs)) {
     excluded_.push_back({e.rel, "private key (found by its content)"});
     return false;
   }
