@@ -73,25 +73,33 @@ class Run {
     auto t = Clock::now();
     std::string boot_id = read_small_file(under_root(o_.root, "/proc/sys/kernel/random/boot_id"), 64);
     if (boot_id.empty()) boot_id = "unknown";
+    mark("bootId");
     std::string port = o_.status_port_path;
     if (port.empty()) {
       std::string guest_port = find_virtio_port(o_.root, cfg_.status_port);
       if (!guest_port.empty()) port = under_root(o_.root, guest_port).string();
     }
+    mark("portFound");
     int fd = port.empty() ? -1 : StatusChannel::open_port(port);
     if (!port.empty() && fd < 0) spdlog::warn("cannot open status port {}: {}", port, std::strerror(errno));
     ch_ = std::make_unique<StatusChannel>(fd, under_root(o_.root, cfg_.effective_log_file()), boot_id);
     json sd{{"statusPort", port.empty() ? json(nullptr) : json(port)}, {"pid", ::getpid()}};
     if (o_.config_missing) sd["configMissing"] = o_.config_path;
     if (!ch_->log_error().empty()) sd["logFileError"] = ch_->log_error();
+    mark("channelOpen");
     ch_->send(Phase::starting, "sprout-agent started", sd);
     report_ms_ += ms_since(t);
+    mark("starting");
 
     // --- find ---------------------------------------------------------------------
     t = Clock::now();
     auto wait = std::chrono::milliseconds(static_cast<long long>(cfg_.disk_wait_seconds * 1000));
-    auto found = find_disks(o_.root, {DiskRole::config, DiskRole::self}, wait);
+    // The ssh disk is looked for in the same scans (not waited for): one scan, not two.
+    std::vector<DiskRole> optional;
+    if (cfg_.ssh_mount) optional.push_back(DiskRole::ssh);
+    auto found = find_disks(o_.root, {DiskRole::config, DiskRole::self}, wait, std::chrono::milliseconds(20), optional);
     find_ms_ = ms_since(t);
+    mark("disksFound");
     for (DiskRole r : {DiskRole::config, DiskRole::self}) {
       if (!found.count(r)) {
         const auto& info = role_info(r);
@@ -108,10 +116,13 @@ class Run {
     for (auto& [r, f] : found) disks[std::string(role_info(r).name)] = disk_json(f);
     ch_->send(Phase::mounting, "mounting the configuration disks", json{{"disks", disks}});
     report_ms_ += ms_since(t);
+    mark("mounting");
     t = Clock::now();
     double c = process_cpu_ms();
     if (int rc = mount_one(found.at(DiskRole::config), cfg_.config_mount, false); rc >= 0) return rc;
+    mark("configMounted");
     if (int rc = mount_one(found.at(DiskRole::self), cfg_.self_mount, false); rc >= 0) return rc;
+    mark("selfMounted");
     mount_ms_ = ms_since(t);
     mount_cpu_ms_ += process_cpu_ms() - c;
 
@@ -124,6 +135,7 @@ class Run {
     } catch (const std::exception& e) {
       return fail(fmt::format("cannot use the manifest: {}", e.what()), json{{"manifest", manifest_path}});
     }
+    mark("manifestRead");
     ch_->set_vm(m.name);
     ch_->set_generation(m.generation);
     manifest_ = m;
@@ -133,6 +145,7 @@ class Run {
       state_problem_ = loaded.problem;
       spdlog::warn("{}", loaded.problem);
     }
+    mark("stateRead");
     DecisionInput in;
     in.generation = m.generation;
     in.max_attempts = m.rebuild.max_attempts;
@@ -141,14 +154,16 @@ class Run {
     in.current_system = resolve_in_root(o_.root, "/run/current-system");
     Decision d = decide(in);
     decide_ms_ = ms_since(t);
+    mark("decided");
 
-    // The ssh disk: optional, looked for only when the manifest says there is one.
+    // The ssh disk: optional, mounted only when the manifest says there is one.
     if (!m.ssh_digest.empty() && cfg_.ssh_mount) {
       t = Clock::now();
       double c = process_cpu_ms();
-      mount_ssh(wait);
+      mount_ssh(found, wait);
       mount_ms_ += ms_since(t);
       mount_cpu_ms_ += process_cpu_ms() - c;
+      mark("sshMounted");
     }
 
     switch (d.action) {
@@ -184,8 +199,9 @@ class Run {
                 json{{"disk", role_info(f.role).name}, {"device", f.device}, {"mountPoint", where}});
   }
 
-  void mount_ssh(std::chrono::milliseconds wait) {
-    auto found = find_disks(o_.root, {DiskRole::ssh}, wait);
+  /// The ssh disk, if the first scan did not find it, is waited for (bounded).
+  void mount_ssh(const std::map<DiskRole, FoundDisk>& first_scan, std::chrono::milliseconds wait) {
+    auto found = first_scan.count(DiskRole::ssh) ? first_scan : find_disks(o_.root, {DiskRole::ssh}, wait);
     if (!found.count(DiskRole::ssh)) {
       ssh_note_ = "the manifest lists an ssh disk but it was not found; going on without it";
       return;
@@ -202,6 +218,7 @@ class Run {
     d["mounts"] = m_.options_of(mount_points_);
     mount_ms_ += ms_since(t);
     mount_cpu_ms_ += process_cpu_ms() - c;
+    mark("mountOptionsRead");
     if (!state_problem_.empty()) d["stateProblem"] = state_problem_;
     if (!ssh_note_.empty()) d["ssh"] = ssh_note_;
     return d;
@@ -230,6 +247,9 @@ class Run {
                                {"total", round2(ms_since(start_))}};
     double user = 0, sys = 0;
     double now_cpu = process_cpu_ms(&user, &sys);
+    json steps = json::object();
+    for (const auto& [what, at] : marks_) steps[what] = round2(at);
+    detail["stepsMs"] = std::move(steps);
     detail["cpuMs"] = json{{"user", round2(user)},
                            {"system", round2(sys)},
                            {"total", round2(now_cpu)},
@@ -334,6 +354,9 @@ class Run {
   std::string state_problem_;
   std::string ssh_note_;
   Clock::time_point start_;
+  /// Time from the start of the run at each step of the fast path (stepsMs).
+  void mark(const char* what) { marks_.emplace_back(what, ms_since(start_)); }
+  std::vector<std::pair<const char*, double>> marks_;
   double find_ms_ = 0, mount_ms_ = 0, decide_ms_ = 0, report_ms_ = 0;
   double start_cpu_ = 0, mount_cpu_ms_ = 0;  ///< process CPU ms at the start; spent mounting
 };

@@ -64,15 +64,37 @@ FoundDisk make_found(const fs::path& root, DiskRole role, const std::string& nam
   return f;
 }
 
+/// udev's /dev/disk/by-id/virtio-SERIAL link, when it exists and the disk it names
+/// still has that serial: the device's name (vdb), else "".
+std::string by_id_link(const fs::path& root, const std::string& serial) {
+  char buf[256];
+  ssize_t n = ::readlink(under_root(root, "/dev/disk/by-id/virtio-" + serial).c_str(), buf, sizeof buf);
+  if (n <= 0 || static_cast<std::size_t>(n) >= sizeof buf) return {};
+  std::string_view target(buf, static_cast<std::size_t>(n));
+  std::string name(target.substr(target.rfind('/') + 1));  // "../../vdb" -> "vdb"
+  if (name.empty() || name == "." || name == "..") return {};
+  if (read_small_file(under_root(root, "/sys/block/" + name + "/serial"), 64) != serial) return {};
+  return name;
+}
+
 }  // namespace
 
 std::map<DiskRole, FoundDisk> scan_disks(const fs::path& root, const std::vector<DiskRole>& roles) {
   std::map<DiskRole, FoundDisk> out;
+  // udev's links (NixOS has them by the time the agent runs): no directory scan.
+  std::vector<DiskRole> rest;
+  for (DiskRole r : roles) {
+    const auto& info = role_info(r);
+    std::string name = by_id_link(root, std::string(info.serial));
+    if (!name.empty() && ensure_node(root, name)) out.emplace(r, make_found(root, r, name, "by-id"));
+    else rest.push_back(r);
+  }
+  if (rest.empty()) return out;
   auto names = block_devices(root);
   std::map<std::string, std::string> serials;
   for (const auto& n : names) serials[n] = read_small_file(under_root(root, "/sys/block/" + n + "/serial"), 64);
   std::vector<DiskRole> missing;
-  for (DiskRole r : roles) {
+  for (DiskRole r : rest) {
     const auto& info = role_info(r);
     bool found = false;
     for (const auto& n : names) {
@@ -108,11 +130,16 @@ std::map<DiskRole, FoundDisk> scan_disks(const fs::path& root, const std::vector
 }
 
 std::map<DiskRole, FoundDisk> find_disks(const fs::path& root, const std::vector<DiskRole>& roles,
-                                         std::chrono::milliseconds wait, std::chrono::milliseconds poll) {
+                                         std::chrono::milliseconds wait, std::chrono::milliseconds poll,
+                                         const std::vector<DiskRole>& optional) {
+  std::vector<DiskRole> all = roles;
+  all.insert(all.end(), optional.begin(), optional.end());
   auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
-    auto found = scan_disks(root, roles);
-    if (found.size() == roles.size() || std::chrono::steady_clock::now() >= deadline) return found;
+    auto found = scan_disks(root, all);
+    bool complete = true;
+    for (DiskRole r : roles) complete = complete && found.count(r);
+    if (complete || std::chrono::steady_clock::now() >= deadline) return found;
     std::this_thread::sleep_for(poll);
   }
 }

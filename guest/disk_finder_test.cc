@@ -38,6 +38,39 @@ TEST(DiskFinder, BySerial) {
   EXPECT_EQ(f.at(DiskRole::self).device, "/dev/vdb");
 }
 
+TEST(DiskFinder, ByIdLinksFirstCheckedAgainstTheSerial) {
+  TempTree t;
+  add_disk(t, "vda", "sprout-config", true);
+  add_disk(t, "vdb", "sprout-self", true);
+  add_disk(t, "vdc", "other", true);
+  t.symlink("../../vdb", "/dev/disk/by-id/virtio-sprout-self");
+  t.symlink("../../vdc", "/dev/disk/by-id/virtio-sprout-config");  // stale: vdc has another serial
+  auto f = scan_disks(t.root(), {DiskRole::config, DiskRole::self});
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f.at(DiskRole::self).device, "/dev/vdb");
+  EXPECT_EQ(f.at(DiskRole::self).found_by, "by-id");
+  EXPECT_TRUE(f.at(DiskRole::self).read_only);
+  EXPECT_EQ(f.at(DiskRole::config).device, "/dev/vda");  // the stale link was not trusted
+  EXPECT_EQ(f.at(DiskRole::config).found_by, "serial");
+}
+
+TEST(DiskFinder, OptionalRolesAreNotWaitedFor) {
+  TempTree t;
+  add_disk(t, "vdb", "sprout-self", true);
+  add_disk(t, "vdc", "sprout-config", true);
+  auto t0 = std::chrono::steady_clock::now();
+  auto f = find_disks(t.root(), {DiskRole::config, DiskRole::self}, std::chrono::milliseconds(2000),
+                      std::chrono::milliseconds(20), {DiskRole::ssh});
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(f.size(), 2u);
+  EXPECT_LT(ms, 1000);
+  add_disk(t, "vdd", "sprout-ssh", true);
+  f = find_disks(t.root(), {DiskRole::config, DiskRole::self}, std::chrono::milliseconds(0),
+                 std::chrono::milliseconds(20), {DiskRole::ssh});
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f.at(DiskRole::ssh).device, "/dev/vdd");
+}
+
 TEST(DiskFinder, LabelFallbackFromSuperblockAndByLabelLink) {
   TempTree t;
   add_disk(t, "vda", "", true, "sprout-config");

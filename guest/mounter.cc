@@ -2,6 +2,8 @@
 
 #include <libmount/libmount.h>
 #include <sys/stat.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 
 #include <cstring>
 #include <system_error>
@@ -18,19 +20,19 @@ std::string mount_options(bool noexec) { return noexec ? "ro,nosuid,nodev,noexec
 
 namespace {
 
-struct Table {
-  libmnt_table* t = nullptr;
-  explicit Table(const fs::path& mountinfo) { t = mnt_new_table_from_file(mountinfo.c_str()); }
-  ~Table() {
-    if (t) mnt_unref_table(t);
-  }
-};
-
 // Major:minor of a block device node, or 0.
 dev_t rdev_of(const fs::path& p) {
   struct stat st;
   if (::stat(p.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return 0;
   return st.st_rdev;
+}
+
+/// Whether something is mounted on directory `dir`: it is on another filesystem than
+/// its parent, or it is its own parent (/). No mount table needed.
+bool is_mount_point(const fs::path& dir) {
+  struct stat st, parent;
+  if (::stat(dir.c_str(), &st) != 0 || ::stat((dir / "..").c_str(), &parent) != 0) return false;
+  return st.st_dev != parent.st_dev || st.st_ino == parent.st_ino;
 }
 
 }  // namespace
@@ -53,13 +55,14 @@ MountResult LibMounter::mount(const MountRequest& r) {
   fs::path target = under_root(root_, r.mount_point);
   fs::path source = under_root(root_, r.device);
   std::error_code ec;
-  fs::create_directories(target, ec);
+  ensure_directory(target, ec);
   if (ec) {
     res.error = fmt::format("cannot create mount point {}: {}", r.mount_point, ec.message());
     return res;
   }
-  // Already mounted here? (the agent ran twice, or the system mounted it)
-  if (libmnt_table* tab = table()) {
+  // Already mounted here? (the agent ran twice, or the system mounted it.) The mount
+  // table is read only then: the normal boot never parses it.
+  if (libmnt_table* tab = is_mount_point(target) ? table() : nullptr) {
     libmnt_fs* f = mnt_table_find_target(tab, target.c_str(), MNT_ITER_BACKWARD);
     if (f) {
       dev_t want = rdev_of(source);
@@ -86,11 +89,14 @@ MountResult LibMounter::mount(const MountRequest& r) {
   libmnt_context* cxt = cxt_;
   mnt_context_disable_mtab(cxt, 1);
   mnt_context_disable_helpers(cxt, 1);
+  mnt_context_disable_canonicalize(cxt, 1);
+  mnt_context_set_optsmode(cxt, MNT_OMODE_IGNORE);
   mnt_context_set_source(cxt, source.c_str());
   mnt_context_set_target(cxt, target.c_str());
   mnt_context_set_fstype(cxt, "ext4");
   std::string opts = mount_options(r.noexec);
-  mnt_context_set_options(cxt, opts.c_str());
+  mnt_context_set_mflags(cxt, MS_RDONLY | MS_NOSUID | MS_NODEV | (r.noexec ? MS_NOEXEC : 0));
+  mnt_context_set_options(cxt, "noload");
   int rc = mnt_context_mount(cxt);
   if (rc == 0 && mnt_context_get_status(cxt) == 1) {
     res.ok = true;
@@ -113,14 +119,15 @@ MountResult LibMounter::mount(const MountRequest& r) {
 
 std::map<std::string, std::string> LibMounter::options_of(const std::vector<std::string>& mount_points) {
   std::map<std::string, std::string> out;
-  Table tab(under_root(root_, "/proc/self/mountinfo"));
-  if (!tab.t) return out;
   for (const auto& mp : mount_points) {
+    struct statvfs v;
     fs::path target = under_root(root_, mp);
-    libmnt_fs* f = mnt_table_find_target(tab.t, target.c_str(), MNT_ITER_BACKWARD);
-    if (!f) continue;
-    const char* vfs = mnt_fs_get_vfs_options(f);
-    out[mp] = vfs ? vfs : "";
+    if (::statvfs(target.c_str(), &v) != 0) continue;
+    std::string o = (v.f_flag & ST_RDONLY) ? "ro" : "rw";
+    for (auto [flag, name] : {std::pair{ST_NOSUID, "nosuid"}, {ST_NODEV, "nodev"}, {ST_NOEXEC, "noexec"},
+                              {ST_NOATIME, "noatime"}, {ST_NODIRATIME, "nodiratime"}, {ST_RELATIME, "relatime"}})
+      if (v.f_flag & flag) o.append(",").append(name);
+    out[mp] = o;
   }
   return out;
 }

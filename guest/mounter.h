@@ -1,10 +1,13 @@
 // Mounting the exported disks. Mounter is the seam unit tests replace; LibMounter
 // mounts with libmount (mnt_context): ext4, ro,nosuid,nodev,noload (+noexec for the
-// ssh disk), creating the mount point first. A mount point that already has this
+// ssh disk), creating the mount point first. The flags are handed to libmount as
+// flags (no option string to parse), and it neither canonicalizes paths nor reads
+// fstab or mtab: each of those costs milliseconds at every boot under emulation. A mount point that already has this
 // device mounted (the agent ran twice) is not an error; a different device there is.
-// One LibMounter reads /proc/self/mountinfo once for those checks (a libmount table
-// it keeps, adding what it mounts itself) and once more for options_of(), which
-// must show what the kernel made of the mounts; one mount context is reused.
+// Whether a directory is a mount point is told by stat (another st_dev than its
+// parent's); only then is /proc/self/mountinfo read (once, as a libmount table the
+// mounter keeps, adding what it mounts itself). options_of() asks the kernel
+// (statvfs) which flags each mount really has. One mount context is reused.
 #pragma once
 
 #include <filesystem>
@@ -33,8 +36,9 @@ class Mounter {
  public:
   virtual ~Mounter() = default;
   virtual MountResult mount(const MountRequest& r) = 0;
-  /// mount point (guest path) -> its options as /proc/self/mountinfo shows them,
-  /// for the given mount points only.
+  /// mount point (guest path, one this mounter mounted) -> the flags the kernel
+  /// enforces on it (statvfs), as
+  /// "ro|rw[,nosuid][,nodev][,noexec][,noatime][,nodiratime][,relatime]".
   virtual std::map<std::string, std::string> options_of(const std::vector<std::string>& mount_points) = 0;
 };
 

@@ -74,6 +74,13 @@ std::string resolve_in_root(const fs::path& root, const std::string& guest_path)
   return out.empty() ? "/" : out;
 }
 
+void ensure_directory(const fs::path& dir, std::error_code& ec) {
+  ec.clear();
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return;
+  fs::create_directories(dir, ec);
+}
+
 std::string read_small_file(const fs::path& path, std::size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return {};

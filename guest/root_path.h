@@ -17,6 +17,11 @@ std::filesystem::path under_root(const std::filesystem::path& root, const std::s
 /// (at most 40) inside `root`. Empty when something on the way does not exist.
 std::string resolve_in_root(const std::filesystem::path& root, const std::string& guest_path);
 
+/// Like std::filesystem::create_directories, but one stat() when the directory is
+/// already there (every boot but the first): the agent's fast path runs under software
+/// emulation, where each code path run for the first time is what costs.
+void ensure_directory(const std::filesystem::path& dir, std::error_code& ec);
+
 /// A whole small file (at most max_bytes), or empty on any error; trailing whitespace cut.
 std::string read_small_file(const std::filesystem::path& path, std::size_t max_bytes = 4096);
 

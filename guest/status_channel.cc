@@ -21,6 +21,9 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 std::string find_virtio_port(const fs::path& root, const std::string& name) {
+  // udev's link (NixOS has it by the time the agent runs): no directory scan.
+  std::string link = "/dev/virtio-ports/" + name;
+  if (name.find('/') == std::string::npos && ::access(under_root(root, link).c_str(), F_OK) == 0) return link;
   fs::path dir = under_root(root, "/sys/class/virtio-ports");
   DIR* d = ::opendir(dir.c_str());
   if (!d) return {};
@@ -55,7 +58,7 @@ StatusChannel::StatusChannel(int fd, const fs::path& log_path, std::string boot_
     : fd_(fd), boot_id_(std::move(boot_id)), max_queued_(max_queued < 2 ? 2 : max_queued) {
   if (!log_path.empty()) {
     std::error_code ec;
-    fs::create_directories(log_path.parent_path(), ec);
+    ensure_directory(log_path.parent_path(), ec);
     // Keep the log bounded: over 1 MiB it moves aside (one old copy).
     struct stat st;
     if (::stat(log_path.c_str(), &st) == 0 && st.st_size > (1 << 20))

@@ -30,7 +30,8 @@
 
 namespace sprout::agent {
 
-/// The /dev node of the virtio-serial port named `name` (guest path), found through
+/// The /dev node of the virtio-serial port named `name` (guest path): udev's link
+/// /dev/virtio-ports/NAME when it exists, else found through
 /// /sys/class/virtio-ports/*/name under `root` and created from `dev` if missing;
 /// empty when there is no such port.
 std::string find_virtio_port(const std::filesystem::path& root, const std::string& name);

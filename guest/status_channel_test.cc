@@ -108,3 +108,13 @@ TEST(StatusChannel, FindsPortByName) {
   EXPECT_EQ(find_virtio_port(t.root(), "sprout.status.0"), "/dev/vport2p1");
   EXPECT_EQ(find_virtio_port(t.root(), "nope"), "");
 }
+
+TEST(StatusChannel, PrefersUdevsPortLink) {
+  TempTree t;
+  t.write("/sys/class/virtio-ports/vport2p1/name", "sprout.status.0\n");
+  t.write("/dev/vport2p1", "");
+  t.symlink("../vport2p1", "/dev/virtio-ports/sprout.status.0");
+  EXPECT_EQ(find_virtio_port(t.root(), "sprout.status.0"), "/dev/virtio-ports/sprout.status.0");
+  t.symlink("../vport9p1", "/dev/virtio-ports/dangling");  // a dangling link is no port
+  EXPECT_EQ(find_virtio_port(t.root(), "dangling"), "");
+}

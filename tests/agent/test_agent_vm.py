@@ -153,7 +153,8 @@ def main():
             check(rc == 0 and "sprout-test: reboot" in g.console(), "A boot 1: the guest rebooted (systemctl reboot)", g)
             mnt = next((l for l in lines if l.get("phase") == "mounting"), {})
             ro = {k: v.get("readOnly") for k, v in mnt.get("detail", {}).get("disks", {}).items()}
-            check(ro == {"config": True, "self": True}, f"A boot 1: /sys/block/*/ro is 1 for config and self ({ro})", g)
+            check(ro == {"config": True, "self": True, "ssh": True},
+                  f"A boot 1: /sys/block/*/ro is 1 for config, self and ssh ({ro})", g)
             rebuilding = next((l for l in lines if l.get("phase") == "rebuilding"), {})
             mounts = rebuilding.get("detail", {}).get("mounts", {})
             opts = {k: set(v.split(",")) for k, v in mounts.items()}
