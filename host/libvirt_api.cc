@@ -11,11 +11,16 @@ namespace sprout {
 namespace {
 
 constexpr const char* kLibrary = "libvirt.so.0";
+#ifndef SPROUT_LIBVIRT_SO
+#define SPROUT_LIBVIRT_SO "libvirt.so.0"
+#endif
 
 void quiet_errors(void*, virErrorPtr) {}
 
 LibvirtApi load() {
-  void* lib = ::dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
+  // The library sprout was built against, else whatever libvirt.so.0 the system has.
+  void* lib = ::dlopen(SPROUT_LIBVIRT_SO, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) lib = ::dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
   if (!lib)
     throw LibvirtError(fmt::format("the libvirt backend needs {} (Debian: apt-get install libvirt0): {}", kLibrary,
                                    ::dlerror()));

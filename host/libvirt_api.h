@@ -1,7 +1,9 @@
 // The libvirt C API, loaded with dlopen() on first use. Linking libvirt.so.0 directly
 // makes every start of `sprout` load libvirt and the ~50 libraries behind it (about
 // 25 ms here), even for commands that never talk to libvirt (export, run, status);
-// systemd loads its optional heavy libraries the same way. The function pointers
+// systemd loads its optional heavy libraries the same way. The library is opened by
+// the full path pkg-config gave at build time (NixOS has no default library path),
+// then by its soname. The function pointers
 // have the exact types of libvirt's own headers, so a call through them is checked
 // by the compiler as a direct call would be.
 #pragma once
