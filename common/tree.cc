@@ -10,9 +10,9 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
-#include <memory>
 #include <system_error>
 #include <vector>
 
@@ -79,15 +79,6 @@ std::vector<TreeEntry> read_dir(const TreeEntry& dir) {
     }
   }
   return children;
-}
-
-void walk_dir(const TreeEntry& dir, const std::function<void(const TreeEntry&)>& visit,
-              const TreeFilter& filter) {
-  for (const auto& e : read_dir(dir)) {
-    if (filter && !filter(e)) continue;
-    visit(e);
-    if (S_ISDIR(e.st.st_mode)) walk_dir(e, visit, filter);
-  }
 }
 
 /// Appends the entries under out[index] (a directory) to `out`, in canonical order.
@@ -176,12 +167,6 @@ TreeEntry root_entry(const fs::path& root) {
 
 }  // namespace
 
-void walk_tree(const fs::path& root, const std::function<void(const TreeEntry&)>& visit, const TreeFilter& filter) {
-  TreeEntry r = root_entry(root);
-  visit(r);
-  walk_dir(r, visit, filter);
-}
-
 TreeListing list_tree(const fs::path& root, const TreeFilter& filter, std::size_t expected_entries) {
   TreeListing l;
   l.entries.reserve(expected_entries + 1);
@@ -193,6 +178,10 @@ TreeListing list_tree(const fs::path& root, const TreeFilter& filter, std::size_
   else
     list_dir_parallel(l.entries, threads);
   return l;
+}
+
+void walk_tree(const fs::path& root, const std::function<void(const TreeEntry&)>& visit, const TreeFilter& filter) {
+  for (const auto& e : list_tree(root, filter).entries) visit(e);
 }
 
 }  // namespace sprout

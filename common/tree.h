@@ -23,9 +23,10 @@ struct TreeEntry {
 /// Decides whether an entry (and, for a directory, everything under it) is walked.
 using TreeFilter = std::function<bool(const TreeEntry&)>;
 
-/// Calls `visit` for the root and every entry under it that `filter` accepts. Each
-/// directory is read whole and its entries stat'ed relative to it (fstatat) before
-/// any of them is visited: one open directory at a time, however deep the tree.
+/// Calls `visit` for the root and every entry under it that `filter` accepts, in
+/// canonical order, once the whole tree has been listed (list_tree). Each directory
+/// is read whole and its entries stat'ed relative to it (fstatat): one open directory
+/// at a time, however deep the tree.
 /// Throws InputError when `root` is missing or not a directory, or for an entry of an
 /// unsupported type; std::system_error for other I/O failures.
 void walk_tree(const std::filesystem::path& root, const std::function<void(const TreeEntry&)>& visit,
