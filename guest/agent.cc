@@ -18,7 +18,6 @@
 
 namespace sprout::agent {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -77,7 +76,7 @@ class Run {
     std::string port = o_.status_port_path;
     if (port.empty()) {
       std::string guest_port = find_virtio_port(o_.root, cfg_.status_port);
-      if (!guest_port.empty()) port = under_root(o_.root, guest_port).string();
+      if (!guest_port.empty()) port = under_root(o_.root, guest_port);
     }
     mark("portFound");
     int fd = port.empty() ? -1 : StatusChannel::open_port(port);
@@ -131,7 +130,7 @@ class Run {
     Manifest m;
     std::string manifest_path = cfg_.self_mount + "/" + kManifestFileName;
     try {
-      m = load_manifest(under_root(o_.root, manifest_path).string());
+      m = load_manifest(under_root(o_.root, manifest_path));
     } catch (const std::exception& e) {
       return fail(fmt::format("cannot use the manifest: {}", e.what()), json{{"manifest", manifest_path}});
     }
@@ -139,7 +138,7 @@ class Run {
     ch_->set_vm(m.name);
     ch_->set_generation(m.generation);
     manifest_ = m;
-    fs::path state_file = under_root(o_.root, cfg_.state_dir + "/state.json");
+    std::string state_file = under_root(o_.root, cfg_.state_dir + "/state.json");
     LoadedState loaded = load_agent_state(state_file);
     if (!loaded.problem.empty()) {
       state_problem_ = loaded.problem;
@@ -224,12 +223,12 @@ class Run {
     return d;
   }
 
-  bool save(const fs::path& file, const AgentState& s) {
+  bool save(const std::string& file, const AgentState& s) {
     try {
       save_agent_state(file, s);
       return true;
     } catch (const std::exception& e) {
-      fail(fmt::format("cannot write the state file {}: {}", file.string(), e.what()), nullptr);
+      fail(fmt::format("cannot write the state file {}: {}", file, e.what()), nullptr);
       return false;
     }
   }
@@ -277,7 +276,7 @@ class Run {
                    cfg_.flush_timeout_seconds, cfg_.effective_log_file());
   }
 
-  int specialize(const Decision& d, const fs::path& state_file) {
+  int specialize(const Decision& d, const std::string& state_file) {
     AgentState st = d.next_state;
     st.last_result = "attempt started";
     if (!save(state_file, st)) return 1;  // never rebuild without a durable record of the attempt
@@ -334,13 +333,13 @@ class Run {
     return 0;
   }
 
-  int record_and_fail(const fs::path& state_file, AgentState st, const std::string& result, const std::string& msg,
+  int record_and_fail(const std::string& state_file, AgentState st, const std::string& result, const std::string& msg,
                       json detail) {
     st.last_result = result;
     try {
       save_agent_state(state_file, st);
     } catch (const std::exception& e) {
-      spdlog::error("cannot write the state file {}: {}", state_file.string(), e.what());
+      spdlog::error("cannot write the state file {}: {}", state_file, e.what());
     }
     return fail(msg, std::move(detail));
   }

@@ -7,7 +7,6 @@
 // 1 failed. Never throws.
 #pragma once
 
-#include <filesystem>
 #include <string>
 
 #include "agent_config.h"
@@ -16,7 +15,7 @@
 namespace sprout::agent {
 
 struct AgentOptions {
-  std::filesystem::path root = "/";
+  std::string root = "/";
   AgentConfig config;
   bool config_missing = false;     ///< reported in the starting event
   std::string config_path;

@@ -1,5 +1,7 @@
 #include "agent_state.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -21,18 +23,17 @@ std::string AgentState::to_json_text() const {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-LoadedState load_agent_state(const std::filesystem::path& file) {
+LoadedState load_agent_state(const std::string& file) {
   LoadedState out;
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) return out;
+  if (::access(file.c_str(), F_OK) != 0) return out;
   std::string text = read_small_file(file, 64 * 1024 + 1);
   if (text.size() > 64 * 1024) {
-    out.problem = fmt::format("{}: larger than 64 KiB; ignored (treated as no state)", file.string());
+    out.problem = fmt::format("{}: larger than 64 KiB; ignored (treated as no state)", file);
     return out;
   }
   try {
-    auto doc = parse_json_text(text, file.string());
-    StrictObject o(doc, file.string());
+    auto doc = parse_json_text(text, file);
+    StrictObject o(doc, file);
     auto version = o.integer("version", 0, 1000);
     if (version != 1) o.fail_value("version", "this agent reads version 1");
     AgentState s;
@@ -50,8 +51,10 @@ LoadedState load_agent_state(const std::filesystem::path& file) {
   return out;
 }
 
-void save_agent_state(const std::filesystem::path& file, const AgentState& s) {
-  std::filesystem::create_directories(file.parent_path());
+void save_agent_state(const std::string& file, const AgentState& s) {
+  std::error_code ec;
+  ensure_directory(parent_dir(file), ec);
+  if (ec) throw std::system_error(ec, "cannot create " + parent_dir(file));
   write_file_atomic(file, s.to_json_text(), 0600);
 }
 

@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstdint>
-#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -31,9 +30,9 @@ struct LoadedState {
   std::string problem;              ///< set when the file exists but could not be used
 };
 
-LoadedState load_agent_state(const std::filesystem::path& file);
+LoadedState load_agent_state(const std::string& file);
 
 /// Atomic replace; throws std::system_error naming the file.
-void save_agent_state(const std::filesystem::path& file, const AgentState& s);
+void save_agent_state(const std::string& file, const AgentState& s);
 
 }  // namespace sprout::agent

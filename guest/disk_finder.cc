@@ -12,9 +12,7 @@
 
 namespace sprout::agent {
 
-namespace fs = std::filesystem;
-
-std::optional<std::string> read_ext4_label(const fs::path& device) {
+std::optional<std::string> read_ext4_label(const std::string& device) {
   int fd = ::open(device.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return std::nullopt;
   unsigned char sb[136];
@@ -29,9 +27,9 @@ std::optional<std::string> read_ext4_label(const fs::path& device) {
 
 namespace {
 
-std::vector<std::string> block_devices(const fs::path& root) {
+std::vector<std::string> block_devices(const std::string& root) {
   std::vector<std::string> names;
-  fs::path dir = under_root(root, "/sys/block");
+  std::string dir = under_root(root, "/sys/block");
   DIR* d = ::opendir(dir.c_str());
   if (!d) return names;
   while (auto* e = ::readdir(d)) {
@@ -43,8 +41,8 @@ std::vector<std::string> block_devices(const fs::path& root) {
 }
 
 // /dev/NAME exists or is made from /sys/block/NAME/dev.
-bool ensure_node(const fs::path& root, const std::string& name) {
-  fs::path node = under_root(root, "/dev/" + name);
+bool ensure_node(const std::string& root, const std::string& name) {
+  std::string node = under_root(root, "/dev/" + name);
   if (::access(node.c_str(), F_OK) == 0) return true;
   std::string majmin = read_small_file(under_root(root, "/sys/block/" + name + "/dev"));
   auto colon = majmin.find(':');
@@ -54,7 +52,7 @@ bool ensure_node(const fs::path& root, const std::string& name) {
   return ::mknod(node.c_str(), S_IFBLK | 0600, makedev(ma, mi)) == 0 || errno == EEXIST;
 }
 
-FoundDisk make_found(const fs::path& root, DiskRole role, const std::string& name, const char* by) {
+FoundDisk make_found(const std::string& root, DiskRole role, const std::string& name, const char* by) {
   FoundDisk f;
   f.role = role;
   f.sys_name = name;
@@ -66,7 +64,7 @@ FoundDisk make_found(const fs::path& root, DiskRole role, const std::string& nam
 
 /// udev's /dev/disk/by-id/virtio-SERIAL link, when it exists and the disk it names
 /// still has that serial: the device's name (vdb), else "".
-std::string by_id_link(const fs::path& root, const std::string& serial) {
+std::string by_id_link(const std::string& root, const std::string& serial) {
   char buf[256];
   ssize_t n = ::readlink(under_root(root, "/dev/disk/by-id/virtio-" + serial).c_str(), buf, sizeof buf);
   if (n <= 0 || static_cast<std::size_t>(n) >= sizeof buf) return {};
@@ -79,7 +77,7 @@ std::string by_id_link(const fs::path& root, const std::string& serial) {
 
 }  // namespace
 
-std::map<DiskRole, FoundDisk> scan_disks(const fs::path& root, const std::vector<DiskRole>& roles) {
+std::map<DiskRole, FoundDisk> scan_disks(const std::string& root, const std::vector<DiskRole>& roles) {
   std::map<DiskRole, FoundDisk> out;
   // udev's links (NixOS has them by the time the agent runs): no directory scan.
   std::vector<DiskRole> rest;
@@ -129,7 +127,7 @@ std::map<DiskRole, FoundDisk> scan_disks(const fs::path& root, const std::vector
   return out;
 }
 
-std::map<DiskRole, FoundDisk> find_disks(const fs::path& root, const std::vector<DiskRole>& roles,
+std::map<DiskRole, FoundDisk> find_disks(const std::string& root, const std::vector<DiskRole>& roles,
                                          std::chrono::milliseconds wait, std::chrono::milliseconds poll,
                                          const std::vector<DiskRole>& optional) {
   std::vector<DiskRole> all = roles;

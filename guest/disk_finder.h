@@ -9,7 +9,6 @@
 #pragma once
 
 #include <chrono>
-#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,16 +27,16 @@ struct FoundDisk {
 };
 
 /// One scan, no waiting. Roles not found are absent from the result.
-std::map<DiskRole, FoundDisk> scan_disks(const std::filesystem::path& root, const std::vector<DiskRole>& roles);
+std::map<DiskRole, FoundDisk> scan_disks(const std::string& root, const std::vector<DiskRole>& roles);
 
 /// Scans every `poll` until all `roles` are found or `wait` has passed. `optional`
 /// roles are looked for in the same scans, never waited for.
-std::map<DiskRole, FoundDisk> find_disks(const std::filesystem::path& root, const std::vector<DiskRole>& roles,
+std::map<DiskRole, FoundDisk> find_disks(const std::string& root, const std::vector<DiskRole>& roles,
                                          std::chrono::milliseconds wait,
                                          std::chrono::milliseconds poll = std::chrono::milliseconds(20),
                                          const std::vector<DiskRole>& optional = {});
 
 /// The ext2/3/4 label of a block device or image file, or nullopt when it is not ext*.
-std::optional<std::string> read_ext4_label(const std::filesystem::path& device);
+std::optional<std::string> read_ext4_label(const std::string& device);
 
 }  // namespace sprout::agent

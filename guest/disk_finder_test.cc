@@ -101,13 +101,3 @@ TEST(DiskFinder, ReadsExt4LabelOfRealImage) {
     GTEST_SKIP() << "mkfs.ext4 not available";
   EXPECT_EQ(read_ext4_label(img).value_or("?"), "sprout-self");
 }
-
-TEST(RootPath, ResolvesAbsoluteAndRelativeLinksInsideRoot) {
-  TempTree t;
-  t.write("/nix/store-built/abc-system/name", "x");
-  t.symlink("/nix/store-built/abc-system", "/nix/var/nix/profiles/system-1-link");
-  t.symlink("system-1-link", "/nix/var/nix/profiles/system");
-  t.symlink("/nix/var/nix/profiles/system", "/run/current-system");
-  EXPECT_EQ(resolve_in_root(t.root(), "/run/current-system"), "/nix/store-built/abc-system");
-  EXPECT_EQ(resolve_in_root(t.root(), "/run/nothing"), "");
-}

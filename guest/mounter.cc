@@ -14,14 +14,12 @@
 
 namespace sprout::agent {
 
-namespace fs = std::filesystem;
-
 std::string mount_options(bool noexec) { return noexec ? "ro,nosuid,nodev,noexec,noload" : "ro,nosuid,nodev,noload"; }
 
 namespace {
 
 // Major:minor of a block device node, or 0.
-dev_t rdev_of(const fs::path& p) {
+dev_t rdev_of(const std::string& p) {
   struct stat st;
   if (::stat(p.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return 0;
   return st.st_rdev;
@@ -29,9 +27,9 @@ dev_t rdev_of(const fs::path& p) {
 
 /// Whether something is mounted on directory `dir`: it is on another filesystem than
 /// its parent, or it is its own parent (/). No mount table needed.
-bool is_mount_point(const fs::path& dir) {
+bool is_mount_point(const std::string& dir) {
   struct stat st, parent;
-  if (::stat(dir.c_str(), &st) != 0 || ::stat((dir / "..").c_str(), &parent) != 0) return false;
+  if (::stat(dir.c_str(), &st) != 0 || ::stat((dir + "/..").c_str(), &parent) != 0) return false;
   return st.st_dev != parent.st_dev || st.st_ino == parent.st_ino;
 }
 
@@ -52,8 +50,8 @@ libmnt_table* LibMounter::table() {
 
 MountResult LibMounter::mount(const MountRequest& r) {
   MountResult res;
-  fs::path target = under_root(root_, r.mount_point);
-  fs::path source = under_root(root_, r.device);
+  std::string target = under_root(root_, r.mount_point);
+  std::string source = under_root(root_, r.device);
   std::error_code ec;
   ensure_directory(target, ec);
   if (ec) {
@@ -121,7 +119,7 @@ std::map<std::string, std::string> LibMounter::options_of(const std::vector<std:
   std::map<std::string, std::string> out;
   for (const auto& mp : mount_points) {
     struct statvfs v;
-    fs::path target = under_root(root_, mp);
+    std::string target = under_root(root_, mp);
     if (::statvfs(target.c_str(), &v) != 0) continue;
     std::string o = (v.f_flag & ST_RDONLY) ? "ro" : "rw";
     for (auto [flag, name] : {std::pair{ST_NOSUID, "nosuid"}, {ST_NODEV, "nodev"}, {ST_NOEXEC, "noexec"},

@@ -10,7 +10,6 @@
 // (statvfs) which flags each mount really has. One mount context is reused.
 #pragma once
 
-#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -45,7 +44,7 @@ class Mounter {
 /// The real one. `root` prefixes the mount points and /proc/self/mountinfo.
 class LibMounter : public Mounter {
  public:
-  explicit LibMounter(std::filesystem::path root) : root_(std::move(root)) {}
+  explicit LibMounter(std::string root) : root_(std::move(root)) {}
   ~LibMounter() override;
   LibMounter(const LibMounter&) = delete;
   LibMounter& operator=(const LibMounter&) = delete;
@@ -55,7 +54,7 @@ class LibMounter : public Mounter {
  private:
   libmnt_table* table();  ///< mountinfo as read once, plus this mounter's own mounts; may be null
 
-  std::filesystem::path root_;
+  std::string root_;
   libmnt_table* table_ = nullptr;
   bool table_read_ = false;
   libmnt_context* cxt_ = nullptr;

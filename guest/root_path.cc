@@ -9,13 +9,14 @@
 
 namespace sprout::agent {
 
-namespace fs = std::filesystem;
-
-fs::path under_root(const fs::path& root, const std::string& guest_path) {
-  if (root.empty() || root == "/") return fs::path(guest_path);
-  std::string rel = guest_path;
-  while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
-  return root / rel;
+std::string under_root(const std::string& root, const std::string& guest_path) {
+  if (root.empty() || root == "/") return guest_path;
+  std::size_t skip = guest_path.find_first_not_of('/');
+  if (skip == std::string::npos) skip = guest_path.size();
+  std::string out = root;
+  if (out.back() != '/') out += '/';
+  out.append(guest_path, skip, std::string::npos);
+  return out;
 }
 
 namespace {
@@ -35,7 +36,7 @@ std::vector<std::string> split(const std::string& p) {
 }
 }  // namespace
 
-std::string resolve_in_root(const fs::path& root, const std::string& guest_path) {
+std::string resolve_in_root(const std::string& root, const std::string& guest_path) {
   // Work list of components still to walk; `done` is the resolved prefix.
   std::vector<std::string> todo = split(guest_path);
   std::vector<std::string> done;
@@ -51,7 +52,7 @@ std::string resolve_in_root(const fs::path& root, const std::string& guest_path)
     std::string cur;
     for (const auto& d : done) cur += "/" + d;
     cur += "/" + part;
-    fs::path host = under_root(root, cur);
+    std::string host = under_root(root, cur);
     struct stat st;
     if (::lstat(host.c_str(), &st) != 0) return {};
     if (S_ISLNK(st.st_mode)) {
@@ -74,14 +75,34 @@ std::string resolve_in_root(const fs::path& root, const std::string& guest_path)
   return out.empty() ? "/" : out;
 }
 
-void ensure_directory(const fs::path& dir, std::error_code& ec) {
+void ensure_directory(const std::string& dir, std::error_code& ec) {
   ec.clear();
   struct stat st;
-  if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return;
-  fs::create_directories(dir, ec);
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) ec = std::make_error_code(std::errc::not_a_directory);
+    return;
+  }
+  // Each missing ancestor, outermost first.
+  for (std::size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
+    std::string prefix = dir.substr(0, end);
+    if (!prefix.empty() && prefix.back() != '/' && ::mkdir(prefix.c_str(), 0777) != 0 && errno != EEXIST) {
+      ec = std::error_code(errno, std::generic_category());
+      return;
+    }
+    if (end == std::string::npos) break;
+  }
+  if (::stat(dir.c_str(), &st) != 0) ec = std::error_code(errno, std::generic_category());
+  else if (!S_ISDIR(st.st_mode)) ec = std::make_error_code(std::errc::not_a_directory);
 }
 
-std::string read_small_file(const fs::path& path, std::size_t max_bytes) {
+std::string parent_dir(const std::string& path) {
+  std::size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  std::size_t end = path.find_last_not_of('/', slash);
+  return end == std::string::npos ? "/" : path.substr(0, end + 1);
+}
+
+std::string read_small_file(const std::string& path, std::size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return {};
   std::string s(max_bytes, '\0');

@@ -3,26 +3,32 @@
 // "/sys/block"; under_root() puts it below the prefix ("/" in production, a temporary
 // fake tree in unit tests). resolve_in_root() follows symlinks the way the guest would
 // see them: absolute link targets stay inside the prefix.
+// Paths are plain strings here, not std::filesystem::path: the agent's fast path runs
+// under software emulation, where each code path run for the first time is what
+// costs, and parsing paths into components is code the agent does not need.
 #pragma once
 
-#include <filesystem>
 #include <string>
+#include <system_error>
 
 namespace sprout::agent {
 
 /// root + guest_path (guest_path absolute). root "/" or "" gives guest_path itself.
-std::filesystem::path under_root(const std::filesystem::path& root, const std::string& guest_path);
+std::string under_root(const std::string& root, const std::string& guest_path);
 
 /// The guest path that `guest_path` finally points to, following every symlink
 /// (at most 40) inside `root`. Empty when something on the way does not exist.
-std::string resolve_in_root(const std::filesystem::path& root, const std::string& guest_path);
+std::string resolve_in_root(const std::string& root, const std::string& guest_path);
 
-/// Like std::filesystem::create_directories, but one stat() when the directory is
-/// already there (every boot but the first): the agent's fast path runs under software
-/// emulation, where each code path run for the first time is what costs.
-void ensure_directory(const std::filesystem::path& dir, std::error_code& ec);
+/// mkdir -p (mode 0777 less the umask): one stat() when the directory is already there
+/// (every boot but the first). ec: why not, e.g. not_a_directory when a file is in
+/// the way.
+void ensure_directory(const std::string& dir, std::error_code& ec);
+
+/// The directory part of a path ("/a/b" -> "/a", "/a" -> "/", "a" -> ".").
+std::string parent_dir(const std::string& path);
 
 /// A whole small file (at most max_bytes), or empty on any error; trailing whitespace cut.
-std::string read_small_file(const std::filesystem::path& path, std::size_t max_bytes = 4096);
+std::string read_small_file(const std::string& path, std::size_t max_bytes = 4096);
 
 }  // namespace sprout::agent

@@ -17,30 +17,29 @@
 
 namespace sprout::agent {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string find_virtio_port(const fs::path& root, const std::string& name) {
+std::string find_virtio_port(const std::string& root, const std::string& name) {
   // udev's link (NixOS has it by the time the agent runs): no directory scan.
   std::string link = "/dev/virtio-ports/" + name;
   if (name.find('/') == std::string::npos && ::access(under_root(root, link).c_str(), F_OK) == 0) return link;
-  fs::path dir = under_root(root, "/sys/class/virtio-ports");
+  std::string dir = under_root(root, "/sys/class/virtio-ports");
   DIR* d = ::opendir(dir.c_str());
   if (!d) return {};
   std::string found;
   while (auto* e = ::readdir(d)) {
     if (e->d_name[0] == '.') continue;
     std::string port = e->d_name;
-    if (read_small_file(dir / port / "name", 256) != name) continue;
-    fs::path node = under_root(root, "/dev/" + port);
+    if (read_small_file(dir + "/" + port + "/name", 256) != name) continue;
+    std::string node = under_root(root, "/dev/" + port);
     if (::access(node.c_str(), F_OK) != 0) {
-      std::string majmin = read_small_file(dir / port / "dev");
+      std::string majmin = read_small_file(dir + "/" + port + "/dev");
       auto colon = majmin.find(':');
       if (colon != std::string::npos) {
         unsigned ma = static_cast<unsigned>(std::atoi(majmin.substr(0, colon).c_str()));
         unsigned mi = static_cast<unsigned>(std::atoi(majmin.substr(colon + 1).c_str()));
         if (::mknod(node.c_str(), S_IFCHR | 0600, makedev(ma, mi)) != 0 && errno != EEXIST)
-          spdlog::warn("cannot create {} for status port {}: {}", node.string(), name, std::strerror(errno));
+          spdlog::warn("cannot create {} for status port {}: {}", node, name, std::strerror(errno));
       }
     }
     found = "/dev/" + port;
@@ -50,21 +49,21 @@ std::string find_virtio_port(const fs::path& root, const std::string& name) {
   return found;
 }
 
-int StatusChannel::open_port(const fs::path& device) {
+int StatusChannel::open_port(const std::string& device) {
   return ::open(device.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 }
 
-StatusChannel::StatusChannel(int fd, const fs::path& log_path, std::string boot_id, std::size_t max_queued)
+StatusChannel::StatusChannel(int fd, const std::string& log_path, std::string boot_id, std::size_t max_queued)
     : fd_(fd), boot_id_(std::move(boot_id)), max_queued_(max_queued < 2 ? 2 : max_queued) {
   if (!log_path.empty()) {
     std::error_code ec;
-    ensure_directory(log_path.parent_path(), ec);
+    ensure_directory(parent_dir(log_path), ec);
     // Keep the log bounded: over 1 MiB it moves aside (one old copy).
     struct stat st;
     if (::stat(log_path.c_str(), &st) == 0 && st.st_size > (1 << 20))
-      ::rename(log_path.c_str(), (log_path.string() + ".1").c_str());
+      ::rename(log_path.c_str(), (log_path + ".1").c_str());
     log_fd_ = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (log_fd_ < 0) log_error_ = log_path.string() + ": " + std::strerror(errno);
+    if (log_fd_ < 0) log_error_ = log_path + ": " + std::strerror(errno);
   }
 }
 

@@ -21,7 +21,6 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,18 +33,18 @@ namespace sprout::agent {
 /// /dev/virtio-ports/NAME when it exists, else found through
 /// /sys/class/virtio-ports/*/name under `root` and created from `dev` if missing;
 /// empty when there is no such port.
-std::string find_virtio_port(const std::filesystem::path& root, const std::string& name);
+std::string find_virtio_port(const std::string& root, const std::string& name);
 
 class StatusChannel {
  public:
   /// fd: the port (non-blocking; -1 = none), owned. log_path: empty = no log file.
-  StatusChannel(int fd, const std::filesystem::path& log_path, std::string boot_id, std::size_t max_queued = 512);
+  StatusChannel(int fd, const std::string& log_path, std::string boot_id, std::size_t max_queued = 512);
   ~StatusChannel();
   StatusChannel(const StatusChannel&) = delete;
   StatusChannel& operator=(const StatusChannel&) = delete;
 
   /// Opens the port at `device` O_NONBLOCK (returns -1 when it cannot).
-  static int open_port(const std::filesystem::path& device);
+  static int open_port(const std::string& device);
 
   void set_vm(const std::string& vm);
   void set_generation(const std::string& g) { generation_ = g; }

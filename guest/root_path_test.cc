@@ -1,0 +1,77 @@
+#include "root_path.h"
+
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include "test_tree.h"
+
+using namespace sprout::agent;
+using sprout::agent::testing::TempTree;
+
+TEST(RootPath, UnderRoot) {
+  EXPECT_EQ(under_root("/", "/sys/block"), "/sys/block");
+  EXPECT_EQ(under_root("", "/sys/block"), "/sys/block");
+  EXPECT_EQ(under_root("/tmp/t", "/sys/block"), "/tmp/t/sys/block");
+  EXPECT_EQ(under_root("/tmp/t/", "//sys/block"), "/tmp/t/sys/block");
+  EXPECT_EQ(under_root("/tmp/t", "/"), "/tmp/t/");
+}
+
+TEST(RootPath, ParentDir) {
+  EXPECT_EQ(parent_dir("/var/lib/sprout/agent.log"), "/var/lib/sprout");
+  EXPECT_EQ(parent_dir("/agent.log"), "/");
+  EXPECT_EQ(parent_dir("/a//b"), "/a");
+  EXPECT_EQ(parent_dir("agent.log"), ".");
+  EXPECT_EQ(parent_dir("a/b"), "a");
+}
+
+TEST(RootPath, EnsureDirectoryMakesEveryMissingLevel) {
+  TempTree t;
+  std::error_code ec;
+  std::string dir = t.path("/etc/nixos/hosts/self").string();
+  ensure_directory(dir, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  struct stat st;
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  ensure_directory(dir, ec);  // already there
+  EXPECT_FALSE(ec);
+  ensure_directory(t.path("/root/.ssh/").string(), ec);  // trailing slash
+  EXPECT_FALSE(ec);
+  EXPECT_TRUE(std::filesystem::is_directory(t.path("/root/.ssh")));
+}
+
+TEST(RootPath, EnsureDirectoryRefusesAFileInTheWay) {
+  TempTree t;
+  t.write("/var/lib", "a file, not a directory");
+  std::error_code ec;
+  ensure_directory(t.path("/var/lib").string(), ec);
+  EXPECT_EQ(ec, std::make_error_code(std::errc::not_a_directory));
+  ensure_directory(t.path("/var/lib/sprout").string(), ec);
+  EXPECT_EQ(ec, std::make_error_code(std::errc::not_a_directory));
+  EXPECT_FALSE(std::filesystem::exists(t.path("/var/lib/sprout")));
+}
+
+TEST(RootPath, ResolveFollowsLinksInsideTheRoot) {
+  TempTree t;
+  t.write("/nix/store/abc-system/hostname", "x");
+  t.symlink("/nix/var/nix/profiles/system", "/run/current-system");
+  t.symlink("system-2-link", "/nix/var/nix/profiles/system");
+  t.symlink("/nix/store/abc-system", "/nix/var/nix/profiles/system-2-link");
+  EXPECT_EQ(resolve_in_root(t.root(), "/run/current-system"), "/nix/store/abc-system");
+  EXPECT_EQ(resolve_in_root(t.root(), "/run/current-system/hostname"), "/nix/store/abc-system/hostname");
+  EXPECT_EQ(resolve_in_root(t.root(), "/run/../run/./current-system"), "/nix/store/abc-system");
+  EXPECT_EQ(resolve_in_root(t.root(), "/run/missing"), "");
+  t.symlink("/loop-b", "/loop-a");
+  t.symlink("/loop-a", "/loop-b");
+  EXPECT_EQ(resolve_in_root(t.root(), "/loop-a"), "");
+}
+
+TEST(RootPath, ReadSmallFile) {
+  TempTree t;
+  t.write("/proc/sys/kernel/random/boot_id", "0b1c2d3e-aaaa-bbbb-cccc-000011112222\n");
+  EXPECT_EQ(read_small_file(t.path("/proc/sys/kernel/random/boot_id").string(), 64),
+            "0b1c2d3e-aaaa-bbbb-cccc-000011112222");
+  EXPECT_EQ(read_small_file(t.path("/proc/sys/kernel/random/boot_id").string(), 8), "0b1c2d3e");
+  EXPECT_EQ(read_small_file(t.path("/missing").string()), "");
+}
