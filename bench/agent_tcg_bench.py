@@ -46,6 +46,26 @@ def summary(values):
     return f"{statistics.median(values):7.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
+def prepare(sprout, agents, work, cache=None, **boot_args):
+    """A test guest per agent, the exported disks and a state disk the first agent has
+    specialized (a rebuild, a reboot, a boot that records it as applied): every later
+    boot takes the already-specialized path. Returns (guests, disks, state disk)."""
+    conf = os.path.join(work, "agent.json")
+    with open(conf, "w") as f:
+        json.dump(AGENT_CONFIG, f)
+    guests = [(agent, *guestlib.build_guest(agent, conf, os.path.join(work, f"guest{i}"), cache_dir=cache))
+              for i, agent in enumerate(agents)]
+    disks, _ = t.export(sprout, work, "bench")
+    state = guestlib.make_state_disk(os.path.join(work, "state.img"))
+    _, kernel, initrd = guests[0]
+    for name, want in (("specialize", "rebooting"), ("apply", "specialized")):
+        g, lines, _ = t.boot(kernel, initrd, state, disks, work, name, **boot_args)
+        if not any(l.get("phase") == want for l in lines):
+            print(g.console_tail(60))
+            raise SystemExit(f"setup boot '{name}' did not report {want}")
+    return guests, disks, state
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("sprout")
@@ -55,21 +75,7 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="sprout-agent-bench-")
     try:
-        conf = os.path.join(work, "agent.json")
-        with open(conf, "w") as f:
-            json.dump(AGENT_CONFIG, f)
-        guests = []
-        for i, agent in enumerate(args.agents):
-            kernel, initrd = guestlib.build_guest(agent, conf, os.path.join(work, f"guest{i}"), cache_dir=args.cache)
-            guests.append((agent, kernel, initrd))
-        disks, _ = t.export(args.sprout, work, "bench")
-        state = guestlib.make_state_disk(os.path.join(work, "state.img"))
-        _, kernel, initrd = guests[0]
-        for name, want in (("specialize", "rebooting"), ("apply", "specialized")):
-            g, lines, _ = t.boot(kernel, initrd, state, disks, work, name)
-            if not any(l.get("phase") == want for l in lines):
-                print(g.console_tail(60))
-                raise SystemExit(f"setup boot '{name}' did not report {want}")
+        guests, disks, state = prepare(args.sprout, args.agents, work, args.cache)
         results = {agent: [] for agent, _, _ in guests}
         for n in range(args.boots):
             for i, (agent, kernel, initrd) in enumerate(guests):
