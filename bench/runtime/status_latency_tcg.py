@@ -21,12 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vm"))
 import guestlib  # noqa: E402
 
-ECHO_AGENT = r"""#!/bin/sh
-for p in /sys/class/virtio-ports/*; do
-  [ "$(cat "$p/name" 2>/dev/null)" = sprout.status.0 ] || continue
-  port=/dev/${p##*/}
-  [ -e "$port" ] || { mm=$(cat "$p/dev"); mknod "$port" c "${mm%%:*}" "${mm##*:}"; }
-done
+ECHO_AGENT = "#!/bin/sh\n" + guestlib.FIND_STATUS_PORT_SH + r"""
 exec 3<>"$port"
 printf 'echo-ready\n' >&3
 exec cat <&3 >&3

@@ -36,13 +36,8 @@ import lvenv  # noqa: E402
 
 SKIP = 77
 
-PLACEHOLDER_AGENT = r"""#!/bin/sh
-# Placeholder agent: one status line on the sprout.status.0 port (bounded write).
-for p in /sys/class/virtio-ports/*; do
-  [ "$(cat "$p/name" 2>/dev/null)" = sprout.status.0 ] || continue
-  port=/dev/${p##*/}
-  [ -e "$port" ] || { mm=$(cat "$p/dev"); mknod "$port" c "${mm%%:*}" "${mm##*:}"; }
-done
+PLACEHOLDER_AGENT = ("#!/bin/sh\n# Placeholder agent: one status line on the status port (bounded write).\n"
+                     + guestlib.FIND_STATUS_PORT_SH + r"""
 disks=
 for d in /sys/block/*; do disks="$disks ${d##*/}:$(cat $d/serial 2>/dev/null):$(cat $d/ro)"; done
 [ -n "$port" ] && timeout 20 sh -c 'printf "%s\n" "$1" >"$2"' _ \

@@ -38,6 +38,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STATE_SERIAL = "sprout-test-state"
 STATUS_PORT = "sprout.status.0"
 
+# Shell for stand-in agents: sets $port to the /dev node of the status port, found by
+# name (the node is made from the port's sysfs `dev` when devtmpfs has not made it),
+# or leaves it empty when there is no port.
+FIND_STATUS_PORT_SH = r"""port=
+for p in /sys/class/virtio-ports/*; do
+  [ "$(cat "$p/name" 2>/dev/null)" = STATUS_PORT_NAME ] || continue
+  port=/dev/${p##*/}
+  [ -e "$port" ] || { mm=$(cat "$p/dev"); mknod "$port" c "${mm%%:*}" "${mm##*:}"; }
+done
+""".replace("STATUS_PORT_NAME", STATUS_PORT)
+
 
 class GuestError(Exception):
     """A guest did not do what a test waited for (with the console tail attached)."""

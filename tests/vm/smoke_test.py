@@ -33,16 +33,7 @@ from guestlib import Guest, GuestError  # noqa: E402
 
 BASE = "/nix/store/00000000000000000000000000000000-nixos-system-base"
 
-PLACEHOLDER_AGENT = r"""#!/bin/sh
-# Placeholder sprout-agent for smoke_test.py.
-port=
-for p in /sys/class/virtio-ports/*; do
-  [ "$(cat "$p/name" 2>/dev/null)" = sprout.status.0 ] || continue
-  port=/dev/${p##*/}
-  if [ ! -e "$port" ]; then
-    mm=$(cat "$p/dev"); mknod "$port" c "${mm%%:*}" "${mm##*:}"
-  fi
-done
+PLACEHOLDER_AGENT = "#!/bin/sh\n# Placeholder sprout-agent for smoke_test.py.\n" + guestlib.FIND_STATUS_PORT_SH + r"""
 # A blocking write hangs while no host listens: bound it.
 status() { [ -n "$port" ] && timeout 5 sh -c 'printf "%s\n" "$1" >"$2"' _ "$1" "$port"; }
 
