@@ -43,7 +43,7 @@ for d in /sys/block/*; do disks="$disks ${d##*/}:$(cat $d/serial 2>/dev/null):$(
 [ -n "$port" ] && timeout 20 sh -c 'printf "%s\n" "$1" >"$2"' _ \
   "{\"event\":\"agent-started\",\"disks\":\"${disks# }\"}" "$port"
 exit 0
-"""
+""")
 
 
 class Fail(Exception):
