@@ -155,7 +155,7 @@ TEST_F(Fixture, FirstBootSpecializesThenSecondBootIsSpecialized) {
   }
   EXPECT_GE(logs, 3);
   EXPECT_EQ(t.read("/rebuild-calls"),
-            "boot -I nixos-config=/etc/nixos/hosts/self/configuration.nix --show-trace\n");
+            "boot -I nixos-config=/etc/nixos/hosts/self/configuration.nix --no-flake --show-trace\n");
   EXPECT_EQ(t.read("/reboot-calls"), "reboot\n");
   ASSERT_EQ(mounts.size(), 2u);
   EXPECT_EQ(mounts[0].device, "/dev/vdb");
@@ -306,7 +306,7 @@ TEST_F(Fixture, FlakeMode) {
   mode = "flake";
   write_manifest();
   ASSERT_EQ(boot(), 0);
-  EXPECT_EQ(t.read("/rebuild-calls"), "boot --flake /etc/nixos#web --show-trace\n");
+  EXPECT_EQ(t.read("/rebuild-calls"), "boot --flake /etc/nixos#web --no-write-lock-file --show-trace\n");
 }
 
 TEST_F(Fixture, NoStatusPortWorksTheSame) {

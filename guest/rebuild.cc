@@ -10,9 +10,13 @@ std::vector<std::string> rebuild_argv(const std::vector<std::string>& prefix, co
   if (r.mode == "flake") {
     argv.push_back("--flake");
     argv.push_back(r.target);
+    // The config disk is read-only: a changed lock must not be written next to it.
+    argv.push_back("--no-write-lock-file");
   } else {
     argv.push_back("-I");
     argv.push_back("nixos-config=" + r.target);
+    // Without it nixos-rebuild builds /etc/nixos/flake.nix whenever the tree has one.
+    argv.push_back("--no-flake");
   }
   argv.insert(argv.end(), r.extra_args.begin(), r.extra_args.end());
   return argv;

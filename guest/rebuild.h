@@ -1,6 +1,7 @@
 // Running the rebuild. The command line is the agent config's prefix plus, from the
-// manifest, `-I nixos-config=TARGET` (classic) or `--flake TARGET` (flake), then the
-// extra arguments. It runs with a timeout and a cancel fd (SIGTERM); run_process
+// manifest, `-I nixos-config=TARGET --no-flake` (classic: never the tree's flake.nix)
+// or `--flake TARGET --no-write-lock-file` (flake: the config disk is read-only), then
+// the extra arguments. It runs with a timeout and a cancel fd (SIGTERM); run_process
 // stops the whole process group either way. Every output line goes to `on_line`
 // (the agent streams them as `log` events) and into the rebuild log file.
 #pragma once

@@ -57,8 +57,14 @@ class NoListenerGuest(Guest):
             self.use_status = saved
 
 
-def export(sprout, work, tag, self_extra="", ssh=True):
-    """config/self/ssh trees -> images with the real `sprout export`; returns disks."""
+DECOY_FLAKE = ('# A classic VM must never build this (nixos-rebuild prefers /etc/nixos/flake.nix\n'
+               '# unless told --no-flake).\n{ outputs = { self }: { }; }\n')
+
+
+def export(sprout, work, tag, self_extra="", ssh=True, flake=None, rebuild=None):
+    """config/self/ssh trees -> images with the real `sprout export`; returns disks.
+    `flake`: text of config/flake.nix (none by default); `rebuild`: the spec's rebuild
+    settings (export then goes through a spec file)."""
     base = os.path.join(work, f"trees-{tag}")
     shutil.rmtree(base, ignore_errors=True)
     cfg, slf, sshd = (os.path.join(base, d) for d in ("config", "self", "ssh"))
@@ -68,13 +74,25 @@ def export(sprout, work, tag, self_extra="", ssh=True):
         f.write("{ ... }: { imports = [ ./hosts/self/configuration.nix ]; }\n")
     with open(os.path.join(slf, "configuration.nix"), "w") as f:
         f.write(self_extra + '{ ... }: { networking.hostName = "web"; }\n')
+    if flake is not None:
+        with open(os.path.join(cfg, "flake.nix"), "w") as f:
+            f.write(flake)
     cmd = [sprout, "export", "--name", "web", "--config", cfg, "--self", slf,
            "--out", os.path.join(work, f"out-{tag}"), "--json"]
+    if rebuild is not None:
+        spec = os.path.join(base, "web.json")
+        with open(spec, "w") as f:
+            json.dump({"version": 1, "name": "web", "base": {"image": "/nonexistent/base.qcow2"},
+                       "stateDir": os.path.join(work, f"out-{tag}"), "cacheDir": os.path.join(work, "cache"),
+                       "sources": {"config": cfg, "self": slf, **({"ssh": sshd} if ssh else {})},
+                       "rebuild": rebuild}, f)
+        cmd = [sprout, "export", "--spec", spec, "--json"]
     if ssh:
         os.makedirs(sshd)
         with open(os.path.join(sshd, "authorized_keys"), "w") as f:
             f.write("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 test\n")
-        cmd[cmd.index("--out"):cmd.index("--out")] = ["--ssh", sshd]
+        if rebuild is None:
+            cmd[cmd.index("--out"):cmd.index("--out")] = ["--ssh", sshd]
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
     if r.returncode != 0:
         raise RuntimeError(f"sprout export failed: {r.stderr}")
@@ -110,7 +128,7 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--workdir")
     ap.add_argument("--cache")
-    ap.add_argument("--only", default="ABCD")
+    ap.add_argument("--only", default="ABCDE")
     args = ap.parse_args()
     for tool in ("qemu-system-x86_64", "mkfs.ext4", "busybox", "cpio"):
         if not shutil.which(tool):
@@ -136,7 +154,9 @@ def main():
 
         if "A" in args.only:
             state = guestlib.make_state_disk(os.path.join(work, "state-a.img"))
-            disks, gen1 = export(args.sprout, work, "a1")
+            # The config tree holds a flake.nix: classic mode must still build the
+            # classic configuration (--no-flake), not /etc/nixos#<hostname>.
+            disks, gen1 = export(args.sprout, work, "a1", flake=DECOY_FLAKE)
             g, lines, rc = boot(kernel, initrd, state, disks, work, "a1")
             p = [x for x in phases(lines) if x != "log"]
             check(p == ["starting", "mounting", "rebuilding", "rebuilt", "rebooting"],
@@ -163,9 +183,11 @@ def main():
                   and "noexec" in opts.get("/root/.ssh", set()),
                   f"A boot 1: mounts ro,nosuid,nodev (ssh noexec): {mounts}", g)
             cmd = rebuilding.get("detail", {}).get("command")
-            check(cmd == ["nixos-rebuild", "boot", "-I", "nixos-config=/etc/nixos/hosts/self/configuration.nix"],
+            check(cmd == ["nixos-rebuild", "boot", "-I", "nixos-config=/etc/nixos/hosts/self/configuration.nix", "--no-flake"],
                   f"A boot 1: rebuild command {cmd}", g)
             built = next((l for l in lines if l.get("phase") == "rebuilt"), {}).get("detail", {}).get("system", "")
+            check("-nixos-system-web-" in built and "flake" not in json.dumps(logs),
+                  f"A boot 1: classic mode built the classic configuration beside a flake.nix ({built})", g)
 
             g, lines, rc = boot(kernel, initrd, state, disks, work, "a2")
             p = [x for x in phases(lines) if x != "log"]
@@ -250,6 +272,22 @@ def main():
                   f"C: the local log has the boot's last event ({lastlog.get('phase')})")
             if lastlog.get("phase") == "specialized":
                 fast.append(("C (no listener)", lastlog["detail"]))
+
+        if "E" in args.only:
+            # Flake mode on the read-only config disk, with no flake.lock: Nix would
+            # write one next to flake.nix; --no-write-lock-file keeps it from trying.
+            state = guestlib.make_state_disk(os.path.join(work, "state-e.img"))
+            disks, _ = export(args.sprout, work, "e", ssh=False, flake='{ outputs = { self }: { }; }\n',
+                              rebuild={"mode": "flake", "target": "/etc/nixos#web"})
+            g, lines, rc = boot(kernel, initrd, state, disks, work, "e1")
+            p = [x for x in phases(lines) if x != "log"]
+            rebuilding = next((l for l in lines if l.get("phase") == "rebuilding"), {})
+            cmd = rebuilding.get("detail", {}).get("command")
+            check(cmd == ["nixos-rebuild", "boot", "--flake", "/etc/nixos#web", "--no-write-lock-file"],
+                  f"E: flake rebuild command {cmd}", g)
+            built = next((l for l in lines if l.get("phase") == "rebuilt"), {}).get("detail", {}).get("system", "")
+            check(p == ["starting", "mounting", "rebuilding", "rebuilt", "rebooting"] and "-nixos-system-web-" in built,
+                  f"E: flake mode on a read-only tree without flake.lock specializes (got {p}, {built})", g)
 
         if "D" in args.only:
             state = guestlib.make_state_disk(os.path.join(work, "state-d.img"))
