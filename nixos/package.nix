@@ -23,7 +23,8 @@ stdenv.mkDerivation {
   version = "0.1.0";
 
   src = lib.cleanSourceWith {
-    src = ../.;
+    # cleanSource leaves out .git, result links and editor files.
+    src = lib.cleanSource ../.;
     # Only what the build reads: not nixos/, examples/ or docs/, so editing those
     # does not rebuild sprout.
     filter = path: type:
