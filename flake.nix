@@ -5,7 +5,9 @@
 
   outputs = { self, nixpkgs }:
     let
-      systems = [ "x86_64-linux" "aarch64-linux" ];
+      # x86_64 only: sprout runs qemu-system-x86_64, writes arch='x86_64' into libvirt
+      # domains, and the base image boots with BIOS from an MBR disk.
+      systems = [ "x86_64-linux" ];
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
     in
     {
@@ -15,17 +17,33 @@
 
       packages = forAllSystems (pkgs: {
         default = pkgs.callPackage ./nixos/package.nix { };
-        sprout = self.packages.${pkgs.system}.default;
+        sprout = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
       });
 
+      # Each module has a key, so importing one twice (host and default, say) is
+      # importing it once.
       nixosModules = {
-        host = { pkgs, ... }: {
-          imports = [ ./nixos/host.nix ];
-          virtualisation.sprout.package = nixpkgs.lib.mkDefault self.packages.${pkgs.system}.default;
+        host = {
+          key = "sprout#nixosModules.host";
+          _file = "sprout/flake.nix#nixosModules.host";
+          imports = [
+            ./nixos/host.nix
+            ({ pkgs, ... }: {
+              virtualisation.sprout.package =
+                nixpkgs.lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+            })
+          ];
         };
-        guest = { pkgs, ... }: {
-          imports = [ ./nixos/guest.nix ];
-          virtualisation.sprout.guest.package = nixpkgs.lib.mkDefault self.packages.${pkgs.system}.default;
+        guest = {
+          key = "sprout#nixosModules.guest";
+          _file = "sprout/flake.nix#nixosModules.guest";
+          imports = [
+            ./nixos/guest.nix
+            ({ pkgs, ... }: {
+              virtualisation.sprout.guest.package =
+                nixpkgs.lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+            })
+          ];
         };
         default = self.nixosModules.host;
       };
@@ -65,7 +83,7 @@
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
-          inputsFrom = [ self.packages.${pkgs.system}.default ];
+          inputsFrom = [ self.packages.${pkgs.stdenv.hostPlatform.system}.default ];
           packages = [ pkgs.gdb pkgs.clang-tools pkgs.nixpkgs-fmt pkgs.python3 ];
         };
       });

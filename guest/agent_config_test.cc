@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include "error.h"
 
 using namespace sprout::agent;
@@ -16,6 +19,25 @@ TEST(AgentConfig, WhatTheNixosModuleWrites) {
   EXPECT_EQ(c.max_attempts, 2);
   EXPECT_FALSE(c.respecialize_on_change);
   EXPECT_EQ(c.effective_log_file(), "/var/lib/sprout/agent.log");
+}
+
+// tests/nix/golden/agent.json is what nixos/guest.nix writes with its defaults (the
+// nix-eval test compares the module's output with it): the agent must read it as is.
+TEST(AgentConfig, ReadsTheNixosModulesGoldenFile) {
+  const char* path = SPROUT_SOURCE_ROOT "/tests/nix/golden/agent.json";
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(text.empty()) << path;  // parse, not load: a missing file would be all defaults
+  auto c = parse_agent_config(text, path);
+  EXPECT_EQ(c.config_mount, "/etc/nixos");
+  EXPECT_EQ(c.self_mount, "/etc/nixos/hosts/self");
+  EXPECT_EQ(c.ssh_mount, std::optional<std::string>("/root/.ssh"));
+  EXPECT_EQ(c.rebuild_command, (std::vector<std::string>{"nixos-rebuild", "boot"}));
+  EXPECT_EQ(c.rebuild_timeout_seconds, 3600);
+  EXPECT_EQ(c.max_attempts, 3);
+  EXPECT_TRUE(c.respecialize_on_change);
+  EXPECT_EQ(c.reboot_command, (std::vector<std::string>{"systemctl", "reboot"}));
+  EXPECT_EQ(c.state_dir, "/var/lib/sprout");
 }
 
 TEST(AgentConfig, DefaultsAndExtraKeys) {

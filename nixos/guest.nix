@@ -22,9 +22,16 @@
 # "ssh" is null when ssh.enable is false. Rebuild mode, target and extra arguments
 # come from the host's spec; the values here are the guest's own defaults.
 #
+# The agent's unit has NIX_PATH (`nixPath`, by default the base's own nixpkgs), HOME
+# and nix.envVars, as nixpkgs' auto-upgrade unit has, and waits for
+# network-online.target without holding up the boot. The agent runs
+# `nixos-rebuild boot -I nixos-config=TARGET --no-flake` (classic) or
+# `nixos-rebuild boot --flake TARGET --no-write-lock-file` (flake).
+#
 # A VM's specialized configuration keeps the agent and the layout by importing
-# /etc/sprout/nixos/guest.nix, which this module installs (it pins this module and
-# this sprout package).
+# /etc/sprout/nixos/guest.nix, which this module installs: it imports guest.nix from
+# a store copy of this whole directory and pins this agent (classic mode; a flake
+# configuration imports sprout's flake's nixosModules.guest instead).
 { config, lib, pkgs, ... }:
 
 let
@@ -44,16 +51,37 @@ let
     inherit (cfg) rebootCommand stateDir;
   };
 
-  # What a specialized configuration imports to stay a sprout guest.
+  agent = cfg.package.agent or cfg.package;
+
+  # This directory as one store path, so that guest.nix evaluated from the store
+  # still finds its neighbours (./package.nix). Evaluating the copy again gives the
+  # same path: the content and the name are the same.
+  sproutNixos = builtins.path { path = ./.; name = "sprout-nixos"; };
+
+  # What a specialized configuration imports to stay a sprout guest: this module and
+  # this agent, from the store. The agent is given as a derivation-shaped value whose
+  # path carries its store context (builtins.appendContext), so the specialized
+  # system keeps it in its closure without builtins.storePath, which pure
+  # evaluation refuses.
   pinnedModule = pkgs.writeText "sprout-guest.nix" ''
     # Installed by sprout's guest module: import it from a VM's configuration.
     { lib, ... }:
     {
-      imports = [ ${./guest.nix} ];
+      imports = [ ${sproutNixos}/guest.nix ];
       virtualisation.sprout.guest.enable = lib.mkDefault true;
-      virtualisation.sprout.guest.package = lib.mkDefault (builtins.storePath ${cfg.package.agent or cfg.package});
+      virtualisation.sprout.guest.package = lib.mkDefault {
+        type = "derivation";
+        name = ${builtins.toJSON (agent.name or "sprout-agent")};
+        outputs = [ "out" ];
+        outPath = builtins.appendContext "${agent}" { "${agent}" = { path = true; }; };
+      };
     }
   '';
+
+  rebuildEnvironment = config.nix.envVars // {
+    NIX_PATH = lib.concatStringsSep ":" cfg.nixPath;
+    HOME = "/root";
+  };
 in
 {
   options.virtualisation.sprout.guest = {
@@ -113,6 +141,19 @@ in
       };
     };
 
+    nixPath = mkOption {
+      type = types.listOf types.str;
+      default = [ "nixpkgs=${pkgs.path}" ];
+      defaultText = literalExpression ''[ "nixpkgs=''${pkgs.path}" ]'';
+      example = literalExpression ''config.nix.nixPath'';
+      description = ''
+        NIX_PATH of the agent and its rebuild. A system unit gets no NIX_PATH from
+        NixOS (only login sessions do), and a base built on a flake host has no
+        channel, so by default `<nixpkgs>` is the nixpkgs this base was built from.
+        Set it to `config.nix.nixPath` to follow the guest's channels instead.
+      '';
+    };
+
     rebootCommand = mkOption {
       type = types.listOf types.str;
       default = [ "systemctl" "reboot" ];
@@ -148,15 +189,21 @@ in
       systemd.services.sprout-agent = {
         description = "sprout guest agent: specialize this VM";
         wantedBy = [ "multi-user.target" ];
-        after = [ "local-fs.target" ];
-        path = [ config.system.build.nixos-rebuild config.nix.package pkgs.systemd pkgs.util-linux ];
+        # A first boot's rebuild downloads: wait for the network, as nixpkgs'
+        # system.autoUpgrade does. Nothing is ordered after the agent (Type=exec, no
+        # `before`), so multi-user.target and sshd do not wait for it.
+        after = [ "local-fs.target" "network-online.target" ];
+        wants = [ "network-online.target" ];
+        # git: flakes in a git tree are fetched with it.
+        path = [ config.system.build.nixos-rebuild config.nix.package pkgs.gitMinimal pkgs.systemd pkgs.util-linux ];
+        environment = rebuildEnvironment;
         # A switch must not kill the agent in the middle of its rebuild.
         restartIfChanged = false;
         # Type=exec: the unit counts as started once the agent runs, so nothing
         # (multi-user.target, sshd) waits for the rebuild.
         serviceConfig = {
           Type = "exec";
-          ExecStart = "${cfg.package.agent or cfg.package}/bin/sprout-agent --config /etc/sprout/agent.json";
+          ExecStart = "${agent}/bin/sprout-agent --config /etc/sprout/agent.json";
         };
       };
     }

@@ -34,15 +34,19 @@ let
   specPath = name: "/etc/sprout/vms/${name}.json";
 
   # The base image for VMs with `base.modules`: the modules plus sprout's guest
-  # module, evaluated with the host's nixpkgs and built with make-disk-image. Same
-  # modules, same derivation: VMs with one base share one store path.
+  # module (with this host's sprout), evaluated with the host's own pkgs (its
+  # nixpkgs.config and overlays) and built with make-disk-image.
   buildBaseImage = vm:
     let
       system = import (pkgs.path + "/nixos/lib/eval-config.nix") {
         inherit (pkgs.stdenv.hostPlatform) system;
+        inherit pkgs;
         modules = vm.base.modules ++ [
           ./guest.nix
-          { virtualisation.sprout.guest.enable = true; }
+          {
+            virtualisation.sprout.guest.enable = true;
+            virtualisation.sprout.guest.package = lib.mkDefault cfg.package;
+          }
         ];
       };
     in
@@ -54,9 +58,30 @@ let
       partitionTableType = "legacy";
     };
 
-  baseImage = vm:
+  # Each distinct base is evaluated once. Two VMs share a base when their
+  # base.modules are the same files and plain values (where each was written down
+  # does not count) and diskSize is the same; a module that is a function, or holds
+  # one, is never assumed equal to another, so such a VM gets an evaluation of its own.
+  shareable = depth: m:
+    if builtins.isFunction m then false
+    else if builtins.isList m then depth > 0 && builtins.all (shareable (depth - 1)) m
+    else if builtins.isAttrs m then
+      depth > 0 && builtins.all (shareable (depth - 1)) (attrValues (removeAttrs m [ "_file" "key" ]))
+    else true;
+  describe = m:
+    if builtins.isList m then map describe m
+    else if builtins.isAttrs m then mapAttrs (_: describe) (removeAttrs m [ "_file" "key" ])
+    else toString m;
+  baseKey = name: vm:
+    if shareable 8 vm.base.modules
+    then builtins.hashString "sha256" (builtins.toJSON [ (describe vm.base.modules) vm.base.diskSize ])
+    else "vm-${name}";
+  builtBases = lib.listToAttrs (map (name: nameValuePair (baseKey name cfg.vms.${name}) (buildBaseImage cfg.vms.${name}))
+    (attrNames (filterAttrs (_: vm: vm.base.modules != [ ]) cfg.vms)));
+
+  baseImage = name: vm:
     if vm.base.image != null then vm.base.image
-    else "${buildBaseImage vm}/nixos.qcow2";
+    else "${builtBases.${baseKey name vm}}/nixos.qcow2";
 
   sshSource = vm:
     if vm.sshAuthorizedKeys != [ ] then
@@ -89,7 +114,7 @@ let
     {
       version = 1;
       inherit name;
-      base = { image = baseImage vm; }
+      base = { image = baseImage name vm; }
         // optionalAttrs (vm.base.image != null && vm.base.format != "qcow2") { inherit (vm.base) format; };
       inherit (vm) stateDir;
       sources = {
@@ -129,6 +154,12 @@ let
         cp ${json} $out
       ''
     else json;
+
+  # qemu's bridge helper refuses a bridge that /etc/qemu/bridge.conf does not allow
+  # (nixpkgs' qemu reads its configuration from /etc). libvirtd's module writes the
+  # same file from allowedBridges; `lines` definitions merge.
+  qemuBridges = lib.unique (map (vm: vm.network.bridge)
+    (attrValues (filterAttrs (_: vm: vm.backend == "qemu" && vm.network.mode == "bridge") cfg.vms)));
 
   # The gc unit exists whenever libvirtd does, so that removing the last libvirt VM
   # also undefines it.
@@ -215,6 +246,18 @@ in
             message = "${opt}.base.format: images built from base.modules are qcow2.";
           }
           {
+            assertion = builtins.isPath vm.configDir -> builtins.pathExists vm.configDir;
+            message = "${opt}.configDir: ${toString vm.configDir} does not exist.";
+          }
+          {
+            assertion = builtins.isPath vm.configDir && builtins.isPath vm.selfDir && builtins.pathExists vm.configDir
+              -> builtins.pathExists vm.selfDir;
+            message = "${opt}.selfDir: ${toString vm.selfDir} does not exist"
+              + lib.optionalString (toString vm.selfDir == toString vm.configDir + "/hosts/${name}")
+                " (selfDir defaults to configDir + \"/hosts/${name}\"; add that directory or set selfDir)"
+              + ".";
+          }
+          {
             assertion = !(vm.sshAuthorizedKeys != [ ] && vm.sshDir != null);
             message = "${opt}: set sshAuthorizedKeys or sshDir, not both.";
           }
@@ -260,6 +303,9 @@ in
       cfg.vms
     // optionalAttrs libvirtd {
       "sprout/libvirt-domains".text = domainList;
+    }
+    // optionalAttrs (qemuBridges != [ ]) {
+      "qemu/bridge.conf".text = lib.concatMapStrings (b: "allow ${b}\n") qemuBridges;
     };
 
     systemd.tmpfiles.rules = [

@@ -20,7 +20,7 @@ let
       # Exactly what /etc/sprout/vms/NAME.json holds: builtins.toJSON, parsed back.
       specs = builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.toJSON config.virtualisation.sprout.specs));
       etc = lib.mapAttrs (_: f: { inherit (f) text; source = if f.source == null then null else toString f.source; })
-        (lib.filterAttrs (n: _: lib.hasPrefix "sprout/" n) config.environment.etc);
+        (lib.filterAttrs (n: _: lib.hasPrefix "sprout/" n || lib.hasPrefix "qemu/" n) config.environment.etc);
       units = lib.mapAttrs
         (_: u: {
           inherit (u) wantedBy after requires restartIfChanged;
@@ -100,7 +100,14 @@ in
     sshBoth = [ (vm { sshDir = "/root/.ssh"; sshAuthorizedKeys = [ "ssh-ed25519 AAAA x" ]; }) ];
     noBase = [ (vm { base.image = null; }) ];
     bothBases = [ (vm { base.modules = [ { } ]; }) ];
-    flakeWithoutTarget = [ (vm { configDir = ../../examples/qemu-quickstart/vm; rebuild.mode = "flake"; }) ];
+    flakeWithoutTarget = [ (vm {
+      configDir = ../../examples/qemu-quickstart/vm;
+      selfDir = ../../examples/qemu-quickstart/vm/hosts/guest;
+      rebuild.mode = "flake";
+    }) ];
+    # configDir has no hosts/t, the default selfDir.
+    noSelfDir = [ (vm { configDir = ../../examples/qemu-quickstart/vm; }) ];
+    noConfigDir = [ (vm { configDir = ../../examples/qemu-quickstart/no-such-dir; }) ];
     libvirtWithoutLibvirtd = [ (vm { backend = "libvirt"; }) ];
     libvirtNetworkOnQemu = [ (vm { network.mode = "libvirt"; }) ];
     privateKeysWithoutSshDir = [ (vm { allowPrivateKeys = true; }) ];
@@ -109,6 +116,57 @@ in
 
   # Must fail to evaluate, with nixpkgs' type error naming the option.
   memoryLots = (hostResult [ (vm { memory = "lots"; }) ]).specs;
+
+  # qemu's bridge helper needs /etc/qemu/bridge.conf to allow each bridge qemu VMs use.
+  bridge = hostResult [
+    (vm { network = { mode = "bridge"; bridge = "br7"; }; })
+    { virtualisation.sprout.vms.u = { base.image = "/i"; configDir = "/c"; network = { mode = "bridge"; bridge = "br7"; }; }; }
+    { virtualisation.sprout.vms.v = { base.image = "/i"; configDir = "/c"; network = { mode = "bridge"; bridge = "br8"; }; }; }
+  ];
+
+  # The flake's outputs, with a nixpkgs input made of nixpkgs' lib and the fixture pkgs.
+  flake =
+    let
+      nixpkgs = { inherit lib; legacyPackages.x86_64-linux = pkgs; };
+      outputs = (import ../../flake.nix).outputs { self = outputs // { outPath = toString ../..; }; inherit nixpkgs; };
+    in
+    {
+      systems = builtins.attrNames outputs.packages;
+      # host and default are one module: importing both must not define anything twice.
+      hostAndDefault = hostResult [ outputs.nixosModules.host outputs.nixosModules.default (vm { }) ];
+      # A host that is a sprout guest itself: both modules in one configuration.
+      hostAndGuest =
+        let config = (eval [ outputs.nixosModules.host outputs.nixosModules.guest (vm { })
+          { virtualisation.sprout.guest.enable = true; } ]).config;
+        in {
+          specs = builtins.attrNames config.virtualisation.sprout.specs;
+          agent = config.systemd.services.sprout-agent.serviceConfig.ExecStart;
+        };
+    };
+
+  # What a VM's specialized configuration sees: it imports /etc/sprout/nixos/guest.nix,
+  # the file the base installs, which points into the store. Evaluated without
+  # --readonly-mode, so that builtins.path and writeText really write the store.
+  specialized =
+    let
+      base = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;
+      pinned = base.environment.etc."sprout/nixos/guest.nix".source;
+      # A classic configuration.nix: imports = [ /etc/sprout/nixos/guest.nix ];
+      spec = (eval [ pinned ]).config;
+      agentOf = c: c.systemd.services.sprout-agent.serviceConfig.ExecStart;
+    in
+    {
+      pinned = toString pinned;
+      pinnedText = builtins.readFile pinned;
+      baseAgent = agentOf base;
+      specAgent = agentOf spec;
+      specEnabled = spec.virtualisation.sprout.guest.enable;
+      # The specialized system installs the same pinned module again: a fixed point.
+      specPinned = toString spec.environment.etc."sprout/nixos/guest.nix".source;
+      # The agent's path keeps its store context, so it stays in the system's closure.
+      specAgentContext = builtins.attrNames (builtins.getContext (agentOf spec));
+      agentPath = toString pkgs.sprout.agent;
+    };
 
   guest =
     let
@@ -119,7 +177,7 @@ in
       agentConfig = builtins.fromJSON config.environment.etc."sprout/agent.json".text;
       pinnedModule = toString config.environment.etc."sprout/nixos/guest.nix".source;
       service = {
-        inherit (agent) wantedBy after before restartIfChanged;
+        inherit (agent) wantedBy wants after before restartIfChanged environment;
         path = map toString agent.path;
         serviceConfig = lib.mapAttrs (_: toString) agent.serviceConfig;
       };

@@ -10,8 +10,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases.nix")
@@ -27,13 +29,48 @@ def check(ok, what):
         failures.append(what)
 
 
-def nix_eval(nix, lib, attr):
-    """Returns (value, None) or (None, error text)."""
-    env = dict(os.environ, NIXPKGS_LIB=lib, NIX_CONFIG="build-users-group =")
+NIX_ENV = dict(os.environ, NIX_CONFIG="build-users-group =")
+traces = {}
+
+
+def nix_eval(nix, lib, attr, store=False):
+    """Returns (value, None) or (None, error text). store=True: evaluates with the real
+    store (builtins.path and writeText write /nix/store), as a NixOS build does."""
+    mode = "--read-write-mode" if store else "--readonly-mode"
     p = subprocess.run(
-        [nix, "--eval", "--strict", "--json", "--readonly-mode", CASES,
-         "--argstr", "libPath", lib, "-A", attr],
-        capture_output=True, text=True, env=env)
+        [nix, "--eval", "--strict", "--json", mode, CASES, "--argstr", "libPath", lib, "-A", attr],
+        capture_output=True, text=True, env=NIX_ENV, timeout=240)
+    traces[attr] = [l for l in p.stderr.splitlines() if "sprout-test:" in l]
+    if p.returncode != 0:
+        return None, p.stderr
+    return json.loads(p.stdout), None
+
+
+def flake_eval(lib, attr):
+    """Evaluates cases.nix the way a flake is evaluated: pure, from store copies of a
+    flake's inputs (the repository's Nix files and nixpkgs' lib). Returns (value, err)."""
+    nix = shutil.which("nix")
+    if nix is None:
+        return None, "no nix command"
+    repo = os.path.dirname(os.path.dirname(HERE))
+    with tempfile.TemporaryDirectory(prefix="sprout-pure-") as tmp:
+        src = os.path.join(tmp, "sprout")
+        for d in ("nixos", "examples", os.path.join("tests", "nix")):
+            shutil.copytree(os.path.join(repo, d), os.path.join(src, d))
+        shutil.copy(os.path.join(repo, "flake.nix"), src)
+        probe = os.path.join(tmp, "probe")
+        os.makedirs(probe)
+        with open(os.path.join(probe, "flake.nix"), "w") as f:
+            f.write("{\n"
+                    f'  inputs.sprout = {{ url = "path:{src}"; flake = false; }};\n'
+                    f'  inputs.lib = {{ url = "path:{os.path.dirname(lib)}"; flake = false; }};\n'
+                    '  outputs = { self, sprout, lib }: {\n'
+                    '    cases = import "${sprout}/tests/nix/cases.nix" { libPath = "${lib}/lib"; };\n'
+                    "  };\n}\n")
+        p = subprocess.run(
+            [nix, "--extra-experimental-features", "nix-command flakes", "eval", "--json",
+             f"path:{probe}#cases.{attr}"],
+            capture_output=True, text=True, env=NIX_ENV, timeout=240)
     if p.returncode != 0:
         return None, p.stderr
     return json.loads(p.stdout), None
@@ -108,6 +145,9 @@ def main():
 
     r = get("examples.nixos-on-nixos")
     if r:
+        evals = traces["examples.nixos-on-nixos"]
+        check(len(evals) == 1 and "pkgs=host-pkgs" in evals[0],
+              f"nixos-on-nixos: the shared base is evaluated once, with the host's pkgs ({evals})")
         web, db = r["specs"]["web"], r["specs"]["db"]
         check(web["base"]["image"] == db["base"]["image"], "nixos-on-nixos: web and db share one base image")
         check(web["sources"]["config"] == db["sources"]["config"], "nixos-on-nixos: web and db share the config tree")
@@ -161,6 +201,9 @@ def main():
         "libvirtNetworkOnQemu": 'needs backend = "libvirt"',
         "privateKeysWithoutSshDir": "allowPrivateKeys only applies to sshDir",
         "badName": "virtualisation.sprout.vms.-x: a VM name is",
+        "noSelfDir": 'virtualisation.sprout.vms.t.selfDir: ' + os.path.dirname(os.path.dirname(HERE))
+                     + '/examples/qemu-quickstart/vm/hosts/t does not exist (selfDir defaults to configDir + "/hosts/t"',
+        "noConfigDir": "virtualisation.sprout.vms.t.configDir: ",
     }
     bad = get("bad")
     if bad:
@@ -173,17 +216,66 @@ def main():
     check(err is not None and "virtualisation.sprout.vms.t.memory" in err and "is not of type" in err,
           "memory = \"lots\": type error naming virtualisation.sprout.vms.t.memory")
 
+    # qemu's bridge helper is allowed the bridges qemu VMs use, once each.
+    r = get("bridge")
+    if r:
+        check(r["etc"].get("qemu/bridge.conf", {}).get("text") == "allow br7\nallow br8\n",
+              f"bridge: /etc/qemu/bridge.conf allows br7 and br8 ({r['etc'].get('qemu/bridge.conf')})")
+    r = get("minimal")
+    if r:
+        check("qemu/bridge.conf" not in r["etc"], "user networking: no /etc/qemu/bridge.conf")
+
+    # The flake: x86_64 only; host and default together; host and guest together.
+    r = get("flake")
+    if r:
+        check(r["systems"] == ["x86_64-linux"], f"flake: packages for x86_64-linux only ({r['systems']})")
+        h = r["hostAndDefault"]
+        check(list(h["specs"]) == ["t"] and h["failedAssertions"] == [],
+              "flake: nixosModules.host and nixosModules.default imported together")
+        check(r["hostAndGuest"]["specs"] == ["t"]
+              and r["hostAndGuest"]["agent"].endswith("-agent/bin/sprout-agent --config /etc/sprout/agent.json"),
+              "flake: nixosModules.host and nixosModules.guest imported together")
+
+    # The specialized configuration: it imports the pinned module the base installs,
+    # from the real store, where Nix copied it.
+    def check_specialized(sp, how):
+        text = sp["pinnedText"]
+        imports = re.findall(r"imports = \[ (\S+) \];", text)
+        check(len(imports) == 1 and re.fullmatch(r"/nix/store/[0-9a-z]{32}-sprout-nixos/guest\.nix", imports[0])
+              and os.path.isfile(imports[0]) and os.path.isfile(os.path.dirname(imports[0]) + "/package.nix"),
+              f"{how}: the pinned module imports guest.nix from a store copy of the whole nixos/ ({imports})")
+        check("builtins.storePath" not in text, f"{how}: the pinned module does not use builtins.storePath")
+        check(sp["specEnabled"] and sp["specAgent"] == sp["baseAgent"],
+              f"{how}: the specialized configuration runs the base's agent ({sp['specAgent']})")
+        check(sp["specPinned"] == sp["pinned"], f"{how}: the specialized system installs the same pinned module")
+        check(sp["specAgentContext"] == [sp["agentPath"]],
+              f"{how}: the agent keeps its store context (stays in the closure): {sp['specAgentContext']}")
+
+    sp, err = nix_eval(nix, lib, "specialized", store=True)
+    check(err is None, "specialized evaluates with the real store" + ("" if err is None else ":\n" + err))
+    if sp:
+        check_specialized(sp, "specialized")
+    # Pure evaluation, as a flake host evaluates the modules. (A pure evaluation may
+    # not import the pinned file from the store; only a classic guest imports it.)
+    for attr in ("specialized.pinned", "guest", "flake", "examples.nixos-on-nixos"):
+        v, err = flake_eval(lib, attr)
+        check(err is None, f"pure (flake) evaluation of {attr}" + ("" if err is None else ":\n" + err))
+        if attr == "specialized.pinned" and v and sp:
+            check(v == sp["pinned"], f"pure evaluation installs the same pinned module ({v})")
+
     # The guest module.
     g = get("guest")
     if g:
-        check(g["agentConfig"] == {
-            "version": 1,
-            "mountPoints": {"config": "/etc/nixos", "self": "/etc/nixos/hosts/self", "ssh": "/root/.ssh"},
-            "rebuild": {"command": ["nixos-rebuild", "boot"], "timeoutSeconds": 3600, "maxAttempts": 3,
-                        "respecializeOnChange": True},
-            "rebootCommand": ["systemctl", "reboot"],
-            "stateDir": "/var/lib/sprout"}, "guest: /etc/sprout/agent.json")
+        with open(os.path.join(GOLDEN, "agent.json")) as f:
+            check(g["agentConfig"] == json.load(f), "guest: /etc/sprout/agent.json equals golden/agent.json")
         s = g["service"]
+        env = s["environment"]
+        check(re.fullmatch(r"nixpkgs=/nix/store/[0-9a-z]{32}-nixpkgs", env.get("NIX_PATH", ""))
+              and env.get("HOME") == "/root",
+              f"guest: the agent's unit has NIX_PATH with the base's nixpkgs, and HOME ({env})")
+        check("network-online.target" in s["after"] and "network-online.target" in s["wants"],
+              "guest: the agent wants and is after network-online.target")
+        check(any(p.endswith("-git-minimal") for p in s["path"]), "guest: git on the agent's PATH")
         check(s["serviceConfig"]["Type"] == "exec" and s["wantedBy"] == ["multi-user.target"]
               and s["before"] == [] and s["restartIfChanged"] is False,
               "guest: agent is Type=exec, wanted by multi-user.target, before nothing, not restarted by switches")

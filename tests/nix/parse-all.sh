@@ -11,5 +11,9 @@ while IFS= read -r -d '' f; do
     echo "FAIL $f"; echo "$out"; failed=$((failed + 1))
   fi
 done < <(find "$root" -name '*.nix' -not -path '*/.git/*' -not -path '*/build*/*' -not -path '*/subprojects/*' -print0)
+# nixpkgs renamed pkgs.system to pkgs.stdenv.hostPlatform.system.
+if grep -rnE '\bpkgs\.system\b' "$root/nixos" "$root/flake.nix" "$root/examples"; then
+  echo "FAIL pkgs.system is deprecated in nixpkgs: use pkgs.stdenv.hostPlatform.system"; failed=$((failed + 1))
+fi
 echo "$count files parsed, $failed failed"
 ((count > 0 && failed == 0))
