@@ -56,7 +56,16 @@ let
   # This directory as one store path, so that guest.nix evaluated from the store
   # still finds its neighbours (./package.nix). Evaluating the copy again gives the
   # same path: the content and the name are the same.
-  sproutNixos = builtins.path { path = ./.; name = "sprout-nixos"; };
+  # Only what the guest needs, so an edit of the host's modules changes no base.
+  sproutNixos = builtins.path {
+    path = ./.;
+    name = "sprout-nixos";
+    filter = path: _: builtins.elem (baseNameOf path) [ "guest.nix" "package.nix" ];
+  };
+
+  # The nixpkgs this base is evaluated with, under a fixed name: interpolating a store
+  # path copies it again under a longer name, generation after generation.
+  pinnedNixpkgs = builtins.path { path = pkgs.path; name = "nixpkgs"; };
 
   # What a specialized configuration imports to stay a sprout guest: this module and
   # this agent, from the store. The agent is given as a derivation-shaped value whose
@@ -78,10 +87,12 @@ let
     }
   '';
 
+  # As nixpkgs' system.autoUpgrade unit (nixos/modules/tasks/auto-upgrade.nix): the
+  # rebuild's own nix fetches flake inputs, so it needs the proxy settings too.
   rebuildEnvironment = config.nix.envVars // {
     NIX_PATH = lib.concatStringsSep ":" cfg.nixPath;
     HOME = "/root";
-  };
+  } // config.networking.proxy.envVars;
 in
 {
   options.virtualisation.sprout.guest = {
@@ -143,14 +154,16 @@ in
 
     nixPath = mkOption {
       type = types.listOf types.str;
-      default = [ "nixpkgs=${pkgs.path}" ];
-      defaultText = literalExpression ''[ "nixpkgs=''${pkgs.path}" ]'';
+      default = [ "nixpkgs=${pinnedNixpkgs}" ];
+      defaultText = literalExpression ''[ "nixpkgs=''${builtins.path { path = pkgs.path; name = "nixpkgs"; }}" ]'';
       example = literalExpression ''config.nix.nixPath'';
       description = ''
         NIX_PATH of the agent and its rebuild. A system unit gets no NIX_PATH from
-        NixOS (only login sessions do), and a base built on a flake host has no
-        channel, so by default `<nixpkgs>` is the nixpkgs this base was built from.
-        Set it to `config.nix.nixPath` to follow the guest's channels instead.
+        NixOS (only login sessions do), and on a flake-built base `nix.nixPath`
+        points at the flake registry or nothing, so by default `<nixpkgs>` is the
+        nixpkgs this base was built from (a copy named "nixpkgs"). Set it to
+        `config.nix.nixPath` to follow the guest's channel instead (make-disk-image
+        installs one), which `nix-channel --update` can move.
       '';
     };
 
@@ -194,8 +207,9 @@ in
         # `before`), so multi-user.target and sshd do not wait for it.
         after = [ "local-fs.target" "network-online.target" ];
         wants = [ "network-online.target" ];
-        # git: flakes in a git tree are fetched with it.
-        path = [ config.system.build.nixos-rebuild config.nix.package pkgs.gitMinimal pkgs.systemd pkgs.util-linux ];
+        # git and ssh: flakes in a git tree, git+ssh inputs.
+        path = [ config.system.build.nixos-rebuild config.nix.package pkgs.gitMinimal config.programs.ssh.package
+          pkgs.systemd pkgs.util-linux ];
         environment = rebuildEnvironment;
         # A switch must not kill the agent in the middle of its rebuild.
         restartIfChanged = false;

@@ -68,10 +68,11 @@ let
     else if builtins.isAttrs m then
       depth > 0 && builtins.all (shareable (depth - 1)) (attrValues (removeAttrs m [ "_file" "key" ]))
     else true;
+  # Leaves keep their type: true, 1 and "1" are different modules.
   describe = m:
     if builtins.isList m then map describe m
     else if builtins.isAttrs m then mapAttrs (_: describe) (removeAttrs m [ "_file" "key" ])
-    else toString m;
+    else { t = builtins.typeOf m; v = toString m; };
   baseKey = name: vm:
     if shareable 8 vm.base.modules
     then builtins.hashString "sha256" (builtins.toJSON [ (describe vm.base.modules) vm.base.diskSize ])

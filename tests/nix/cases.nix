@@ -152,7 +152,11 @@ in
       base = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;
       pinned = base.environment.etc."sprout/nixos/guest.nix".source;
       # A classic configuration.nix: imports = [ /etc/sprout/nixos/guest.nix ];
-      spec = (eval [ pinned ]).config;
+      # In the guest, <nixpkgs> is the base's NIX_PATH entry: the specialized
+      # configuration's pkgs.path is that store path.
+      nixPathOf = c: c.systemd.services.sprout-agent.environment.NIX_PATH;
+      specPkgs = pkgs // { path = /. + builtins.unsafeDiscardStringContext (lib.removePrefix "nixpkgs=" (nixPathOf base)); };
+      spec = (eval [ pinned { _module.args.pkgs = lib.mkForce specPkgs; } ]).config;
       agentOf = c: c.systemd.services.sprout-agent.serviceConfig.ExecStart;
     in
     {
@@ -166,7 +170,17 @@ in
       # The agent's path keeps its store context, so it stays in the system's closure.
       specAgentContext = builtins.attrNames (builtins.getContext (agentOf spec));
       agentPath = toString pkgs.sprout.agent;
+      # ... and installs the same NIX_PATH again, not a copy of a copy.
+      baseNixPath = nixPathOf base;
+      specNixPath = nixPathOf spec;
     };
+
+  # Base modules that differ only in a value's type are different bases.
+  typedBases = hostResult [
+    (vm { base = { image = null; modules = [ { x = true; } ]; }; })
+    { virtualisation.sprout.vms.u = { base.modules = [ { x = "1"; } ]; configDir = "/c"; }; }
+    { virtualisation.sprout.vms.v = { base.modules = [ { x = true; } ]; configDir = "/c"; }; }
+  ];
 
   guest =
     let

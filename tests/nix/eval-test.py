@@ -216,6 +216,11 @@ def main():
     check(err is not None and "virtualisation.sprout.vms.t.memory" in err and "is not of type" in err,
           "memory = \"lots\": type error naming virtualisation.sprout.vms.t.memory")
 
+    r = get("typedBases")
+    if r:
+        check(len(traces["typedBases"]) == 2 and r["specs"]["t"]["base"] == r["specs"]["v"]["base"],
+              f"typedBases: true and \"1\" are different bases, equal ones are shared ({traces['typedBases']})")
+
     # qemu's bridge helper is allowed the bridges qemu VMs use, once each.
     r = get("bridge")
     if r:
@@ -248,6 +253,8 @@ def main():
         check(sp["specEnabled"] and sp["specAgent"] == sp["baseAgent"],
               f"{how}: the specialized configuration runs the base's agent ({sp['specAgent']})")
         check(sp["specPinned"] == sp["pinned"], f"{how}: the specialized system installs the same pinned module")
+        check(sp["specNixPath"] == sp["baseNixPath"],
+              f"{how}: the specialized system's NIX_PATH is the base's ({sp['specNixPath']}, {sp['baseNixPath']})")
         check(sp["specAgentContext"] == [sp["agentPath"]],
               f"{how}: the agent keeps its store context (stays in the closure): {sp['specAgentContext']}")
 
