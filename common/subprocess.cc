@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +70,23 @@ std::vector<std::string> build_env(const std::map<std::string, std::string>& ext
   return env;
 }
 
+/// The executable `name` resolves to with PATH from `env` (as execvp would), or "".
+std::string find_in_path(const std::string& name, const std::vector<std::string>& env) {
+  if (name.find('/') != std::string::npos) return name;
+  std::string path = "/usr/local/bin:/usr/bin:/bin";
+  for (const auto& e : env)
+    if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
+  std::size_t from = 0;
+  for (;;) {
+    std::size_t colon = path.find(':', from);
+    std::string dir = path.substr(from, colon == std::string::npos ? std::string::npos : colon - from);
+    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (colon == std::string::npos) return "";
+    from = colon + 1;
+  }
+}
+
 }  // namespace
 
 std::string format_command(const std::vector<std::string>& argv) {
@@ -89,6 +106,7 @@ std::string format_command(const std::vector<std::string>& argv) {
 
 std::string ProcessResult::describe() const {
   if (!started) return fmt::format("could not be started: {}", error);
+  if (!error.empty()) return error;
   if (timed_out) return "timed out and was stopped";
   if (cancelled) return "was interrupted and stopped";
   if (signal != 0) return fmt::format("was killed by signal {} ({})", signal, strsignal(signal));
@@ -122,21 +140,6 @@ ProcessResult run_process(const ProcessOptions& opts) {
     return result;
   }
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (opts.stdin_null) posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);  // own process group: a timeout stops all of it
-  sigset_t defaults, empty;
-  sigfillset(&defaults);
-  sigemptyset(&empty);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-
   std::vector<char*> argv;
   for (const auto& a : opts.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -144,15 +147,69 @@ ProcessResult run_process(const ProcessOptions& opts) {
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
-
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  ::close(pipefd[1]);
-  if (rc != 0) {
+  // The executable is looked up before fork: the child only calls async-signal-safe
+  // functions (this process may have other threads).
+  std::string exe = find_in_path(opts.argv[0], env_strings);
+  if (exe.empty()) {
     ::close(pipefd[0]);
-    result.error = fmt::format("{}: {}", opts.argv[0], std::strerror(rc));
+    ::close(pipefd[1]);
+    result.error = fmt::format("{}: {}", opts.argv[0], std::strerror(ENOENT));
+    return result;
+  }
+  // The child reports a failed exec through this pipe (closed on a successful exec).
+  int errpipe[2];
+  if (::pipe2(errpipe, O_CLOEXEC) != 0) {
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    result.error = fmt::format("pipe: {}", std::strerror(errno));
+    return result;
+  }
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Dies with the thread that waits for it, however sprout dies (kill -9 too).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::setpgid(0, 0);  // own process group: a timeout stops all of it
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+    sigset_t empty;
+    sigemptyset(&empty);
+    ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+    if (opts.stdin_null) {
+      int null = ::open("/dev/null", O_RDONLY);
+      if (null >= 0 && null != 0) {
+        ::dup2(null, 0);
+        ::close(null);
+      }
+    }
+    ::dup2(pipefd[1], 1);
+    ::dup2(pipefd[1], 2);
+    ::execve(exe.c_str(), argv.data(), envp.data());
+    int err = errno;
+    (void)!::write(errpipe[1], &err, sizeof err);
+    ::_exit(127);
+  }
+  ::close(pipefd[1]);
+  ::close(errpipe[1]);
+  if (pid < 0) {
+    int err = errno;
+    ::close(pipefd[0]);
+    ::close(errpipe[0]);
+    result.error = fmt::format("fork: {}", std::strerror(err));
+    return result;
+  }
+  int exec_errno = 0;
+  ssize_t got_err;
+  while ((got_err = ::read(errpipe[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {
+  }
+  ::close(errpipe[0]);
+  if (got_err == static_cast<ssize_t>(sizeof exec_errno)) {
+    int st;
+    ::waitpid(pid, &st, 0);
+    ::close(pipefd[0]);
+    result.error = fmt::format("{}: {}", opts.argv[0], std::strerror(exec_errno));
     return result;
   }
   result.started = true;
@@ -164,7 +221,7 @@ ProcessResult run_process(const ProcessOptions& opts) {
   if (opts.timeout.count() > 0) deadline = start + opts.timeout;
   std::optional<Clock::time_point> kill_at;    // SIGKILL after grace
   std::optional<Clock::time_point> drain_end;  // after exit: stop waiting for the pipe
-  bool exited = false, pipe_open = true, stopping = false;
+  bool exited = false, pipe_open = true, stopping = false, lost = false;
   int status = 0;
 
   auto stop = [&](bool timed_out) {
@@ -215,7 +272,9 @@ ProcessResult run_process(const ProcessOptions& opts) {
     if (pr > 0 && cancel_idx >= 0 && (fds[cancel_idx].revents & (POLLIN | POLLHUP))) stop(false);
     if (!exited) {
       pid_t w = ::waitpid(pid, &status, WNOHANG);
-      if (w == pid) {
+      if (w == pid || (w < 0 && errno == ECHILD)) {
+        // ECHILD: somebody else reaped it (SIGCHLD ignored): its status is lost.
+        lost = w < 0;
         exited = true;
         drain_end = Clock::now() + std::chrono::milliseconds(stopping ? 100 : 500);
       }
@@ -223,12 +282,16 @@ ProcessResult run_process(const ProcessOptions& opts) {
   }
   if (!exited) {  // poll failed: make sure nothing is left behind
     ::kill(-pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
+    if (::waitpid(pid, &status, 0) < 0) lost = true;
   }
   if (stopping) ::kill(-pid, SIGKILL);  // stragglers of a stopped group
   splitter.flush();
   ::close(pipefd[0]);
   if (pidfd >= 0) ::close(pidfd);
+  if (lost) {
+    result.error = "its exit status was lost (was SIGCHLD ignored?)";
+    return result;
+  }
   if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   return result;

@@ -1,7 +1,10 @@
 // Running other programs: an argument vector (no shell), output captured and/or
 // streamed line by line, a timeout that stops the child's whole process group
 // (SIGTERM, then SIGKILL after a grace period), optional cancellation through a file
-// descriptor becoming readable, and the child always reaped before returning.
+// descriptor becoming readable, and the child always reaped before returning. The
+// child dies with the thread that runs it (PR_SET_PDEATHSIG), so a killed sprout
+// leaves no mkfs.ext4 or qemu-img behind; a child reaped by somebody else (SIGCHLD
+// ignored) ends the wait with `error` set instead of spinning.
 #pragma once
 
 #include <chrono>
@@ -36,9 +39,9 @@ struct ProcessResult {
   bool timed_out = false;
   bool cancelled = false;
   std::string output;     ///< merged stdout+stderr when capture was on
-  std::string error;      ///< why it could not start
+  std::string error;      ///< why it could not start, or why its status is unknown
 
-  bool ok() const { return started && !timed_out && !cancelled && signal == 0 && exit_code == 0; }
+  bool ok() const { return started && error.empty() && !timed_out && !cancelled && signal == 0 && exit_code == 0; }
   /// "exited with status 3", "killed by signal 9", "timed out after 5s", ...
   std::string describe() const;
   /// The last `n` non-empty lines of output.

@@ -1,6 +1,7 @@
 // Tree digests: SHA-256 over a canonical walk of a directory (sorted names, file
 // type, mode bits, uid/gid, size, the SHA-256 of each file's content, symlink
-// targets). The same tree gives the same digest on any machine; any change that
+// targets, which files of the tree are hard links of one another: mkfs.ext4 -d keeps
+// them as one inode). The same tree gives the same digest on any machine; any change that
 // would change the exported disk changes it. Timestamps are not part of it
 // (exported images have fixed times). File contents are hashed on several threads;
 // a ContentHashCache may supply hashes of files known to be unchanged.
@@ -27,6 +28,10 @@ class ContentHashCache {
   virtual std::optional<std::string> lookup(const std::string& rel, const struct stat& st) = 0;
   virtual void store(const std::string& rel, const struct stat& st, const std::string& hash) = 0;
 };
+
+/// For each entry, the index of the first entry of the listing that is the same
+/// regular file (same device and inode), or -1 when no other entry is.
+std::vector<long> hard_link_groups(const TreeListing& listing);
 
 /// Hex SHA-256 of everything but file contents: names, types, modes, owners, sizes,
 /// symlink targets. Cheap; the same tree always gives the same value.

@@ -21,10 +21,10 @@ TEST(AgentConfig, WhatTheNixosModuleWrites) {
   EXPECT_EQ(c.effective_log_file(), "/var/lib/sprout/agent.log");
 }
 
-// tests/nix/golden/agent.json is what nixos/guest.nix writes with its defaults (the
+// tests/nix/expected-agent.json is what nixos/guest.nix writes with its defaults (the
 // nix-eval test compares the module's output with it): the agent must read it as is.
 TEST(AgentConfig, ReadsTheNixosModulesGoldenFile) {
-  const char* path = SPROUT_SOURCE_ROOT "/tests/nix/golden/agent.json";
+  const char* path = SPROUT_SOURCE_ROOT "/tests/nix/expected-agent.json";
   std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   ASSERT_FALSE(text.empty()) << path;  // parse, not load: a missing file would be all defaults

@@ -70,6 +70,7 @@ Exit status: 0 specialized or rebooting, 1 failed (reported), 2 bad flags or con
 
 int main(int argc, char** argv) {
   using namespace sprout;
+  ::signal(SIGCHLD, SIG_DFL);  // an inherited SIG_IGN would reap the rebuild for us
   cxxopts::Options opts("sprout-agent", "sprout's guest agent: specializes this VM from the disks the host exports");
   opts.add_options()
     ("config", "the agent config file", cxxopts::value<std::string>()->default_value("/etc/sprout/agent.json"))

@@ -1,6 +1,7 @@
 #include "export.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -14,10 +15,13 @@
 #include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
+#include "cache_lock.h"
 #include "digest_cache.h"
 #include "error.h"
 #include "ext4_image.h"
+#include "leftovers.h"
 #include "sha256.h"
+#include "tree_copy.h"
 #include "tree_digest.h"
 
 namespace sprout {
@@ -28,7 +32,7 @@ using nlohmann::json;
 namespace {
 
 /// Bumped whenever the image layout changes, so old cache entries are not reused.
-constexpr const char* kImageFormat = "sprout-ext4-v2";
+constexpr const char* kImageFormat = "sprout-ext4-v3";
 
 /// Directories the guest mounts other disks on, relative to a role's mount point:
 /// the self disk is mounted at /etc/nixos/hosts/self, inside the read-only config disk,
@@ -42,7 +46,7 @@ std::vector<std::string> mount_points_inside(DiskRole role) {
 struct ScratchDir {
   fs::path path;
   explicit ScratchDir(const fs::path& parent) {
-    std::string tmpl = (parent / ".staging-XXXXXX").string();
+    std::string tmpl = (parent / fmt::format(".staging-{}-XXXXXX", getpid())).string();
     if (!mkdtemp(tmpl.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
     path = tmpl;
   }
@@ -52,25 +56,42 @@ struct ScratchDir {
   }
 };
 
-/// Copies the entries `filter` accepts from `src` into the empty directory `dst`,
-/// keeping modes and symlinks (never following them).
-void copy_tree(const fs::path& src, const fs::path& dst, const TreeFilter& filter) {
-  walk_tree(
-      src,
-      [&](const TreeEntry& e) {
-        fs::path target = e.rel.empty() ? dst : dst / e.rel;
-        mode_t mode = e.st.st_mode & 07777;
-        if (S_ISDIR(e.st.st_mode)) {
-          if (!e.rel.empty()) fs::create_directory(target);
-          fs::permissions(target, static_cast<fs::perms>(mode));
-        } else if (S_ISLNK(e.st.st_mode)) {
-          fs::create_symlink(e.link_target, target);
-        } else {
-          fs::copy_file(e.abs, target);
-          fs::permissions(target, static_cast<fs::perms>(mode));
-        }
-      },
-      filter);
+/// Hashes a copy made by copy_listing supplied to content_digest: the digest is of
+/// exactly the bytes that were copied.
+class CopiedHashes : public ContentHashCache {
+ public:
+  explicit CopiedHashes(const CopiedTree& t) : t_(t) {}
+  std::optional<std::string> lookup(const std::string& rel, const struct stat&) override {
+    auto it = t_.content_hashes.find(rel);
+    if (it == t_.content_hashes.end()) throw std::logic_error("copied tree lacks " + rel);
+    return it->second;
+  }
+  void store(const std::string&, const struct stat&, const std::string&) override {}
+
+ private:
+  const CopiedTree& t_;
+};
+
+/// True when two listings of one tree agree on everything an image is made of.
+bool same_listing(const TreeListing& a, const TreeListing& b, std::string* first_difference) {
+  auto same_time = [](const struct timespec& x, const struct timespec& y) {
+    return x.tv_sec == y.tv_sec && x.tv_nsec == y.tv_nsec;
+  };
+  std::size_t n = std::min(a.entries.size(), b.entries.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto &x = a.entries[i], &y = b.entries[i];
+    if (x.rel != y.rel || x.st.st_mode != y.st.st_mode || x.st.st_ino != y.st.st_ino || x.st.st_dev != y.st.st_dev ||
+        x.st.st_size != y.st.st_size || x.st.st_nlink != y.st.st_nlink || !same_time(x.st.st_mtim, y.st.st_mtim) ||
+        !same_time(x.st.st_ctim, y.st.st_ctim) || x.link_target != y.link_target) {
+      *first_difference = x.rel == y.rel ? x.abs : std::min(x.abs, y.abs);
+      return false;
+    }
+  }
+  if (a.entries.size() != b.entries.size()) {
+    *first_difference = (a.entries.size() > n ? a.entries[n] : b.entries[n]).abs;
+    return false;
+  }
+  return true;
 }
 
 /// Points `link` at `target` atomically (a new symlink renamed over the old one).
@@ -95,11 +116,14 @@ void replace_symlink(const fs::path& target, const fs::path& link) {
 struct RoleInput {
   DiskRole role;
   fs::path source;      ///< the user's directory
-  TreeFilter filter;    ///< what of it is exported
-  bool needs_staging = false;
-  TreeListing listing;  ///< the filtered tree
-  std::string digest;   ///< of the filtered tree (contents included)
-  TreeSize size;        ///< what the filtered tree needs on disk
+  TreeListing listing;  ///< the accepted entries of the tree
+  std::string digest;   ///< of the accepted tree (contents included)
+  TreeSize size;        ///< what the accepted tree needs on disk
+  /// Small trees (self, ssh) are copied, exactly as listed, into a private staging
+  /// directory, and the image is built from that copy; the digest is of its bytes.
+  /// The config tree is built from where it is, and listed again after the build.
+  std::unique_ptr<ScratchDir> staging;
+  fs::path staged_tree() const { return staging->path / "tree"; }
 };
 
 /// The image's UUID and hash seed: from the tree's structure (not its contents), so
@@ -164,7 +188,17 @@ ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const st
     speculation.reset();  // an identical image exists: stop building another
   } else {
     auto finish = [&](PendingFile& pending) {
-      fs::permissions(pending.temp_path(), fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+      if (!in.staging) {
+        // mkfs.ext4 read the live tree: it must still be what was listed and hashed,
+        // or the image could hold what the key does not say. Never cache that.
+        std::string what;
+        if (!same_listing(in.listing, list_tree(in.source), &what))
+          throw InputError(fmt::format("{}: changed while its image was built; nothing was cached, run the export "
+                                       "again",
+                                       what));
+      }
+      // Readable by its owner alone: a VM's config is nobody else's business.
+      fs::permissions(pending.temp_path(), fs::perms::owner_read);
       pending.commit_as(img.image);
       spdlog::info("built {} image {} ({} MiB)", info.name, img.image.string(), fs::file_size(img.image) >> 20);
     };
@@ -173,16 +207,14 @@ ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const st
     } else {
       PendingFile pending(img.image);
       std::string seed = image_seed(in, extra_file_text);
-      if (in.needs_staging || !extra_file_name.empty()) {
-        ScratchDir staging(req.cache_dir);
-        copy_tree(in.source, staging.path, in.filter);
+      if (in.staging) {
         if (!extra_file_name.empty()) {
-          if (fs::exists(fs::symlink_status(staging.path / extra_file_name)))
+          if (fs::exists(fs::symlink_status(in.staged_tree() / extra_file_name)))
             throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
                                          in.source.string(), extra_file_name));
-          write_file_atomic(staging.path / extra_file_name, extra_file_text, 0444);
+          write_file_atomic(in.staged_tree() / extra_file_name, extra_file_text, 0444);
         }
-        build_ext4_image(staging.path, std::string(info.label), seed, pending.temp_path(), std::nullopt, -1,
+        build_ext4_image(in.staged_tree(), std::string(info.label), seed, pending.temp_path(), std::nullopt, -1,
                          mount_points_inside(in.role));
       } else {
         build_ext4_image(in.source, std::string(info.label), seed, pending.temp_path(), in.size, -1,
@@ -239,23 +271,39 @@ ExportResult export_disks(const ExportRequest& request) {
   SshFilter ssh_filter(req.allow_private_keys);
 
   ensure_directory(req.cache_dir, "cache directory");
-  std::vector<RoleInput> inputs;
-  inputs.push_back({DiskRole::config, req.config_source, {}, false, {}, "", {}});
-  inputs.push_back({DiskRole::self, req.self_source, {}, false, {}, "", {}});
-  if (req.ssh_source) inputs.push_back({DiskRole::ssh, *req.ssh_source, {}, true, {}, "", {}});
+  // Others may pass through to an image a hypervisor's user was given (libvirt's
+  // dynamic ownership), but not list the cache; images are 0400.
+  struct stat cst;
+  if (::stat(req.cache_dir.c_str(), &cst) == 0 && cst.st_uid == ::geteuid() && (cst.st_mode & 07777) != 0711)
+    ::chmod(req.cache_dir.c_str(), 0711);
+  // Shared: exports run side by side; gc waits until images are built and linked.
+  CacheLock cache_lock(req.cache_dir, CacheLock::shared);
+  remove_leftovers(req.cache_dir);
+  remove_leftovers(req.out_dir);
+  std::vector<RoleInput> inputs(req.ssh_source ? 3 : 2);
+  inputs[0].role = DiskRole::config;
+  inputs[0].source = req.config_source;
+  inputs[1].role = DiskRole::self;
+  inputs[1].source = req.self_source;
+  if (req.ssh_source) {
+    inputs[2].role = DiskRole::ssh;
+    inputs[2].source = *req.ssh_source;
+  }
 
   std::unique_ptr<Speculation> config_build;
   for (auto& in : inputs) {
     auto t0 = std::chrono::steady_clock::now();
-    if (in.role == DiskRole::ssh) {
-      in.listing = list_tree(in.source, std::ref(ssh_filter));
-      auto excluded = ssh_filter.excluded();
-      in.filter = [excluded](const TreeEntry& e) {
-        for (const auto& x : excluded)
-          if (x.path == e.rel) return false;
-        return true;
-      };
-      in.digest = content_digest(in.listing);
+    if (in.role != DiskRole::config) {
+      // What is copied is what was accepted: the listing, not a second walk.
+      if (in.role == DiskRole::ssh)
+        in.listing = list_tree(in.source, std::ref(ssh_filter));
+      else
+        in.listing = list_tree(in.source);
+      in.staging = std::make_unique<ScratchDir>(req.cache_dir);
+      fs::create_directory(in.staged_tree());
+      CopiedTree copied = copy_listing(in.listing, in.staged_tree());
+      CopiedHashes hashes(copied);
+      in.digest = content_digest(in.listing, &hashes);
     } else {
       DigestCacheFile cache(req.cache_dir, in.source);
       in.listing = list_tree(in.source, {}, cache.known_files() + cache.known_files() / 8);

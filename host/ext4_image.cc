@@ -3,6 +3,8 @@
 #include <ext2fs/ext2fs.h>
 
 #include <chrono>
+#include <string>
+#include <string_view>
 #include <stdexcept>
 #include <vector>
 
@@ -70,8 +72,8 @@ void normalize_ext4_image(const fs::path& image, const std::vector<std::string>&
   errcode_t err = ext2fs_open(image.c_str(), EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
   if (err) ext2_fail(err, "cannot open the new image with libext2fs", image);
   try {
+    if ((err = ext2fs_read_bitmaps(fs))) ext2_fail(err, "cannot read bitmaps", image);
     if (!ensure_dirs.empty()) {
-      if ((err = ext2fs_read_bitmaps(fs))) ext2_fail(err, "cannot read bitmaps", image);
       fs->umask = 022;
       for (const auto& path : ensure_dirs) {
         ext2_ino_t dir = EXT2_ROOT_INO;
@@ -109,6 +111,27 @@ void normalize_ext4_image(const fs::path& image, const std::vector<std::string>&
       if (inode.i_links_count > 0) used.push_back(ino);
     ext2fs_close_inode_scan(scan);
     if (err) ext2_fail(err, "inode scan failed", image);
+
+    // mkfs.ext4 -d copies extended attributes, which are not part of a tree's digest
+    // (nor of what sprout exports): strip them all, but inline data's system.data.
+    for (ext2_ino_t i : used) {
+      ext2_xattr_handle* h = nullptr;
+      if ((err = ext2fs_xattrs_open(fs, i, &h))) ext2_fail(err, "cannot open extended attributes", image);
+      std::vector<std::string> keys;
+      err = ext2fs_xattrs_read(h);
+      if (!err)
+        err = ext2fs_xattrs_iterate(
+            h,
+            [](char* name, char*, size_t, void* data) {
+              if (std::string_view(name) != "system.data") static_cast<std::vector<std::string>*>(data)->push_back(name);
+              return 0;
+            },
+            &keys);
+      for (const auto& k : keys)
+        if (!err) err = ext2fs_xattr_remove(h, k.c_str());
+      errcode_t close_err = ext2fs_xattrs_close(&h);
+      if (err || close_err) ext2_fail(err ? err : close_err, "cannot strip extended attributes", image);
+    }
 
     const int size = EXT2_INODE_SIZE(fs->super);
     std::vector<char> buf(static_cast<std::size_t>(size));

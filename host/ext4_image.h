@@ -39,7 +39,9 @@ void build_ext4_image(const std::filesystem::path& dir, const std::string& label
                       const std::filesystem::path& out, const std::optional<TreeSize>& size = std::nullopt,
                       int cancel_fd = -1, const std::vector<std::string>& ensure_dirs = {});
 
-/// Sets every in-use inode's times to kExportTimestamp and its owner to root:root.
+/// Sets every in-use inode's times to kExportTimestamp and its owner to root:root,
+/// and removes every extended attribute (mkfs.ext4 -d copies them; digests do not
+/// cover them).
 /// First creates the directories in `ensure_dirs` ("a/b", relative to the root) that
 /// the tree lacks (mode 0755): mount points the guest needs inside a read-only disk.
 /// InputError if a component exists and is not a directory.

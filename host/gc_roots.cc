@@ -5,13 +5,16 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <set>
 #include <system_error>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "cache_lock.h"
 #include "disk_role.h"
+#include "leftovers.h"
 
 namespace sprout {
 
@@ -43,6 +46,12 @@ std::optional<fs::path> register_gc_root(const fs::path& gc_root_dir, const std:
 GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::path>& cache_dirs,
                          const std::vector<fs::path>& root_dirs, bool dry_run) {
   GcReport report;
+  // Exclusive: no export is between committing an image and linking it meanwhile.
+  std::vector<std::unique_ptr<CacheLock>> locks;
+  for (const auto& dir : cache_dirs) {
+    std::error_code ec;
+    if (fs::is_directory(dir, ec)) locks.push_back(std::make_unique<CacheLock>(dir, CacheLock::exclusive));
+  }
   std::set<fs::path> used_images;
   std::set<std::string> names;  // roots to keep: NAME, and NAME@FILE while STATE/FILE exists
   for (const auto& s : specs) {
@@ -76,9 +85,12 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
       bool temporary = name.rfind(".staging-", 0) == 0 || name.rfind(".speculative-", 0) == 0 ||
                        (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos);
       if (temporary) {
+        // Its maker is gone: a leftover now. Without a pid in its name (older
+        // versions), or a pid that was reused: once it is an hour old.
         std::error_code tec;
+        auto owner = temporary_owner(name);
         auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), tec);
-        if (!tec && age > std::chrono::hours(1)) {
+        if ((owner && process_is_gone(*owner)) || (!tec && age > std::chrono::hours(1))) {
           report.removed_images.push_back(entry.path());
           if (!dry_run) fs::remove_all(entry.path(), tec);
         }

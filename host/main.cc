@@ -1,4 +1,5 @@
 // sprout: turns one common NixOS base VM into many specialized VMs.
+#include <signal.h>
 #include <cstring>
 #include <functional>
 #include <iostream>
@@ -47,6 +48,9 @@ void usage(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // An inherited "ignore SIGCHLD" would have the kernel reap our children before we
+  // can wait for them.
+  ::signal(SIGCHLD, SIG_DFL);
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string level = "info";
   while (!args.empty() && args[0].rfind("--log-level", 0) == 0) {

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <ctime>
@@ -13,6 +15,7 @@
 
 #include "atomic_file.h"
 #include "error.h"
+#include "leftovers.h"
 #include "subprocess.h"
 
 namespace sprout {
@@ -29,17 +32,37 @@ void rename_noreplace(const fs::path& from, const fs::path& to) {
                             fmt::format("cannot move {} to {}", from.string(), to.string()));
 }
 
-fs::path create_overlay_file(const Spec& spec) {
-  fs::path overlay = spec.overlay_path();
-  PendingFile pending(overlay);
+/// qemu-img create of a new overlay on the spec's base, at `pending`'s temporary path.
+void create_overlay_at(const Spec& spec, const PendingFile& pending) {
   std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2", "-b", fs::absolute(spec.base_image).string(),
                                    "-F", spec.base_format, pending.temp_path().string()};
   if (spec.disk_size_bytes) argv.push_back(std::to_string(*spec.disk_size_bytes));
   run_checked(argv, std::chrono::minutes(2));
+}
+
+fs::path create_overlay_file(const Spec& spec) {
+  fs::path overlay = spec.overlay_path();
+  PendingFile pending(overlay);
+  create_overlay_at(spec, pending);
   // Never replace an overlay that appeared meanwhile: it is somebody's state.
   rename_noreplace(pending.temp_path(), overlay);
   fsync_directory(overlay.parent_path());
   return overlay;
+}
+
+/// InputError unless qemu-img reads `spec`'s base image as the format the spec says.
+void require_readable_base(const Spec& spec) {
+  OverlayInfo base;
+  try {
+    base = inspect_image(spec.base_image);
+  } catch (const std::exception& e) {
+    throw InputError(fmt::format("{}: qemu-img cannot read the new base image (spec {}: base.image): {}",
+                                 spec.base_image.string(), spec.file.string(), e.what()));
+  }
+  if (base.format != spec.base_format)
+    throw InputError(fmt::format("{}: the new base image is not a {} image (qemu-img reads it as {}); fix the spec's "
+                                 "base.image or base.format (spec {})",
+                                 spec.base_image.string(), spec.base_format, base.format, spec.file.string()));
 }
 
 std::string timestamp_now() {
@@ -81,6 +104,7 @@ PrepareResult prepare_overlay(const Spec& spec) {
   std::error_code ec;
   fs::create_directories(spec.state_dir, ec);
   if (ec) throw std::system_error(ec, "cannot create the state directory " + spec.state_dir.string());
+  remove_leftovers(spec.state_dir);  // a killed prepare's half-made overlay
 
   PrepareResult r;
   r.overlay = spec.overlay_path();
@@ -132,13 +156,41 @@ PrepareResult prepare_overlay(const Spec& spec) {
     spdlog::info("rebased {} from {} onto {}", r.overlay.string(), have.string(), want.string());
     return r;
   }
-  // recreate: the old overlay is moved aside under a dated name, never deleted.
-  fs::path aside = r.overlay.parent_path() / fmt::format("root.qcow2.old-{}", timestamp_now());
-  for (int i = 1; fs::exists(fs::symlink_status(aside)); ++i)
-    aside = r.overlay.parent_path() / fmt::format("root.qcow2.old-{}-{}", timestamp_now(), i);
-  rename_noreplace(r.overlay, aside);
-  fsync_directory(r.overlay.parent_path());
-  create_overlay_file(spec);
+  // recreate: the old overlay is kept under a dated name, never deleted. Order, so a
+  // kill at any instant leaves the VM on its old overlay or wholly on the new one:
+  // check the new base, give the old overlay its second name (a hard link), create
+  // the new overlay under a temporary name, then rename it over root.qcow2.
+  require_readable_base(spec);
+  fs::path dir = r.overlay.parent_path();
+  struct stat old_st;
+  if (::stat(r.overlay.c_str(), &old_st) != 0)
+    throw std::system_error(errno, std::generic_category(), r.overlay.string());
+  // A recreate killed after the link left the old overlay a second name: reuse it.
+  fs::path aside;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    struct stat st;
+    if (entry.path().filename().string().rfind("root.qcow2.old-", 0) == 0 && ::lstat(entry.path().c_str(), &st) == 0 &&
+        st.st_ino == old_st.st_ino && st.st_dev == old_st.st_dev)
+      aside = entry.path();
+  }
+  bool linked = !aside.empty();
+  if (!linked) {
+    aside = dir / fmt::format("root.qcow2.old-{}", timestamp_now());
+    for (int i = 1; fs::exists(fs::symlink_status(aside)); ++i)
+      aside = dir / fmt::format("root.qcow2.old-{}-{}", timestamp_now(), i);
+  }
+  if (!linked && ::link(r.overlay.c_str(), aside.c_str()) != 0)
+    throw std::system_error(errno, std::generic_category(),
+                            fmt::format("cannot keep the old overlay as {}", aside.string()));
+  fsync_directory(dir);
+  PendingFile pending(r.overlay);
+  create_overlay_at(spec, pending);
+  struct stat now_st;
+  if (::stat(r.overlay.c_str(), &now_st) != 0 || now_st.st_ino != old_st.st_ino || now_st.st_dev != old_st.st_dev)
+    throw std::runtime_error(fmt::format("{}: changed while a new overlay was being made; nothing was replaced "
+                                         "(the old one is also at {})",
+                                         r.overlay.string(), aside.string()));
+  pending.commit();
   r.action = "recreated";
   r.backing = want;
   r.moved_aside = aside;

@@ -2,7 +2,9 @@
 // base image. It holds the VM's own state, so it is never overwritten or deleted:
 // creation refuses to replace an existing file (renameat2 RENAME_NOREPLACE), and a
 // base change is handled by the spec's policy (keep, rebase in safe mode only while
-// the old base exists, or recreate after moving the old overlay aside).
+// the old base exists, or recreate: the new base is checked and the new overlay made
+// before the old one gives up its name, so a kill at any instant leaves the VM on its
+// old overlay or wholly on the new one, and the old one is always kept).
 #pragma once
 
 #include <filesystem>

@@ -202,6 +202,11 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
         if (si.ssi_signo == SIGCHLD) {
           pid_t w = ::waitpid(pid, &wstatus, WNOHANG);
           if (w == pid) child_done = true;
+          if (w < 0 && errno == ECHILD) {  // reaped by somebody else: status unknown
+            spdlog::warn("{}: qemu's exit status was lost (was SIGCHLD ignored?)", spec.name);
+            wstatus = 0xff00;  // "exited with status 255"
+            child_done = true;
+          }
         } else if (!shutdown_requested) {
           spdlog::info("{}: {} received; shutting the VM down", spec.name, strsignal(static_cast<int>(si.ssi_signo)));
           request_shutdown();

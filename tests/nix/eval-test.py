@@ -273,8 +273,8 @@ def main():
     # The guest module.
     g = get("guest")
     if g:
-        with open(os.path.join(GOLDEN, "agent.json")) as f:
-            check(g["agentConfig"] == json.load(f), "guest: /etc/sprout/agent.json equals golden/agent.json")
+        with open(os.path.join(HERE, "expected-agent.json")) as f:
+            check(g["agentConfig"] == json.load(f), "guest: /etc/sprout/agent.json equals expected-agent.json")
         s = g["service"]
         env = s["environment"]
         check(re.fullmatch(r"nixpkgs=/nix/store/[0-9a-z]{32}-nixpkgs", env.get("NIX_PATH", ""))
