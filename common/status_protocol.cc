@@ -1,6 +1,8 @@
 #include "status_protocol.h"
 
+#include <algorithm>
 #include <array>
+#include <vector>
 
 #include "vm_name.h"
 
@@ -98,6 +100,25 @@ std::string encode_status_line(const StatusEvent& e) {
   return line;
 }
 
+namespace {
+
+/// Depth of nested arrays and objects (a scalar is 0), iteratively: a hostile line
+/// may nest as deep as its length allows.
+std::size_t nesting_depth(const json& root) {
+  std::size_t deepest = 0;
+  std::vector<std::pair<const json*, std::size_t>> todo{{&root, 0}};
+  while (!todo.empty()) {
+    auto [v, depth] = todo.back();
+    todo.pop_back();
+    if (!v->is_structured()) continue;
+    deepest = std::max(deepest, depth + 1);
+    for (const auto& child : *v) todo.emplace_back(&child, depth + 1);
+  }
+  return deepest;
+}
+
+}  // namespace
+
 DecodedStatus decode_status_line(std::string_view line) noexcept {
   DecodedStatus out;
   try {
@@ -192,6 +213,10 @@ DecodedStatus decode_status_line(std::string_view line) noexcept {
     if (const json* d = field("detail")) {
       if (!d->is_object() && !d->is_null()) {
         out.error = "field 'detail' must be an object";
+        return out;
+      }
+      if (nesting_depth(*d) > kMaxDetailDepth) {
+        out.error = "field 'detail' is nested deeper than " + std::to_string(kMaxDetailDepth) + " levels";
         return out;
       }
       e.detail = *d;

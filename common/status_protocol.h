@@ -17,6 +17,8 @@ namespace sprout {
 inline constexpr int kStatusProtocolVersion = 1;
 inline constexpr std::string_view kStatusPortName = "sprout.status.0";
 inline constexpr std::size_t kMaxStatusLineBytes = 4096;
+/// `detail` may nest objects and arrays this deep, no deeper (the agent uses 3).
+inline constexpr std::size_t kMaxDetailDepth = 8;
 
 enum class Phase { starting, mounting, rebuilding, log, rebuilt, rebooting, specialized, failed };
 

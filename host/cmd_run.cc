@@ -19,6 +19,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
+#include "guest_event_log.h"
 #include "notify.h"
 #include "prepare.h"
 #include "qemu_command.h"
@@ -148,18 +149,8 @@ int cmd_watch(const Args& args) {
   // Under systemd (the libvirt backend's unit runs `watch`): READY=1 once the guest is
   // specialized (or has failed, so the unit does not time out into a restart loop), or
   // as soon as the channel is connected when the spec's readiness is "started".
-  bool ready_sent = false;
-  rec.on_event = [&](const StatusEvent& e) {
-    if (e.phase == Phase::log) return;
-    std::string text = fmt::format("{}: {}", phase_name(e.phase), e.message);
-    spdlog::info("{}: guest {}", spec.name, text);
-    if (!ready_sent && (e.phase == Phase::specialized || e.phase == Phase::failed)) {
-      notify_ready(text);
-      ready_sent = true;
-    } else {
-      notify_status(text);
-    }
-  };
+  rec.on_event = GuestEventLog(spec.name, spec.ready == "specialized");
+  bool ready_sent = false;  // READY=1 on connection, when `ready` is "started"
   sigset_t old;
   int sfd = make_signal_fd(false, &old);
   int fd = -1;

@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "terminal_text.h"
+
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
@@ -51,8 +53,10 @@ std::vector<Known> known_vms(const fs::path& dir) {
   return out;
 }
 
+/// A string field of a record, escaped for the terminal: status.json holds what a
+/// guest chose.
 std::string str(const json& j, const char* key) {
-  if (j.is_object() && j.contains(key) && j[key].is_string()) return j[key].get<std::string>();
+  if (j.is_object() && j.contains(key) && j[key].is_string()) return for_terminal(j[key].get<std::string>());
   return "";
 }
 std::int64_t num(const json& j, const char* key) {
@@ -84,7 +88,7 @@ std::string last_message(const json& st) {
   std::string m = str(st, "message");
   if (phase_of(st) == "rebuilding" && st.contains("lastLog") && st["lastLog"].is_array() && !st["lastLog"].empty() &&
       st["lastLog"].back().is_string())
-    m = st["lastLog"].back().get<std::string>();
+    m = for_terminal(st["lastLog"].back().get<std::string>());
   return m;
 }
 
@@ -240,9 +244,11 @@ int cmd_wait(const Args& args) {
         if (d.is_object())
           for (auto it = d.begin(); it != d.end(); ++it)
             if (it.value().is_array())
-              for (const auto& l : it.value()) fmt::print(stderr, "  {}\n", l.is_string() ? l.get<std::string>() : l.dump());
+              for (const auto& l : it.value())
+                fmt::print(stderr, "  {}\n", for_terminal(l.is_string() ? l.get<std::string>() : l.dump()));
         if (st.contains("lastLog") && st["lastLog"].is_array())
-          for (const auto& l : st["lastLog"]) fmt::print(stderr, "  | {}\n", l.is_string() ? l.get<std::string>() : l.dump());
+          for (const auto& l : st["lastLog"])
+            fmt::print(stderr, "  | {}\n", for_terminal(l.is_string() ? l.get<std::string>() : l.dump()));
         ::close(ino);
         return 1;
       }

@@ -7,11 +7,16 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "terminal_text.h"
 #include "unix_socket.h"
 
 namespace sprout {
 
 using nlohmann::json;
+
+namespace {
+constexpr std::uint64_t kMaxSeqGap = 1'000'000;
+}  // namespace
 
 std::int64_t unix_time_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -96,7 +101,7 @@ void StatusRecorder::reject(const char* kind, std::uint64_t& counter, std::strin
   ++counter;
   std::uint64_t bad = counters_.garbage + counters_.invalid_utf8 + counters_.overlong;
   if (bad <= 10 || bad % 1000 == 0)
-    spdlog::warn("{}: status channel: {} dropped ({}); {} bad lines so far", vm_, kind, why, bad);
+    spdlog::warn("{}: status channel: {} dropped ({}); {} bad lines so far", vm_, kind, for_terminal(why), bad);
   dirty_ = true;
   if (!pending_) pending_ = Clock::now() + options_.coalesce;
 }
@@ -141,10 +146,20 @@ void StatusRecorder::handle_line(std::string_view line) {
     write_now();
     return;
   }
-  if (e.boot_id == last_boot_id_ && e.seq > last_seq_ + 1) {
-    counters_.seq_gaps += e.seq - last_seq_ - 1;
-    spdlog::warn("{}: {} status event(s) of boot {} never arrived (seq {} after {})", vm_, e.seq - last_seq_ - 1,
-                 e.boot_id, e.seq, last_seq_);
+  // (e.seq - last_seq_ without overflow: seq may be anything up to 2^64-1.)
+  if (e.boot_id == last_boot_id_ && e.seq > last_seq_ && e.seq - last_seq_ > 1) {
+    std::uint64_t missing = e.seq - last_seq_ - 1;
+    // No guest loses a million events between two that arrive: a jump is a bogus
+    // sequence number, not a count of losses.
+    bool jump = missing > kMaxSeqGap;
+    if (!jump) counters_.seq_gaps += missing;
+    if (++gap_warnings_ <= 10 || gap_warnings_ % 1000 == 0) {
+      if (jump)
+        spdlog::warn("{}: the sequence of boot {} jumped from {} to {}", vm_, for_terminal(e.boot_id), last_seq_, e.seq);
+      else
+        spdlog::warn("{}: {} status event(s) of boot {} never arrived (seq {} after {}; {} gaps so far)", vm_, missing,
+                     for_terminal(e.boot_id), e.seq, last_seq_, gap_warnings_);
+    }
   }
   if (e.boot_id != last_boot_id_ || e.seq > last_seq_) {
     last_boot_id_ = e.boot_id;
@@ -178,7 +193,14 @@ void StatusRecorder::handle_line(std::string_view line) {
     status_["message"] = e.message;
     status_["detail"] = e.detail.is_object() ? e.detail : json(nullptr);
     status_["guestTimeMs"] = e.time_ms;
-    write_now();
+    // An outcome is written at once (what `wait` waits for); other phases at most
+    // every `coalesce`, so a guest flooding phase changes costs one write per period.
+    if (e.phase == Phase::specialized || e.phase == Phase::failed) {
+      write_now();
+    } else {
+      dirty_ = true;
+      if (!pending_) pending_ = Clock::now() + options_.coalesce;
+    }
   }
   if (on_event) on_event(e);
 }
@@ -204,7 +226,8 @@ void StatusRecorder::write_now() {
 
 bool drain_status_socket(StatusRecorder& rec, int& fd) {
   std::string data;
-  for (std::size_t taken = 0; taken < (256u << 10);) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  for (std::size_t taken = 0; taken < (256u << 10) && std::chrono::steady_clock::now() < until;) {
     data.clear();
     long n = read_some(fd, data);
     if (n > 0) {

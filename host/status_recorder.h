@@ -4,7 +4,8 @@
 // decoder, and counts and logs (rate-limited) garbage, invalid UTF-8 and over-long
 // lines. A flood of `log` lines is thinned by a token bucket before it reaches
 // events.jsonl; phase changes are never dropped. status.json is rewritten at once
-// on a phase change and at most every `coalesce` for log lines (flush_due()).
+// for an outcome (specialized, failed) and at most every `coalesce` otherwise
+// (flush_due()); per-event warnings are rate-limited and escaped for terminals.
 // No I/O on sockets here: the run supervisor and `sprout watch` feed it.
 #pragma once
 
@@ -89,6 +90,7 @@ class StatusRecorder {
   std::deque<std::string> last_log_;
   std::string last_boot_id_;   ///< for seq gap detection
   std::uint64_t last_seq_ = 0;
+  std::uint64_t gap_warnings_ = 0;
   std::string buffer_;
   bool discarding_ = false;  ///< inside an over-long line, until its newline
   bool dirty_ = false;
@@ -101,8 +103,8 @@ class StatusRecorder {
 /// Unix time in milliseconds (host clock).
 std::int64_t unix_time_ms();
 
-/// Feeds what the status socket `fd` has to `rec`, at most 256 KiB a call so that a
-/// flooding guest cannot keep the caller's signals and deadlines waiting. At end of
+/// Feeds what the status socket `fd` has to `rec`, at most 256 KiB and 50 ms a call so
+/// that a flooding guest cannot keep the caller's signals and deadlines waiting. At end of
 /// stream it calls on_disconnect(), closes `fd`, sets it to -1 and returns false.
 bool drain_status_socket(StatusRecorder& rec, int& fd);
 

@@ -40,7 +40,8 @@ void StatusStore::open_events() {
 }
 
 void StatusStore::write_status(const json& status) {
-  write_file_atomic(status_path(), status.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  // Compact: indentation would multiply a deeply nested detail many times over.
+  write_file_atomic(status_path(), status.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 void StatusStore::append_event(const json& event) {

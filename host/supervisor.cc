@@ -18,6 +18,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "console_log.h"
+#include "guest_event_log.h"
 #include "notify.h"
 #include "qmp_client.h"
 #include "status_recorder.h"
@@ -71,21 +73,9 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
     rec.reset();
     rec.set_host({{"state", "starting"}, {"supervisor", ::getpid()}, {"startedMs", started_ms}});
   }
-  bool ready_sent = false;
-  rec.on_event = [&](const StatusEvent& e) {
-    if (e.phase == Phase::log) return;
-    std::string text = fmt::format("{}: {}", phase_name(e.phase), e.message);
-    spdlog::info("{}: guest {}", spec.name, text);
-    // A guest that failed also ends the start-up: systemd must not time the unit out
-    // and restart it into the same failure; STATUS= says what happened.
-    if (!ready_sent && spec.ready == "specialized" &&
-        (e.phase == Phase::specialized || e.phase == Phase::failed)) {
-      notify_ready(text);
-      ready_sent = true;
-    } else {
-      notify_status(text);
-    }
-  };
+  rec.on_event = GuestEventLog(spec.name, spec.ready == "specialized");
+  ConsoleLogCap console(spec.console_log());
+  bool ready_sent = false;  // READY=1 on connection, when `ready` is "started"
 
   std::error_code ec;
   fs::remove(spec.status_socket(), ec);
@@ -171,9 +161,10 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
       killed = true;
     }
     if (auto due = rec.flush_due(); due && Clock::now() >= *due) rec.flush();
+    console.tick();
 
     // Sleep until something happens or the next deadline.
-    int timeout = 60'000;
+    int timeout = std::min(60'000, ms_until(console.next_check()));
     if (options.record && status_fd < 0) timeout = std::min(timeout, ms_until(next_status_try));
     if (!qmp.connected() && (status_fd >= 0 || !options.record)) timeout = std::min(timeout, ms_until(next_qmp_try));
     if (auto due = rec.flush_due()) timeout = std::min(timeout, ms_until(*due));

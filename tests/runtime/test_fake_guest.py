@@ -197,6 +197,88 @@ def case_wait(root):
     check(r.returncode == 0 and "after" in r.stdout, f"live record: {r.returncode} {r.stdout}")
 
 
+class WriteCounter:
+    """Counts status.json rewrites in a state directory: each is a new temporary file
+    with a name of its own (.status.json.tmp-PID-N), so inotify cannot merge them."""
+
+    def __init__(self, state):
+        import ctypes
+        self.libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.libc.inotify_add_watch(self.fd, state.encode(), 0x100)  # IN_CREATE
+        self.count = 0
+
+    def poll(self):
+        import struct
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return self.count
+            i = 0
+            while i < len(buf):
+                _, _, _, n = struct.unpack_from("iIII", buf, i)
+                name = buf[i + 16:i + 16 + n].rstrip(b"\0")
+                self.count += name.startswith(b".status.json.tmp-")
+                i += 16 + n
+
+
+def case_hostile(root):
+    """A hostile guest: terminal escapes, a deeply nested detail, a seq at 2^64-1, and
+    a flood of phase changes. The host stays bounded and nothing raw reaches a terminal."""
+    spec, state, spec_dir = make_spec(root)
+    fake = FakeGuest(os.path.join(state, "status.sock"))
+    log_path = os.path.join(root, "watch.log")
+    with rl.Proc(["watch", "--spec", spec], log_path) as w:
+        fake.accept()
+        fake.send(event("starting", 1, "up"))
+        # Depth 600 in one 4 KiB line: refused, and status.json stays small.
+        deep = '{"version": 1, "vm": "fake", "bootId": "b1", "seq": 2, "timeMs": 1, "phase": "mounting", ' \
+               '"message": "", "generation": "g1", "detail": ' + '{"a":' * 600 + '1' + '}' * 600 + '}\n'
+        fake.send(deep.encode())
+        fake.send(event("mounting", 3, "still here"))
+        st = rl.wait_status(state, lambda s: s.get("message") == "still here", 30, "the event after the deep one")
+        check(st["counters"]["garbage"] == 1, f"the deep detail was not refused: {st['counters']}")
+        size = os.path.getsize(os.path.join(state, "status.json"))
+        check(size < 16384, f"status.json is {size} bytes")
+        # seq at the top of its range, then a small one: no wrap, no gap storm.
+        fake.send(event("mounting", 2**64 - 1, "top"))
+        fake.send(event("mounting", 5, "after the top"))
+        fake.send(event("mounting", 6, "next"))
+        st = rl.wait_status(state, lambda s: s.get("message") == "next", 30, "events after seq 2^64-1")
+        check(st["counters"]["seqGaps"] < 2**63, f"seq gap counter wrapped: {st['counters']}")
+        # A flood of phase changes: status.json is rewritten at most every 100 ms.
+        writes = WriteCounter(state)
+        t0 = time.monotonic()
+        n = 5000
+        fake.send(b"".join(event("rebuilding" if i % 2 else "mounting", 10 + i, f"phase {i}") for i in range(n)))
+        fake.send(event("rebuilding", 10 + n, "flood over"))
+        rl.wait_status(state, lambda s: s.get("message") == "flood over", 120, "the end of the flood")
+        elapsed = time.monotonic() - t0
+        count = writes.poll()
+        bound = 3 + int(elapsed / 0.1) * 2
+        check(count <= bound, f"{n} phase events rewrote status.json {count} times in {elapsed:.1f} s (bound {bound})")
+        # Terminal escapes in everything a guest chooses.
+        evil = "\x1b[2J\x1b[H\rvm1 specialized\x1b]0;owned\x07 \u009b31m \u202edeliaf"
+        fake.send(event("failed", 10 + n + 1, evil, detail={"lastLines": [evil]}))
+        fake.send(b'{"version": 1, "bogus\x1b[31m": 1}\n')
+        rl.wait_status(state, lambda s: s.get("phase") == "failed", 30, "failed")
+        time.sleep(0.2)
+        r = rl.sprout(["status", "--spec-dir", spec_dir])
+        check("\x1b" not in r.stdout and "\\x1b[2J" in r.stdout, f"status printed raw escapes: {r.stdout!r}")
+        check("\u009b" not in r.stdout and "\u202e" not in r.stdout, f"status printed C1/bidi controls: {r.stdout!r}")
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "10"])
+        check(r.returncode == 1 and "\x1b" not in r.stdout + r.stderr and "\\x1b" in r.stderr,
+              f"wait printed raw escapes: {r.stderr!r}")
+        w.signal(signal.SIGTERM)
+        check(w.wait(30) == 0, "watch did not exit 0 on SIGTERM")
+    fake.close()
+    with open(log_path, "rb") as f:
+        log = f.read()
+    check(b"\x1b" not in log and b"\xc2\x9b" not in log, "the guest's escapes reached sprout's log")
+    check(log.count(b"never arrived") <= 1, "seq gaps were warned about more than once")
+
+
 def case_stop_during_prepare(root):
     """SIGTERM while `sprout run` is still exporting: the export finishes (no mkfs.ext4 is
     left behind), the VM is not started, and the record says so."""
@@ -264,4 +346,5 @@ def case_notify(root):
 
 if __name__ == "__main__":
     sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait, "stop-during-prepare": case_stop_during_prepare,
+                          "hostile": case_hostile,
                           "notify": case_notify}, sys.argv[2]))
