@@ -312,7 +312,8 @@ in
     systemd.tmpfiles.rules = [
       "d /var/lib/sprout 0755 root root -"
       "d /var/lib/sprout/vms 0750 root root -"
-      "d ${cfg.cacheDir} 0750 root root -"
+      # 0711: qemu's user reaches an image libvirt hands it, nobody lists the cache.
+      "d ${cfg.cacheDir} 0711 root root -"
       "d /nix/var/nix/gcroots/sprout 0755 root root -"
     ] ++ map (vm: "d ${vm.stateDir} 0750 root root -") (attrValues cfg.vms);
 
