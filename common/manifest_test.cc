@@ -27,6 +27,10 @@ std::string error_of(const std::string& text) {
 }
 }  // namespace
 
+TEST(Manifest, AHugeNumberIsAnInputError) {  // the fuzzer's reproducer
+  EXPECT_NE(error_of("{\"version\": 1e999}").find("number overflow"), std::string::npos);
+}
+
 TEST(Manifest, RoundTrips) {
   Manifest m = sample();
   EXPECT_EQ(parse_manifest(m.to_json_text(), "m"), m);

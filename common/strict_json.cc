@@ -1,5 +1,9 @@
 #include "strict_json.h"
 
+#include <algorithm>
+#include <set>
+#include <vector>
+
 #include <fmt/format.h>
 
 namespace sprout {
@@ -24,13 +28,90 @@ std::string describe_json(const json& v) {
   }
 }
 
-json parse_json_text(std::string_view text, std::string_view source) {
-  try {
-    return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    throw InputError(fmt::format("{}: not valid JSON (byte {}): {}", source, e.byte,
-                                 std::string_view(e.what()).substr(std::string_view(e.what()).rfind(": ") + 2)));
+namespace {
+
+/// "line L, column C" of byte offset `byte` (1-based, as nlohmann reports it).
+std::string position_of(std::string_view text, std::size_t byte) {
+  std::size_t end = std::min(byte > 0 ? byte - 1 : 0, text.size());
+  std::size_t line = 1, col = 1;
+  for (std::size_t i = 0; i < end; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
   }
+  return fmt::format("line {}, column {}", line, col);
+}
+
+/// The library's explanation without its "[json.exception...] parse error at ...: "
+/// prefix: "syntax error while parsing object - unexpected '}'; expected string literal".
+std::string_view reason_of(std::string_view what) {
+  auto col = what.find("column ");
+  auto colon = what.find(": ", col == std::string_view::npos ? 0 : col);
+  if (colon == std::string_view::npos) {
+    auto bracket = what.find("] ");
+    return bracket == std::string_view::npos ? what : what.substr(bracket + 2);
+  }
+  return what.substr(colon + 2);
+}
+
+struct DuplicateKey {
+  std::string key;
+};
+
+/// InputError for the first string (value or key) holding a NUL: it would end the
+/// string early wherever it becomes an argument, a path or a file name.
+void refuse_nul(const json& v, std::string_view source, const std::string& path) {
+  auto where = [&](std::string_view k) { return path.empty() ? std::string(k) : path + "." + std::string(k); };
+  if (v.is_string()) {
+    if (v.get_ref<const std::string&>().find('\0') != std::string::npos)
+      throw InputError(fmt::format("{}: {}: contains a NUL character, which no path, name or argument may hold",
+                                   source, path.empty() ? "top level" : path));
+  } else if (v.is_object()) {
+    for (const auto& [k, child] : v.items()) {
+      if (k.find('\0') != std::string::npos)
+        throw InputError(fmt::format("{}: {}: a key contains a NUL character", source, path.empty() ? "top level" : path));
+      refuse_nul(child, source, where(k));
+    }
+  } else if (v.is_array()) {
+    std::size_t i = 0;
+    for (const auto& child : v) refuse_nul(child, source, fmt::format("{}[{}]", path, i++));
+  }
+}
+
+}  // namespace
+
+json parse_json_text(std::string_view text, std::string_view source) {
+  // Keys seen so far in each open object, innermost last: a duplicate is refused
+  // (nlohmann keeps the last silently, so `"vcpus": 2, "vcpus": 1` would mean 1).
+  std::vector<std::set<std::string>> open_objects;
+  json::parser_callback_t on_event = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start: open_objects.emplace_back(); break;
+      case json::parse_event_t::object_end: open_objects.pop_back(); break;
+      case json::parse_event_t::key:
+        if (!open_objects.back().insert(parsed.get<std::string>()).second) throw DuplicateKey{parsed.get<std::string>()};
+        break;
+      default: break;
+    }
+    return true;
+  };
+  json doc;
+  try {
+    doc = json::parse(text.begin(), text.end(), on_event);
+  } catch (const DuplicateKey& d) {
+    throw InputError(fmt::format("{}: the key \"{}\" appears twice in one object; keep one", source,
+                                 json(d.key).get<std::string>()));
+  } catch (const json::parse_error& e) {
+    throw InputError(fmt::format("{}: not valid JSON at {}: {}", source, position_of(text, e.byte), reason_of(e.what())));
+  } catch (const json::exception& e) {
+    // out_of_range.406: a number too big for a double (1e400).
+    throw InputError(fmt::format("{}: not valid JSON: {}", source, reason_of(e.what())));
+  }
+  refuse_nul(doc, source, "");
+  return doc;
 }
 
 StrictObject::StrictObject(const json& value, std::string source, std::string path)

@@ -49,6 +49,33 @@ TEST(StrictJson, ParseErrorsNameTheSource) {
   EXPECT_NE(msg.find("spec.json: not valid JSON"), std::string::npos) << msg;
 }
 
+TEST(StrictJson, SyntaxErrorsGiveLineColumnAndWhatWasExpected) {
+  auto msg = error_of([] { parse_json_text("{\"version\": 1,\n \"name\": w}", "syntax.json"); });
+  EXPECT_EQ(msg.find("syntax.json: not valid JSON at line 2, column"), 0u) << msg;
+  EXPECT_NE(msg.find("invalid literal"), std::string::npos) << msg;
+  msg = error_of([] { parse_json_text("{\"a\": 1,}", "s.json"); });
+  EXPECT_NE(msg.find("expected string literal"), std::string::npos) << msg;
+}
+
+TEST(StrictJson, NumbersTooBigAreInputErrors) {
+  auto msg = error_of([] { parse_json_text("{\"memory\": 1e400}", "big.json"); });
+  EXPECT_EQ(msg, "big.json: not valid JSON: number overflow parsing '1e400'");
+}
+
+TEST(StrictJson, DuplicateKeysAreRefused) {
+  EXPECT_EQ(error_of([] { parse_json_text("{\"vcpus\": 2, \"vcpus\": 1}", "d.json"); }),
+            "d.json: the key \"vcpus\" appears twice in one object; keep one");
+  // The same key in different objects is fine.
+  EXPECT_EQ(error_of([] { parse_json_text("{\"a\": {\"x\": 1}, \"b\": {\"x\": 2}}", "ok.json"); }), "");
+}
+
+TEST(StrictJson, NulInStringsIsRefused) {
+  EXPECT_EQ(error_of([] { parse_json_text("{\"sources\": {\"config\": \"/a\\u0000b\"}}", "n.json"); }),
+            "n.json: sources.config: contains a NUL character, which no path, name or argument may hold");
+  EXPECT_NE(error_of([] { parse_json_text("{\"args\": [\"ok\", \"x\\u0000\"]}", "n.json"); }).find("args[1]"),
+            std::string::npos);
+}
+
 TEST(StrictJson, ListsOfStrings) {
   json j = json::parse(R"({"l": ["a", 2]})");
   EXPECT_EQ(error_of([&] { StrictObject(j, "s").strings_or_empty("l"); }),

@@ -153,6 +153,11 @@ int cmd_status(const Args& args) {
       fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, "-", "-", "-", "-", "no record yet (never started?)");
       continue;
     }
+    if (st.contains("corrupt")) {
+      fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, "-", "-", "-", "-",
+                 "corrupt record: " + str(st, "corrupt") + "; the recorder writes a new one at the next event");
+      continue;
+    }
     std::string phase = phase_of(st);
     std::string hs = host_state(st);
     fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, phase.empty() ? "-" : phase, ago(num(st, "sinceMs")),
@@ -225,6 +230,7 @@ int cmd_wait(const Args& args) {
       wd = ::inotify_add_watch(ino, spec->state_dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
     }
     json st = read_status_file(spec->status_file());
+    if (st.contains("corrupt")) st = nullptr;  // as good as no record: wait for a new one
     bool live = !st.is_null() && is_live(st);
     if (live) seen_live = true;
     if (!st.is_null()) {

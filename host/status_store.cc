@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
@@ -79,7 +80,8 @@ json read_status_file(const fs::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return nullptr;
+  if (j.is_discarded() || !j.is_object() || !j.contains("vm"))
+    return json{{"corrupt", fmt::format("{} is not a status record sprout wrote (garbled or cut short)", path.string())}};
   return j;
 }
 

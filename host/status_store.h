@@ -45,7 +45,8 @@ class StatusStore {
   std::uint64_t write_failures_ = 0;
 };
 
-/// Reads and parses status.json; null when it is missing or unreadable/garbled.
+/// Reads and parses status.json: null when it is missing; {"corrupt": WHY} when it is
+/// there but not a record (the recorder replaces it with a fresh one).
 nlohmann::json read_status_file(const std::filesystem::path& path);
 
 }  // namespace sprout

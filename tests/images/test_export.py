@@ -287,6 +287,13 @@ class BadInputTest(Scratch):
 
         variant.count = 0
 
+        def raw(text):
+            variant.count += 1
+            p = self.path(f"bad{variant.count}.json")
+            with open(p, "w") as f:
+                f.write(text)
+            return p
+
         cases = [
             (["prepare"], 2, "missing --spec"),
             (["prepare", "--spec", self.path("nope.json")], 2, "spec file not found"),
@@ -306,6 +313,13 @@ class BadInputTest(Scratch):
             (["--log-level", "loud", "status"], 2, "unknown --log-level 'loud'"),
             (["wait", "web", "--timeout", "1e300"], 2, "--timeout must be"),
             (["check-spec", variant(vcpus=0)], 2, "vcpus: expected an integer from 1 to 256"),
+            (["prepare", "--spec", raw('{"version": 1, "memory": 1e400}')], 2, "number overflow parsing '1e400'"),
+            (["prepare", "--spec", raw('{"version": 1, "vcpus": 2, "vcpus": 1}')], 2,
+             'the key "vcpus" appears twice in one object'),
+            (["prepare", "--spec", raw('{"version": 1,\n "name": w}')], 2, "not valid JSON at line 2, column"),
+            (["prepare", "--spec", variant(name="a\u0000b")], 2, "name: contains a NUL character"),
+            (["prepare", "--spec", variant(**{"sources.config": spec["sources"]["config"] + "\u0000x"})], 2,
+             "sources.config: contains a NUL character"),
         ]
         if os.geteuid() != 0:
             cases.append((["prepare", "--spec", variant(**{"sources.config": unreadable})], 2, "not readable"))
@@ -330,6 +344,35 @@ class BadInputTest(Scratch):
                 self.assertEqual(open(os.path.join(foreign, "config.img")).read(), "precious")
                 self.assertFalse([f for f in os.listdir(spec["cacheDir"]) if f.startswith(".") and f != ".lock"],
                                  "temporary files left in the cache")
+
+
+    def test_one_bad_spec_in_a_directory_spoils_no_other(self):
+        spec = self.make_vm()
+        specdir = self.path("specs")
+        os.makedirs(specdir)
+        self.write_spec(spec, os.path.join("specs", "web.json"))
+        with open(os.path.join(specdir, "big.json"), "w") as f:
+            f.write('{"version": 1, "name": "big", "memory": 1e400}')
+        p = run("status", "--spec-dir", specdir, check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("web", p.stdout)
+        self.assertIn("invalid spec: ", p.stdout)
+        self.assertIn("number overflow", p.stdout)
+        p = run("wait", "web", "--spec-dir", specdir, "--timeout", "1", check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("timed out", p.stderr)
+
+    def test_a_garbled_status_file_is_called_corrupt(self):
+        spec = self.make_vm()
+        specdir = self.path("specs")
+        os.makedirs(specdir)
+        self.write_spec(spec, os.path.join("specs", "web.json"))
+        os.makedirs(spec["stateDir"])
+        with open(os.path.join(spec["stateDir"], "status.json"), "w") as f:
+            f.write('{"vm": "web", "phase": "spec')
+        p = run("status", "--spec-dir", specdir)
+        self.assertIn("corrupt record", p.stdout)
+        self.assertNotIn("no record yet", p.stdout)
 
 
 class OverlayTest(Scratch):
