@@ -15,10 +15,14 @@ const char* kMinimal = R"({
   "sources": {"config": "/cfg", "self": "/cfg/hosts/web"}
 })";
 
+/// kMinimal with the keys of `key_json` (object members, without braces) replacing
+/// or added to its own (a spec may not name a key twice).
 Spec spec_with(const std::string& key_json = "") {
-  std::string s = kMinimal;
-  if (!key_json.empty()) s.insert(s.rfind('}'), ", " + key_json);
-  return parse_spec(s, "web.json", "/etc/sprout/vms");
+  auto doc = nlohmann::json::parse(kMinimal);
+  if (!key_json.empty()) {
+    for (auto& [k, v] : nlohmann::json::parse("{" + key_json + "}").items()) doc[k] = v;
+  }
+  return parse_spec(doc.dump(), "web.json", "/etc/sprout/vms");
 }
 
 bool has(const std::string& xml, const std::string& part) { return xml.find(part) != std::string::npos; }
