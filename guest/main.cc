@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
 
@@ -23,9 +24,11 @@ namespace {
 int g_signal_pipe[2] = {-1, -1};
 
 void on_signal(int) {
+  int saved = errno;  // the interrupted code may be about to read errno
   char c = 1;
   ssize_t n = ::write(g_signal_pipe[1], &c, 1);
   (void)n;
+  errno = saved;
 }
 
 const char* kHelpTail = R"(

@@ -227,7 +227,8 @@ int cmd_wait(const Args& args) {
 
   while (true) {
     if (wd < 0) {
-      wd = ::inotify_add_watch(ino, spec->state_dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+      wd = ::inotify_add_watch(ino, spec->state_dir.c_str(),
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF);
     }
     json st = read_status_file(spec->status_file());
     if (st.contains("corrupt")) st = nullptr;  // as good as no record: wait for a new one
@@ -290,8 +291,19 @@ int cmd_wait(const Args& args) {
     int t = static_cast<int>(std::min<long long>(left, wd < 0 ? 250 : (tty ? 1000 : 60'000)));
     pollfd p{ino, POLLIN, 0};
     if (::poll(&p, 1, t) > 0) {
-      char buf[8192];
-      while (::read(ino, buf, sizeof(buf)) > 0) {
+      alignas(inotify_event) char buf[8192];
+      ssize_t n;
+      while ((n = ::read(ino, buf, sizeof(buf))) > 0) {
+        // The state directory was removed (or moved away): watch it again once it is
+        // back, or a recreated directory would never wake this wait.
+        for (ssize_t off = 0; off < n;) {
+          auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+          if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+            if (wd >= 0) ::inotify_rm_watch(ino, wd);
+            wd = -1;
+          }
+          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        }
       }
     }
   }

@@ -20,7 +20,8 @@ const char* kMinimal = R"({
 Spec spec_with(const std::string& key_json = "") {
   auto doc = nlohmann::json::parse(kMinimal);
   if (!key_json.empty()) {
-    for (auto& [k, v] : nlohmann::json::parse("{" + key_json + "}").items()) doc[k] = v;
+    auto extra = nlohmann::json::parse("{" + key_json + "}");
+    for (auto& [k, v] : extra.items()) doc[k] = v;
   }
   return parse_spec(doc.dump(), "web.json", "/etc/sprout/vms");
 }

@@ -1,6 +1,7 @@
 // sprout: turns one common NixOS base VM into many specialized VMs.
 #include <signal.h>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -94,6 +95,17 @@ int main(int argc, char** argv) {
   } catch (const cxxopts::exceptions::exception& e) {
     spdlog::error("sprout {}: {} (see `sprout {} --help`)", args[0], e.what(), args[0]);
     return sprout::kExitUsage;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // Not the library's "filesystem error: cannot ...: Reason [path] [path]": the
+    // path, what failed and why, in the words a user can act on.
+    std::string op = e.what();
+    auto from = op.find(": ");
+    op = from == std::string::npos ? op : op.substr(from + 2);
+    auto to = op.find(": ");
+    if (to != std::string::npos) op.resize(to);
+    spdlog::error("{}: {} ({}); check the directory's permissions, mount and type", e.path1().string(), e.code().message(),
+                  op);
+    return sprout::kExitFailure;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return sprout::kExitFailure;

@@ -330,6 +330,12 @@ class BadInputTest(Scratch):
             f.write("precious")
         cases.append((["export", "--name", "x", "--config", spec["sources"]["config"], "--self",
                        spec["sources"]["self"], "--out", foreign], 2, "is not a link sprout made"))
+        # A state directory that cannot be made: a plain error naming it, exit 1.
+        plain = self.path("plain-file")
+        with open(plain, "w") as f:
+            f.write("x")
+        cases.append((["prepare", "--spec", variant(stateDir=os.path.join(plain, "web"))], 1, plain))
+        cases.append((["watch", "--spec", variant(stateDir=os.path.join(plain, "web"))], 1, plain))
         clash = self.path("clash")
         os.makedirs(os.path.join(clash, "hosts"))
         open(os.path.join(clash, "hosts", "self"), "w").write("not a directory")
@@ -340,9 +346,12 @@ class BadInputTest(Scratch):
                 p = run(*argv, check=False)
                 self.assertEqual(p.returncode, status, p.stderr)
                 self.assertIn(needle, p.stderr + p.stdout)
+                for library_text in ("filesystem error:", "[json.exception", "basic_string"):
+                    self.assertNotIn(library_text, p.stderr, "a library's exception text reached the user")
                 self.assertEqual(sha256(overlay), before)
                 self.assertEqual(open(os.path.join(foreign, "config.img")).read(), "precious")
-                self.assertFalse([f for f in os.listdir(spec["cacheDir"]) if f.startswith(".") and f != ".lock"],
+                self.assertFalse([f for f in os.listdir(spec["cacheDir"])
+                                  if f.startswith(".") and f not in (".lock", ".digest-cache")],
                                  "temporary files left in the cache")
 
 
