@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 
+#include <cerrno>
 #include <cstring>
 #include <system_error>
 
@@ -48,6 +49,27 @@ libmnt_table* LibMounter::table() {
   return table_;
 }
 
+namespace {
+
+/// Empty when `target` is mounted ro,nosuid,nodev (and noexec when asked); otherwise
+/// remounts it so (a bind remount changes only this mount's flags) and says why when
+/// that fails.
+std::string ensure_safe_flags(const std::string& target, const MountRequest& r) {
+  unsigned long want = ST_RDONLY | ST_NOSUID | ST_NODEV | (r.noexec ? ST_NOEXEC : 0);
+  struct statvfs v;
+  if (::statvfs(target.c_str(), &v) != 0) return fmt::format("and its flags cannot be read: {}", std::strerror(errno));
+  if ((v.f_flag & want) == want) return "";
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | (r.noexec ? MS_NOEXEC : 0);
+  if (::mount(nullptr, target.c_str(), nullptr, flags, nullptr) != 0)
+    return fmt::format("without ro,nosuid,nodev{}, and remounting it so failed: {}", r.noexec ? ",noexec" : "",
+                       std::strerror(errno));
+  if (::statvfs(target.c_str(), &v) != 0 || (v.f_flag & want) != want)
+    return fmt::format("without ro,nosuid,nodev{}, and a remount did not change that", r.noexec ? ",noexec" : "");
+  return "";
+}
+
+}  // namespace
+
 MountResult LibMounter::mount(const MountRequest& r) {
   MountResult res;
   std::string target = under_root(root_, r.mount_point);
@@ -64,13 +86,15 @@ MountResult LibMounter::mount(const MountRequest& r) {
     libmnt_fs* f = mnt_table_find_target(tab, target.c_str(), MNT_ITER_BACKWARD);
     if (f) {
       dev_t want = rdev_of(source);
-      if (want != 0 && mnt_fs_get_devno(f) == want) {
-        res.ok = res.already = true;
-        return res;
-      }
       const char* src = mnt_fs_get_source(f);
-      if (src && source == src) {
-        res.ok = res.already = true;
+      if ((want != 0 && mnt_fs_get_devno(f) == want) || (src && source == src)) {
+        res.already = true;
+        // Somebody else's mount of our disk: it must be as safe as ours.
+        if (std::string why = ensure_safe_flags(target, r); !why.empty()) {
+          res.error = fmt::format("{} is already mounted at {}, {}", r.device, r.mount_point, why);
+          return res;
+        }
+        res.ok = true;
         return res;
       }
       res.error = fmt::format("{} is already mounted at {} (from {}), not {}", r.mount_point, r.mount_point,

@@ -27,7 +27,9 @@ struct MountRequest {
 
 struct MountResult {
   bool ok = false;
-  bool already = false;  ///< it was mounted before
+  /// it was mounted before; then it is ro,nosuid,nodev (and noexec when asked), made
+  /// so by a bind remount when it was not, or `ok` is false and `error` says why
+  bool already = false;
   std::string error;     ///< why not, naming device and mount point
 };
 

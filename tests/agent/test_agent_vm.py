@@ -201,7 +201,10 @@ def main():
 
             # The agent twice in one boot, as a restarted service would run it: the second
             # run finds the disks already mounted (real mounts, real mount table).
-            g, lines, rc = boot(kernel, initrd, state, disks, work, "a3", append="sprout_test.agent_runs=2")
+            # And the config disk is already mounted before the first run, read-only but
+            # without nosuid,nodev: the agent must not take it as it is.
+            g, lines, rc = boot(kernel, initrd, state, disks, work, "a3",
+                                append="sprout_test.agent_runs=2 sprout_test.premount_config=1")
             p = [x for x in phases(lines) if x != "log"]
             check(p == ["starting", "mounting", "specialized"] * 2,
                   f"A boot 3: two runs, each specialized (got {p})", g)
@@ -219,6 +222,9 @@ def main():
                 check(set(again) == {"/etc/nixos", "/etc/nixos/hosts/self", "/root/.ssh"}
                       and all({"ro", "nosuid", "nodev"} <= o for o in again.values()),
                       f"A boot 3: the second run keeps the mounts it found: {sps[1]['detail'].get('mounts')}", g)
+                first = {k: set(v.split(",")) for k, v in sps[0]["detail"].get("mounts", {}).items()}
+                check("premounted" in g.console() and {"ro", "nosuid", "nodev"} <= first.get("/etc/nixos", set()),
+                      f"A boot 3: a premounted config disk without nosuid,nodev was remounted with them: {first}", g)
                 fast.append(("A boot 3", sps[0]["detail"]))
 
             disks2, gen2 = export(args.sprout, work, "a2", self_extra="# changed\n")
