@@ -165,7 +165,12 @@ ProcessResult run_process(const ProcessOptions& opts) {
     return result;
   }
   pid_t parent = ::getpid();
+  // No handler of ours may run in the child before it resets them.
+  sigset_t all, old_mask;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old_mask);
   pid_t pid = ::fork();
+  if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   if (pid == 0) {
     // Dies with the thread that waits for it, however sprout dies (kill -9 too).
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -184,8 +189,14 @@ ProcessResult run_process(const ProcessOptions& opts) {
         ::close(null);
       }
     }
-    ::dup2(pipefd[1], 1);
-    ::dup2(pipefd[1], 2);
+    // (When sprout was started with stdout or stderr closed, the pipe may be fd 1 or
+    // 2 itself: dup2 onto itself keeps close-on-exec, so clear it.)
+    for (int fd : {1, 2}) {
+      if (pipefd[1] == fd)
+        ::fcntl(fd, F_SETFD, 0);
+      else
+        ::dup2(pipefd[1], fd);
+    }
     ::execve(exe.c_str(), argv.data(), envp.data());
     int err = errno;
     (void)!::write(errpipe[1], &err, sizeof err);

@@ -59,7 +59,12 @@ std::string ensure_safe_flags(const std::string& target, const MountRequest& r) 
   struct statvfs v;
   if (::statvfs(target.c_str(), &v) != 0) return fmt::format("and its flags cannot be read: {}", std::strerror(errno));
   if ((v.f_flag & want) == want) return "";
+  // A bind remount sets exactly the flags it is given: keep the ones already there.
   unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | (r.noexec ? MS_NOEXEC : 0);
+  if (v.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (v.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (v.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (v.f_flag & ST_RELATIME) flags |= MS_RELATIME;
   if (::mount(nullptr, target.c_str(), nullptr, flags, nullptr) != 0)
     return fmt::format("without ro,nosuid,nodev{}, and remounting it so failed: {}", r.noexec ? ",noexec" : "",
                        std::strerror(errno));

@@ -52,7 +52,7 @@ struct ScratchDir {
   }
   ~ScratchDir() {
     std::error_code ec;
-    fs::remove_all(path, ec);
+    remove_tree(path, ec);  // also when the copied tree has read-only directories
   }
 };
 
@@ -214,6 +214,7 @@ ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const st
                                          in.source.string(), extra_file_name));
           write_file_atomic(in.staged_tree() / extra_file_name, extra_file_text, 0444);
         }
+        apply_directory_modes(in.listing, in.staged_tree());
         build_ext4_image(in.staged_tree(), std::string(info.label), seed, pending.temp_path(), std::nullopt, -1,
                          mount_points_inside(in.role));
       } else {

@@ -1,6 +1,7 @@
 #include "gc_roots.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <chrono>
@@ -47,10 +48,13 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
                          const std::vector<fs::path>& root_dirs, bool dry_run) {
   GcReport report;
   // Exclusive: no export is between committing an image and linking it meanwhile.
+  // Once per directory, however it is spelled (a second flock of our own would wait).
   std::vector<std::unique_ptr<CacheLock>> locks;
+  std::set<std::pair<dev_t, ino_t>> locked;
   for (const auto& dir : cache_dirs) {
-    std::error_code ec;
-    if (fs::is_directory(dir, ec)) locks.push_back(std::make_unique<CacheLock>(dir, CacheLock::exclusive));
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || !locked.emplace(st.st_dev, st.st_ino).second) continue;
+    locks.push_back(std::make_unique<CacheLock>(dir, CacheLock::exclusive));
   }
   std::set<fs::path> used_images;
   std::set<std::string> names;  // roots to keep: NAME, and NAME@FILE while STATE/FILE exists

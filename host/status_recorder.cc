@@ -140,18 +140,24 @@ void StatusRecorder::handle_line(std::string_view line) {
     ev["wrongVm"] = true;
     if (counters_.wrong_vm <= 3)
       spdlog::warn("{}: the guest reports that it is VM '{}'; check the spec's sources.self", vm_, e.vm);
-    store_.append_event(ev);
+    // Thinned and coalesced like log lines: a flood of them must cost what one costs.
+    if (take_token())
+      store_.append_event(ev);
+    else
+      ++counters_.thinned;
     status_["message"] = fmt::format("the guest reports that it is VM '{}' (check sources.self)", e.vm);
-    status_["counters"] = counters_.to_json();
-    write_now();
+    dirty_ = true;
+    if (!pending_) pending_ = Clock::now() + options_.coalesce;
     return;
   }
   // (e.seq - last_seq_ without overflow: seq may be anything up to 2^64-1.)
+  bool jumped = false;
   if (e.boot_id == last_boot_id_ && e.seq > last_seq_ && e.seq - last_seq_ > 1) {
     std::uint64_t missing = e.seq - last_seq_ - 1;
     // No guest loses a million events between two that arrive: a jump is a bogus
     // sequence number, not a count of losses.
     bool jump = missing > kMaxSeqGap;
+    jumped = jump;
     if (!jump) counters_.seq_gaps += missing;
     if (++gap_warnings_ <= 10 || gap_warnings_ % 1000 == 0) {
       if (jump)
@@ -161,7 +167,8 @@ void StatusRecorder::handle_line(std::string_view line) {
                      for_terminal(e.boot_id), e.seq, last_seq_, gap_warnings_);
     }
   }
-  if (e.boot_id != last_boot_id_ || e.seq > last_seq_) {
+  // A bogus jump does not move the mark: the genuine events after it still count.
+  if (e.boot_id != last_boot_id_ || (e.seq > last_seq_ && !jumped)) {
     last_boot_id_ = e.boot_id;
     last_seq_ = e.seq;
   }

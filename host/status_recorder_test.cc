@@ -59,7 +59,7 @@ TEST(StatusRecorder, RecordsPhasesAndLogs) {
   EXPECT_EQ(st["counters"]["accepted"], 3);
   EXPECT_EQ(count_lines(store.events_path()), 3u);
   rec.on_data(line(Phase::specialized, 4, "done"));
-  st = read_status_file(store.status_path());  // phase changes are written at once
+  st = read_status_file(store.status_path());  // an outcome is written at once
   EXPECT_EQ(st["phase"], "specialized");
 }
 
@@ -71,12 +71,25 @@ TEST(StatusRecorder, AnotherVmsEventsAreRecordedButDoNotMoveThePhase) {
   rec.on_event = [&](const StatusEvent&) { ++seen; };
   rec.on_data(line(Phase::starting, 1, "up", "unknown"));  // before the manifest: counts
   rec.on_data(line(Phase::specialized, 2, "done", "db"));  // db's disks on web: does not
+  rec.flush();  // (coalesced, as run and watch flush when due)
   json st = read_status_file(store.status_path());
   EXPECT_EQ(st["phase"], "starting");
   EXPECT_NE(st["message"].get<std::string>().find("reports that it is VM 'db'"), std::string::npos);
   EXPECT_EQ(st["counters"]["wrongVm"], 1);
   EXPECT_EQ(seen, 1);
   EXPECT_EQ(count_lines(store.events_path()), 2u);
+}
+
+TEST(StatusRecorder, ABogusJumpDoesNotHideLaterGaps) {
+  TempDir d;
+  StatusStore store(d.path);
+  StatusRecorder rec("web", store);
+  rec.on_data(line(Phase::starting, 1));
+  rec.on_data(line(Phase::mounting, 18446744073709551615ull));  // a jump: not losses
+  rec.on_data(line(Phase::mounting, 2));
+  rec.on_data(line(Phase::mounting, 5));  // 3 and 4 are lost
+  rec.flush();
+  EXPECT_EQ(read_status_file(store.status_path())["counters"]["seqGaps"], 2);
 }
 
 TEST(StatusRecorder, SequenceGapsAreCounted) {

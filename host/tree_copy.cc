@@ -186,14 +186,17 @@ CopiedTree copy_listing(const TreeListing& listing, const std::filesystem::path&
       copied.content_hashes[e.rel] = copy_file(e, src_dir, dst_dir, name);
     }
   }
-  // Directory modes last: a read-only directory must still take its entries.
+  return copied;
+}
+
+void apply_directory_modes(const TreeListing& listing, const std::filesystem::path& dst) {
+  // Deepest first: a read-only directory must still take its entries' modes.
   for (std::size_t i = listing.entries.size(); i-- > 0;) {
     const TreeEntry& e = listing.entries[i];
     if (!S_ISDIR(e.st.st_mode)) continue;
     auto target = e.rel.empty() ? dst : dst / e.rel;
     if (::chmod(target.c_str(), e.st.st_mode & 07777) != 0) sys_fail("staging " + e.rel);
   }
-  return copied;
 }
 
 }  // namespace sprout

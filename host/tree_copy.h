@@ -21,8 +21,12 @@ struct CopiedTree {
 };
 
 /// Copies `listing` (of the tree at listing.entries[0].abs) into `dst`, an existing
-/// empty directory; the root's mode is applied to `dst`. Throws InputError when an
-/// entry changed since it was listed, std::system_error on I/O errors.
+/// empty directory. Directories stay 0700 (so more can be added, e.g. a manifest)
+/// until apply_directory_modes. Throws InputError when an entry changed since it was
+/// listed, std::system_error on I/O errors.
 CopiedTree copy_listing(const TreeListing& listing, const std::filesystem::path& dst);
+
+/// Gives the copy's directories (the root: `dst` itself) their listed modes.
+void apply_directory_modes(const TreeListing& listing, const std::filesystem::path& dst);
 
 }  // namespace sprout

@@ -297,7 +297,8 @@ def case_hostile(root):
     with open(log_path, "rb") as f:
         log = f.read()
     check(b"\x1b" not in log and b"\xc2\x9b" not in log, "the guest's escapes reached sprout's log")
-    check(log.count(b"never arrived") <= 1, "seq gaps were warned about more than once")
+    # The first 10, then every 1000th: never one per event after a seq of 2^64-1.
+    check(log.count(b"never arrived") <= 10, f"{log.count(b'never arrived')} seq gap warnings")
 
 
 def case_stop_during_prepare(root):
