@@ -1,7 +1,7 @@
 // Temporary files a killed sprout left behind. Every temporary name sprout makes
 // carries the process id of its maker (".NAME.tmp-PID-N" from atomic_file,
-// ".NAME.tmp-PID" for links, ".staging-PID-XXXXXX" staging trees); a leftover is one whose maker no longer runs.
-// Removing those at the next export, prepare or gc is what keeps kill -9 from
+// ".NAME.tmp-PID" for links, ".staging-PID-XXXXXX" staging trees); a leftover is
+// one whose maker no longer runs. Removing those at the next export, prepare or gc is what keeps kill -9 from
 // leaking disk space. A name without a pid is never a leftover here.
 #pragma once
 
