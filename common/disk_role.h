@@ -1,7 +1,8 @@
-// The three disks sprout exports to a guest, and everything both sides must agree on
-// about each: its virtio serial (how the guest finds it; at most 20 bytes, because
-// QEMU cuts longer serials silently), its ext4 label (fallback), its default mount
-// point in the guest, and whether a guest can work without it.
+// The disks sprout exports to a guest, and everything both sides must agree on about
+// each: its virtio serial (how the guest finds it; at most 20 bytes, because QEMU cuts
+// longer serials silently), its ext4 label (fallback), its default mount point in the
+// guest, and whether a guest can work without it. `closure` exists only for a VM the
+// host specializes (the host-built system's store paths, as a local binary cache).
 #pragma once
 
 #include <array>
@@ -10,11 +11,11 @@
 
 namespace sprout {
 
-enum class DiskRole { config, self, ssh };
+enum class DiskRole { config, self, ssh, closure };
 
 struct DiskRoleInfo {
   DiskRole role;
-  std::string_view name;         ///< "config", "self", "ssh": used in file names and specs
+  std::string_view name;         ///< "config", "self", "ssh", "closure": used in file names and specs
   std::string_view serial;       ///< virtio-blk serial, <= 20 bytes
   std::string_view label;        ///< ext4 label, <= 16 bytes
   std::string_view mount_point;  ///< default guest mount point
@@ -25,7 +26,7 @@ inline constexpr std::size_t kMaxVirtioSerialBytes = 20;
 inline constexpr std::size_t kMaxExt4LabelBytes = 16;
 
 /// All roles in mount order (config first: self is mounted inside it).
-const std::array<DiskRoleInfo, 3>& disk_roles();
+const std::array<DiskRoleInfo, 4>& disk_roles();
 const DiskRoleInfo& role_info(DiskRole role);
 std::optional<DiskRole> disk_role_from_name(std::string_view name);
 

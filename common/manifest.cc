@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "store_path.h"
 #include "strict_json.h"
 #include "vm_name.h"
 
@@ -38,11 +39,14 @@ std::string digest_field(StrictObject& o, std::string_view key) {
 std::string Manifest::to_json_text() const {
   json disks{{"config", {{"digest", config_digest}}}, {"self", {{"digest", self_digest}}}};
   if (!ssh_digest.empty()) disks["ssh"] = {{"digest", ssh_digest}};
+  if (host_built()) disks["closure"] = {{"digest", closure_digest}};
   json doc{{"version", kManifestVersion},
            {"name", name},
            {"generation", generation},
            {"disks", disks},
            {"rebuild", rebuild.to_json()}};
+  // Only for host-built VMs: a guest-built VM's manifest is what older agents read.
+  if (host_built()) doc["system"] = system;
   return doc.dump(2) + "\n";
 }
 
@@ -72,6 +76,10 @@ Manifest parse_manifest(std::string_view text, const std::string& source) {
       m.ssh_digest = digest_field(*ssh, "digest");
       ssh->finish();
     }
+    if (auto closure = disks.optional_object("closure")) {
+      m.closure_digest = digest_field(*closure, "digest");
+      closure->finish();
+    }
     disks.finish();
   }
   {
@@ -87,6 +95,13 @@ Manifest parse_manifest(std::string_view text, const std::string& source) {
     m.rebuild.respecialize_on_change = r.boolean_or("respecializeOnChange", true);
     r.finish();
   }
+  if (auto system = top.optional_string("system")) {
+    if (auto p = store_path_problem(*system); !p.empty()) top.fail_value("system", *system + " " + p);
+    m.system = *system;
+  }
+  if (m.system.empty() != m.closure_digest.empty())
+    top.fail_value("system", m.system.empty() ? "disks.closure is given without the system it holds"
+                                              : "a host-built system needs disks.closure");
   top.finish();
   return m;
 }

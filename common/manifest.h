@@ -1,6 +1,7 @@
 // The manifest: a small versioned JSON document on the per-VM `self` disk that tells
 // the guest which VM it is, the digest of each exported disk, one generation id over
-// all of them, and the rebuild settings. The guest parses it at boot, so the parser
+// all of them, the rebuild settings and, for a VM the host specializes, the system
+// (toplevel store path) the closure disk holds. The guest parses it at boot, so the parser
 // is strict and bounded (64 KiB, bounded strings and lists).
 #pragma once
 
@@ -21,6 +22,11 @@ struct Manifest {
   std::string config_digest;
   std::string self_digest;
   std::string ssh_digest;  ///< empty when the VM has no ssh disk
+  /// Host-built: the system the guest switches to, and the closure disk's key.
+  /// Both empty when the guest builds its own system (`nixos-rebuild boot`).
+  std::string system;
+  std::string closure_digest;
+  bool host_built() const { return !system.empty(); }
   RebuildSettings rebuild;
 
   std::string to_json_text() const;

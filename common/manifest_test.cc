@@ -57,3 +57,30 @@ TEST(Manifest, RejectsGarbageClearly) {
 TEST(Manifest, MissingFile) {
   EXPECT_THROW(load_manifest("/nonexistent/sprout-manifest.json"), InputError);
 }
+
+TEST(Manifest, HostBuiltRoundTripsAndGuestBuiltHasNoSystem) {
+  Manifest m = sample();
+  EXPECT_EQ(m.to_json_text().find("system"), std::string::npos);  // what older agents read
+  EXPECT_EQ(m.to_json_text().find("closure"), std::string::npos);
+  m.system = "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-nixos-system-web";
+  m.closure_digest = std::string(64, 'e');
+  EXPECT_TRUE(m.host_built());
+  EXPECT_EQ(parse_manifest(m.to_json_text(), "m"), m);
+}
+
+TEST(Manifest, HostBuiltNeedsAStorePathAndItsClosure) {
+  Manifest m = sample();
+  m.system = "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-nixos-system-web";
+  m.closure_digest = std::string(64, 'e');
+  auto text = m.to_json_text();
+  auto outside = text;
+  outside.replace(outside.find("/nix/store/"), 11, "/tmp/store/");
+  EXPECT_NE(error_of(outside).find("system: /tmp/store/"), std::string::npos);
+  EXPECT_NE(error_of(outside).find("is not in /nix/store"), std::string::npos);
+  auto doc = nlohmann::json::parse(text);
+  doc["disks"].erase("closure");
+  EXPECT_NE(error_of(doc.dump()).find("needs disks.closure"), std::string::npos);
+  doc = nlohmann::json::parse(text);
+  doc.erase("system");
+  EXPECT_NE(error_of(doc.dump()).find("disks.closure is given without the system"), std::string::npos);
+}

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "sha256.h"
 #include "size_units.h"
+#include "store_path.h"
 #include "strict_json.h"
 #include "vm_name.h"
 
@@ -144,6 +145,23 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
   } else {
     s.rebuild.target = default_rebuild_target(s.rebuild.mode);
   }
+
+  s.specialize = top.choice_or("specialize", {"guest", "host"}, "guest");
+  for (auto [key, field] : {std::pair{"system", &s.system}, std::pair{"baseSystem", &s.base_system}}) {
+    if (!top.has(key)) continue;
+    if (!s.host_built())
+      top.fail_value(key, "is only used with \"specialize\": \"host\" (the guest builds its own system)");
+    auto path = top.optional_string(key);
+    if (!path) continue;  // null: none
+    if (auto p = store_path_problem(*path); !p.empty())
+      top.fail_value(key, fmt::format("{} {} (the toplevel of a NixOS system: config.system.build.toplevel)", *path, p));
+    *field = *path;
+  }
+  if (s.host_built() && s.system.empty())
+    top.fail_value("system", "\"specialize\": \"host\" needs the VM's system: the store path of its toplevel "
+                             "(config.system.build.toplevel)");
+  if (!s.base_system.empty() && s.base_system == s.system)
+    top.fail_value("baseSystem", "is the VM's system itself: nothing would be left to hand over");
 
   s.backend = top.choice_or("backend", {"qemu", "libvirt"}, "qemu");
   if (auto l = top.optional_object("libvirt")) {

@@ -58,6 +58,13 @@ struct Spec {
   int vcpus = 1;
   std::optional<std::uint64_t> disk_size_bytes;
   RebuildSettings rebuild;
+  /// Who builds the VM's system: "guest" (nixos-rebuild boot in the VM) or "host"
+  /// (`system` is built on the host; its closure, less `base_system`'s, goes on the
+  /// closure disk and the guest only imports it and switches).
+  std::string specialize = "guest";
+  std::string system;       ///< host: the toplevel store path
+  std::string base_system;  ///< host, optional: the base's toplevel ("" = none)
+  bool host_built() const { return specialize == "host"; }
   std::string backend = "qemu";
   std::string libvirt_uri = "qemu:///system";
   NetworkSettings network;

@@ -128,3 +128,35 @@ TEST(Spec, MacIsStablePerName) {
 TEST(Spec, MissingFileIsInputError) {
   EXPECT_THROW(load_spec("/nonexistent/spec.json"), InputError);
 }
+
+TEST(Spec, HostBuiltSystem) {
+  const std::string sys = "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-nixos-system-web";
+  const std::string base = "/nix/store/9ykcfql8b7811yf3sgrij9ahyfplya1x-nixos-system-base";
+  Spec g = parse_spec(kMinimal, "web.json", "/etc");
+  EXPECT_FALSE(g.host_built());
+  Spec h = parse_spec(with(R"("specialize": "host", "system": ")" + sys + R"(", "baseSystem": ")" + base + "\""),
+                      "web.json", "/etc");
+  EXPECT_TRUE(h.host_built());
+  EXPECT_EQ(h.system, sys);
+  EXPECT_EQ(h.base_system, base);
+  Spec no_base = parse_spec(with(R"("specialize": "host", "system": ")" + sys + R"(", "baseSystem": null)"),
+                            "web.json", "/etc");
+  EXPECT_EQ(no_base.base_system, "");
+}
+
+TEST(Spec, HostBuiltSystemIsValidated) {
+  const std::string sys = "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-nixos-system-web";
+  EXPECT_NE(error_of(with(R"("specialize": "host")")).find("web.json: system: \"specialize\": \"host\" needs"),
+            std::string::npos);
+  EXPECT_NE(error_of(with(R"("system": ")" + sys + "\"")).find("system: is only used with \"specialize\": \"host\""),
+            std::string::npos);
+  EXPECT_NE(error_of(with(R"("specialize": "both")")).find("specialize: expected \"guest\" or \"host\""), std::string::npos);
+  auto e = error_of(with(R"("specialize": "host", "system": "/etc/nixos")"));
+  EXPECT_NE(e.find("system: /etc/nixos is not in /nix/store"), std::string::npos) << e;
+  e = error_of(with(R"("specialize": "host", "system": ")" + sys + R"(/bin")"));
+  EXPECT_NE(e.find("inside a store object"), std::string::npos) << e;
+  e = error_of(with(R"("specialize": "host", "system": ")" + sys + R"(", "baseSystem": ")" + sys + "\""));
+  EXPECT_NE(e.find("baseSystem: is the VM's system itself"), std::string::npos) << e;
+  EXPECT_NE(error_of(with(R"("specialize": "host", "system": 7)")).find("system: expected a string"),
+            std::string::npos);
+}

@@ -159,6 +159,7 @@ std::string domain_xml(const Spec& spec, const DomainHostFacts& facts) {
   char letter = 'b';
   for (const auto& info : disk_roles()) {
     if (info.role == DiskRole::ssh && !spec.ssh_source) continue;
+    if (info.role == DiskRole::closure && !spec.host_built()) continue;
     dev += "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n";
     dev += fmt::format("      <source file='{}'/>\n", esc(spec.exported_image(info.name)));
     dev += fmt::format("      <target dev='vd{}' bus='virtio'/>\n      <readonly/>\n      <serial>{}</serial>\n",

@@ -70,11 +70,16 @@ TEST(DomainXml, DisksAndChannel) {
   std::size_t ro = 0;
   for (std::size_t p = 0; (p = x.find("<readonly/>", p)) != std::string::npos; ++p) ++ro;
   EXPECT_EQ(ro, 2u);
+  EXPECT_FALSE(has(x, "closure.img"));  // guest-built: no closure disk
   EXPECT_TRUE(has(x, "<source mode='bind' path='/var/lib/sprout/vms/web/status.sock'/>"));
   EXPECT_TRUE(has(x, "<target type='virtio' name='sprout.status.0'/>"));
   EXPECT_TRUE(has(x, "<log file='/var/lib/sprout/vms/web/console.log' append='on'/>"));
   EXPECT_FALSE(has(x, "<graphics"));
   EXPECT_FALSE(has(x, "qemu:commandline"));
+
+  x = domain_xml(spec_with(R"("specialize": "host", "system": "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-s")"), {});
+  EXPECT_TRUE(has(x, "<source file='/var/lib/sprout/vms/web/closure.img'/>\n      <target dev='vdd' bus='virtio'/>\n"
+                     "      <readonly/>\n      <serial>sprout-closure</serial>"));
 
   x = domain_xml(spec_with(R"("sources": {"config": "/cfg", "self": "/s", "ssh": "/k"}, "vnc": true)"), {});
   EXPECT_TRUE(has(x, "ssh.img"));
