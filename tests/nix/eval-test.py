@@ -18,6 +18,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases.nix")
 GOLDEN = os.path.join(HERE, "golden")
+# The keys only a host-built VM's spec (specialize = "host") has.
+HOST_KEYS = ("specialize", "system", "baseSystem")
 SKIP = 77
 
 failures = []
@@ -221,12 +223,65 @@ def main():
         "noSelfDir": 'virtualisation.sprout.vms.t.selfDir: ' + os.path.dirname(os.path.dirname(HERE))
                      + '/examples/qemu-quickstart/vm/hosts/t does not exist (selfDir defaults to configDir + "/hosts/t"',
         "noConfigDir": "virtualisation.sprout.vms.t.configDir: ",
+        "hostWithoutConfiguration": 'virtualisation.sprout.vms.t.configuration: specialize = "host" needs the configuration',
+        "hostFlake": 'set virtualisation.sprout.vms.t.configuration.',
     }
     bad = get("bad")
     if bad:
         for case, message in expected.items():
             msgs = bad.get(case, [])
             check(len(msgs) == 1 and message in msgs[0], f"assertion {case}: {message!r} (got {msgs})")
+
+    # Host-built specialization (specialize = "host").
+    r = get("hostShared")
+    if r:
+        evals = parse_evals(traces["hostShared"])
+        base = eval_of(evals, "common/vm_host_base.nix")
+        one = eval_of(evals, "hosts/one/configuration.nix")
+        two = eval_of(evals, "hosts/two/configuration.nix")
+        check(len(evals) == 3 and base and one and two and all(e["pkgs"] == "host-pkgs" for e in evals),
+              f"hostShared: three evaluations: the base, and one per distinct configuration, with the host's pkgs ({evals})")
+        sp = r["specs"]
+        if base and one and two:
+            check(sp["t"].get("specialize") == "host" and sp["t"].get("system") == one["toplevel"]
+                  and sp["u"].get("system") == one["toplevel"],
+                  f"hostShared: t and u (one configuration) share one system, that evaluation's toplevel ({sp['t'].get('system')})")
+            check(sp["v"].get("system") == two["toplevel"] and two["toplevel"] != one["toplevel"],
+                  "hostShared: v (another configuration) has its own system")
+            check(all(sp[n].get("baseSystem") == base["toplevel"] for n in "tuv")
+                  and base["toplevel"] not in (one["toplevel"], two["toplevel"]),
+                  f"hostShared: baseSystem is the base evaluation's toplevel ({base['toplevel']})")
+            check(all(any(f.endswith("/nixos/guest.nix") for f in e["files"]) for e in (one, two)),
+                  "hostShared: a host-built system includes sprout's guest module")
+        check(not any(k in sp["w"] for k in HOST_KEYS) and sp["w"]["base"] == sp["t"]["base"],
+              f"hostShared: the guest-mode VM w has none of {HOST_KEYS}, and the same base")
+        check(r["failedAssertions"] == [] and r["warnings"] == [], "hostShared: no failed assertions or warnings")
+        check(re.fullmatch(r"/nix/store/[0-9a-z]{32}-nixos-system", sp["t"].get("system") or "") is not None,
+              "hostShared: system is a /nix/store toplevel")
+
+    r = get("hostDefaults")
+    if r:
+        evals = parse_evals(traces["hostDefaults"])
+        sp = r["specs"]
+        one = eval_of(evals, "hosts/one/configuration.nix")
+        two = eval_of(evals, "hosts/two/configuration.nix")
+        check(one is not None and sp["t"]["system"] == one["toplevel"],
+              "hostDefaults: configuration defaults to selfDir + \"/configuration.nix\"")
+        check(two is not None and sp["u"]["system"] == two["toplevel"] and sp["v"]["system"] == two["toplevel"],
+              "hostDefaults: rebuild.target under /etc/nixos/hosts/self maps to selfDir, else under /etc/nixos to configDir")
+        check(len(evals) == 2, f"hostDefaults: u and v build the same file once ({len(evals)} evaluations)")
+        check(sp["u"]["baseSystem"] is None and sp["u"]["base"]["image"] == "/i",
+              "hostDefaults: a prebuilt base.image gives baseSystem = null")
+        check(r["failedAssertions"] == [] and r["warnings"] == [], "hostDefaults: no failed assertions or warnings")
+
+    r = get("guestWithConfiguration")
+    if r:
+        check(len(r["warnings"]) == 1 and "virtualisation.sprout.vms.t.configuration is only used with specialize" in r["warnings"][0]
+              and not any(k in r["specs"]["t"] for k in HOST_KEYS),
+              f"guest mode with a configuration: a warning, no host-mode keys ({r['warnings']})")
+    r = get("minimal")
+    if r:
+        check(not any(k in r["specs"]["t"] for k in HOST_KEYS), f"guest mode (the default): none of {HOST_KEYS}")
 
     # Type errors read well: nixpkgs' message, naming the option.
     _, err = nix_eval(nix, lib, "memoryLots")
