@@ -222,6 +222,18 @@ in
     { virtualisation.sprout.vms.v = { base.modules = [ { x = true; } ]; configDir = "/c"; }; }
   ];
 
+  # nixBinDir follows nix.package.
+  guestNix =
+    let
+      nix = pkgs.realPackage "nix-2.99";
+      config = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; nix.package = nix; } ]).config;
+    in
+    {
+      nix = toString nix;
+      agentConfig = builtins.fromJSON (builtins.unsafeDiscardStringContext config.environment.etc."sprout/agent.json".text);
+      path = map toString config.systemd.services.sprout-agent.path;
+    };
+
   guest =
     let
       config = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;

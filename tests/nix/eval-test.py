@@ -342,6 +342,11 @@ def main():
         if attr == "specialized.pinned" and v and sp:
             check(v == sp["pinned"], f"pure evaluation installs the same pinned module ({v})")
 
+    g = get("guestNix")
+    if g:
+        check(g["agentConfig"].get("nixBinDir") == g["nix"] + "/bin" and g["nix"] in g["path"],
+              f"guest: agent.json's nixBinDir is nix.package's bin, and nix.package is on the agent's PATH ({g['agentConfig'].get('nixBinDir')})")
+
     # The guest module.
     g = get("guest")
     if g:
