@@ -9,7 +9,9 @@
 # /etc/sprout/agent.json, the agent's configuration, has exactly these keys:
 #   {
 #     "version": 1,
-#     "mountPoints": { "config": "/etc/nixos", "self": "/etc/nixos/hosts/self", "ssh": "/root/.ssh" },
+#     "mountPoints": { "config": "/etc/nixos", "self": "/etc/nixos/hosts/self", "ssh": "/root/.ssh",
+#                      "closure": "/run/sprout/closure" },
+#     "nixBinDir": "<nix.package>/bin",
 #     "rebuild": {
 #       "command": [ "nixos-rebuild", "boot" ],
 #       "timeoutSeconds": 3600,
@@ -21,6 +23,11 @@
 #   }
 # "ssh" is null when ssh.enable is false. Rebuild mode, target and extra arguments
 # come from the host's spec; the values here are the guest's own defaults.
+# "nixBinDir" and "closure" serve host-built specialization (the host's
+# specialize = "host"): the agent mounts the closure disk, imports it with nix from
+# nixBinDir (`nix copy`, `nix-env --set` on the system profile) and runs the new
+# system's switch-to-configuration boot. The guest cannot know at build time which
+# mode the host uses (the manifest on the disk says), so both are always written.
 #
 # The agent's unit has NIX_PATH (`nixPath`, by default the base's own nixpkgs), HOME
 # and nix.envVars, as nixpkgs' auto-upgrade unit has, and waits for
@@ -42,9 +49,12 @@ let
   agentConfig = {
     version = 1;
     mountPoints = {
-      inherit (cfg.mountPoints) config self;
+      inherit (cfg.mountPoints) config self closure;
       ssh = if cfg.ssh.enable then cfg.mountPoints.ssh else null;
     };
+    # nix, nix-store and nix-env, for importing a host-built system: the system's
+    # own Nix (nixos/modules/services/system/nix-daemon.nix: nix.package).
+    nixBinDir = "${config.nix.package}/bin";
     rebuild = {
       inherit (cfg.rebuild) command timeoutSeconds maxAttempts respecializeOnChange;
     };
@@ -120,6 +130,14 @@ in
         type = types.str;
         default = "/root/.ssh";
         description = "Where the ssh directory is mounted, when the host exports one.";
+      };
+      closure = mkOption {
+        type = types.str;
+        default = "/run/sprout/closure";
+        description = ''
+          Where the closure disk is mounted, when the host built this VM's system
+          (the host's `specialize = "host"`): the agent imports the system from it.
+        '';
       };
     };
 
@@ -207,7 +225,8 @@ in
         # `before`), so multi-user.target and sshd do not wait for it.
         after = [ "local-fs.target" "network-online.target" ];
         wants = [ "network-online.target" ];
-        # git and ssh: flakes in a git tree, git+ssh inputs.
+        # git and ssh: flakes in a git tree, git+ssh inputs. nix: nixos-rebuild's, and
+        # what imports a host-built system (agent.json's nixBinDir is its bin).
         path = [ config.system.build.nixos-rebuild config.nix.package pkgs.gitMinimal config.programs.ssh.package
           pkgs.systemd pkgs.util-linux ];
         environment = rebuildEnvironment;

@@ -9,6 +9,12 @@
 # Everything else (disks, overlays, qemu command lines, libvirt XML, waiting for the
 # guest) is the `sprout` tool's business.
 #
+# specialize = "host": the module also evaluates the VM's `configuration` (plus the
+# guest module) with the host's pkgs, once per distinct configuration, and writes its
+# toplevel and the base's toplevel into the spec (`system`, `baseSystem`). The spec
+# file references both, so the host's own system build builds them and keeps them in
+# its closure; sprout exports the closure, the guest imports it.
+#
 # Restarts: a unit's ExecStart names the spec by its fixed /etc path, so a changed
 # spec does not change the unit. With restartOnChange the spec's store path is a
 # restart trigger; without it the unit is never restarted by a switch
@@ -33,35 +39,42 @@ let
 
   specPath = name: "/etc/sprout/vms/${name}.json";
 
-  # The base image for VMs with `base.modules`: the modules plus sprout's guest
-  # module (with this host's sprout), evaluated with the host's own pkgs (its
-  # nixpkgs.config and overlays) and built with make-disk-image.
-  buildBaseImage = vm:
-    let
-      system = import (pkgs.path + "/nixos/lib/eval-config.nix") {
-        inherit (pkgs.stdenv.hostPlatform) system;
-        inherit pkgs;
-        modules = vm.base.modules ++ [
-          ./guest.nix
-          {
-            virtualisation.sprout.guest.enable = true;
-            virtualisation.sprout.guest.package = lib.mkDefault cfg.package;
-          }
-        ];
+  # A sprout guest's system: the modules plus sprout's guest module (with this host's
+  # sprout), evaluated with the host's own pkgs (its nixpkgs.config and overlays).
+  # Used for the bases (base.modules) and, with specialize = "host", for the VMs'
+  # specialized systems (configuration).
+  evalGuestSystem = modules:
+    import (pkgs.path + "/nixos/lib/eval-config.nix") {
+      inherit (pkgs.stdenv.hostPlatform) system;
+      inherit pkgs;
+      modules = modules ++ [
+        ./guest.nix
+        {
+          virtualisation.sprout.guest.enable = true;
+          virtualisation.sprout.guest.package = lib.mkDefault cfg.package;
+        }
+      ];
+    };
+
+  # The base image for VMs with `base.modules`, built with make-disk-image.
+  buildBase = vm:
+    let system = evalGuestSystem vm.base.modules; in
+    {
+      inherit system;
+      image = import (pkgs.path + "/nixos/lib/make-disk-image.nix") {
+        inherit lib pkgs;
+        inherit (system) config;
+        format = "qcow2";
+        diskSize = vm.base.diskSize;
+        partitionTableType = "legacy";
       };
-    in
-    import (pkgs.path + "/nixos/lib/make-disk-image.nix") {
-      inherit lib pkgs;
-      inherit (system) config;
-      format = "qcow2";
-      diskSize = vm.base.diskSize;
-      partitionTableType = "legacy";
     };
 
   # Each distinct base is evaluated once. Two VMs share a base when their
   # base.modules are the same files and plain values (where each was written down
   # does not count) and diskSize is the same; a module that is a function, or holds
   # one, is never assumed equal to another, so such a VM gets an evaluation of its own.
+  # The same holds for the systems of host-specialized VMs and their `configuration`.
   shareable = depth: m:
     if builtins.isFunction m then false
     else if builtins.isList m then depth > 0 && builtins.all (shareable (depth - 1)) m
@@ -77,12 +90,31 @@ let
     if shareable 8 vm.base.modules
     then builtins.hashString "sha256" (builtins.toJSON [ (describe vm.base.modules) vm.base.diskSize ])
     else "vm-${name}";
-  builtBases = lib.listToAttrs (map (name: nameValuePair (baseKey name cfg.vms.${name}) (buildBaseImage cfg.vms.${name}))
+  builtBases = lib.listToAttrs (map (name: nameValuePair (baseKey name cfg.vms.${name}) (buildBase cfg.vms.${name}))
     (attrNames (filterAttrs (_: vm: vm.base.modules != [ ]) cfg.vms)));
+
+  hostBuilt = filterAttrs (_: vm: vm.specialize == "host" && vm.configuration != null) cfg.vms;
+  systemKey = name: vm:
+    if shareable 8 vm.configuration
+    then builtins.hashString "sha256" (builtins.toJSON (describe vm.configuration))
+    else "vm-${name}";
+  builtSystems = lib.listToAttrs (map (name: nameValuePair (systemKey name hostBuilt.${name}) (evalGuestSystem [ hostBuilt.${name}.configuration ]))
+    (attrNames hostBuilt));
+
+  # specialize = "host": the VM's system and its base's, as store paths (with their
+  # string context, so the spec file keeps both in the host's closure).
+  vmSystem = name: vm:
+    if hostBuilt ? ${name}
+    then "${builtSystems.${systemKey name vm}.config.system.build.toplevel}"
+    else throw "virtualisation.sprout.vms.${name}.configuration is null: host mode has nothing to build.";
+  baseSystem = name: vm:
+    if vm.base.modules != [ ]
+    then "${builtBases.${baseKey name vm}.system.config.system.build.toplevel}"
+    else null;
 
   baseImage = name: vm:
     if vm.base.image != null then vm.base.image
-    else "${builtBases.${baseKey name vm}}/nixos.qcow2";
+    else "${builtBases.${baseKey name vm}.image}/nixos.qcow2";
 
   sshSource = vm:
     if vm.sshAuthorizedKeys != [ ] then
@@ -128,6 +160,12 @@ let
     }
     // optionalAttrs (cfg.cacheDir != "/var/lib/sprout/cache") { inherit (cfg) cacheDir; }
     // optionalAttrs (vm.diskSize != null) { inherit (vm) diskSize; }
+    # Only in host mode: a guest-mode spec is what it was before host mode existed.
+    // optionalAttrs (vm.specialize == "host") {
+      specialize = "host";
+      system = vmSystem name vm;
+      baseSystem = baseSystem name vm;
+    }
     // optionalAttrs (rebuild != { }) { inherit rebuild; }
     // optionalAttrs (vm.backend != "qemu") { inherit (vm) backend; }
     // optionalAttrs (vm.backend == "libvirt" && vm.libvirt.uri != "qemu:///system") { libvirt.uri = vm.libvirt.uri; }
@@ -279,6 +317,12 @@ in
             message = "${opt}.backend = \"libvirt\" needs virtualisation.libvirtd.enable = true.";
           }
           {
+            assertion = vm.specialize == "host" -> vm.configuration != null;
+            message = "${opt}.configuration: specialize = \"host\" needs the configuration the host builds for the VM, and there is no default"
+              + " (the file the guest would build in classic mode, selfDir + \"/configuration.nix\" unless rebuild.target says otherwise,"
+              + " is used only when selfDir or configDir is a Nix path holding it); set ${opt}.configuration.";
+          }
+          {
             assertion = vm.rebuild.mode == "flake" && vm.rebuild.target == null && builtins.isPath vm.configDir
               -> builtins.pathExists (vm.configDir + "/flake.nix");
             message = "${opt}.rebuild: flake mode builds /etc/nixos#self by default, but configDir has no flake.nix; set rebuild.target.";
@@ -290,9 +334,11 @@ in
       (name:
         let vm = cfg.vms.${name}; in
         optional
-          (vm.rebuild.mode == "classic" && vm.rebuild.target == null && builtins.isPath vm.selfDir
+          (vm.specialize == "guest" && vm.rebuild.mode == "classic" && vm.rebuild.target == null && builtins.isPath vm.selfDir
             && !builtins.pathExists (vm.selfDir + "/configuration.nix"))
-          "virtualisation.sprout.vms.${name}: selfDir has no configuration.nix, which classic mode builds by default; the VM will not specialize.")
+          "virtualisation.sprout.vms.${name}: selfDir has no configuration.nix, which classic mode builds by default; the VM will not specialize."
+        ++ optional (vm.specialize == "guest" && vm.configuration != null)
+          "virtualisation.sprout.vms.${name}.configuration is only used with specialize = \"host\"; this VM specializes in the guest (rebuild.*).")
       (attrNames cfg.vms);
 
     virtualisation.sprout.specs = mapAttrs mkSpec cfg.vms;

@@ -11,6 +11,26 @@ let
   # libvirt's memory units, as in the libvirt module's `memory.unit` (docs/spec.md).
   memoryUnits = [ "b" "bytes" "KB" "k" "KiB" "MB" "M" "MiB" "GB" "G" "GiB" "TB" "T" "TiB" ];
 
+  # With specialize = "host", the default `configuration`: the file the guest would
+  # build in classic mode (docs/spec.md's rebuild.target, as the guest sees it),
+  # mapped back to the host's directory mounted there. Only a Nix path can be
+  # evaluated by the host at build time (a string directory is read at VM start).
+  guestTargetFile = vm:
+    let
+      target = if vm.rebuild.target != null then vm.rebuild.target else "/etc/nixos/hosts/self/configuration.nix";
+      under = mount: dir:
+        if !builtins.isPath dir then null
+        else if target == mount then dir
+        else if lib.hasPrefix (mount + "/") target then dir + lib.removePrefix mount target
+        else null;
+      # The self disk is mounted inside the config tree: try it first.
+      found = lib.findFirst (f: f != null) null [
+        (under "/etc/nixos/hosts/self" vm.selfDir)
+        (under "/etc/nixos" vm.configDir)
+      ];
+    in
+    if vm.rebuild.mode == "classic" && found != null && builtins.pathExists found then found else null;
+
   forwardOptions = {
     options = {
       protocol = mkOption {
@@ -95,6 +115,64 @@ let
         description = ''
           This VM's own configuration, mounted read-only at /etc/nixos/hosts/self in
           the guest. In classic mode the guest builds `configuration.nix` in it.
+        '';
+      };
+
+      specialize = mkOption {
+        type = types.enum [ "guest" "host" ];
+        default = "guest";
+        description = ''
+          Who builds the VM's specialized system.
+
+          `guest`: at first boot the guest runs `nixos-rebuild boot` on its own
+          configuration (`rebuild.*`): it evaluates nixpkgs and builds or downloads
+          the system itself, so it needs the network (or every derivation), memory
+          for the evaluation and time. Use it when the VM's configuration is to
+          change without the host rebuilding (a string `configDir`, read at VM
+          start), or the guest follows its own channel.
+
+          `host`: the host evaluates `configuration` with its own nixpkgs and builds
+          the VM's system as part of its own system (`nixos-rebuild switch` on the
+          host). sprout exports that system's closure, without the base's, on a
+          read-only disk; the guest only imports it, sets its system profile to it,
+          runs its `switch-to-configuration boot` and reboots. No network, nixpkgs or
+          evaluation in the guest: for small-memory or offline VMs, for many VMs
+          sharing one system (evaluated and built once), and for the first boot
+          least likely to fail. The guest runs no nixos-rebuild, so `rebuild.mode`,
+          `rebuild.target` and `rebuild.extraArgs` only serve to find the default
+          `configuration`.
+        '';
+      };
+
+      configuration = mkOption {
+        type = types.nullOr types.deferredModule;
+        default = if config.specialize == "host" then guestTargetFile config else null;
+        defaultText = literalExpression ''
+          if specialize == "host" then
+            # the file the guest would build in classic mode, as a file of selfDir or
+            # configDir: rebuild.target, or /etc/nixos/hosts/self/configuration.nix,
+            # that is selfDir + "/configuration.nix"; null unless that dir is a Nix
+            # path and the file exists
+            selfDir + "/configuration.nix"
+          else null'';
+        example = literalExpression "./vms/hosts/web/configuration.nix";
+        description = ''
+          The VM's NixOS configuration (a module: a file, an attribute set or a
+          function), as the host evaluates it with `specialize = "host"`: what
+          `configuration.nix` is to the guest. sprout adds its guest module
+          (nixos/guest.nix, enabled, with this host's sprout package) and evaluates it
+          with nixpkgs' eval-config.nix and the host's `pkgs` (as `nixpkgs.pkgs`: the
+          host's nixpkgs.config and overlays apply, and the configuration may not set
+          `nixpkgs.config`). It must not import /etc/sprout/nixos/guest.nix, which only
+          exists inside a guest. VMs whose configurations are the same files and plain
+          values share one evaluation and one system; a configuration that is, or
+          holds, a function gets an evaluation of its own.
+
+          The default is the file the guest would build in classic mode
+          (`rebuild.target`, by default /etc/nixos/hosts/self/configuration.nix) in
+          `selfDir` or `configDir`, when that directory is a Nix path and the file
+          exists; otherwise `null`, which host mode refuses. Not used with
+          `specialize = "guest"` (setting it then gives a warning).
         '';
       };
 

@@ -112,6 +112,15 @@ in
     libvirtNetworkOnQemu = [ (vm { network.mode = "libvirt"; }) ];
     privateKeysWithoutSshDir = [ (vm { allowPrivateKeys = true; }) ];
     badName = [ { imports = [ (vm { }) ]; virtualisation.sprout.vms."-x" = { base.image = "/i"; configDir = "/c"; }; } ];
+    # A string configDir is read at VM start: nothing the host could evaluate.
+    hostWithoutConfiguration = [ (vm { specialize = "host"; }) ];
+    # Flake mode: the host evaluates no flake, so there is no default either.
+    hostFlake = [ (vm {
+      configDir = ./fixtures/host-built;
+      selfDir = ./fixtures/host-built/hosts/one;
+      specialize = "host";
+      rebuild = { mode = "flake"; target = "/etc/nixos#one"; };
+    }) ];
   };
 
   # Must fail to evaluate, with nixpkgs' type error naming the option.
@@ -175,12 +184,55 @@ in
       specNixPath = nixPathOf spec;
     };
 
+  # specialize = "host": t and u have the same configuration (one evaluation, one
+  # system), v another one; w specializes in the guest. All four share one base.
+  hostShared =
+    let
+      base = [ ../../examples/nixos-on-nixos/common/vm_host_base.nix ];
+      vmsDir = ./fixtures/host-built;
+    in
+    hostResult [
+      (vm { base = { image = null; modules = base; }; specialize = "host"; configuration = vmsDir + "/hosts/one/configuration.nix"; })
+      { virtualisation.sprout.vms.u = { base.modules = base; configDir = "/c"; specialize = "host"; configuration = vmsDir + "/hosts/one/configuration.nix"; }; }
+      { virtualisation.sprout.vms.v = { base.modules = base; configDir = "/c"; specialize = "host"; configuration = vmsDir + "/hosts/two/configuration.nix"; }; }
+      { virtualisation.sprout.vms.w = { base.modules = base; configDir = vmsDir; selfDir = vmsDir + "/hosts/two"; }; }
+    ];
+
+  # The default configuration is the file the guest would build: rebuild.target (as
+  # the guest sees it) in selfDir or configDir. A prebuilt base.image has no system.
+  hostDefaults =
+    let vmsDir = ./fixtures/host-built; in
+    hostResult [
+      (vm { specialize = "host"; configDir = vmsDir; selfDir = vmsDir + "/hosts/one"; })
+      { virtualisation.sprout.vms.u = {
+          base.image = "/i"; configDir = vmsDir; selfDir = vmsDir + "/hosts/one";
+          specialize = "host"; rebuild.target = "/etc/nixos/hosts/two/configuration.nix"; }; }
+      { virtualisation.sprout.vms.v = {
+          base.image = "/i"; configDir = vmsDir; selfDir = vmsDir + "/hosts/two";
+          specialize = "host"; rebuild.target = "/etc/nixos/hosts/self/configuration.nix"; }; }
+    ];
+
+  # A configuration set for a guest-specialized VM is not used: a warning says so.
+  guestWithConfiguration = hostResult [ (vm { configuration = { }; }) ];
+
   # Base modules that differ only in a value's type are different bases.
   typedBases = hostResult [
     (vm { base = { image = null; modules = [ { x = true; } ]; }; })
     { virtualisation.sprout.vms.u = { base.modules = [ { x = "1"; } ]; configDir = "/c"; }; }
     { virtualisation.sprout.vms.v = { base.modules = [ { x = true; } ]; configDir = "/c"; }; }
   ];
+
+  # nixBinDir follows nix.package.
+  guestNix =
+    let
+      nix = pkgs.realPackage "nix-2.99";
+      config = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; nix.package = nix; } ]).config;
+    in
+    {
+      nix = toString nix;
+      agentConfig = builtins.fromJSON (builtins.unsafeDiscardStringContext config.environment.etc."sprout/agent.json".text);
+      path = map toString config.systemd.services.sprout-agent.path;
+    };
 
   guest =
     let

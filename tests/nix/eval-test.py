@@ -4,7 +4,9 @@
 Usage: NIXPKGS_LIB=/path/to/nixpkgs/lib eval-test.py [--nix-instantiate PATH] [--update-golden]
 
 Cases are in cases.nix. Specs of the examples are compared with golden/<example>-<vm>.json
-(store path hashes replaced by zeros). Without NIXPKGS_LIB the test is skipped (exit 77).
+(store path hashes replaced by zeros); a host-built VM's spec (specialize = "host") with
+the file HOST_SPECS names instead, outside golden/ (which `sprout check-spec` checks).
+Without NIXPKGS_LIB the test is skipped (exit 77).
 """
 import argparse
 import json
@@ -18,6 +20,10 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases.nix")
 GOLDEN = os.path.join(HERE, "golden")
+# Specs with specialize = "host": kept out of golden/, which check-golden.sh feeds to
+# `sprout check-spec` (the spec parser learns the host-mode keys in its own change).
+HOST_SPECS = {("nixos-on-nixos", "dns"): "expected-host-spec.json"}
+HOST_KEYS = ("specialize", "system", "baseSystem")
 SKIP = 77
 
 failures = []
@@ -76,6 +82,23 @@ def flake_eval(lib, attr):
     return json.loads(p.stdout), None
 
 
+def parse_evals(lines):
+    """The stub eval-config's traces: [{pkgs, toplevel, files}], one per evaluation."""
+    out = []
+    for line in lines:
+        m = re.search(r"sprout-test: eval-config pkgs=(\S+) toplevel=(\S+) files=(\S*)", line)
+        if m:
+            out.append({"pkgs": m.group(1), "toplevel": m.group(2),
+                        "files": [f for f in m.group(3).split(",") if f]})
+    return out
+
+
+def eval_of(evals, suffix):
+    """The one evaluation whose modules include a file ending in suffix, or None."""
+    found = [e for e in evals if any(f.endswith(suffix) for f in e["files"])]
+    return found[0] if len(found) == 1 else None
+
+
 def normalize(value):
     """Store paths' hashes depend on file contents; the golden files do not."""
     text = json.dumps(value, indent=2, sort_keys=True)
@@ -102,7 +125,7 @@ def main():
 
     # The examples: specs equal the golden files, units and assertions as expected.
     examples = {
-        "nixos-on-nixos": ["db", "web"],
+        "nixos-on-nixos": ["db", "dns", "web"],
         "qemu-quickstart": ["guest"],
         "libvirt": ["guest"],
     }
@@ -113,13 +136,18 @@ def main():
         check(sorted(r["specs"]) == vms, f"{example}: VMs {vms}")
         check(r["failedAssertions"] == [] and r["warnings"] == [], f"{example}: no failed assertions or warnings")
         for vm in vms:
+            if vm not in r["specs"]:
+                continue
             spec = normalize(r["specs"][vm])
-            golden = os.path.join(GOLDEN, f"{example}-{vm}.json")
+            golden = os.path.join(HERE, HOST_SPECS[(example, vm)]) if (example, vm) in HOST_SPECS \
+                else os.path.join(GOLDEN, f"{example}-{vm}.json")
             if args.update_golden:
                 with open(golden, "w") as f:
                     f.write(json.dumps(spec, indent=2, sort_keys=True) + "\n")
             with open(golden) as f:
-                check(json.load(f) == spec, f"{example}: spec of {vm} equals golden/{example}-{vm}.json")
+                check(json.load(f) == spec, f"{example}: spec of {vm} equals {os.path.relpath(golden, HERE)}")
+            check(((example, vm) in HOST_SPECS) == any(k in spec for k in HOST_KEYS),
+                  f"{example}: {vm} has the host-mode keys exactly when it is host-built")
             check(f"sprout/vms/{vm}.json" in r["etc"], f"{example}: /etc/sprout/vms/{vm}.json")
             unit = r["units"].get(f"sprout-vm@{vm}")
             check(unit is not None, f"{example}: unit sprout-vm@{vm}")
@@ -145,11 +173,19 @@ def main():
 
     r = get("examples.nixos-on-nixos")
     if r:
-        evals = traces["examples.nixos-on-nixos"]
-        check(len(evals) == 1 and "pkgs=host-pkgs" in evals[0],
-              f"nixos-on-nixos: the shared base is evaluated once, with the host's pkgs ({evals})")
-        web, db = r["specs"]["web"], r["specs"]["db"]
-        check(web["base"]["image"] == db["base"]["image"], "nixos-on-nixos: web and db share one base image")
+        evals = parse_evals(traces["examples.nixos-on-nixos"])
+        check(len(evals) == 2 and all(e["pkgs"] == "host-pkgs" for e in evals),
+              f"nixos-on-nixos: two evaluations (the shared base, dns's host-built system), with the host's pkgs ({evals})")
+        web, db, dns = r["specs"]["web"], r["specs"]["db"], r["specs"]["dns"]
+        check(web["base"]["image"] == db["base"]["image"] == dns["base"]["image"],
+              "nixos-on-nixos: web, db and dns share one base image")
+        base = eval_of(evals, "common/vm_host_base.nix")
+        system = eval_of(evals, "hosts/dns/configuration.nix")
+        check(base is not None and dns.get("baseSystem") == base["toplevel"],
+              f"nixos-on-nixos: dns's baseSystem is the base evaluation's toplevel ({dns.get('baseSystem')})")
+        check(system is not None and dns.get("system") == system["toplevel"] and dns.get("specialize") == "host"
+              and any(f.endswith("/nixos/guest.nix") for f in system["files"]),
+              f"nixos-on-nixos: dns's system is hosts/dns/configuration.nix (its default configuration) plus the guest module ({dns.get('system')})")
         check(web["sources"]["config"] == db["sources"]["config"], "nixos-on-nixos: web and db share the config tree")
         check(web["sources"]["self"].endswith("-web") and db["sources"]["self"].endswith("-db"),
               "nixos-on-nixos: selfDir defaults to hosts/<name>")
@@ -204,12 +240,65 @@ def main():
         "noSelfDir": 'virtualisation.sprout.vms.t.selfDir: ' + os.path.dirname(os.path.dirname(HERE))
                      + '/examples/qemu-quickstart/vm/hosts/t does not exist (selfDir defaults to configDir + "/hosts/t"',
         "noConfigDir": "virtualisation.sprout.vms.t.configDir: ",
+        "hostWithoutConfiguration": 'virtualisation.sprout.vms.t.configuration: specialize = "host" needs the configuration',
+        "hostFlake": 'set virtualisation.sprout.vms.t.configuration.',
     }
     bad = get("bad")
     if bad:
         for case, message in expected.items():
             msgs = bad.get(case, [])
             check(len(msgs) == 1 and message in msgs[0], f"assertion {case}: {message!r} (got {msgs})")
+
+    # Host-built specialization (specialize = "host").
+    r = get("hostShared")
+    if r:
+        evals = parse_evals(traces["hostShared"])
+        base = eval_of(evals, "common/vm_host_base.nix")
+        one = eval_of(evals, "hosts/one/configuration.nix")
+        two = eval_of(evals, "hosts/two/configuration.nix")
+        check(len(evals) == 3 and base and one and two and all(e["pkgs"] == "host-pkgs" for e in evals),
+              f"hostShared: three evaluations: the base, and one per distinct configuration, with the host's pkgs ({evals})")
+        sp = r["specs"]
+        if base and one and two:
+            check(sp["t"].get("specialize") == "host" and sp["t"].get("system") == one["toplevel"]
+                  and sp["u"].get("system") == one["toplevel"],
+                  f"hostShared: t and u (one configuration) share one system, that evaluation's toplevel ({sp['t'].get('system')})")
+            check(sp["v"].get("system") == two["toplevel"] and two["toplevel"] != one["toplevel"],
+                  "hostShared: v (another configuration) has its own system")
+            check(all(sp[n].get("baseSystem") == base["toplevel"] for n in "tuv")
+                  and base["toplevel"] not in (one["toplevel"], two["toplevel"]),
+                  f"hostShared: baseSystem is the base evaluation's toplevel ({base['toplevel']})")
+            check(all(any(f.endswith("/nixos/guest.nix") for f in e["files"]) for e in (one, two)),
+                  "hostShared: a host-built system includes sprout's guest module")
+        check(not any(k in sp["w"] for k in HOST_KEYS) and sp["w"]["base"] == sp["t"]["base"],
+              f"hostShared: the guest-mode VM w has none of {HOST_KEYS}, and the same base")
+        check(r["failedAssertions"] == [] and r["warnings"] == [], "hostShared: no failed assertions or warnings")
+        check(re.fullmatch(r"/nix/store/[0-9a-z]{32}-nixos-system", sp["t"].get("system") or "") is not None,
+              "hostShared: system is a /nix/store toplevel")
+
+    r = get("hostDefaults")
+    if r:
+        evals = parse_evals(traces["hostDefaults"])
+        sp = r["specs"]
+        one = eval_of(evals, "hosts/one/configuration.nix")
+        two = eval_of(evals, "hosts/two/configuration.nix")
+        check(one is not None and sp["t"]["system"] == one["toplevel"],
+              "hostDefaults: configuration defaults to selfDir + \"/configuration.nix\"")
+        check(two is not None and sp["u"]["system"] == two["toplevel"] and sp["v"]["system"] == two["toplevel"],
+              "hostDefaults: rebuild.target under /etc/nixos/hosts/self maps to selfDir, else under /etc/nixos to configDir")
+        check(len(evals) == 2, f"hostDefaults: u and v build the same file once ({len(evals)} evaluations)")
+        check(sp["u"]["baseSystem"] is None and sp["u"]["base"]["image"] == "/i",
+              "hostDefaults: a prebuilt base.image gives baseSystem = null")
+        check(r["failedAssertions"] == [] and r["warnings"] == [], "hostDefaults: no failed assertions or warnings")
+
+    r = get("guestWithConfiguration")
+    if r:
+        check(len(r["warnings"]) == 1 and "virtualisation.sprout.vms.t.configuration is only used with specialize" in r["warnings"][0]
+              and not any(k in r["specs"]["t"] for k in HOST_KEYS),
+              f"guest mode with a configuration: a warning, no host-mode keys ({r['warnings']})")
+    r = get("minimal")
+    if r:
+        check(not any(k in r["specs"]["t"] for k in HOST_KEYS), f"guest mode (the default): none of {HOST_KEYS}")
 
     # Type errors read well: nixpkgs' message, naming the option.
     _, err = nix_eval(nix, lib, "memoryLots")
@@ -269,6 +358,11 @@ def main():
         check(err is None, f"pure (flake) evaluation of {attr}" + ("" if err is None else ":\n" + err))
         if attr == "specialized.pinned" and v and sp:
             check(v == sp["pinned"], f"pure evaluation installs the same pinned module ({v})")
+
+    g = get("guestNix")
+    if g:
+        check(g["agentConfig"].get("nixBinDir") == g["nix"] + "/bin" and g["nix"] in g["path"],
+              f"guest: agent.json's nixBinDir is nix.package's bin, and nix.package is on the agent's PATH ({g['agentConfig'].get('nixBinDir')})")
 
     # The guest module.
     g = get("guest")

@@ -1,6 +1,7 @@
-# The physical host: two VMs from one base image. Both VMs' base.modules are the
+# The physical host: three VMs from one base image. Their base.modules are the
 # same, so they share one image in the store; each specializes on first boot into
-# hosts/<vm>/configuration.nix of this tree.
+# hosts/<vm>/configuration.nix of this tree: web and db build it in the guest,
+# dns gets it built by this host (specialize = "host").
 { ... }:
 let
   # This whole tree, copied to the store: the VMs see it at /etc/nixos.
@@ -42,6 +43,23 @@ in
       autostart = false;
       restartOnChange = true;
       shutdownTimeout = 120;
+    };
+
+    # Built by this host: `nixos-rebuild switch` here evaluates and builds
+    # hosts/dns/configuration.nix (the default `configuration`: what the guest would
+    # build, selfDir + "/configuration.nix") with this host's nixpkgs, and the guest
+    # only imports the finished system. No nixpkgs evaluation in the guest, so a
+    # small VM will do, and it needs no network to specialize.
+    dns = {
+      base.modules = base;
+      configDir = tree;
+      specialize = "host";
+      sshAuthorizedKeys = keys;
+      memory = 512;
+      network.forwards = [
+        { hostPort = 10024; guestPort = 22; }
+        { protocol = "udp"; hostAddress = "127.0.0.1"; hostPort = 5353; guestPort = 53; }
+      ];
     };
   };
 }
