@@ -160,8 +160,6 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
   if (s.host_built() && s.system.empty())
     top.fail_value("system", "\"specialize\": \"host\" needs the VM's system: the store path of its toplevel "
                              "(config.system.build.toplevel)");
-  if (!s.base_system.empty() && s.base_system == s.system)
-    top.fail_value("baseSystem", "is the VM's system itself: nothing would be left to hand over");
 
   s.backend = top.choice_or("backend", {"qemu", "libvirt"}, "qemu");
   if (auto l = top.optional_object("libvirt")) {

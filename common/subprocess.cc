@@ -192,7 +192,9 @@ ProcessResult run_process(const ProcessOptions& opts) {
     // (When sprout was started with stdout or stderr closed, the pipe may be fd 1 or
     // 2 itself: dup2 onto itself keeps close-on-exec, so clear it.)
     for (int fd : {1, 2}) {
-      if (pipefd[1] == fd)
+      if (fd == 2 && opts.stderr_fd >= 0)
+        opts.stderr_fd == 2 ? ::fcntl(2, F_SETFD, 0) : ::dup2(opts.stderr_fd, 2);
+      else if (pipefd[1] == fd)
         ::fcntl(fd, F_SETFD, 0);
       else
         ::dup2(pipefd[1], fd);

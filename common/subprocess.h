@@ -30,6 +30,9 @@ struct ProcessOptions {
   std::size_t max_line_bytes = 2048;
   int cancel_fd = -1;                   ///< readable => stop the child like a timeout
   bool stdin_null = true;
+  /// >= 0: the child's stderr goes to this descriptor, so the output (and on_line)
+  /// is its stdout alone: for programs whose stdout is data and stderr chatter.
+  int stderr_fd = -1;
 };
 
 struct ProcessResult {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -121,4 +122,20 @@ TEST(Subprocess, RunCheckedThrowsWithOutput) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("oops"), std::string::npos);
   }
+}
+
+TEST(Subprocess, StderrCanGoElsewhere) {
+  FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  ProcessOptions o;
+  o.argv = {"sh", "-c", "echo data; echo chatter >&2"};
+  o.stderr_fd = fileno(f);
+  auto r = run_process(o);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.output, "data\n");
+  char buf[64] = {};
+  std::rewind(f);
+  ASSERT_GT(std::fread(buf, 1, sizeof buf - 1, f), 0u);
+  EXPECT_STREQ(buf, "chatter\n");
+  std::fclose(f);
 }

@@ -151,9 +151,11 @@ std::string tree_digest(const std::filesystem::path& root, const TreeFilter& fil
 }
 
 std::string generation_id(const std::string& config_digest, const std::string& self_digest,
-                          const std::string& ssh_digest, const std::string& rebuild_json) {
-  return sha256_hex(fmt::format("sprout-generation-v1\nconfig {}\nself {}\nssh {}\nrebuild {}\n", config_digest,
-                                self_digest, ssh_digest.empty() ? "-" : ssh_digest, rebuild_json));
+                          const std::string& ssh_digest, const std::string& rebuild_json,
+                          const std::string& closure_digest) {
+  return sha256_hex(fmt::format("sprout-generation-v1\nconfig {}\nself {}\nssh {}\nrebuild {}\n{}", config_digest,
+                                self_digest, ssh_digest.empty() ? "-" : ssh_digest, rebuild_json,
+                                closure_digest.empty() ? "" : fmt::format("closure {}\n", closure_digest)));
 }
 
 }  // namespace sprout

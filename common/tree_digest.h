@@ -51,9 +51,11 @@ std::string tree_digest(const std::filesystem::path& root, const TreeFilter& fil
 /// Hex SHA-256 of one file's content. Throws if it cannot be read whole.
 std::string file_content_hash(const std::filesystem::path& path, std::uint64_t expected_size);
 
-/// Hex SHA-256 of a generation: the roles' digests plus the rebuild settings, in a
-/// fixed order. Stable across hosts.
+/// Hex SHA-256 of a generation: the roles' digests plus the rebuild settings and, for
+/// a host-built VM, the closure disk's key (which names its system), in a fixed order.
+/// Stable across hosts; a guest-built VM's id is what it was before host-built mode.
 std::string generation_id(const std::string& config_digest, const std::string& self_digest,
-                          const std::string& ssh_digest, const std::string& rebuild_json);
+                          const std::string& ssh_digest, const std::string& rebuild_json,
+                          const std::string& closure_digest = "");
 
 }  // namespace sprout

@@ -95,4 +95,7 @@ TEST(GenerationId, DependsOnEveryPart) {
   EXPECT_NE(g, generation_id("a", "c", "", "{}"));
   EXPECT_NE(g, generation_id("a", "b", "", "{\"x\":1}"));
   EXPECT_EQ(g, generation_id("a", "b", "", "{}"));
+  EXPECT_EQ(g, generation_id("a", "b", "", "{}", ""));  // guest-built: as before
+  EXPECT_NE(g, generation_id("a", "b", "", "{}", "d"));
+  EXPECT_NE(generation_id("a", "b", "", "{}", "d"), generation_id("a", "b", "", "{}", "e"));
 }

@@ -11,6 +11,7 @@
 #include "agent_state.h"
 #include "decision.h"
 #include "disk_finder.h"
+#include "host_built.h"
 #include "manifest.h"
 #include "rebuild.h"
 #include "root_path.h"
@@ -94,10 +95,13 @@ class Run {
     t = Clock::now();
     auto wait = std::chrono::milliseconds(static_cast<long long>(cfg_.disk_wait_seconds * 1000));
     // The ssh disk is looked for in the same scans (not waited for): one scan, not two.
-    std::vector<DiskRole> optional;
+    // So is the closure disk (host-built VMs): it is mounted only to specialize.
+    std::vector<DiskRole> optional{DiskRole::closure};
     if (cfg_.ssh_mount) optional.push_back(DiskRole::ssh);
     auto found = find_disks(o_.root, {DiskRole::config, DiskRole::self}, wait, std::chrono::milliseconds(20), optional);
     find_ms_ = ms_since(t);
+    found_ = found;
+    disk_wait_ = wait;
     mark("disksFound");
     for (DiskRole r : {DiskRole::config, DiskRole::self}) {
       if (!found.count(r)) {
@@ -238,6 +242,7 @@ class Run {
     json detail = common_detail();
     detail["action"] = action_name(d.action);
     detail["currentSystem"] = current;
+    detail["specializedBy"] = manifest_.host_built() ? "host" : "guest";
     report_ms_ += ms_since(t);
     detail["timingsMs"] = json{{"find", round2(find_ms_)},
                                {"mount", round2(mount_ms_)},
@@ -280,28 +285,68 @@ class Run {
     AgentState st = d.next_state;
     st.last_result = "attempt started";
     if (!save(state_file, st)) return 1;  // never rebuild without a durable record of the attempt
+    if (manifest_.host_built()) {
+      if (int rc = mount_closure(state_file, st); rc >= 0) return rc;
+    }
     RebuildSettings rs = manifest_.rebuild;
-    auto argv = rebuild_argv(cfg_.rebuild_command, rs);
+    HostBuiltRun hb;
+    hb.root = o_.root;
+    hb.system = manifest_.system;
+    hb.closure_mount = cfg_.closure_mount;
+    hb.nix_bin_dir = cfg_.nix_bin_dir;
+    std::vector<std::string> argv;
     json detail = common_detail();
-    detail["command"] = argv;
+    detail["specializedBy"] = manifest_.host_built() ? "host" : "guest";
+    if (manifest_.host_built()) {
+      json commands = host_built_commands(hb);
+      detail["commands"] = commands;
+      detail["system"] = manifest_.system;
+    } else {
+      argv = rebuild_argv(cfg_.rebuild_command, rs);
+      detail["command"] = argv;
+    }
     detail["attempt"] = d.attempt;
     detail["maxAttempts"] = rs.max_attempts;
     detail["timeoutSeconds"] = rs.timeout_seconds;
-    ch_->send(Phase::rebuilding, d.message + ": " + format_command(argv), detail);
+    ch_->send(Phase::rebuilding,
+              manifest_.host_built()
+                  ? fmt::format("{}: switching to {}, built by the host, from the closure disk", d.message,
+                                manifest_.system)
+                  : d.message + ": " + format_command(argv),
+              detail);
     if (cancelled(o_.cancel_fd)) return record_and_fail(state_file, st, "interrupted", "interrupted", nullptr);
 
-    RebuildRun run;
-    run.argv = argv;
-    run.timeout = std::chrono::seconds(rs.timeout_seconds);
-    run.cancel_fd = o_.cancel_fd;
-    run.log_file = under_root(o_.root, cfg_.state_dir + "/rebuild.log");
-    run.on_line = [&](std::string_view line) { ch_->send(Phase::log, std::string(line)); };
-    RebuildOutcome out = run_rebuild(run);
+    auto on_line = [&](std::string_view line) { ch_->send(Phase::log, std::string(line)); };
+    std::string log_file = under_root(o_.root, cfg_.state_dir + "/rebuild.log");
+    RebuildOutcome out;
+    if (manifest_.host_built()) {
+      hb.timeout = std::chrono::seconds(rs.timeout_seconds);
+      hb.cancel_fd = o_.cancel_fd;
+      hb.log_file = log_file;
+      hb.on_line = on_line;
+      out = run_host_built(hb);
+    } else {
+      RebuildRun run;
+      run.argv = argv;
+      run.timeout = std::chrono::seconds(rs.timeout_seconds);
+      run.cancel_fd = o_.cancel_fd;
+      run.log_file = log_file;
+      run.on_line = on_line;
+      out = run_rebuild(run);
+    }
+    const char* what = manifest_.host_built() ? "switch to the host-built system" : "rebuild";
     if (out.interrupted)
       return record_and_fail(state_file, st, "interrupted", "interrupted",
                              json{{"lastLines", out.last_lines}, {"signal", "SIGTERM"}});
     if (!out.ok) {
-      std::string msg = fmt::format("rebuild {} (attempt {} of {})", out.describe, d.attempt, rs.max_attempts);
+      std::string msg = manifest_.host_built()
+                            ? fmt::format("the switch to the host-built system failed, {} (attempt {} of {})",
+                                          out.describe, d.attempt, rs.max_attempts)
+                            : fmt::format("rebuild {} (attempt {} of {})", out.describe, d.attempt, rs.max_attempts);
+      if (manifest_.host_built() && json(out.last_lines).dump().find("in-the-base-system-not-on-this-disk") !=
+                                        std::string::npos)
+        msg += "; a path of the base system is missing in this guest: the VM does not boot the base its "
+               "closure disk was made against (the spec's baseSystem)";
       return record_and_fail(state_file, st, out.describe, msg,
                              json{{"exitStatus", out.describe},
                                   {"timedOut", out.timed_out},
@@ -312,12 +357,23 @@ class Run {
     std::string built = resolve_in_root(o_.root, "/nix/var/nix/profiles/system");
     if (built.empty())
       return record_and_fail(state_file, st, "no system profile after the rebuild",
-                             "the rebuild succeeded but /nix/var/nix/profiles/system does not exist", nullptr);
+                             fmt::format("the {} succeeded but /nix/var/nix/profiles/system does not exist", what),
+                             nullptr);
+    if (manifest_.host_built() && built != manifest_.system)
+      return record_and_fail(state_file, st, "the system profile is another system",
+                             fmt::format("after the switch /nix/var/nix/profiles/system is {}, not {}", built,
+                                         manifest_.system),
+                             nullptr);
     st.built_system = built;
     st.last_result = "rebuilt";
     if (!save(state_file, st)) return 1;
-    ch_->send(Phase::rebuilt, fmt::format("rebuilt {} in {:.1f} s", built, out.seconds),
-              json{{"system", built}, {"seconds", round2(out.seconds)}, {"attempt", d.attempt}});
+    ch_->send(Phase::rebuilt,
+              manifest_.host_built() ? fmt::format("switched to {} (built by the host) in {:.1f} s", built, out.seconds)
+                                     : fmt::format("rebuilt {} in {:.1f} s", built, out.seconds),
+              json{{"system", built},
+                   {"seconds", round2(out.seconds)},
+                   {"attempt", d.attempt},
+                   {"specializedBy", manifest_.host_built() ? "host" : "guest"}});
     ch_->send(Phase::rebooting, "rebooting into the new system: " + format_command(cfg_.reboot_command),
               json{{"command", cfg_.reboot_command}});
     finish();
@@ -331,6 +387,29 @@ class Run {
                               r.started ? r.describe() : "could not start: " + r.error),
                   json{{"lastLines", r.last_lines(20)}});
     return 0;
+  }
+
+  /// Host-built: the closure disk, looked for in the first scan, else waited for
+  /// (bounded), mounted read-only, noexec. -1 when mounted; else the exit status.
+  int mount_closure(const std::string& state_file, const AgentState& st) {
+    const auto& info = role_info(DiskRole::closure);
+    auto found = found_.count(DiskRole::closure) ? found_ : find_disks(o_.root, {DiskRole::closure}, disk_wait_);
+    if (!found.count(DiskRole::closure))
+      return record_and_fail(
+          state_file, st, "closure disk not found",
+          fmt::format("host-built system {}: the closure disk (virtio serial {}, label {}) was not found within {} s; "
+                      "the host attaches STATE_DIR/closure.img, which `sprout export` makes for a spec with "
+                      "\"specialize\": \"host\"",
+                      manifest_.system, info.serial, info.label, cfg_.disk_wait_seconds),
+          json{{"disk", info.name}, {"serial", info.serial}, {"label", info.label}, {"system", manifest_.system}});
+    const FoundDisk& f = found.at(DiskRole::closure);
+    MountResult r = m_.mount(MountRequest{f.device, cfg_.closure_mount, true});
+    if (!r.ok)
+      return record_and_fail(state_file, st, "cannot mount the closure disk",
+                             fmt::format("cannot mount the closure disk: {}", r.error),
+                             json{{"disk", info.name}, {"device", f.device}, {"mountPoint", cfg_.closure_mount}});
+    mount_points_.push_back(cfg_.closure_mount);
+    return -1;
   }
 
   int record_and_fail(const std::string& state_file, AgentState st, const std::string& result, const std::string& msg,
@@ -349,6 +428,8 @@ class Run {
   Mounter& m_;
   std::unique_ptr<StatusChannel> ch_;
   Manifest manifest_;
+  std::map<DiskRole, FoundDisk> found_;  ///< the first scan's disks
+  std::chrono::milliseconds disk_wait_{0};
   std::vector<std::string> mount_points_;
   std::string state_problem_;
   std::string ssh_note_;

@@ -41,6 +41,7 @@ AgentConfig parse_agent_config(const std::string& text, const std::string& sourc
     } else {
       c.ssh_mount = guest_path(*m, "ssh", *c.ssh_mount);
     }
+    c.closure_mount = guest_path(*m, "closure", c.closure_mount);
     m->finish();
   }
   if (auto r = top.optional_object("rebuild")) {
@@ -57,6 +58,7 @@ AgentConfig parse_agent_config(const std::string& text, const std::string& sourc
   c.status_port = top.string_or("statusPort", c.status_port);
   if (c.status_port.empty()) top.fail("statusPort", "a virtio-serial port name");
   if (top.has("logFile")) c.log_file = guest_path(top, "logFile", "");
+  if (auto dir = top.optional_string("nixBinDir"); dir && !dir->empty()) c.nix_bin_dir = guest_path(top, "nixBinDir", "");
   top.finish();
   return c;
 }

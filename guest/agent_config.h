@@ -2,7 +2,9 @@
 // strictly (unknown keys and wrong types are InputError naming the key). A missing
 // file means all defaults. Keys (all optional except "version"):
 //   version                       1
-//   mountPoints.config|self|ssh   guest paths; ssh null = never mount the ssh disk
+//   mountPoints.config|self|ssh|closure
+//                                 guest paths; ssh null = never mount the ssh disk;
+//                                 closure (host-built VMs) default /run/sprout/closure
 //   rebuild.command               argv prefix, default ["nixos-rebuild","boot"]
 //   rebuild.timeoutSeconds|maxAttempts|respecializeOnChange
 //                                 fallbacks; the manifest's values win
@@ -12,6 +14,8 @@
 //   flushTimeoutSeconds           how long to wait for a host to take queued status, default 10
 //   statusPort                    virtio-serial port name, default sprout.status.0
 //   logFile                       every status event, one JSON line each; default STATEDIR/agent.log
+//   nixBinDir                     where nix, nix-store and nix-env are (host-built VMs);
+//                                 default "": looked up on PATH
 #pragma once
 
 #include <optional>
@@ -24,6 +28,8 @@ struct AgentConfig {
   std::string config_mount = "/etc/nixos";
   std::string self_mount = "/etc/nixos/hosts/self";
   std::optional<std::string> ssh_mount = std::string("/root/.ssh");
+  std::string closure_mount = "/run/sprout/closure";
+  std::string nix_bin_dir;  ///< "" = PATH
   std::vector<std::string> rebuild_command{"nixos-rebuild", "boot"};
   std::int64_t rebuild_timeout_seconds = 3600;
   std::int64_t max_attempts = 3;

@@ -38,6 +38,8 @@ TEST(AgentConfig, ReadsTheNixosModulesGoldenFile) {
   EXPECT_TRUE(c.respecialize_on_change);
   EXPECT_EQ(c.reboot_command, (std::vector<std::string>{"systemctl", "reboot"}));
   EXPECT_EQ(c.state_dir, "/var/lib/sprout");
+  EXPECT_EQ(c.closure_mount, "/run/sprout/closure");
+  EXPECT_TRUE(c.nix_bin_dir.ends_with("-nix/bin")) << c.nix_bin_dir;  // config.nix.package
 }
 
 TEST(AgentConfig, DefaultsAndExtraKeys) {
@@ -63,6 +65,8 @@ TEST(AgentConfig, ErrorsNameTheKey) {
   EXPECT_NE(msg(R"({"version":1,"stateDir":"rel"})").find("stateDir"), std::string::npos);
   EXPECT_NE(msg(R"({"version":1,"rebuild":{"command":[]}})").find("rebuild.command"), std::string::npos);
   EXPECT_NE(msg(R"({"version":1,"bogus":1})").find("bogus"), std::string::npos);
+  EXPECT_NE(msg(R"({"version":1,"nixBinDir":"bin"})").find("nixBinDir: expected an absolute path"), std::string::npos);
+  EXPECT_NE(msg(R"({"version":1,"mountPoints":{"closure":""}})").find("mountPoints.closure"), std::string::npos);
   EXPECT_NE(msg(R"({"version":2})").find("version"), std::string::npos);
   EXPECT_NE(msg("{").find("agent.json"), std::string::npos);
 }

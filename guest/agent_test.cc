@@ -44,6 +44,7 @@ struct Fixture : ::testing::Test {
   int timeout_seconds = 60;
   int max_attempts = 3;
   std::string mode = "classic";
+  std::string system;  ///< host-built when set
 
   void SetUp() override {
     for (auto [name, serial] : {std::pair{"vda", "sprout-test-state"}, {"vdb", "sprout-config"}, {"vdc", "sprout-self"}}) {
@@ -87,10 +88,12 @@ struct Fixture : ::testing::Test {
     m.rebuild.extra_args = {"--show-trace"};
     m.rebuild.timeout_seconds = timeout_seconds;
     m.rebuild.max_attempts = max_attempts;
+    m.system = system;
+    if (!system.empty()) m.closure_digest = std::string(64, 'e');
     t.write("/etc/nixos/hosts/self/sprout-manifest.json", m.to_json_text());
   }
 
-  AgentOptions options() {
+  virtual AgentOptions options() {
     AgentOptions o;
     o.root = t.root();
     o.config.rebuild_command = {t.path("/bin/fake-rebuild").string(), "boot"};
@@ -315,4 +318,116 @@ TEST_F(Fixture, NoStatusPortWorksTheSame) {
   o.status_port_path.clear();  // and no /sys/class/virtio-ports in the tree
   EXPECT_EQ(run_agent(o, m), 0);
   EXPECT_NE(t.read("/var/lib/sprout/agent.log").find("\"rebooting\""), std::string::npos);
+}
+
+namespace {
+
+// A host-built VM: the manifest names a system; the closure disk (vdd) is "mounted"
+// at /run/sprout/closure (the fake mounter mounts nothing: its files are pre-placed);
+// fake nix, nix-store and nix-env record their arguments, nix-env sets the profile;
+// the system's own switch-to-configuration records that it ran.
+struct HostBuilt : Fixture {
+  const std::string sys = "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-nixos-system-web";
+  void SetUp() override {
+    Fixture::SetUp();
+    system = sys;
+    write_manifest();
+    t.write("/sys/block/vdd/serial", "sprout-closure\n");
+    t.write("/sys/block/vdd/ro", "1\n");
+    t.write("/dev/vdd", "");
+    t.write("/run/sprout/closure/4s6j5z57rq0xbzlxcp946k44a2f6097y.narinfo", "StorePath: " + sys + "\n");
+    std::string r = t.root().string();
+    for (auto tool : {"nix", "nix-store", "nix-env"})
+      t.write(std::string("/fake-nix/") + tool,
+              "#!/bin/sh\n"
+              "echo \"" + std::string(tool) + " $*\" >>" + r + "/nix-calls\n"
+              "if [ \"$(cat " + r + "/nix-mode 2>/dev/null)\" = corrupt ] && [ " + tool + " = nix ]; then\n"
+              "  echo \"error: hash mismatch importing path '" + sys + "';\" >&2; exit 1\n"
+              "fi\n"
+              "[ " + tool + " = nix-env ] && mkdir -p " + r + "/nix/var/nix/profiles && "
+              "ln -sfn " + sys + " " + r + "/nix/var/nix/profiles/system-1-link && "
+              "ln -sfn system-1-link " + r + "/nix/var/nix/profiles/system\n"
+              "exit 0\n",
+              true);
+    t.write(sys + "/bin/switch-to-configuration",
+            "#!/bin/sh\necho \"switch-to-configuration $*\" >>" + r + "/nix-calls\necho updating GRUB 2 menu...\n", true);
+  }
+  AgentOptions options() override {
+    AgentOptions o = Fixture::options();
+    o.config.nix_bin_dir = t.path("/fake-nix").string();
+    return o;
+  }
+};
+
+}  // namespace
+
+TEST_F(HostBuilt, ImportsSwitchesRebootsThenIsSpecializedWithoutTheClosureDisk) {
+  ASSERT_EQ(boot(), 0);
+  EXPECT_EQ(phases_without_log(), (std::vector<Phase>{Phase::starting, Phase::mounting, Phase::rebuilding,
+                                                      Phase::rebuilt, Phase::rebooting}));
+  std::string nix = t.path("/fake-nix").string();
+  EXPECT_EQ(t.read("/nix-calls"),
+            "nix --extra-experimental-features nix-command copy --no-check-sigs --from file:///run/sprout/closure " + sys +
+                "\nnix-store --check-validity " + sys + "\nnix-env -p /nix/var/nix/profiles/system --set " + sys +
+                "\nswitch-to-configuration boot\n");
+  EXPECT_FALSE(std::filesystem::exists(t.path("/rebuild-calls")));  // nixos-rebuild never ran
+  EXPECT_EQ(t.read("/reboot-calls"), "reboot\n");
+  ASSERT_EQ(mounts.size(), 3u);
+  EXPECT_EQ(mounts[2].device, "/dev/vdd");
+  EXPECT_EQ(mounts[2].mount_point, "/run/sprout/closure");
+  EXPECT_TRUE(mounts[2].noexec);
+  auto ev = events();
+  auto rebuilding = *std::find_if(ev.begin(), ev.end(), [](auto& e) { return e.phase == Phase::rebuilding; });
+  EXPECT_EQ(rebuilding.detail["specializedBy"], "host");
+  EXPECT_EQ(rebuilding.detail["commands"].size(), 4u);
+  EXPECT_NE(rebuilding.message.find("built by the host"), std::string::npos);
+  bool streamed = false;
+  for (auto& e : ev) streamed = streamed || (e.phase == Phase::log && e.message == "updating GRUB 2 menu...");
+  EXPECT_TRUE(streamed) << "switch-to-configuration's output is a log event";
+  auto rebuilt = *std::find_if(ev.begin(), ev.end(), [](auto& e) { return e.phase == Phase::rebuilt; });
+  EXPECT_EQ(rebuilt.detail["system"], sys);
+  EXPECT_NE(t.read("/var/lib/sprout/rebuild.log").find("updating GRUB 2 menu"), std::string::npos);
+
+  reboot();
+  ASSERT_EQ(boot(), 0);
+  EXPECT_EQ(phases_without_log(), (std::vector<Phase>{Phase::starting, Phase::mounting, Phase::specialized}));
+  auto sp = events().back();
+  EXPECT_EQ(sp.detail["action"], "record-applied");
+  EXPECT_EQ(sp.detail["specializedBy"], "host");
+  EXPECT_EQ(sp.detail["currentSystem"], sys);
+  EXPECT_EQ(mounts.size(), 2u) << "the fast path does not mount the closure disk";
+  EXPECT_EQ(count_lines("/nix-calls"), 4);
+}
+
+TEST_F(HostBuilt, AMissingClosureDiskIsAFailureThatNamesIt) {
+  std::filesystem::remove_all(t.path("/sys/block/vdd"));
+  EXPECT_EQ(boot(), 1);
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_NE(f.message.find("the closure disk (virtio serial sprout-closure"), std::string::npos) << f.message;
+  EXPECT_NE(f.message.find(sys), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(t.path("/nix-calls")));
+  EXPECT_FALSE(std::filesystem::exists(t.path("/reboot-calls")));
+}
+
+TEST_F(HostBuilt, AClosureDiskOfAnotherSystemRunsNothing) {
+  std::filesystem::remove(t.path("/run/sprout/closure/4s6j5z57rq0xbzlxcp946k44a2f6097y.narinfo"));
+  EXPECT_EQ(boot(), 1);
+  auto f = events().back();
+  EXPECT_NE(f.message.find("the closure disk does not hold " + sys), std::string::npos) << f.message;
+  EXPECT_FALSE(std::filesystem::exists(t.path("/nix-calls")));
+}
+
+TEST_F(HostBuilt, AFailedImportIsReportedCountedAndDoesNotReboot) {
+  t.write("/nix-mode", "corrupt");
+  EXPECT_EQ(boot(), 1);
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_NE(f.message.find("importing the closure: exited with status 1 (attempt 1 of 3)"), std::string::npos)
+      << f.message;
+  EXPECT_NE(f.detail["lastLines"].dump().find("hash mismatch importing path"), std::string::npos);
+  EXPECT_EQ(count_lines("/nix-calls"), 1);  // nothing after the failed import
+  EXPECT_FALSE(std::filesystem::exists(t.path("/reboot-calls")));
+  EXPECT_EQ(boot(), 1);
+  EXPECT_NE(events().back().message.find("attempt 2 of 3"), std::string::npos);
 }

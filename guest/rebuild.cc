@@ -26,7 +26,7 @@ RebuildOutcome run_rebuild(const RebuildRun& run) {
   RebuildOutcome out;
   int log_fd = -1;
   if (!run.log_file.empty())
-    log_fd = ::open(run.log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    log_fd = ::open(run.log_file.c_str(), O_WRONLY | O_CREAT | (run.append_log ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0600);
   ProcessOptions o;
   o.argv = run.argv;
   o.timeout = run.timeout;

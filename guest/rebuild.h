@@ -25,6 +25,7 @@ struct RebuildRun {
   std::chrono::milliseconds timeout{0};
   int cancel_fd = -1;
   std::filesystem::path log_file;  ///< host path; truncated first; empty = none
+  bool append_log = false;         ///< append to log_file instead (a later step of one run)
   std::function<void(std::string_view)> on_line;
 };
 

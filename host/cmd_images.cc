@@ -27,7 +27,7 @@ namespace {
 void print_export(const ExportResult& r) {
   fmt::print("{} generation {}\n", r.manifest.name, r.manifest.generation.substr(0, 16));
   for (const auto& i : r.images)
-    fmt::print("  {:<6} {} -> {} ({} MiB, {})\n", role_info(i.role).name, i.link.string(), i.image.string(),
+    fmt::print("  {:<7} {} -> {} ({} MiB, {})\n", role_info(i.role).name, i.link.string(), i.image.string(),
                i.bytes >> 20, i.cache_hit ? "cached" : "built");
   for (const auto& x : r.excluded) fmt::print("  left out ssh/{}: {}\n", x.path, x.reason);
 }

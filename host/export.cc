@@ -16,10 +16,12 @@
 
 #include "atomic_file.h"
 #include "cache_lock.h"
+#include "closure_image.h"
 #include "digest_cache.h"
 #include "error.h"
 #include "ext4_image.h"
 #include "leftovers.h"
+#include "scratch_dir.h"
 #include "sha256.h"
 #include "tree_copy.h"
 #include "tree_digest.h"
@@ -41,20 +43,6 @@ std::vector<std::string> mount_points_inside(DiskRole role) {
   if (role == DiskRole::config) return {"hosts/self"};
   return {};
 }
-
-/// A scratch directory removed on scope exit.
-struct ScratchDir {
-  fs::path path;
-  explicit ScratchDir(const fs::path& parent) {
-    std::string tmpl = (parent / fmt::format(".staging-{}-XXXXXX", getpid())).string();
-    if (!mkdtemp(tmpl.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp " + tmpl);
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    remove_tree(path, ec);  // also when the copied tree has read-only directories
-  }
-};
 
 /// Hashes a copy made by copy_listing supplied to content_digest: the digest is of
 /// exactly the bytes that were copied.
@@ -245,6 +233,10 @@ ExportRequest ExportRequest::from_spec(const Spec& spec) {
   r.ssh_source = spec.ssh_source;
   r.allow_private_keys = spec.allow_private_keys;
   r.rebuild = spec.rebuild;
+  if (spec.host_built()) {
+    r.system = spec.system;
+    r.base_system = spec.base_system;
+  }
   r.cache_dir = spec.cache_dir;
   r.out_dir = spec.state_dir;
   return r;
@@ -261,7 +253,10 @@ json ExportResult::to_json() const {
                            {"bytes", i.bytes}});
   json excl = json::array();
   for (const auto& e : excluded) excl.push_back({{"path", e.path}, {"reason", e.reason}});
-  return {{"name", manifest.name}, {"generation", manifest.generation}, {"images", images_json}, {"excluded", excl}};
+  json out{{"name", manifest.name}, {"generation", manifest.generation}, {"images", images_json}, {"excluded", excl}};
+  out["specialize"] = manifest.host_built() ? "host" : "guest";
+  if (manifest.host_built()) out["system"] = manifest.system;
+  return out;
 }
 
 ExportResult export_disks(const ExportRequest& request) {
@@ -331,7 +326,14 @@ ExportResult export_disks(const ExportRequest& request) {
   m.self_digest = inputs[1].digest;
   m.ssh_digest = inputs.size() > 2 ? inputs[2].digest : "";
   m.rebuild = req.rebuild;
-  m.generation = generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump());
+  std::optional<ClosureImage> closure;
+  if (!req.system.empty()) {
+    closure = build_closure_image(ClosureRequest{req.system, req.base_system, req.cache_dir});
+    m.system = req.system;
+    m.closure_digest = closure->key;
+  }
+  m.generation =
+      generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
 
   ensure_directory(req.out_dir, "state directory");
   for (const auto& in : inputs) {
@@ -342,10 +344,21 @@ ExportResult export_disks(const ExportRequest& request) {
     else
       result.images.push_back(build_role(in, req, "", "", nullptr));
   }
-  if (!req.ssh_source) {
+  if (closure) {
+    ExportedImage img;
+    img.role = DiskRole::closure;
+    img.link = req.out_dir / "closure.img";
+    img.image = closure->image;
+    img.tree_digest = closure->key;
+    img.cache_hit = closure->cache_hit;
+    img.bytes = fs::file_size(img.image);
+    replace_symlink(img.image, img.link);
+    result.images.push_back(img);
+  }
+  // Links from an earlier export that had an ssh disk or was host-built.
+  for (auto [gone, name] : {std::pair{!req.ssh_source, "ssh.img"}, std::pair{!closure, "closure.img"}}) {
     std::error_code ec;
-    if (fs::is_symlink(fs::symlink_status(req.out_dir / "ssh.img", ec)))
-      fs::remove(req.out_dir / "ssh.img", ec);  // a link from an earlier export with ssh
+    if (gone && fs::is_symlink(fs::symlink_status(req.out_dir / name, ec))) fs::remove(req.out_dir / name, ec);
   }
   return result;
 }

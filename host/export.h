@@ -1,8 +1,9 @@
 // `sprout export`: turns a VM's source directories into read-only ext4 disk images.
 // Images live in a cache keyed by what goes into them, so identical trees used by
 // many VMs share one file and an unchanged tree is not rebuilt; each VM's state
-// directory gets a symlink per role (config.img, self.img, ssh.img). The self image
-// carries the manifest. Every image is written atomically.
+// directory gets a symlink per role (config.img, self.img, ssh.img and, for a VM the
+// host specializes, closure.img: closure_image.h). The self image carries the
+// manifest. Every image is written atomically.
 #pragma once
 
 #include <filesystem>
@@ -25,6 +26,8 @@ struct ExportRequest {
   std::optional<std::filesystem::path> ssh_source;
   bool allow_private_keys = false;
   RebuildSettings rebuild;
+  std::string system;       ///< host-built: the toplevel store path ("" = guest-built)
+  std::string base_system;  ///< host-built, optional: the base's toplevel
   std::filesystem::path cache_dir;
   std::filesystem::path out_dir;  ///< where <role>.img links go (the state directory)
 

@@ -4,8 +4,8 @@
 Usage: NIXPKGS_LIB=/path/to/nixpkgs/lib eval-test.py [--nix-instantiate PATH] [--update-golden]
 
 Cases are in cases.nix. Specs of the examples are compared with golden/<example>-<vm>.json
-(store path hashes replaced by zeros); a host-built VM's spec (specialize = "host") with
-the file HOST_SPECS names instead, outside golden/ (which `sprout check-spec` checks).
+(store path hashes replaced by zeros); the VMs in HOST_SPECS (specialize = "host") carry
+the host-mode keys, no other VM does; every golden file passes `sprout check-spec`.
 Without NIXPKGS_LIB the test is skipped (exit 77).
 """
 import argparse
@@ -20,9 +20,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases.nix")
 GOLDEN = os.path.join(HERE, "golden")
-# Specs with specialize = "host": kept out of golden/, which check-golden.sh feeds to
-# `sprout check-spec` (the spec parser learns the host-mode keys in its own change).
-HOST_SPECS = {("nixos-on-nixos", "dns"): "expected-host-spec.json"}
+# The VMs with specialize = "host" (their golden specs carry system and baseSystem).
+HOST_SPECS = {("nixos-on-nixos", "dns")}
 HOST_KEYS = ("specialize", "system", "baseSystem")
 SKIP = 77
 
@@ -139,8 +138,7 @@ def main():
             if vm not in r["specs"]:
                 continue
             spec = normalize(r["specs"][vm])
-            golden = os.path.join(HERE, HOST_SPECS[(example, vm)]) if (example, vm) in HOST_SPECS \
-                else os.path.join(GOLDEN, f"{example}-{vm}.json")
+            golden = os.path.join(GOLDEN, f"{example}-{vm}.json")
             if args.update_golden:
                 with open(golden, "w") as f:
                     f.write(json.dumps(spec, indent=2, sort_keys=True) + "\n")

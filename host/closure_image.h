@@ -1,0 +1,42 @@
+// The closure disk of a host-built VM: the store paths of its system's closure that
+// are not in its base system's closure, as an uncompressed Nix binary cache (written
+// by `nix copy --to file://...`) on a read-only ext4 image the guest imports with
+// `nix copy --from file://...`, which checks every NAR against its narinfo's hash.
+// Paths of the base that the system refers to get a narinfo without a NAR, so the
+// guest's Nix can walk the closure and skips them as already valid.
+// Cached by (system, base system): VMs with one system share one image, and an
+// unchanged system is not built again (no Nix command runs on a cache hit).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace sprout {
+
+struct ClosureRequest {
+  std::string system;       ///< the toplevel store path
+  std::string base_system;  ///< "" = hand over the whole closure
+  std::filesystem::path cache_dir;
+};
+
+struct ClosureImage {
+  std::filesystem::path image;  ///< CACHE/closure-KEY.ext4
+  std::string key;              ///< hex SHA-256 of (format, system, base system)
+  bool cache_hit = false;
+  std::size_t paths = 0;        ///< store paths with their NAR on the disk (0 on a hit)
+  std::uint64_t nar_bytes = 0;  ///< their NARs' size (0 on a hit)
+};
+
+/// The cache key alone (what the manifest's disks.closure.digest says).
+std::string closure_key(const std::string& system, const std::string& base_system);
+
+/// Checks that `system` is a NixOS toplevel in the host's store and builds (or finds)
+/// its image. InputError for a path that is not in the store, not valid, or not a
+/// toplevel (no bin/switch-to-configuration); runtime_error when Nix fails.
+/// The caller holds the cache lock.
+ClosureImage build_closure_image(const ClosureRequest& request);
+
+inline constexpr const char* kClosureInfoFile = "sprout-closure.json";
+
+}  // namespace sprout
