@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Host-built specialization in the real test guest (tests/vm), under qemu TCG, with
+real Nix on both sides.
+
+usage: test_host_built_vm.py SPROUT_AGENT SPROUT [--keep] [--workdir DIR] [--cache DIR]
+
+The host (this machine's Nix) builds a NixOS-shaped base and system (tests/nixsys);
+`sprout export` makes config, self and closure disks from a spec with
+"specialize": "host" and baseSystem. The guest's persistent state disk holds a real
+Nix store + database with the base's closure (copied there by the host's Nix, as a
+base image would have it) and Debian's nix with its libraries. Scenarios:
+  H1 boot 1: the agent imports the closure with the guest's real nix, sets the real
+     system profile, runs the system's own switch-to-configuration boot (which sets
+     the test guest's boot loader default) and reboots; events in order, import and
+     switch output streamed as log events; no nixos-rebuild.
+  H2 boot 2: the guest runs the host-built system and reports specialized, by host;
+     the closure disk is not mounted. The state disk's store, opened by the host's
+     Nix afterwards, has every path of the system valid and verifying.
+  H3 a closure disk with one flipped NAR byte: failed with Nix's hash mismatch, the
+     system not valid, no reboot.
+  H4 no closure disk: failed, naming the closure disk, no reboot.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "vm"))
+sys.path.insert(0, os.path.join(HERE, "..", "nixsys"))
+import guestlib  # noqa: E402
+import nix_system  # noqa: E402
+from test_agent_vm import boot, check, failures, phases  # noqa: E402
+
+NIX_TOOLS = "/persist/nix-tools/bin"
+
+
+def nix_tools(dest):
+    """Debian's nix (nix-store and nix-env are links to it) and every library ldd lists."""
+    nix = os.path.realpath(shutil.which("nix"))
+    os.makedirs(os.path.join(dest, "bin"))
+    os.makedirs(os.path.join(dest, "lib"))
+    shutil.copy(nix, os.path.join(dest, "bin", "nix"))
+    for link in ("nix-store", "nix-env"):
+        os.symlink("nix", os.path.join(dest, "bin", link))
+    out = subprocess.run(["ldd", nix], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        parts = line.split("=>")
+        lib = parts[1].split()[0] if len(parts) == 2 else ""
+        if lib.startswith("/"):
+            shutil.copy(lib, os.path.join(dest, "lib", os.path.basename(lib)))
+
+
+def state_disk(work, name, base):
+    """A state disk whose /nix holds a real store and database with `base`'s closure."""
+    root = os.path.join(work, f"state-{name}")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    nix_system.nix3("copy", "--no-check-sigs", "--to", root, base)
+    nix_tools(os.path.join(root, "nix-tools"))
+    return guestlib.make_ext4_from_dir(root, "sprout-state", os.path.join(work, f"state-{name}.img"))
+
+
+def export(sprout, work, base, system):
+    trees = os.path.join(work, "trees")
+    shutil.rmtree(trees, ignore_errors=True)
+    cfg, slf = os.path.join(trees, "config"), os.path.join(trees, "self")
+    os.makedirs(os.path.join(cfg, "hosts", "self"))
+    os.makedirs(slf)
+    with open(os.path.join(cfg, "configuration.nix"), "w") as f:
+        f.write("{ ... }: { imports = [ ./hosts/self/configuration.nix ]; }\n")
+    with open(os.path.join(slf, "configuration.nix"), "w") as f:
+        # Never built in the guest: a host-built VM runs no nixos-rebuild.
+        f.write('# sprout-test: fail\n{ ... }: { networking.hostName = "web"; }\n')
+    spec = os.path.join(trees, "web.json")
+    with open(spec, "w") as f:
+        json.dump({"version": 1, "name": "web", "base": {"image": "/nonexistent/base.qcow2"},
+                   "stateDir": os.path.join(work, "out"), "cacheDir": os.path.join(work, "cache"),
+                   "sources": {"config": cfg, "self": slf},
+                   "specialize": "host", "system": system, "baseSystem": base}, f)
+    r = subprocess.run([sprout, "export", "--spec", spec, "--json"], capture_output=True, text=True,
+                       timeout=600, env=nix_system.nix_env())
+    if r.returncode != 0:
+        raise RuntimeError(f"sprout export failed: {r.stderr}")
+    out = json.loads(r.stdout)
+    paths = {i["role"]: i["path"] for i in out["images"]}
+    return [(paths["config"], "sprout-config", True), (paths["self"], "sprout-self", True),
+            (paths["closure"], "sprout-closure", True)], out["generation"]
+
+
+def corrupt_closure(work, closure_image):
+    """The same closure disk with one byte flipped in the middle of its largest NAR."""
+    d = os.path.join(work, "corrupt")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    subprocess.run(["debugfs", "-R", f"rdump / {d}", closure_image], check=True, capture_output=True, timeout=300)
+    shutil.rmtree(os.path.join(d, "lost+found"), ignore_errors=True)
+    nar_dir = os.path.join(d, "nar")
+    biggest = max(os.listdir(nar_dir), key=lambda n: os.path.getsize(os.path.join(nar_dir, n)))
+    p = os.path.join(nar_dir, biggest)
+    os.chmod(p, 0o644)
+    with open(p, "r+b") as f:
+        f.seek(os.path.getsize(p) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    return guestlib.make_ext4_from_dir(d, "sprout-closure", os.path.join(work, "closure-corrupt.img"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("agent")
+    ap.add_argument("sprout")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--workdir")
+    ap.add_argument("--cache")
+    ap.add_argument("--only", default="1234")
+    args = ap.parse_args()
+    missing = [t for t in ("qemu-system-x86_64", "mkfs.ext4", "busybox", "cpio", "debugfs", "ldd")
+               if not shutil.which(t)] + nix_system.missing_tools()
+    if missing:
+        print(f"skipping: {', '.join(missing)} not installed")
+        return 77
+    work = args.workdir or tempfile.mkdtemp(prefix="sprout-host-built-vm-")
+    os.makedirs(work, exist_ok=True)
+    t_all = time.monotonic()
+    try:
+        conf = os.path.join(work, "agent.json")
+        with open(conf, "w") as f:
+            json.dump({"version": 1, "rebootCommand": ["systemctl", "reboot"], "stateDir": "/var/lib/sprout",
+                       "diskWaitSeconds": 4, "flushTimeoutSeconds": 3, "nixBinDir": NIX_TOOLS,
+                       "rebuild": {"timeoutSeconds": 600}}, f)
+        kernel, initrd = guestlib.build_guest(args.agent, conf, os.path.join(work, "guest"), cache_dir=args.cache)
+        base, system = nix_system.build_systems(work, "sprout-vm")
+        disks, gen = export(args.sprout, work, base, system)
+        closure = nix_system.requisites(system)
+        handed = sorted(set(closure) - set(nix_system.requisites(base)))
+
+        if "1" in args.only or "2" in args.only:
+            state = state_disk(work, "h", base)
+            g, lines, rc = boot(kernel, initrd, state, disks, work, "h1", memory=512)
+            p = [x for x in phases(lines) if x != "log"]
+            check(p == ["starting", "mounting", "rebuilding", "rebuilt", "rebooting"],
+                  f"H1: starting, mounting, rebuilding, rebuilt, rebooting in order (got {p})", g)
+            rebuilding = next((l for l in lines if l.get("phase") == "rebuilding"), {})
+            d = rebuilding.get("detail", {})
+            check(d.get("specializedBy") == "host" and d.get("system") == system
+                  and [c[:2] for c in d.get("commands", [])] == [[f"{NIX_TOOLS}/nix", "--extra-experimental-features"],
+                                                                  [f"{NIX_TOOLS}/nix-store", "--check-validity"],
+                                                                  [f"{NIX_TOOLS}/nix-env", "-p"],
+                                                                  [f"{system}/bin/switch-to-configuration", "boot"]],
+                  f"H1: rebuilding names the host-built system and the four commands ({d.get('commands')})", g)
+            logs = [l["message"] for l in lines if l.get("phase") == "log"]
+            copied = [m for m in logs if m.startswith("copying path ")]
+            check(len(copied) == len(handed) and all(any(h in m for m in copied) for h in handed),
+                  f"H1: the guest's nix copied exactly the {len(handed)} paths not in the base ({len(copied)} lines)", g)
+            check(any("updating the boot loader: " + system in m for m in logs),
+                  "H1: the system's own switch-to-configuration boot ran (its output is a log event)", g)
+            check("evaluated" not in g.console() and not any("building the system" in m for m in logs),
+                  "H1: no nixos-rebuild ran in the guest", g)
+            check(rc == 0 and "sprout-test: reboot" in g.console(), "H1: the guest rebooted", g)
+
+            g, lines, rc = boot(kernel, initrd, state, disks, work, "h2", memory=512)
+            p = [x for x in phases(lines) if x != "log"]
+            check(p == ["starting", "mounting", "specialized"], f"H2: specialized (got {p})", g)
+            check(g.boot_markers() and g.boot_markers()[0][1] == system,
+                  f"H2: the boot loader default is the host-built system {system}", g)
+            check(f"sprout-test: system profile -> {system}" in g.console(),
+                  "H2: /nix/var/nix/profiles/system points at the host-built system", g)
+            sp = lines[-1] if lines else {}
+            sd = sp.get("detail", {})
+            check(sd.get("specializedBy") == "host" and sd.get("currentSystem") == system
+                  and sd.get("action") == "record-applied",
+                  f"H2: specialized by host, running {system} ({sd.get('action')})", g)
+            check(set(sd.get("mounts", {})) == {"/etc/nixos", "/etc/nixos/hosts/self"},
+                  f"H2: the closure disk is not mounted on the fast path ({sorted(sd.get('mounts', {}))})", g)
+            # The guest's store, read back and opened by the host's Nix.
+            back = os.path.join(work, "state-back")
+            shutil.rmtree(back, ignore_errors=True)
+            os.makedirs(back)
+            subprocess.run(["debugfs", "-R", f"rdump /nix {back}", state], check=True, capture_output=True,
+                           timeout=300)
+            v = nix_system.nix3("store", "verify", "--store", back, "--no-trust", "-r", system, check=False)
+            check(v.returncode == 0, f"H2: every path of the system is valid and verifies in the guest's store "
+                                     f"({v.stderr.strip()[-300:]})")
+            if sd.get("timingsMs"):
+                print(f"H2 fast path: {json.dumps(sd.get('timingsMs'))}")
+
+        if "3" in args.only:
+            state = state_disk(work, "h3", base)
+            bad = [disks[0], disks[1], (corrupt_closure(work, disks[2][0]), "sprout-closure", True)]
+            g, lines, rc = boot(kernel, initrd, state, bad, work, "h3", memory=512)
+            last = lines[-1] if lines else {}
+            check(last.get("phase") == "failed" and "importing the closure" in last.get("message", ""),
+                  f"H3: a corrupt closure fails while importing ({last.get('message')})", g)
+            check("hash mismatch importing path" in json.dumps(last.get("detail", {}).get("lastLines", [])),
+                  "H3: the failure carries Nix's hash mismatch", g)
+            check("rebooting" not in phases(lines) and "sprout-test: reboot" not in g.console()
+                  and "agent exited 1" in g.console(), "H3: no reboot; agent exited 1", g)
+
+        if "4" in args.only:
+            state = state_disk(work, "h4", base)
+            g, lines, rc = boot(kernel, initrd, state, disks[:2], work, "h4", memory=512)
+            last = lines[-1] if lines else {}
+            check(last.get("phase") == "failed" and "closure disk (virtio serial sprout-closure" in last.get("message", "")
+                  and system in last.get("message", ""),
+                  f"H4: a missing closure disk is a failure that names it ({last.get('message')})", g)
+            check("sprout-test: reboot" not in g.console(), "H4: no reboot", g)
+    finally:
+        print(f"host-built VM test: {time.monotonic() - t_all:.0f} s")
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
