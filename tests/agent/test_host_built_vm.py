@@ -100,15 +100,7 @@ def corrupt_closure(work, closure_image):
     os.makedirs(d)
     subprocess.run(["debugfs", "-R", f"rdump / {d}", closure_image], check=True, capture_output=True, timeout=300)
     shutil.rmtree(os.path.join(d, "lost+found"), ignore_errors=True)
-    nar_dir = os.path.join(d, "nar")
-    biggest = max(os.listdir(nar_dir), key=lambda n: os.path.getsize(os.path.join(nar_dir, n)))
-    p = os.path.join(nar_dir, biggest)
-    os.chmod(p, 0o644)
-    with open(p, "r+b") as f:
-        f.seek(os.path.getsize(p) // 2)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0xFF]))
+    nix_system.flip_byte_in_largest_nar(d)
     return guestlib.make_ext4_from_dir(d, "sprout-closure", os.path.join(work, "closure-corrupt.img"))
 
 

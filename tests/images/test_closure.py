@@ -133,15 +133,7 @@ class ClosureTest(Scratch):
         self.assertIn("in-the-base-system-not-on-this-disk", r.stderr)
 
         # Flip one byte inside the largest NAR: Nix checks it against the narinfo.
-        nar_dir = os.path.join(cache, "nar")
-        biggest = max(os.listdir(nar_dir), key=lambda n: os.path.getsize(os.path.join(nar_dir, n)))
-        p = os.path.join(nar_dir, biggest)
-        os.chmod(p, 0o644)
-        with open(p, "r+b") as f:
-            f.seek(os.path.getsize(p) // 2)
-            b = f.read(1)
-            f.seek(-1, 1)
-            f.write(bytes([b[0] ^ 0xFF]))
+        nix_system.flip_byte_in_largest_nar(cache)
         store = self.guest_store("guest")
         r = nix_system.nix3("copy", "--no-check-sigs", "--from", f"file://{cache}", "--to", store, system, check=False)
         self.assertNotEqual(r.returncode, 0)

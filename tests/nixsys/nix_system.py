@@ -117,3 +117,17 @@ def nix3(*args, check=True, timeout=600):
     if check and r.returncode != 0:
         raise RuntimeError(f"nix {' '.join(args)} failed:\n{r.stderr[-3000:]}")
     return r
+
+
+def flip_byte_in_largest_nar(cache_dir):
+    """Corrupts a binary cache: one byte flipped in the middle of its largest NAR."""
+    nar_dir = os.path.join(cache_dir, "nar")
+    biggest = max(os.listdir(nar_dir), key=lambda n: os.path.getsize(os.path.join(nar_dir, n)))
+    p = os.path.join(nar_dir, biggest)
+    os.chmod(p, 0o644)
+    with open(p, "r+b") as f:
+        f.seek(os.path.getsize(p) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    return p
