@@ -104,10 +104,29 @@ bool is_live(const json& st) {
   return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
+/// The system a record says the guest runs, short enough for a column: a store path
+/// as HASH8-NAME ("8n3vhg33-nixos-system-web"), anything else cut; "-" for none.
+std::string short_system(const json& st) {
+  if (!st.is_object() || !st.contains("system") || !st["system"].is_object()) return "-";
+  std::string path = str(st["system"], "path");
+  if (path.empty()) return "-";
+  std::string base = path.substr(path.rfind('/') + 1);
+  if (path.rfind("/nix/store/", 0) == 0 && base.size() > 33 && base[32] == '-') base = base.substr(0, 8) + base.substr(32);
+  return utf8_truncate(base, 40);
+}
+
+std::string built_by(const json& st) {
+  if (!st.is_object() || !st.contains("system") || !st["system"].is_object()) return "-";
+  std::string by = str(st["system"], "by");
+  return by.empty() ? "-" : by;
+}
+
 }  // namespace
 
 int cmd_status(const Args& args) {
-  cxxopts::Options o("sprout status", "Show where every VM (or the named ones) stands.");
+  cxxopts::Options o("sprout status",
+                     "Show where every VM (or the named ones) stands. BY and SYSTEM: the system the guest last\n"
+                     "reported running, and who built it (host: \"specialize\": \"host\"; guest: nixos-rebuild).");
   o.add_options()("spec-dir", "directory of VM specs", cxxopts::value<std::string>()->default_value(kDefaultSpecDir))(
       "json", "print JSON")("names", "VM names", cxxopts::value<std::vector<std::string>>());
   o.parse_positional({"names"});
@@ -133,6 +152,8 @@ int cmd_status(const Args& args) {
     } else {
       json st = read_status_file(k.spec->status_file());
       row["stateDir"] = k.spec->state_dir.string();
+      row["specialize"] = k.spec->specialize;
+      if (k.spec->host_built()) row["hostSystem"] = k.spec->system;  // what the host built for it
       row["status"] = st;  // null: no record
     }
     all.push_back(row);
@@ -141,28 +162,33 @@ int cmd_status(const Args& args) {
     std::cout << all.dump(2) << std::endl;
     return 0;
   }
-  fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", "NAME", "PHASE", "SINCE", "VM", "GENERATION", "MESSAGE");
+  auto print_row = [](const std::string& name, const std::string& phase, const std::string& since,
+                      const std::string& vm, const std::string& gen, const std::string& by, const std::string& sys,
+                      const std::string& message) {
+    fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {:<6} {:<34} {}\n", name, phase, since, vm, gen, by, sys, message);
+  };
+  print_row("NAME", "PHASE", "SINCE", "VM", "GENERATION", "BY", "SYSTEM", "MESSAGE");
   for (const auto& row : all) {
     std::string name = row["name"];
     if (row.contains("error")) {
-      fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, "-", "-", "-", "-", "invalid spec: " + str(row, "error"));
+      print_row(name, "-", "-", "-", "-", "-", "-", "invalid spec: " + str(row, "error"));
       continue;
     }
     const json& st = row["status"];
     if (st.is_null()) {
-      fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, "-", "-", "-", "-", "no record yet (never started?)");
+      print_row(name, "-", "-", "-", "-", "-", "-", "no record yet (never started?)");
       continue;
     }
     if (st.contains("corrupt")) {
-      fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, "-", "-", "-", "-",
-                 "corrupt record: " + str(st, "corrupt") + "; the recorder writes a new one at the next event");
+      print_row(name, "-", "-", "-", "-", "-", "-",
+                "corrupt record: " + str(st, "corrupt") + "; the recorder writes a new one at the next event");
       continue;
     }
     std::string phase = phase_of(st);
     std::string hs = host_state(st);
-    fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {}\n", name, phase.empty() ? "-" : phase, ago(num(st, "sinceMs")),
-               hs.empty() ? "-" : hs, str(st, "generation").substr(0, 12).empty() ? "-" : str(st, "generation").substr(0, 12),
-               utf8_truncate(last_message(st), 100));
+    std::string gen = str(st, "generation").substr(0, 12);
+    print_row(name, phase.empty() ? "-" : phase, ago(num(st, "sinceMs")), hs.empty() ? "-" : hs,
+              gen.empty() ? "-" : gen, built_by(st), short_system(st), utf8_truncate(last_message(st), 100));
   }
   return 0;
 }

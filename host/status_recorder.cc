@@ -200,6 +200,7 @@ void StatusRecorder::handle_line(std::string_view line) {
     status_["message"] = e.message;
     status_["detail"] = e.detail.is_object() ? e.detail : json(nullptr);
     status_["guestTimeMs"] = e.time_ms;
+    if (e.phase == Phase::specialized) record_system(e);
     // An outcome is written at once (what `wait` waits for); other phases at most
     // every `coalesce`, so a guest flooding phase changes costs one write per period.
     if (e.phase == Phase::specialized || e.phase == Phase::failed) {
@@ -210,6 +211,18 @@ void StatusRecorder::handle_line(std::string_view line) {
     }
   }
   if (on_event) on_event(e);
+}
+
+void StatusRecorder::record_system(const StatusEvent& e) {
+  // What the guest runs, kept across later boots' phases (status shows it): bounded,
+  // and "by" only one of the two words sprout knows.
+  if (!e.detail.is_object()) return;
+  auto sys = e.detail.find("currentSystem");
+  if (sys == e.detail.end() || !sys->is_string()) return;
+  json rec{{"path", utf8_truncate(sys->get<std::string>(), 512)}};
+  auto by = e.detail.find("specializedBy");
+  rec["by"] = by != e.detail.end() && (*by == "host" || *by == "guest") ? *by : json("guest");
+  status_["system"] = rec;
 }
 
 std::optional<StatusRecorder::Clock::time_point> StatusRecorder::flush_due() const { return pending_; }

@@ -80,6 +80,7 @@ class StatusRecorder {
   void handle_line(std::string_view line);
   void reject(const char* kind, std::uint64_t& counter, std::string_view why);
   void write_now();
+  void record_system(const StatusEvent& e);
   bool take_token();
 
   std::string vm_;

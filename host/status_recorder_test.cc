@@ -63,6 +63,39 @@ TEST(StatusRecorder, RecordsPhasesAndLogs) {
   EXPECT_EQ(st["phase"], "specialized");
 }
 
+TEST(StatusRecorder, KeepsTheSystemTheGuestRunsAndWhoBuiltIt) {
+  TempDir d;
+  StatusStore store(d.path);
+  StatusRecorder rec("web", store);
+  rec.on_connect();
+  StatusEvent e;
+  e.vm = "web";
+  e.boot_id = "b1";
+  e.seq = 1;
+  e.phase = Phase::specialized;
+  e.message = "specialized";
+  e.detail = json{{"currentSystem", "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-nixos-system-web"},
+                  {"specializedBy", "host"}};
+  rec.on_data(encode_status_line(e));
+  e.boot_id = "b2";
+  e.phase = Phase::starting;
+  e.detail = json::object();
+  rec.on_data(encode_status_line(e));  // a later boot's phase does not forget it
+  rec.flush();
+  json st = read_status_file(store.status_path());
+  EXPECT_EQ(st["phase"], "starting");
+  EXPECT_EQ(st["system"]["path"], "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-nixos-system-web");
+  EXPECT_EQ(st["system"]["by"], "host");
+  // Anything but the two known words (an older agent sends none) is "guest".
+  e.boot_id = "b3";
+  e.phase = Phase::specialized;
+  e.detail = json{{"currentSystem", std::string(2000, 'x')}, {"specializedBy", "\u001b[31mhost"}};
+  rec.on_data(encode_status_line(e));
+  st = read_status_file(store.status_path());
+  EXPECT_EQ(st["system"]["by"], "guest");
+  EXPECT_LE(st["system"]["path"].get<std::string>().size(), 512u);
+}
+
 TEST(StatusRecorder, AnotherVmsEventsAreRecordedButDoNotMoveThePhase) {
   TempDir d;
   StatusStore store(d.path);

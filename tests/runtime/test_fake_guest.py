@@ -154,6 +154,18 @@ def case_wait(root):
         r = rl.sprout(["status", "--spec-dir", spec_dir, "--json", "fake"])
         j = json.loads(r.stdout)
         check(j[0]["status"]["phase"] == "specialized", r.stdout)
+        check(j[0]["specialize"] == "guest" and "hostSystem" not in j[0], r.stdout)
+        # Who built the system it runs, and which: kept across the next boot's phases.
+        sysp = "/nix/store/8n3vhg33jahifvjg9qj859f31763mhdi-nixos-system-web"
+        fake.send(event("specialized", 5, "done", detail={"currentSystem": sysp, "specializedBy": "host"}))
+        fake.send(event("starting", 1, "up", boot="b9"))
+        rl.wait_status(state, lambda s: s.get("bootId") == "b9", 10, "next boot recorded")
+        r = rl.sprout(["status", "--spec-dir", spec_dir])
+        row = next((l.split() for l in r.stdout.splitlines() if l.startswith("fake ")), [])
+        check(row[1:2] == ["starting"] and "host" in row and "8n3vhg33-nixos-system-web" in row,
+              f"status shows BY host and the system: {r.stdout}")
+        j = json.loads(rl.sprout(["status", "--spec-dir", spec_dir, "--json", "fake"]).stdout)
+        check(j[0]["status"]["system"] == {"path": sysp, "by": "host"}, json.dumps(j))
         r = rl.sprout(["status", "--spec-dir", spec_dir, "other"])
         check(r.returncode == 2, f"status of an unknown VM: {r.returncode}")
         # A failed rebuild: wait exits 1 with the reason and the last lines.
