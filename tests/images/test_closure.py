@@ -183,6 +183,14 @@ class ClosureTest(Scratch):
         self.assertNotIn("closure", imgs4)
         self.assertFalse(os.path.lexists(self.path("state", "web", "closure.img")))
 
+    def test_run_attaches_the_closure_disk_read_only(self):
+        self.make_base()
+        spec = self.host_spec()
+        p = run("run", "--spec", self.write_spec(spec), "--print-command")
+        closure = os.path.join(spec["stateDir"], "closure.img")
+        self.assertIn(f"file={closure},if=none,readonly=on,format=raw,id=sprout-closure", p.stdout)
+        self.assertIn("virtio-blk-pci,drive=sprout-closure,serial=sprout-closure", p.stdout)
+
     def test_bad_systems_are_input_errors(self):
         base, system = systems()
         spec = self.host_spec()

@@ -1,0 +1,550 @@
+#!/usr/bin/env python3
+"""Host-built specialization, measured: a ~200 MB / ~2,000-path closure difference built
+by this machine's real Nix, its `sprout export`, and `sprout run` of the TCG test guest
+until `specialized`, next to a plain guest-built boot-reboot cycle of the same guest.
+
+usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--tag TAG]
+                           [--paths N] [--mb MB] [--cycles N] [--fresh N] [--rehits N]
+                           [--boots N] [--cache DIR] [--workdir DIR] [--keep]
+
+1. Closure: TAG seeds a generator of ~N source trees (sizes log-normal: many small
+   files, a few of several MB, some multi-file directories), added to the store by
+   `builtins.path`, plus ~N/16 derivations (busybox builder) that refer to chunks of
+   them, and two NixOS-shaped toplevels (tests/nixsys's switch-to-configuration): a
+   base and a system sharing 30 sources with it. One `nix-build` builds both; the same
+   TAG gives the same paths, so a rerun finds them built (--cache keeps the generated
+   sources). Build time is printed apart: it is Nix's work, not sprout's.
+2. `sprout export` of the host-built spec: fresh (empty cacheDir) --fresh times and an
+   unchanged re-export --rehits times; the closure image's size against the NAR bytes.
+3. `sprout run` of the test guest (real agent, Debian's nix on a base qcow2 that holds
+   the base's closure in a real store), 1024 MB: time from starting `sprout run` to
+   `specialized` in events.jsonl, host-built (boot 1 imports, switches, reboots; boot 2
+   reports specialized) and guest-built (the stand-in nixos-rebuild), in turn, --cycles
+   times each; the import+switch seconds of the `rebuilt` event; log line counts.
+4. Ten specs with the same system and base, one cacheDir: one closure image.
+5. The already-specialized boot (the agent's timingsMs.total and cpuMs from its
+   `specialized` event): host-built VM, guest-built VM, and --old-agent (the agent from
+   before host-built mode) on a guest-built VM, boots alternating, --boots each.
+Prints tables; exits 0 unless something failed outright. No timed assertions.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+for sub in ("tests/vm", "tests/nixsys", "tests/agent"):
+    sys.path.insert(0, os.path.join(HERE, "..", sub))
+import guestlib  # noqa: E402
+import nix_system  # noqa: E402
+from test_host_built_vm import NIX_TOOLS, nix_tools  # noqa: E402
+
+SHARED = 30  # sources in both the base's and the system's closure
+
+AGENT_CONFIG = {"version": 1,
+                "mountPoints": {"config": "/etc/nixos", "self": "/etc/nixos/hosts/self", "ssh": "/root/.ssh"},
+                "rebuild": {"command": ["nixos-rebuild", "boot"], "timeoutSeconds": 3600, "maxAttempts": 3,
+                            "respecializeOnChange": True},
+                "rebootCommand": ["systemctl", "reboot"], "stateDir": "/var/lib/sprout",
+                "diskWaitSeconds": 4, "flushTimeoutSeconds": 3}
+
+NIX = r'''
+{ tag }:
+let
+  bb = builtins.path { path = ./bb; name = "busybox-${tag}"; };
+  sh = "${bb}/busybox";
+  mk = name: attrs: script: derivation ({
+    inherit name;
+    system = "x86_64-linux";
+    builder = sh;
+    args = [ "sh" "-e" "-c" script ];
+    PATH = "${bb}";
+  } // attrs);
+  names = import ./sources.nix;
+  src = n: builtins.path { path = ./src + "/${n}"; name = n; };
+  all = map src names;
+  shared = builtins.genList (i: builtins.elemAt all i) SHARED;
+  own = builtins.genList (i: builtins.elemAt all (i + SHARED)) (builtins.length all - SHARED);
+  chunk = 16;
+  wrapper = i: let deps = builtins.genList (j: builtins.elemAt own (i * chunk + j)) chunk; in
+    mk "wrapper-${toString i}-${tag}" { deps = toString deps; passAsFile = [ "deps" ]; } ''
+      mkdir -p $out/bin $out/nix-support
+      cp $depsPath $out/nix-support/propagated-build-inputs
+      printf '#!/bin/sh\nexec %s "$@"\n' ${builtins.elemAt deps 0} >$out/bin/w${toString i}
+      chmod +x $out/bin/w${toString i}
+    '';
+  wrappers = builtins.genList wrapper (builtins.length own / chunk);
+  toplevel = name: deps: mk name { deps = toString deps; passAsFile = [ "deps" ]; } ''
+    mkdir -p $out/bin
+    cp ${./switch-to-configuration} $out/bin/switch-to-configuration
+    chmod 555 $out/bin/switch-to-configuration
+    echo ${name} >$out/name
+    echo sprout-${tag} >$out/nixos-version
+    cp $depsPath $out/dependencies
+  '';
+in {
+  base = toplevel "nixos-system-base-${tag}" shared;
+  system = toplevel "nixos-system-web-${tag}" (shared ++ own ++ wrappers);
+}
+'''.replace("SHARED", str(SHARED))
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def mmm(xs, fmt="{:.2f}"):
+    if not xs:
+        return "-"
+    return f"{fmt.format(median(xs))} ({fmt.format(min(xs))}-{fmt.format(max(xs))}, n={len(xs)})"
+
+
+# -- 1. the closure --------------------------------------------------------------------
+
+def generate_sources(d, tag, paths, mb):
+    """Deterministic (seeded by tag) source trees: one directory per store path."""
+    done = os.path.join(d, f".done-{paths}-{mb}")
+    if os.path.exists(done):
+        return sorted(os.listdir(os.path.join(d, "src")))
+    shutil.rmtree(os.path.join(d, "src"), ignore_errors=True)
+    rng = random.Random(f"sprout-host-built-{tag}")
+    n = paths
+    sizes = [min(rng.lognormvariate(9.5, 2.0), 24 << 20) for _ in range(n)]
+    scale = (mb << 20) * 0.97 / sum(sizes)
+    sizes = [max(64, int(s * scale)) for s in sizes]
+    names = []
+    for i, size in enumerate(sizes):
+        name = f"pkg-{i:04d}-{tag}"
+        root = os.path.join(d, "src", name)
+        nfiles = rng.randint(2, 40) if size > 65536 and rng.random() < 0.4 else 1
+        for k in range(nfiles):
+            sub = ("lib", "share", "bin")[k % 3] if nfiles > 1 else "share"
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+            p = os.path.join(root, sub, f"f{k}")
+            with open(p, "wb") as f:
+                f.write(rng.randbytes(size // nfiles))
+            if sub == "bin":
+                os.chmod(p, 0o755)
+        names.append(name)
+    open(done, "w").close()
+    return names
+
+
+def build_closure(cache, tag, paths, mb):
+    """Returns (base, system, seconds to generate, seconds nix-build took)."""
+    d = os.path.join(cache, f"closure-{tag}")
+    os.makedirs(os.path.join(d, "bb"), exist_ok=True)
+    shutil.copy(nix_system.BUSYBOX, os.path.join(d, "bb", "busybox"))
+    with open(os.path.join(d, "switch-to-configuration"), "w") as f:
+        f.write(nix_system.SWITCH)
+    # Leave room for the wrappers and toplevels in the path count.
+    n_src = paths - (paths - SHARED) // 17 - 2 + SHARED
+    t0 = time.monotonic()
+    names = generate_sources(d, tag, n_src, mb)
+    t_gen = time.monotonic() - t0
+    with open(os.path.join(d, "sources.nix"), "w") as f:
+        f.write("[\n" + "".join(f'  "{n}"\n' for n in names) + "]\n")
+    with open(os.path.join(d, "systems.nix"), "w") as f:
+        f.write(NIX)
+    t0 = time.monotonic()
+    r = subprocess.run(["nix-build", os.path.join(d, "systems.nix"), "-A", "base", "-A", "system",
+                        "--no-out-link", "--max-jobs", "2", "--argstr", "tag", tag],
+                       capture_output=True, text=True, env=nix_system.nix_env(), timeout=3600)
+    t_build = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"nix-build failed:\n{r.stderr[-3000:]}")
+    base, system = r.stdout.split()[-2:]
+    return base, system, t_gen, t_build
+
+
+def path_infos(path):
+    r = nix_system.nix3("path-info", "--json", "-r", path)
+    return {i["path"]: i for i in json.loads(r.stdout)}
+
+
+# -- specs and export -------------------------------------------------------------------
+
+def trees(work):
+    t = os.path.join(work, "trees")
+    if os.path.isdir(t):
+        return t
+    cfg, slf, ssh = (os.path.join(t, x) for x in ("config", "self", "ssh"))
+    os.makedirs(os.path.join(cfg, "hosts", "self"))
+    os.makedirs(slf)
+    os.makedirs(ssh)
+    with open(os.path.join(cfg, "configuration.nix"), "w") as f:
+        f.write("{ ... }: { imports = [ ./hosts/self/configuration.nix ]; }\n")
+    with open(os.path.join(slf, "configuration.nix"), "w") as f:
+        f.write('{ ... }: { networking.hostName = "web"; }\n')
+    with open(os.path.join(ssh, "authorized_keys"), "w") as f:
+        f.write("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 bench\n")
+    return t
+
+
+def write_spec(work, name, mode, cache_dir, base=None, system=None, guest=None, base_image=None):
+    t = trees(work)
+    spec = {"version": 1, "name": name,
+            "base": {"image": base_image or "/nonexistent/base.qcow2", "format": "qcow2"},
+            "stateDir": os.path.join(work, "vms", name), "cacheDir": cache_dir,
+            "gcRootDir": os.path.join(work, "gcroots"),
+            "sources": {"config": os.path.join(t, "config"), "self": os.path.join(t, "self"),
+                        "ssh": os.path.join(t, "ssh")},
+            "rebuild": {"timeoutSeconds": 3600},
+            "memory": 1024, "vcpus": 1, "network": {"mode": "none"},
+            "qemuArgs": ["-global", "virtio-blk-pci.serial=sprout-test-state"],
+            "shutdownTimeoutSeconds": 30}
+    if guest:
+        spec["kernel"] = {"path": guest[0], "initrd": guest[1],
+                          "cmdline": "console=ttyS0 quiet panic=-1 sprout_test.after=poweroff"}
+    if mode == "host":
+        spec.update({"specialize": "host", "system": system, "baseSystem": base})
+    path = os.path.join(work, "specs", f"{name}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(spec, f, indent=2)
+    return path, spec
+
+
+def export(sprout, spec):
+    t0 = time.monotonic()
+    r = subprocess.run([sprout, "export", "--spec", spec, "--json"], capture_output=True, text=True,
+                       timeout=1800, env=nix_system.nix_env())
+    dt = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"sprout export {spec} failed: {r.stderr[-3000:]}")
+    return dt, json.loads(r.stdout)
+
+
+def image(out, role):
+    return next(i for i in out["images"] if i["role"] == role)
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+# -- the guest ----------------------------------------------------------------------------
+
+def build_base_image(work, base):
+    """A qcow2 whose filesystem is what the test guest's /init expects of its state disk:
+    a real Nix store + database with the base's closure, and Debian's nix."""
+    root = os.path.join(work, "base-root")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    nix_system.nix3("copy", "--no-check-sigs", "--to", root, base)
+    nix_tools(os.path.join(root, "nix-tools"))
+    raw = guestlib.make_ext4_from_dir(root, "sprout-state", os.path.join(work, "base.raw"), size="2G")
+    q = os.path.join(work, "base.qcow2")
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", raw, q], check=True, timeout=300)
+    os.unlink(raw)
+    shutil.rmtree(root, ignore_errors=True)
+    return q
+
+
+def read_events(state_dir):
+    out = []
+    try:
+        with open(os.path.join(state_dir, "events.jsonl")) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def sprout_run(sprout, spec_path, spec, timeout):
+    """`sprout run` from a fresh overlay until the guest powers off after `specialized`.
+    Returns a dict of figures (seconds from the start of `sprout run`)."""
+    state = spec["stateDir"]
+    shutil.rmtree(state, ignore_errors=True)
+    t0 = time.monotonic()
+    t0_unix_ms = time.time() * 1000
+    logf = open(os.path.join(os.path.dirname(spec_path), f"{spec['name']}.run.log"), "wb")
+    p = subprocess.Popen([sprout, "run", "--spec", spec_path], stdin=subprocess.DEVNULL, stdout=logf,
+                         stderr=subprocess.STDOUT, start_new_session=True, env=nix_system.nix_env())
+    seen = None
+    try:
+        while time.monotonic() - t0 < timeout:
+            ev = read_events(state)
+            if any(e.get("phase") == "specialized" for e in ev):
+                seen = time.monotonic() - t0
+                break
+            if any(e.get("phase") == "failed" for e in ev) or p.poll() is not None:
+                break
+            time.sleep(0.05)
+        rc = p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+        logf.close()
+    ev = read_events(state)
+    if seen is None:
+        last = [e for e in ev if e.get("phase") != "log"][-3:]
+        raise RuntimeError(f"{spec['name']}: no specialized event (rc {p.returncode}); last: {json.dumps(last)[:2000]}")
+
+    def at(phase, nth=0):
+        xs = [e for e in ev if e.get("phase") == phase]
+        return (xs[nth]["hostTimeMs"] - t0_unix_ms) / 1000 if len(xs) > nth and "hostTimeMs" in xs[nth] else None
+
+    rebuilt = next((e for e in ev if e.get("phase") == "rebuilt"), {})
+    logs = [e for e in ev if e.get("phase") == "log"]
+    steps = {}
+    for e in logs:
+        m = e.get("message", "")
+        if m.startswith("sprout-agent: ") and "hostTimeMs" in e:
+            steps[m.split(":")[1].strip()] = (e["hostTimeMs"] - t0_unix_ms) / 1000
+    sp = [e for e in ev if e.get("phase") == "specialized"][-1]
+    return {"toSpecialized": seen, "rc": rc, "firstStarting": at("starting"), "rebuilding": at("rebuilding"),
+            "rebuilt": at("rebuilt"), "rebooting": at("rebooting"), "secondStarting": at("starting", 1),
+            "specializedEvent": at("specialized"), "rebuiltSeconds": rebuilt.get("detail", {}).get("seconds"),
+            "logEvents": len(logs), "copyingLines": sum(1 for e in logs if e.get("message", "").startswith("copying path")),
+            "steps": steps, "specialized": sp.get("detail", {}), "console": os.path.join(state, "console.log"),
+            "overlay": os.path.join(state, "root.qcow2")}
+
+
+def rebuild_log_lines(overlay, work):
+    raw = os.path.join(work, "overlay-read.raw")
+    subprocess.run(["qemu-img", "convert", "-O", "raw", overlay, raw], check=True, timeout=600)
+    try:
+        data = guestlib.read_file_from_ext4(raw, "/var-lib-sprout/rebuild.log")
+        return len(data.splitlines())
+    except RuntimeError:
+        return None
+    finally:
+        os.unlink(raw)
+
+
+def guest_mem(console):
+    """MemTotal/MemAvailable lines if the console shows any (the test guest prints none today)."""
+    try:
+        with open(console, errors="replace") as f:
+            return [l.strip() for l in f if "MemAvailable" in l or "MemTotal" in l][:4]
+    except OSError:
+        return []
+
+
+def fast_boot(kernel, initrd, state, disks, work, name):
+    g = guestlib.Guest(kernel, initrd, state_disk=state, disks=disks, timeout=150, workdir=work, name=name,
+                       memory=1024)
+    with g:
+        g.wait(140)
+        time.sleep(0.2)
+        lines = list(g.status.lines) if g.status else []
+    sp = [l for l in lines if l.get("phase") == "specialized"]
+    if not sp:
+        raise RuntimeError(f"{name}: no specialized\n{g.console_tail(40)}")
+    return sp[-1]["detail"], g
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("agent")
+    ap.add_argument("sprout")
+    ap.add_argument("--old-agent", help="sprout-agent from before host-built mode (6aa83df)")
+    ap.add_argument("--tag", default="hb1")
+    ap.add_argument("--paths", type=int, default=2000)
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--cycles", type=int, default=1, help="sprout run cycles per mode")
+    ap.add_argument("--fresh", type=int, default=3, help="fresh exports")
+    ap.add_argument("--rehits", type=int, default=9, help="unchanged re-exports")
+    ap.add_argument("--boots", type=int, default=7, help="already-specialized boots per variant")
+    ap.add_argument("--cache", default=os.path.join(guestlib.default_cache_dir(), "host-built-bench"))
+    ap.add_argument("--workdir")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--skip", default="", help="letters of parts to skip: r (sprout run), f (fast path)")
+    args = ap.parse_args()
+    agent, sprout = os.path.abspath(args.agent), os.path.abspath(args.sprout)
+    os.makedirs(args.cache, exist_ok=True)
+    work = args.workdir or tempfile.mkdtemp(prefix="sprt-hb-", dir="/tmp")
+    os.makedirs(work, exist_ok=True)
+    res = {}
+    try:
+        # 1. closure
+        log(f"building the closure (tag {args.tag}, ~{args.paths} paths, ~{args.mb} MB)")
+        base, system, t_gen, t_build = build_closure(args.cache, args.tag, args.paths, args.mb)
+        sys_info, base_info = path_infos(system), path_infos(base)
+        diff = sorted(set(sys_info) - set(base_info))
+        nar_bytes = sum(sys_info[p]["narSize"] for p in diff)
+        sizes = sorted(sys_info[p]["narSize"] for p in diff)
+        refs = sum(len(sys_info[p].get("references", [])) for p in diff)
+        log(f"base {base}\n  system {system}\n  generate {t_gen:.1f} s, nix-build {t_build:.1f} s; "
+            f"difference: {len(diff)} paths, {nar_bytes / 1e6:.1f} MB of NAR")
+
+        # 2. export
+        cache_dir = os.path.join(work, "cache")
+        spec0, _ = write_spec(work, "vm0", "host", cache_dir, base, system)
+        fresh, out = [], None
+        for i in range(args.fresh):
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            shutil.rmtree(os.path.join(work, "vms", "vm0"), ignore_errors=True)
+            dt, out = export(sprout, spec0)
+            if not image(out, "closure").get("cacheHit", False) is False:
+                pass
+            fresh.append(dt)
+            log(f"fresh export {i + 1}: {dt:.2f} s")
+        clo = image(out, "closure")
+        clo_img = os.path.realpath(os.path.join(work, "vms", "vm0", "closure.img"))
+        img_apparent, img_alloc = os.path.getsize(clo_img), allocated(clo_img)
+        rehit = []
+        for i in range(args.rehits):
+            dt, o = export(sprout, spec0)
+            rehit.append(dt)
+            if not image(o, "closure").get("cacheHit"):
+                log(f"WARNING: re-export {i} reports no closure cache hit: {json.dumps(image(o, 'closure'))}")
+        log(f"unchanged re-export: {mmm(rehit)} s")
+
+        # 4. ten VMs, one closure image
+        ten = []
+        for i in range(10):
+            sp, _ = write_spec(work, f"vm{i}", "host", cache_dir, base, system)
+            dt, o = export(sprout, sp)
+            c = image(o, "closure")
+            link = os.path.join(work, "vms", f"vm{i}", "closure.img")
+            ten.append({"name": f"vm{i}", "seconds": dt, "cacheHit": c.get("cacheHit"),
+                        "image": os.path.realpath(link), "islink": os.path.islink(link),
+                        "ino": os.stat(link).st_ino})
+        closure_images = sorted(f for f in os.listdir(cache_dir) if "closure" in f)
+        cache_du = subprocess.run(["du", "-sk", cache_dir], capture_output=True, text=True).stdout.split()[0]
+
+        # 3. sprout run
+        runs = {"host": [], "guest": []}
+        fast = {}
+        if "r" not in args.skip or "f" not in args.skip:
+            conf = os.path.join(work, "agent.json")
+            with open(conf, "w") as f:
+                json.dump(dict(AGENT_CONFIG, nixBinDir=NIX_TOOLS), f)
+            log("building the test guest and the base image")
+            guest = guestlib.build_guest(agent, conf, os.path.join(work, "guest"))
+            base_q = build_base_image(work, base)
+            rcache = os.path.join(work, "run-cache")
+            specs = {"host": write_spec(work, "hostvm", "host", rcache, base, system, guest, base_q),
+                     "guest": write_spec(work, "guestvm", "guest", rcache, guest=guest, base_image=base_q)}
+            for m in specs:  # exports outside the timed runs too (the cache is warm in both)
+                export(sprout, specs[m][0])
+            for c in range(args.cycles):
+                for mode in ("guest", "host"):
+                    log(f"sprout run, {mode}-built, cycle {c + 1}")
+                    r = sprout_run(sprout, *specs[mode], timeout=3600)
+                    runs[mode].append(r)
+                    log(f"  specialized after {r['toSpecialized']:.1f} s (rebuilt.seconds {r['rebuiltSeconds']}, "
+                        f"{r['logEvents']} log events)")
+            for mode in ("guest", "host"):
+                r = runs[mode][-1]
+                r["rebuildLogLines"] = rebuild_log_lines(r["overlay"], work)
+                r["mem"] = guest_mem(r["console"])
+
+            # 5. fast path
+            if "f" not in args.skip:
+                variants = []
+                for mode in ("host", "guest"):
+                    raw = os.path.join(work, f"fast-{mode}.raw")
+                    subprocess.run(["qemu-img", "convert", "-O", "raw", runs[mode][-1]["overlay"], raw],
+                                   check=True, timeout=600)
+                    sd = specs[mode][1]["stateDir"]
+                    disks = [(os.path.join(sd, "config.img"), "sprout-config", True),
+                             (os.path.join(sd, "self.img"), "sprout-self", True),
+                             (os.path.join(sd, "ssh.img"), "sprout-ssh", True)]
+                    if mode == "host":
+                        disks.append((os.path.join(sd, "closure.img"), "sprout-closure", True))
+                    variants.append((f"new agent, {mode}-built VM", guest, raw, disks))
+                if args.old_agent:
+                    oconf = os.path.join(work, "agent-old.json")
+                    with open(oconf, "w") as f:
+                        json.dump(AGENT_CONFIG, f)
+                    oguest = guestlib.build_guest(os.path.abspath(args.old_agent), oconf, os.path.join(work, "guest-old"))
+                    raw = os.path.join(work, "fast-old.raw")
+                    subprocess.run(["qemu-img", "convert", "-O", "raw", base_q, raw], check=True, timeout=600)
+                    disks = variants[1][3]
+                    for name in ("old-specialize", "old-apply"):
+                        g = guestlib.Guest(*oguest, state_disk=raw, disks=disks, timeout=300, workdir=work,
+                                           name=name, memory=1024)
+                        with g:
+                            g.wait(290)
+                    variants.append(("old agent (6aa83df), guest-built VM", oguest, raw, disks))
+                fast = {v[0]: [] for v in variants}
+                for n in range(args.boots):
+                    for label, (k, i), raw, disks in variants:
+                        d, g = fast_boot(k, i, raw, disks, work, f"fast{n}-{len(fast[label])}-{label[:3]}")
+                        if d.get("action") != "already-specialized":
+                            raise RuntimeError(f"{label}: boot {n} was {d.get('action')}, not already-specialized")
+                        fast[label].append(d)
+                    log(f"fast path round {n + 1} of {args.boots} done")
+
+        # report
+        print("\n=== Host-built specialization benchmark ===")
+        print(f"machine: {os.uname().nodename}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; qemu TCG")
+        print(f"closure (tag {args.tag}): difference {len(diff)} paths, NAR {nar_bytes / 1e6:.1f} MB "
+              f"(median path {sizes[len(sizes) // 2] / 1e3:.1f} kB, p90 {sizes[int(len(sizes) * .9)] / 1e3:.1f} kB, "
+              f"largest {sizes[-1] / 1e6:.1f} MB; {refs} references); base closure {len(base_info)} paths, "
+              f"system closure {len(sys_info)} paths")
+        print(f"  generate sources {t_gen:.1f} s, nix-build {t_build:.1f} s (Nix's work, not sprout's)")
+        print(f"export of the host-built spec (sprout export --spec, whole process, s):")
+        print(f"  fresh (empty cacheDir)   {mmm(fresh)}")
+        print(f"  unchanged re-export      {mmm(rehit, '{:.3f}')}")
+        print(f"  closure image            {img_apparent / 1e6:.1f} MB apparent, {img_alloc / 1e6:.1f} MB allocated; "
+              f"NAR bytes {nar_bytes / 1e6:.1f} MB (allocated/NAR {img_alloc / nar_bytes:.3f}); "
+              f"paths on disk {clo.get('paths', '?')}")
+        hits = [t for t in ten if t["cacheHit"]]
+        print(f"ten VMs, one system: {len(closure_images)} closure image(s) in the cache {closure_images}; "
+              f"{len(set(t['image'] for t in ten))} distinct image path(s); cache hits {len(hits)} of 10 "
+              f"(first {'hit' if ten[0]['cacheHit'] else 'built'}); links: {ten[0]['islink']}")
+        print(f"  export time of the cache hits {mmm([t['seconds'] for t in ten[1:]], '{:.3f}')} s; "
+              f"cacheDir {int(cache_du) / 1e3:.1f} MB on disk, against {10 * img_alloc / 1e6:.1f} MB for ten copies")
+        for mode in ("guest", "host"):
+            rs = runs[mode]
+            if not rs:
+                continue
+            print(f"sprout run -> specialized, {mode}-built, 1024 MB, s:")
+            print(f"  to specialized       {mmm([r['toSpecialized'] for r in rs])}")
+            for k in ("firstStarting", "rebuilding", "rebuilt", "rebooting", "secondStarting", "specializedEvent"):
+                vals = [r[k] for r in rs if r[k] is not None]
+                print(f"  {k:<20} {mmm(vals)}")
+            print(f"  rebuilt.seconds      {mmm([r['rebuiltSeconds'] for r in rs if r['rebuiltSeconds'] is not None])}")
+            print(f"  log events           {[r['logEvents'] for r in rs]} ('copying path' {[r['copyingLines'] for r in rs]}); "
+                  f"rebuild.log lines {rs[-1].get('rebuildLogLines')}")
+            if rs[-1]["steps"]:
+                print(f"  step starts (last)   {json.dumps({k: round(v, 1) for k, v in rs[-1]['steps'].items()})}")
+            if rs[-1].get("mem"):
+                print(f"  guest memory         {rs[-1]['mem']}")
+        if runs["host"] and runs["guest"]:
+            d = median([r["toSpecialized"] for r in runs["host"]]) - median([r["toSpecialized"] for r in runs["guest"]])
+            print(f"  host-built minus plain cycle: {d:.1f} s")
+        if fast:
+            print(f"already-specialized boot, agent's own figures, ms: median (min-max, n)")
+            for label, ds in fast.items():
+                print(f"  {label}:")
+                for k in ("find", "mount", "decide", "report", "total"):
+                    print(f"    {k:<18} {mmm([d['timingsMs'][k] for d in ds], '{:.1f}')}")
+                for k in ("total", "run", "runWithoutMounts"):
+                    print(f"    cpu.{k:<14} {mmm([d['cpuMs'][k] for d in ds if k in d.get('cpuMs', {})], '{:.1f}')}")
+                print(f"    mounts             {sorted(ds[-1].get('mounts', {}))}")
+        with open(os.path.join(work, "results.json"), "w") as f:
+            json.dump({"closure": {"paths": len(diff), "narBytes": nar_bytes, "build": t_build},
+                       "fresh": fresh, "rehit": rehit, "ten": ten,
+                       "runs": {m: [{k: v for k, v in r.items() if k != "specialized"} for r in rs]
+                                for m, rs in runs.items()},
+                       "fast": fast}, f, indent=1, default=str)
+        print(f"raw figures: {os.path.join(work, 'results.json')}")
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
