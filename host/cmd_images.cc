@@ -156,7 +156,7 @@ int cmd_check_spec(const Args& args) {
   for (const auto& f : a["files"].as<std::vector<std::string>>()) {
     try {
       Spec s = load_spec(f);
-      fmt::print("{}: ok ({}, backend {})\n", f, s.name, s.backend);
+      fmt::print("{}: ok ({}, backend {}{})\n", f, s.name, s.backend, s.host_built() ? ", system built by the host" : "");
     } catch (const InputError& e) {
       fmt::print("{}\n", e.what());
       status = 2;
