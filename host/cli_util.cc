@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include <fmt/format.h>
+
 #include "error.h"
 
 namespace sprout {
@@ -14,11 +16,23 @@ cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vect
   storage.insert(storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& s : storage) argv.push_back(s.data());
-  auto result = options.parse(static_cast<int>(argv.size()), argv.data());
+  const std::string& program = options.program();
+  auto result = [&] {
+    try {
+      return options.parse(static_cast<int>(argv.size()), argv.data());
+    } catch (const cxxopts::exceptions::exception& e) {
+      // cxxopts quotes with U+2018/U+2019; say it plainly, with where to look.
+      std::string m = e.what();
+      for (const char* q : {"\u2018", "\u2019"})
+        for (std::size_t at; (at = m.find(q)) != std::string::npos;) m.replace(at, std::string_view(q).size(), "'");
+      throw InputError(fmt::format("{}: {} (see `{} --help`)", program, m, program));
+    }
+  }();
   *help_shown = result.count("help") > 0;
   if (*help_shown) std::cout << options.help() << std::endl;
   if (!result.unmatched().empty())
-    throw cxxopts::exceptions::no_such_option(result.unmatched().front());
+    throw InputError(fmt::format("{}: unexpected argument '{}' (see `{} --help`)", program, result.unmatched().front(),
+                                 program));
   return result;
 }
 

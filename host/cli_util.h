@@ -11,9 +11,10 @@
 
 namespace sprout {
 
-/// Parses `args` (without the program and subcommand names). Prints help and returns
-/// nullopt-like false in `*help_shown` when --help was given. Unknown options and
-/// stray positional arguments throw cxxopts exceptions (exit status 2).
+/// Parses `args` (without the program and subcommand names). Prints help and sets
+/// `*help_shown` when --help was given. An unknown option, a missing option value or a
+/// stray positional argument ("unexpected argument 'db'") is an InputError naming the
+/// subcommand (exit status 2).
 cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vector<std::string>& args,
                                       bool* help_shown);
 

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Bad input against every subcommand of `sprout`: each one exits 2 (input) or 1
+(runtime), with one line that names the file, key or argument and what to do; no
+library's exception text reaches the user; and nothing on disk changes (a prepared
+VM's overlay keeps its bytes, no temporary file stays in the cache, no image link
+moves). The classes: JSON that overflows, repeats a key, breaks its syntax or hides
+a NUL; a spec that does not exist; an unknown option, an option without its value, a
+stray argument; a VM name that is not one; a spec directory that is not there; a
+state directory below a regular file. (export/prepare's own tree and spec battery is
+BadInputTest in test_export.py.)
+Usage: test_bad_input.py SPROUT_BINARY
+"""
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_export  # noqa: E402
+from test_export import Scratch, run, sha256  # noqa: E402
+
+# Subcommands that take --spec FILE, and those that take a spec directory.
+SPEC_COMMANDS = ["export", "prepare", "run", "watch", "domain-xml", "define", "stop"]
+DIR_COMMANDS = ["status", "gc"]
+LIBRARY_TEXT = ("filesystem error:", "[json.exception", "basic_string", "std::", "terminate called", "\u2018")
+
+
+class BadInputBattery(Scratch):
+    def setUp(self):
+        super().setUp()
+        self.make_base()
+        self.spec = self.make_vm()
+        self.specdir = self.path("specs")
+        os.makedirs(self.specdir)
+        self.good = self.write_spec(self.spec, os.path.join("specs", "web.json"))
+        run("prepare", "--spec", self.good)
+        self.overlay = os.path.join(self.spec["stateDir"], "root.qcow2")
+        self.before = sha256(self.overlay)
+        self.links = {n: os.readlink(os.path.join(self.spec["stateDir"], n))
+                      for n in os.listdir(self.spec["stateDir"]) if n.endswith(".img")}
+
+    def raw(self, name, text):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def assert_refused(self, argv, status, needle):
+        p = run(*argv, check=False, stdin=open(os.devnull))
+        out = p.stderr + p.stdout
+        self.assertEqual(p.returncode, status, f"{argv}: {out}")
+        self.assertIn(needle, out, argv)
+        for text in LIBRARY_TEXT:
+            self.assertNotIn(text, out, f"{argv}: a library's text reached the user")
+        self.assertEqual(sha256(self.overlay), self.before, f"{argv} changed the overlay")
+        self.assertEqual({n: os.readlink(os.path.join(self.spec["stateDir"], n)) for n in self.links}, self.links)
+        leftovers = [f for f in os.listdir(self.spec["cacheDir"]) if f.startswith(".")
+                     and f not in (".lock", ".digest-cache")]
+        self.assertEqual(leftovers, [], f"{argv} left temporaries in the cache")
+
+    def test_bad_json_in_a_spec_for_every_spec_command(self):
+        overflow = self.raw("overflow.json", '{"version": 1, "memory": 1e400}')
+        dup = self.raw("dup.json", '{"version": 1, "vcpus": 2, "vcpus": 1}')
+        syntax = self.raw("syntax.json", '{"version": 1,\n "name": w}')
+        nul = json.loads(json.dumps(self.spec))
+        nul["name"] = "we\u0000b"
+        nul_file = self.write_spec(nul, "nul.json")
+        for cmd in SPEC_COMMANDS + ["check-spec"]:
+            spec_arg = [] if cmd == "check-spec" else ["--spec"]
+            with self.subTest(cmd=cmd):
+                self.assert_refused([cmd, *spec_arg, overflow], 2, "overflow.json: not valid JSON: number overflow")
+                self.assert_refused([cmd, *spec_arg, dup], 2, 'dup.json: the key "vcpus" appears twice')
+                self.assert_refused([cmd, *spec_arg, syntax], 2, "syntax.json: not valid JSON at line 2, column")
+                self.assert_refused([cmd, *spec_arg, nul_file], 2, "nul.json: name: contains a NUL character")
+                self.assert_refused([cmd, *spec_arg, self.path("missing.json")], 2, "missing.json: spec file not found")
+
+    def test_a_bad_spec_in_a_spec_directory(self):
+        self.raw(os.path.join("specs", "broken.json"), '{"version": 1, "memory": 1e400}')
+        # status lists it as invalid and still shows the good one; wait names it.
+        p = run("status", "--spec-dir", self.specdir)
+        self.assertIn("broken", p.stdout)
+        self.assertIn("number overflow", p.stdout)
+        self.assertIn("web", p.stdout)
+        self.assert_refused(["wait", "broken", "--spec-dir", self.specdir, "--timeout", "1"], 2, "broken")
+
+    def test_options_and_arguments_for_every_subcommand(self):
+        every = SPEC_COMMANDS + DIR_COMMANDS + ["check-spec", "wait", "undefine"]
+        for cmd in every:
+            with self.subTest(cmd=cmd):
+                self.assert_refused([cmd, "--bogus"], 2, f"sprout {cmd}: Option 'bogus' does not exist (see `sprout {cmd} --help`)")
+        for cmd in SPEC_COMMANDS:
+            with self.subTest(cmd=cmd):
+                self.assert_refused([cmd, "--spec", self.good, "stray"], 2,
+                                    f"sprout {cmd}: unexpected argument 'stray' (see `sprout {cmd} --help`)")
+                self.assert_refused([cmd, "--spec"], 2, "Option 'spec' is missing an argument")
+        for cmd in ["run", "watch", "domain-xml", "define", "stop", "prepare"]:
+            with self.subTest(cmd=cmd):
+                self.assert_refused([cmd], 2, "missing --spec FILE")
+        self.assert_refused(["export"], 2, "missing --name (or give --spec FILE)")
+        self.assert_refused(["gc", "--spec-dir", self.specdir, "stray"], 2, "unexpected argument 'stray'")
+        self.assert_refused(["check-spec"], 2, "give at least one spec file")
+        self.assert_refused(["wait", "--spec-dir", self.specdir], 2, "missing VM NAME")
+        self.assert_refused(["undefine"], 2, "missing the VM NAME")
+        self.assert_refused(["frobnicate"], 2, "unknown command 'frobnicate'")
+
+    def test_names_and_directories(self):
+        self.assert_refused(["undefine", "../evil"], 2, "a VM name must not contain '/'")
+        self.assert_refused(["status", "--spec-dir", self.specdir, "nosuch"], 2, "no spec for VM 'nosuch'")
+        self.assert_refused(["wait", "nosuch", "--spec-dir", self.specdir, "--timeout", "1"], 2, "nosuch")
+        for cmd in DIR_COMMANDS:
+            with self.subTest(cmd=cmd):
+                self.assert_refused([cmd, "--spec-dir", self.path("nowhere")], 2, "nowhere: spec directory not found")
+                self.assert_refused([cmd, "--spec-dir", self.good], 2, "web.json")
+        self.assert_refused(["wait", "web", "--spec-dir", self.path("nowhere"), "--timeout", "1"], 2, "nowhere")
+
+    def test_a_state_directory_below_a_regular_file(self):
+        plain = self.raw("plain-file", "x")
+        bad = self.write_spec(dict(self.spec, stateDir=os.path.join(plain, "web")), "below-file.json")
+        for cmd in ["export", "prepare", "run", "watch"]:
+            with self.subTest(cmd=cmd):
+                self.assert_refused([cmd, "--spec", bad], 1, plain)
+
+
+if __name__ == "__main__":
+    test_export.SPROUT = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
