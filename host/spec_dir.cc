@@ -25,6 +25,13 @@ std::vector<SpecFile> load_spec_dir(const fs::path& dir) {
     SpecFile sf{f, std::nullopt, ""};
     try {
       sf.spec = load_spec(f);
+      // One file per VM, named for it: two files can then never claim one VM.
+      if (sf.spec->name != f.stem().string()) {
+        sf.problem = fmt::format("{}: its name is \"{}\" but a spec in a spec directory must be NAME.json; rename "
+                                 "the file to {}.json or change its name",
+                                 f.string(), sf.spec->name, sf.spec->name);
+        sf.spec.reset();
+      }
     } catch (const InputError& e) {
       sf.problem = e.what();
     }

@@ -1,6 +1,7 @@
 // The spec directory (default /etc/sprout/vms): one NAME.json per VM. Loads every
 // spec in it, in name order, keeping each file's problem instead of stopping at the
-// first broken one; callers decide whether a broken spec is fatal (gc) or just shown
+// first broken one (a spec whose `name` is not its file's name is one: so two files
+// can never claim one VM); callers decide whether a broken spec is fatal (gc) or just shown
 // (status).
 #pragma once
 

@@ -83,6 +83,15 @@ class BadInputBattery(Scratch):
         self.assertIn("web", p.stdout)
         self.assert_refused(["wait", "broken", "--spec-dir", self.specdir, "--timeout", "1"], 2, "broken")
 
+    def test_two_files_cannot_claim_one_vm(self):
+        self.write_spec(self.spec, os.path.join("specs", "web-copy.json"))  # also "name": "web"
+        p = run("status", "--spec-dir", self.specdir)
+        rows = [l for l in p.stdout.splitlines() if l.startswith("web")]
+        self.assertEqual(len(rows), 2, p.stdout)  # web, and web-copy shown as invalid
+        self.assertIn('web-copy.json: its name is "web" but a spec in a spec directory must be NAME.json', p.stdout)
+        self.assertEqual(sum("invalid spec" in r for r in rows), 1, p.stdout)
+        self.assert_refused(["wait", "web-copy", "--spec-dir", self.specdir, "--timeout", "1"], 2, "web-copy")
+
     def test_options_and_arguments_for_every_subcommand(self):
         every = SPEC_COMMANDS + DIR_COMMANDS + ["check-spec", "wait", "undefine"]
         for cmd in every:
