@@ -95,12 +95,12 @@ class Run {
     t = Clock::now();
     auto wait = std::chrono::milliseconds(static_cast<long long>(cfg_.disk_wait_seconds * 1000));
     // The ssh disk is looked for in the same scans (not waited for): one scan, not two.
-    // So is the closure disk (host-built VMs): it is mounted only to specialize.
-    std::vector<DiskRole> optional{DiskRole::closure};
+    // Not the closure disk (host-built VMs): it is looked for only to specialize, so a
+    // guest-built VM's boot never scans for a disk it does not have.
+    std::vector<DiskRole> optional;
     if (cfg_.ssh_mount) optional.push_back(DiskRole::ssh);
     auto found = find_disks(o_.root, {DiskRole::config, DiskRole::self}, wait, std::chrono::milliseconds(20), optional);
     find_ms_ = ms_since(t);
-    found_ = found;
     disk_wait_ = wait;
     mark("disksFound");
     for (DiskRole r : {DiskRole::config, DiskRole::self}) {
@@ -389,11 +389,11 @@ class Run {
     return 0;
   }
 
-  /// Host-built: the closure disk, looked for in the first scan, else waited for
-  /// (bounded), mounted read-only, noexec. -1 when mounted; else the exit status.
+  /// Host-built: the closure disk, looked for now (bounded wait), mounted read-only,
+  /// noexec. -1 when mounted; else the exit status.
   int mount_closure(const std::string& state_file, const AgentState& st) {
     const auto& info = role_info(DiskRole::closure);
-    auto found = found_.count(DiskRole::closure) ? found_ : find_disks(o_.root, {DiskRole::closure}, disk_wait_);
+    auto found = find_disks(o_.root, {DiskRole::closure}, disk_wait_);
     if (!found.count(DiskRole::closure))
       return record_and_fail(
           state_file, st, "closure disk not found",
@@ -428,7 +428,6 @@ class Run {
   Mounter& m_;
   std::unique_ptr<StatusChannel> ch_;
   Manifest manifest_;
-  std::map<DiskRole, FoundDisk> found_;  ///< the first scan's disks
   std::chrono::milliseconds disk_wait_{0};
   std::vector<std::string> mount_points_;
   std::string state_problem_;
