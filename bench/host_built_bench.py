@@ -5,7 +5,8 @@ until `specialized`, next to a plain guest-built boot-reboot cycle of the same g
 
 usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--tag TAG]
                            [--paths N] [--mb MB] [--cycles N] [--fresh N] [--rehits N]
-                           [--boots N] [--cache DIR] [--workdir DIR] [--keep]
+                           [--boots N] [--cache DIR] [--workdir DIR] [--keep] [--skip r|f]
+       host_built_bench.py SPROUT_AGENT SPROUT --fast-from WORKDIR [--boots N]
 
 1. Closure: TAG seeds a generator of ~N source trees (sizes log-normal: many small
    files, a few of several MB, some multi-file directories), added to the store by
@@ -14,17 +15,22 @@ usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--tag TAG]
    base and a system sharing 30 sources with it. One `nix-build` builds both; the same
    TAG gives the same paths, so a rerun finds them built (--cache keeps the generated
    sources). Build time is printed apart: it is Nix's work, not sprout's.
-2. `sprout export` of the host-built spec: fresh (empty cacheDir) --fresh times and an
-   unchanged re-export --rehits times; the closure image's size against the NAR bytes.
+2. `sprout export` of the host-built spec: fresh (empty cacheDir) --fresh times, each
+   next to the same `nix copy` alone (Nix's part), and an unchanged re-export --rehits
+   times; the closure image's size against the NAR bytes.
 3. `sprout run` of the test guest (real agent, Debian's nix on a base qcow2 that holds
    the base's closure in a real store), 1024 MB: time from starting `sprout run` to
    `specialized` in events.jsonl, host-built (boot 1 imports, switches, reboots; boot 2
    reports specialized) and guest-built (the stand-in nixos-rebuild), in turn, --cycles
-   times each; the import+switch seconds of the `rebuilt` event; log line counts.
+   times each; the import+switch seconds of the `rebuilt` event, the intervals between
+   events (host receive times), log line counts, qemu's peak RSS.
 4. Ten specs with the same system and base, one cacheDir: one closure image.
 5. The already-specialized boot (the agent's timingsMs.total and cpuMs from its
-   `specialized` event): host-built VM, guest-built VM, and --old-agent (the agent from
-   before host-built mode) on a guest-built VM, boots alternating, --boots each.
+   `specialized` event) on the state disks the `sprout run`s left: host-built VM,
+   guest-built VM, and --old-agent (the agent from before host-built mode) on a
+   guest-built VM it specialized itself, boots alternating, --boots each.
+   The order of the variants rotates from round to round. --fast-from WORKDIR boots
+   them again on the disks a finished run left in its --workdir.
 Prints tables; exits 0 unless something failed outright. No timed assertions.
 """
 
@@ -340,7 +346,7 @@ def sprout_run(sprout, spec_path, spec, timeout):
         if m.startswith("sprout-agent: ") and "hostTimeMs" in e:
             steps[m.split(":")[1].strip()] = (e["hostTimeMs"] - t0_unix_ms) / 1000
     sp = [e for e in ev if e.get("phase") == "specialized"][-1]
-    return {"toSpecialized": seen, "rc": rc, "firstStarting": at("starting"), "rebuilding": at("rebuilding"),
+    return {"start": 0.0, "toSpecialized": seen, "rc": rc, "firstStarting": at("starting"), "rebuilding": at("rebuilding"),
             "rebuilt": at("rebuilt"), "rebooting": at("rebooting"), "secondStarting": at("starting", 1),
             "specializedEvent": at("specialized"), "rebuiltSeconds": rebuilt.get("detail", {}).get("seconds"),
             "logEvents": len(logs), "copyingLines": sum(1 for e in logs if e.get("message", "").startswith("copying path")),
@@ -369,6 +375,27 @@ def guest_mem(console):
         return []
 
 
+def span(r, a, b):
+    def t(k):
+        return r["steps"].get(k) if k in r["steps"] else r.get(k)
+    x, y = t(a), t(b)
+    return y - x if x is not None and y is not None else None
+
+
+def breakdown_keys(mode):
+    """Intervals of one `sprout run`, from the host's receive times of the events."""
+    if mode == "host":
+        work = [("import (nix copy)", ("importing the closure", "checking the imported system")),
+                ("check validity", ("checking the imported system", "setting the system profile")),
+                ("set profile (nix-env)", ("setting the system profile", "switch-to-configuration boot")),
+                ("switch-to-configuration", ("switch-to-configuration boot", "rebuilt"))]
+    else:
+        work = [("nixos-rebuild (stand-in)", ("rebuilding", "rebuilt"))]
+    return ([("start to agent starting", ("start", "firstStarting"))] + work +
+            [("reboot to agent starting", ("rebooting", "secondStarting")),
+             ("agent to specialized", ("secondStarting", "specializedEvent"))])
+
+
 def fast_boot(kernel, initrd, state, disks, work, name):
     g = guestlib.Guest(kernel, initrd, state_disk=state, disks=disks, timeout=150, workdir=work, name=name,
                        memory=1024)
@@ -380,6 +407,63 @@ def fast_boot(kernel, initrd, state, disks, work, name):
     if not sp:
         raise RuntimeError(f"{name}: no specialized\n{g.console_tail(40)}")
     return sp[-1]["detail"], g
+
+
+def disks_of(state_dir, host_built):
+    disks = [(os.path.join(state_dir, "config.img"), "sprout-config", True),
+             (os.path.join(state_dir, "self.img"), "sprout-self", True),
+             (os.path.join(state_dir, "ssh.img"), "sprout-ssh", True)]
+    if host_built:
+        disks.append((os.path.join(state_dir, "closure.img"), "sprout-closure", True))
+    return disks
+
+
+def fast_loop(variants, boots, work):
+    """Boots each variant `boots` times, one boot of each per round, the order rotated
+    from round to round so that no variant always follows the same one."""
+    fast = {v[0]: [] for v in variants}
+    for n in range(boots):
+        for j in range(len(variants)):
+            label, (k, i), raw, disks = variants[(n + j) % len(variants)]
+            d, g = fast_boot(k, i, raw, disks, work, f"fast{n}-{j}")
+            if d.get("action") != "already-specialized":
+                raise RuntimeError(f"{label}: boot {n} was {d.get('action')}, not already-specialized")
+            fast[label].append(d)
+        log(f"fast path round {n + 1} of {boots} done (load {os.getloadavg()[0]:.1f})")
+    return fast
+
+
+def print_fast(fast):
+    if not fast:
+        return
+    print("already-specialized boot, agent's own figures, ms: median (min-max, n)")
+    for label, ds in fast.items():
+        print(f"  {label}:")
+        for k in ("find", "mount", "decide", "report", "total"):
+            print(f"    {k:<18} {mmm([d['timingsMs'][k] for d in ds], '{:.1f}')}")
+        for k in ("total", "run", "runWithoutMounts"):
+            print(f"    cpu.{k:<14} {mmm([d['cpuMs'][k] for d in ds if k in d.get('cpuMs', {})], '{:.1f}')}")
+        print(f"    mounts             {sorted(ds[-1].get('mounts', {}))}")
+
+
+def fast_again(work, boots):
+    """--fast-from: the already-specialized boots again, on the disks a finished run
+    left in its --workdir (its state disks are already specialized)."""
+    g = lambda d: (os.path.join(work, d, "vmlinuz"), os.path.join(work, d, "initrd.img"))  # noqa: E731
+    variants = [("new agent, host-built VM", g("guest"), os.path.join(work, "fast-host.raw"),
+                 disks_of(os.path.join(work, "vms", "hostvm"), True)),
+                ("new agent, guest-built VM", g("guest"), os.path.join(work, "fast-guest.raw"),
+                 disks_of(os.path.join(work, "vms", "guestvm"), False))]
+    if os.path.exists(os.path.join(work, "fast-old.raw")):
+        variants.append(("old agent (6aa83df), guest-built VM", g("guest-old"), os.path.join(work, "fast-old.raw"),
+                         disks_of(os.path.join(work, "vms", "guestvm"), False)))
+    fast = fast_loop(variants, boots, work)
+    print(f"\n=== already-specialized boots again, on the disks in {work} ===")
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; qemu TCG")
+    print_fast(fast)
+    with open(os.path.join(work, f"fast-again-{int(time.time())}.json"), "w") as f:
+        json.dump(fast, f, indent=1)
+    return 0
 
 
 def main():
@@ -397,9 +481,13 @@ def main():
     ap.add_argument("--cache", default=os.path.join(guestlib.default_cache_dir(), "host-built-bench"))
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--skip", default="", help="letters of parts to skip: r (sprout run), f (fast path)")
+    ap.add_argument("--fast-from", metavar="WORKDIR",
+                    help="only the already-specialized boots, again, on a finished run's --workdir")
+    ap.add_argument("--skip", default="", help="letters of parts to skip: r (sprout run and fast path), f (fast path)")
     args = ap.parse_args()
     agent, sprout = os.path.abspath(args.agent), os.path.abspath(args.sprout)
+    if args.fast_from:
+        return fast_again(args.fast_from, args.boots)
     os.makedirs(args.cache, exist_ok=True)
     work = args.workdir or tempfile.mkdtemp(prefix="sprt-hb-", dir="/tmp")
     os.makedirs(work, exist_ok=True)
@@ -419,7 +507,7 @@ def main():
         # 2. export
         cache_dir = os.path.join(work, "cache")
         spec0, _ = write_spec(work, "vm0", "host", cache_dir, base, system)
-        fresh, out = [], None
+        fresh, nix_alone, out = [], [], None
         for i in range(args.fresh):
             shutil.rmtree(cache_dir, ignore_errors=True)
             shutil.rmtree(os.path.join(work, "vms", "vm0"), ignore_errors=True)
@@ -427,7 +515,14 @@ def main():
             if image(out, "closure").get("cacheHit"):
                 log("WARNING: a fresh export reports a closure cache hit")
             fresh.append(dt)
-            log(f"fresh export {i + 1}: {dt:.2f} s")
+            # Nix's part alone: the same nix copy sprout runs, into an empty directory.
+            nc = os.path.join(work, "nix-copy-alone")
+            shutil.rmtree(nc, ignore_errors=True)
+            t0 = time.monotonic()
+            nix_system.nix3("copy", "--to", f"file://{nc}?compression=none", system)
+            nix_alone.append(time.monotonic() - t0)
+            shutil.rmtree(nc, ignore_errors=True)
+            log(f"fresh export {i + 1}: {dt:.2f} s (nix copy alone {nix_alone[-1]:.2f} s)")
         clo_img = os.path.realpath(os.path.join(work, "vms", "vm0", "closure.img"))
         clo = json.loads(guestlib.read_file_from_ext4(clo_img, "/sprout-closure.json"))
         img_apparent, img_alloc = os.path.getsize(clo_img), allocated(clo_img)
@@ -458,7 +553,7 @@ def main():
         # 3. sprout run
         runs = {"host": [], "guest": []}
         fast = {}
-        if "r" not in args.skip or "f" not in args.skip:
+        if "r" not in args.skip:
             conf = os.path.join(work, "agent.json")
             with open(conf, "w") as f:
                 json.dump(dict(AGENT_CONFIG, nixBinDir=NIX_TOOLS), f)
@@ -489,12 +584,7 @@ def main():
                     raw = os.path.join(work, f"fast-{mode}.raw")
                     subprocess.run(["qemu-img", "convert", "-O", "raw", runs[mode][-1]["overlay"], raw],
                                    check=True, timeout=600)
-                    sd = specs[mode][1]["stateDir"]
-                    disks = [(os.path.join(sd, "config.img"), "sprout-config", True),
-                             (os.path.join(sd, "self.img"), "sprout-self", True),
-                             (os.path.join(sd, "ssh.img"), "sprout-ssh", True)]
-                    if mode == "host":
-                        disks.append((os.path.join(sd, "closure.img"), "sprout-closure", True))
+                    disks = disks_of(specs[mode][1]["stateDir"], mode == "host")
                     variants.append((f"new agent, {mode}-built VM", guest, raw, disks))
                 if args.old_agent:
                     oconf = os.path.join(work, "agent-old.json")
@@ -510,14 +600,7 @@ def main():
                         with g:
                             g.wait(290)
                     variants.append(("old agent (6aa83df), guest-built VM", oguest, raw, disks))
-                fast = {v[0]: [] for v in variants}
-                for n in range(args.boots):
-                    for label, (k, i), raw, disks in variants:
-                        d, g = fast_boot(k, i, raw, disks, work, f"fast{n}-{len(fast[label])}-{label[:3]}")
-                        if d.get("action") != "already-specialized":
-                            raise RuntimeError(f"{label}: boot {n} was {d.get('action')}, not already-specialized")
-                        fast[label].append(d)
-                    log(f"fast path round {n + 1} of {args.boots} done")
+                fast = fast_loop(variants, args.boots, work)
 
         # report
         print("\n=== Host-built specialization benchmark ===")
@@ -529,6 +612,7 @@ def main():
         print(f"  generate sources {t_gen:.1f} s, nix-build {t_build:.1f} s (Nix's work, not sprout's)")
         print(f"export of the host-built spec (sprout export --spec, whole process, s):")
         print(f"  fresh (empty cacheDir)   {mmm(fresh)}")
+        print(f"  nix copy alone           {mmm(nix_alone)} (the same copy into an empty directory: Nix's part)")
         print(f"  unchanged re-export      {mmm(rehit, '{:.3f}')}")
         print(f"  closure image            {img_apparent / 1e6:.1f} MB apparent, {img_alloc / 1e6:.1f} MB allocated; "
               f"NAR bytes {nar_bytes / 1e6:.1f} MB (allocated/NAR {img_alloc / nar_bytes:.3f}); "
@@ -552,26 +636,20 @@ def main():
             print(f"  rebuilt.seconds      {mmm([r['rebuiltSeconds'] for r in rs if r['rebuiltSeconds'] is not None])}")
             print(f"  log events           {[r['logEvents'] for r in rs]} ('copying path' {[r['copyingLines'] for r in rs]}); "
                   f"rebuild.log lines {rs[-1].get('rebuildLogLines')}")
-            if rs[-1]["steps"]:
-                print(f"  step starts (last)   {json.dumps({k: round(v, 1) for k, v in rs[-1]['steps'].items()})}")
+            for label, (a, b) in breakdown_keys(mode):
+                vals = [span(r, a, b) for r in rs]
+                vals = [v for v in vals if v is not None]
+                print(f"  {label:<26} {mmm(vals)}")
             print(f"  qemu peak RSS, MB    {mmm([r['qemuPeakRssMB'] for r in rs], '{:.0f}')}")
             if rs[-1].get("mem"):
                 print(f"  guest memory         {rs[-1]['mem']}")
         if runs["host"] and runs["guest"]:
             d = median([r["toSpecialized"] for r in runs["host"]]) - median([r["toSpecialized"] for r in runs["guest"]])
             print(f"  host-built minus plain cycle: {d:.1f} s")
-        if fast:
-            print(f"already-specialized boot, agent's own figures, ms: median (min-max, n)")
-            for label, ds in fast.items():
-                print(f"  {label}:")
-                for k in ("find", "mount", "decide", "report", "total"):
-                    print(f"    {k:<18} {mmm([d['timingsMs'][k] for d in ds], '{:.1f}')}")
-                for k in ("total", "run", "runWithoutMounts"):
-                    print(f"    cpu.{k:<14} {mmm([d['cpuMs'][k] for d in ds if k in d.get('cpuMs', {})], '{:.1f}')}")
-                print(f"    mounts             {sorted(ds[-1].get('mounts', {}))}")
+        print_fast(fast)
         with open(os.path.join(work, "results.json"), "w") as f:
             json.dump({"closure": {"paths": len(diff), "narBytes": nar_bytes, "build": t_build},
-                       "fresh": fresh, "rehit": rehit, "ten": ten,
+                       "fresh": fresh, "nixCopyAlone": nix_alone, "rehit": rehit, "ten": ten,
                        "runs": {m: [{k: v for k, v in r.items() if k != "specialized"} for r in rs]
                                 for m, rs in runs.items()},
                        "fast": fast}, f, indent=1, default=str)
