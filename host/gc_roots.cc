@@ -1,6 +1,5 @@
 #include "gc_roots.h"
 
-#include <stdio.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -10,9 +9,9 @@
 #include <set>
 #include <system_error>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "atomic_file.h"
 #include "cache_lock.h"
 #include "disk_role.h"
 #include "leftovers.h"
@@ -35,11 +34,7 @@ std::optional<fs::path> register_gc_root(const fs::path& gc_root_dir, const std:
   if (ec) throw std::system_error(ec, "cannot create the GC root directory " + gc_root_dir.string());
   fs::path root = gc_root_dir / vm;
   if (fs::is_symlink(fs::symlink_status(root)) && fs::read_symlink(root, ec) == base) return root;
-  fs::path tmp = gc_root_dir / fmt::format(".{}.tmp-{}", vm, getpid());
-  fs::remove(tmp, ec);
-  fs::create_symlink(base, tmp);
-  if (::rename(tmp.c_str(), root.c_str()) != 0)
-    throw std::system_error(errno, std::generic_category(), "cannot register GC root " + root.string());
+  symlink_atomic(base, root);
   spdlog::info("registered GC root {} -> {}", root.string(), base.string());
   return root;
 }
