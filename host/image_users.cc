@@ -33,6 +33,13 @@ void private_directory(const fs::path& dir) {
   if (st.st_uid == ::geteuid() && (st.st_mode & 07777) != 0700) ::chmod(dir.c_str(), 0700);
 }
 
+/// CACHE/users when it is a real directory (never a link to elsewhere), else "".
+fs::path users_dir(const fs::path& cache_dir) {
+  fs::path users = cache_dir / kImageUsersDir;
+  std::error_code ec;
+  return fs::is_directory(fs::symlink_status(users, ec)) ? users : fs::path();
+}
+
 }  // namespace
 
 std::string user_record_name(const fs::path& link) { return sha256_hex(link.string()).substr(0, 32); }
@@ -59,11 +66,14 @@ bool link_uses_image(const fs::path& link, const fs::path& image) {
 ImageUsers read_image_users(const fs::path& cache_dir) {
   ImageUsers out;
   std::error_code ec;
-  for (const auto& image_dir : fs::directory_iterator(cache_dir / kImageUsersDir, ec)) {
+  fs::path users = users_dir(cache_dir);
+  if (users.empty()) return out;
+  for (const auto& image_dir : fs::directory_iterator(users, ec)) {
     std::error_code dec;
     if (!image_dir.is_directory(dec) || image_dir.is_symlink(dec)) continue;  // not ours
     fs::path image = cache_dir / image_dir.path().filename();
-    for (auto leftover : remove_leftovers(image_dir.path(), /*dry_run=*/true)) out.stale.push_back(leftover);
+    auto leftovers = remove_leftovers(image_dir.path(), /*dry_run=*/true);  // only lists them
+    out.stale.insert(out.stale.end(), leftovers.begin(), leftovers.end());
     for (const auto& record : fs::directory_iterator(image_dir.path(), dec)) {
       auto name = record.path().filename().string();
       std::error_code rec;
@@ -84,8 +94,10 @@ void drop_stale_users(const fs::path& cache_dir, const std::vector<fs::path>& st
     fs::remove(p, ec);
     if (ec) spdlog::warn("cannot remove the user record {}: {}", p.string(), ec.message());
   }
+  fs::path users = users_dir(cache_dir);
+  if (users.empty()) return;
   std::error_code ec;
-  for (const auto& image_dir : fs::directory_iterator(cache_dir / kImageUsersDir, ec)) {
+  for (const auto& image_dir : fs::directory_iterator(users, ec)) {
     std::error_code dec;
     if (image_dir.is_directory(dec) && !image_dir.is_symlink(dec) && fs::is_empty(image_dir.path(), dec))
       fs::remove(image_dir.path(), dec);
