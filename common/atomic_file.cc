@@ -78,6 +78,18 @@ void write_file_atomic(const fs::path& path, std::string_view data, mode_t mode)
   fsync_directory(dir);
 }
 
+void symlink_atomic(const fs::path& target, const fs::path& link) {
+  fs::path dir = link.parent_path();
+  fs::path tmp = (dir.empty() ? fs::path(".") : dir) / temp_name_for(link);
+  if (::symlink(target.c_str(), tmp.c_str()) != 0) fail("cannot create", tmp);
+  if (::rename(tmp.c_str(), link.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    errno = err;
+    fail("cannot update", link);
+  }
+}
+
 PendingFile::PendingFile(fs::path target) : target_(std::move(target)) {
   fs::path dir = target_.parent_path();
   temp_ = (dir.empty() ? fs::path(".") : dir) / temp_name_for(target_);

@@ -13,6 +13,10 @@ namespace sprout {
 /// Replaces `path` with `data` atomically (mode `mode`). Throws std::system_error.
 void write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode = 0644);
 
+/// Points `link` at `target` atomically: a new symlink under a temporary name (with the
+/// pid, leftovers.h) renamed over `link`, whatever `link` was. Throws std::system_error.
+void symlink_atomic(const std::filesystem::path& target, const std::filesystem::path& link);
+
 /// fsync() of a directory, so a rename or new entry in it is durable.
 void fsync_directory(const std::filesystem::path& dir);
 

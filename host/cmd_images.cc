@@ -108,7 +108,8 @@ int cmd_prepare(const Args& args) {
 
 int cmd_gc(const Args& args) {
   cxxopts::Options o("sprout gc",
-                     "Remove cached images and GC roots that no VM spec uses any more. Never touches overlays.\n"
+                     "Remove GC roots that no VM spec uses any more, and cached images that no VM links to (as\n"
+                     "the images' user records say, whatever spec dir, or the specs here). Never touches overlays.\n"
                      "Refuses to run while any spec in the directory is invalid.");
   o.add_options()("spec-dir", "directory of VM specs", cxxopts::value<std::string>()->default_value(kDefaultSpecDir))(
       "cache-dir", "extra cache directory to clean", cxxopts::value<std::vector<std::string>>())(
@@ -138,6 +139,9 @@ int cmd_gc(const Args& args) {
   const char* verb = dry ? "would remove" : "removed";
   for (const auto& p : report.removed_images) fmt::print("{} image {}\n", verb, p.string());
   for (const auto& p : report.removed_roots) fmt::print("{} GC root {}\n", verb, p.string());
+  if (!report.dropped_user_records.empty())
+    fmt::print("{} {} stale user record(s) (their links are gone or point at other images)\n",
+               dry ? "would drop" : "dropped", report.dropped_user_records.size());
   fmt::print("{} {} image(s) and {} GC root(s); {} image(s) in use kept\n", verb, report.removed_images.size(),
              report.removed_roots.size(), report.kept_images.size());
   return 0;

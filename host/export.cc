@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <stdio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,6 +19,7 @@
 #include "digest_cache.h"
 #include "error.h"
 #include "ext4_image.h"
+#include "image_users.h"
 #include "leftovers.h"
 #include "scratch_dir.h"
 #include "sha256.h"
@@ -82,23 +82,17 @@ bool same_listing(const TreeListing& a, const TreeListing& b, std::string* first
   return true;
 }
 
-/// Points `link` at `target` atomically (a new symlink renamed over the old one).
-void replace_symlink(const fs::path& target, const fs::path& link) {
+/// Points `link` at the cached `image` atomically, its use recorded first
+/// (image_users.h), so gc keeps the image while the link points at it.
+void link_image(const fs::path& image, const fs::path& link) {
   std::error_code sec;
   auto st = fs::symlink_status(link, sec);
   if (fs::exists(st) && !fs::is_symlink(st))
     throw InputError(fmt::format("{}: exists and is not a link sprout made; move it away (sprout never replaces "
                                  "a file it did not create)",
                                  link.string()));
-  fs::path tmp = link.parent_path() / fmt::format(".{}.tmp-{}", link.filename().string(), getpid());
-  std::error_code ec;
-  fs::remove(tmp, ec);
-  fs::create_symlink(target, tmp);
-  if (::rename(tmp.c_str(), link.c_str()) != 0) {
-    int err = errno;
-    fs::remove(tmp, ec);
-    throw std::system_error(err, std::generic_category(), "cannot update " + link.string());
-  }
+  record_image_user(image, link);
+  symlink_atomic(image, link);
 }
 
 struct RoleInput {
@@ -213,7 +207,7 @@ ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const st
     }
   }
   img.bytes = fs::file_size(img.image);
-  replace_symlink(img.image, img.link);
+  link_image(img.image, img.link);
   return img;
 }
 
@@ -352,7 +346,7 @@ ExportResult export_disks(const ExportRequest& request) {
     img.tree_digest = closure->key;
     img.cache_hit = closure->cache_hit;
     img.bytes = fs::file_size(img.image);
-    replace_symlink(img.image, img.link);
+    link_image(img.image, img.link);
     result.images.push_back(img);
   }
   // Links from an earlier export that had an ssh disk or was host-built.

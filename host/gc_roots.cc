@@ -1,6 +1,5 @@
 #include "gc_roots.h"
 
-#include <stdio.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -10,11 +9,12 @@
 #include <set>
 #include <system_error>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "atomic_file.h"
 #include "cache_lock.h"
 #include "disk_role.h"
+#include "image_users.h"
 #include "leftovers.h"
 
 namespace sprout {
@@ -35,11 +35,7 @@ std::optional<fs::path> register_gc_root(const fs::path& gc_root_dir, const std:
   if (ec) throw std::system_error(ec, "cannot create the GC root directory " + gc_root_dir.string());
   fs::path root = gc_root_dir / vm;
   if (fs::is_symlink(fs::symlink_status(root)) && fs::read_symlink(root, ec) == base) return root;
-  fs::path tmp = gc_root_dir / fmt::format(".{}.tmp-{}", vm, getpid());
-  fs::remove(tmp, ec);
-  fs::create_symlink(base, tmp);
-  if (::rename(tmp.c_str(), root.c_str()) != 0)
-    throw std::system_error(errno, std::generic_category(), "cannot register GC root " + root.string());
+  symlink_atomic(base, root);
   spdlog::info("registered GC root {} -> {}", root.string(), base.string());
   return root;
 }
@@ -56,7 +52,10 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || !locked.emplace(st.st_dev, st.st_ino).second) continue;
     locks.push_back(std::make_unique<CacheLock>(dir, CacheLock::exclusive));
   }
+  // Images the given specs' links use (the only sign of use an image linked before
+  // user records existed has), and the links themselves, to record them.
   std::set<fs::path> used_images;
+  std::vector<std::pair<fs::path, fs::path>> spec_links;  // (image, link)
   std::set<std::string> names;  // roots to keep: NAME, and NAME@FILE while STATE/FILE exists
   for (const auto& s : specs) {
     names.insert(s.name);
@@ -69,7 +68,11 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
       std::error_code ec;
       if (fs::is_symlink(fs::symlink_status(link, ec))) {
         auto target = fs::read_symlink(link, ec);
-        if (!ec) used_images.insert(fs::weakly_canonical(target.is_absolute() ? target : link.parent_path() / target));
+        if (ec) continue;
+        auto image = fs::weakly_canonical(target.is_absolute() ? target : link.parent_path() / target, ec);
+        if (ec) continue;
+        used_images.insert(image);
+        spec_links.emplace_back(image, fs::absolute(link).lexically_normal());
       }
     }
   }
@@ -82,8 +85,12 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
   for (const auto& dir : cache_dirs) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) continue;
+    // Every VM that recorded its use of an image keeps it, whichever spec dir it is in.
+    ImageUsers users = read_image_users(dir);
+    std::set<std::string> kept;
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
       auto name = entry.path().filename().string();
+      if (name == kImageUsersDir) continue;  // the records, never an image
       // Leftovers of exports that were killed: temporary images and staging trees,
       // once they are an hour old (a running export's are younger).
       bool temporary = name.rfind(".staging-", 0) == 0 || name.rfind(".speculative-", 0) == 0 ||
@@ -103,11 +110,30 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
       bool ours = false;
       for (const auto& role : disk_roles()) ours = ours || (name.rfind(std::string(role.name) + "-", 0) == 0);
       if (!ours || entry.path().extension() != ".ext4") continue;  // only sprout's images
-      if (used_images.contains(fs::weakly_canonical(entry.path()))) {
+      std::error_code cec;
+      if (users.used.contains(name) || used_images.contains(fs::weakly_canonical(entry.path(), cec))) {
         report.kept_images.push_back(entry.path());
+        kept.insert(name);
       } else {
         report.removed_images.push_back(entry.path());
         remove(entry.path());
+      }
+    }
+    report.dropped_user_records.insert(report.dropped_user_records.end(), users.stale.begin(), users.stale.end());
+    if (dry_run) continue;
+    drop_stale_users(dir, users.stale);
+    // Links made before user records existed: record them now, so a gc of another
+    // spec dir keeps their images too.
+    std::error_code dec;
+    auto canonical_dir = fs::weakly_canonical(dir, dec);
+    for (const auto& [image, link] : spec_links) {
+      if (dec || image.parent_path() != canonical_dir || !kept.contains(image.filename().string()) ||
+          !link_uses_image(link, image))
+        continue;
+      try {
+        record_image_user(image, link);
+      } catch (const std::system_error& e) {
+        spdlog::warn("cannot record {} as a user of {}: {}", link.string(), image.string(), e.what());
       }
     }
   }

@@ -2,8 +2,8 @@
 // garbage-collected, so `prepare` registers a root (a symlink under the spec's
 // gcRootDir, default /nix/var/nix/gcroots/sprout) named after the VM, pointing at the
 // base the overlay actually uses (and NAME@root.qcow2.old-... for an overlay that the
-// recreate policy kept aside). `sprout gc` removes roots and cached images that
-// no VM spec uses any more; it never touches overlays.
+// recreate policy kept aside). `sprout gc` removes roots that no VM spec uses any
+// more and cached images that no VM links to (image_users.h); it never touches overlays.
 #pragma once
 
 #include <filesystem>
@@ -25,10 +25,15 @@ std::optional<std::filesystem::path> register_gc_root(const std::filesystem::pat
 
 struct GcReport {
   std::vector<std::filesystem::path> removed_roots, removed_images, kept_images;
+  /// User records (image_users.h) that no longer count, and their leftovers.
+  std::vector<std::filesystem::path> dropped_user_records;
 };
 
-/// Removes roots in the root dirs and images in the cache dirs that none of `specs`
-/// uses. With dry_run nothing is removed, only reported.
+/// Removes roots in the root dirs that none of `specs` uses, and images in the cache
+/// dirs that no user record (image_users.h) and none of `specs` uses (an image linked
+/// before user records existed has no record: only `specs` can keep it). Drops the
+/// records that no longer count, and records the links of `specs` that have none.
+/// With dry_run nothing is removed or recorded, only reported.
 GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<std::filesystem::path>& cache_dirs,
                          const std::vector<std::filesystem::path>& root_dirs, bool dry_run);
 
