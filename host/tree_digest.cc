@@ -44,7 +44,11 @@ std::string file_content_hash(const std::filesystem::path& path, std::uint64_t e
     total += static_cast<std::uint64_t>(n);
   }
   ::close(fd);
-  if (total != expected_size) throw std::runtime_error(fmt::format("{}: file changed while it was read", path.string()));
+  // The tree changed under sprout: the same answer as a change found after the build
+  // (export.cc), an input problem with exit status 2; nothing is cached.
+  if (total != expected_size)
+    throw InputError(fmt::format("{}: changed while it was read; nothing was cached, run the export again",
+                                 path.string()));
   return h.finish_hex();
 }
 
