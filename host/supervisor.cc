@@ -92,6 +92,7 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
   QmpClient qmp;
   Clock::time_point next_qmp_try = Clock::now();
   bool shutdown_requested = false, powerdown_sent = false, quit_sent = false, killed = false, forced = false;
+  bool quit_by_qmp = false;  // quit went to QMP (SIGTERM instead if it cannot be written)
   Clock::time_point powerdown_deadline{}, kill_deadline{};
   bool child_done = false;
   int wstatus = 0;
@@ -112,7 +113,8 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
   auto send_quit = [&] {
     quit_sent = true;
     kill_deadline = Clock::now() + std::chrono::seconds(options.quit_grace_seconds);
-    if (!qmp.connected() || !qmp.send("quit")) ::kill(pid, SIGTERM);  // qemu quits on SIGTERM too
+    quit_by_qmp = qmp.send("quit");
+    if (!quit_by_qmp) ::kill(pid, SIGTERM);  // qemu quits on SIGTERM too
   };
   auto request_shutdown = [&] {
     shutdown_requested = true;
@@ -120,9 +122,27 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
     powerdown_deadline = Clock::now() + std::chrono::seconds(spec.shutdown_timeout_seconds);
     if (options.record)
       rec.set_host({{"state", "stopping"}, {"pid", pid}, {"supervisor", ::getpid()}, {"startedMs", started_ms}});
-    if (qmp.connected() && qmp.send("system_powerdown")) {
+    if (qmp.send("system_powerdown")) {
       powerdown_sent = true;
       spdlog::info("{}: asked the guest to power down (up to {} s)", spec.name, spec.shutdown_timeout_seconds);
+    }
+  };
+
+  // The QMP connection ended (qemu closed it, or it missed a deadline).
+  bool qmp_up = false;  // a connection was started and has not been seen ending yet
+  auto on_qmp_lost = [&] {
+    qmp_up = false;
+    spdlog::debug("{}: QMP: {}", spec.name, qmp.lost());
+    // Once negotiated, a connection ends because qemu is going away: no new one.
+    next_qmp_try = Clock::now() + (qmp.lost_after_ready() ? milliseconds(std::chrono::hours(24)) : milliseconds(100));
+    if (quit_by_qmp && qmp.lost_unsent() && !child_done) ::kill(pid, SIGTERM);
+    quit_by_qmp = false;
+  };
+  // The QMP handshake is done: a power-down asked for before goes out now.
+  auto on_qmp_ready = [&] {
+    if (shutdown_requested && !powerdown_sent && !quit_sent) {
+      powerdown_sent = qmp.send("system_powerdown");
+      if (powerdown_sent) spdlog::info("{}: asked the guest to power down", spec.name);
     }
   };
 
@@ -139,15 +159,16 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
         next_status_try = now + milliseconds(10);
       }
     }
-    if (!qmp.connected() && (status_fd >= 0 || !options.record) && now >= next_qmp_try) {
+    // QMP: started here, driven by poll (qmp.handle), never waited for.
+    if (!qmp.active() && (status_fd >= 0 || !options.record) && now >= next_qmp_try) {
       std::string err;
-      if (!qmp.connect(spec.qmp_socket(), 2000, &err)) {
-        next_qmp_try = Clock::now() + milliseconds(100);
-      } else if (shutdown_requested && !powerdown_sent && !quit_sent) {
-        powerdown_sent = qmp.send("system_powerdown");
-        if (powerdown_sent) spdlog::info("{}: asked the guest to power down", spec.name);
-      }
+      if (qmp.start(spec.qmp_socket(), milliseconds(2000), &err))
+        qmp_up = true;
+      else
+        next_qmp_try = now + milliseconds(100);
     }
+    qmp.expire(now);
+    if (qmp_up && !qmp.active()) on_qmp_lost();
     now = Clock::now();
     if (shutdown_requested && !quit_sent && now >= powerdown_deadline) {
       spdlog::warn("{}: the guest did not power off within {} s; quitting qemu", spec.name,
@@ -166,7 +187,8 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
     // Sleep until something happens or the next deadline.
     int timeout = std::min(60'000, ms_until(console.next_check()));
     if (options.record && status_fd < 0) timeout = std::min(timeout, ms_until(next_status_try));
-    if (!qmp.connected() && (status_fd >= 0 || !options.record)) timeout = std::min(timeout, ms_until(next_qmp_try));
+    if (!qmp.active() && (status_fd >= 0 || !options.record)) timeout = std::min(timeout, ms_until(next_qmp_try));
+    if (auto due = qmp.deadline()) timeout = std::min(timeout, ms_until(*due));
     if (auto due = rec.flush_due()) timeout = std::min(timeout, ms_until(*due));
     if (shutdown_requested && !quit_sent) timeout = std::min(timeout, ms_until(powerdown_deadline));
     if (quit_sent && !killed) timeout = std::min(timeout, ms_until(kill_deadline));
@@ -179,9 +201,9 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
       status_idx = n;
       fds[n++] = {status_fd, POLLIN, 0};
     }
-    if (qmp.connected()) {
+    if (qmp.active()) {
       qmp_idx = n;
-      fds[n++] = {qmp.fd(), POLLIN, 0};
+      fds[n++] = {qmp.fd(), qmp.poll_events(), 0};
     }
     int r = ::poll(fds, n, timeout);
     if (r < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
@@ -211,17 +233,18 @@ RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
     if (status_idx >= 0 && (fds[status_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
       if (!drain_status_socket(rec, status_fd)) next_status_try = Clock::now() + milliseconds(100);
     }
-    if (qmp_idx >= 0 && (fds[qmp_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
-      bool closed = false;
-      for (const auto& m : qmp.read_messages(&closed)) {
+    if (qmp_idx >= 0 && fds[qmp_idx].revents != 0 && qmp.active()) {
+      const bool was_ready = qmp.ready();
+      for (const auto& m : qmp.handle(fds[qmp_idx].revents)) {
         if (!m.contains("event")) continue;
         std::string ev = m["event"].is_string() ? m["event"].get<std::string>() : "";
         if (ev == "RESET") spdlog::info("{}: guest reset (reboot in place)", spec.name);
         else if (ev == "SHUTDOWN") spdlog::info("{}: guest shut down", spec.name);
         else if (ev == "POWERDOWN") spdlog::debug("{}: power button pressed", spec.name);
       }
-      if (closed) next_qmp_try = Clock::now() + std::chrono::hours(24);  // qemu is going away
+      if (!was_ready && qmp.ready()) on_qmp_ready();
     }
+    if (qmp_up && !qmp.active()) on_qmp_lost();  // ended in handle() or in a send
   }
 
   // qemu is gone: take what is left in the status channel.

@@ -1,7 +1,8 @@
 // `sprout run`'s supervisor: starts qemu with the VM's command line and stays with it
 // for its whole life, in one poll loop: it records the status channel (connecting
 // the moment qemu has made the socket; qemu waits for that before the guest runs),
-// follows QMP events, passes the guest's phase to systemd, and turns SIGTERM/SIGINT
+// follows QMP events (never waiting for QMP: qmp_client.h), passes the guest's phase to
+// systemd, and turns SIGTERM/SIGINT
 // into a graceful shutdown (system_powerdown, then quit after the spec's shutdown
 // timeout, then SIGKILL). Guest reboots happen inside qemu and do not end the run.
 // qemu gets PR_SET_PDEATHSIG so it never outlives a killed supervisor.

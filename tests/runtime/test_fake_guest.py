@@ -3,7 +3,8 @@
 fake guest: a unix socket this test listens on at STATE/status.sock (as qemu does)
 and writes to. Needs no VM.
 
-usage: test_fake_guest.py SPROUT CASE   (CASE: garbage, wait)
+usage: test_fake_guest.py SPROUT CASE   (CASE: garbage, wait, stop-during-prepare, notify, hostile,
+       qmp-stuck)
 """
 import json
 import os
@@ -378,7 +379,41 @@ def case_notify(root):
     ns.close()
 
 
+def case_qmp_stuck(root):
+    """`sprout run` with a qemu (tests/runtime/fake_qemu.py) that accepts QMP and never
+    answers: the supervisor's loop keeps recording the status channel while the QMP
+    handshake is pending, and SIGTERM still ends the run through the power-down
+    timeout and the fallback to SIGTERM for qemu."""
+    cfg = os.path.join(root, "cfg")
+    os.makedirs(os.path.join(cfg, "hosts", "self"))
+    base = os.path.join(root, "base.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "64M"], check=True)
+    spec_dir = os.path.join(root, "specs")
+    os.makedirs(spec_dir)
+    spec = os.path.join(spec_dir, "fake.json")
+    state = os.path.join(root, "fake")
+    rl.write_spec(spec, version=1, name="fake", base={"image": base}, stateDir=state,
+                  sources={"config": cfg, "self": os.path.join(cfg, "hosts", "self")}, network={"mode": "none"},
+                  shutdownTimeoutSeconds=1)
+    fake_log = os.path.join(root, "fake-qemu.log")
+    qemu = os.path.join(rl.HERE, "fake_qemu.py")
+    with rl.Proc(["run", "--spec", spec, "--qemu", qemu], os.path.join(root, "run.log"),
+                 env={"FAKE_QEMU_LOG": fake_log}) as run:
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "120"], timeout=150)
+        check(r.returncode == 0, f"wait while QMP is stuck: {r.returncode} {r.stdout}{r.stderr}\n{run.output()}")
+        steps = open(fake_log).read().splitlines()
+        check(steps[:3] == ["status channel accepted", "qmp accepted", "events sent"], f"fake qemu: {steps}")
+        run.signal(signal.SIGTERM)
+        rc = run.wait(120)
+        check(rc == 3, f"run exit {rc} (want 3: the guest did not power off, qemu was stopped)\n{run.output()}")
+    steps = open(fake_log).read().splitlines()
+    check(steps[-1] == "SIGTERM", f"qemu was not sent SIGTERM when QMP could not take quit: {steps}")
+    st = rl.read_status(state)
+    check(st["phase"] == "specialized" and st["host"]["state"] == "stopped", f"record: {st}")
+    print(f"QMP connections the fake qemu held silent: {steps.count('qmp accepted')}")
+
+
 if __name__ == "__main__":
     sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait, "stop-during-prepare": case_stop_during_prepare,
-                          "hostile": case_hostile,
+                          "hostile": case_hostile, "qmp-stuck": case_qmp_stuck,
                           "notify": case_notify}, sys.argv[2]))
