@@ -19,7 +19,7 @@ void QmpClient::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   state_ = State::greeting;
-  in_.clear();
+  in_.reset();
   out_.clear();
   handshake_deadline_.reset();
   write_deadline_.reset();
@@ -80,20 +80,23 @@ std::vector<json> QmpClient::handle(short revents) {
   if (fd_ < 0) return out;
   if ((revents & POLLOUT) && !write_some()) return out;
   bool closed = false;
+  std::vector<json> got;
+  std::string data;
   while (true) {
-    long n = read_some(fd_, in_);
+    data.clear();
+    long n = read_some(fd_, data);
     if (n > 0) {
-      if (in_.size() > (1u << 20)) in_.clear();  // never grow without bound
+      in_.feed(data, [&](std::string_view line) {
+        json j = json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.is_object()) got.push_back(std::move(j));
+      });  // (a line over 1 MiB is dropped: qemu's are short)
       continue;
     }
     if (n == 0 || n == -2) closed = true;
     break;
   }
-  std::size_t pos;
-  while (fd_ >= 0 && (pos = in_.find('\n')) != std::string::npos) {
-    json j = json::parse(in_.substr(0, pos), nullptr, false);
-    in_.erase(0, pos + 1);
-    if (j.is_discarded() || !j.is_object()) continue;
+  for (auto& j : got) {
+    if (fd_ < 0) break;
     switch (state_) {
       case State::greeting:
         if (!j.contains("QMP")) break;  // anything before the greeting is skipped

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "line_splitter.h"
+
 namespace sprout {
 
 class QmpClient {
@@ -70,7 +72,7 @@ class QmpClient {
   int fd_ = -1;
   State state_ = State::greeting;
   std::string socket_;
-  std::string in_;
+  LineSplitter in_{1u << 20, LineSplitter::Overlong::drop};
   std::string out_;
   std::optional<Clock::time_point> handshake_deadline_;
   std::optional<Clock::time_point> write_deadline_;
