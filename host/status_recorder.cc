@@ -231,7 +231,6 @@ void StatusRecorder::write_now() {
   }
   dirty_ = false;
   pending_.reset();
-  last_write_ = Clock::now();
 }
 
 bool drain_status_socket(StatusRecorder& rec, int& fd) {

@@ -96,7 +96,6 @@ class StatusRecorder {
   LineSplitter lines_;  ///< over-long lines dropped (and counted)
   bool dirty_ = false;
   std::optional<Clock::time_point> pending_;
-  Clock::time_point last_write_{};
   double tokens_;
   Clock::time_point last_refill_;
 };
