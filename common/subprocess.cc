@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "line_splitter.h"
+
 extern char** environ;
 
 namespace sprout {
@@ -24,38 +26,27 @@ using Clock = std::chrono::steady_clock;
 
 int pidfd_open_compat(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
-class LineSplitter {
+// The child's output: captured (the last max_capture_bytes) and split into lines.
+class OutputSink {
  public:
-  LineSplitter(const ProcessOptions& o, ProcessResult& r) : opts_(o), result_(r) {}
+  OutputSink(const ProcessOptions& o, ProcessResult& r)
+      : opts_(o), result_(r), lines_(o.max_line_bytes, LineSplitter::Overlong::split) {}
   void feed(const char* data, std::size_t n) {
     if (opts_.capture) {
       result_.output.append(data, n);
       if (result_.output.size() > opts_.max_capture_bytes)
         result_.output.erase(0, result_.output.size() - opts_.max_capture_bytes);
     }
-    if (!opts_.on_line) return;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (data[i] == '\n') {
-        emit();
-      } else {
-        line_.push_back(data[i]);
-        if (line_.size() >= opts_.max_line_bytes) emit();
-      }
-    }
+    if (opts_.on_line) lines_.feed(std::string_view(data, n), opts_.on_line);
   }
   void flush() {
-    if (!line_.empty()) emit();
+    if (opts_.on_line) lines_.finish(opts_.on_line);
   }
 
  private:
-  void emit() {
-    if (!line_.empty() && line_.back() == '\r') line_.pop_back();
-    opts_.on_line(line_);
-    line_.clear();
-  }
   const ProcessOptions& opts_;
   ProcessResult& result_;
-  std::string line_;
+  LineSplitter lines_;
 };
 
 std::vector<std::string> build_env(const std::map<std::string, std::string>& extra) {
@@ -228,7 +219,7 @@ ProcessResult run_process(const ProcessOptions& opts) {
   result.started = true;
 
   int pidfd = pidfd_open_compat(pid);
-  LineSplitter splitter(opts, result);
+  OutputSink splitter(opts, result);
   const auto start = Clock::now();
   std::optional<Clock::time_point> deadline;
   if (opts.timeout.count() > 0) deadline = start + opts.timeout;

@@ -23,7 +23,7 @@ struct ProcessOptions {
   std::chrono::milliseconds timeout{0};    ///< 0: no timeout
   std::chrono::milliseconds kill_grace{2000};
   /// Called for each line of output (stdout and stderr merged), without the '\n'.
-  /// Lines longer than max_line_bytes are split.
+  /// Lines longer than max_line_bytes are split (line_splitter.h).
   std::function<void(std::string_view)> on_line;
   bool capture = true;                  ///< keep the output in ProcessResult::output
   std::size_t max_capture_bytes = 16 << 20;  ///< older output is dropped beyond this

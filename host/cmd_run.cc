@@ -1,15 +1,11 @@
 // sprout run / sprout watch: run and supervise a VM under QEMU; record the status
 // channel of a VM someone else runs.
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 
@@ -19,20 +15,16 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
-#include "guest_event_log.h"
-#include "notify.h"
 #include "prepare.h"
 #include "qemu_command.h"
 #include "spec.h"
 #include "status_recorder.h"
 #include "status_store.h"
 #include "supervisor.h"
-#include "unix_socket.h"
 
 namespace sprout {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -142,72 +134,9 @@ int cmd_watch(const Args& args) {
   if (help) return 0;
   Spec spec = spec_option(a);
   fs::create_directories(spec.state_dir);
-
-  StatusStore store(spec.state_dir);
-  StatusRecorder rec(spec.name, store);
-  rec.resume_from(read_status_file(spec.status_file()));
-  // Under systemd (the libvirt backend's unit runs `watch`): READY=1 once the guest is
-  // specialized (or has failed, so the unit does not time out into a restart loop), or
-  // as soon as the channel is connected when the spec's readiness is "started".
-  rec.on_event = GuestEventLog(spec.name, spec.ready == "specialized");
-  bool ready_sent = false;  // READY=1 on connection, when `ready` is "started"
-  sigset_t old;
-  int sfd = make_signal_fd(false, &old);
-  int fd = -1;
-  auto backoff = std::chrono::milliseconds(20);
-  Clock::time_point next_try = Clock::now();
-  bool said_waiting = false;
-  spdlog::info("{}: recording {}", spec.name, spec.status_socket().string());
-  while (true) {
-    if (fd < 0 && Clock::now() >= next_try) {
-      fd = connect_unix(spec.status_socket());
-      if (fd >= 0) {
-        rec.on_connect();
-        spdlog::info("{}: status channel connected", spec.name);
-        if (!ready_sent && spec.ready == "started") {
-          notify_ready("status channel connected");
-          ready_sent = true;
-        }
-        backoff = std::chrono::milliseconds(20);
-        said_waiting = false;
-      } else {
-        if (!said_waiting) spdlog::info("{}: waiting for {} ({})", spec.name, spec.status_socket().string(), std::strerror(errno));
-        said_waiting = true;
-        next_try = Clock::now() + backoff;
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
-      }
-    }
-    auto until = [](Clock::time_point t) {
-      return static_cast<int>(std::clamp<long long>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count(), 0, 60'000));
-    };
-    int timeout = 60'000;
-    if (fd < 0) timeout = std::min(timeout, until(next_try));
-    if (auto due = rec.flush_due()) timeout = std::min(timeout, until(*due));
-    pollfd fds[2] = {{sfd, POLLIN, 0}, {fd, POLLIN, 0}};
-    int r = ::poll(fds, fd >= 0 ? 2 : 1, timeout);
-    if (auto due = rec.flush_due(); due && Clock::now() >= *due) rec.flush();
-    if (r <= 0) continue;
-    if (fds[0].revents & POLLIN) {
-      signalfd_siginfo si{};
-      (void)!::read(sfd, &si, sizeof(si));
-      spdlog::info("{}: {} received; stopping the recorder", spec.name, strsignal(static_cast<int>(si.ssi_signo)));
-      notify_stopping();
-      break;
-    }
-    if (fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && !drain_status_socket(rec, fd)) {
-      spdlog::info("{}: status channel closed; reconnecting", spec.name);
-      next_try = Clock::now() + std::chrono::milliseconds(50);
-    }
-  }
-  if (fd >= 0) {
-    rec.on_disconnect();
-    ::close(fd);
-  }
-  rec.flush();
-  ::close(sfd);
-  ::sigprocmask(SIG_SETMASK, &old, nullptr);
-  return 0;
+  // One loop with `sprout run`'s (supervisor.h): without a qemu command line it records
+  // only, with this process as the record's supervisor, until a signal.
+  return static_cast<int>(supervise(spec, SuperviseOptions{}));
 }
 
 }  // namespace sprout

@@ -34,7 +34,6 @@ bool kvm_usable() {
 std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironment& env) {
   std::vector<std::string> a{env.qemu_binary};
   auto add = [&](std::initializer_list<std::string> xs) { a.insert(a.end(), xs.begin(), xs.end()); };
-  const std::string state = spec.state_dir.string();
 
   add({"-name", fmt::format("guest={},debug-threads=on", qemu_escape(spec.name))});
   add({"-nodefaults", "-no-user-config"});
@@ -99,7 +98,6 @@ std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironm
                                qemu_escape(spec.status_socket().string()), env.status_wait_for_reader ? "on" : "off"),
        "-device", fmt::format("virtserialport,bus=sprout-vser.0,chardev=sprout-status,name={}", kStatusPortName)});
   add({"-qmp", fmt::format("unix:{},server=on,wait=off", qemu_escape(spec.qmp_socket().string()))});
-  (void)state;
 
   for (const auto& x : spec.qemu_args) a.push_back(x);
   return a;

@@ -30,7 +30,12 @@ json RecorderCounters::to_json() const {
 }
 
 StatusRecorder::StatusRecorder(std::string vm, StatusStore& store, RecorderOptions options)
-    : vm_(std::move(vm)), store_(store), options_(options), tokens_(options.log_burst), last_refill_(Clock::now()) {
+    : vm_(std::move(vm)),
+      store_(store),
+      options_(options),
+      lines_(kMaxStatusLineBytes - 1, LineSplitter::Overlong::drop),  // (the newline counts)
+      tokens_(options.log_burst),
+      last_refill_(Clock::now()) {
   reset();
   dirty_ = false;
 }
@@ -57,14 +62,12 @@ void StatusRecorder::resume_from(const json& old) {
 
 void StatusRecorder::on_connect() {
   ++counters_.connections;
-  buffer_.clear();
-  discarding_ = false;
+  lines_.reset();
 }
 
 void StatusRecorder::on_disconnect() {
-  if (!buffer_.empty() && !discarding_) reject("partial line at disconnect", counters_.garbage, "no newline");
-  buffer_.clear();
-  discarding_ = false;
+  if (lines_.has_partial()) reject("partial line at disconnect", counters_.garbage, "no newline");
+  lines_.reset();
 }
 
 void StatusRecorder::set_host(const json& host) {
@@ -73,28 +76,16 @@ void StatusRecorder::set_host(const json& host) {
 }
 
 void StatusRecorder::on_data(std::string_view bytes) {
-  while (!bytes.empty()) {
-    auto nl = bytes.find('\n');
-    std::string_view part = bytes.substr(0, nl);
-    if (discarding_) {
-      if (nl != std::string_view::npos) discarding_ = false;
-    } else if (buffer_.size() + part.size() + 1 > kMaxStatusLineBytes) {
-      ++counters_.lines;
-      reject("over-long line", counters_.overlong, "longer than 4096 bytes");
-      buffer_.clear();
-      discarding_ = nl == std::string_view::npos;
-    } else {
-      buffer_.append(part);
-      if (nl != std::string_view::npos) {
-        std::string line;
-        line.swap(buffer_);
+  lines_.feed(
+      bytes,
+      [this](std::string_view line) {
         ++counters_.lines;
         handle_line(line);
-      }
-    }
-    if (nl == std::string_view::npos) break;
-    bytes.remove_prefix(nl + 1);
-  }
+      },
+      [this] {
+        ++counters_.lines;
+        reject("over-long line", counters_.overlong, "longer than 4096 bytes");
+      });
 }
 
 void StatusRecorder::reject(const char* kind, std::uint64_t& counter, std::string_view why) {
@@ -117,7 +108,6 @@ bool StatusRecorder::take_token() {
 }
 
 void StatusRecorder::handle_line(std::string_view line) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank: ignore
   if (!is_valid_utf8(line)) {
     reject("line with invalid UTF-8", counters_.invalid_utf8, "not UTF-8");
@@ -241,7 +231,6 @@ void StatusRecorder::write_now() {
   }
   dirty_ = false;
   pending_.reset();
-  last_write_ = Clock::now();
 }
 
 bool drain_status_socket(StatusRecorder& rec, int& fd) {

@@ -1,6 +1,6 @@
 // The status recorder's core: bytes from a VM's status channel in, status.json and
-// events.jsonl out (through a StatusStore). It splits lines with a bounded buffer
-// (a line over 4 KiB is dropped whole and counted), decodes each with the common
+// events.jsonl out (through a StatusStore). It splits lines with the common splitter
+// (line_splitter.h; a line over 4 KiB is dropped whole and counted), decodes each with the common
 // decoder, and counts and logs (rate-limited) garbage, invalid UTF-8 and over-long
 // lines. A flood of `log` lines is thinned by a token bucket before it reaches
 // events.jsonl; phase changes are never dropped. status.json is rewritten at once
@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "line_splitter.h"
 #include "status_protocol.h"
 #include "status_store.h"
 
@@ -92,11 +93,9 @@ class StatusRecorder {
   std::string last_boot_id_;   ///< for seq gap detection
   std::uint64_t last_seq_ = 0;
   std::uint64_t gap_warnings_ = 0;
-  std::string buffer_;
-  bool discarding_ = false;  ///< inside an over-long line, until its newline
+  LineSplitter lines_;  ///< over-long lines dropped (and counted)
   bool dirty_ = false;
   std::optional<Clock::time_point> pending_;
-  Clock::time_point last_write_{};
   double tokens_;
   Clock::time_point last_refill_;
 };

@@ -65,204 +65,336 @@ int ms_until(Clock::time_point t) {
 
 }  // namespace
 
-RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) {
-  StatusStore store(spec.state_dir);
-  StatusRecorder rec(spec.name, store);
-  const std::int64_t started_ms = unix_time_ms();
-  if (options.record) {
-    rec.reset();
-    rec.set_host({{"state", "starting"}, {"supervisor", ::getpid()}, {"startedMs", started_ms}});
+namespace {
+
+// One VM's loop, for both jobs: with a qemu command line it starts qemu and stays
+// with it (QMP, the shutdown sequence, the exit status); without one somebody else
+// runs the VM and the loop only records (until a signal). Either way it records the
+// status channel (unless told another process does), keeps the host part of the
+// record (whose pid the supervisor is, and how it ended) and tells systemd.
+class Loop {
+ public:
+  Loop(const Spec& spec, const SuperviseOptions& options)
+      : spec_(spec), opt_(options), owns_qemu_(!options.argv.empty()), store_(spec.state_dir),
+        rec_(spec.name, store_), console_(spec.console_log()) {}
+
+  RunOutcome run();
+
+ private:
+  void set_host(const char* state);
+  void connect_status();
+  void status_connected();
+  void start_qmp();
+  void qmp_lost();
+  void qmp_ready();
+  void qmp_events(short revents);
+  void on_signal(int signo);
+  void request_shutdown();
+  void send_quit();
+  void child_exited(int wstatus);
+  bool ended() const { return owns_qemu_ ? child_done_ : stop_requested_; }
+  int poll_timeout() const;
+  RunOutcome finish();
+
+  const Spec& spec_;
+  const SuperviseOptions& opt_;
+  const bool owns_qemu_;
+  StatusStore store_;
+  StatusRecorder rec_;
+  ConsoleLogCap console_;
+  const std::int64_t started_ms_ = unix_time_ms();
+  sigset_t old_mask_{};
+  int sfd_ = -1;
+  pid_t pid_ = -1;
+  bool ready_sent_ = false;  // READY=1 once, when `ready` is "started"
+
+  // The status channel: connected as soon as the socket is there, again whenever it
+  // goes away (reboots inside qemu keep it; a restarted qemu or libvirt domain do not).
+  int status_fd_ = -1;
+  bool status_seen_ = false;  // connected at least once
+  bool said_waiting_ = false;
+  milliseconds status_backoff_{10};
+  Clock::time_point next_status_try_ = Clock::now();
+
+  // QMP (owned qemu only): started once the status channel is there, driven by poll.
+  QmpClient qmp_;
+  bool qmp_up_ = false;  // a connection was started and has not been seen ending yet
+  Clock::time_point next_qmp_try_ = Clock::now();
+
+  // Shutdown: power button, quit after the spec's timeout, SIGKILL after the grace.
+  bool stop_requested_ = false;  // watch: a signal ends the loop
+  std::string stop_signal_;
+  bool shutdown_requested_ = false, powerdown_sent_ = false, quit_sent_ = false, killed_ = false, forced_ = false;
+  bool quit_by_qmp_ = false;  // quit went to QMP (SIGTERM instead if it cannot be written)
+  Clock::time_point powerdown_deadline_{}, kill_deadline_{};
+  bool child_done_ = false;
+  int wstatus_ = 0;
+};
+
+void Loop::set_host(const char* state) {
+  if (!opt_.record) return;
+  nlohmann::json h{{"state", state}, {"supervisor", ::getpid()}, {"startedMs", started_ms_}};
+  if (owns_qemu_ && pid_ > 0) h["pid"] = pid_;
+  if (!owns_qemu_) h["recorder"] = "watch";
+  rec_.set_host(h);
+}
+
+void Loop::status_connected() {
+  rec_.on_connect();
+  spdlog::info("{}: status channel connected", spec_.name);
+  status_backoff_ = milliseconds(10);
+  said_waiting_ = false;
+  if (status_seen_) return;
+  status_seen_ = true;
+  if (owns_qemu_) set_host("running");
+  if (!ready_sent_ && spec_.ready == "started") {
+    notify_ready("status channel connected");
+    ready_sent_ = true;
   }
-  rec.on_event = GuestEventLog(spec.name, spec.ready == "specialized");
-  ConsoleLogCap console(spec.console_log());
-  bool ready_sent = false;  // READY=1 on connection, when `ready` is "started"
+}
 
-  std::error_code ec;
-  fs::remove(spec.status_socket(), ec);
-  fs::remove(spec.qmp_socket(), ec);
+void Loop::connect_status() {
+  if (!opt_.record || status_fd_ >= 0 || Clock::now() < next_status_try_) return;
+  status_fd_ = connect_unix(spec_.status_socket());
+  if (status_fd_ >= 0) {
+    status_connected();
+    return;
+  }
+  // (sprout run's qemu makes the socket at once: only a watcher says it waits.)
+  if (!owns_qemu_ && !said_waiting_)
+    spdlog::info("{}: waiting for {} ({})", spec_.name, spec_.status_socket().string(), std::strerror(errno));
+  said_waiting_ = true;
+  next_status_try_ = Clock::now() + status_backoff_;
+  status_backoff_ = std::min(status_backoff_ * 2, milliseconds(500));
+}
 
-  sigset_t old_mask;
-  int sfd = make_signal_fd(true, &old_mask);
-  spdlog::info("{}: starting {}", spec.name, format_command(options.argv));
-  pid_t pid = spawn(options.argv, old_mask);
-  notify_status("qemu started; waiting for the guest");
+void Loop::start_qmp() {
+  if (!owns_qemu_ || qmp_.active() || (opt_.record && status_fd_ < 0) || Clock::now() < next_qmp_try_) return;
+  std::string err;
+  if (qmp_.start(spec_.qmp_socket(), milliseconds(2000), &err))
+    qmp_up_ = true;
+  else
+    next_qmp_try_ = Clock::now() + milliseconds(100);
+}
 
-  int status_fd = -1;
-  Clock::time_point next_status_try = Clock::now();
-  QmpClient qmp;
-  Clock::time_point next_qmp_try = Clock::now();
-  bool shutdown_requested = false, powerdown_sent = false, quit_sent = false, killed = false, forced = false;
-  Clock::time_point powerdown_deadline{}, kill_deadline{};
-  bool child_done = false;
-  int wstatus = 0;
-  bool host_running_written = false;
+// The QMP connection ended (qemu closed it, or it missed a deadline).
+void Loop::qmp_lost() {
+  qmp_up_ = false;
+  spdlog::debug("{}: QMP: {}", spec_.name, qmp_.lost());
+  // Once negotiated, a connection ends because qemu is going away: no new one.
+  next_qmp_try_ = Clock::now() + (qmp_.lost_after_ready() ? milliseconds(std::chrono::hours(24)) : milliseconds(100));
+  if (quit_by_qmp_ && qmp_.lost_unsent() && !child_done_) ::kill(pid_, SIGTERM);
+  quit_by_qmp_ = false;
+}
 
-  auto mark_running = [&] {
-    if (host_running_written) return;
-    host_running_written = true;
-    if (options.record)
-      rec.set_host({{"state", "running"}, {"pid", pid}, {"supervisor", ::getpid()}, {"startedMs", started_ms}});
-    if (!ready_sent && spec.ready == "started") {
-      notify_ready("qemu started");
-      ready_sent = true;
+// The QMP handshake is done: a power-down asked for before goes out now.
+void Loop::qmp_ready() {
+  if (shutdown_requested_ && !powerdown_sent_ && !quit_sent_) {
+    powerdown_sent_ = qmp_.send("system_powerdown");
+    if (powerdown_sent_) spdlog::info("{}: asked the guest to power down", spec_.name);
+  }
+}
+
+void Loop::qmp_events(short revents) {
+  const bool was_ready = qmp_.ready();
+  for (const auto& m : qmp_.handle(revents)) {
+    if (!m.contains("event")) continue;
+    std::string ev = m["event"].is_string() ? m["event"].get<std::string>() : "";
+    if (ev == "RESET") spdlog::info("{}: guest reset (reboot in place)", spec_.name);
+    else if (ev == "SHUTDOWN") spdlog::info("{}: guest shut down", spec_.name);
+    else if (ev == "POWERDOWN") spdlog::debug("{}: power button pressed", spec_.name);
+  }
+  if (!was_ready && qmp_.ready()) qmp_ready();
+}
+
+void Loop::send_quit() {
+  quit_sent_ = true;
+  kill_deadline_ = Clock::now() + std::chrono::seconds(opt_.quit_grace_seconds);
+  quit_by_qmp_ = qmp_.send("quit");
+  if (!quit_by_qmp_) ::kill(pid_, SIGTERM);  // qemu quits on SIGTERM too
+}
+
+void Loop::request_shutdown() {
+  shutdown_requested_ = true;
+  notify_stopping();
+  powerdown_deadline_ = Clock::now() + std::chrono::seconds(spec_.shutdown_timeout_seconds);
+  set_host("stopping");
+  if (qmp_.send("system_powerdown")) {
+    powerdown_sent_ = true;
+    spdlog::info("{}: asked the guest to power down (up to {} s)", spec_.name, spec_.shutdown_timeout_seconds);
+  }
+}
+
+void Loop::on_signal(int signo) {
+  if (signo == SIGCHLD) {
+    int ws = 0;
+    pid_t w = ::waitpid(pid_, &ws, WNOHANG);
+    if (w == pid_) child_exited(ws);
+    if (w < 0 && errno == ECHILD) {  // reaped by somebody else: status unknown
+      spdlog::warn("{}: qemu's exit status was lost (was SIGCHLD ignored?)", spec_.name);
+      child_exited(0xff00);  // "exited with status 255"
     }
-  };
-  if (!options.record) mark_running();
-
-  auto send_quit = [&] {
-    quit_sent = true;
-    kill_deadline = Clock::now() + std::chrono::seconds(options.quit_grace_seconds);
-    if (!qmp.connected() || !qmp.send("quit")) ::kill(pid, SIGTERM);  // qemu quits on SIGTERM too
-  };
-  auto request_shutdown = [&] {
-    shutdown_requested = true;
+  } else if (!owns_qemu_) {
+    spdlog::info("{}: {} received; stopping the recorder", spec_.name, strsignal(signo));
     notify_stopping();
-    powerdown_deadline = Clock::now() + std::chrono::seconds(spec.shutdown_timeout_seconds);
-    if (options.record)
-      rec.set_host({{"state", "stopping"}, {"pid", pid}, {"supervisor", ::getpid()}, {"startedMs", started_ms}});
-    if (qmp.connected() && qmp.send("system_powerdown")) {
-      powerdown_sent = true;
-      spdlog::info("{}: asked the guest to power down (up to {} s)", spec.name, spec.shutdown_timeout_seconds);
-    }
-  };
+    stop_requested_ = true;
+    stop_signal_ = sigabbrev_np(signo) ? std::string("SIG") + sigabbrev_np(signo) : strsignal(signo);
+  } else if (!shutdown_requested_) {
+    spdlog::info("{}: {} received; shutting the VM down", spec_.name, strsignal(signo));
+    request_shutdown();
+  } else if (!quit_sent_) {
+    spdlog::warn("{}: second {}; quitting qemu now", spec_.name, strsignal(signo));
+    forced_ = true;
+    send_quit();
+  }
+}
 
-  while (!child_done) {
-    auto now = Clock::now();
-    // Connect the status channel as soon as qemu has made the socket.
-    if (options.record && status_fd < 0 && now >= next_status_try) {
-      status_fd = connect_unix(spec.status_socket());
-      if (status_fd >= 0) {
-        rec.on_connect();
-        spdlog::debug("{}: status channel connected", spec.name);
-        mark_running();
-      } else {
-        next_status_try = now + milliseconds(10);
-      }
-    }
-    if (!qmp.connected() && (status_fd >= 0 || !options.record) && now >= next_qmp_try) {
-      std::string err;
-      if (!qmp.connect(spec.qmp_socket(), 2000, &err)) {
-        next_qmp_try = Clock::now() + milliseconds(100);
-      } else if (shutdown_requested && !powerdown_sent && !quit_sent) {
-        powerdown_sent = qmp.send("system_powerdown");
-        if (powerdown_sent) spdlog::info("{}: asked the guest to power down", spec.name);
-      }
-    }
-    now = Clock::now();
-    if (shutdown_requested && !quit_sent && now >= powerdown_deadline) {
-      spdlog::warn("{}: the guest did not power off within {} s; quitting qemu", spec.name,
-                   spec.shutdown_timeout_seconds);
-      forced = true;
+void Loop::child_exited(int wstatus) {
+  child_done_ = true;
+  wstatus_ = wstatus;
+}
+
+int Loop::poll_timeout() const {
+  int timeout = 60'000;
+  if (owns_qemu_) timeout = std::min(timeout, ms_until(console_.next_check()));
+  if (opt_.record && status_fd_ < 0) timeout = std::min(timeout, ms_until(next_status_try_));
+  if (owns_qemu_ && !qmp_.active() && (status_fd_ >= 0 || !opt_.record))
+    timeout = std::min(timeout, ms_until(next_qmp_try_));
+  if (auto due = qmp_.deadline()) timeout = std::min(timeout, ms_until(*due));
+  if (auto due = rec_.flush_due()) timeout = std::min(timeout, ms_until(*due));
+  if (shutdown_requested_ && !quit_sent_) timeout = std::min(timeout, ms_until(powerdown_deadline_));
+  if (quit_sent_ && !killed_) timeout = std::min(timeout, ms_until(kill_deadline_));
+  return timeout;
+}
+
+RunOutcome Loop::run() {
+  if (opt_.record) {
+    // sprout run starts a new record; a watcher continues what an earlier one knew.
+    if (owns_qemu_)
+      rec_.reset();
+    else
+      rec_.resume_from(read_status_file(spec_.status_file()));
+  }
+  // READY=1 once the guest is specialized (or has failed, so that a unit does not
+  // time out into a restart loop); or, when `ready` is "started", at the status
+  // channel's first connection (at once when another process records).
+  rec_.on_event = GuestEventLog(spec_.name, spec_.ready == "specialized");
+  sfd_ = make_signal_fd(owns_qemu_, &old_mask_);
+  if (owns_qemu_) {
+    set_host("starting");
+    std::error_code ec;
+    fs::remove(spec_.status_socket(), ec);
+    fs::remove(spec_.qmp_socket(), ec);
+    spdlog::info("{}: starting {}", spec_.name, format_command(opt_.argv));
+    pid_ = spawn(opt_.argv, old_mask_);
+    notify_status("qemu started; waiting for the guest");
+  } else {
+    set_host("watching");
+    spdlog::info("{}: recording {}", spec_.name, spec_.status_socket().string());
+  }
+  if (!opt_.record && !ready_sent_ && spec_.ready == "started") {
+    notify_ready("qemu started");
+    ready_sent_ = true;
+  }
+
+  while (!ended()) {
+    connect_status();
+    start_qmp();
+    qmp_.expire(Clock::now());
+    if (qmp_up_ && !qmp_.active()) qmp_lost();
+    if (shutdown_requested_ && !quit_sent_ && Clock::now() >= powerdown_deadline_) {
+      spdlog::warn("{}: the guest did not power off within {} s; quitting qemu", spec_.name,
+                   spec_.shutdown_timeout_seconds);
+      forced_ = true;
       send_quit();
     }
-    if (quit_sent && !killed && Clock::now() >= kill_deadline) {
-      spdlog::warn("{}: qemu still running {} s after quit; killing it", spec.name, options.quit_grace_seconds);
-      ::kill(pid, SIGKILL);
-      killed = true;
+    if (quit_sent_ && !killed_ && Clock::now() >= kill_deadline_) {
+      spdlog::warn("{}: qemu still running {} s after quit; killing it", spec_.name, opt_.quit_grace_seconds);
+      ::kill(pid_, SIGKILL);
+      killed_ = true;
     }
-    if (auto due = rec.flush_due(); due && Clock::now() >= *due) rec.flush();
-    console.tick();
+    if (auto due = rec_.flush_due(); due && Clock::now() >= *due) rec_.flush();
+    if (owns_qemu_) console_.tick();
 
     // Sleep until something happens or the next deadline.
-    int timeout = std::min(60'000, ms_until(console.next_check()));
-    if (options.record && status_fd < 0) timeout = std::min(timeout, ms_until(next_status_try));
-    if (!qmp.connected() && (status_fd >= 0 || !options.record)) timeout = std::min(timeout, ms_until(next_qmp_try));
-    if (auto due = rec.flush_due()) timeout = std::min(timeout, ms_until(*due));
-    if (shutdown_requested && !quit_sent) timeout = std::min(timeout, ms_until(powerdown_deadline));
-    if (quit_sent && !killed) timeout = std::min(timeout, ms_until(kill_deadline));
-
     pollfd fds[3];
     int n = 0;
-    fds[n++] = {sfd, POLLIN, 0};
+    fds[n++] = {sfd_, POLLIN, 0};
     int status_idx = -1, qmp_idx = -1;
-    if (status_fd >= 0) {
+    if (status_fd_ >= 0) {
       status_idx = n;
-      fds[n++] = {status_fd, POLLIN, 0};
+      fds[n++] = {status_fd_, POLLIN, 0};
     }
-    if (qmp.connected()) {
+    if (qmp_.active()) {
       qmp_idx = n;
-      fds[n++] = {qmp.fd(), POLLIN, 0};
+      fds[n++] = {qmp_.fd(), qmp_.poll_events(), 0};
     }
-    int r = ::poll(fds, n, timeout);
+    int r = ::poll(fds, n, poll_timeout());
     if (r < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
     if (r <= 0) continue;
 
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo si{};
-      while (::read(sfd, &si, sizeof(si)) == sizeof(si)) {
-        if (si.ssi_signo == SIGCHLD) {
-          pid_t w = ::waitpid(pid, &wstatus, WNOHANG);
-          if (w == pid) child_done = true;
-          if (w < 0 && errno == ECHILD) {  // reaped by somebody else: status unknown
-            spdlog::warn("{}: qemu's exit status was lost (was SIGCHLD ignored?)", spec.name);
-            wstatus = 0xff00;  // "exited with status 255"
-            child_done = true;
-          }
-        } else if (!shutdown_requested) {
-          spdlog::info("{}: {} received; shutting the VM down", spec.name, strsignal(static_cast<int>(si.ssi_signo)));
-          request_shutdown();
-        } else if (!quit_sent) {
-          spdlog::warn("{}: second {}; quitting qemu now", spec.name, strsignal(static_cast<int>(si.ssi_signo)));
-          forced = true;
-          send_quit();
-        }
-      }
+      while (!ended() && ::read(sfd_, &si, sizeof(si)) == sizeof(si)) on_signal(static_cast<int>(si.ssi_signo));
     }
-    if (status_idx >= 0 && (fds[status_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
-      if (!drain_status_socket(rec, status_fd)) next_status_try = Clock::now() + milliseconds(100);
+    if (status_idx >= 0 && (fds[status_idx].revents & (POLLIN | POLLHUP | POLLERR)) &&
+        !drain_status_socket(rec_, status_fd_)) {
+      spdlog::info("{}: status channel closed; reconnecting", spec_.name);
+      next_status_try_ = Clock::now() + milliseconds(50);
     }
-    if (qmp_idx >= 0 && (fds[qmp_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
-      bool closed = false;
-      for (const auto& m : qmp.read_messages(&closed)) {
-        if (!m.contains("event")) continue;
-        std::string ev = m["event"].is_string() ? m["event"].get<std::string>() : "";
-        if (ev == "RESET") spdlog::info("{}: guest reset (reboot in place)", spec.name);
-        else if (ev == "SHUTDOWN") spdlog::info("{}: guest shut down", spec.name);
-        else if (ev == "POWERDOWN") spdlog::debug("{}: power button pressed", spec.name);
-      }
-      if (closed) next_qmp_try = Clock::now() + std::chrono::hours(24);  // qemu is going away
-    }
+    if (qmp_idx >= 0 && fds[qmp_idx].revents != 0 && qmp_.active()) qmp_events(fds[qmp_idx].revents);
+    if (qmp_up_ && !qmp_.active()) qmp_lost();  // ended in handle() or in a send
   }
+  return finish();
+}
 
-  // qemu is gone: take what is left in the status channel.
-  if (status_fd >= 0) {
-    drain_status_socket(rec, status_fd);
-    if (status_fd >= 0) {
-      rec.on_disconnect();
-      ::close(status_fd);
+RunOutcome Loop::finish() {
+  // qemu is gone (or the watcher stops): take what is left in the status channel.
+  if (status_fd_ >= 0) {
+    drain_status_socket(rec_, status_fd_);
+    if (status_fd_ >= 0) {
+      rec_.on_disconnect();
+      ::close(status_fd_);
     }
   }
-  qmp.close();
-  ::close(sfd);
-  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  qmp_.close();
+  ::close(sfd_);
+  ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
 
   RunOutcome outcome;
   std::string how;
-  if (WIFSIGNALED(wstatus)) {
+  if (!owns_qemu_) {
+    outcome = RunOutcome::recorder_stopped;
+    how = fmt::format("sprout watch stopped on {}", stop_signal_);
+  } else if (WIFSIGNALED(wstatus_)) {
     outcome = RunOutcome::killed;
-    how = fmt::format("qemu killed by signal {}{}", WTERMSIG(wstatus), killed ? " after quit timed out" : "");
-  } else if (forced) {
+    how = fmt::format("qemu killed by signal {}{}", WTERMSIG(wstatus_), killed_ ? " after quit timed out" : "");
+  } else if (forced_) {
     outcome = RunOutcome::quit_after_timeout;
-    how = fmt::format("guest ignored power-down for {} s; qemu quit", spec.shutdown_timeout_seconds);
-  } else if (WEXITSTATUS(wstatus) == 0) {
+    how = fmt::format("guest ignored power-down for {} s; qemu quit", spec_.shutdown_timeout_seconds);
+  } else if (WEXITSTATUS(wstatus_) == 0) {
     outcome = RunOutcome::powered_off;
-    how = shutdown_requested ? "guest powered off on request" : "guest powered off";
+    how = shutdown_requested_ ? "guest powered off on request" : "guest powered off";
   } else {
     outcome = RunOutcome::failed;
-    how = fmt::format("qemu exited with status {}{}", WEXITSTATUS(wstatus),
-                      host_running_written ? "" : " before the guest started (see the messages above)");
+    how = fmt::format("qemu exited with status {}{}", WEXITSTATUS(wstatus_),
+                      status_seen_ || !opt_.record ? "" : " before the guest started (see the messages above)");
   }
-  if (outcome == RunOutcome::powered_off)
-    spdlog::info("{}: {}", spec.name, how);
+  if (outcome == RunOutcome::powered_off || !owns_qemu_)
+    spdlog::info("{}: {}", spec_.name, how);
   else
-    spdlog::error("{}: {}", spec.name, how);
-  if (options.record) {
-    rec.flush();
-    rec.set_host({{"state", "stopped"}, {"how", how}, {"exit", static_cast<int>(outcome)},
-                  {"startedMs", started_ms}, {"stoppedMs", unix_time_ms()}});
+    spdlog::error("{}: {}", spec_.name, how);
+  if (opt_.record) {
+    rec_.flush();
+    rec_.set_host({{"state", "stopped"}, {"how", how}, {"exit", static_cast<int>(outcome)},
+                   {"startedMs", started_ms_}, {"stoppedMs", unix_time_ms()}});
   }
   notify_status(how);
   return outcome;
 }
+
+}  // namespace
+
+RunOutcome supervise(const Spec& spec, const SuperviseOptions& options) { return Loop(spec, options).run(); }
 
 }  // namespace sprout

@@ -1,14 +1,12 @@
 #include "unix_socket.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <system_error>
 
@@ -44,23 +42,6 @@ long read_some(int fd, std::string& out, std::size_t max) {
   if (n == 0) return 0;
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return -1;
   return -2;
-}
-
-bool write_all(int fd, std::string_view data, int timeout_ms) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      data.remove_prefix(static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return false;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd, POLLOUT, 0};
-    ::poll(&p, 1, static_cast<int>(left.count()));
-  }
-  return true;
 }
 
 int make_signal_fd(bool with_child, sigset_t* old) {

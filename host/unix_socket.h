@@ -17,9 +17,6 @@ int connect_unix(const std::filesystem::path& path);
 /// Returns >0 bytes read, 0 on EOF, -1 when nothing is there (EAGAIN), -2 on error.
 long read_some(int fd, std::string& out, std::size_t max = 65536);
 
-/// Writes all of `data` to a socket, waiting at most timeout_ms overall. False on error.
-bool write_all(int fd, std::string_view data, int timeout_ms);
-
 /// Blocks SIGTERM, SIGINT, SIGHUP (and SIGCHLD when with_child) and returns a
 /// signalfd for them (close-on-exec, non-blocking). `old` receives the previous mask.
 int make_signal_fd(bool with_child, sigset_t* old);

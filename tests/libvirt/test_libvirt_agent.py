@@ -157,6 +157,11 @@ def case_flow(lw):
         connects = (rl.read_status(state) or {}).get("counters", {}).get("connections")
         print(f"flow: watch connected {connects} time(s)")
         check("status channel connected" in out, f"watch never connected:\n{out}")
+        # watch was the record's supervisor: once it ended, the record says so (not live).
+        host = (rl.read_status(state) or {}).get("host", {})
+        check(host.get("state") == "stopped" and "SIGTERM" in host.get("how", ""), f"record after watch: {host}")
+        row = rl.sprout(["status", name, "--spec-dir", lw.w.spec_dir]).stdout
+        check("stopped" in row, f"status after watch ended: {row}")
 
 
 def case_failing(lw):

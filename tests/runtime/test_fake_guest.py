@@ -3,7 +3,8 @@
 fake guest: a unix socket this test listens on at STATE/status.sock (as qemu does)
 and writes to. Needs no VM.
 
-usage: test_fake_guest.py SPROUT CASE   (CASE: garbage, wait)
+usage: test_fake_guest.py SPROUT CASE   (CASE: garbage, wait, stop-during-prepare, notify, hostile,
+       qmp-stuck, watch-record)
 """
 import json
 import os
@@ -378,7 +379,96 @@ def case_notify(root):
     ns.close()
 
 
+def case_qmp_stuck(root):
+    """`sprout run` with a qemu (tests/runtime/fake_qemu.py) that accepts QMP and never
+    answers: the supervisor's loop keeps recording the status channel while the QMP
+    handshake is pending, and SIGTERM still ends the run through the power-down
+    timeout and the fallback to SIGTERM for qemu."""
+    cfg = os.path.join(root, "cfg")
+    os.makedirs(os.path.join(cfg, "hosts", "self"))
+    base = os.path.join(root, "base.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "64M"], check=True)
+    spec_dir = os.path.join(root, "specs")
+    os.makedirs(spec_dir)
+    spec = os.path.join(spec_dir, "fake.json")
+    state = os.path.join(root, "fake")
+    rl.write_spec(spec, version=1, name="fake", base={"image": base}, stateDir=state,
+                  sources={"config": cfg, "self": os.path.join(cfg, "hosts", "self")}, network={"mode": "none"},
+                  shutdownTimeoutSeconds=1)
+    fake_log = os.path.join(root, "fake-qemu.log")
+    qemu = os.path.join(rl.HERE, "fake_qemu.py")
+    with rl.Proc(["run", "--spec", spec, "--qemu", qemu], os.path.join(root, "run.log"),
+                 env={"FAKE_QEMU_LOG": fake_log}) as run:
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "120"], timeout=150)
+        check(r.returncode == 0, f"wait while QMP is stuck: {r.returncode} {r.stdout}{r.stderr}\n{run.output()}")
+        steps = open(fake_log).read().splitlines()
+        check(steps[:3] == ["status channel accepted", "qmp accepted", "events sent"], f"fake qemu: {steps}")
+        run.signal(signal.SIGTERM)
+        rc = run.wait(120)
+        check(rc == 3, f"run exit {rc} (want 3: the guest did not power off, qemu was stopped)\n{run.output()}")
+    steps = open(fake_log).read().splitlines()
+    check(steps[-1] == "SIGTERM", f"qemu was not sent SIGTERM when QMP could not take quit: {steps}")
+    st = rl.read_status(state)
+    check(st["phase"] == "specialized" and st["host"]["state"] == "stopped", f"record: {st}")
+    print(f"QMP connections the fake qemu held silent: {steps.count('qmp accepted')}")
+
+
+def case_watch_record(root):
+    """`sprout watch` is the record's supervisor: while it runs the record is live (its
+    pid, state "watching"); when it ends it says "stopped" and how, so `sprout status`
+    shows the VM stopped and `sprout wait` does not wait on a record nobody keeps."""
+    spec, state, spec_dir = make_spec(root)
+    fake = FakeGuest(os.path.join(state, "status.sock"))
+    with rl.Proc(["watch", "--spec", spec], os.path.join(root, "watch.log")) as w:
+        fake.accept()
+        fake.send(event("starting", 1, "up"))
+        fake.send(event("rebuilding", 2, "building"))
+        st = rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", 30, "rebuilding")
+        check(st["host"].get("supervisor") == w.p.pid and st["host"].get("state") == "watching",
+              f"watch is not the record's supervisor: {st['host']}")
+        r = rl.sprout(["status", "--spec-dir", spec_dir, "--json", "fake"])
+        check(json.loads(r.stdout)[0]["status"]["host"]["state"] == "watching", r.stdout)
+        # A wait started while watch runs ends when watch does (not at its timeout).
+        waiter = subprocess.Popen([rl.SPROUT, "wait", "fake", "--spec-dir", spec_dir, "--timeout", "300"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # Its first line says it has read the live record (a wait that only ever saw
+            # the stopped one would take it for an earlier run's and wait for the next).
+            first = waiter.stdout.readline()
+            check("rebuilding" in first, f"wait's first line: {first!r}")
+            w.signal(signal.SIGTERM)
+            check(w.wait(30) == 0, "watch did not exit 0 on SIGTERM")
+            try:
+                out, err = waiter.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                out, err = "", "still waiting 120 s after watch ended"
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+        check(waiter.returncode == 1 and "stopped before reaching" in err,
+              f"wait when watch ended: {waiter.returncode} {out}{err}")
+    fake.close()
+    st = rl.read_status(state)
+    check(st["host"].get("state") == "stopped" and "SIGTERM" in st["host"].get("how", ""),
+          f"record after watch ended: {st['host']}")
+    check(st["phase"] == "rebuilding", f"the guest's phase was lost: {st}")
+    r = rl.sprout(["status", "--spec-dir", spec_dir])
+    row = next((l.split() for l in r.stdout.splitlines() if l.startswith("fake ")), [])
+    check("stopped" in row, f"status after watch ended: {r.stdout}")
+    # A new watch continues the record (phase kept) and is its supervisor again.
+    fake = FakeGuest(os.path.join(state, "status.sock"))
+    with rl.Proc(["watch", "--spec", spec], os.path.join(root, "watch2.log")) as w:
+        fake.accept()
+        st = rl.wait_status(state, lambda s: s["host"].get("supervisor") == w.p.pid, 30, "the new watcher")
+        check(st["phase"] == "rebuilding" and st["host"]["state"] == "watching", f"record: {st}")
+        w.signal(signal.SIGTERM)
+        check(w.wait(30) == 0, "second watch exit status")
+    fake.close()
+
+
 if __name__ == "__main__":
     sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait, "stop-during-prepare": case_stop_during_prepare,
-                          "hostile": case_hostile,
+                          "hostile": case_hostile, "qmp-stuck": case_qmp_stuck,
+                          "watch-record": case_watch_record,
                           "notify": case_notify}, sys.argv[2]))
