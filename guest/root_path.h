@@ -11,6 +11,8 @@
 #include <string>
 #include <system_error>
 
+#include "directory.h"  // ensure_directory, shared with the host
+
 namespace sprout::agent {
 
 /// root + guest_path (guest_path absolute). root "/" or "" gives guest_path itself.
@@ -19,11 +21,6 @@ std::string under_root(const std::string& root, const std::string& guest_path);
 /// The guest path that `guest_path` finally points to, following every symlink
 /// (at most 40) inside `root`. Empty when something on the way does not exist.
 std::string resolve_in_root(const std::string& root, const std::string& guest_path);
-
-/// mkdir -p (mode 0777 less the umask): one stat() when the directory is already there
-/// (every boot but the first). ec: why not, e.g. not_a_directory when a file is in
-/// the way.
-void ensure_directory(const std::string& dir, std::error_code& ec);
 
 /// The directory part of a path ("/a/b" -> "/a", "/a" -> "/", "a" -> ".").
 std::string parent_dir(const std::string& path);

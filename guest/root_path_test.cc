@@ -25,33 +25,6 @@ TEST(RootPath, ParentDir) {
   EXPECT_EQ(parent_dir("a/b"), "a");
 }
 
-TEST(RootPath, EnsureDirectoryMakesEveryMissingLevel) {
-  TempTree t;
-  std::error_code ec;
-  std::string dir = t.path("/etc/nixos/hosts/self").string();
-  ensure_directory(dir, ec);
-  EXPECT_FALSE(ec) << ec.message();
-  struct stat st;
-  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
-  EXPECT_TRUE(S_ISDIR(st.st_mode));
-  ensure_directory(dir, ec);  // already there
-  EXPECT_FALSE(ec);
-  ensure_directory(t.path("/root/.ssh/").string(), ec);  // trailing slash
-  EXPECT_FALSE(ec);
-  EXPECT_TRUE(std::filesystem::is_directory(t.path("/root/.ssh")));
-}
-
-TEST(RootPath, EnsureDirectoryRefusesAFileInTheWay) {
-  TempTree t;
-  t.write("/var/lib", "a file, not a directory");
-  std::error_code ec;
-  ensure_directory(t.path("/var/lib").string(), ec);
-  EXPECT_EQ(ec, std::make_error_code(std::errc::not_a_directory));
-  ensure_directory(t.path("/var/lib/sprout").string(), ec);
-  EXPECT_EQ(ec, std::make_error_code(std::errc::not_a_directory));
-  EXPECT_FALSE(std::filesystem::exists(t.path("/var/lib/sprout")));
-}
-
 TEST(RootPath, ResolveFollowsLinksInsideTheRoot) {
   TempTree t;
   t.write("/nix/store/abc-system/hostname", "x");

@@ -17,6 +17,7 @@
 #include "cache_lock.h"
 #include "closure_image.h"
 #include "digest_cache.h"
+#include "directory.h"
 #include "error.h"
 #include "ext4_image.h"
 #include "image_users.h"
@@ -211,9 +212,10 @@ ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const st
   return img;
 }
 
-void ensure_directory(const fs::path& dir, const char* what) {
+/// The cache or state directory, made if missing; a failure names it and says why.
+void make_directory(const fs::path& dir, const char* what) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  ensure_directory(dir.string(), ec);
   if (ec) throw std::system_error(ec, fmt::format("cannot create the {} {}", what, dir.string()));
 }
 
@@ -260,7 +262,7 @@ ExportResult export_disks(const ExportRequest& request) {
   ExportResult result;
   SshFilter ssh_filter(req.allow_private_keys);
 
-  ensure_directory(req.cache_dir, "cache directory");
+  make_directory(req.cache_dir, "cache directory");
   // Others may pass through to an image a hypervisor's user was given (libvirt's
   // dynamic ownership), but not list the cache; images are 0400.
   struct stat cst;
@@ -329,7 +331,7 @@ ExportResult export_disks(const ExportRequest& request) {
   m.generation =
       generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
 
-  ensure_directory(req.out_dir, "state directory");
+  make_directory(req.out_dir, "state directory");
   for (const auto& in : inputs) {
     if (in.role == DiskRole::self)
       result.images.push_back(build_role(in, req, kManifestFileName, m.to_json_text(), nullptr));
