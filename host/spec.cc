@@ -179,6 +179,15 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
       pf.host_port = static_cast<int>(f.integer("hostPort", 1, 65535));
       pf.guest_port = static_cast<int>(f.integer("guestPort", 1, 65535));
       f.finish();
+      // QEMU refuses two forwards of one host port (for all addresses, "", or the same).
+      for (std::size_t k = 0; k < s.network.forwards.size(); ++k) {
+        const auto& o = s.network.forwards[k];
+        if (o.protocol == pf.protocol && o.host_port == pf.host_port &&
+            (o.host_address == pf.host_address || o.host_address.empty() || pf.host_address.empty()))
+          f.fail_value("hostPort", fmt::format("{} port {} is already forwarded by {}[{}]; each host port can be "
+                                               "forwarded once",
+                                               pf.protocol, pf.host_port, n->path_of("forwards"), k));
+      }
       s.network.forwards.push_back(pf);
     }
     s.network.bridge = n->string_or("bridge", "br0");

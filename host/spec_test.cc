@@ -158,3 +158,21 @@ TEST(Spec, HostBuiltSystemIsValidated) {
   EXPECT_NE(error_of(with(R"("specialize": "host", "system": 7)")).find("system: expected a string"),
             std::string::npos);
 }
+
+TEST(Spec, AHostPortIsForwardedOnce) {
+  auto e = error_of(with(R"("network": {"forwards": [{"hostPort": 8080, "guestPort": 80},
+                                                     {"hostPort": 8080, "guestPort": 81}]})"));
+  EXPECT_NE(e.find("network.forwards[1].hostPort: tcp port 8080 is already forwarded by network.forwards[0]"),
+            std::string::npos)
+      << e;
+  // "" (every address) overlaps a given one; another address, or udp, does not clash.
+  EXPECT_NE(error_of(with(R"("network": {"forwards": [{"hostAddress": "127.0.0.1", "hostPort": 8080, "guestPort": 80},
+                                                      {"hostPort": 8080, "guestPort": 81}]})"))
+                .find("already forwarded"),
+            std::string::npos);
+  Spec ok = parse_spec(with(R"("network": {"forwards": [{"hostAddress": "127.0.0.1", "hostPort": 8080, "guestPort": 80},
+                                                         {"hostAddress": "127.0.0.2", "hostPort": 8080, "guestPort": 81},
+                                                         {"protocol": "udp", "hostAddress": "127.0.0.1", "hostPort": 8080, "guestPort": 82}]})"),
+                       "web.json", "/etc");
+  EXPECT_EQ(ok.network.forwards.size(), 3u);
+}

@@ -125,9 +125,20 @@ class BadInputBattery(Scratch):
     def test_a_state_directory_below_a_regular_file(self):
         plain = self.raw("plain-file", "x")
         bad = self.write_spec(dict(self.spec, stateDir=os.path.join(plain, "web")), "below-file.json")
+        in_sys = self.write_spec(dict(self.spec, stateDir="/sys/sprout-bad-input/web"), "in-sys.json")
         for cmd in ["export", "prepare", "run", "watch"]:
             with self.subTest(cmd=cmd):
                 self.assert_refused([cmd, "--spec", bad], 1, plain)
+                self.assert_refused([cmd, "--spec", in_sys], 1, "/sys/sprout-bad-input")
+
+    def test_a_port_forwarded_twice(self):
+        spec = dict(self.spec, network={"forwards": [{"hostPort": 18080, "guestPort": 80},
+                                                      {"hostPort": 18080, "guestPort": 81}]})
+        f = self.write_spec(spec, "twice.json")
+        for cmd in ["check-spec", "run", "domain-xml"]:
+            with self.subTest(cmd=cmd):
+                self.assert_refused([cmd] + ([] if cmd == "check-spec" else ["--spec"]) + [f], 2,
+                                    "network.forwards[1].hostPort: tcp port 18080 is already forwarded")
 
 
 if __name__ == "__main__":
