@@ -1,8 +1,12 @@
 #include "status_protocol.h"
 
+#include "strict_json.h"
+
 #include <algorithm>
 #include <array>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "vm_name.h"
 
@@ -136,92 +140,43 @@ DecodedStatus decode_status_line(std::string_view line) noexcept {
       out.error = "line is not valid UTF-8";
       return out;
     }
-    json j = json::parse(line.begin(), line.end(), nullptr, false);
-    if (j.is_discarded()) {
-      out.error = "line is not valid JSON";
-      return out;
-    }
-    if (!j.is_object()) {
-      out.error = "line is not a JSON object";
-      return out;
-    }
-    auto field = [&](const char* key) -> const json* {
-      auto it = j.find(key);
-      return it == j.end() ? nullptr : &*it;
+    // The same strict reading as every other sprout document (strict_json.h): a
+    // repeated key, an unknown field, a wrong type or an out-of-range value is the
+    // line's error, naming the field.
+    json j = parse_json_text(line, "status line");
+    StrictObject top(j, "status line");
+    auto bounded = [&](const char* key, std::size_t max) {
+      std::string v = top.string(key);
+      if (v.size() > max) top.fail_value(key, fmt::format("is longer than {} bytes", max));
+      return v;
     };
-    auto want_string = [&](const char* key, std::size_t max, std::string& dst) -> bool {
-      const json* v = field(key);
-      if (!v || !v->is_string()) {
-        out.error = std::string("field '") + key + "' must be a string";
-        return false;
-      }
-      dst = v->get<std::string>();
-      if (dst.size() > max) {
-        out.error = std::string("field '") + key + "' is too long";
-        return false;
-      }
-      return true;
-    };
-    for (const auto& [k, v] : j.items()) {
-      static constexpr std::array<std::string_view, 9> kKeys{"version", "vm", "bootId", "seq", "timeMs",
-                                                             "phase", "message", "generation", "detail"};
-      bool known = false;
-      for (auto key : kKeys) known = known || key == k;
-      if (!known) {
-        out.error = "unknown field '" + k + "'";
-        return out;
-      }
-    }
-    const json* version = field("version");
-    if (!version || !version->is_number_integer()) {
-      out.error = "field 'version' must be an integer";
-      return out;
-    }
-    if (version->get<std::int64_t>() != kStatusProtocolVersion) {
-      out.error = "unsupported protocol version " + version->dump();
-      return out;
-    }
+    auto version = top.integer("version", 0, INT32_MAX);
+    if (version != kStatusProtocolVersion)
+      top.fail_value("version", fmt::format("unsupported protocol version {}", version));
     StatusEvent e;
-    if (!want_string("vm", kMaxVmNameBytes, e.vm) || !want_string("bootId", kMaxIdBytes, e.boot_id) ||
-        !want_string("message", kMaxStatusLineBytes, e.message) ||
-        !want_string("generation", kMaxIdBytes, e.generation))
-      return out;
-    if (!is_valid_vm_name(e.vm)) {
-      out.error = "field 'vm' is not a valid VM name";
-      return out;
-    }
-    const json* seq = field("seq");
-    if (!seq || !seq->is_number_unsigned()) {
-      out.error = "field 'seq' must be a non-negative integer";
-      return out;
-    }
-    e.seq = seq->get<std::uint64_t>();
-    const json* t = field("timeMs");
-    if (!t || !t->is_number_integer()) {
-      out.error = "field 'timeMs' must be an integer";
-      return out;
-    }
-    e.time_ms = t->get<std::int64_t>();
-    std::string phase;
-    if (!want_string("phase", 32, phase)) return out;
-    auto p = phase_from_name(phase);
-    if (!p) {
-      out.error = "unknown phase '" + phase + "'";
-      return out;
-    }
+    e.vm = bounded("vm", kMaxVmNameBytes);
+    if (!is_valid_vm_name(e.vm)) top.fail_value("vm", "is not a valid VM name");
+    e.boot_id = bounded("bootId", kMaxIdBytes);
+    e.message = bounded("message", kMaxStatusLineBytes);
+    e.generation = bounded("generation", kMaxIdBytes);
+    e.seq = top.unsigned_integer("seq");
+    e.time_ms = top.integer("timeMs", INT64_MIN, INT64_MAX);
+    auto p = phase_from_name(bounded("phase", 32));
+    if (!p) top.fail_value("phase", "is not a phase of protocol version 1");
     e.phase = *p;
-    if (const json* d = field("detail")) {
-      if (!d->is_object() && !d->is_null()) {
-        out.error = "field 'detail' must be an object";
-        return out;
-      }
-      if (nesting_depth(*d) > kMaxDetailDepth) {
-        out.error = "field 'detail' is nested deeper than " + std::to_string(kMaxDetailDepth) + " levels";
-        return out;
-      }
+    if (const json* d = top.get("detail")) {
+      if (!d->is_object()) top.fail("detail", "an object");
+      if (nesting_depth(*d) > kMaxDetailDepth)
+        top.fail_value("detail", fmt::format("is nested deeper than {} levels", kMaxDetailDepth));
       e.detail = *d;
     }
+    top.finish();
     out.event = std::move(e);
+  } catch (const InputError& ex) {
+    out.event.reset();
+    std::string m = ex.what();
+    constexpr std::string_view kSource = "status line: ";
+    out.error = m.rfind(kSource, 0) == 0 ? m.substr(kSource.size()) : m;
   } catch (const std::exception& ex) {
     out.event.reset();
     out.error = std::string("cannot decode line: ") + ex.what();

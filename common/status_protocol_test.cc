@@ -88,3 +88,29 @@ TEST(StatusProtocol, Utf8Validation) {
   EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // > U+10FFFF
   EXPECT_EQ(utf8_truncate("\xc3\xa9\xc3\xa9", 3), "\xc3\xa9");
 }
+
+TEST(StatusProtocol, ReadAsStrictlyAsEveryOtherDocumentNamingTheField) {
+  auto error_of = [](const std::string& line) {
+    auto d = decode_status_line(line + "\n");
+    EXPECT_FALSE(d.event) << line;
+    return d.error;
+  };
+  const std::string ok = R"({"version":1,"vm":"web","bootId":"b","seq":1,"timeMs":1,"phase":"starting","message":"m","generation":"g")";
+  ASSERT_TRUE(decode_status_line(ok + "}\n").event);
+  // A repeated key is refused, not resolved silently in favour of one of them.
+  EXPECT_NE(error_of(ok + R"(,"phase":"specialized"})").find("appears twice"), std::string::npos);
+  EXPECT_NE(error_of(ok + R"(,"extra":1})").find("extra: unknown key"), std::string::npos);
+  auto e = error_of(R"({"version":1,"vm":"web","bootId":"b","seq":-1,"timeMs":1,"phase":"starting","message":"m","generation":"g"})");
+  EXPECT_EQ(e.rfind("seq: expected an integer from 0", 0), 0u) << e;
+  EXPECT_NE(error_of(ok + R"(,"detail":[1]})").find("detail: expected an object"), std::string::npos);
+  EXPECT_NE(error_of(R"({"version":2})").find("version: unsupported protocol version 2"), std::string::npos);
+  EXPECT_NE(error_of(R"({"version":1,"vm":"web","bootId":"b","seq":1,"timeMs":1,"phase":"bogus","message":"m","generation":"g"})")
+                .find("phase: is not a phase"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"version":1e999})").find("number overflow"), std::string::npos);
+  // The whole range of seq.
+  auto d = decode_status_line(R"({"version":1,"vm":"web","bootId":"b","seq":18446744073709551615,"timeMs":1,"phase":"log","message":"m","generation":"g"})"
+                              "\n");
+  ASSERT_TRUE(d.event) << d.error;
+  EXPECT_EQ(d.event->seq, UINT64_MAX);
+}

@@ -187,6 +187,12 @@ std::int64_t StrictObject::integer(std::string_view key, std::int64_t min, std::
   return n;
 }
 
+std::uint64_t StrictObject::unsigned_integer(std::string_view key) {
+  const json* v = get(key);
+  if (!v || !v->is_number_unsigned()) fail(key, "an integer from 0 to 18446744073709551615");
+  return v->get<std::uint64_t>();
+}
+
 std::int64_t StrictObject::integer_or(std::string_view key, std::int64_t fallback, std::int64_t min,
                                       std::int64_t max) {
   if (!get(key)) return fallback;

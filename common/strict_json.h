@@ -39,6 +39,7 @@ class StrictObject {
   std::string choice_or(std::string_view key, const std::vector<std::string_view>& choices,
                         std::string fallback);
   std::int64_t integer(std::string_view key, std::int64_t min, std::int64_t max);  // required
+  std::uint64_t unsigned_integer(std::string_view key);                            // required, 0 to 2^64-1
   std::int64_t integer_or(std::string_view key, std::int64_t fallback, std::int64_t min,
                           std::int64_t max);
   bool boolean_or(std::string_view key, bool fallback);
