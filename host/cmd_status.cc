@@ -165,7 +165,7 @@ int cmd_status(const Args& args) {
   auto print_row = [](const std::string& name, const std::string& phase, const std::string& since,
                       const std::string& vm, const std::string& gen, const std::string& by, const std::string& sys,
                       const std::string& message) {
-    fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {:<6} {:<34} {}\n", name, phase, since, vm, gen, by, sys, message);
+    fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {:<6} {:<40} {}\n", name, phase, since, vm, gen, by, sys, message);
   };
   print_row("NAME", "PHASE", "SINCE", "VM", "GENERATION", "BY", "SYSTEM", "MESSAGE");
   for (const auto& row : all) {
