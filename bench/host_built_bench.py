@@ -46,10 +46,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-for sub in ("tests/vm", "tests/nixsys", "tests/agent"):
+for sub in ("tests/vm", "tests/nixsys", "tests/agent", "tests/runtime"):
     sys.path.insert(0, os.path.join(HERE, "..", sub))
 import guestlib  # noqa: E402
 import nix_system  # noqa: E402
+from runtime_lib import qemu_pids  # noqa: E402
 from test_host_built_vm import NIX_TOOLS, nix_tools  # noqa: E402
 
 SHARED = 30  # sources in both the base's and the system's closure
@@ -280,17 +281,10 @@ def qemu_hwm(marker):
     memory it touched plus qemu's own (TCG's translation cache included)."""
     pid = _QEMU.get(marker)
     if pid is None:
-        for d in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmd = f.read().split(b"\0")
-            except OSError:
-                continue
-            if cmd and b"qemu-system" in cmd[0] and any(marker.encode() in a for a in cmd):
-                pid = _QEMU[marker] = d
-                break
-        else:
+        pids = qemu_pids(marker)
+        if not pids:
             return 0
+        pid = _QEMU[marker] = pids[0]
     try:
         with open(f"/proc/{pid}/status") as f:
             return next((int(l.split()[1]) for l in f if l.startswith("VmHWM:")), 0)
