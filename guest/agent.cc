@@ -171,7 +171,12 @@ class Run {
 
     switch (d.action) {
       case Action::already_specialized:
+        return specialized(d.message, d, in.current_system);
       case Action::keep_old:
+        // The machine still runs the generation it applied: report that one, and the
+        // exported one apart, as pending (never as if it had been applied).
+        pending_generation_ = m.generation;
+        ch_->set_generation(d.next_state.generation);
         return specialized(d.message, d, in.current_system);
       case Action::record_applied:
         if (!save(state_file, d.next_state)) return 1;
@@ -243,6 +248,7 @@ class Run {
     detail["action"] = action_name(d.action);
     detail["currentSystem"] = current;
     detail["specializedBy"] = manifest_.host_built() ? "host" : "guest";
+    if (!pending_generation_.empty()) detail["pendingGeneration"] = pending_generation_;
     report_ms_ += ms_since(t);
     detail["timingsMs"] = json{{"find", round2(find_ms_)},
                                {"mount", round2(mount_ms_)},
@@ -297,6 +303,7 @@ class Run {
     std::vector<std::string> argv;
     json detail = common_detail();
     detail["specializedBy"] = manifest_.host_built() ? "host" : "guest";
+    if (!pending_generation_.empty()) detail["pendingGeneration"] = pending_generation_;
     if (manifest_.host_built()) {
       json commands = host_built_commands(hb);
       detail["commands"] = commands;
@@ -432,6 +439,7 @@ class Run {
   std::vector<std::string> mount_points_;
   std::string state_problem_;
   std::string ssh_note_;
+  std::string pending_generation_;  ///< keep_old: the exported generation not applied
   Clock::time_point start_;
   /// Time from the start of the run at each step of the fast path (stepsMs).
   void mark(const char* what) { marks_.emplace_back(what, ms_since(start_)); }

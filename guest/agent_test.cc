@@ -43,6 +43,7 @@ struct Fixture : ::testing::Test {
   std::string gen = std::string(64, '1');
   int timeout_seconds = 60;
   int max_attempts = 3;
+  bool respecialize_on_change = true;
   std::string mode = "classic";
   std::string system;  ///< host-built when set
 
@@ -88,6 +89,7 @@ struct Fixture : ::testing::Test {
     m.rebuild.extra_args = {"--show-trace"};
     m.rebuild.timeout_seconds = timeout_seconds;
     m.rebuild.max_attempts = max_attempts;
+    m.rebuild.respecialize_on_change = respecialize_on_change;
     m.system = system;
     if (!system.empty()) m.closure_digest = std::string(64, 'e');
     t.write("/etc/nixos/hosts/self/sprout-manifest.json", m.to_json_text());
@@ -226,6 +228,24 @@ TEST_F(Fixture, ChangedConfigRespecializesExactlyOnce) {
   ASSERT_EQ(boot(), 0);
   EXPECT_EQ(events().back().phase, Phase::specialized);
   EXPECT_EQ(count_lines("/rebuild-calls"), 2);
+}
+
+TEST_F(Fixture, KeepOldReportsTheGenerationRunningAndTheNewOneAsPending) {
+  ASSERT_EQ(boot(), 0);
+  reboot();
+  ASSERT_EQ(boot(), 0);
+  const std::string applied = gen;
+  gen = std::string(64, '2');
+  respecialize_on_change = false;
+  write_manifest();
+  ASSERT_EQ(boot(), 0);
+  auto last = events().back();
+  EXPECT_EQ(last.phase, Phase::specialized);
+  EXPECT_EQ(last.detail["action"], "keep-old");
+  // The generation named is the one the machine runs, never the one it did not apply.
+  EXPECT_EQ(last.generation, applied);
+  EXPECT_EQ(last.detail["pendingGeneration"], gen);
+  EXPECT_EQ(count_lines("/rebuild-calls"), 1);
 }
 
 TEST_F(Fixture, RebuildTimeout) {
