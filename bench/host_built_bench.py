@@ -265,9 +265,11 @@ def read_events(state_dir):
         with open(os.path.join(state_dir, "events.jsonl")) as f:
             for line in f:
                 try:
-                    out.append(json.loads(line))
+                    e = json.loads(line)
                 except ValueError:
-                    pass
+                    continue
+                if e.get("source") != "host":  # the guest's events only
+                    out.append(e)
     except OSError:
         pass
     return out

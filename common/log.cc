@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -8,11 +10,13 @@
 
 namespace sprout {
 
-void setup_logging(std::string_view program, std::string_view level) {
-  auto logger = spdlog::stderr_color_mt(std::string(program));
-  // Under systemd (JOURNAL_STREAM set) journald stamps each line itself.
-  if (std::getenv("JOURNAL_STREAM"))
-    logger->set_pattern("%^%l%$: %v");
+void setup_logging(std::string_view program, std::string_view level, bool colour) {
+  const char* no_color = std::getenv("NO_COLOR");
+  const bool tty = ::isatty(2) == 1;
+  auto mode = colour && tty && !(no_color && *no_color) ? spdlog::color_mode::automatic : spdlog::color_mode::never;
+  auto logger = spdlog::stderr_color_mt(std::string(program), mode);
+  if (std::getenv("JOURNAL_STREAM") || tty)
+    logger->set_pattern("%n: %^%l%$: %v");
   else
     logger->set_pattern("%H:%M:%S.%e %n %^%l%$: %v");
   auto lvl = spdlog::level::from_str(std::string(level));

@@ -240,11 +240,39 @@ const json::array_t& StrictObject::array_or_empty(std::string_view key, std::siz
   return v->get_ref<const json::array_t&>();
 }
 
+namespace {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
 void StrictObject::finish() const {
   for (const auto& [k, v] : value_->items()) {
-    if (!seen_.contains(k))
-      throw InputError(fmt::format("{}: {}: unknown key (check its spelling against the documentation)",
-                                   source_, path_of(k)));
+    if (seen_.contains(k)) continue;
+    // The keys this object takes are the ones asked for: suggest the nearest.
+    std::string best;
+    std::size_t best_d = std::string::npos;
+    for (const auto& known : seen_) {
+      std::size_t d = edit_distance(k, known);
+      if (d < best_d) best_d = d, best = known;
+    }
+    std::string hint = !best.empty() && best_d <= std::max<std::size_t>(2, k.size() / 3)
+                           ? fmt::format("did you mean \"{}\"?", best)
+                           : "check its spelling against the documentation";
+    throw InputError(fmt::format("{}: {}: unknown key ({})", source_, path_of(k), hint));
   }
 }
 

@@ -84,7 +84,10 @@ std::string format_command(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
     if (!out.empty()) out += ' ';
-    if (a.empty() || a.find_first_of(" \t\n'\"\\$") != std::string::npos) {
+    // Quoted unless every byte is one no shell treats specially.
+    static constexpr std::string_view kPlain =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-";
+    if (a.empty() || a.find_first_not_of(kPlain) != std::string::npos) {
       out += '\'';
       for (char c : a) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
       out += '\'';

@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     if (!r.unmatched().empty()) throw InputError("unexpected argument: " + r.unmatched().front());
-    setup_logging("sprout-agent", r["log-level"].as<std::string>());
+    setup_logging("sprout-agent", r["log-level"].as<std::string>(), /*colour=*/false);
 
     agent::AgentOptions o;
     o.root = r["root"].as<std::string>();

@@ -13,6 +13,7 @@
 #include "libvirt_domain_xml.h"
 #include "overlay.h"
 #include "spec.h"
+#include "vm_locator.h"
 
 namespace sprout {
 
@@ -23,12 +24,14 @@ int cmd_domain_xml(const Args& args) {
                      "Print the libvirt domain XML `sprout define` would define for a VM spec.\n"
                      "Domain type kvm when /dev/kvm is usable here, else qemu (override with --type).\n"
                      "When the VM's overlay exists, its real backing file is used, as define does.");
-  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>())(
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()(
       "type", "domain type: auto, kvm or qemu", cxxopts::value<std::string>()->default_value("auto"));
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  Spec spec = spec_option(a);
+  Spec spec = locate_vm(a);
   DomainHostFacts facts;
   const auto type = a["type"].as<std::string>();
   if (type == "auto")

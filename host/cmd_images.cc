@@ -15,6 +15,7 @@
 #include "prepare.h"
 #include "spec.h"
 #include "spec_dir.h"
+#include "vm_locator.h"
 #include "vm_name.h"
 
 namespace sprout {
@@ -37,8 +38,10 @@ void print_export(const ExportResult& r) {
 int cmd_export(const Args& args) {
   cxxopts::Options o("sprout export",
                      "Turn a VM's config, self and ssh directories into read-only ext4 disk images.\n"
-                     "Either --spec FILE, or --name with --config, --self and --out for ad-hoc use.");
-  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>())(
+                     "Either the VM (NAME or --spec FILE), or --name with --config, --self and --out for ad-hoc use.");
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()(
       "name", "VM name (without --spec)", cxxopts::value<std::string>())(
       "config", "shared config tree (without --spec)", cxxopts::value<std::string>())(
       "self", "the VM's own config (without --spec)", cxxopts::value<std::string>())(
@@ -52,13 +55,17 @@ int cmd_export(const Args& args) {
   if (help) return 0;
 
   ExportRequest req;
-  if (a.count("spec")) {
+  std::optional<Spec> spec;
+  if (a.count("spec") || a.count("vm")) {
     for (auto flag : {"name", "config", "self", "ssh", "out"})
-      if (a.count(flag)) throw InputError(fmt::format("--{} cannot be combined with --spec; edit the spec instead", flag));
-    req = ExportRequest::from_spec(load_spec(a["spec"].as<std::string>()));
+      if (a.count(flag))
+        throw InputError(fmt::format("--{} cannot be combined with a VM's spec (NAME or --spec); edit the spec instead",
+                                     flag));
+    spec = locate_vm(a);
+    req = ExportRequest::from_spec(*spec);
   } else {
     for (auto flag : {"name", "config", "self", "out"})
-      if (!a.count(flag)) throw InputError(fmt::format("missing --{} (or give --spec FILE)", flag));
+      if (!a.count(flag)) throw InputError(fmt::format("missing --{} (or give the VM: NAME or --spec FILE)", flag));
     req.name = a["name"].as<std::string>();
     if (auto p = vm_name_problem(req.name); !p.empty()) throw InputError("--name: " + p);
     req.config_source = a["config"].as<std::string>();
@@ -71,6 +78,7 @@ int cmd_export(const Args& args) {
   if (a.count("cache")) req.cache_dir = a["cache"].as<std::string>();
   if (a.count("allow-private-keys")) req.allow_private_keys = true;
   auto result = export_disks(req);
+  if (spec) record_export(*spec, result);
   if (a.count("json"))
     std::cout << result.to_json().dump(2) << std::endl;
   else
@@ -82,11 +90,13 @@ int cmd_prepare(const Args& args) {
   cxxopts::Options o("sprout prepare",
                      "Export a VM's disks and create its root overlay on the base image if it has none.\n"
                      "An existing overlay is never overwritten; a changed base follows the spec's baseChange.");
-  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>())("json", "print the result as JSON");
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()("json", "print the result as JSON");
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  Spec spec = spec_option(a);
+  Spec spec = locate_vm(a);
   auto prepared = prepare_vm(spec);
   const auto& exported = prepared.exported;
   const auto& overlay = prepared.overlay;
@@ -147,9 +157,39 @@ int cmd_gc(const Args& args) {
   return 0;
 }
 
+namespace {
+
+/// What a spec that parsed refers to and is not there: each one, not just the first.
+std::vector<std::string> missing_references(const Spec& s) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  auto need = [&](const fs::path& p, bool dir, const char* key) {
+    bool ok = dir ? fs::is_directory(p, ec) : fs::is_regular_file(p, ec);
+    if (!ok)
+      out.push_back(fmt::format("{}: {}: {} not found", s.file.string(), key,
+                                fmt::format("{} ({})", p.string(), dir ? "a directory" : "a file")));
+  };
+  need(s.base_image, false, "base.image");
+  need(s.config_source, true, "sources.config");
+  need(s.self_source, true, "sources.self");
+  if (s.ssh_source) need(*s.ssh_source, true, "sources.ssh");
+  if (s.kernel) {
+    need(s.kernel->kernel, false, "kernel.path");
+    if (s.kernel->initrd) need(*s.kernel->initrd, false, "kernel.initrd");
+  }
+  return out;
+}
+
+}  // namespace
+
 int cmd_check_spec(const Args& args) {
-  cxxopts::Options o("sprout check-spec", "Validate VM spec files and print what is wrong with each.");
-  o.add_options()("files", "spec files", cxxopts::value<std::vector<std::string>>());
+  cxxopts::Options o("sprout check-spec",
+                     "Validate VM spec files and print every problem found in them, all files in one run: the\n"
+                     "spec's own errors (the first one in each file: a later key can depend on an earlier one)\n"
+                     "and every file it refers to that is not there (base image, sources, kernel, initrd).\n"
+                     "Exit 0 when all are good, 2 when any is not.");
+  o.add_options()("files", "spec files", cxxopts::value<std::vector<std::string>>())(
+      "json", "print the result as JSON");
   o.parse_positional({"files"});
   o.positional_help("FILE...");
   bool help = false;
@@ -157,15 +197,30 @@ int cmd_check_spec(const Args& args) {
   if (help) return 0;
   if (!a.count("files")) throw InputError("give at least one spec file");
   int status = 0;
+  json report = json::array();
   for (const auto& f : a["files"].as<std::vector<std::string>>()) {
+    json entry{{"file", f}, {"problems", json::array()}};
     try {
       Spec s = load_spec(f);
-      fmt::print("{}: ok ({}, backend {}{})\n", f, s.name, s.backend, s.host_built() ? ", system built by the host" : "");
+      entry["name"] = s.name;
+      entry["backend"] = s.backend;
+      entry["specialize"] = s.specialize;
+      for (auto& p : missing_references(s)) entry["problems"].push_back(p);
     } catch (const InputError& e) {
-      fmt::print("{}\n", e.what());
-      status = 2;
+      entry["problems"].push_back(e.what());
     }
+    entry["ok"] = entry["problems"].empty();
+    if (!entry["ok"].get<bool>()) status = 2;
+    if (!a.count("json")) {
+      if (entry["ok"].get<bool>())
+        fmt::print("{}: ok ({}, backend {}{})\n", f, entry["name"].get<std::string>(),
+                   entry["backend"].get<std::string>(),
+                   entry["specialize"] == "host" ? ", system built by the host" : "");
+      for (const auto& p : entry["problems"]) fmt::print("{}\n", p.get<std::string>());
+    }
+    report.push_back(std::move(entry));
   }
+  if (a.count("json")) std::cout << report.dump(2) << std::endl;
   return status;
 }
 

@@ -15,6 +15,7 @@
 #include "overlay.h"
 #include "prepare.h"
 #include "spec.h"
+#include "vm_locator.h"
 #include "spec_dir.h"
 #include "vm_name.h"
 
@@ -23,10 +24,6 @@ namespace sprout {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr unsigned kUndefineFlags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-                                    VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_KEEP_NVRAM |
-                                    VIR_DOMAIN_UNDEFINE_KEEP_TPM;
 
 // Everything that can be checked without touching anything: a spec that fails here
 // leaves libvirt and the disk as they were.
@@ -50,14 +47,6 @@ void check_before_define(const Spec& spec) {
 
 std::chrono::seconds timeout_of(const Spec& spec) { return std::chrono::seconds(spec.shutdown_timeout_seconds); }
 
-// A domain of that name that sprout did not define is not ours to replace or remove.
-void require_ours(LibvirtDomain& d, const std::string& uri, const char* doing) {
-  if (!d.sprout_metadata())
-    throw std::runtime_error(fmt::format("libvirt domain {} at {} was not defined by sprout (it has no sprout "
-                                         "metadata); not {} it. Rename the VM or remove that domain yourself",
-                                         d.name(), uri, doing));
-}
-
 }  // namespace
 
 int cmd_define(const Args& args) {
@@ -65,19 +54,21 @@ int cmd_define(const Args& args) {
                      "Prepare a VM (export its disks, create its overlay) and define it as a libvirt domain, or\n"
                      "update the definition. An unchanged definition is left alone; a changed one takes effect\n"
                      "at the next start unless --restart (or the spec's restartOnChange) is given.");
-  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>())(
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()(
       "start", "start the domain when it is not running")(
       "restart", "restart a running domain whose definition changed (graceful stop first)");
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  Spec spec = spec_option(a);
+  Spec spec = locate_vm(a);
   check_before_define(spec);
   const bool restart = a.count("restart") > 0 || spec.restart_on_change;
 
   LibvirtConnection conn(spec.libvirt_uri);
   auto existing = conn.lookup(spec.name);
-  if (existing) require_ours(*existing, conn.uri(), "replacing");
+  if (existing) require_defined_by_sprout(*existing, conn.uri(), "replacing");
 
   auto prepared = prepare_vm(spec);
   const auto& overlay = prepared.overlay;
@@ -130,63 +121,32 @@ int cmd_define(const Args& args) {
   return 0;
 }
 
-int cmd_stop(const Args& args) {
-  cxxopts::Options o("sprout stop",
-                     "Stop a libvirt domain gracefully: ACPI shutdown, wait the spec's shutdownTimeoutSeconds,\n"
-                     "then destroy (force off). The definition and all disks stay.");
-  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>());
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = spec_option(a);
-  LibvirtConnection conn(spec.libvirt_uri);
-  auto d = conn.lookup(spec.name);
-  if (!d) {
-    fmt::print("domain {} is not defined at {}; nothing to stop\n", spec.name, conn.uri());
-    return 0;
-  }
-  fmt::print("domain {}: {}\n", spec.name, d->stop(timeout_of(spec)));
-  return 0;
-}
-
 int cmd_undefine(const Args& args) {
   cxxopts::Options o("sprout undefine",
                      "Stop a VM's libvirt domain gracefully and undefine it. Its overlay, exported disks and\n"
                      "state directory stay; libvirt's NVRAM/TPM state is kept too. The URI comes from --uri,\n"
                      "else the VM's spec (--spec, or NAME.json or the spec named NAME in --spec-dir),\n"
                      "else qemu:///system.");
-  o.add_options()("name", "VM name", cxxopts::value<std::string>())(
-      "spec", "VM spec file", cxxopts::value<std::string>())(
-      "spec-dir", "directory of VM specs", cxxopts::value<std::string>()->default_value(kDefaultSpecDir))(
-      "uri", "libvirt URI", cxxopts::value<std::string>())(
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()("uri", "libvirt URI", cxxopts::value<std::string>())(
       "force", "also undefine a domain of that name that sprout did not define");
-  o.parse_positional({"name"});
-  o.positional_help("NAME");
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  if (!a.count("name")) throw InputError("missing the VM NAME (sprout undefine NAME)");
-  const std::string name = a["name"].as<std::string>();
-  if (auto p = vm_name_problem(name); !p.empty()) throw InputError(fmt::format("VM name \"{}\": {}", name, p));
-
+  // The domain is named by NAME; its spec, when there is one, says where it lives. A
+  // VM whose spec was already removed can still be undefined by NAME (with --uri).
   std::optional<Spec> spec;
+  std::string name;
   if (a.count("spec")) {
-    spec = load_spec(a["spec"].as<std::string>());
-    if (spec->name != name)
-      throw InputError(fmt::format("spec {} is for VM {}, not {}", spec->file.string(), spec->name, name));
+    spec = locate_vm(a);
+    name = spec->name;
   } else {
-    fs::path dir = a["spec-dir"].as<std::string>();
+    if (!a.count("vm")) throw InputError("missing the VM NAME (sprout undefine NAME)");
+    name = a["vm"].as<std::string>();
+    if (auto p = vm_name_problem(name); !p.empty()) throw InputError(fmt::format("VM name \"{}\": {}", name, p));
     std::error_code ec;
-    fs::path f = dir / (name + ".json");
-    if (fs::is_regular_file(f, ec)) {
-      spec = load_spec(f);
-    } else if (fs::is_directory(dir, ec)) {
-      for (auto& sf : load_spec_dir(dir))  // another VM's broken spec does not concern this one
-        if (sf.spec && sf.spec->name == name) {
-          spec = std::move(sf.spec);
-          break;
-        }
-    }
+    if (fs::exists(spec_dir_from(a) / (name + ".json"), ec)) spec = locate_vm(a);
   }
   const std::string uri = a.count("uri") ? a["uri"].as<std::string>() : spec ? spec->libvirt_uri : "qemu:///system";
   const auto timeout = spec ? timeout_of(*spec) : std::chrono::seconds(60);
@@ -197,9 +157,9 @@ int cmd_undefine(const Args& args) {
     fmt::print("domain {} is not defined at {}; nothing to undefine\n", name, conn.uri());
     return 0;
   }
-  if (!a.count("force")) require_ours(*d, conn.uri(), "undefining");
+  if (!a.count("force")) require_defined_by_sprout(*d, conn.uri(), "undefining");
   std::string how = d->stop(timeout);
-  if (d->is_persistent()) d->undefine(kUndefineFlags);
+  if (d->is_persistent()) d->undefine(kSproutUndefineFlags);
   fmt::print("domain {} undefined at {} ({}); disks and state directory kept\n", name, conn.uri(), how);
   return 0;
 }

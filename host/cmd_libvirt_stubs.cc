@@ -17,6 +17,5 @@ int no_libvirt(const char* name) {
 
 int cmd_define(const Args&) { return no_libvirt("define"); }
 int cmd_undefine(const Args&) { return no_libvirt("undefine"); }
-int cmd_stop(const Args&) { return no_libvirt("stop"); }
 
 }  // namespace sprout

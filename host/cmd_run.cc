@@ -2,7 +2,6 @@
 // channel of a VM someone else runs.
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,31 +15,22 @@
 #include "commands.h"
 #include "error.h"
 #include "prepare.h"
+#include "process_identity.h"
 #include "qemu_command.h"
+#include "run_lock.h"
 #include "spec.h"
+#include "vm_locator.h"
 #include "status_recorder.h"
 #include "status_store.h"
+#include "subprocess.h"
 #include "supervisor.h"
 
 namespace sprout {
 
 namespace fs = std::filesystem;
+using nlohmann::json;
 
 namespace {
-
-/// Holds STATE/run.lock for the life of the run, so two runs of one VM cannot clash.
-int lock_state_dir(const Spec& spec) {
-  fs::create_directories(spec.state_dir);
-  fs::path lock = spec.state_dir / "run.lock";
-  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", lock.string(), std::strerror(errno)));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
-    throw std::runtime_error(fmt::format("VM {} is already running ({} is held by another `sprout run`)",
-                                         spec.name, lock.string()));
-  }
-  return fd;
-}
 
 void rotate_console_log(const Spec& spec) {
   std::error_code ec;
@@ -56,14 +46,16 @@ int cmd_run(const Args& args) {
                      "SIGTERM/SIGINT power the guest down (QMP system_powerdown), quit qemu after the spec's\n"
                      "shutdownTimeoutSeconds, then kill it. Exit status: 0 guest powered off, 1 qemu failed,\n"
                      "2 bad input, 3 guest ignored power-down and qemu was quit, 4 qemu was killed.");
-  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>())(
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()(
       "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
       "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
       "print-command", "print the qemu command line and exit (after prepare)");
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  Spec spec = spec_option(a);
+  Spec spec = locate_vm(a);
   if (spec.backend != "qemu")
     throw InputError(fmt::format("{}: backend is \"{}\"; `sprout run` runs QEMU VMs (use `sprout define` for libvirt)",
                                  spec.file.string(), spec.backend));
@@ -72,15 +64,19 @@ int cmd_run(const Args& args) {
   env.status_wait_for_reader = !a.count("external-recorder");
   build_qemu_command(spec, env);  // input errors (network mode) before anything is written
 
-  int lock = lock_state_dir(spec);
-  const bool record = !a.count("external-recorder");
+  int lock = lock_run(spec);
+  // --print-command starts nothing: it leaves the record of the VM's runs alone.
+  const bool record = !a.count("external-recorder") && !a.count("print-command");
   if (record) {
     // A new run starts a new record at once: `sprout wait` must not mistake the last
     // run's record for this one while prepare (export, overlay) is still working.
     StatusStore store(spec.state_dir);
     StatusRecorder rec(spec.name, store);
     rec.reset();
-    rec.set_host({{"state", "preparing"}, {"supervisor", ::getpid()}, {"startedMs", unix_time_ms()}});
+    json host = this_process_identity();
+    host["state"] = "preparing";
+    host["startedMs"] = unix_time_ms();
+    rec.set_host(host);
   }
   // SIGTERM/SIGINT during prepare wait until mkfs.ext4 / qemu-img are done (they are
   // never left running behind us, half way through an overlay), then end the run
@@ -89,7 +85,18 @@ int cmd_run(const Args& args) {
   sigemptyset(&stop_signals);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
   ::sigprocmask(SIG_BLOCK, &stop_signals, &original_mask);
+  const std::string exported_before = exported_generation(spec);
   auto prepared = prepare_vm(spec);
+  if (record && !exported_before.empty() && exported_before != prepared.exported.manifest.generation) {
+    // The host's side of a re-specialization: the guest will see a new generation.
+    std::string what = fmt::format("the exported configuration changed (generation {} -> {}): the guest "
+                                   "re-specializes at this boot",
+                                   exported_before.substr(0, 12), prepared.exported.manifest.generation.substr(0, 12));
+    spdlog::info("{}: {}", spec.name, what);
+    StatusStore(spec.state_dir)
+        .append_event({{"source", "host"}, {"event", "configuration-changed"}, {"vm", spec.name}, {"message", what},
+                       {"hostTimeMs", unix_time_ms()}});
+  }
   sigset_t pending;
   sigpending(&pending);
   if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT) || sigismember(&pending, SIGHUP)) {
@@ -110,7 +117,7 @@ int cmd_run(const Args& args) {
   if (!env.kvm) spdlog::warn("{}: /dev/kvm is not usable; using software emulation (TCG), which is much slower", spec.name);
   auto argv = build_qemu_command(spec, env);
   if (a.count("print-command")) {
-    for (const auto& x : argv) fmt::print("{}\n", x);
+    fmt::print("{}\n", format_command(argv));  // one line, quoted for a POSIX shell
     ::close(lock);
     return 0;
   }
@@ -128,11 +135,12 @@ int cmd_watch(const Args& args) {
                      "Record a VM's status channel (STATE/status.sock) into status.json and events.jsonl,\n"
                      "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt or\n"
                      "`sprout run --external-recorder` runs.");
-  o.add_options()("spec", "VM spec file", cxxopts::value<std::string>());
+  add_vm_options(o);
+  o.parse_positional({"vm"});
   bool help = false;
   auto a = parse_subcommand(o, args, &help);
   if (help) return 0;
-  Spec spec = spec_option(a);
+  Spec spec = locate_vm(a);
   fs::create_directories(spec.state_dir);
   // One loop with `sprout run`'s (supervisor.h): without a qemu command line it records
   // only, with this process as the record's supervisor, until a signal.

@@ -17,10 +17,15 @@ int cmd_check_spec(const Args& args);
 int cmd_run(const Args& args);
 int cmd_watch(const Args& args);
 int cmd_status(const Args& args);
+int cmd_list(const Args& args);
 int cmd_wait(const Args& args);
 int cmd_domain_xml(const Args& args);
 int cmd_define(const Args& args);
 int cmd_undefine(const Args& args);
 int cmd_stop(const Args& args);
+int cmd_destroy(const Args& args);
+int cmd_logs(const Args& args);
+int cmd_ssh(const Args& args);
+int cmd_console(const Args& args);
 
 }  // namespace sprout

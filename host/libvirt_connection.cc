@@ -153,4 +153,11 @@ std::string LibvirtDomain::stop(std::chrono::seconds timeout) {
   return "destroyed";
 }
 
+void require_defined_by_sprout(LibvirtDomain& d, const std::string& uri, const char* doing) {
+  if (!d.sprout_metadata())
+    throw std::runtime_error(fmt::format("libvirt domain {} at {} was not defined by sprout (it has no sprout "
+                                         "metadata); not {} it. Rename the VM or manage that domain yourself",
+                                         d.name(), uri, doing));
+}
+
 }  // namespace sprout

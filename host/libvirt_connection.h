@@ -73,4 +73,14 @@ class LibvirtConnection {
 /// The message of libvirt's last error in this thread ("unknown libvirt error" if none).
 std::string libvirt_last_error();
 
+/// How sprout undefines a domain: its managed save, snapshot and checkpoint metadata
+/// go; NVRAM and TPM state stay (they are the VM's, like its disks).
+inline constexpr unsigned kSproutUndefineFlags =
+    VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+    VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | VIR_DOMAIN_UNDEFINE_KEEP_TPM;
+
+/// A domain of that name that sprout did not define (no sprout metadata) is not sprout's
+/// to replace, stop or remove: throws saying so (`doing`: "replacing", ...).
+void require_defined_by_sprout(LibvirtDomain& d, const std::string& uri, const char* doing);
+
 }  // namespace sprout

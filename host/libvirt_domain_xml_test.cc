@@ -119,7 +119,7 @@ TEST(DomainXml, Networks) {
       "qemuArgs": ["-smp", "1"])"),
                  {});
   EXPECT_FALSE(has(x, "<interface"));
-  EXPECT_TRUE(has(x, "<qemu:arg value='user,id=sprout-net0,hostfwd=tcp::10022-:22,hostfwd=udp:127.0.0.1:5353-:53'/>"));
+  EXPECT_TRUE(has(x, "<qemu:arg value='user,id=sprout-net0,hostfwd=tcp:127.0.0.1:10022-:22,hostfwd=udp:127.0.0.1:5353-:53'/>"));
   EXPECT_TRUE(has(x, "<qemu:arg value='-smp'/>"));
   EXPECT_THROW(domain_xml(spec_with(R"("network": {"mode": "libvirt", "forwards": [{"hostPort": 1, "guestPort": 2}]})"), {}),
                InputError);

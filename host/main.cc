@@ -31,11 +31,16 @@ const std::map<std::string, Command>& commands() {
       {"run", {sprout::cmd_run, "prepare, then run and supervise the VM under QEMU"}},
       {"watch", {sprout::cmd_watch, "record a VM's status channel (for VMs libvirt runs)"}},
       {"status", {sprout::cmd_status, "show where every VM stands"}},
+      {"logs", {sprout::cmd_logs, "a VM's events, the guest's and the host's (--follow)"}},
+      {"console", {sprout::cmd_console, "attach to a VM's serial console (Ctrl-] detaches)"}},
+      {"ssh", {sprout::cmd_ssh, "ssh to a VM through its forward of guest port 22"}},
+      {"list", {sprout::cmd_list, "each VM in full: state, disks, ports, base, pending changes"}},
       {"wait", {sprout::cmd_wait, "wait until a VM reaches a phase"}},
       {"domain-xml", {sprout::cmd_domain_xml, "print the libvirt domain XML for a VM"}},
       {"define", {sprout::cmd_define, "prepare, then define (and optionally start) the libvirt domain"}},
       {"undefine", {sprout::cmd_undefine, "stop and undefine a libvirt domain, keeping its disks"}},
-      {"stop", {sprout::cmd_stop, "gracefully stop a libvirt domain"}},
+      {"stop", {sprout::cmd_stop, "stop a VM gracefully (either backend)"}},
+      {"destroy", {sprout::cmd_destroy, "remove a VM: stop, undefine, state directory (disks only if asked)"}},
   };
   return kCommands;
 }

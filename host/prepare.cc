@@ -1,7 +1,12 @@
 #include "prepare.h"
 
-#include <fmt/format.h>
+#include <fstream>
+#include <sstream>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "atomic_file.h"
 #include "gc_roots.h"
 
 namespace sprout {
@@ -12,6 +17,7 @@ PreparedVm prepare_vm(const Spec& spec) {
   require_base_image(spec);  // before export writes anything
   PreparedVm p;
   p.exported = export_disks(ExportRequest::from_spec(spec));
+  record_export(spec, p.exported);
   p.overlay = prepare_overlay(spec);
   p.gc_root = register_gc_root(spec.gc_root_dir, spec.name, p.overlay.backing);
   // An overlay kept aside still needs its old base: it gets a root of its own, named
@@ -20,6 +26,22 @@ PreparedVm prepare_vm(const Spec& spec) {
     register_gc_root(spec.gc_root_dir, spec.name + "@" + p.overlay.moved_aside->filename().string(),
                      p.overlay.moved_aside_backing);
   return p;
+}
+
+std::filesystem::path export_record_path(const Spec& spec) { return spec.state_dir / "export.json"; }
+
+std::string exported_generation(const Spec& spec) {
+  std::ifstream in(export_record_path(spec), std::ios::binary);
+  if (!in) return "";
+  std::stringstream text;
+  text << in.rdbuf();
+  auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  if (!j.is_object() || !j.contains("generation") || !j["generation"].is_string()) return "";
+  return j["generation"].get<std::string>();
+}
+
+void record_export(const Spec& spec, const ExportResult& exported) {
+  write_file_atomic(export_record_path(spec), exported.to_json().dump(2) + "\n");
 }
 
 }  // namespace sprout

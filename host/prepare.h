@@ -21,4 +21,11 @@ struct PreparedVm {
 /// changes nothing on disk.
 PreparedVm prepare_vm(const Spec& spec);
 
+/// STATE/export.json: what the VM's disks hold now (export_disks' result: generation,
+/// images), replaced atomically; `sprout list` compares it with what the guest runs.
+void record_export(const Spec& spec, const ExportResult& exported);
+std::filesystem::path export_record_path(const Spec& spec);
+/// The generation STATE/export.json names; "" when there is none (never exported).
+std::string exported_generation(const Spec& spec);
+
 }  // namespace sprout

@@ -61,8 +61,11 @@ std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironm
     if (!spec.kernel->cmdline.empty()) add({"-append", spec.kernel->cmdline});
   }
 
-  // Console: the first serial port, appended to a log file in the state directory.
-  add({"-chardev", fmt::format("file,id=console,path={},append=on", qemu_escape(spec.console_log().string())),
+  // Console: the first serial port, on a unix socket for `sprout console` and logged,
+  // whoever is attached or not, to a file in the state directory (qemu drops what no
+  // client reads but logs all of it).
+  add({"-chardev", fmt::format("socket,id=console,path={},server=on,wait=off,logfile={},logappend=on",
+                               qemu_escape(spec.console_socket().string()), qemu_escape(spec.console_log().string())),
        "-serial", "chardev:console"});
   if (spec.vnc)
     add({"-device", "VGA", "-vnc", "127.0.0.1:0,to=99"});
@@ -88,7 +91,7 @@ std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironm
   }  // none: no NIC (-nodefaults)
 
   // Status channel and QMP: unix sockets, whose paths the kernel limits to 107 bytes.
-  for (const auto& sock : {spec.status_socket(), spec.qmp_socket()})
+  for (const auto& sock : {spec.status_socket(), spec.qmp_socket(), spec.console_socket()})
     if (sock.string().size() > 107)
       throw InputError(fmt::format("{}: stateDir {} is too long for its unix sockets ({} is {} bytes; the limit is "
                                    "107): use a shorter state directory",

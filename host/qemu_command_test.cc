@@ -58,7 +58,8 @@ TEST(QemuCommand, StatusChannelQmpAndConsole) {
   auto a = build_qemu_command(spec_from(""), {});
   auto chardevs = values(a, "-chardev");
   EXPECT_TRUE(has(chardevs, "socket,id=sprout-status,path=/s/web/status.sock,server=on,wait=on"));
-  EXPECT_TRUE(has(chardevs, "file,id=console,path=/s/web/console.log,append=on"));
+  EXPECT_TRUE(has(chardevs, "socket,id=console,path=/s/web/console.sock,server=on,wait=off,logfile=/s/web/console.log,"
+                            "logappend=on"));
   EXPECT_TRUE(has(values(a, "-device"), "virtserialport,bus=sprout-vser.0,chardev=sprout-status,name=sprout.status.0"));
   EXPECT_EQ(values(a, "-qmp"), std::vector<std::string>{"unix:/s/web/qmp.sock,server=on,wait=off"});
   EXPECT_EQ(values(a, "-serial"), std::vector<std::string>{"chardev:console"});
@@ -83,7 +84,7 @@ TEST(QemuCommand, UserNetworkForwards) {
   auto a = build_qemu_command(spec_from(R"(, "network": {"mode": "user", "mac": "52:54:00:aa:bb:cc", "forwards": [
       {"hostPort": 10022, "guestPort": 22}, {"protocol": "udp", "hostAddress": "127.0.0.1", "hostPort": 5353, "guestPort": 53}]})"), {});
   EXPECT_EQ(values(a, "-netdev"),
-            std::vector<std::string>{"user,id=net0,hostfwd=tcp::10022-:22,hostfwd=udp:127.0.0.1:5353-:53"});
+            std::vector<std::string>{"user,id=net0,hostfwd=tcp:127.0.0.1:10022-:22,hostfwd=udp:127.0.0.1:5353-:53"});
   EXPECT_TRUE(has(values(a, "-device"), "virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc"));
 }
 

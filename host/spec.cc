@@ -175,15 +175,19 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
       StrictObject f(fwds[i], source, fmt::format("{}[{}]", n->path_of("forwards"), i));
       PortForward pf;
       pf.protocol = f.choice_or("protocol", {"tcp", "udp"}, "tcp");
-      pf.host_address = f.string_or("hostAddress", "");
+      // Loopback unless the spec says otherwise: a forwarded ssh port is not for the
+      // whole network by default ("0.0.0.0" opens it on every interface).
+      pf.host_address = f.string_or("hostAddress", "127.0.0.1");
       pf.host_port = static_cast<int>(f.integer("hostPort", 1, 65535));
       pf.guest_port = static_cast<int>(f.integer("guestPort", 1, 65535));
       f.finish();
-      // QEMU refuses two forwards of one host port (for all addresses, "", or the same).
+      // QEMU refuses two forwards of one host port (for all addresses, "" or "0.0.0.0",
+      // or the same).
+      auto all = [](const std::string& a) { return a.empty() || a == "0.0.0.0"; };
       for (std::size_t k = 0; k < s.network.forwards.size(); ++k) {
         const auto& o = s.network.forwards[k];
         if (o.protocol == pf.protocol && o.host_port == pf.host_port &&
-            (o.host_address == pf.host_address || o.host_address.empty() || pf.host_address.empty()))
+            (o.host_address == pf.host_address || all(o.host_address) || all(pf.host_address)))
           f.fail_value("hostPort", fmt::format("{} port {} is already forwarded by {}[{}]; each host port can be "
                                                "forwarded once",
                                                pf.protocol, pf.host_port, n->path_of("forwards"), k));

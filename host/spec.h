@@ -82,6 +82,8 @@ struct Spec {
   std::filesystem::path status_socket() const { return state_dir / "status.sock"; }
   std::filesystem::path qmp_socket() const { return state_dir / "qmp.sock"; }
   std::filesystem::path console_log() const { return state_dir / "console.log"; }
+  /// The serial console, for `sprout console` (qemu backend).
+  std::filesystem::path console_socket() const { return state_dir / "console.sock"; }
   std::filesystem::path status_file() const { return state_dir / "status.json"; }
   std::filesystem::path events_file() const { return state_dir / "events.jsonl"; }
   std::filesystem::path exported_image(std::string_view role) const;

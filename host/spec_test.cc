@@ -95,7 +95,9 @@ TEST(Spec, MalformedSpecsNameFileKeyAndExpectation) {
   } cases[] = {
       {"{", "web.json: not valid JSON"},
       {"[]", "web.json: top level: expected an object, got a list"},
-      {with(R"("memroy": 1)"), "web.json: memroy: unknown key"},
+      {with(R"("memroy": 1)"), "web.json: memroy: unknown key (did you mean \"memory\"?)"},
+      {with(R"("vcpu": 1)"), "web.json: vcpu: unknown key (did you mean \"vcpus\"?)"},
+      {with(R"("zzzzzzzz": 1)"), "web.json: zzzzzzzz: unknown key (check its spelling against the documentation)"},
       {with(R"("vcpus": "2")"), "web.json: vcpus: expected an integer from 1 to 256, got the string \"2\""},
       {with(R"("vcpus": 0)"), "web.json: vcpus: expected an integer from 1 to 256, got the number 0"},
       {with(R"("memory": {"amount": 2, "unit": "gigs"})"), "web.json: memory.unit: expected one of"},

@@ -44,14 +44,16 @@ void StatusRecorder::reset() {
   status_ = json{{"vm", vm_},          {"phase", nullptr},   {"sinceMs", unix_time_ms()},
                  {"updatedMs", unix_time_ms()}, {"generation", ""}, {"message", "no event from the guest yet"},
                  {"bootId", ""},       {"seq", 0},           {"detail", nullptr},
-                 {"lastLog", json::array()}, {"host", json::object()}, {"counters", counters_.to_json()}};
+                 {"lastLog", json::array()}, {"reached", json::array()}, {"host", json::object()},
+                 {"counters", counters_.to_json()}};
   last_log_.clear();
   dirty_ = true;
 }
 
 void StatusRecorder::resume_from(const json& old) {
   if (!old.is_object()) return;
-  for (const char* k : {"phase", "sinceMs", "generation", "message", "bootId", "seq", "detail", "lastLog"})
+  for (const char* k : {"phase", "sinceMs", "generation", "message", "bootId", "seq", "detail", "lastLog", "reached",
+                        "system", "pendingGeneration"})
     if (old.contains(k)) status_[k] = old[k];
   last_log_.clear();
   if (old.contains("lastLog") && old["lastLog"].is_array())
@@ -187,6 +189,11 @@ void StatusRecorder::handle_line(std::string_view line) {
       status_["lastLog"] = json::array();
     }
     status_["phase"] = name;
+    // Every phase this run has reached, once each, in order (`wait --for` a phase
+    // already passed answers from it; at most the seven phase names).
+    json& reached = status_["reached"];
+    if (!reached.is_array()) reached = json::array();
+    if (std::find(reached.begin(), reached.end(), name) == reached.end()) reached.push_back(name);
     status_["message"] = e.message;
     status_["detail"] = e.detail.is_object() ? e.detail : json(nullptr);
     status_["guestTimeMs"] = e.time_ms;
@@ -213,6 +220,12 @@ void StatusRecorder::record_system(const StatusEvent& e) {
   auto by = e.detail.find("specializedBy");
   rec["by"] = by != e.detail.end() && (*by == "host" || *by == "guest") ? *by : json("guest");
   status_["system"] = rec;
+  // keep_old: the configuration exported now, which the guest has not applied.
+  auto pending = e.detail.find("pendingGeneration");
+  if (pending != e.detail.end() && pending->is_string())
+    status_["pendingGeneration"] = utf8_truncate(pending->get<std::string>(), 128);
+  else
+    status_.erase("pendingGeneration");
 }
 
 std::optional<StatusRecorder::Clock::time_point> StatusRecorder::flush_due() const { return pending_; }

@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
+#include <fstream>
 #include <optional>
 #include <system_error>
 
@@ -21,10 +23,14 @@
 #include "console_log.h"
 #include "guest_event_log.h"
 #include "notify.h"
+#include "process_identity.h"
 #include "qmp_client.h"
+#include "run_state.h"
+#include "status_protocol.h"
 #include "status_recorder.h"
 #include "status_store.h"
 #include "subprocess.h"
+#include "terminal_text.h"
 #include "unix_socket.h"
 
 namespace sprout {
@@ -36,7 +42,7 @@ using std::chrono::milliseconds;
 
 namespace {
 
-pid_t spawn(const std::vector<std::string>& argv, const sigset_t& old_mask) {
+pid_t spawn(const std::vector<std::string>& argv, const sigset_t& old_mask, int stderr_fd) {
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
@@ -49,6 +55,7 @@ pid_t spawn(const std::vector<std::string>& argv, const sigset_t& old_mask) {
   ::setpgid(0, 0);  // a Ctrl-C on the terminal reaches run, which powers down gracefully
   int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null >= 0) ::dup2(null, 0);
+  if (stderr_fd >= 0) ::dup2(stderr_fd, 2);  // qemu's own messages, kept in the state directory
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -81,7 +88,12 @@ class Loop {
   RunOutcome run();
 
  private:
-  void set_host(const char* state);
+  void set_host(const char* state, const std::string& how = "");
+  /// An event of the host's own in events.jsonl, next to the guest's ("source": "host").
+  void host_event(const char* kind, const std::string& message, json detail = json::object());
+  fs::path qemu_log_path() const { return spec_.state_dir / "qemu.log"; }
+  std::vector<std::string> qemu_log_tail(std::size_t lines) const;
+  bool resumed_channel_matches(const std::string& id) const { return !resumed_channel_.empty() && resumed_channel_ == id; }
   void connect_status();
   void status_connected();
   void start_qmp();
@@ -107,6 +119,9 @@ class Loop {
   int sfd_ = -1;
   pid_t pid_ = -1;
   bool ready_sent_ = false;  // READY=1 once, when `ready` is "started"
+  // watch: the status socket (channel_identity) of the run being recorded, and the one
+  // the record it resumed was made with.
+  std::string channel_, resumed_channel_;
 
   // The status channel: connected as soon as the socket is there, again whenever it
   // goes away (reboots inside qemu keep it; a restarted qemu or libvirt domain do not).
@@ -131,12 +146,38 @@ class Loop {
   int wstatus_ = 0;
 };
 
-void Loop::set_host(const char* state) {
+void Loop::set_host(const char* state, const std::string& how) {
   if (!opt_.record) return;
-  nlohmann::json h{{"state", state}, {"supervisor", ::getpid()}, {"startedMs", started_ms_}};
+  nlohmann::json h = this_process_identity();
+  h["state"] = state;
+  h["startedMs"] = started_ms_;
+  if (!how.empty()) h["how"] = how;
   if (owns_qemu_ && pid_ > 0) h["pid"] = pid_;
-  if (!owns_qemu_) h["recorder"] = "watch";
+  if (!owns_qemu_) {
+    h["recorder"] = "watch";
+    if (!channel_.empty()) h["channel"] = channel_;
+  }
   rec_.set_host(h);
+}
+
+void Loop::host_event(const char* kind, const std::string& message, json detail) {
+  if (!opt_.record) return;
+  json e{{"source", "host"}, {"event", kind}, {"vm", spec_.name}, {"message", message}, {"hostTimeMs", unix_time_ms()}};
+  if (!detail.empty()) e["detail"] = std::move(detail);
+  store_.append_event(e);
+}
+
+std::vector<std::string> Loop::qemu_log_tail(std::size_t lines) const {
+  std::ifstream in(qemu_log_path());
+  std::deque<std::string> tail;
+  std::string line;
+  std::size_t bytes = 0;
+  while (std::getline(in, line) && bytes < (4u << 20)) {
+    bytes += line.size();
+    tail.push_back(utf8_truncate(line, 512));
+    if (tail.size() > lines) tail.pop_front();
+  }
+  return {tail.begin(), tail.end()};
 }
 
 void Loop::status_connected() {
@@ -144,6 +185,21 @@ void Loop::status_connected() {
   spdlog::info("{}: status channel connected", spec_.name);
   status_backoff_ = milliseconds(10);
   said_waiting_ = false;
+  if (!owns_qemu_) {
+    // A watcher outlives runs: another status socket than the one the record was
+    // made with is another run of the VM (qemu makes it anew at each start), whose
+    // record starts afresh; the same socket is the same run (the watcher restarted).
+    std::string id = channel_identity(spec_.status_socket());
+    if (id != channel_) {
+      if (!channel_.empty() || !resumed_channel_matches(id)) {
+        spdlog::info("{}: a new run of the VM (new status socket); starting a new record", spec_.name);
+        rec_.reset();
+        host_event("run-started", "a new run of the VM connected (new status socket)");
+      }
+      channel_ = id;
+    }
+    set_host("running");
+  }
   if (status_seen_) return;
   status_seen_ = true;
   if (owns_qemu_) set_host("running");
@@ -216,6 +272,8 @@ void Loop::send_quit() {
 
 void Loop::request_shutdown() {
   shutdown_requested_ = true;
+  host_event("stop-requested", fmt::format("asked to stop: power button, then quit after {} s",
+                                           spec_.shutdown_timeout_seconds));
   notify_stopping();
   powerdown_deadline_ = Clock::now() + std::chrono::seconds(spec_.shutdown_timeout_seconds);
   set_host("stopping");
@@ -272,8 +330,13 @@ RunOutcome Loop::run() {
     // sprout run starts a new record; a watcher continues what an earlier one knew.
     if (owns_qemu_)
       rec_.reset();
-    else
-      rec_.resume_from(read_status_file(spec_.status_file()));
+    else {
+      json old = read_status_file(spec_.status_file());
+      rec_.resume_from(old);
+      if (old.is_object() && old.contains("host") && old["host"].is_object() && old["host"].contains("channel") &&
+          old["host"]["channel"].is_string())
+        resumed_channel_ = old["host"]["channel"].get<std::string>();
+    }
   }
   // READY=1 once the guest is specialized (or has failed, so that a unit does not
   // time out into a restart loop); or, when `ready` is "started", at the status
@@ -286,10 +349,16 @@ RunOutcome Loop::run() {
     fs::remove(spec_.status_socket(), ec);
     fs::remove(spec_.qmp_socket(), ec);
     spdlog::info("{}: starting {}", spec_.name, format_command(opt_.argv));
-    pid_ = spawn(opt_.argv, old_mask_);
+    // qemu's stderr goes to STATE/qemu.log (this run's only); what it said is shown
+    // when it fails, and kept with the host's events.
+    int err_fd = ::open(qemu_log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (err_fd < 0) spdlog::warn("{}: cannot write {}: {}", spec_.name, qemu_log_path().string(), std::strerror(errno));
+    pid_ = spawn(opt_.argv, old_mask_, err_fd);
+    if (err_fd >= 0) ::close(err_fd);
+    host_event("qemu-started", fmt::format("qemu started (pid {})", pid_), {{"pid", pid_}});
     notify_status("qemu started; waiting for the guest");
   } else {
-    set_host("watching");
+    set_host("waiting", "no VM is connected yet");
     spdlog::info("{}: recording {}", spec_.name, spec_.status_socket().string());
   }
   if (!opt_.record && !ready_sent_ && spec_.ready == "started") {
@@ -340,6 +409,12 @@ RunOutcome Loop::run() {
     if (status_idx >= 0 && (fds[status_idx].revents & (POLLIN | POLLHUP | POLLERR)) &&
         !drain_status_socket(rec_, status_fd_)) {
       spdlog::info("{}: status channel closed; reconnecting", spec_.name);
+      // For a watcher that is the end of the run (qemu closed its socket); inside
+      // `sprout run` the run goes on until qemu exits.
+      if (!owns_qemu_) {
+        set_host("waiting", "the VM's status channel closed (its qemu exited)");
+        host_event("run-ended", "the VM's status channel closed (its qemu exited)");
+      }
       next_status_try_ = Clock::now() + milliseconds(50);
     }
     if (qmp_idx >= 0 && fds[qmp_idx].revents != 0 && qmp_.active()) qmp_events(fds[qmp_idx].revents);
@@ -378,16 +453,31 @@ RunOutcome Loop::finish() {
   } else {
     outcome = RunOutcome::failed;
     how = fmt::format("qemu exited with status {}{}", WEXITSTATUS(wstatus_),
-                      status_seen_ || !opt_.record ? "" : " before the guest started (see the messages above)");
+                      status_seen_ || !opt_.record
+                          ? ""
+                          : fmt::format(" before the guest started (qemu's messages: {})", qemu_log_path().string()));
   }
-  if (outcome == RunOutcome::powered_off || !owns_qemu_)
+  json exited{{"exit", static_cast<int>(outcome)}};
+  if (outcome == RunOutcome::powered_off || !owns_qemu_) {
     spdlog::info("{}: {}", spec_.name, how);
-  else
+  } else {
     spdlog::error("{}: {}", spec_.name, how);
+    // What qemu said about it (STATE/qemu.log), escaped: it may quote guest input.
+    auto tail = qemu_log_tail(20);
+    for (const auto& l : tail) spdlog::error("{}: qemu: {}", spec_.name, for_terminal(l));
+    exited["qemuStderr"] = tail;
+  }
+  if (owns_qemu_) host_event("qemu-exited", how, exited);
+  else host_event("recorder-stopped", how);
   if (opt_.record) {
     rec_.flush();
-    rec_.set_host({{"state", "stopped"}, {"how", how}, {"exit", static_cast<int>(outcome)},
-                   {"startedMs", started_ms_}, {"stoppedMs", unix_time_ms()}});
+    json h{{"state", "stopped"}, {"how", how}, {"exit", static_cast<int>(outcome)}, {"startedMs", started_ms_},
+           {"stoppedMs", unix_time_ms()}};
+    if (!owns_qemu_) {
+      h["recorder"] = "watch";
+      if (!channel_.empty()) h["channel"] = channel_;  // a restarted watcher knows the run by it
+    }
+    rec_.set_host(h);
   }
   notify_status(how);
   return outcome;

@@ -99,22 +99,28 @@ class BadInputBattery(Scratch):
                 self.assert_refused([cmd, "--bogus"], 2, f"sprout {cmd}: Option 'bogus' does not exist (see `sprout {cmd} --help`)")
         for cmd in SPEC_COMMANDS:
             with self.subTest(cmd=cmd):
-                self.assert_refused([cmd, "--spec", self.good, "stray"], 2,
+                # The first positional argument is the VM's NAME; a second one is a stray.
+                self.assert_refused([cmd, "web", "stray", "--spec-dir", self.specdir], 2,
                                     f"sprout {cmd}: unexpected argument 'stray' (see `sprout {cmd} --help`)")
+                self.assert_refused([cmd, "--spec", self.good, "db"], 2,
+                                    f"spec {self.good} is for VM web, not db")
                 self.assert_refused([cmd, "--spec"], 2, "Option 'spec' is missing an argument")
         for cmd in ["run", "watch", "domain-xml", "define", "stop", "prepare"]:
             with self.subTest(cmd=cmd):
-                self.assert_refused([cmd], 2, "missing --spec FILE")
-        self.assert_refused(["export"], 2, "missing --name (or give --spec FILE)")
+                self.assert_refused([cmd], 2, "which VM? give its NAME (looked up in the spec directory) or --spec FILE")
+                # By NAME: the spec directory, else $SPROUT_SPEC_DIR, else /etc/sprout/vms.
+                self.assert_refused([cmd, "nosuch", "--spec-dir", self.specdir], 2,
+                                    f"no VM 'nosuch' in {self.specdir} (nosuch.json not found; there are: web)")
+        self.assert_refused(["export"], 2, "missing --name (or give the VM: NAME or --spec FILE)")
         self.assert_refused(["gc", "--spec-dir", self.specdir, "stray"], 2, "unexpected argument 'stray'")
         self.assert_refused(["check-spec"], 2, "give at least one spec file")
-        self.assert_refused(["wait", "--spec-dir", self.specdir], 2, "missing VM NAME")
+        self.assert_refused(["wait", "--spec-dir", self.specdir], 2, "which VM?")
         self.assert_refused(["undefine"], 2, "missing the VM NAME")
         self.assert_refused(["frobnicate"], 2, "unknown command 'frobnicate'")
 
     def test_names_and_directories(self):
         self.assert_refused(["undefine", "../evil"], 2, "a VM name must not contain '/'")
-        self.assert_refused(["status", "--spec-dir", self.specdir, "nosuch"], 2, "no spec for VM 'nosuch'")
+        self.assert_refused(["status", "--spec-dir", self.specdir, "nosuch"], 2, "no VM 'nosuch' in")
         self.assert_refused(["wait", "nosuch", "--spec-dir", self.specdir, "--timeout", "1"], 2, "nosuch")
         for cmd in DIR_COMMANDS:
             with self.subTest(cmd=cmd):

@@ -253,6 +253,67 @@ class ExportTest(Scratch):
         self.assertIn("id_ed25519", read_back(img, self.path("rd-ssh2")))
 
 
+class ByNameTest(Scratch):
+    """Every command that takes a VM takes its NAME, found as NAME.json in --spec-dir,
+    else $SPROUT_SPEC_DIR, else /etc/sprout/vms; --spec FILE still works."""
+
+    def test_names_in_the_spec_directory(self):
+        self.make_base()
+        spec = self.make_vm()
+        os.makedirs(self.path("specs"))
+        self.write_spec(spec, os.path.join("specs", "web.json"))
+        env = dict(os.environ, SPROUT_SPEC_DIR=self.path("specs"))
+        p = run("prepare", "web", "--json", env=env)
+        prepared = json.loads(p.stdout)
+        self.assertEqual(prepared["name"], "web")
+        self.assertTrue(os.path.exists(os.path.join(spec["stateDir"], "root.qcow2")))
+        # What the disks hold now is recorded for `sprout list` (pending re-specialization).
+        with open(os.path.join(spec["stateDir"], "export.json")) as f:
+            self.assertEqual(json.load(f)["generation"], prepared["generation"])
+        xml = run("domain-xml", "web", "--spec-dir", self.path("specs")).stdout
+        self.assertIn("<name>web</name>", xml)
+        self.assertEqual(run("export", "web", "--json", env=env).returncode, 0)
+        # --spec-dir wins over the environment.
+        p = run("prepare", "web", "--spec-dir", self.path("nowhere"), env=env, check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(self.path("nowhere"), p.stderr)
+        listed = json.loads(run("list", "--json", env=env).stdout)
+        self.assertEqual([v["name"] for v in listed], ["web"])
+        self.assertEqual(listed[0]["exportedGeneration"], prepared["generation"])
+        self.assertTrue(listed[0]["overlay"]["exists"])
+        self.assertEqual(sorted(listed[0]["disks"]), ["config", "self"])
+        self.assertFalse(listed[0]["pendingRespecialization"])
+        text = run("list", env=env).stdout
+        self.assertIn("web (qemu backend, never started)", text)
+        self.assertIn("overlay", text)
+
+
+class CheckSpecTest(Scratch):
+    def test_every_problem_of_every_file_in_one_run(self):
+        self.make_base()
+        import copy
+        vm = self.make_vm()
+        good = self.write_spec(vm, "good.json")
+        spec = copy.deepcopy(vm)
+        spec["base"]["image"] = self.path("no-base.qcow2")
+        spec["sources"]["self"] = self.path("no-self")
+        spec["kernel"] = {"path": self.path("no-vmlinuz")}
+        missing = self.write_spec(spec, "missing.json")
+        typo = self.write_spec(dict(vm, vcpu=2), "typo.json")
+        p = run("check-spec", good, missing, typo, "--json", check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        report = {os.path.basename(e["file"]): e for e in json.loads(p.stdout)}
+        self.assertTrue(report["good.json"]["ok"])
+        problems = report["missing.json"]["problems"]
+        self.assertEqual(len(problems), 3, problems)
+        for key in ("base.image", "sources.self", "kernel.path"):
+            self.assertTrue(any(key in x for x in problems), (key, problems))
+        self.assertIn('vcpu: unknown key (did you mean "vcpus"?)', report["typo.json"]["problems"][0])
+        text = run("check-spec", good, missing, check=False).stdout
+        self.assertIn("good.json: ok", text)
+        self.assertIn("no-vmlinuz", text)
+
+
 class BadInputTest(Scratch):
     """Each bad input: exit status, a message naming the problem, and nothing on disk changed."""
 
@@ -295,7 +356,7 @@ class BadInputTest(Scratch):
             return p
 
         cases = [
-            (["prepare"], 2, "missing --spec"),
+            (["prepare"], 2, "which VM? give its NAME"),
             (["prepare", "--spec", self.path("nope.json")], 2, "spec file not found"),
             (["prepare", "--spec", variant(memory="lots")], 2, "memory: expected a number of MiB"),
             (["prepare", "--spec", variant(**{"memory": {"amount": 1, "unit": "parsecs"}})], 2, "memory.unit"),
@@ -368,7 +429,7 @@ class BadInputTest(Scratch):
         self.assertIn("invalid spec: ", p.stdout)
         self.assertIn("number overflow", p.stdout)
         p = run("wait", "web", "--spec-dir", specdir, "--timeout", "1", check=False)
-        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertEqual(p.returncode, 3, p.stderr)
         self.assertIn("timed out", p.stderr)
 
     def test_a_garbled_status_file_is_called_corrupt(self):

@@ -46,12 +46,16 @@ def read_status(state_dir: str) -> Optional[dict]:
         return None
 
 
-def read_events(state_dir: str) -> list[dict]:
+def read_events(state_dir: str, host: bool = False) -> list[dict]:
+    """The guest's events from events.jsonl; with host=True also the host's own
+    ("source": "host": qemu started and exited, stop asked, ...)."""
     out = []
     try:
         with open(os.path.join(state_dir, "events.jsonl")) as f:
             for line in f:
-                out.append(json.loads(line))
+                e = json.loads(line)
+                if host or e.get("source") != "host":
+                    out.append(e)
     except OSError:
         pass
     return out
@@ -138,9 +142,10 @@ class Proc:
         self._f.close()
 
 
-def sprout(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+def sprout(args: list[str], timeout: float = 120, env: Optional[dict] = None) -> subprocess.CompletedProcess:
     return subprocess.run([SPROUT] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+                          stderr=subprocess.PIPE, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
 
 
 def write_spec(path: str, **spec) -> str:
@@ -243,3 +248,68 @@ def _dump(root: str) -> None:
                 with open(p, "rb") as fh:
                     data = fh.read().decode(errors="replace")[-3000:]
                 print(f"--- {p} ---\n{data}", file=sys.stderr)
+
+
+class Pty:
+    """A command on a pseudo-terminal, as a person at a terminal runs it: reads what it
+    prints (with a timeout), writes keystrokes, and is always reaped."""
+
+    def __init__(self, argv: list[str], env: Optional[dict] = None, cols: int = 100):
+        import fcntl
+        import pty
+        import struct
+        import termios
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, cols, 0, 0))
+        self.p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+                                  close_fds=True)
+        os.close(slave)
+        self.out = b""
+
+    def read_until(self, needle: str, timeout: float) -> str:
+        import select
+        deadline = time.monotonic() + timeout
+        while needle.encode() not in self.out:
+            left = deadline - time.monotonic()
+            check(left > 0, f"the terminal never showed {needle!r} within {timeout} s; it shows:\n{self.text()}")
+            r, _, _ = select.select([self.master], [], [], min(left, 1.0))
+            if r:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # the command ended and closed the terminal
+                    chunk = b""
+                if not chunk:
+                    check(needle.encode() in self.out, f"the command ended before showing {needle!r}:\n{self.text()}")
+                self.out += chunk
+        return self.text()
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def text(self) -> str:
+        return self.out.decode(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        import select
+        deadline = time.monotonic() + timeout
+        while self.p.poll() is None:
+            check(time.monotonic() < deadline, f"{self.p.args} did not end within {timeout} s")
+            r, _, _ = select.select([self.master], [], [], 0.2)
+            if r:
+                try:
+                    self.out += os.read(self.master, 65536)
+                except OSError:
+                    pass
+        return self.p.returncode
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        os.close(self.master)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

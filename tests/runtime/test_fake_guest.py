@@ -118,11 +118,11 @@ def case_garbage(root):
 
 def case_wait(root):
     spec, state, spec_dir = make_spec(root)
-    # No record yet: status says so; wait times out with exit 2.
+    # No record yet: status says so; wait waits for a first run, and times out (3).
     r = rl.sprout(["status", "--spec-dir", spec_dir])
     check(r.returncode == 0 and "no record" in r.stdout, f"status without record: {r.stdout}{r.stderr}")
     r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "1"])
-    check(r.returncode == 2, f"wait without record should time out (2): {r.returncode} {r.stderr}")
+    check(r.returncode == 3, f"wait without record should time out (3): {r.returncode} {r.stderr}")
     r = rl.sprout(["wait", "nosuchvm", "--spec-dir", spec_dir, "--timeout", "1"])
     check(r.returncode == 2 and "nosuchvm" in r.stderr, f"unknown VM: {r.returncode} {r.stderr}")
 
@@ -192,18 +192,34 @@ def case_wait(root):
 
     dead = subprocess.Popen(["true"])
     dead.wait()  # a pid that no longer runs
-    # A run that reached the phase and then ended (the guest powered off soon after it
-    # specialized, or wait started late): that is an answer, exit 0.
+    # A run that reached the phase and then ended before this wait began is history,
+    # not an answer: the VM is not running, exit 1 at once, saying how the run ended.
     record("specialized", {"state": "stopped", "how": "guest powered off", "stoppedMs": 1})
-    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "5"])
-    check(r.returncode == 0 and "has ended" in r.stdout, f"ended run that reached it: {r.returncode} {r.stdout}")
-    # A record saying "running" whose supervisor is gone (SIGKILLed) is not live: a
-    # non-terminal phase there is no reason to wait, and no stale success either.
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "600"], timeout=60)
+    check(r.returncode == 1 and "not running" in r.stderr and "guest powered off" in r.stderr,
+          f"ended run that reached it: {r.returncode} {r.stdout}{r.stderr}")
+    # A record saying "running" whose supervisor is gone (SIGKILLed, or `sprout run
+    # --print-command`) is not live: status shows it stopped, wait answers at once.
     record("rebuilding", {"state": "running", "supervisor": dead.pid, "startedMs": 1})
-    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "2"])
-    check(r.returncode == 2, f"dead supervisor, rebuilding: expected timeout 2, got {r.returncode} {r.stderr}")
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "600"], timeout=60)
+    check(r.returncode == 1 and "is gone" in r.stderr, f"dead supervisor: {r.returncode} {r.stderr}")
+    r = rl.sprout(["status", "--spec-dir", spec_dir])
+    row = next((l.split() for l in r.stdout.splitlines() if l.startswith("fake ")), [])
+    check("stopped" in row and "gone" in r.stdout, f"status of a record whose supervisor is gone: {r.stdout}")
+    # A live pid that is not the recorded process (its start time differs: the pid was
+    # reused) is not the supervisor either.
+    with open(f"/proc/{os.getpid()}/stat") as f:
+        my_start = int(f.read().rsplit(")", 1)[1].split()[19])
+    record("rebuilding", {"state": "running", "supervisor": os.getpid(), "supervisorStart": my_start + 1,
+                          "startedMs": 1})
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "600"], timeout=60)
+    check(r.returncode == 1 and "is gone" in r.stderr, f"reused pid: {r.returncode} {r.stderr}")
+    # A VM that is not running can be given time to start: --start-timeout.
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "600", "--start-timeout", "1"], timeout=60)
+    check(r.returncode == 1 and "not running" in r.stderr, f"--start-timeout: {r.returncode} {r.stderr}")
     # ... while the same record with a live supervisor is followed.
-    record("specialized", {"state": "running", "supervisor": os.getpid(), "startedMs": 1})
+    record("specialized", {"state": "running", "supervisor": os.getpid(), "supervisorStart": my_start,
+                           "startedMs": 1})
     r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "5"])
     check(r.returncode == 0 and "after" in r.stdout, f"live record: {r.returncode} {r.stdout}")
     # The state directory is removed and made again while wait waits: it must watch the
@@ -414,9 +430,12 @@ def case_qmp_stuck(root):
 
 
 def case_watch_record(root):
-    """`sprout watch` is the record's supervisor: while it runs the record is live (its
-    pid, state "watching"); when it ends it says "stopped" and how, so `sprout status`
-    shows the VM stopped and `sprout wait` does not wait on a record nobody keeps."""
+    """`sprout watch` is the record's supervisor: while it runs and a VM is connected the
+    record is live (its pid, state "running"); when it ends it says "stopped" and how,
+    so `sprout status` shows the VM stopped and `sprout wait` does not wait on a record
+    nobody keeps. A watcher outlives runs: a restarted watcher on the same status
+    socket continues the run's record; a new socket (qemu made it anew: a new run of
+    the VM) starts a fresh one, so a stale `specialized` is never this run's answer."""
     spec, state, spec_dir = make_spec(root)
     fake = FakeGuest(os.path.join(state, "status.sock"))
     with rl.Proc(["watch", "--spec", spec], os.path.join(root, "watch.log")) as w:
@@ -424,16 +443,24 @@ def case_watch_record(root):
         fake.send(event("starting", 1, "up"))
         fake.send(event("rebuilding", 2, "building"))
         st = rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", 30, "rebuilding")
-        check(st["host"].get("supervisor") == w.p.pid and st["host"].get("state") == "watching",
+        check(st["host"].get("supervisor") == w.p.pid and st["host"].get("state") == "running",
               f"watch is not the record's supervisor: {st['host']}")
         r = rl.sprout(["status", "--spec-dir", spec_dir, "--json", "fake"])
-        check(json.loads(r.stdout)[0]["status"]["host"]["state"] == "watching", r.stdout)
+        check(json.loads(r.stdout)[0]["run"]["state"] == "live", r.stdout)
+        # A phase the run already passed is an answer (it would never come again).
+        r = rl.sprout(["wait", "fake", "--for", "starting", "--spec-dir", spec_dir, "--timeout", "30"])
+        check(r.returncode == 0 and "reached starting" in r.stdout, f"wait for a passed phase: {r.returncode} {r.stdout}")
+        r = rl.sprout(["wait", "fake", "--for", "started", "--spec-dir", spec_dir, "--timeout", "30"])
+        check(r.returncode == 0, f"wait --for started: {r.returncode} {r.stdout}{r.stderr}")
+        # --timeout 0 looks once: not there yet is a timeout, exit 3.
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "0"])
+        check(r.returncode == 3 and "timed out" in r.stderr, f"--timeout 0: {r.returncode} {r.stderr}")
         # A wait started while watch runs ends when watch does (not at its timeout).
         waiter = subprocess.Popen([rl.SPROUT, "wait", "fake", "--spec-dir", spec_dir, "--timeout", "300"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             # Its first line says it has read the live record (a wait that only ever saw
-            # the stopped one would take it for an earlier run's and wait for the next).
+            # the stopped one would take it for an earlier run's).
             first = waiter.stdout.readline()
             check("rebuilding" in first, f"wait's first line: {first!r}")
             w.signal(signal.SIGTERM)
@@ -448,23 +475,46 @@ def case_watch_record(root):
                 waiter.wait()
         check(waiter.returncode == 1 and "stopped before reaching" in err,
               f"wait when watch ended: {waiter.returncode} {out}{err}")
-    fake.close()
+    fake.drop()
     st = rl.read_status(state)
     check(st["host"].get("state") == "stopped" and "SIGTERM" in st["host"].get("how", ""),
           f"record after watch ended: {st['host']}")
     check(st["phase"] == "rebuilding", f"the guest's phase was lost: {st}")
     r = rl.sprout(["status", "--spec-dir", spec_dir])
     row = next((l.split() for l in r.stdout.splitlines() if l.startswith("fake ")), [])
-    check("stopped" in row, f"status after watch ended: {r.stdout}")
-    # A new watch continues the record (phase kept) and is its supervisor again.
-    fake = FakeGuest(os.path.join(state, "status.sock"))
+    check("stopped" in row and "not running" in r.stdout, f"status after watch ended: {r.stdout}")
+    # Nobody records the VM now: wait answers at once that it cannot get there.
+    r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "600"], timeout=60)
+    check(r.returncode == 1 and "not running" in r.stderr, f"wait with no run: {r.returncode} {r.stderr}")
+    # A new watch on the same socket (the same run) continues the record.
     with rl.Proc(["watch", "--spec", spec], os.path.join(root, "watch2.log")) as w:
         fake.accept()
-        st = rl.wait_status(state, lambda s: s["host"].get("supervisor") == w.p.pid, 30, "the new watcher")
-        check(st["phase"] == "rebuilding" and st["host"]["state"] == "watching", f"record: {st}")
+        st = rl.wait_status(state, lambda s: s["host"].get("supervisor") == w.p.pid and
+                            s["host"].get("state") == "running", 30, "the new watcher")
+        check(st["phase"] == "rebuilding", f"same socket, same run: the record was not continued: {st}")
+        fake.send(event("specialized", 3, "done"))
+        rl.wait_status(state, lambda s: s.get("phase") == "specialized", 30, "specialized")
+        # The VM is restarted (its qemu makes a new socket): the record starts afresh,
+        # and the old run's `specialized` is not an answer for the new one.
+        fake.close()
+        fake = FakeGuest(os.path.join(state, "status.sock"))
+        fake.accept()
+        st = rl.wait_status(state, lambda s: s.get("phase") is None and s["host"].get("state") == "running", 30,
+                            "a fresh record for the new run")
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "0"])
+        check(r.returncode == 3, f"stale specialized answered for a new run: {r.returncode} {r.stdout}{r.stderr}")
+        fake.send(event("starting", 1, "up", boot="b2"))
+        fake.send(event("specialized", 2, "done", boot="b2"))
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "30"])
+        check(r.returncode == 0, f"wait in the new run: {r.returncode} {r.stdout}{r.stderr}")
+        # The VM's qemu exits (socket closed): the watcher says no VM is connected, and a
+        # wait answers at once.
+        fake.close()
+        rl.wait_status(state, lambda s: s["host"].get("state") == "waiting", 30, "the watcher without a VM")
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "600"], timeout=60)
+        check(r.returncode == 1 and "not running" in r.stderr, f"wait, VM gone: {r.returncode} {r.stderr}")
         w.signal(signal.SIGTERM)
         check(w.wait(30) == 0, "second watch exit status")
-    fake.close()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 busybox, the real sprout-agent, stand-in nixos-rebuild/systemctl) under qemu TCG.
 
 usage: test_run.py SPROUT CASE     (SPROUT_AGENT=path/to/sprout-agent)
-CASE: lifecycle, two-vms, failing, recorder-restart, shutdown, ignore-powerdown
+CASE: lifecycle, two-vms, failing, recorder-restart, shutdown, ignore-powerdown, cli
 """
 import hashlib
 import json
@@ -28,7 +28,9 @@ def run_vm(world, name, log_name="run.log", args=()):
 
 
 def wait_for(world, name, phase="specialized", timeout=BOOT_BUDGET):
-    return rl.sprout(["wait", name, "--for", phase, "--spec-dir", world.spec_dir, "--timeout", str(timeout)],
+    # (--start-timeout: the run was just started and may not hold its lock yet.)
+    return rl.sprout(["wait", name, "--for", phase, "--spec-dir", world.spec_dir, "--timeout", str(timeout),
+                      "--start-timeout", "120"],
                      timeout=timeout + 30)
 
 
@@ -190,7 +192,91 @@ def case_ignore_powerdown(root):
     print(f"quit {dt:.1f} s after SIGTERM (timeout 5 s)")
 
 
+def case_cli(root):
+    """The command as a person at a terminal uses it, on one real VM, by NAME only
+    ($SPROUT_SPEC_DIR): run, wait (on a pty: a live line, then the whole answer),
+    status, logs and logs --follow (the host's events next to the guest's), console
+    (typed input reaches the guest, Ctrl-] detaches), stop through the supervisor,
+    then wait's answers once no run is current, a qemu that dies before the guest
+    starts, run --print-command, and destroy (refused without --delete-disks)."""
+    w = GuestWorld(root)
+    w.spec("web", after="stay")
+    state = w.state("web")
+    env = {"SPROUT_SPEC_DIR": w.spec_dir}
+    full_env = dict(os.environ, **env)
+    with Proc(["run", "web"], os.path.join(root, "web-run.log"), env=env) as run:
+        with rl.Pty([rl.SPROUT, "wait", "web", "--timeout", str(BOOT_BUDGET), "--start-timeout", "120"],
+                    env=full_env) as t:
+            rc = t.wait(BOOT_BUDGET + 60)
+            out = t.text()
+        check(rc == 0, f"wait on a terminal: {rc}\n{out}\n{run.output()}")
+        st = rl.read_status(state)
+        # A live line rewritten in place with the elapsed time, then the answer whole:
+        # the generation is never cut.
+        check("\r\x1b[K" in out and "s]" in out, f"no live line on the terminal: {out!r}")
+        check(f"web reached specialized after" in out and st["generation"] in out, f"answer: {out!r}")
+        r = rl.sprout(["status", "--json"], env=env)
+        row = json.loads(r.stdout)[0]
+        check(row["run"]["state"] == "live" and row["status"]["host"]["state"] == "running", r.stdout)
+        r = rl.sprout(["logs", "web"], env=env)
+        check(r.returncode == 0 and "host  qemu started" in r.stdout and "guest specialized" in r.stdout,
+              f"logs: {r.stdout}{r.stderr}")
+        check(" guest   | " in r.stdout, f"logs without the rebuild's output lines: {r.stdout}")
+        # The console: what is typed reaches the guest, whose answer comes back; Ctrl-]
+        # detaches and leaves the VM running.
+        with rl.Pty([rl.SPROUT, "console", "web"], env=full_env) as c:
+            c.read_until("Ctrl-] detaches", 30)
+            c.write(b"hello-console\r")
+            c.read_until("console got: hello-console", 60)
+            c.write(b"\x1d")
+            check(c.wait(30) == 0, f"console after Ctrl-]: {c.text()}")
+            check("detached" in c.text(), c.text())
+        check(run.p.poll() is None, "detaching the console stopped the VM")
+        # logs --follow on a terminal, while the VM is stopped by NAME through its
+        # supervisor (the power button, as SIGTERM does).
+        # (NO_COLOR: a terminal gets no colour with it set.)
+        with rl.Pty([rl.SPROUT, "logs", "web", "--follow", "--lines", "3"], env=dict(full_env, NO_COLOR="1")) as f:
+            f.read_until("guest specialized", 30)
+            r = rl.sprout(["stop", "web"], timeout=200, env=env)
+            check(r.returncode == 0 and "guest powered off on request" in r.stdout, f"stop: {r.returncode} {r.stdout}{r.stderr}")
+            check(run.wait(60) == 0, f"run after stop\n{run.output()}")
+            f.read_until("asked to stop", 30)
+            f.read_until("guest powered off on request", 30)
+            f.p.send_signal(signal.SIGINT)
+            check(f.wait(30) == 0, f"logs --follow on SIGINT: {f.text()}")
+            check("\x1b[" not in f.text(), f"colour despite NO_COLOR: {f.text()!r}")
+    # No run is current now: wait answers at once, from no history, with the reason.
+    r = rl.sprout(["wait", "web", "--timeout", "900"], timeout=60, env=env)
+    check(r.returncode == 1 and "not running" in r.stderr and "guest powered off on request" in r.stderr,
+          f"wait on a stopped VM: {r.returncode} {r.stdout}{r.stderr}")
+    r = rl.sprout(["stop", "web"], env=env)
+    check(r.returncode == 0 and "not running" in r.stdout, f"stop when stopped: {r.returncode} {r.stdout}")
+    # --print-command starts nothing and leaves no record that looks live.
+    r = rl.sprout(["run", "web", "--print-command"], env=env)
+    check(r.returncode == 0 and len(r.stdout.strip().splitlines()) == 1, f"print-command: {r.stdout}")
+    r = rl.sprout(["status", "--json"], env=env)
+    check(json.loads(r.stdout)[0]["run"]["state"] == "ended", f"status after print-command: {r.stdout}")
+    # A qemu that dies before the guest starts: a wait ends at once, saying so, and
+    # qemu's own words are kept with the host's events.
+    w.spec("web", after="stay", qemuArgs=["-global", "virtio-blk-pci.serial=sprout-test-state", "-bogus-option"])
+    with Proc(["run", "web"], os.path.join(root, "web-run2.log"), env=env) as run:
+        r = rl.sprout(["wait", "web", "--timeout", "900", "--start-timeout", "120"], timeout=200, env=env)
+        check(run.wait(60) == 1, f"run with a bad qemu option\n{run.output()}")
+    check(r.returncode == 1 and "qemu exited with status 1 before the guest started" in r.stderr,
+          f"wait when qemu died: {r.returncode} {r.stderr}")
+    exited = [e for e in rl.read_events(state, host=True) if e.get("event") == "qemu-exited"]
+    check(exited and any("bogus" in l for l in exited[-1]["detail"]["qemuStderr"]), f"host events: {exited}")
+    # destroy keeps a VM's data unless asked by name.
+    overlay = os.path.join(state, "root.qcow2")
+    r = rl.sprout(["destroy", "web"], env=env)
+    check(r.returncode == 2 and overlay in r.stderr and "--delete-disks" in r.stderr, f"destroy: {r.returncode} {r.stderr}")
+    check(os.path.exists(overlay), "destroy without --delete-disks removed the overlay")
+    r = rl.sprout(["destroy", "web", "--delete-disks"], env=env)
+    check(r.returncode == 0 and not os.path.exists(state), f"destroy --delete-disks: {r.returncode} {r.stdout}{r.stderr}")
+    check(not os.path.lexists(os.path.join(root, "gcroots", "web")), "destroy left the GC root")
+
+
 if __name__ == "__main__":
     sys.exit(rl.run_case({"lifecycle": case_lifecycle, "two-vms": case_two_vms, "failing": case_failing,
                           "recorder-restart": case_recorder_restart, "shutdown": case_shutdown,
-                          "ignore-powerdown": case_ignore_powerdown}, sys.argv[2]))
+                          "ignore-powerdown": case_ignore_powerdown, "cli": case_cli}, sys.argv[2]))

@@ -1,0 +1,26 @@
+// Which process a recorded pid is: a pid with the time it started (in clock ticks
+// since boot, /proc/PID/stat field 22), so that a pid the kernel reused for another
+// process is never taken for the one recorded.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+namespace sprout {
+
+/// The start time of `pid`, or nothing when there is no such process (or /proc cannot
+/// say).
+std::optional<std::uint64_t> process_start_ticks(pid_t pid);
+
+/// {"supervisor": PID, "supervisorStart": TICKS} for this process, for status.json.
+nlohmann::json this_process_identity();
+
+/// Whether the process a record names ("supervisor" and, when recorded,
+/// "supervisorStart" in `host`) still runs. A record without a supervisor: false.
+bool recorded_process_alive(const nlohmann::json& host);
+
+}  // namespace sprout
