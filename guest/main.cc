@@ -18,6 +18,7 @@
 #include "error.h"
 #include "log.h"
 #include "root_path.h"
+#include "version.h"
 
 namespace {
 
@@ -74,7 +75,8 @@ Exit status: 0 specialized or rebooting, 1 failed (reported), 2 bad flags or con
 int main(int argc, char** argv) {
   using namespace sprout;
   ::signal(SIGCHLD, SIG_DFL);  // an inherited SIG_IGN would reap the rebuild for us
-  cxxopts::Options opts("sprout-agent", "sprout's guest agent: specializes this VM from the disks the host exports");
+  cxxopts::Options opts("sprout-agent", std::string("sprout-agent ") + kVersion +
+                                            ": sprout's guest agent: specializes this VM from the disks the host exports");
   opts.add_options()
     ("config", "the agent config file", cxxopts::value<std::string>()->default_value("/etc/sprout/agent.json"))
     ("root", "prefix for every path the agent uses (sysfs, /dev, /proc, /run, profiles, state, mount points); "
@@ -84,11 +86,16 @@ int main(int argc, char** argv) {
     ("disk-wait", "override diskWaitSeconds", cxxopts::value<double>())
     ("flush-timeout", "override flushTimeoutSeconds", cxxopts::value<double>())
     ("log-level", "trace, debug, info, warn, error", cxxopts::value<std::string>()->default_value("info"))
+    ("version", "print the version")
     ("h,help", "this help");
   try {
     auto r = opts.parse(argc, argv);
     if (r.count("help")) {
       std::cout << opts.help() << kHelpTail;
+      return kExitOk;
+    }
+    if (r.count("version")) {
+      std::cout << "sprout-agent " << kVersion << "\n";
       return kExitOk;
     }
     if (!r.unmatched().empty()) throw InputError("unexpected argument: " + r.unmatched().front());

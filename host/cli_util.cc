@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "global_options.h"
 
 namespace sprout {
 
@@ -29,7 +30,7 @@ cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vect
     }
   }();
   *help_shown = result.count("help") > 0;
-  if (*help_shown) std::cout << options.help() << std::endl;
+  if (*help_shown) std::cout << options.help() << "\n" << global_options_help() << std::flush;
   if (!result.unmatched().empty())
     throw InputError(fmt::format("{}: unexpected argument '{}' (see `{} --help`)", program, result.unmatched().front(),
                                  program));

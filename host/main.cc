@@ -5,7 +5,6 @@
 #include <functional>
 #include <iostream>
 #include <map>
-#include <set>
 
 #include <cxxopts.hpp>
 #include <fmt/format.h>
@@ -13,7 +12,9 @@
 
 #include "commands.h"
 #include "error.h"
+#include "global_options.h"
 #include "log.h"
+#include "version.h"
 
 namespace {
 
@@ -46,9 +47,13 @@ const std::map<std::string, Command>& commands() {
 }
 
 void usage(std::ostream& out) {
-  out << "usage: sprout [--log-level LEVEL] COMMAND [OPTIONS]\n\ncommands:\n";
+  out << fmt::format("sprout {}: turns one common NixOS base VM into many specialized VMs\n\n", sprout::kVersion)
+      << "Usage: sprout [--log-level LEVEL] COMMAND [OPTIONS]\n"
+         "  or:  sprout help [COMMAND]\n"
+         "  or:  sprout --version\n\nCommands:\n";
   for (const auto& [name, c] : commands()) out << fmt::format("  {:<11} {}\n", name, c.summary);
-  out << "\n`sprout COMMAND --help` describes a command's options.\n";
+  out << "\n`sprout help COMMAND` (or `sprout COMMAND --help`) describes a command's options.\n"
+      << "\n" << sprout::global_options_help();
 }
 
 }  // namespace
@@ -58,32 +63,29 @@ int main(int argc, char** argv) {
   // can wait for them.
   ::signal(SIGCHLD, SIG_DFL);
   std::vector<std::string> args(argv + 1, argv + argc);
-  std::string level = "info";
-  while (!args.empty() && args[0].rfind("--log-level", 0) == 0) {
-    if (args[0] == "--log-level" && args.size() > 1) {
-      level = args[1];
-      args.erase(args.begin(), args.begin() + 2);
-    } else if (args[0].rfind("--log-level=", 0) == 0) {
-      level = args[0].substr(12);
-      args.erase(args.begin());
-    } else {
-      break;
-    }
-  }
-  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
-  if (!kLevels.contains(level)) {
-    std::cerr << fmt::format("sprout: unknown --log-level '{}' (use trace, debug, info, warn, error, critical or off)\n",
-                             level);
+  std::string level;
+  try {
+    level = sprout::take_global_options(args).log_level;
+  } catch (const sprout::InputError& e) {
+    std::cerr << "sprout: " << e.what() << "\n";
     return sprout::kExitUsage;
   }
   sprout::setup_logging("sprout", level);
-  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || (args[0] == "help" && args.size() == 1)) {
     usage(args.empty() ? std::cerr : std::cout);
     return args.empty() ? sprout::kExitUsage : sprout::kExitOk;
   }
   if (args[0] == "--version") {
-    std::cout << "sprout 0.1.0\n";
-    return 0;
+    std::cout << "sprout " << sprout::kVersion << "\n";
+    return sprout::kExitOk;
+  }
+  // `sprout help CMD` is `sprout CMD --help`.
+  if (args[0] == "help") {
+    if (args.size() > 2) {
+      std::cerr << fmt::format("sprout help: unexpected argument '{}' (usage: sprout help [COMMAND])\n", args[2]);
+      return sprout::kExitUsage;
+    }
+    args = {args[1], "--help"};
   }
   auto it = commands().find(args[0]);
   if (it == commands().end()) {

@@ -20,7 +20,9 @@
 
 stdenv.mkDerivation {
   pname = "sprout";
-  version = "0.1.0";
+  # The one version, project()'s in meson.build (which the binaries print too).
+  version = builtins.head
+    (builtins.match "project[(][^)]*[[:space:]]version : '([^']+)'.*" (builtins.readFile ../meson.build));
 
   src = lib.cleanSourceWith {
     # cleanSource leaves out .git, result links and editor files.
