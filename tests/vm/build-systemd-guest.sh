@@ -21,7 +21,8 @@
 #     systemd/: sprout-test-generation.service (/run/current-system from the system
 #         profile, each boot), answer.socket + answer@.service (port 8080),
 #         10-sprout-test.network (systemd-networkd, enabled with its wait-online)
-#     a fixed /etc/machine-id (no first-boot units), hostname sprout-test, no timers
+#     a fixed /etc/machine-id (no first-boot units), hostname sprout-test; no timers,
+#         no getty on tty1, no e2scrub_reap
 # Root needed only for the first debootstrap (cached); the rest runs as any user
 # (mkfs.ext4 -d, no loop device). Prints kernel=, initrd=, root= lines.
 set -euo pipefail
@@ -103,8 +104,10 @@ ln -sfn /lib/systemd/system/systemd-networkd.socket "$sys/sockets.target.wants/s
 ln -sfn /lib/systemd/system/systemd-networkd-wait-online.service \
   "$sys/network-online.target.wants/systemd-networkd-wait-online.service"
 
-# No timers (apt-daily and friends would start apt under TCG at boot).
-rm -f "$sys"/timers.target.wants/*
+# No timers (apt-daily and friends would start apt under TCG at boot), no getty on
+# the absent VGA console, no e2scrub: less to run on one emulated CPU.
+rm -f "$sys"/timers.target.wants/* "$sys/getty.target.wants/getty@tty1.service" \
+  "$sys/multi-user.target.wants/e2scrub_reap.service"
 echo 5370726f7574546573744775657374ff >etc/machine-id
 echo sprout-test >etc/hostname
 printf '127.0.0.1 localhost sprout-test\n::1 localhost\n' >etc/hosts

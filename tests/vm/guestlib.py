@@ -513,16 +513,17 @@ def _free_port() -> int:
     return port
 
 
-def tcp_read_line(port: int, timeout: float = 30.0) -> str:
+def tcp_read_line(port: int, timeout: float = 30.0, read_timeout: float = 5.0) -> str:
     """Connects to 127.0.0.1:port (retrying until timeout: the guest may still be
     booting, and qemu's hostfwd accepts before the guest listens) and returns the
-    first line the guest sends."""
+    first line the guest sends. read_timeout: how long one connection waits for its
+    line before trying again (a service that answers slowly needs more)."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.settimeout(5)
+                s.settimeout(read_timeout)
                 data = b""
                 while b"\n" not in data:
                     chunk = s.recv(4096)
