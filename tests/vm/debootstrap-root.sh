@@ -15,8 +15,8 @@
 # (from /etc/os-release); when apt has no lists yet (a fresh machine), one
 # `apt-get update` first. Nothing about the mirror is hard-coded.
 #
-# Idempotent: a finished root (marker .complete) is reused; a concurrent run keeps
-# the first finished tree. Prints one line: root=/abs/path. Needs root (debootstrap
+# Idempotent: a finished root (marker .complete) is reused; a concurrent run waits
+# for the first (flock) and reuses its tree. Prints one line: root=/abs/path. Needs root (debootstrap
 # makes device nodes and chroots); exits 77 when not root.
 #
 # Build-time packages (Debian 12): debootstrap, apt, debian-archive-keyring.
@@ -48,6 +48,9 @@ RECIPE=2
 key=$(echo "$codename $packages $RECIPE" | sha256sum | cut -c1-12)
 dest=$cache/debian-root-$codename-$key
 
+# One debootstrap at a time per root: a second run waits, then finds it complete.
+exec 9>"$cache/.debootstrap-$codename-$key.lock"
+flock 9
 if [[ ! -f $dest/.complete ]]; then
   mirror=$(mirror_of_apt)
   if [[ -z $mirror ]]; then
