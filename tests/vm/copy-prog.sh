@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # copy-prog.sh: sourced by the guest builders (build-guest.sh, build-systemd-guest.sh).
 # Promises one function, run with the image's root directory as the working directory:
 # copy_prog SRC DEST: copies SRC to DEST (path inside the image) and, for a

@@ -39,6 +39,7 @@ codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 [[ -n $codename ]] || { echo "debootstrap-root: no VERSION_CODENAME in /etc/os-release" >&2; exit 1; }
 
 mirror_of_apt() {
+  # shellcheck disable=SC2016 # apt's own $(FIELD) placeholders, not the shell's
   apt-get indextargets --format '$(IDENTIFIER) $(RELEASE) $(REPO_URI)' 2>/dev/null |
     awk -v rel="$codename" '$1 == "Packages" && $2 == rel { print $3; exit }'
 }
