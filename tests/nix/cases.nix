@@ -251,4 +251,12 @@ in
       initrdModules = config.boot.initrd.availableKernelModules;
       fileSystems = config.fileSystems;
     };
+
+  # The agent's unit file as NixOS would write it (tests/nix/systemd-unit.nix).
+  guestUnit =
+    let
+      config = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;
+      render = import ./systemd-unit.nix { inherit lib pkgs; };
+    in
+    render.serviceToUnit config.systemd.services.sprout-agent;
 }

@@ -168,7 +168,11 @@ class GuestWorld:
         self.base = os.path.join(root, "base.qcow2")
         subprocess.run(["qemu-img", "convert", "-O", "qcow2", raw, self.base], check=True, timeout=60)
         os.unlink(raw)
-        self.config = os.path.join(root, "config")
+        self.make_config_tree()
+
+    def make_config_tree(self) -> None:
+        """self.config: the shared config tree (common/default.nix, hosts/self)."""
+        self.config = os.path.join(self.root, "config")
         os.makedirs(os.path.join(self.config, "common"), exist_ok=True)
         # The VM's own disk is mounted at /etc/nixos/hosts/self, inside the config disk.
         os.makedirs(os.path.join(self.config, "hosts", "self"), exist_ok=True)

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# build-guest.sh --agent PATH --out DIR [--cache DIR] [--agent-config PATH]
-#                [--add SRC=DEST]...
+# build-guest.sh [--agent PATH] --out DIR [--cache DIR] [--agent-config PATH]
+#                [--init PATH] [--add SRC=DEST]...
 #
 # Builds the small real Linux guest that stands in for NixOS in sprout's VM
 # tests, without root:
 #   DIR/vmlinuz     Debian's cloud kernel (fetched by fetch-kernel.sh into the cache)
 #   DIR/initrd.img  gzip'd newc cpio: busybox-static + applet links, the agent at
 #                   /usr/bin/sprout-agent with every library ldd lists and the ELF
-#                   loader, the virtio/ACPI-button/evdev modules (uncompressed, with
+#                   loader (with --agent), the virtio/ACPI-button/evdev modules (uncompressed, with
 #                   a load order), /init, stand-ins for nixos-rebuild, systemctl,
 #                   reboot/poweroff/halt/shutdown, and /etc/sprout/agent.json
 #                   (a copy of --agent-config, when given).
 # --add SRC=DEST puts one more file into the image (ELF programs get their libraries).
+# --init PATH is /init instead of guest/init (the systemd guest's stage 1 uses this,
+# without --agent: that guest has the agent on its root disk, not in the initramfs).
 # Idempotent and fast (a few seconds); the image is reproducible for the same inputs
 # (sorted entries, fixed mtimes, gzip -n, cpio --reproducible).
 # Cache: --cache DIR, else $SPROUT_TEST_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/sprout-test.
@@ -21,7 +23,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-agent="" out="" cache="" agent_config=""
+agent="" out="" cache="" agent_config="" init=$here/guest/init
 adds=()
 usage() { sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -31,15 +33,18 @@ while [[ $# -gt 0 ]]; do
     --cache) cache=$2; shift 2 ;;
     --agent-config) agent_config=$2; shift 2 ;;
     --add) adds+=("$2"); shift 2 ;;
+    --init) init=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "build-guest: unknown argument $1" >&2; usage ;;
   esac
 done
-[[ -n $agent && -n $out ]] || usage
-[[ -f $agent ]] || { echo "build-guest: agent $agent not found" >&2; exit 1; }
+[[ -n $out ]] || usage
+[[ -z $agent || -f $agent ]] || { echo "build-guest: agent $agent not found" >&2; exit 1; }
+[[ -f $init ]] || { echo "build-guest: init $init not found" >&2; exit 1; }
 [[ -z $agent_config || -f $agent_config ]] || { echo "build-guest: agent config $agent_config not found" >&2; exit 1; }
 abspath() { (cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"); }
-agent=$(abspath "$agent")
+[[ -z $agent ]] || agent=$(abspath "$agent")
+init=$(abspath "$init")
 [[ -z $agent_config ]] || agent_config=$(abspath "$agent_config")
 for i in "${!adds[@]}"; do
   adds[i]="$(abspath "${adds[i]%%=*}")=${adds[i]#*=}"
@@ -80,32 +85,9 @@ for applet in sorted(sys.stdin.read().split()):
 '
 
 # --- programs with their shared libraries --------------------------------
-# copy_prog SRC DEST: copies SRC to DEST (path inside the image) and, for a
-# dynamically linked ELF file, every library ldd lists plus the ELF loader, at
-# the paths ldd prints (so the loader finds them without any ld.so.cache).
-copy_prog() {
-  local src=$1 dest=${2#/}
-  mkdir -p "$(dirname "$dest")"
-  rm -f "$dest"
-  cp -L "$src" "$dest"
-  chmod 0755 "$dest"
-  if [[ $(head -c4 "$src" | od -An -c | tr -d ' ') == '177ELF' ]]; then
-    local lib
-    # ldd prints "name => /path (0x..)", "/path (0x..)" or "linux-vdso.so.1 (0x..)".
-    while read -r lib; do
-      [[ -n $lib && -e $lib ]] || continue
-      [[ -e ${lib#/} ]] && continue
-      mkdir -p "$(dirname "${lib#/}")"
-      cp -L "$lib" "${lib#/}"
-    done < <(ldd "$src" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p')
-    if ldd "$src" 2>&1 | grep -q 'not found'; then
-      echo "build-guest: $src has missing libraries:" >&2
-      ldd "$src" | grep 'not found' >&2
-      exit 1
-    fi
-  fi
-}
-copy_prog "$agent" /usr/bin/sprout-agent
+# shellcheck source=copy-prog.sh
+. "$here/copy-prog.sh"
+[[ -z $agent ]] || copy_prog "$agent" /usr/bin/sprout-agent
 for a in "${adds[@]}"; do
   copy_prog "${a%%=*}" "${a#*=}"
 done
@@ -146,7 +128,7 @@ for m in "${wanted[@]}"; do add_module "$m"; done
 printf '%s\n' "${order[@]}" >lib/modules/sprout-test/order
 
 # --- guest scripts --------------------------------------------------------
-install -m 0755 "$here/guest/init" init
+install -m 0755 "$init" init
 install -m 0755 "$here/guest/nixos-rebuild" usr/bin/nixos-rebuild
 install -m 0755 "$here/guest/systemctl" usr/bin/systemctl
 install -m 0755 "$here/guest/halt" usr/lib/sprout-test/halt

@@ -7,6 +7,9 @@ under qemu-system-x86_64 with TCG, and talks to it.
 Promises:
   build_guest(agent, agent_config, out_dir, cache_dir=None, extra_files=())
       -> (kernel, initrd) paths; runs build-guest.sh (a few seconds).
+  build_systemd_guest(agent, out_dir, cache_dir=None)
+      -> (kernel, stage-1 initrd, root image) of the guest with a real systemd
+         (build-systemd-guest.sh; Skip when it cannot be built here).
   make_state_disk(path, size="64M")       an empty ext4 state disk (label sprout-state).
   make_ext4_from_dir(src_dir, label, path, size=None)
                                           a populated ext4 image, no root needed.
@@ -54,6 +57,10 @@ class GuestError(Exception):
     """A guest did not do what a test waited for (with the console tail attached)."""
 
 
+class Skip(Exception):
+    """A guest cannot be built on this machine (the reason is the message)."""
+
+
 def default_cache_dir() -> str:
     return os.environ.get("SPROUT_TEST_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sprout-test")
@@ -77,6 +84,21 @@ def build_guest(agent: str, agent_config: Optional[str], out_dir: str,
     if r.returncode != 0:
         raise RuntimeError(f"build-guest.sh failed ({r.returncode}):\n{r.stderr}{r.stdout}")
     return os.path.join(out_dir, "vmlinuz"), os.path.join(out_dir, "initrd.img")
+
+
+def build_systemd_guest(agent: str, out_dir: str, cache_dir: Optional[str] = None
+                        ) -> tuple[str, str, str]:
+    """The test guest with a real systemd (build-systemd-guest.sh): returns (kernel,
+    stage-1 initrd, root image). Raises Skip when debootstrap cannot run (not root)."""
+    cmd = [os.path.join(HERE, "build-systemd-guest.sh"), "--agent", agent, "--out", out_dir,
+           "--cache", cache_dir or default_cache_dir()]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=1800)
+    if r.returncode == 77:
+        raise Skip(r.stderr.strip())
+    if r.returncode != 0:
+        raise RuntimeError(f"build-systemd-guest.sh failed ({r.returncode}):\n{r.stderr}{r.stdout}")
+    return tuple(os.path.join(out_dir, f) for f in ("vmlinuz", "initrd.img", "root.img"))
 
 
 def make_state_disk(path: str, size: str = "64M") -> str:
@@ -491,16 +513,17 @@ def _free_port() -> int:
     return port
 
 
-def tcp_read_line(port: int, timeout: float = 30.0) -> str:
+def tcp_read_line(port: int, timeout: float = 30.0, read_timeout: float = 5.0) -> str:
     """Connects to 127.0.0.1:port (retrying until timeout: the guest may still be
     booting, and qemu's hostfwd accepts before the guest listens) and returns the
-    first line the guest sends."""
+    first line the guest sends. read_timeout: how long one connection waits for its
+    line before trying again (a service that answers slowly needs more)."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.settimeout(5)
+                s.settimeout(read_timeout)
                 data = b""
                 while b"\n" not in data:
                     chunk = s.recv(4096)

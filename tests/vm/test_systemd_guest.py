@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""The real sprout-agent under a real systemd (the guest build-systemd-guest.sh makes:
+Debian's systemd from debootstrap, the agent as the unit the NixOS guest module
+generates), booted by the real `sprout run` with the disks of the real export.
+
+usage: test_systemd_guest.py SPROUT CASE     (SPROUT_AGENT=path/to/sprout-agent)
+CASE:
+  root       (suite vm, CI, early and in parallel) only the cached debootstrap root
+  lifecycle  (suite vm, CI) one `sprout run`, two boots:
+     boot 1: while the stand-in rebuild waits (for the host's probe), the guest
+       answers on a forwarded port with multi-user.target active and the agent's unit
+       still active (the agent holds nothing up); systemd loaded the agent's unit from
+       the golden file, unchanged; the agent started after network-online.target was
+       reached; then the agent reboots with `systemctl reboot` from inside its unit,
+       and systemd's reboot.target is reached.
+     boot 2: the generation the stand-in switched is booted (hostname, current-system)
+       and the agent reports `specialized`; `sprout wait` exits 0.
+     `sprout run`'s SIGTERM: the guest powers off through systemd (power button,
+       logind, poweroff.target), run exits 0 within the shutdown timeout.
+  failing    (bench/systemd_guest_bench.sh) a failing rebuild: `sprout wait` exits 1 with
+       the reason, systemctl reports the agent's unit `failed`, no reboot, SIGTERM
+       still shuts down through systemd.
+Times are printed, never asserted. Exit 77 (skip) when the guest cannot be built here
+(debootstrap needs root).
+"""
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "runtime"))
+import runtime_lib as rl  # noqa: E402
+from runtime_lib import GuestWorld, Proc, check  # noqa: E402
+import guestlib  # noqa: E402
+
+GOLDEN_UNIT = os.path.join(HERE, "..", "nix", "golden", "sprout-agent.service")
+BASE_SYSTEM = "/nix/store/00000000000000000000000000000000-nixos-system-base"
+CMDLINE = "console=ttyS0 quiet panic=-1 root=LABEL=nixos init=/lib/systemd/systemd systemd.show_status=1"
+BOOT_BUDGET = 600      # seconds for one systemd boot + agent under TCG on a loaded machine
+SHUTDOWN_TIMEOUT = 120  # the spec's shutdownTimeoutSeconds
+
+
+class SystemdWorld(GuestWorld):
+    """GuestWorld's config tree and helpers, with the systemd guest as the base image."""
+
+    def __init__(self, root, agent=rl.AGENT):
+        self.root = root
+        self.spec_dir = os.path.join(root, "specs")
+        os.makedirs(self.spec_dir, exist_ok=True)
+        check(bool(agent) and os.path.exists(agent), f"sprout-agent not built ({agent!r})")
+        t0 = time.monotonic()
+        self.kernel, self.initrd, self.base = guestlib.build_systemd_guest(agent, os.path.join(root, "guest"))
+        print(f"systemd guest built in {time.monotonic() - t0:.1f} s "
+              f"(root image {os.path.getsize(self.base) >> 20} MiB)", flush=True)
+        self.make_config_tree()
+
+    def console(self, name):
+        """The console log without systemd's colour and cursor escapes."""
+        return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", super().console(name))
+
+    def boots(self, name):
+        # Not anchored at a line start: systemd's status line may precede it on a line.
+        return [int(n) for n in re.findall(r"sprout-test: boot (\d+) ", self.console(name))]
+
+    def spec(self, name, port, self_extra=""):
+        """GuestWorld's spec with this guest's base, kernel and a forwarded port 8080."""
+        return super().spec(
+            name, self_extra=self_extra, base={"image": self.base, "format": "raw"}, memory=512,
+            network={"mode": "user", "forwards": [
+                {"hostAddress": "127.0.0.1", "hostPort": port, "guestPort": 8080}]},
+            kernel={"path": self.kernel, "initrd": self.initrd, "cmdline": CMDLINE},
+            qemuArgs=[], shutdownTimeoutSeconds=SHUTDOWN_TIMEOUT)
+
+
+def run_vm(w, name):
+    return Proc(["run", "--spec", os.path.join(w.spec_dir, name + ".json")],
+                os.path.join(w.root, f"{name}-run.log"))
+
+
+def wait_for(w, name, timeout=BOOT_BUDGET * 2):
+    return rl.sprout(["wait", name, "--for", "specialized", "--spec-dir", w.spec_dir,
+                      "--timeout", str(timeout)], timeout=timeout + 30)
+
+
+def answer(port, timeout=BOOT_BUDGET):
+    """The guest's answer line on port 8080, as a dict (see systemd/answer)."""
+    # One connection waits long: the answer runs several systemctl calls under TCG.
+    line = guestlib.tcp_read_line(port, timeout, read_timeout=180)
+    check(line.startswith("sprout-test: answer "), f"not an answer: {line!r}")
+    return dict(kv.split("=", 1) for kv in line.split()[2:] if "=" in kv)
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def check_unit_is_golden(a):
+    check(a["unit"] == "/etc/systemd/system/sprout-agent.service" and a["unit-needs-reload"] == "no",
+          f"systemd loaded the agent's unit from {a['unit']} (needs reload: {a['unit-needs-reload']})")
+    check(a["unit-sha256"] == sha256(GOLDEN_UNIT),
+          "the agent's unit in the guest drifted from tests/nix/golden/sprout-agent.service "
+          f"(guest sha256 {a['unit-sha256']}, golden {sha256(GOLDEN_UNIT)})")
+
+
+def console_after(text, marker):
+    i = text.find(marker)
+    return text[i:] if i >= 0 else ""
+
+
+def check_powered_off_by_systemd(w, name, since_marker):
+    tail = console_after(w.console(name), since_marker)
+    check(re.search(r"Reached target .*System Power Off", tail) and "reboot: Power down" in tail,
+          f"the guest did not power off through systemd's poweroff.target:\n{tail[-3000:]}")
+    st = rl.read_status(w.state(name))
+    check(st["host"]["state"] == "stopped" and "on request" in st["host"]["how"], f"host: {st['host']}")
+
+
+def case_root(root):
+    """Only the cached Debian root (debootstrap-root.sh): run early, in parallel with
+    other tests, so that the lifecycle case finds it built."""
+    t0 = time.monotonic()
+    r = subprocess.run([os.path.join(HERE, "debootstrap-root.sh"), guestlib.default_cache_dir()],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=1800)
+    if r.returncode == 77:
+        raise guestlib.Skip(r.stderr.strip())
+    check(r.returncode == 0, f"debootstrap-root.sh failed ({r.returncode}):\n{r.stderr}")
+    print(f"{r.stdout.strip()} after {time.monotonic() - t0:.1f} s\n{r.stderr.strip()}", flush=True)
+
+
+def case_lifecycle(root):
+    w = SystemdWorld(root)
+    port = guestlib._free_port()
+    # The rebuild finishes only once the host's probe was answered (an event, no sleep).
+    w.spec("web", port, self_extra="# sprout-test: wait-for /run/sprout-test/answered 900\n")
+    state = w.state("web")
+    with run_vm(w, "web") as run:
+        t0 = time.monotonic()
+        rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding")
+        t_rebuilding = time.monotonic() - t0
+        a = answer(port)
+        t_answer = time.monotonic() - t0
+        print(f"boot 1: rebuilding after {t_rebuilding:.1f} s, answer after {t_answer:.1f} s: {a}", flush=True)
+        check(a["multi-user.target"] == "active" and a["sprout-agent"] == "active",
+              f"while the rebuild runs: multi-user.target {a['multi-user.target']}, agent {a['sprout-agent']}")
+        check(a["current-system"] == BASE_SYSTEM, f"boot 1 runs {a['current-system']}, not the base")
+        check_unit_is_golden(a)
+        online, started = int(a["network-online-at"]), int(a["agent-started-at"])
+        check(0 < online <= started,
+              f"the agent started at {started} us, network-online.target was reached at {online} us")
+
+        r = wait_for(w, "web")
+        t_specialized = time.monotonic() - t0
+        check(r.returncode == 0, f"sprout wait: {r.returncode} {r.stdout} {r.stderr}\n{run.output()}")
+        a2 = answer(port)
+        print(f"boot 2: specialized after {t_specialized:.1f} s (total); answer: {a2}", flush=True)
+        check(a2["host"] == "web" and re.fullmatch(r"/nix/store-built/[0-9a-f]{32}-nixos-system-web-1",
+                                                   a2["current-system"]) is not None,
+              f"boot 2 does not run the generation the rebuild switched: {a2}")
+        check(a2["sprout-agent"] != "failed", f"agent unit after specializing: {a2['sprout-agent']}")
+        check_unit_is_golden(a2)
+
+        t1 = time.monotonic()
+        run.signal(signal.SIGTERM)
+        rc = run.wait(SHUTDOWN_TIMEOUT + 60)
+        print(f"SIGTERM to exit: {time.monotonic() - t1:.1f} s", flush=True)
+        check(rc == 0, f"sprout run exit status after SIGTERM: {rc}\n{run.output()}")
+
+    console = w.console("web")
+    check(w.boots("web") == [1, 2], f"boots: {w.boots('web')}")
+    check("Welcome to " in console and "Debian GNU/Linux" in console, "systemd did not boot (no welcome line)")
+    boot1 = console[console.find("sprout-test: boot 1 "):console.find("sprout-test: boot 2 ")]
+    check(re.search(r"Reached target .*System Reboot", boot1) and "reboot: Restarting system" in boot1,
+          f"boot 1 did not end with systemd's reboot.target:\n{boot1[-3000:]}")
+    check_powered_off_by_systemd(w, "web", "sprout-test: boot 2 ")
+    phases = [e["phase"] for e in rl.read_events(state) if e["phase"] != "log"]
+    check(phases.count("rebooting") == 1 and phases[-1] == "specialized", f"phases: {phases}")
+
+
+def case_failing(root):
+    w = SystemdWorld(root)
+    port = guestlib._free_port()
+    w.spec("bad", port, self_extra="# sprout-test: fail\n")
+    with run_vm(w, "bad") as run:
+        t0 = time.monotonic()
+        r = wait_for(w, "bad")
+        t_failed = time.monotonic() - t0
+        check(r.returncode == 1, f"sprout wait on a failing rebuild: {r.returncode} {r.stdout} {r.stderr}")
+        check("bad failed: rebuild exited with status 1" in r.stderr and "rebuild told to fail" in r.stderr,
+              f"sprout wait did not print the reason: {r.stderr}")
+        print(f"failed after {t_failed:.1f} s; sprout wait said: {r.stderr.strip()}", flush=True)
+        a = answer(port)
+        check(a["sprout-agent"] == "failed" and a["multi-user.target"] == "active",
+              f"after a failed rebuild systemctl says agent {a['sprout-agent']}, "
+              f"multi-user.target {a['multi-user.target']}")
+        check_unit_is_golden(a)
+        check(w.boots("bad") == [1], f"a failed rebuild rebooted: boots {w.boots('bad')}")
+        t1 = time.monotonic()
+        run.signal(signal.SIGTERM)
+        rc = run.wait(SHUTDOWN_TIMEOUT + 60)
+        print(f"SIGTERM to exit: {time.monotonic() - t1:.1f} s", flush=True)
+        check(rc == 0, f"sprout run exit status after SIGTERM: {rc}\n{run.output()}")
+    check_powered_off_by_systemd(w, "bad", "sprout-test: boot 1 ")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(rl.run_case({"root": case_root, "lifecycle": case_lifecycle, "failing": case_failing}, sys.argv[2]))
+    except guestlib.Skip as e:
+        print(f"SKIPPED: {e}")
+        sys.exit(77)
