@@ -167,6 +167,14 @@ def case_wait(root):
               f"status shows BY host and the system: {r.stdout}")
         j = json.loads(rl.sprout(["status", "--spec-dir", spec_dir, "--json", "fake"]).stdout)
         check(j[0]["status"]["system"] == {"path": sysp, "by": "host"}, json.dumps(j))
+        # keep_old: the guest runs g1 and says the exported configuration (g9) is pending.
+        fake.send(event("specialized", 2, "kept", boot="b9", detail={"currentSystem": sysp, "action": "keep-old",
+                                                                      "pendingGeneration": "g9"}))
+        rl.wait_status(state, lambda s: s.get("pendingGeneration") == "g9", 10, "pending generation recorded")
+        r = rl.sprout(["status", "--spec-dir", spec_dir])
+        check("pending generation g9 not applied" in r.stdout, f"status with a pending generation: {r.stdout}")
+        j = json.loads(rl.sprout(["list", "--spec-dir", spec_dir, "--json"]).stdout)
+        check(j[0]["pendingRespecialization"] is True and j[0]["status"]["generation"] == "g1", json.dumps(j))
         r = rl.sprout(["status", "--spec-dir", spec_dir, "other"])
         check(r.returncode == 2, f"status of an unknown VM: {r.returncode}")
         # A failed rebuild: wait exits 1 with the reason and the last lines.
