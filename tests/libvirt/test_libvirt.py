@@ -218,6 +218,16 @@ def main():
         r = run([sprout, "undefine", name, "--uri", lv.uri])
         check(r.returncode == 0 and "nothing to undefine" in r.stdout, f"second undefine: {r.stdout}{r.stderr}")
         print("test_libvirt: stop + undefine kept overlay and exported disks")
+        # 2f. a domain of that name that sprout did not define is not sprout's to stop
+        foreign = os.path.join(work, "foreign.xml")
+        with open(foreign, "w") as f:
+            f.write(f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>"
+                    "<os><type arch='x86_64'>hvm</type></os></domain>")
+        lv.virsh("define", foreign)
+        r = run([sprout, "stop", "--spec", spec_file], timeout=120)
+        check(r.returncode == 1 and "not defined by sprout" in r.stderr, f"stop of a foreign domain: {r.returncode} {r.stderr}")
+        lv.virsh("undefine", name)
+        print("test_libvirt: a domain sprout did not define is refused by stop")
         print("test_libvirt: PASS")
         return 0
     except (Fail, guestlib.GuestError) as e:
