@@ -189,7 +189,7 @@ let
     in
     if cfg.checkSpecs then
       pkgs.runCommand "sprout-vm-${name}-checked.json" { } ''
-        ${sprout} check-spec ${json}
+        ${sprout} check-spec --no-files ${json}
         cp ${json} $out
       ''
     else json;

@@ -309,6 +309,8 @@ class CheckSpecTest(Scratch):
         for key in ("base.image", "sources.self", "kernel.path"):
             self.assertTrue(any(key in x for x in problems), (key, problems))
         self.assertIn('vcpu: unknown key (did you mean "vcpus"?)', report["typo.json"]["problems"][0])
+        # --no-files (what the NixOS module runs in its build sandbox): the spec alone.
+        self.assertEqual(run("check-spec", "--no-files", missing, check=False).returncode, 0)
         text = run("check-spec", good, missing, check=False).stdout
         self.assertIn("good.json: ok", text)
         self.assertIn("no-vmlinuz", text)
