@@ -33,6 +33,50 @@ class Version(unittest.TestCase):
         self.assertIn("--version", run("--help", binary=AGENT).stdout)
 
 
+def on_a_terminal(argv, env=None):
+    """Runs argv with stdin, stdout and stderr on a pseudo-terminal; returns (status, what
+    the terminal showed)."""
+    import os
+    import pty
+    import select
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        r, _, _ = select.select([master], [], [], 60)
+        if not r:
+            p.kill()
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(timeout=60), out.decode(errors="replace")
+
+
+class Errors(unittest.TestCase):
+    """An error at a terminal is one plain line, `sprout: error: ...`: no log timestamp,
+    and no colour with NO_COLOR set."""
+
+    def test_one_plain_line_at_a_terminal(self):
+        import os
+        import re
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            env = dict(os.environ, NO_COLOR="1")
+            status, shown = on_a_terminal([SPROUT, "wait", "nosuch", "--spec-dir", d], env)
+            self.assertEqual(status, 2, shown)
+            self.assertEqual(shown.strip().splitlines(),
+                             [f"sprout: error: no VM 'nosuch' in {d} (nosuch.json not found; there are none)"])
+            self.assertIsNone(re.search(r"\d\d:\d\d:\d\d", shown), shown)
+            self.assertNotIn("\x1b", shown)
+
+
 class Help(unittest.TestCase):
     def commands(self):
         out = run("help").stdout.split("Commands:\n", 1)[1].split("\n\n", 1)[0]

@@ -232,6 +232,7 @@ def case_cli(root):
             check(c.wait(30) == 0, f"console after Ctrl-]: {c.text()}")
             check("detached" in c.text(), c.text())
         check(run.p.poll() is None, "detaching the console stopped the VM")
+        check("\x1b[" not in w.console("web"), "the agent wrote colour codes to the console")
         # logs --follow on a terminal, while the VM is stopped by NAME through its
         # supervisor (the power button, as SIGTERM does).
         # (NO_COLOR: a terminal gets no colour with it set.)
