@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "error.h"
+#include "memory_image.h"
 #include "subprocess.h"
 #include "tree.h"
 
@@ -22,6 +23,8 @@ namespace fs = std::filesystem;
 namespace {
 constexpr std::uint64_t kBlock = 4096;
 constexpr std::uint64_t kMiB = 1 << 20;
+/// Images up to this size are built in memory and written out once (memory_image.h).
+constexpr std::uint64_t kInMemoryMax = 64 * kMiB;
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t to) { return (v + to - 1) / to * to; }
 
@@ -157,7 +160,12 @@ void normalize_ext4_image(const fs::path& image, const std::vector<std::string>&
     ext2fs_close_free(&fs);
     throw;
   }
-  if ((err = ext2fs_close_free(&fs))) ext2_fail(err, "cannot write the image", image);
+  // No fsync here: the image is a temporary file that its committer fsyncs before it
+  // is renamed into place (PendingFile::commit).
+  if ((err = ext2fs_close2(fs, EXT2_FLAG_FLUSH_NO_SYNC))) {
+    ext2fs_free(fs);
+    ext2_fail(err, "cannot write the image", image);
+  }
 }
 
 void build_ext4_image(const fs::path& dir, const std::string& label, const std::string& seed_hex,
@@ -173,6 +181,11 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
   std::uint64_t size = image_size_for(t);
   std::uint64_t inodes = t.files + t.dirs + t.symlinks + 64;
   std::string uuid = uuid_from_hex(seed_hex);
+  // Small images are made in memory, where mkfs.ext4's fsyncs cost nothing, and then
+  // written to `out` once; big ones where they will stay (no second copy in memory).
+  std::optional<MemoryImage> memory;
+  if (size <= kInMemoryMax) memory.emplace();
+  const fs::path target = memory ? memory->path() : out;
   ProcessOptions o;
   o.argv = {"mkfs.ext4",
             "-q",
@@ -187,7 +200,7 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
             "-U", uuid,
             "-E", fmt::format("root_owner=0:0,hash_seed={},nodiscard", uuid),
             "-d", dir.string(),
-            out.string(),
+            target.string(),
             std::to_string(size / 1024) + "k"};
   o.env = {{"E2FSPROGS_FAKE_TIME", std::to_string(kExportTimestamp)}};
   o.timeout = std::chrono::minutes(30);
@@ -203,8 +216,16 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
     throw std::runtime_error(fmt::format("mkfs.ext4 for {} {}{}", dir.string(), r.describe(), tail));
   }
   t0 = Clock::now();
-  normalize_ext4_image(out, ensure_dirs);
+  normalize_ext4_image(target, ensure_dirs);
   spdlog::debug("{}: normalized in {:.0f} ms", out.string(), ms_since(t0));
+  if (memory) {
+    t0 = Clock::now();
+    std::error_code ec;
+    fs::remove(out, ec);  // callers pass a temporary path: replace what is there
+    std::uint64_t written = memory->write_to(out);
+    spdlog::debug("{}: {} KiB of {} KiB written from memory in {:.0f} ms", out.string(), written >> 10, size >> 10,
+                  ms_since(t0));
+  }
 }
 
 }  // namespace sprout

@@ -127,12 +127,17 @@ class RecreateTest(Wrapped):
                                  f"{step}: a half-made overlay was left behind")
 
 
+# A mkfs.ext4 wrapper: kill -9 of sprout right after the self image's mkfs.ext4 ran.
+KILL_AT_SELF_IMAGE = 'case "$*" in *sprout-self*) "$REAL" "$@"; kill -9 $PPID; sleep 5; exit 1;; esac'
+
+
 class LeftoverTest(Wrapped):
     def test_killed_exports_leave_nothing_behind(self):
         spec = self.make_vm()
         specfile = self.write_spec(spec)
-        # Killed once mkfs.ext4 has written its (temporary) image.
-        env = self.wrapper("mkfs.ext4", '"$REAL" "$@"; kill -9 $PPID; sleep 5; exit 1')
+        # Killed once mkfs.ext4 has built the self image: its staged copy of the tree is
+        # on disk then (small images themselves are built in memory, memory_image.h).
+        env = self.wrapper("mkfs.ext4", KILL_AT_SELF_IMAGE)
         env["REAL"] = subprocess.run(["sh", "-c", "command -v mkfs.ext4"], capture_output=True, text=True).stdout.strip()
         for _ in range(3):
             p = run("export", "--spec", specfile, check=False, env=env)
@@ -147,10 +152,11 @@ class LeftoverTest(Wrapped):
     def test_gc_removes_what_a_killed_export_left(self):
         spec = self.make_vm()
         specfile = self.write_spec(spec)
-        env = self.wrapper("mkfs.ext4", '"$REAL" "$@"; kill -9 $PPID; sleep 5; exit 1')
+        env = self.wrapper("mkfs.ext4", KILL_AT_SELF_IMAGE)
         env["REAL"] = subprocess.run(["sh", "-c", "command -v mkfs.ext4"], capture_output=True, text=True).stdout.strip()
         run("export", "--spec", specfile, check=False, env=env)
-        self.assertNotEqual([n for n in os.listdir(self.path("cache")) if ".tmp-" in n], [])
+        self.assertNotEqual([n for n in os.listdir(self.path("cache")) if ".tmp-" in n or n.startswith(".staging-")],
+                            [])
         specdir = self.path("specs")
         os.makedirs(specdir)
         self.write_spec(spec, os.path.join("specs", "web.json"))
