@@ -332,14 +332,19 @@ ExportResult export_disks(const ExportRequest& request) {
       generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
 
   make_directory(req.out_dir, "state directory");
-  for (const auto& in : inputs) {
-    if (in.role == DiskRole::self)
-      result.images.push_back(build_role(in, req, kManifestFileName, m.to_json_text(), nullptr));
-    else if (in.role == DiskRole::config)
-      result.images.push_back(build_role(in, req, "", "", std::move(config_build)));
-    else
-      result.images.push_back(build_role(in, req, "", "", nullptr));
-  }
+  // The roles' images are built side by side: the self and ssh images on their own
+  // threads while this one finishes the config image (whose mkfs.ext4 may have run
+  // since its contents were hashed). Each is committed and linked on its own.
+  const std::string manifest_text = m.to_json_text();
+  std::vector<std::future<ExportedImage>> others;
+  for (std::size_t i = 1; i < inputs.size(); ++i)
+    others.push_back(std::async(std::launch::async, [&, i] {
+      const auto& in = inputs[i];
+      return in.role == DiskRole::self ? build_role(in, req, kManifestFileName, manifest_text, nullptr)
+                                       : build_role(in, req, "", "", nullptr);
+    }));
+  result.images.push_back(build_role(inputs[0], req, "", "", std::move(config_build)));
+  for (auto& f : others) result.images.push_back(f.get());
   if (closure) {
     ExportedImage img;
     img.role = DiskRole::closure;
