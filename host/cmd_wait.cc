@@ -96,6 +96,7 @@ class Waiter {
   double timeout_s_, start_timeout_s_;
   bool quiet_, json_, tty_, colour_;
   Clock::time_point start_ = Clock::now();
+  const std::int64_t start_ms_ = unix_time_ms();  // host clock, as the records' startedMs
   int ino_ = -1, wd_ = -1;
   std::string last_line_;
   Clock::time_point last_print_ = Clock::now();
@@ -200,8 +201,11 @@ int Waiter::run() {
                       st);
       note = silent_because(phase, st);
     } else {
-      // The run this wait followed has ended: what it reached before it ended counts.
-      if (v.state == RunView::ended && followed_started_ms_ >= 0 && v.started_ms == followed_started_ms_) {
+      // The run this wait followed, or one that started after this wait began (what
+      // it was waiting for: `sprout run web & sprout wait web`), has ended: what it
+      // reached before it ended counts. An older one is history.
+      if (v.state == RunView::ended &&
+          ((followed_started_ms_ >= 0 && v.started_ms == followed_started_ms_) || v.started_ms >= start_ms_)) {
         if (record_reached(st, target_))
           return answer(kReached, "reached",
                         fmt::format("{} reached {} (its run has ended since: {})", name, target_, v.how), st);

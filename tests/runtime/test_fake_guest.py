@@ -225,6 +225,20 @@ def case_wait(root):
     # A VM that is not running can be given time to start: --start-timeout.
     r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "600", "--start-timeout", "1"], timeout=60)
     check(r.returncode == 1 and "not running" in r.stderr, f"--start-timeout: {r.returncode} {r.stderr}")
+    # A run that started after the wait began is the one it waits for, even if it has
+    # ended by the time the wait looks (a guest that powers off once specialized).
+    waiter = subprocess.Popen([rl.SPROUT, "wait", "fake", "--spec-dir", spec_dir, "--timeout", "600",
+                               "--start-timeout", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        now = int(time.time() * 1000)
+        record("specialized", {"state": "stopped", "how": "guest powered off", "startedMs": now, "stoppedMs": now})
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    check(waiter.returncode == 0 and "has ended since" in out, f"a run begun during the wait: {waiter.returncode} {out}{err}")
     # ... while the same record with a live supervisor is followed.
     record("specialized", {"state": "running", "supervisor": os.getpid(), "supervisorStart": my_start,
                            "startedMs": 1})

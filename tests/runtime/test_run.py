@@ -94,9 +94,20 @@ def case_two_vms(root):
         w.spec(n)
     runs = [run_vm(w, n) for n in ("alpha", "beta")]
     try:
-        for n in ("alpha", "beta"):
-            r = wait_for(w, n)
-            check(r.returncode == 0, f"{n}: wait {r.returncode} {r.stderr}")
+        # One wait per VM, both from the start: each follows its VM's run (these
+        # guests power off once specialized, and a wait begun after a run has ended
+        # answers "not running", not from its history).
+        waits = [subprocess.Popen([rl.SPROUT, "wait", n, "--spec-dir", w.spec_dir, "--timeout", str(BOOT_BUDGET),
+                                   "--start-timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for n in ("alpha", "beta")]
+        for n, p in zip(("alpha", "beta"), waits):
+            try:
+                out, err = p.communicate(timeout=BOOT_BUDGET + 60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            check(p.returncode == 0, f"{n}: wait {p.returncode} {out}{err}")
         for run in runs:
             check(run.wait(120) == 0, f"run exit status\n{run.output()}")
     finally:
