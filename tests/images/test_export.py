@@ -288,6 +288,36 @@ class ByNameTest(Scratch):
         self.assertIn("overlay", text)
 
 
+class SshTest(Scratch):
+    """`sprout ssh NAME`: ssh to the VM's forward of guest port 22 (loopback for a
+    forward on every interface), each VM's host key kept apart; refused, naming the
+    spec key, for a VM with no such forward. (The ssh program is a recorder here: no
+    guest runs an sshd in this suite.)"""
+
+    def test_the_command_it_runs_and_the_refusal(self):
+        spec = self.make_vm()
+        os.makedirs(self.path("specs"))
+        spec["network"] = {"mode": "user", "forwards": [{"hostPort": 2201, "guestPort": 80},
+                                                        {"hostAddress": "0.0.0.0", "hostPort": 2222, "guestPort": 22}]}
+        self.write_spec(spec, os.path.join("specs", "web.json"))
+        rec = self.path("ssh-args")
+        fake = self.path("fake-ssh")
+        with open(fake, "w") as f:
+            f.write(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {rec}\n")
+        os.chmod(fake, 0o755)
+        p = run("ssh", "web", "--spec-dir", self.path("specs"), "--ssh", fake, "--user", "admin", "--", "uptime", "-p")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(rec) as f:
+            self.assertEqual(f.read().split("\n")[:-1],
+                             ["-p", "2222", "-o", "HostKeyAlias=sprout-web", "admin@127.0.0.1", "uptime", "-p"])
+        spec["network"] = {"mode": "none"}
+        self.write_spec(spec, os.path.join("specs", "web.json"))
+        p = run("ssh", "web", "--spec-dir", self.path("specs"), "--ssh", fake, check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("forwards no host port to its port 22", p.stderr)
+        self.assertIn("network.forwards", p.stderr)
+
+
 class CheckSpecTest(Scratch):
     def test_every_problem_of_every_file_in_one_run(self):
         self.make_base()
