@@ -194,9 +194,13 @@ def case_wait(root):
     # Records left by runs that have ended. status.json is what a recorder writes; the
     # supervisor pid says whether that run is still alive.
     def record(phase, host):
-        with open(os.path.join(state, "status.json"), "w") as f:
+        # Replaced whole, as the recorder does (a temporary, then rename): a wait that
+        # reads while a plain open("w") has truncated the file sees a corrupt record.
+        tmp = os.path.join(state, ".status.json.test")
+        with open(tmp, "w") as f:
             json.dump({"vm": "fake", "phase": phase, "message": phase, "generation": "g", "bootId": "b",
                        "seq": 1, "sinceMs": 1, "updatedMs": 1, "detail": None, "lastLog": [], "host": host}, f)
+        os.replace(tmp, os.path.join(state, "status.json"))
 
     dead = subprocess.Popen(["true"])
     dead.wait()  # a pid that no longer runs
