@@ -78,7 +78,7 @@ int cmd_run(const Args& args) {
     host["startedMs"] = unix_time_ms();
     rec.set_host(host);
   }
-  // SIGTERM/SIGINT during prepare wait until mkfs.ext4 / qemu-img are done (they are
+  // SIGTERM/SIGINT during prepare wait until the export and qemu-img are done (they are
   // never left running behind us, half way through an overlay), then end the run
   // without starting the VM.
   sigset_t stop_signals, original_mask;

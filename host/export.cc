@@ -1,13 +1,12 @@
 #include "export.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <chrono>
 #include <future>
 #include <memory>
-#include <chrono>
+#include <optional>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -19,12 +18,11 @@
 #include "digest_cache.h"
 #include "directory.h"
 #include "error.h"
-#include "ext4_image.h"
+#include "ext4_writer.h"
 #include "image_users.h"
 #include "leftovers.h"
-#include "scratch_dir.h"
 #include "sha256.h"
-#include "tree_copy.h"
+#include "test_hook.h"
 #include "tree_digest.h"
 
 namespace sprout {
@@ -35,7 +33,7 @@ using nlohmann::json;
 namespace {
 
 /// Bumped whenever the image layout changes, so old cache entries are not reused.
-constexpr const char* kImageFormat = "sprout-ext4-v3";
+constexpr const char* kImageFormat = "sprout-ext4-v4";
 
 /// Directories the guest mounts other disks on, relative to a role's mount point:
 /// the self disk is mounted at /etc/nixos/hosts/self, inside the read-only config disk,
@@ -43,44 +41,6 @@ constexpr const char* kImageFormat = "sprout-ext4-v3";
 std::vector<std::string> mount_points_inside(DiskRole role) {
   if (role == DiskRole::config) return {"hosts/self"};
   return {};
-}
-
-/// Hashes a copy made by copy_listing supplied to content_digest: the digest is of
-/// exactly the bytes that were copied.
-class CopiedHashes : public ContentHashCache {
- public:
-  explicit CopiedHashes(const CopiedTree& t) : t_(t) {}
-  std::optional<std::string> lookup(const std::string& rel, const struct stat&) override {
-    auto it = t_.content_hashes.find(rel);
-    if (it == t_.content_hashes.end()) throw std::logic_error("copied tree lacks " + rel);
-    return it->second;
-  }
-  void store(const std::string&, const struct stat&, const std::string&) override {}
-
- private:
-  const CopiedTree& t_;
-};
-
-/// True when two listings of one tree agree on everything an image is made of.
-bool same_listing(const TreeListing& a, const TreeListing& b, std::string* first_difference) {
-  auto same_time = [](const struct timespec& x, const struct timespec& y) {
-    return x.tv_sec == y.tv_sec && x.tv_nsec == y.tv_nsec;
-  };
-  std::size_t n = std::min(a.entries.size(), b.entries.size());
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto &x = a.entries[i], &y = b.entries[i];
-    if (x.rel != y.rel || x.st.st_mode != y.st.st_mode || x.st.st_ino != y.st.st_ino || x.st.st_dev != y.st.st_dev ||
-        x.st.st_size != y.st.st_size || x.st.st_nlink != y.st.st_nlink || !same_time(x.st.st_mtim, y.st.st_mtim) ||
-        !same_time(x.st.st_ctim, y.st.st_ctim) || x.link_target != y.link_target) {
-      *first_difference = x.rel == y.rel ? x.abs : std::min(x.abs, y.abs);
-      return false;
-    }
-  }
-  if (a.entries.size() != b.entries.size()) {
-    *first_difference = (a.entries.size() > n ? a.entries[n] : b.entries[n]).abs;
-    return false;
-  }
-  return true;
 }
 
 /// Points `link` at the cached `image` atomically, its use recorded first
@@ -93,6 +53,7 @@ void link_image(const fs::path& image, const fs::path& link) {
                                  "a file it did not create)",
                                  link.string()));
   record_image_user(image, link);
+  if (fs::is_symlink(st) && fs::read_symlink(link, sec) == image) return;  // already there
   symlink_atomic(image, link);
 }
 
@@ -100,115 +61,99 @@ struct RoleInput {
   DiskRole role;
   fs::path source;      ///< the user's directory
   TreeListing listing;  ///< the accepted entries of the tree
-  std::string digest;   ///< of the accepted tree (contents included)
   TreeSize size;        ///< what the accepted tree needs on disk
-  /// Small trees (self, ssh) are copied, exactly as listed, into a private staging
-  /// directory, and the image is built from that copy; the digest is of its bytes.
-  /// The config tree is built from where it is, and listed again after the build.
-  std::unique_ptr<ScratchDir> staging;
-  fs::path staged_tree() const { return staging->path / "tree"; }
+  /// Content hashes of files seen unchanged before (none for the ssh role: no
+  /// record of its keys is kept, and it is small).
+  std::unique_ptr<DigestCacheFile> hashes;
+  /// The tree's digest when known without building: from the hashes above when they
+  /// cover every file, else (ssh) from reading it. An image is always built from
+  /// one reading of the tree, and its key is that reading's digest.
+  std::optional<std::string> digest;
 };
 
-/// The image's UUID and hash seed: from the tree's structure (not its contents), so
-/// mkfs can start before the contents are hashed; the same tree still always gives
-/// the same bytes.
-std::string image_seed(const RoleInput& in, const std::string& extra_file_text) {
+/// The image's UUID and hash seed: from the tree's structure (not its contents, nor
+/// the manifest), so the filesystem can be laid out before the contents are read;
+/// the same tree still always gives the same bytes.
+std::string image_seed(const RoleInput& in) {
   const auto& info = role_info(in.role);
-  return sha256_hex(fmt::format("{}\nseed\n{}\n{}\n{}\n{}\n", kImageFormat, info.name, info.label,
-                                structure_digest(in.listing),
-                                extra_file_text.empty() ? "" : sha256_hex(extra_file_text)));
+  return sha256_hex(
+      fmt::format("{}\nseed\n{}\n{}\n{}\n", kImageFormat, info.name, info.label, structure_digest(in.listing)));
 }
 
-/// An image being built by mkfs.ext4 on another thread while the tree's contents are
-/// hashed. Abandoned (mkfs stopped, temporary file removed) unless taken.
-class Speculation {
- public:
-  Speculation(const RoleInput& in, const fs::path& cache_dir)
-      : pending_(cache_dir / fmt::format(".speculative-{}.ext4", role_info(in.role).name)) {
-    if (::pipe2(cancel_, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
-    future_ = std::async(std::launch::async, [this, source = in.source, role = in.role, label = std::string(role_info(in.role).label),
-                                              seed = image_seed(in, ""), size = in.size] {
-      build_ext4_image(source, label, seed, pending_.temp_path(), size, cancel_[0], mount_points_inside(role));
-    });
-  }
-  ~Speculation() {
-    if (future_.valid()) {
-      [[maybe_unused]] auto n = ::write(cancel_[1], "x", 1);
-      try {
-        future_.get();
-      } catch (...) {
-      }
-    }
-    ::close(cancel_[0]);
-    ::close(cancel_[1]);
-  }
-  /// Waits for the build (rethrowing its failure) and returns the finished file.
-  PendingFile& take() {
-    future_.get();
-    return pending_;
-  }
-
- private:
-  PendingFile pending_;
-  int cancel_[2] = {-1, -1};
-  std::future<void> future_;
-};
-
-ExportedImage build_role(const RoleInput& in, const ExportRequest& req, const std::string& extra_file_name,
-                         const std::string& extra_file_text, std::unique_ptr<Speculation> speculation) {
+/// The cached image for a role's digest (and, for the self image, its manifest).
+ExportedImage place(const RoleInput& in, const std::string& digest, const std::string& manifest_text,
+                    const ExportRequest& req) {
   const auto& info = role_info(in.role);
-  std::string key = sha256_hex(fmt::format("{}\n{}\n{}\n{}\n{}\n", kImageFormat, info.name, info.label, in.digest,
-                                           extra_file_text.empty() ? "" : sha256_hex(extra_file_text)));
+  std::string key = sha256_hex(fmt::format("{}\n{}\n{}\n{}\n{}\n", kImageFormat, info.name, info.label, digest,
+                                           manifest_text.empty() ? "" : sha256_hex(manifest_text)));
   ExportedImage img;
   img.role = in.role;
-  img.tree_digest = in.digest;
+  img.tree_digest = digest;
   img.image = req.cache_dir / fmt::format("{}-{}.ext4", info.name, key.substr(0, 32));
   img.link = req.out_dir / fmt::format("{}.img", info.name);
-
   std::error_code ec;
-  if (fs::is_regular_file(img.image, ec) && fs::file_size(img.image, ec) > 0) {
-    img.cache_hit = true;
-    speculation.reset();  // an identical image exists: stop building another
-  } else {
-    auto finish = [&](PendingFile& pending) {
-      if (!in.staging) {
-        // mkfs.ext4 read the live tree: it must still be what was listed and hashed,
-        // or the image could hold what the key does not say. Never cache that.
-        std::string what;
-        if (!same_listing(in.listing, list_tree(in.source), &what))
-          throw InputError(fmt::format("{}: changed while its image was built; nothing was cached, run the export "
-                                       "again",
-                                       what));
-      }
-      // Readable by its owner alone: a VM's config is nobody else's business.
-      fs::permissions(pending.temp_path(), fs::perms::owner_read);
-      pending.commit_as(img.image);
-      spdlog::info("built {} image {} ({} MiB)", info.name, img.image.string(), fs::file_size(img.image) >> 20);
-    };
-    if (speculation) {
-      finish(speculation->take());
-    } else {
-      PendingFile pending(img.image);
-      std::string seed = image_seed(in, extra_file_text);
-      if (in.staging) {
-        if (!extra_file_name.empty()) {
-          if (fs::exists(fs::symlink_status(in.staged_tree() / extra_file_name)))
-            throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
-                                         in.source.string(), extra_file_name));
-          write_file_atomic(in.staged_tree() / extra_file_name, extra_file_text, 0444);
-        }
-        apply_directory_modes(in.listing, in.staged_tree());
-        build_ext4_image(in.staged_tree(), std::string(info.label), seed, pending.temp_path(), std::nullopt, -1,
-                         mount_points_inside(in.role));
-      } else {
-        build_ext4_image(in.source, std::string(info.label), seed, pending.temp_path(), in.size, -1,
-                         mount_points_inside(in.role));
-      }
-      finish(pending);
-    }
+  img.cache_hit = fs::is_regular_file(img.image, ec) && fs::file_size(img.image, ec) > 0;
+  return img;
+}
+
+/// An image of one role written from one reading of its tree, not yet committed.
+struct Build {
+  std::unique_ptr<PendingFile> pending;
+  std::unique_ptr<Ext4Writer> writer;
+  std::string digest;  ///< of exactly what was read into the image
+};
+
+Build build_contents(RoleInput& in, const ExportRequest& req) {
+  const auto& info = role_info(in.role);
+  auto t0 = std::chrono::steady_clock::now();
+  Build b;
+  b.pending = std::make_unique<PendingFile>(req.cache_dir / fmt::format(".build-{}.ext4", info.name));
+  run_test_hook({"build", std::string(info.name)});
+  TreeSize size = in.size;
+  if (in.role == DiskRole::self) {
+    size.files += 1;  // the manifest
+    size.data_bytes += 64 << 10;
   }
-  img.bytes = fs::file_size(img.image);
-  link_image(img.image, img.link);
+  b.writer = std::make_unique<Ext4Writer>(b.pending->temp_path(), std::string(info.label), image_seed(in), size);
+  auto hashes = b.writer->add_listing(in.listing);
+  std::vector<std::string> by_entry(in.listing.entries.size());
+  for (std::size_t i = 0; i < in.listing.entries.size(); ++i) {
+    const auto& e = in.listing.entries[i];
+    if (!S_ISREG(e.st.st_mode)) continue;
+    by_entry[i] = hashes.at(e.rel);
+    if (in.hashes) in.hashes->store(e.rel, e.st, by_entry[i]);
+  }
+  b.digest = digest_of(in.listing, by_entry);
+  b.writer->ensure_directories(mount_points_inside(in.role));
+  spdlog::debug("{}: {} image written in {:.0f} ms", in.source.string(), info.name,
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  return b;
+}
+
+/// Finishes a build (the manifest added to the self image), and commits it as `img`.
+void commit_build(Build& b, const RoleInput& in, const ExportedImage& img, const std::string& manifest_text) {
+  if (!manifest_text.empty()) b.writer->add_file(kManifestFileName, manifest_text, 0444);
+  b.writer->finish();
+  run_test_hook({"built", std::string(role_info(in.role).name), b.pending->temp_path().string()});
+  // Readable by its owner alone: a VM's config is nobody else's business.
+  fs::permissions(b.pending->temp_path(), fs::perms::owner_read);
+  b.pending->commit_as(img.image);
+  spdlog::info("built {} image {} ({} MiB)", role_info(in.role).name, img.image.string(),
+               fs::file_size(img.image) >> 20);
+}
+
+/// The image of a role whose key does not depend on a manifest (config, ssh): the
+/// cached one when its known digest has one, else built, committed unless an image
+/// of the same contents turns up cached.
+ExportedImage export_role(RoleInput& in, const ExportRequest& req) {
+  if (in.digest) {
+    ExportedImage img = place(in, *in.digest, "", req);
+    if (img.cache_hit) return img;
+  }
+  Build b = build_contents(in, req);
+  in.digest = b.digest;
+  ExportedImage img = place(in, b.digest, "", req);
+  if (!img.cache_hit) commit_build(b, in, img, "");
   return img;
 }
 
@@ -282,45 +227,55 @@ ExportResult export_disks(const ExportRequest& request) {
     inputs[2].source = *req.ssh_source;
   }
 
-  std::unique_ptr<Speculation> config_build;
   for (auto& in : inputs) {
     auto t0 = std::chrono::steady_clock::now();
-    if (in.role != DiskRole::config) {
-      // What is copied is what was accepted: the listing, not a second walk.
-      if (in.role == DiskRole::ssh)
-        in.listing = list_tree(in.source, std::ref(ssh_filter));
-      else
-        in.listing = list_tree(in.source);
-      in.staging = std::make_unique<ScratchDir>(req.cache_dir);
-      fs::create_directory(in.staged_tree());
-      CopiedTree copied = copy_listing(in.listing, in.staged_tree());
-      CopiedHashes hashes(copied);
-      in.digest = content_digest(in.listing, &hashes);
+    if (in.role == DiskRole::ssh) {
+      in.listing = list_tree(in.source, std::ref(ssh_filter));
+      in.digest = content_digest(in.listing);
     } else {
-      DigestCacheFile cache(req.cache_dir, in.source);
-      in.listing = list_tree(in.source, {}, cache.known_files() + cache.known_files() / 8);
-      for (const auto& e : in.listing.entries) account_entry(in.size, e);
-      // The shared config tree is the big one: when its contents must be read, build
-      // its image at the same time (the result is dropped if the cache has it).
-      in.digest = content_digest(in.listing, &cache, [&](std::size_t unknown_files) {
-        if (in.role == DiskRole::config && unknown_files > 0)
-          config_build = std::make_unique<Speculation>(in, req.cache_dir);
-      });
-      cache.save();
+      in.hashes = std::make_unique<DigestCacheFile>(req.cache_dir, in.source);
+      in.listing = list_tree(in.source, {}, in.hashes->known_files() + in.hashes->known_files() / 8);
+      in.digest = known_content_digest(in.listing, *in.hashes);
     }
-    spdlog::debug("{}: digest in {:.0f} ms", in.source.string(),
-                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    for (const auto& e : in.listing.entries) account_entry(in.size, e);
+    if (in.role == DiskRole::self)
+      for (const auto& e : in.listing.entries)
+        if (e.rel == kManifestFileName)
+          throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
+                                       in.source.string(), kManifestFileName));
+    spdlog::debug("{}: listed in {:.0f} ms, digest {}", in.source.string(),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                  in.digest ? "known" : "to be read");
   }
   result.excluded = ssh_filter.excluded();
   for (const auto& x : result.excluded)
     spdlog::warn("ssh export: left out {}/{}: {}{}", req.ssh_source->string(), x.path, x.reason,
                  x.reason.rfind("private key", 0) == 0 ? " (pass --allow-private-keys to export it)" : "");
+  make_directory(req.out_dir, "state directory");
+
+  // The roles' images are built side by side: the self image's contents (and the
+  // ssh image) on their own threads while this one does the config image. The self
+  // image's key also covers its manifest, which names every role's digest, so it is
+  // finished last.
+  RoleInput& self = inputs[1];
+  std::future<Build> self_build;  // when its digest is known, built below only if not cached
+  if (!self.digest) self_build = std::async(std::launch::async, [&] { return build_contents(self, req); });
+  std::future<ExportedImage> ssh_image;
+  if (inputs.size() > 2) ssh_image = std::async(std::launch::async, [&] { return export_role(inputs[2], req); });
+  ExportedImage config_image = export_role(inputs[0], req);
+  std::optional<ExportedImage> ssh;
+  if (ssh_image.valid()) ssh = ssh_image.get();
+  std::optional<Build> built_self;
+  if (self_build.valid()) {
+    built_self = self_build.get();
+    self.digest = built_self->digest;
+  }
 
   Manifest& m = result.manifest;
   m.name = req.name;
-  m.config_digest = inputs[0].digest;
-  m.self_digest = inputs[1].digest;
-  m.ssh_digest = inputs.size() > 2 ? inputs[2].digest : "";
+  m.config_digest = *inputs[0].digest;
+  m.self_digest = *self.digest;
+  m.ssh_digest = ssh ? *inputs[2].digest : "";
   m.rebuild = req.rebuild;
   std::optional<ClosureImage> closure;
   if (!req.system.empty()) {
@@ -330,21 +285,27 @@ ExportResult export_disks(const ExportRequest& request) {
   }
   m.generation =
       generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
-
-  make_directory(req.out_dir, "state directory");
-  // The roles' images are built side by side: the self and ssh images on their own
-  // threads while this one finishes the config image (whose mkfs.ext4 may have run
-  // since its contents were hashed). Each is committed and linked on its own.
   const std::string manifest_text = m.to_json_text();
-  std::vector<std::future<ExportedImage>> others;
-  for (std::size_t i = 1; i < inputs.size(); ++i)
-    others.push_back(std::async(std::launch::async, [&, i] {
-      const auto& in = inputs[i];
-      return in.role == DiskRole::self ? build_role(in, req, kManifestFileName, manifest_text, nullptr)
-                                       : build_role(in, req, "", "", nullptr);
-    }));
-  result.images.push_back(build_role(inputs[0], req, "", "", std::move(config_build)));
-  for (auto& f : others) result.images.push_back(f.get());
+  ExportedImage self_image = place(self, *self.digest, manifest_text, req);
+  if (!self_image.cache_hit) {
+    if (!built_self) {
+      built_self = build_contents(self, req);
+      if (built_self->digest != *self.digest)
+        throw InputError(fmt::format("{}: changed while it was exported; nothing was cached, run the export again",
+                                     self.source.string()));
+    }
+    commit_build(*built_self, self, self_image, manifest_text);
+  }
+  for (auto& in : inputs)
+    if (in.hashes) in.hashes->save();
+
+  result.images.push_back(config_image);
+  result.images.push_back(self_image);
+  if (ssh) result.images.push_back(*ssh);
+  for (auto& img : result.images) {
+    img.bytes = fs::file_size(img.image);
+    link_image(img.image, img.link);
+  }
   if (closure) {
     ExportedImage img;
     img.role = DiskRole::closure;

@@ -11,7 +11,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "error.h"
 #include "memory_image.h"
 #include "subprocess.h"
 #include "tree.h"
@@ -70,41 +69,12 @@ std::uint64_t image_size_for(const TreeSize& t) {
   return std::max<std::uint64_t>(round_up(total, kMiB), 8 * kMiB);
 }
 
-void normalize_ext4_image(const fs::path& image, const std::vector<std::string>& ensure_dirs) {
+void normalize_ext4_image(const fs::path& image) {
   ext2_filsys fs = nullptr;
   errcode_t err = ext2fs_open(image.c_str(), EXT2_FLAG_RW | EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
   if (err) ext2_fail(err, "cannot open the new image with libext2fs", image);
   try {
     if ((err = ext2fs_read_bitmaps(fs))) ext2_fail(err, "cannot read bitmaps", image);
-    if (!ensure_dirs.empty()) {
-      fs->umask = 022;
-      for (const auto& path : ensure_dirs) {
-        ext2_ino_t dir = EXT2_ROOT_INO;
-        std::string done;
-        for (const auto& part : fs::path(path)) {
-          std::string name = part.string();
-          done += (done.empty() ? "" : "/") + name;
-          ext2_ino_t child = 0;
-          err = ext2fs_lookup(fs, dir, name.c_str(), static_cast<int>(name.size()), nullptr, &child);
-          if (err == EXT2_ET_FILE_NOT_FOUND) {
-            if ((err = ext2fs_mkdir(fs, dir, 0, name.c_str())) == EXT2_ET_DIR_NO_SPACE) {
-              if ((err = ext2fs_expand_dir(fs, dir))) ext2_fail(err, "cannot grow a directory", image);
-              err = ext2fs_mkdir(fs, dir, 0, name.c_str());
-            }
-            if (err) ext2_fail(err, "cannot create /" + done, image);
-            if ((err = ext2fs_lookup(fs, dir, name.c_str(), static_cast<int>(name.size()), nullptr, &child)))
-              ext2_fail(err, "cannot find the new /" + done, image);
-          } else if (err) {
-            ext2_fail(err, "cannot look up /" + done, image);
-          } else if (ext2fs_check_directory(fs, child) != 0) {
-            throw InputError(fmt::format("the exported tree has {} as something other than a directory, but the guest "
-                                         "mounts another disk there: make it a directory",
-                                         done));
-          }
-          dir = child;
-        }
-      }
-    }
     std::vector<ext2_ino_t> used;
     ext2_inode_scan scan = nullptr;
     if ((err = ext2fs_open_inode_scan(fs, 0, &scan))) ext2_fail(err, "cannot scan inodes", image);
@@ -169,8 +139,7 @@ void normalize_ext4_image(const fs::path& image, const std::vector<std::string>&
 }
 
 void build_ext4_image(const fs::path& dir, const std::string& label, const std::string& seed_hex,
-                      const fs::path& out, const std::optional<TreeSize>& measured, int cancel_fd,
-                      const std::vector<std::string>& ensure_dirs) {
+                      const fs::path& out, const std::optional<TreeSize>& measured, int cancel_fd) {
   using Clock = std::chrono::steady_clock;
   auto ms_since = [](Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -216,7 +185,7 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
     throw std::runtime_error(fmt::format("mkfs.ext4 for {} {}{}", dir.string(), r.describe(), tail));
   }
   t0 = Clock::now();
-  normalize_ext4_image(target, ensure_dirs);
+  normalize_ext4_image(target);
   spdlog::debug("{}: normalized in {:.0f} ms", out.string(), ms_since(t0));
   if (memory) {
     t0 = Clock::now();

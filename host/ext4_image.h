@@ -1,7 +1,9 @@
-// Building a read-only ext4 image from a directory with `mkfs.ext4 -d` (no root, no
-// loop device, no mount), then normalizing it with libext2fs so that the same tree
-// gives a byte-identical image: fixed UUID and directory hash seed derived from a
-// digest, fixed timestamps on every inode, everything owned by root.
+// Building a read-only ext4 image from a directory on disk with `mkfs.ext4 -d` (no
+// root, no loop device, no mount), then normalizing it with libext2fs so that the
+// same tree gives a byte-identical image: fixed UUID and directory hash seed derived
+// from a digest, fixed timestamps on every inode, everything owned by root. Used for
+// the closure image (store paths staged on disk); the roles' trees are written in
+// process from their listing (ext4_writer.h), with the sizing rules below.
 #pragma once
 
 #include <cstdint>
@@ -37,15 +39,12 @@ void account_entry(TreeSize& t, const TreeEntry& e);
 /// becoming readable stops mkfs (the build then throws).
 void build_ext4_image(const std::filesystem::path& dir, const std::string& label, const std::string& seed_hex,
                       const std::filesystem::path& out, const std::optional<TreeSize>& size = std::nullopt,
-                      int cancel_fd = -1, const std::vector<std::string>& ensure_dirs = {});
+                      int cancel_fd = -1);
 
 /// Sets every in-use inode's times to kExportTimestamp and its owner to root:root,
 /// and removes every extended attribute (mkfs.ext4 -d copies them; digests do not
 /// cover them).
-/// First creates the directories in `ensure_dirs` ("a/b", relative to the root) that
-/// the tree lacks (mode 0755): mount points the guest needs inside a read-only disk.
-/// InputError if a component exists and is not a directory.
-void normalize_ext4_image(const std::filesystem::path& image, const std::vector<std::string>& ensure_dirs = {});
+void normalize_ext4_image(const std::filesystem::path& image);
 
 /// "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" from the first 32 hex digits of `hex`.
 std::string uuid_from_hex(const std::string& hex);

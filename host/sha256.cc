@@ -1,6 +1,11 @@
 #include "sha256.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <stdexcept>
+#include <system_error>
+#include <vector>
 
 #include <openssl/evp.h>
 
@@ -46,6 +51,24 @@ std::string sha256_hex(std::string_view data) {
   Sha256 h;
   h.update(data);
   return h.finish_hex();
+}
+
+std::uint64_t read_hashing(int fd, Sha256& h, std::uint64_t limit, const std::string& what,
+                           const std::function<void(const char*, std::size_t)>& sink) {
+  static thread_local std::vector<char> buf(256 << 10);
+  std::uint64_t total = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), what);
+    }
+    if (n == 0) return total;
+    total += static_cast<std::uint64_t>(n);
+    if (total > limit) return total;
+    h.update(buf.data(), static_cast<std::size_t>(n));
+    if (sink) sink(buf.data(), static_cast<std::size_t>(n));
+  }
 }
 
 }  // namespace sprout

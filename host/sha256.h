@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -28,6 +29,13 @@ class Sha256 {
 };
 
 std::string sha256_hex(std::string_view data);
+
+/// Reads `fd` to its end, hashing every byte and handing each chunk to `sink` (if
+/// any), and returns how many bytes there were; stops early, returning more than
+/// `limit`, once more than `limit` bytes came (a file that grew while it was read).
+/// std::system_error naming `what` on a read error.
+std::uint64_t read_hashing(int fd, Sha256& h, std::uint64_t limit, const std::string& what,
+                           const std::function<void(const char*, std::size_t)>& sink = {});
 std::string to_hex(const std::uint8_t* data, std::size_t size);
 
 }  // namespace sprout

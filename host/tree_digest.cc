@@ -28,20 +28,13 @@ std::string file_content_hash(const std::filesystem::path& path, std::uint64_t e
     throw std::system_error(errno, std::generic_category(), path.string());
   }
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  static thread_local std::vector<char> buf(256 << 10);
   Sha256 h;
   std::uint64_t total = 0;
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      throw std::system_error(err, std::generic_category(), path.string());
-    }
-    if (n == 0) break;
-    h.update(buf.data(), static_cast<std::size_t>(n));
-    total += static_cast<std::uint64_t>(n);
+  try {
+    total = read_hashing(fd, h, expected_size, path.string());
+  } catch (...) {
+    ::close(fd);
+    throw;
   }
   ::close(fd);
   // The tree changed under sprout: the same answer as a change found after the build
@@ -131,7 +124,23 @@ std::string content_digest(const TreeListing& listing, ContentHashCache* cache,
   worker();
   for (auto& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
+  return digest_of(listing, hashes);
+}
 
+std::optional<std::string> known_content_digest(const TreeListing& listing, ContentHashCache& cache) {
+  std::vector<std::string> hashes(listing.entries.size());
+  for (std::size_t i = 0; i < listing.entries.size(); ++i) {
+    const auto& e = listing.entries[i];
+    if (!S_ISREG(e.st.st_mode)) continue;
+    auto h = cache.lookup(e.rel, e.st);
+    if (!h) return std::nullopt;
+    hashes[i] = std::move(*h);
+  }
+  return digest_of(listing, hashes);
+}
+
+std::string digest_of(const TreeListing& listing, const std::vector<std::string>& hashes) {
+  const auto& entries = listing.entries;
   Sha256 h;
   h.update("sprout-tree-v3\n");
   fmt::memory_buffer buf;

@@ -1,6 +1,6 @@
 // Tree digests: SHA-256 over a canonical walk of a directory (sorted names, file
 // type, mode bits, uid/gid, size, the SHA-256 of each file's content, symlink
-// targets, which files of the tree are hard links of one another: mkfs.ext4 -d keeps
+// targets, which files of the tree are hard links of one another: an image keeps
 // them as one inode). The same tree gives the same digest on any machine; any change that
 // would change the exported disk changes it. Timestamps are not part of it
 // (exported images have fixed times). File contents are hashed on several threads;
@@ -41,6 +41,14 @@ std::string structure_digest(const TreeListing& listing);
 /// `before_reading` is told how many files the cache did not know, before any is read.
 std::string content_digest(const TreeListing& listing, ContentHashCache* cache = nullptr,
                            const std::function<void(std::size_t)>& before_reading = {});
+
+/// The tree digest of a listing whose files' hashes are all known to `cache`, or
+/// nothing (and nothing read) when one is not.
+std::optional<std::string> known_content_digest(const TreeListing& listing, ContentHashCache& cache);
+
+/// The tree digest of a listing given each entry's content hash (by index; only
+/// regular files' are used).
+std::string digest_of(const TreeListing& listing, const std::vector<std::string>& hashes);
 
 /// Hex SHA-256 of the tree at `root`, restricted to entries `filter` accepts.
 /// `also_visit` sees every hashed entry (to gather other facts in the same walk).

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """A VM's disk is never lost and nothing leaks when sprout is killed or misled.
-Real qemu-img and mkfs.ext4, with wrapper scripts first on PATH to place a kill -9 of
-sprout at each step, or to hold a step until the test lets it go.
+Real qemu-img, with wrapper scripts first on PATH to place a kill -9 of sprout at
+each step, or to hold a step until the test lets it go; images are built in sprout,
+so for them the same is done from $SPROUT_TEST_HOOK (host/test_hook.h).
 
 - recreate onto a new base that is not an image: refused, the overlay untouched;
 - recreate with sprout killed at each step: the VM is on its old overlay or wholly on
   the new one, the old one always kept, and the next prepare finishes the job;
 - kill -9 of export/prepare: the next export/prepare and gc remove what it left;
-- mkfs.ext4 and qemu-img die with a killed sprout;
+- the programs sprout runs die with a killed sprout;
 - an inherited SIGCHLD=SIG_IGN does not hang sprout;
 - gc waits for a running export instead of racing it.
 Usage: test_crash_safety.py SPROUT_BINARY
@@ -59,6 +60,15 @@ class Wrapped(Scratch):
             f.write(f"#!/bin/sh\n{script}\nexec {real} \"$@\"\n")
         os.chmod(os.path.join(bindir, tool), 0o755)
         return dict(os.environ, PATH=bindir + ":" + os.environ["PATH"])
+
+    def hook(self, script):
+        """$SPROUT_TEST_HOOK as `script` (sh): run as `HOOK build ROLE` before an image
+        is read and `HOOK built ROLE TEMP` before it is committed."""
+        path = self.path("hook")
+        with open(path, "w") as f:
+            f.write(f"#!/bin/sh\n{script}\nexit 0\n")
+        os.chmod(path, 0o755)
+        return dict(os.environ, SPROUT_TEST_HOOK=path)
 
     def vm_with_data(self):
         self.make_base("base.qcow2")
@@ -127,18 +137,17 @@ class RecreateTest(Wrapped):
                                  f"{step}: a half-made overlay was left behind")
 
 
-# A mkfs.ext4 wrapper: kill -9 of sprout right after the self image's mkfs.ext4 ran.
-KILL_AT_SELF_IMAGE = 'case "$*" in *sprout-self*) "$REAL" "$@"; kill -9 $PPID; sleep 5; exit 1;; esac'
+# The hook: kill -9 of sprout once the self image is in its temporary file.
+KILL_AT_SELF_IMAGE = 'case "$1 $2" in "built self") kill -9 $PPID; sleep 5; exit 1;; esac'
 
 
 class LeftoverTest(Wrapped):
     def test_killed_exports_leave_nothing_behind(self):
         spec = self.make_vm()
         specfile = self.write_spec(spec)
-        # Killed once mkfs.ext4 has built the self image: its staged copy of the tree is
-        # on disk then (small images themselves are built in memory, memory_image.h).
-        env = self.wrapper("mkfs.ext4", KILL_AT_SELF_IMAGE)
-        env["REAL"] = subprocess.run(["sh", "-c", "command -v mkfs.ext4"], capture_output=True, text=True).stdout.strip()
+        # Killed once the self image is written to its temporary file (small images are
+        # built in memory, memory_image.h, and then written out).
+        env = self.hook(KILL_AT_SELF_IMAGE)
         for _ in range(3):
             p = run("export", "--spec", specfile, check=False, env=env)
             self.assertEqual(p.returncode, -9)
@@ -152,8 +161,7 @@ class LeftoverTest(Wrapped):
     def test_gc_removes_what_a_killed_export_left(self):
         spec = self.make_vm()
         specfile = self.write_spec(spec)
-        env = self.wrapper("mkfs.ext4", KILL_AT_SELF_IMAGE)
-        env["REAL"] = subprocess.run(["sh", "-c", "command -v mkfs.ext4"], capture_output=True, text=True).stdout.strip()
+        env = self.hook(KILL_AT_SELF_IMAGE)
         run("export", "--spec", specfile, check=False, env=env)
         self.assertNotEqual([n for n in os.listdir(self.path("cache")) if ".tmp-" in n or n.startswith(".staging-")],
                             [])
@@ -178,21 +186,21 @@ class LeftoverTest(Wrapped):
 
 
 class ChildTest(Wrapped):
-    def test_mkfs_dies_with_a_killed_sprout(self):
+    def test_a_child_dies_with_a_killed_sprout(self):
         spec = self.make_vm()
-        marker = self.path("mkfs.pid")
-        env = self.wrapper("mkfs.ext4", f'echo $$ > {marker}; exec sleep 600')
+        marker = self.path("child.pid")
+        env = self.hook(f'echo $$ > {marker}; exec sleep 600')
         p = subprocess.Popen([test_export.SPROUT, "export", "--spec", self.write_spec(spec)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             def read_marker():
                 with open(marker) as f:
                     return f.read().strip()
-            wait_for(lambda: os.path.exists(marker) and read_marker(), what="mkfs.ext4 to start")
+            wait_for(lambda: os.path.exists(marker) and read_marker(), what="the hook to start")
             child = int(read_marker())
             p.kill()
             p.wait(30)
-            wait_for(lambda: not pid_alive(child), timeout=30, what=f"mkfs.ext4 (pid {child}) to die with sprout")
+            wait_for(lambda: not pid_alive(child), timeout=30, what=f"the hook (pid {child}) to die with sprout")
         finally:
             if p.poll() is None:
                 p.kill()
@@ -211,7 +219,7 @@ class LockTest(Wrapped):
         specfile = self.write_spec(spec)
         fifo, started = self.path("go"), self.path("started")
         os.mkfifo(fifo)
-        env = self.wrapper("mkfs.ext4", f'if [ ! -e {started} ]; then touch {started}; read x < {fifo}; fi')
+        env = self.hook(f'if [ "$1" = build ] && mkdir {started} 2>/dev/null; then read x < {fifo}; fi')
         export = subprocess.Popen([test_export.SPROUT, "export", "--spec", specfile], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         specdir = self.path("specs")
@@ -219,7 +227,7 @@ class LockTest(Wrapped):
         self.write_spec(spec, os.path.join("specs", "web.json"))
         gc = None
         try:
-            wait_for(lambda: os.path.exists(started), what="the export's mkfs.ext4 to start")
+            wait_for(lambda: os.path.exists(started), what="the export's first image build to start")
             gc = subprocess.Popen([test_export.SPROUT, "gc", "--spec-dir", specdir], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE)
             err = ""

@@ -357,39 +357,47 @@ def case_hostile(root):
 
 
 def case_stop_during_prepare(root):
-    """SIGTERM while `sprout run` is still exporting: the export finishes (no mkfs.ext4 is
-    left behind), the VM is not started, and the record says so."""
+    """SIGTERM while `sprout run` is still exporting: the export finishes (nothing it
+    started is left running), the VM is not started, and the record says so."""
     cfg = os.path.join(root, "cfg")
     os.makedirs(os.path.join(cfg, "hosts", "self"))
     with open(os.path.join(cfg, "big"), "wb") as f:
-        f.write(os.urandom(1 << 20) * 200)  # 200 MiB: mkfs.ext4 takes a while
+        f.write(os.urandom(1 << 20) * 8)
     base = os.path.join(root, "base.qcow2")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "64M"], check=True)
     spec = os.path.join(root, "v.json")
     state = os.path.join(root, "v")
     rl.write_spec(spec, version=1, name="v", base={"image": base}, stateDir=state,
                   sources={"config": cfg, "self": os.path.join(cfg, "hosts", "self")}, network={"mode": "none"})
+    # The export's config image waits (in $SPROUT_TEST_HOOK, host/test_hook.h) until
+    # the test has asked run to stop.
+    building, go = os.path.join(root, "building"), os.path.join(root, "go")
+    hook = os.path.join(root, "hook")
+    with open(hook, "w") as f:
+        f.write(f'#!/bin/sh\nif [ "$1 $2" = "build config" ]; then touch {building}; '
+                f'n=0; while [ ! -e {go} ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done; fi\n')
+    os.chmod(hook, 0o755)
     p = subprocess.Popen([rl.SPROUT, "run", "--spec", spec, "--qemu", "/nonexistent/qemu"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Wait until mkfs.ext4 runs, then ask run to stop.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        r = subprocess.run(["pgrep", "-P", str(p.pid), "mkfs.ext4"], capture_output=True)
-        if r.returncode == 0:
-            break
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, SPROUT_TEST_HOOK=hook))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not os.path.exists(building):
         time.sleep(0.02)
-    else:
+    if not os.path.exists(building):
         p.kill()
-        check(False, "mkfs.ext4 never started")
+        check(False, "the export never started building")
     p.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # (a run that ignored the signal would start qemu once the export ends)
+    with open(go, "w"):
+        pass
     out, _ = p.communicate(timeout=120)
     check(p.returncode == 0, f"run exit {p.returncode}: {out}")
     check("not starting the VM" in out, out)
-    check(subprocess.run(["pgrep", "-f", "mkfs.ext4 .*" + root], capture_output=True).returncode != 0,
-          "mkfs.ext4 left running")
+    check(subprocess.run(["pgrep", "-f", hook], capture_output=True).returncode != 0, "the export's child left running")
     status = rl.read_status(state)
     check(status["host"]["state"] == "stopped", f"record: {status}")
     check(os.path.exists(os.path.join(state, "root.qcow2")), "overlay missing")
+    check(os.path.exists(os.path.join(state, "config.img")), "the export did not finish")
 
 
 def case_notify(root):
