@@ -41,7 +41,7 @@ void fsync_path(const fs::path& p) {
 
 void fsync_directory(const fs::path& dir) { fsync_path(dir.empty() ? fs::path(".") : dir); }
 
-void write_file_atomic(const fs::path& path, std::string_view data, mode_t mode) {
+void write_file_atomic(const fs::path& path, std::string_view data, mode_t mode, Durability durability) {
   fs::path dir = path.parent_path();
   fs::path tmp = (dir.empty() ? fs::path(".") : dir) / temp_name_for(path);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
@@ -61,7 +61,7 @@ void write_file_atomic(const fs::path& path, std::string_view data, mode_t mode)
     p += n;
     left -= static_cast<std::size_t>(n);
   }
-  if (::fchmod(fd, mode) != 0 || ::fsync(fd) != 0) {
+  if (::fchmod(fd, mode) != 0 || (durability == Durability::durable && ::fsync(fd) != 0)) {
     int err = errno;
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -75,7 +75,7 @@ void write_file_atomic(const fs::path& path, std::string_view data, mode_t mode)
     errno = err;
     fail("cannot rename into place", path);
   }
-  fsync_directory(dir);
+  if (durability == Durability::durable) fsync_directory(dir);
 }
 
 void symlink_atomic(const fs::path& target, const fs::path& link) {

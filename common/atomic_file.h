@@ -10,8 +10,16 @@
 
 namespace sprout {
 
+enum class Durability {
+  durable,  ///< fsync'ed before and after the rename: survives a crash
+  /// Renamed into place unsynced: readers never see a mix, but a crash may leave the
+  /// old file or an empty one. For caches, which are rebuilt when unreadable.
+  cache,
+};
+
 /// Replaces `path` with `data` atomically (mode `mode`). Throws std::system_error.
-void write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode = 0644);
+void write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode = 0644,
+                       Durability durability = Durability::durable);
 
 /// Points `link` at `target` atomically: a new symlink under a temporary name (with the
 /// pid, leftovers.h) renamed over `link`, whatever `link` was. Throws std::system_error.

@@ -113,7 +113,7 @@ void DigestCacheFile::save() {
       fmt::format_to(std::back_inserter(text), "{}\t{}\t{}\n", e.first, e.second, rel);
     }
     fs::create_directories(file_.parent_path());
-    write_file_atomic(file_, text, 0600);
+    write_file_atomic(file_, text, 0600, Durability::cache);  // a lost one only costs a rehash
   } catch (const std::exception& e) {
     spdlog::warn("cannot save the digest cache {}: {}", file_.string(), e.what());
   }

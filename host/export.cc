@@ -107,7 +107,7 @@ Build build_contents(RoleInput& in, const ExportRequest& req) {
   const auto& info = role_info(in.role);
   auto t0 = std::chrono::steady_clock::now();
   Build b;
-  b.pending = std::make_unique<PendingFile>(req.cache_dir / fmt::format(".build-{}.ext4", info.name));
+  b.pending = std::make_unique<PendingFile>(req.cache_dir / fmt::format("build-{}.ext4", info.name));
   run_test_hook({"build", std::string(info.name)});
   TreeSize size = in.size;
   if (in.role == DiskRole::self) {

@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr unsigned kBlock = 4096;
+constexpr std::size_t kBlock = 4096;
 /// Images up to this size are built in memory and written out once (memory_image.h).
 constexpr std::uint64_t kInMemoryMax = 64ull << 20;
 
@@ -43,7 +43,7 @@ struct Ext4Writer::State {
   fs::path out;
   std::optional<MemoryImage> memory;
   ext2_filsys fs = nullptr;
-  std::vector<char> zero_tail = std::vector<char>(kBlock);
+  std::vector<char> block = std::vector<char>(kBlock);  ///< FileData's partial block
 
   ~State() {
     if (fs) ext2fs_free(fs);
@@ -137,29 +137,58 @@ struct Ext4Writer::State {
     return ino;
   }
 
-  /// Writes `n` bytes at byte `offset` of a file allocated as `runs`; `offset` is a
-  /// multiple of the block size, and so is `n` unless this is the file's end.
-  void write_data(const std::vector<Run>& runs, std::uint64_t offset, const char* data, std::size_t n) {
-    blk64_t lblk = offset / kBlock;
-    std::size_t full = n / kBlock;
-    std::size_t i = 0;
-    while (full > 0) {
-      while (!(runs[i].lblk <= lblk && lblk < runs[i].lblk + runs[i].len)) ++i;
-      blk64_t count = std::min<blk64_t>(full, runs[i].lblk + runs[i].len - lblk);
-      check(io_channel_write_blk64(fs->io, runs[i].pblk + (lblk - runs[i].lblk), static_cast<int>(count), data),
-            "cannot write file data");
-      data += count * kBlock;
-      lblk += count;
-      full -= count;
+  /// Streams one file's bytes into the blocks allocated for it, in order, whatever
+  /// size the chunks come in: whole blocks go straight from the caller's buffer to
+  /// the image, a partial one waits in `block` until it fills or the file ends.
+  struct FileData {
+    State& s;
+    const std::vector<Run>& runs;
+    blk64_t next = 0;       ///< the file's next logical block
+    std::size_t run = 0;    ///< the run holding it
+    std::size_t held = 0;   ///< bytes waiting in s.block
+
+    void add(const char* data, std::size_t n) {
+      if (held > 0) {
+        std::size_t take = std::min(n, kBlock - held);
+        std::memcpy(s.block.data() + held, data, take);
+        held += take;
+        data += take;
+        n -= take;
+        if (held < kBlock) return;
+        write(s.block.data(), 1);
+        held = 0;
+      }
+      if (std::size_t full = n / kBlock) {
+        write(data, full);
+        data += full * kBlock;
+        n -= full * kBlock;
+      }
+      if (n > 0) {
+        std::memcpy(s.block.data(), data, n);
+        held = n;
+      }
     }
-    if (std::size_t rest = n % kBlock) {
-      while (!(runs[i].lblk <= lblk && lblk < runs[i].lblk + runs[i].len)) ++i;
-      std::memcpy(zero_tail.data(), data, rest);
-      std::memset(zero_tail.data() + rest, 0, kBlock - rest);
-      check(io_channel_write_blk64(fs->io, runs[i].pblk + (lblk - runs[i].lblk), 1, zero_tail.data()),
-            "cannot write file data");
+    /// Writes the last partial block, zero-padded.
+    void finish() {
+      if (held == 0) return;
+      std::memset(s.block.data() + held, 0, kBlock - held);
+      write(s.block.data(), 1);
+      held = 0;
     }
-  }
+
+   private:
+    void write(const char* data, blk64_t count) {
+      while (count > 0) {
+        while (!(runs.at(run).lblk <= next && next < runs[run].lblk + runs[run].len)) ++run;
+        blk64_t n = std::min<blk64_t>(count, runs[run].lblk + runs[run].len - next);
+        s.check(io_channel_write_blk64(s.fs->io, runs[run].pblk + (next - runs[run].lblk), static_cast<int>(n), data),
+                "cannot write file data");
+        data += n * kBlock;
+        next += n;
+        count -= n;
+      }
+    }
+  };
 };
 
 Ext4Writer::Ext4Writer(const fs::path& out, const std::string& label, const std::string& seed_hex,
@@ -282,11 +311,9 @@ std::map<std::string, std::string> Ext4Writer::add_listing(const TreeListing& li
     } else {
       const auto size = static_cast<std::uint64_t>(e.st.st_size);
       inodes[i] = s.new_file(dir, name, mode, size, runs);
-      std::uint64_t offset = 0;
-      hashes[e.rel] = reader.read_file(i, [&](const char* data, std::size_t n) {
-        s.write_data(runs, offset, data, n);
-        offset += n;
-      });
+      State::FileData out{s, runs};
+      hashes[e.rel] = reader.read_file(i, [&](const char* data, std::size_t n) { out.add(data, n); });
+      out.finish();
     }
   }
   return hashes;
@@ -299,7 +326,9 @@ void Ext4Writer::add_file(const std::string& name, std::string_view bytes, unsig
     throw InputError(fmt::format("the exported tree contains {}, a name sprout reserves; rename it", name));
   std::vector<State::Run> runs;
   s.new_file(EXT2_ROOT_INO, name, mode, bytes.size(), runs);
-  s.write_data(runs, 0, bytes.data(), bytes.size());
+  State::FileData out{s, runs};
+  out.add(bytes.data(), bytes.size());
+  out.finish();
 }
 
 void Ext4Writer::ensure_directories(const std::vector<std::string>& paths) {

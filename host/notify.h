@@ -1,5 +1,6 @@
 // systemd readiness and status notifications (sd_notify) when NOTIFY_SOCKET is set;
-// a no-op otherwise or when sprout was built without libsystemd.
+// a no-op otherwise or when sprout was built without libsystemd. libsystemd is loaded
+// (dlopen) on the first notification only.
 #pragma once
 
 #include <string>

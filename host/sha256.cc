@@ -5,14 +5,25 @@
 #include <cerrno>
 #include <stdexcept>
 #include <system_error>
-#include <vector>
+#include <memory>
 
 #include <openssl/evp.h>
 
 namespace sprout {
 
+namespace {
+constexpr std::size_t kReadChunk = 256 << 10;
+
+/// SHA-256 fetched from its provider once: EVP_sha256() would look it up by name in
+/// every EVP_DigestInit_ex, which costs more than hashing a small file.
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+}  // namespace
+
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+  if (!ctx_ || !sha256_md() || EVP_DigestInit_ex2(ctx_, sha256_md(), nullptr) != 1) {
     EVP_MD_CTX_free(ctx_);
     throw std::runtime_error("libcrypto: cannot initialise SHA-256");
   }
@@ -55,10 +66,12 @@ std::string sha256_hex(std::string_view data) {
 
 std::uint64_t read_hashing(int fd, Sha256& h, std::uint64_t limit, const std::string& what,
                            const std::function<void(const char*, std::size_t)>& sink) {
-  static thread_local std::vector<char> buf(256 << 10);
+  // Not zeroed (new char[], not a vector): only the pages a read fills are touched,
+  // one for a small file.
+  static thread_local std::unique_ptr<char[]> buf(new char[kReadChunk]);
   std::uint64_t total = 0;
   for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+    ssize_t n = ::read(fd, buf.get(), kReadChunk);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw std::system_error(errno, std::generic_category(), what);
@@ -66,8 +79,8 @@ std::uint64_t read_hashing(int fd, Sha256& h, std::uint64_t limit, const std::st
     if (n == 0) return total;
     total += static_cast<std::uint64_t>(n);
     if (total > limit) return total;
-    h.update(buf.data(), static_cast<std::size_t>(n));
-    if (sink) sink(buf.data(), static_cast<std::size_t>(n));
+    h.update(buf.get(), static_cast<std::size_t>(n));
+    if (sink) sink(buf.get(), static_cast<std::size_t>(n));
   }
 }
 

@@ -90,6 +90,9 @@ void list_dir(std::vector<TreeEntry>& out, std::size_t index, const TreeFilter& 
   }
 }
 
+/// Below this many entries (when the caller knows), one thread lists faster.
+constexpr std::size_t kSmallTree = 1000;
+
 /// Lists everything under `root` (no filter) with `threads` threads reading and
 /// stat'ing directories at once: each stat is a system call, and on a virtual machine
 /// each costs microseconds, so 10,000 of them take tens of milliseconds on one core.
@@ -173,6 +176,8 @@ TreeListing list_tree(const fs::path& root, const TreeFilter& filter, std::size_
   l.entries.push_back(root_entry(root));
   // A filter may keep state (the ssh filter does) and must see entries in order.
   unsigned threads = std::min(std::max(1u, std::thread::hardware_concurrency()), 4u);
+  // A tree known to be small is listed before threads would have started.
+  if (expected_entries > 0 && expected_entries < kSmallTree) threads = 1;
   if (filter || threads == 1)
     list_dir(l.entries, 0, filter);
   else

@@ -37,8 +37,9 @@ struct TreeListing {
   std::vector<TreeEntry> entries;
 };
 
-/// The entries walk_tree would visit, moved into one list. `expected_entries` only
-/// sizes the list up front (e.g. from the last walk of the same tree).
+/// The entries walk_tree would visit, moved into one list. `expected_entries` sizes
+/// the list up front (e.g. from the last walk of the same tree); a small one (under
+/// 1,000) has it listed on one thread.
 TreeListing list_tree(const std::filesystem::path& root, const TreeFilter& filter = {},
                       std::size_t expected_entries = 0);
 
