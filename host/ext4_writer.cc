@@ -15,6 +15,7 @@
 
 #include "error.h"
 #include "listed_tree.h"
+#include "listed_tree_stream.h"
 #include "memory_image.h"
 #include "tree_digest.h"
 
@@ -288,9 +289,12 @@ std::map<std::string, std::string> Ext4Writer::add_listing(const TreeListing& li
   State& s = *s_;
   std::map<std::string, std::string> hashes;
   if (listing.entries.empty()) return hashes;
-  ListedTreeReader reader(listing);
   s.set_mode(EXT2_ROOT_INO, LINUX_S_IFDIR | (listing.entries[0].st.st_mode & 07777));
   auto groups = hard_link_groups(listing);
+  std::vector<bool> read(listing.entries.size(), false);
+  for (std::size_t i = 1; i < listing.entries.size(); ++i)
+    read[i] = S_ISREG(listing.entries[i].st.st_mode) && (groups[i] < 0 || static_cast<std::size_t>(groups[i]) == i);
+  ListedTreeStream stream(listing, read);
   std::map<std::string, ext2_ino_t> dirs{{"", EXT2_ROOT_INO}};
   std::vector<ext2_ino_t> inodes(listing.entries.size(), 0);
   std::vector<State::Run> runs;
@@ -304,7 +308,7 @@ std::map<std::string, std::string> Ext4Writer::add_listing(const TreeListing& li
     } else if (S_ISLNK(e.st.st_mode)) {
       s.into_directory(dir, name,
                        [&] { return ext2fs_symlink(s.fs, dir, 0, name.c_str(), e.link_target.c_str()); });
-    } else if (groups[i] >= 0 && static_cast<std::size_t>(groups[i]) != i) {
+    } else if (!read[i]) {
       auto first = static_cast<std::size_t>(groups[i]);
       s.link_again(dir, name, inodes[first]);
       hashes[e.rel] = hashes.at(listing.entries[first].rel);
@@ -312,7 +316,15 @@ std::map<std::string, std::string> Ext4Writer::add_listing(const TreeListing& li
       const auto size = static_cast<std::uint64_t>(e.st.st_size);
       inodes[i] = s.new_file(dir, name, mode, size, runs);
       State::FileData out{s, runs};
-      hashes[e.rel] = reader.read_file(i, [&](const char* data, std::size_t n) { out.add(data, n); });
+      for (;;) {
+        ListedTreeStream::Chunk c = stream.next();
+        if (c.entry != i) throw std::logic_error("listed tree stream out of order at " + e.rel);
+        out.add(c.data.data(), c.data.size());
+        if (c.last) {
+          hashes[e.rel] = std::move(c.hash);
+          break;
+        }
+      }
       out.finish();
     }
   }
