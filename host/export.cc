@@ -142,18 +142,26 @@ void commit_build(Build& b, const RoleInput& in, const ExportedImage& img, const
                fs::file_size(img.image) >> 20);
 }
 
-/// The image of a role whose key does not depend on a manifest (config, ssh): the
-/// cached one when its known digest has one, else built, committed unless an image
-/// of the same contents turns up cached.
-ExportedImage export_role(RoleInput& in, const ExportRequest& req) {
-  if (in.digest) {
-    ExportedImage img = place(in, *in.digest, "", req);
-    if (img.cache_hit) return img;
-  }
+/// For a role whose key does not depend on a manifest (config, ssh): nothing when
+/// its known digest has a cached image, else a build (which makes the digest known).
+std::optional<Build> prepare_role(RoleInput& in, const ExportRequest& req) {
+  if (in.digest && place(in, *in.digest, "", req).cache_hit) return std::nullopt;
   Build b = build_contents(in, req);
   in.digest = b.digest;
-  ExportedImage img = place(in, b.digest, "", req);
-  if (!img.cache_hit) commit_build(b, in, img, "");
+  return b;
+}
+
+/// The role's image, committed from `build` unless one of the same key is cached
+/// (`manifest_text`: the self image's), and linked.
+ExportedImage finish_role(const RoleInput& in, std::optional<Build>& build, const std::string& manifest_text,
+                          const ExportRequest& req) {
+  ExportedImage img = place(in, *in.digest, manifest_text, req);
+  if (!img.cache_hit) {
+    if (!build) throw std::logic_error(fmt::format("no {} image was built", role_info(in.role).name));
+    commit_build(*build, in, img, manifest_text);
+  }
+  img.bytes = fs::file_size(img.image);
+  link_image(img.image, img.link);
   return img;
 }
 
@@ -253,29 +261,29 @@ ExportResult export_disks(const ExportRequest& request) {
                  x.reason.rfind("private key", 0) == 0 ? " (pass --allow-private-keys to export it)" : "");
   make_directory(req.out_dir, "state directory");
 
-  // The roles' images are built side by side: the self image's contents (and the
-  // ssh image) on their own threads while this one does the config image. The self
-  // image's key also covers its manifest, which names every role's digest, so it is
-  // finished last.
+  // The roles' images are built side by side, each on a thread of its own (config on
+  // this one), and then committed and linked side by side, so their fsyncs share the
+  // disk's flushes. The self image's key also covers its manifest, which names every
+  // role's digest, so it is committed once all are known.
   RoleInput& self = inputs[1];
-  std::future<Build> self_build;  // when its digest is known, built below only if not cached
-  if (!self.digest) self_build = std::async(std::launch::async, [&] { return build_contents(self, req); });
-  std::future<ExportedImage> ssh_image;
-  if (inputs.size() > 2) ssh_image = std::async(std::launch::async, [&] { return export_role(inputs[2], req); });
-  ExportedImage config_image = export_role(inputs[0], req);
-  std::optional<ExportedImage> ssh;
-  if (ssh_image.valid()) ssh = ssh_image.get();
-  std::optional<Build> built_self;
+  RoleInput* ssh = inputs.size() > 2 ? &inputs[2] : nullptr;
+  std::future<std::optional<Build>> self_build, ssh_build;
+  if (!self.digest)
+    self_build = std::async(std::launch::async, [&] { return std::optional<Build>(build_contents(self, req)); });
+  if (ssh) ssh_build = std::async(std::launch::async, [&] { return prepare_role(*ssh, req); });
+  std::optional<Build> config_b = prepare_role(inputs[0], req);
+  std::optional<Build> ssh_b, self_b;
+  if (ssh_build.valid()) ssh_b = ssh_build.get();
   if (self_build.valid()) {
-    built_self = self_build.get();
-    self.digest = built_self->digest;
+    self_b = self_build.get();
+    self.digest = self_b->digest;
   }
 
   Manifest& m = result.manifest;
   m.name = req.name;
   m.config_digest = *inputs[0].digest;
   m.self_digest = *self.digest;
-  m.ssh_digest = ssh ? *inputs[2].digest : "";
+  m.ssh_digest = ssh ? *ssh->digest : "";
   m.rebuild = req.rebuild;
   std::optional<ClosureImage> closure;
   if (!req.system.empty()) {
@@ -286,26 +294,22 @@ ExportResult export_disks(const ExportRequest& request) {
   m.generation =
       generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
   const std::string manifest_text = m.to_json_text();
-  ExportedImage self_image = place(self, *self.digest, manifest_text, req);
-  if (!self_image.cache_hit) {
-    if (!built_self) {
-      built_self = build_contents(self, req);
-      if (built_self->digest != *self.digest)
-        throw InputError(fmt::format("{}: changed while it was exported; nothing was cached, run the export again",
-                                     self.source.string()));
-    }
-    commit_build(*built_self, self, self_image, manifest_text);
+  if (!self_b && !place(self, *self.digest, manifest_text, req).cache_hit) {
+    // Its digest was known but its image is not cached: read it now, as it is.
+    self_b = build_contents(self, req);
+    if (self_b->digest != *self.digest)
+      throw InputError(fmt::format("{}: changed while it was exported; nothing was cached, run the export again",
+                                   self.source.string()));
   }
+  std::future<ExportedImage> self_image =
+      std::async(std::launch::async, [&] { return finish_role(self, self_b, manifest_text, req); });
+  std::future<ExportedImage> ssh_image;
+  if (ssh) ssh_image = std::async(std::launch::async, [&] { return finish_role(*ssh, ssh_b, "", req); });
+  result.images.push_back(finish_role(inputs[0], config_b, "", req));
+  result.images.push_back(self_image.get());
+  if (ssh) result.images.push_back(ssh_image.get());
   for (auto& in : inputs)
     if (in.hashes) in.hashes->save();
-
-  result.images.push_back(config_image);
-  result.images.push_back(self_image);
-  if (ssh) result.images.push_back(*ssh);
-  for (auto& img : result.images) {
-    img.bytes = fs::file_size(img.image);
-    link_image(img.image, img.link);
-  }
   if (closure) {
     ExportedImage img;
     img.role = DiskRole::closure;
