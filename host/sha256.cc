@@ -7,39 +7,37 @@
 #include <system_error>
 #include <memory>
 
-#include <openssl/evp.h>
+// SHA256_Init and friends are deprecated in OpenSSL 3 in favour of EVP, which costs
+// the start-up described below; they remain part of libcrypto 3.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
 namespace sprout {
 
 namespace {
 constexpr std::size_t kReadChunk = 256 << 10;
-
-/// SHA-256 fetched from its provider once: EVP_sha256() would look it up by name in
-/// every EVP_DigestInit_ex, which costs more than hashing a small file.
-const EVP_MD* sha256_md() {
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md;
-}
 }  // namespace
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (!ctx_ || !sha256_md() || EVP_DigestInit_ex2(ctx_, sha256_md(), nullptr) != 1) {
-    EVP_MD_CTX_free(ctx_);
+// libcrypto's SHA-256 functions themselves, not EVP: EVP first fetches the algorithm
+// from a provider, and in OpenSSL 3 the first fetch initialises the library (reads
+// openssl.cnf, builds its name tables): 2-3 ms of every sprout command, more than the
+// hashing an unchanged export does (docs/performance.md). Same code, same SHA-NI.
+Sha256::Sha256() : ctx_(new SHA256_CTX) {
+  if (SHA256_Init(ctx_) != 1) {
+    delete ctx_;
     throw std::runtime_error("libcrypto: cannot initialise SHA-256");
   }
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+Sha256::~Sha256() { delete ctx_; }
 
 void Sha256::update(const void* data, std::size_t size) {
-  if (EVP_DigestUpdate(ctx_, data, size) != 1) throw std::runtime_error("libcrypto: SHA-256 update failed");
+  if (SHA256_Update(ctx_, data, size) != 1) throw std::runtime_error("libcrypto: SHA-256 update failed");
 }
 
 std::array<std::uint8_t, 32> Sha256::finish() {
   std::array<std::uint8_t, 32> out{};
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_, out.data(), &len) != 1 || len != out.size())
-    throw std::runtime_error("libcrypto: SHA-256 final failed");
+  if (SHA256_Final(out.data(), ctx_) != 1) throw std::runtime_error("libcrypto: SHA-256 final failed");
   return out;
 }
 

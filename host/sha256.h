@@ -1,4 +1,4 @@
-// SHA-256 through OpenSSL's libcrypto (EVP), as a small RAII hasher.
+// SHA-256 through OpenSSL's libcrypto (its SHA256_* functions), as a small RAII hasher.
 #pragma once
 
 #include <array>
@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-struct evp_md_ctx_st;
+struct SHA256state_st;
 
 namespace sprout {
 
@@ -25,7 +25,7 @@ class Sha256 {
   std::string finish_hex();
 
  private:
-  evp_md_ctx_st* ctx_;
+  SHA256state_st* ctx_;
 };
 
 std::string sha256_hex(std::string_view data);
