@@ -45,6 +45,8 @@ struct Ext4Writer::State {
   std::optional<MemoryImage> memory;
   ext2_filsys fs = nullptr;
   std::vector<char> block = std::vector<char>(kBlock);  ///< FileData's partial block
+  ext2_ino_t lost_found = 0;
+  std::map<ext2_ino_t, std::uint64_t> subdirs;  ///< directories made in each directory
 
   ~State() {
     if (fs) ext2fs_free(fs);
@@ -82,6 +84,7 @@ struct Ext4Writer::State {
     fs->umask = ~mode & 0777;
     into_directory(parent, name, [&] { return ext2fs_mkdir(fs, parent, ino, name.c_str()); });
     if (mode & 07000) set_mode(ino, LINUX_S_IFDIR | (mode & 07777));
+    ++subdirs[parent];
     return ino;
   }
 
@@ -96,8 +99,23 @@ struct Ext4Writer::State {
     into_directory(dir, name, [&] { return ext2fs_link(fs, dir, name.c_str(), ino, EXT2_FT_REG_FILE); });
     ext2_inode inode;
     check(ext2fs_read_inode(fs, ino, &inode), "cannot read an inode");
+    if (inode.i_links_count >= EXT2_LINK_MAX)
+      throw InputError(fmt::format("{}: more than {} hard links to one file; ext4 allows no more", name,
+                                   EXT2_LINK_MAX));
     ++inode.i_links_count;
     check(ext2fs_write_inode(fs, ino, &inode), "cannot write an inode");
+  }
+
+  /// A directory with more subdirectories than a link count holds gets the count 1,
+  /// as the kernel and e2fsck do under dir_nlink (ext2fs_mkdir only adds one).
+  void cap_directory_links() {
+    for (auto [dir, n] : subdirs) {
+      if (n + 2 < EXT2_LINK_MAX) continue;
+      ext2_inode inode;
+      check(ext2fs_read_inode(fs, dir, &inode), "cannot read an inode");
+      inode.i_links_count = 1;
+      check(ext2fs_write_inode(fs, dir, &inode), "cannot write an inode");
+    }
   }
 
   /// A regular file of `size` bytes whose blocks are allocated (in extents, as few as
@@ -242,7 +260,11 @@ Ext4Writer::Ext4Writer(const fs::path& out, const std::string& label, const std:
   auto* sb = f->super;
   sb->s_mkfs_time = sb->s_lastcheck = sb->s_wtime = sb->s_mtime = kExportTimestamp;
   sb->s_max_mnt_count = static_cast<__s16>(-1);
-  sb->s_kbytes_written = 1;
+  // Zero, so that closing adds no I/O statistics (they would follow how the writes
+  // were split); and the directory hash's signedness fixed, not the host's char's.
+  sb->s_kbytes_written = 0;
+  sb->s_flags &= ~(EXT2_FLAGS_SIGNED_HASH | EXT2_FLAGS_UNSIGNED_HASH);
+  sb->s_flags |= EXT2_FLAGS_SIGNED_HASH;
   uuid_bytes(seed_hex, sb->s_uuid);
   std::memcpy(sb->s_hash_seed, sb->s_uuid, sizeof sb->s_uuid);
   sb->s_def_hash_version = EXT2_HASH_HALF_MD4;
@@ -272,10 +294,9 @@ Ext4Writer::Ext4Writer(const fs::path& out, const std::string& label, const std:
   s.check(ext2fs_mkdir(f, EXT2_ROOT_INO, EXT2_ROOT_INO, nullptr), "cannot create the root directory");
   f->umask = 077;
   s.check(ext2fs_mkdir(f, EXT2_ROOT_INO, 0, "lost+found"), "cannot create lost+found");
-  ext2_ino_t lpf = 0;
-  s.check(ext2fs_lookup(f, EXT2_ROOT_INO, "lost+found", 10, nullptr, &lpf), "cannot find lost+found");
-  for (unsigned bytes_now = kBlock; bytes_now < 16 * 1024; bytes_now += kBlock)
-    s.check(ext2fs_expand_dir(f, lpf), "cannot grow lost+found");
+  s.check(ext2fs_lookup(f, EXT2_ROOT_INO, "lost+found", 10, nullptr, &s.lost_found), "cannot find lost+found");
+  for (std::size_t bytes_now = kBlock; bytes_now < 16 * 1024; bytes_now += kBlock)
+    s.check(ext2fs_expand_dir(f, s.lost_found), "cannot grow lost+found");
   for (ext2_ino_t ino = EXT2_ROOT_INO + 1; ino < EXT2_FIRST_INODE(sb); ++ino) ext2fs_inode_alloc_stats2(f, ino, +1, 0);
   ext2fs_mark_ib_dirty(f);
   ext2fs_mark_inode_bitmap2(f->inode_map, EXT2_BAD_INO);
@@ -303,7 +324,15 @@ std::map<std::string, std::string> Ext4Writer::add_listing(const TreeListing& li
     ext2_ino_t dir = dirs.at(parent_of(e.rel));
     std::string name = name_of(e.rel);
     const unsigned mode = e.st.st_mode & 07777;
-    if (S_ISDIR(e.st.st_mode)) {
+    if (dir == EXT2_ROOT_INO && name == "lost+found") {
+      // The tree has its own (a copy of an ext4 root, say): its entries go into the
+      // filesystem's, as with mkfs.ext4 -d; anything else may not take that name.
+      if (!S_ISDIR(e.st.st_mode))
+        throw InputError(fmt::format("{}: lost+found is a directory the filesystem needs; rename this one",
+                                     e.abs));
+      dirs[e.rel] = s.lost_found;
+      s.set_mode(s.lost_found, LINUX_S_IFDIR | mode);
+    } else if (S_ISDIR(e.st.st_mode)) {
       dirs[e.rel] = s.make_directory(dir, name, mode);
     } else if (S_ISLNK(e.st.st_mode)) {
       s.into_directory(dir, name,
@@ -369,6 +398,7 @@ void Ext4Writer::ensure_directories(const std::vector<std::string>& paths) {
 
 void Ext4Writer::finish() {
   State& s = *s_;
+  s.cap_directory_links();
   // No fsync: the image is a temporary file its committer fsyncs before the rename.
   errcode_t err = ext2fs_close2(s.fs, EXT2_FLAG_FLUSH_NO_SYNC);
   if (err) s.fail(err, "cannot write the image");

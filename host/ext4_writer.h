@@ -1,7 +1,7 @@
 // Writing a read-only ext4 image in process with libext2fs, from a TreeListing: the
-// filesystem is laid out as `mkfs.ext4` would for these options (4 KiB blocks,
+// filesystem is laid out as mke2fs lays it out for these options (4 KiB blocks,
 // 256-byte inodes, extents, flex_bg, metadata checksums, no journal, no resize
-// inode, lost+found), and every listed entry is written from the bytes read for it
+// inode, lost+found; no default mount options), and every listed entry is written from the bytes read for it
 // (listed_tree.h), which are hashed on the way: the caller gets the hash of exactly
 // what the image holds, so nothing has to walk the tree a second time.
 // The same listing, bytes, label and seed give a byte-identical image: the UUID and

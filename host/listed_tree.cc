@@ -65,10 +65,18 @@ ListedTreeReader::ListedTreeReader(const TreeListing& listing) : listing_(listin
     if (errno == ENOENT || errno == ENOTDIR) changed(root, "was replaced");
     sys_fail(root.abs);
   }
-  stack_.push_back({"", fd});
   struct stat st;
-  if (::fstat(fd, &st) != 0) sys_fail(root.abs);
-  if (st.st_dev != root.st.st_dev || st.st_ino != root.st.st_ino) changed(root, "was replaced");
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    errno = err;
+    sys_fail(root.abs);
+  }
+  if (st.st_dev != root.st.st_dev || st.st_ino != root.st.st_ino) {
+    ::close(fd);
+    changed(root, "was replaced");
+  }
+  stack_.push_back({"", fd});
   for (std::size_t i = 1; i < listing.entries.size(); ++i)
     if (S_ISDIR(listing.entries[i].st.st_mode)) dirs_.emplace(listing.entries[i].rel, i);
 }

@@ -1,9 +1,14 @@
 #include "ssh_filter.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+
+#include <fmt/format.h>
+
+#include "error.h"
 
 namespace sprout {
 
@@ -32,9 +37,18 @@ bool private_by_name(std::string_view name) {
 
 }  // namespace
 
-bool looks_like_private_key(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return false;
+bool looks_like_private_key(const std::string& path, const struct stat* listed) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return false;  // the export's reading of it then fails, naming it
+  struct stat st;
+  if (listed && (::fstat(fd, &st) != 0 || st.st_dev != listed->st_dev || st.st_ino != listed->st_ino)) {
+    // Not the file that was listed (a directory on its path was swapped): what the
+    // export will read is another file than the one looked at here.
+    ::close(fd);
+    throw InputError(fmt::format("{}: was replaced since it was listed; nothing was exported from the changed "
+                                 "tree, run the export again",
+                                 path));
+  }
   std::array<char, 64 * 1024> buf{};
   ssize_t n = ::read(fd, buf.data(), buf.size());
   ::close(fd);
@@ -55,7 +69,7 @@ bool SshFilter::operator()(const TreeEntry& e) {
     excluded_.push_back({e.rel, "symlink with a name that is not known public ssh material"});
     return false;
   }
-  if (looks_like_private_key(e.abs)) {
+  if (looks_like_private_key(e.abs, &e.st)) {
     excluded_.push_back({e.rel, "private key (found by its content)"});
     return false;
   }

@@ -5,6 +5,8 @@
 // left out is reported with the reason. allow_private_keys exports everything.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <string>
 #include <vector>
 
@@ -30,6 +32,8 @@ class SshFilter {
 };
 
 /// True when the file's first bytes look like a private key of any common format.
-bool looks_like_private_key(const std::string& path);
+/// With `listed`, the file opened must be that inode (device and inode number), or
+/// it is an InputError: the filter must judge the file the export will read.
+bool looks_like_private_key(const std::string& path, const struct stat* listed = nullptr);
 
 }  // namespace sprout

@@ -1,9 +1,12 @@
 #include "ssh_filter.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 
 #include <gtest/gtest.h>
 
+#include "error.h"
 #include "tree_digest.h"
 
 using namespace sprout;
@@ -47,3 +50,13 @@ TEST_F(SshFilterTest, ReasonsAreReported) {
 }
 
 TEST_F(SshFilterTest, ExplicitFlagExportsEverything) { EXPECT_EQ(kept(true).size(), 6u); }
+
+// The filter judges a file by its content: it must be the file that was listed (and
+// that the export will read), or the export stops.
+TEST_F(SshFilterTest, AFileSwappedSinceTheListingIsAnError) {
+  struct stat listed;
+  ASSERT_EQ(::lstat((dir / "known_hosts").c_str(), &listed), 0);
+  EXPECT_FALSE(looks_like_private_key((dir / "known_hosts").string(), &listed));
+  fs::rename(dir / "id_ed25519", dir / "known_hosts");  // another inode under the listed name
+  EXPECT_THROW(looks_like_private_key((dir / "known_hosts").string(), &listed), InputError);
+}
