@@ -1,5 +1,6 @@
 #include "subprocess.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -138,4 +139,17 @@ TEST(Subprocess, StderrCanGoElsewhere) {
   ASSERT_GT(std::fread(buf, 1, sizeof buf - 1, f), 0u);
   EXPECT_STREQ(buf, "chatter\n");
   std::fclose(f);
+}
+
+// A descriptor the parent opened without O_CLOEXEC (as libext2fs opens the images it
+// writes) does not reach the program.
+TEST(Subprocess, TheChildInheritsNoDescriptorOfOurs) {
+  int fd = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC
+  ASSERT_GE(fd, 3);
+  ProcessOptions o;
+  o.argv = {"sh", "-c", "test -e /proc/self/fd/" + std::to_string(fd) + " && echo inherited || echo closed"};
+  auto r = run_process(o);
+  ::close(fd);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.output, "closed\n");
 }
