@@ -21,6 +21,7 @@
 #include "ext4_writer.h"
 #include "image_users.h"
 #include "leftovers.h"
+#include "listed_tree.h"
 #include "sha256.h"
 #include "test_hook.h"
 #include "tree_digest.h"
@@ -239,7 +240,7 @@ ExportResult export_disks(const ExportRequest& request) {
     auto t0 = std::chrono::steady_clock::now();
     if (in.role == DiskRole::ssh) {
       in.listing = list_tree(in.source, std::ref(ssh_filter));
-      in.digest = content_digest(in.listing);
+      in.digest = ListedTreeReader(in.listing).content_digest();
     } else {
       in.hashes = std::make_unique<DigestCacheFile>(req.cache_dir, in.source);
       in.listing = list_tree(in.source, {}, in.hashes->known_files() + in.hashes->known_files() / 8);

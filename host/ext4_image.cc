@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <stdexcept>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -22,8 +23,6 @@ namespace fs = std::filesystem;
 namespace {
 constexpr std::uint64_t kBlock = 4096;
 constexpr std::uint64_t kMiB = 1 << 20;
-/// Images up to this size are built in memory and written out once (memory_image.h).
-constexpr std::uint64_t kInMemoryMax = 64 * kMiB;
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t to) { return (v + to - 1) / to * to; }
 
@@ -139,13 +138,13 @@ void normalize_ext4_image(const fs::path& image) {
 }
 
 void build_ext4_image(const fs::path& dir, const std::string& label, const std::string& seed_hex,
-                      const fs::path& out, const std::optional<TreeSize>& measured, int cancel_fd) {
+                      const fs::path& out) {
   using Clock = std::chrono::steady_clock;
   auto ms_since = [](Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   };
   auto t0 = Clock::now();
-  TreeSize t = measured ? *measured : measure_tree(dir);
+  TreeSize t = measure_tree(dir);
   spdlog::debug("{}: measured in {:.0f} ms", dir.string(), ms_since(t0));
   std::uint64_t size = image_size_for(t);
   std::uint64_t inodes = t.files + t.dirs + t.symlinks + 64;
@@ -153,7 +152,7 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
   // Small images are made in memory, where mkfs.ext4's fsyncs cost nothing, and then
   // written to `out` once; big ones where they will stay (no second copy in memory).
   std::optional<MemoryImage> memory;
-  if (size <= kInMemoryMax) memory.emplace();
+  if (size <= kMemoryImageMax) memory.emplace();
   const fs::path target = memory ? memory->path() : out;
   ProcessOptions o;
   o.argv = {"mkfs.ext4",
@@ -173,7 +172,6 @@ void build_ext4_image(const fs::path& dir, const std::string& label, const std::
             std::to_string(size / 1024) + "k"};
   o.env = {{"E2FSPROGS_FAKE_TIME", std::to_string(kExportTimestamp)}};
   o.timeout = std::chrono::minutes(30);
-  o.cancel_fd = cancel_fd;
   t0 = Clock::now();
   auto r = run_process(o);
   spdlog::debug("{}: mkfs.ext4 took {:.0f} ms", dir.string(), ms_since(t0));

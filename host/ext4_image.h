@@ -8,9 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <optional>
 #include <string>
-#include <vector>
 
 #include "tree.h"
 
@@ -35,11 +33,8 @@ void account_entry(TreeSize& t, const TreeEntry& e);
 
 /// Builds `out` (overwriting it: callers pass a temporary path) from `dir`.
 /// `seed_hex` (>= 32 hex digits) fixes the UUID and hash seed.
-/// `size`: what the tree needs, when the caller already measured it. `cancel_fd`
-/// becoming readable stops mkfs (the build then throws).
 void build_ext4_image(const std::filesystem::path& dir, const std::string& label, const std::string& seed_hex,
-                      const std::filesystem::path& out, const std::optional<TreeSize>& size = std::nullopt,
-                      int cancel_fd = -1);
+                      const std::filesystem::path& out);
 
 /// Sets every in-use inode's times to kExportTimestamp and its owner to root:root,
 /// and removes every extended attribute (mkfs.ext4 -d copies them; digests do not

@@ -26,8 +26,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::size_t kBlock = 4096;
-/// Images up to this size are built in memory and written out once (memory_image.h).
-constexpr std::uint64_t kInMemoryMax = 64ull << 20;
 
 /// The 16 bytes of the UUID uuid_from_hex makes of `hex`.
 void uuid_bytes(const std::string& hex, unsigned char out[16]) {
@@ -216,7 +214,7 @@ Ext4Writer::Ext4Writer(const fs::path& out, const std::string& label, const std:
   s_->out = out;
   const std::uint64_t bytes = image_size_for(size);
   fs::path target = out;
-  if (bytes <= kInMemoryMax) {
+  if (bytes <= kMemoryImageMax) {
     s_->memory.emplace();
     target = s_->memory->path();
   } else {

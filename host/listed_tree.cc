@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "sha256.h"
+#include "tree_digest.h"
 
 namespace sprout {
 
@@ -132,6 +133,18 @@ std::string ListedTreeReader::read_file(std::size_t i, const std::function<void(
   if (total != static_cast<std::uint64_t>(e.st.st_size)) changed(e, "changed");
   check_same(e, st);
   return h.finish_hex();
+}
+
+std::string ListedTreeReader::content_digest() {
+  const auto& entries = listing_.entries;
+  auto groups = hard_link_groups(listing_);
+  std::vector<std::string> hashes(entries.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (!S_ISREG(entries[i].st.st_mode)) continue;
+    bool again = groups[i] >= 0 && static_cast<std::size_t>(groups[i]) != i;
+    hashes[i] = again ? hashes[static_cast<std::size_t>(groups[i])] : read_file(i, {});
+  }
+  return digest_of(listing_, hashes);
 }
 
 }  // namespace sprout

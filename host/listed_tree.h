@@ -37,6 +37,9 @@ class ListedTreeReader {
   /// listed or while it was read, or is not readable.
   std::string read_file(std::size_t i, const std::function<void(const char*, std::size_t)>& sink);
 
+  /// The tree digest (tree_digest.h) of the listing, its files read through here.
+  std::string content_digest();
+
  private:
   struct Level;
   const TreeListing& listing_;

@@ -13,6 +13,10 @@
 
 namespace sprout {
 
+/// Images up to this size are built in memory and written out once; bigger ones
+/// where they will stay (no second copy in memory).
+inline constexpr std::uint64_t kMemoryImageMax = 64ull << 20;
+
 class MemoryImage {
  public:
   /// An empty in-memory file; std::system_error when memfd_create fails.

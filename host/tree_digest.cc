@@ -83,8 +83,7 @@ std::string structure_digest(const TreeListing& listing) {
   return h.finish_hex();
 }
 
-std::string content_digest(const TreeListing& listing, ContentHashCache* cache,
-                           const std::function<void(std::size_t)>& before_reading) {
+std::string content_digest(const TreeListing& listing, ContentHashCache* cache) {
   const auto& entries = listing.entries;
   // Hash file contents, in parallel, unless the cache knows them.
   std::vector<std::string> hashes(entries.size());
@@ -100,7 +99,6 @@ std::string content_digest(const TreeListing& listing, ContentHashCache* cache,
     }
     todo.push_back(i);
   }
-  if (before_reading) before_reading(todo.size());
   std::atomic<std::size_t> next{0};
   std::exception_ptr failure;
   std::mutex failure_mutex;

@@ -38,9 +38,7 @@ std::vector<long> hard_link_groups(const TreeListing& listing);
 std::string structure_digest(const TreeListing& listing);
 
 /// The tree digest of a listing (hashing contents on several threads).
-/// `before_reading` is told how many files the cache did not know, before any is read.
-std::string content_digest(const TreeListing& listing, ContentHashCache* cache = nullptr,
-                           const std::function<void(std::size_t)>& before_reading = {});
+std::string content_digest(const TreeListing& listing, ContentHashCache* cache = nullptr);
 
 /// The tree digest of a listing whose files' hashes are all known to `cache`, or
 /// nothing (and nothing read) when one is not.
