@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -80,6 +81,11 @@ std::string find_in_path(const std::string& name, const std::vector<std::string>
 }
 
 }  // namespace
+
+std::string find_program(const std::string& program) {
+  const char* path = ::getenv("PATH");
+  return find_in_path(program, {path ? std::string("PATH=") + path : std::string()});
+}
 
 std::string format_command(const std::vector<std::string>& argv) {
   std::string out;

@@ -58,6 +58,10 @@ ProcessResult run_process(const ProcessOptions& options);
 std::string run_checked(const std::vector<std::string>& argv,
                         std::chrono::milliseconds timeout = std::chrono::minutes(10));
 
+/// Where run_process() finds `program`: itself when it holds a '/', else the first
+/// executable of that name in $PATH; "" when there is none.
+std::string find_program(const std::string& program);
+
 /// Joins an argument vector for messages (quoting arguments with spaces).
 std::string format_command(const std::vector<std::string>& argv);
 

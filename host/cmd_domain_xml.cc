@@ -10,6 +10,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
+#include "kvm_probe.h"
 #include "libvirt_domain_xml.h"
 #include "overlay.h"
 #include "spec.h"
@@ -22,7 +23,8 @@ namespace fs = std::filesystem;
 int cmd_domain_xml(const Args& args) {
   cxxopts::Options o("sprout domain-xml",
                      "Print the libvirt domain XML `sprout define` would define for a VM spec.\n"
-                     "Domain type kvm when /dev/kvm is usable here, else qemu (override with --type).\n"
+                     "Domain type kvm when the spec's accel is \"kvm\", or \"auto\" and a probe guest ran under KVM\n"
+                     "here (`sprout check-host`), else qemu (override with --type).\n"
                      "When the VM's overlay exists, its real backing file is used, as define does.");
   add_vm_options(o);
   o.parse_positional({"vm"});
@@ -35,7 +37,7 @@ int cmd_domain_xml(const Args& args) {
   DomainHostFacts facts;
   const auto type = a["type"].as<std::string>();
   if (type == "auto")
-    facts.kvm = ::access("/dev/kvm", R_OK | W_OK) == 0;
+    facts.kvm = choose_accel(spec.accel, "qemu-system-x86_64").kvm;
   else if (type == "kvm" || type == "qemu")
     facts.kvm = type == "kvm";
   else

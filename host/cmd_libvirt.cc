@@ -10,6 +10,8 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
+#include "kvm_probe.h"
+#include "terminal_text.h"
 #include "libvirt_connection.h"
 #include "libvirt_domain_xml.h"
 #include "overlay.h"
@@ -47,6 +49,30 @@ void check_before_define(const Spec& spec) {
 
 std::chrono::seconds timeout_of(const Spec& spec) { return std::chrono::seconds(spec.shutdown_timeout_seconds); }
 
+// Domain type 'kvm' or 'qemu' for the spec's "accel". "auto" takes 'kvm' only where
+// libvirt offers it and, on this host (qemu:///...), a probe guest ran under KVM:
+// libvirt offers 'kvm' wherever /dev/kvm opens, even where no guest can run.
+bool libvirt_domain_kvm(const Spec& spec, LibvirtConnection& conn) {
+  switch (spec.accel) {
+    case Accel::kvm: return true;
+    case Accel::tcg: return false;
+    case Accel::automatic: break;
+  }
+  if (!conn.has_kvm()) {
+    spdlog::warn("{}: libvirt ({}) offers no KVM domains; using software emulation (domain type 'qemu'), which is "
+                 "much slower",
+                 spec.name, conn.uri());
+    return false;
+  }
+  if (conn.uri().rfind("qemu:///", 0) != 0) return true;  // another host: libvirt's word is all there is
+  const AccelChoice choice = choose_accel(Accel::automatic, "qemu-system-x86_64");
+  if (!choice.kvm)
+    spdlog::warn("{}: KVM does not run guests here: {}. Using software emulation (domain type 'qemu'), which is "
+                 "much slower. Set \"accel\": \"tcg\" in {} to choose it and silence this warning",
+                 spec.name, for_terminal(choice.fallback_why), spec.file.string());
+  return choice.kvm;
+}
+
 }  // namespace
 
 int cmd_define(const Args& args) {
@@ -75,7 +101,7 @@ int cmd_define(const Args& args) {
   spdlog::debug("{}: {} disks exported, overlay {}", spec.name, prepared.exported.images.size(), overlay.action);
 
   DomainHostFacts facts;
-  facts.kvm = conn.has_kvm();
+  facts.kvm = libvirt_domain_kvm(spec, conn);
   facts.backing = overlay.backing;
   facts.backing_format = overlay.backing == spec.base_image ? std::optional<std::string>(spec.base_format)
                                                            : inspect_image(spec.overlay_path()).backing_format;

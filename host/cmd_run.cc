@@ -14,6 +14,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
+#include "kvm_probe.h"
 #include "prepare.h"
 #include "process_identity.h"
 #include "qemu_command.h"
@@ -24,6 +25,7 @@
 #include "status_store.h"
 #include "subprocess.h"
 #include "supervisor.h"
+#include "terminal_text.h"
 
 namespace sprout {
 
@@ -36,6 +38,19 @@ void rotate_console_log(const Spec& spec) {
   std::error_code ec;
   auto size = fs::file_size(spec.console_log(), ec);
   if (!ec && size > (8u << 20)) fs::rename(spec.console_log(), spec.state_dir / "console.log.1", ec);
+}
+
+// What to change when qemu dies before the guest runs, given how the accelerator was
+// chosen: qemu's own words name the fault, this names the spec key.
+std::string accel_hint(const Spec& spec, const AccelChoice& accel) {
+  if (!accel.kvm) return "";
+  if (spec.accel == Accel::kvm)
+    return fmt::format("it ran with KVM because {} says \"accel\": \"kvm\"; if KVM cannot run guests on this host, "
+                       "set \"accel\": \"auto\" or \"tcg\" there",
+                       spec.file.string());
+  return fmt::format("it ran with KVM (\"accel\": \"auto\": {}); set \"accel\": \"tcg\" in {} to use software "
+                     "emulation",
+                     accel.probe ? accel.probe->why : "KVM looked usable", spec.file.string());
 }
 
 }  // namespace
@@ -113,8 +128,13 @@ int cmd_run(const Args& args) {
   ::sigprocmask(SIG_SETMASK, &original_mask, nullptr);
   spdlog::info("{}: overlay {} ({})", spec.name, prepared.overlay.overlay.string(), prepared.overlay.action);
   for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
-  env.kvm = kvm_usable();
-  if (!env.kvm) spdlog::warn("{}: /dev/kvm is not usable; using software emulation (TCG), which is much slower", spec.name);
+  const AccelChoice accel = choose_accel(spec.accel, env.qemu_binary);
+  env.kvm = accel.kvm;
+  if (!accel.fallback_why.empty())
+    spdlog::warn("{}: KVM does not run guests here: {}. Using software emulation (TCG), which is much slower. "
+                 "Set \"accel\": \"tcg\" in {} to choose it and silence this warning (`sprout check-host` "
+                 "shows what this host can do)",
+                 spec.name, for_terminal(accel.fallback_why), spec.file.string());
   auto argv = build_qemu_command(spec, env);
   if (a.count("print-command")) {
     fmt::print("{}\n", format_command(argv));  // one line, quoted for a POSIX shell
@@ -125,6 +145,7 @@ int cmd_run(const Args& args) {
   SuperviseOptions so;
   so.argv = argv;
   so.record = record;
+  so.accel_hint = accel_hint(spec, accel);
   RunOutcome outcome = supervise(spec, so);
   ::close(lock);
   return static_cast<int>(outcome);

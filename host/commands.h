@@ -27,5 +27,6 @@ int cmd_destroy(const Args& args);
 int cmd_logs(const Args& args);
 int cmd_ssh(const Args& args);
 int cmd_console(const Args& args);
+int cmd_check_host(const Args& args);
 
 }  // namespace sprout

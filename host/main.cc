@@ -29,6 +29,7 @@ const std::map<std::string, Command>& commands() {
       {"prepare", {sprout::cmd_prepare, "export, and create the VM's root overlay on the base image"}},
       {"gc", {sprout::cmd_gc, "remove cached images and GC roots no spec uses"}},
       {"check-spec", {sprout::cmd_check_spec, "validate spec files"}},
+      {"check-host", {sprout::cmd_check_host, "what this host can do: qemu, KVM, libvirt, nix, directories, space"}},
       {"run", {sprout::cmd_run, "prepare, then run and supervise the VM under QEMU"}},
       {"watch", {sprout::cmd_watch, "record a VM's status channel (for VMs libvirt runs)"}},
       {"status", {sprout::cmd_status, "show where every VM stands"}},

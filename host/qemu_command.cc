@@ -24,13 +24,6 @@ std::string qemu_escape(const std::string& s) {
 
 }  // namespace
 
-bool kvm_usable() {
-  int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  if (fd < 0) return false;
-  ::close(fd);
-  return true;
-}
-
 std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironment& env) {
   std::vector<std::string> a{env.qemu_binary};
   auto add = [&](std::initializer_list<std::string> xs) { a.insert(a.end(), xs.begin(), xs.end()); };

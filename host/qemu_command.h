@@ -18,7 +18,7 @@ namespace sprout {
 
 struct QemuEnvironment {
   std::string qemu_binary = "qemu-system-x86_64";
-  bool kvm = false;  ///< /dev/kvm usable
+  bool kvm = false;  ///< -accel kvm -cpu host (else TCG): kvm_probe.h's choose_accel() decides
   /// The exported disks present in the state directory, in attach order.
   std::vector<std::pair<DiskRole, std::filesystem::path>> disks;
   /// true: qemu waits (before starting the guest) until a recorder connects to the
@@ -29,8 +29,5 @@ struct QemuEnvironment {
 /// The argument vector (argv[0] is the binary). InputError when the spec asks for
 /// something the QEMU backend cannot do (network.mode "libvirt").
 std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironment& env);
-
-/// Whether /dev/kvm can be opened read-write.
-bool kvm_usable();
 
 }  // namespace sprout

@@ -216,6 +216,8 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
     s.kernel = kb;
   }
   s.qemu_args = top.strings_or_empty("qemuArgs", 1024);
+  const std::string accel = top.choice_or("accel", {"auto", "kvm", "tcg"}, "auto");
+  s.accel = accel == "kvm" ? Accel::kvm : accel == "tcg" ? Accel::tcg : Accel::automatic;
   s.vnc = top.boolean_or("vnc", false);
   s.base_change = top.choice_or("baseChange", {"keep", "rebase", "recreate"}, "keep");
   s.ready = top.choice_or("ready", {"specialized", "started"}, "specialized");
@@ -224,6 +226,15 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
   s.autostart = top.boolean_or("autostart", true);
   top.finish();
   return s;
+}
+
+const char* accel_name(Accel a) {
+  switch (a) {
+    case Accel::automatic: return "auto";
+    case Accel::kvm: return "kvm";
+    case Accel::tcg: return "tcg";
+  }
+  return "auto";
 }
 
 Spec load_spec(const fs::path& file) {

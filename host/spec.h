@@ -42,6 +42,15 @@ struct KernelBoot {
   std::string cmdline;
 };
 
+/// How qemu runs the guest's CPU (spec key "accel").
+enum class Accel {
+  automatic,  ///< "auto": KVM where a probe guest was seen to run with sprout's CPU model (kvm_probe.h), else TCG
+  kvm,        ///< "kvm": KVM or fail; never falls back
+  tcg,        ///< "tcg": software emulation
+};
+/// "auto", "kvm" or "tcg".
+const char* accel_name(Accel a);
+
 struct Spec {
   std::filesystem::path file;  ///< where it was loaded from ("" if built in memory)
   std::string name;
@@ -70,6 +79,7 @@ struct Spec {
   NetworkSettings network;
   std::optional<KernelBoot> kernel;
   std::vector<std::string> qemu_args;
+  Accel accel = Accel::automatic;
   bool vnc = false;
   std::string base_change = "keep";  ///< keep, rebase, recreate
   std::string ready = "specialized"; ///< specialized, started

@@ -60,7 +60,7 @@ TEST(Spec, EveryKey) {
     "backend": "libvirt", "libvirt": {"uri": "qemu:///session"},
     "network": {"mode": "user", "forwards": [{"hostPort": 10022, "guestPort": 22}], "mac": "52:54:00:aa:bb:cc"},
     "kernel": {"path": "k", "initrd": "i", "cmdline": "console=ttyS0"},
-    "qemuArgs": ["-smp", "2"], "vnc": true, "baseChange": "rebase", "ready": "started",
+    "qemuArgs": ["-smp", "2"], "accel": "tcg", "vnc": true, "baseChange": "rebase", "ready": "started",
     "shutdownTimeoutSeconds": 5, "restartOnChange": true, "autostart": false)"),
                       "web.json", "/etc/sprout/vms");
   EXPECT_EQ(s.cache_dir, "/etc/sprout/vms/cache");
@@ -78,9 +78,23 @@ TEST(Spec, EveryKey) {
   EXPECT_EQ(s.kernel->kernel, "/etc/sprout/vms/k");
   EXPECT_EQ(s.kernel->initrd, "/etc/sprout/vms/i");
   EXPECT_EQ(s.qemu_args.size(), 2u);
+  EXPECT_EQ(s.accel, Accel::tcg);
   EXPECT_TRUE(s.vnc);
   EXPECT_EQ(s.shutdown_timeout_seconds, 5);
   EXPECT_FALSE(s.autostart);
+}
+
+TEST(Spec, AccelIsAutoKvmOrTcg) {
+  EXPECT_EQ(parse_spec(kMinimal, "web.json", "/").accel, Accel::automatic);
+  EXPECT_EQ(parse_spec(with(R"("accel": "kvm")"), "web.json", "/").accel, Accel::kvm);
+  EXPECT_STREQ(accel_name(Accel::automatic), "auto");
+  try {
+    parse_spec(with(R"("accel": "hvf")"), "web.json", "/");
+    FAIL() << "accel hvf accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("accel"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("\"tcg\""), std::string::npos) << e.what();
+  }
 }
 
 TEST(Spec, MemoryAsPlainMiB) {

@@ -127,6 +127,7 @@ class Loop {
   // goes away (reboots inside qemu keep it; a restarted qemu or libvirt domain do not).
   int status_fd_ = -1;
   bool status_seen_ = false;  // connected at least once
+  std::uint64_t accepted_at_start_ = 0;  // the recorder's accepted lines when qemu started
   bool said_waiting_ = false;
   milliseconds status_backoff_{10};
   Clock::time_point next_status_try_ = Clock::now();
@@ -353,6 +354,7 @@ RunOutcome Loop::run() {
     // when it fails, and kept with the host's events.
     int err_fd = ::open(qemu_log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (err_fd < 0) spdlog::warn("{}: cannot write {}: {}", spec_.name, qemu_log_path().string(), std::strerror(errno));
+    accepted_at_start_ = rec_.counters().accepted;
     pid_ = spawn(opt_.argv, old_mask_, err_fd);
     if (err_fd >= 0) ::close(err_fd);
     host_event("qemu-started", fmt::format("qemu started (pid {})", pid_), {{"pid", pid_}});
@@ -443,7 +445,9 @@ RunOutcome Loop::finish() {
     how = fmt::format("sprout watch stopped on {}", stop_signal_);
   } else if (WIFSIGNALED(wstatus_)) {
     outcome = RunOutcome::killed;
-    how = fmt::format("qemu killed by signal {}{}", WTERMSIG(wstatus_), killed_ ? " after quit timed out" : "");
+    const int sig = WTERMSIG(wstatus_);
+    how = fmt::format("qemu killed by signal {}{}{}", sig, sigabbrev_np(sig) ? fmt::format(" (SIG{})", sigabbrev_np(sig)) : "",
+                      killed_ ? " after quit timed out" : "");
   } else if (forced_) {
     outcome = RunOutcome::quit_after_timeout;
     how = fmt::format("guest ignored power-down for {} s; qemu quit", spec_.shutdown_timeout_seconds);
@@ -452,20 +456,27 @@ RunOutcome Loop::finish() {
     how = shutdown_requested_ ? "guest powered off on request" : "guest powered off";
   } else {
     outcome = RunOutcome::failed;
-    how = fmt::format("qemu exited with status {}{}", WEXITSTATUS(wstatus_),
-                      status_seen_ || !opt_.record
-                          ? ""
-                          : fmt::format(" before the guest started (qemu's messages: {})", qemu_log_path().string()));
+    how = fmt::format("qemu exited with status {}", WEXITSTATUS(wstatus_));
   }
   json exited{{"exit", static_cast<int>(outcome)}};
+  std::vector<std::string> tail;
   if (outcome == RunOutcome::powered_off || !owns_qemu_) {
     spdlog::info("{}: {}", spec_.name, how);
   } else {
-    spdlog::error("{}: {}", spec_.name, how);
     // What qemu said about it (STATE/qemu.log), escaped: it may quote guest input.
-    auto tail = qemu_log_tail(20);
-    for (const auto& l : tail) spdlog::error("{}: qemu: {}", spec_.name, for_terminal(l));
+    tail = qemu_log_tail(20);
     exited["qemuStderr"] = tail;
+    // qemu that dies before the guest said a word (a KVM that cannot run it, a bad
+    // option): its last words and the spec key to change go into `how`, which status,
+    // wait and logs show.
+    if (!killed_ && !forced_ && rec_.counters().accepted == accepted_at_start_) {
+      how += " before the guest started";
+      if (!tail.empty()) how += fmt::format("; qemu said: {}", utf8_truncate(tail.back(), 300));
+      how += fmt::format(" (all of it: {})", qemu_log_path().string());
+      if (!opt_.accel_hint.empty()) how += "; " + opt_.accel_hint;
+    }
+    spdlog::error("{}: {}", spec_.name, for_terminal(how));
+    for (const auto& l : tail) spdlog::error("{}: qemu: {}", spec_.name, for_terminal(l));
   }
   if (owns_qemu_) host_event("qemu-exited", how, exited);
   else host_event("recorder-stopped", how);

@@ -34,6 +34,9 @@ struct SuperviseOptions {
   std::vector<std::string> argv;
   bool record = true;             ///< false: `sprout watch` records instead
   int quit_grace_seconds = 10;    ///< after QMP quit, before SIGKILL
+  /// Said after qemu's last words when qemu fails before the guest ran: which spec key
+  /// to change ("" for none).
+  std::string accel_hint;
 };
 
 RunOutcome supervise(const Spec& spec, const SuperviseOptions& options);

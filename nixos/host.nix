@@ -175,6 +175,7 @@ let
         // optionalAttrs (vm.kernel.initrd != null) { inherit (vm.kernel) initrd; };
     }
     // optionalAttrs (vm.extraQemuArgs != [ ]) { qemuArgs = vm.extraQemuArgs; }
+    // optionalAttrs (vm.accel != "auto") { inherit (vm) accel; }
     // optionalAttrs vm.vnc { vnc = true; }
     // optionalAttrs (vm.baseChange != "keep") { inherit (vm) baseChange; }
     // optionalAttrs (vm.ready != "specialized") { inherit (vm) ready; }

@@ -338,6 +338,19 @@ let
         description = "Extra qemu arguments, appended last (vms.nix's `qemuSwitches`).";
       };
 
+      accel = mkOption {
+        type = types.enum [ "auto" "kvm" "tcg" ];
+        default = "auto";
+        description = ''
+          How QEMU runs the guest's CPU. `auto` uses KVM only where a probe guest has
+          been seen to run under it with the CPU model the VM gets (`-cpu host`; the
+          verdict is cached per boot in /run/sprout), else software emulation (TCG)
+          with a warning. `kvm` insists on KVM and fails at once where it cannot run
+          the guest; `tcg` always emulates. For libvirt VMs this is the domain type
+          (`kvm` or `qemu`). `sprout check-host` shows what the host can do.
+        '';
+      };
+
       vnc = mkOption {
         type = types.bool;
         default = false;

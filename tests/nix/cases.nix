@@ -74,6 +74,7 @@ in
       };
       kernel = { path = "/boot/bzImage"; initrd = "/boot/initrd"; cmdline = "console=ttyS0"; };
       extraQemuArgs = [ "-device" "virtio-rng-pci" ];
+      accel = "tcg";
       vnc = true;
       autostart = false;
       rebuild = {

@@ -3,7 +3,7 @@
 busybox, the real sprout-agent, stand-in nixos-rebuild/systemctl) under qemu TCG.
 
 usage: test_run.py SPROUT CASE     (SPROUT_AGENT=path/to/sprout-agent)
-CASE: lifecycle, two-vms, failing, recorder-restart, shutdown, ignore-powerdown, cli
+CASE: lifecycle, two-vms, failing, recorder-restart, shutdown, ignore-powerdown, cli, accel
 """
 import hashlib
 import json
@@ -150,7 +150,7 @@ def case_recorder_restart(root):
     spec = os.path.join(w.spec_dir, "rr.json")
     with run_vm(w, "rr", args=["--external-recorder"]) as run:
         with Proc(["watch", "--spec", spec], os.path.join(root, "watch1.log")) as watch1:
-            rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding")
+            rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding", run=run)
             watch1.p.kill()  # no goodbye: the recorder dies mid-boot
             watch1.p.wait(10)
         time.sleep(2)
@@ -288,7 +288,77 @@ def case_cli(root):
     check(not os.path.lexists(os.path.join(root, "gcroots", "web")), "destroy left the GC root")
 
 
+# A qemu that fails under KVM as these machines' kvm_pvm does (the MSR assertion,
+# SIGABRT), and runs everything else with the real qemu: given to sprout as its qemu,
+# it makes the fallback independent of the machine's /dev/kvm.
+ABORTING_KVM_QEMU = """#!/bin/sh
+prev=
+for a in "$@"; do
+  if [ "$prev" = -accel ] && [ "$a" = kvm ]; then
+    echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2
+    echo "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion \`ret == cpu->kvm_msr_buf->nmsrs' failed." >&2
+    kill -ABRT $$
+  fi
+  prev=$a
+done
+exec qemu-system-x86_64 "$@"
+"""
+
+
+def aborting_kvm_qemu(root):
+    path = os.path.join(root, "qemu-kvm-aborts")
+    with open(path, "w") as f:
+        f.write(ABORTING_KVM_QEMU)
+    os.chmod(path, 0o755)
+    return path
+
+
+def case_accel(root):
+    w = GuestWorld(root)
+    qemu = aborting_kvm_qemu(root)
+    # 1. "auto" (the default): the probe sees KVM fail, the VM runs under TCG and
+    #    specializes; the warning says why, once, and how to choose.
+    w.spec("auto")
+    with run_vm(w, "auto", args=["--qemu", qemu]) as run:
+        r = wait_for(w, "auto")
+        check(r.returncode == 0, f"wait: {r.returncode} {r.stdout} {r.stderr}\n{run.output()}")
+        check(run.wait(120) == 0, f"run exit status\n{run.output()}")
+        out = run.output()
+    warnings = [l for l in out.splitlines() if "KVM does not run guests here" in l]
+    check(len(warnings) == 1, f"expected one warning about KVM:\n{out}")
+    check("signal 6" in warnings[0] and "kvm_buf_set_msrs" in warnings[0] and '"accel": "tcg"' in warnings[0],
+          f"the warning does not say why and how to choose: {warnings[0]}")
+    starts = [l for l in out.splitlines() if ": starting " in l]
+    check(len(starts) == 1 and "-accel tcg" in starts[0], f"qemu not started under TCG:\n{out}")
+    # check-host gives the same verdict, from this boot's cache, and warns (no FAIL).
+    r = rl.sprout(["check-host", "--json", "--spec-dir", w.spec_dir, "--qemu", qemu])
+    check(r.returncode == 0, f"check-host: {r.returncode} {r.stdout} {r.stderr}")
+    kvm = [c for c in json.loads(r.stdout) if c["check"] == "kvm"]
+    check(len(kvm) == 1 and kvm[0]["result"] == "WARN" and "signal 6" in kvm[0]["message"]
+          and "cached" in kvm[0]["message"], f"check-host's kvm line: {kvm}")
+    # 2. "kvm" never falls back: qemu fails at once, and run, status, wait and logs show
+    #    qemu's own words and the spec key to change.
+    w.spec("insist", accel="kvm")
+    with run_vm(w, "insist", args=["--qemu", qemu]) as run:
+        check(run.wait(120) == 4, f"run exit status (qemu killed by SIGABRT)\n{run.output()}")
+        out = run.output()
+    check("kvm_buf_set_msrs" in out and '"accel"' in out, f"run does not show qemu's words and the key:\n{out}")
+    check("KVM does not run guests here" not in out, f"\"kvm\" fell back:\n{out}")
+    r = wait_for(w, "insist", timeout=600)
+    check(r.returncode == 1 and "kvm_buf_set_msrs" in r.stderr + r.stdout, f"wait: {r.returncode} {r.stdout} {r.stderr}")
+    r = rl.sprout(["status", "insist", "--json", "--spec-dir", w.spec_dir])
+    check(r.returncode == 0 and "kvm_buf_set_msrs" in r.stdout and "accel" in r.stdout, f"status: {r.stdout} {r.stderr}")
+    r = rl.sprout(["logs", "insist", "--spec-dir", w.spec_dir])
+    check("kvm_buf_set_msrs" in r.stdout, f"logs: {r.stdout} {r.stderr}")
+    r = rl.sprout(["check-host", "--spec-dir", w.spec_dir, "--qemu", qemu])
+    check(r.returncode == 1 and "FAIL  kvm" in r.stdout and "insist" in r.stdout, f"check-host: {r.returncode} {r.stdout}")
+    # 3. "tcg": no probe, no warning.
+    w.spec("soft", accel="tcg")
+    r = rl.sprout(["run", "soft", "--spec-dir", w.spec_dir, "--qemu", qemu, "--print-command"])
+    check(r.returncode == 0 and "-accel tcg" in r.stdout and "KVM" not in r.stderr, f"tcg: {r.stdout} {r.stderr}")
+
+
 if __name__ == "__main__":
     sys.exit(rl.run_case({"lifecycle": case_lifecycle, "two-vms": case_two_vms, "failing": case_failing,
                           "recorder-restart": case_recorder_restart, "shutdown": case_shutdown,
-                          "ignore-powerdown": case_ignore_powerdown, "cli": case_cli}, sys.argv[2]))
+                          "ignore-powerdown": case_ignore_powerdown, "cli": case_cli, "accel": case_accel}, sys.argv[2]))
