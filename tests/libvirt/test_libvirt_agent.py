@@ -62,9 +62,16 @@ class LvWorld:
         return self.lv.virsh("list", "--all", "--name").stdout.split()
 
     def wait_console(self, name, text, timeout):
+        """Until the console shows `text`; at once a failure when the domain is not running."""
         deadline = time.monotonic() + timeout
+        polls = 0
         while text not in self.w.console(name):
             check(time.monotonic() < deadline, f"console never showed {text!r} within {timeout} s")
+            if polls % 10 == 0:
+                state = self.lv.virsh("domstate", name, check=False).stdout.strip()
+                check(state in ("running", "paused", "in shutdown") or text in self.w.console(name),
+                      f"console never showed {text!r}: the domain is {state!r}")
+            polls += 1
             time.sleep(0.2)
 
     def watch(self, name):

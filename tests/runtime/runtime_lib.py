@@ -61,13 +61,21 @@ def read_events(state_dir: str, host: bool = False) -> list[dict]:
     return out
 
 
-def wait_status(state_dir: str, pred: Callable[[dict], bool], timeout: float, what: str) -> dict:
+def wait_status(state_dir: str, pred: Callable[[dict], bool], timeout: float, what: str,
+                run: Optional["Proc"] = None) -> dict:
+    """Waits until status.json satisfies `pred`. With `run` (the process that runs the
+    VM), it ends at once when that process has ended and the record still does not
+    satisfy `pred`: a VM whose qemu died does not keep a test waiting for its timeout."""
     deadline = time.monotonic() + timeout
     st = None
     while time.monotonic() < deadline:
+        ended = run is not None and run.p.poll() is not None
         st = read_status(state_dir)
         if st is not None and pred(st):
             return st
+        if ended:
+            raise TestFailure(f"status.json never showed {what}: its run ended (exit status {run.p.returncode}); "
+                              f"last: {json.dumps(st)}\n{run.output()}")
         time.sleep(0.05)
     raise TestFailure(f"status.json never showed {what} within {timeout} s; last: {json.dumps(st)}")
 

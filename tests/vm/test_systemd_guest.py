@@ -140,7 +140,7 @@ def case_lifecycle(root):
     state = w.state("web")
     with run_vm(w, "web") as run:
         t0 = time.monotonic()
-        rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding")
+        rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding", run=run)
         t_rebuilding = time.monotonic() - t0
         a = answer(port)
         t_answer = time.monotonic() - t0
