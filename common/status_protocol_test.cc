@@ -108,6 +108,12 @@ TEST(StatusProtocol, ReadAsStrictlyAsEveryOtherDocumentNamingTheField) {
                 .find("phase: is not a phase"),
             std::string::npos);
   EXPECT_NE(error_of(R"({"version":1e999})").find("number overflow"), std::string::npos);
+  // Nesting as deep as a line's 4096 bytes allow is refused by the parser, like any
+  // other document of sprout's nested more than 64 deep, not walked.
+  EXPECT_EQ(error_of(std::string(2000, '[') + std::string(2000, ']')),
+            "lists and objects nested more than 64 deep; sprout reads no JSON that deep");
+  EXPECT_EQ(error_of(ok + ",\"detail\":" + std::string(1900, '[') + std::string(1900, ']') + "}"),
+            "lists and objects nested more than 64 deep; sprout reads no JSON that deep");
   // The whole range of seq.
   auto d = decode_status_line(R"({"version":1,"vm":"web","bootId":"b","seq":18446744073709551615,"timeMs":1,"phase":"log","message":"m","generation":"g"})"
                               "\n");

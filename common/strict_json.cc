@@ -81,26 +81,40 @@ void refuse_nul(const json& v, std::string_view source, const std::string& path)
   }
 }
 
-}  // namespace
+struct TooDeep {};
 
-json parse_json_text(std::string_view text, std::string_view source) {
+/// nlohmann's parse of `text`, refusing nesting deeper than kMaxJsonDepth as it goes
+/// (and, when `strict`, a key repeated in one object); errors name `source`.
+json parse_bounded(std::string_view text, std::string_view source, bool strict) {
+  std::size_t depth = 0;
   // Keys seen so far in each open object, innermost last: a duplicate is refused
   // (nlohmann keeps the last silently, so `"vcpus": 2, "vcpus": 1` would mean 1).
   std::vector<std::set<std::string>> open_objects;
   json::parser_callback_t on_event = [&](int, json::parse_event_t event, json& parsed) {
     switch (event) {
-      case json::parse_event_t::object_start: open_objects.emplace_back(); break;
-      case json::parse_event_t::object_end: open_objects.pop_back(); break;
+      case json::parse_event_t::object_start:
+        if (strict) open_objects.emplace_back();
+        [[fallthrough]];
+      case json::parse_event_t::array_start:
+        if (++depth > kMaxJsonDepth) throw TooDeep{};
+        break;
+      case json::parse_event_t::object_end:
+        if (strict) open_objects.pop_back();
+        [[fallthrough]];
+      case json::parse_event_t::array_end: --depth; break;
       case json::parse_event_t::key:
-        if (!open_objects.back().insert(parsed.get<std::string>()).second) throw DuplicateKey{parsed.get<std::string>()};
+        if (strict && !open_objects.back().insert(parsed.get<std::string>()).second)
+          throw DuplicateKey{parsed.get<std::string>()};
         break;
       default: break;
     }
     return true;
   };
-  json doc;
   try {
-    doc = json::parse(text.begin(), text.end(), on_event);
+    return json::parse(text.begin(), text.end(), on_event);
+  } catch (const TooDeep&) {
+    throw JsonTooDeep(fmt::format("{}: lists and objects nested more than {} deep; sprout reads no JSON that deep",
+                                  source, kMaxJsonDepth));
   } catch (const DuplicateKey& d) {
     throw InputError(fmt::format("{}: the key \"{}\" appears twice in one object; keep one", source,
                                  json(d.key).get<std::string>()));
@@ -110,8 +124,18 @@ json parse_json_text(std::string_view text, std::string_view source) {
     // out_of_range.406: a number too big for a double (1e400).
     throw InputError(fmt::format("{}: not valid JSON: {}", source, reason_of(e.what())));
   }
+}
+
+}  // namespace
+
+json parse_json_text(std::string_view text, std::string_view source) {
+  json doc = parse_bounded(text, source, /*strict=*/true);
   refuse_nul(doc, source, "");
   return doc;
+}
+
+json parse_json_loosely(std::string_view text, std::string_view source) {
+  return parse_bounded(text, source, /*strict=*/false);
 }
 
 StrictObject::StrictObject(const json& value, std::string source, std::string path)

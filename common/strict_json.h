@@ -20,8 +20,26 @@ namespace sprout {
 /// A short human name for a JSON value's type and, for scalars, its value.
 std::string describe_json(const nlohmann::json& value);
 
-/// Parses `text` as JSON; a syntax error becomes an InputError naming `source`.
+/// The deepest nesting of lists and objects in any JSON that sprout or its agent
+/// reads. None of their documents comes near it (a status line's detail may nest 8);
+/// a deeper one is refused while it is parsed, before anything that walks a document
+/// recursively (a copy, dump(), the checks here) could run out of stack on it.
+inline constexpr std::size_t kMaxJsonDepth = 64;
+
+/// What the parsers below throw for nesting deeper than kMaxJsonDepth.
+struct JsonTooDeep : InputError {
+  using InputError::InputError;
+};
+
+/// Parses `text` as JSON; a syntax error, a repeated key, a NUL in a string or nesting
+/// deeper than kMaxJsonDepth becomes an InputError naming `source`.
 nlohmann::json parse_json_text(std::string_view text, std::string_view source);
+
+/// Parses `text` with nlohmann's own rules (a repeated key keeps its last value), for
+/// what sprout reads without checking it key by key (status.json, events.jsonl,
+/// export.json, qemu's output), but no deeper than kMaxJsonDepth either: InputError
+/// naming `source` for a syntax error or deeper nesting.
+nlohmann::json parse_json_loosely(std::string_view text, std::string_view source);
 
 class StrictObject {
  public:

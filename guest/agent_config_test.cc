@@ -77,3 +77,18 @@ TEST(AgentConfig, MissingFileGivesDefaults) {
   EXPECT_TRUE(missing);
   EXPECT_EQ(c.reboot_command, (std::vector<std::string>{"systemctl", "reboot"}));
 }
+
+// A config nested 100,000 deep crashed the agent (stack overflow): refused in one
+// line naming the file, like any other bad config.
+TEST(AgentConfig, NestedTooDeepIsRefusedNamingTheFile) {
+  for (const std::string& text : {std::string(100000, '[') + std::string(100000, ']'),
+                                  "{\"version\":1,\"rebuild\":" + std::string(100000, '[') + std::string(100000, ']') + "}"}) {
+    try {
+      parse_agent_config(text, "/etc/sprout/agent.json");
+      ADD_FAILURE() << "accepted";
+    } catch (const sprout::InputError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                "/etc/sprout/agent.json: lists and objects nested more than 64 deep; sprout reads no JSON that deep");
+    }
+  }
+}

@@ -38,3 +38,12 @@ TEST(AgentState, GarbledIsNoStateAndReported) {
     EXPECT_NE(l.problem.find("state.json"), std::string::npos) << l.problem;
   }
 }
+
+TEST(AgentState, NestedTooDeepIsNoStateAndReported) {
+  TempTree t;
+  t.write("/s/state.json", std::string(30000, '[') + std::string(30000, ']'));  // under the 64 KiB read
+  auto l = load_agent_state(t.path("/s/state.json"));
+  EXPECT_FALSE(l.state);
+  EXPECT_NE(l.problem.find("state.json: lists and objects nested more than 64 deep"), std::string::npos) << l.problem;
+  EXPECT_NE(l.problem.find("treated as no state"), std::string::npos) << l.problem;
+}

@@ -17,12 +17,14 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "cli_util.h"
 #include "commands.h"
 #include "error.h"
 #include "run_state.h"
 #include "spec.h"
+#include "strict_json.h"
 #include "terminal_style.h"
 #include "terminal_text.h"
 #include "vm_locator.h"
@@ -47,9 +49,18 @@ std::string clock_of(std::int64_t ms) {
 class Printer {
  public:
   Printer(bool as_json, bool colour) : json_(as_json), colour_(colour) {}
-  void line(std::string_view text) {
-    json e = json::parse(text, nullptr, false);
-    if (e.is_discarded() || !e.is_object()) return;  // a line cut by a crash: skip it
+  /// Prints one line of `file`.
+  void line(std::string_view text, const fs::path& file) {
+    json e;
+    try {
+      e = parse_json_loosely(text, file.string());
+    } catch (const JsonTooDeep& ex) {
+      spdlog::warn("{} (a line skipped)", ex.what());  // not what sprout writes: say so
+      return;
+    } catch (const InputError&) {
+      return;  // a line cut by a crash: skip it
+    }
+    if (!e.is_object()) return;
     if (json_) {
       std::cout << e.dump() << '\n';
       return;
@@ -92,10 +103,10 @@ void print_from(const fs::path& path, std::uint64_t* offset, Printer& p, std::si
       last.push_back(std::move(line));
       if (last.size() > keep_last) last.pop_front();
     } else {
-      p.line(line);
+      p.line(line, path);
     }
   }
-  for (const auto& l : last) p.line(l);
+  for (const auto& l : last) p.line(l, path);
   std::fflush(stdout);
 }
 
@@ -125,16 +136,16 @@ int cmd_logs(const Args& args) {
   }
   if (last_n) {
     // The last N over both files: the newer file's share first.
-    std::deque<std::string> all;
-    for (const fs::path& f : {older, events}) {
-      std::ifstream in(f, std::ios::binary);
+    std::deque<std::pair<std::string, const fs::path*>> all;
+    for (const fs::path* f : {&older, &events}) {
+      std::ifstream in(*f, std::ios::binary);
       std::string line;
       while (std::getline(in, line)) {
-        all.push_back(line);
+        all.emplace_back(line, f);
         if (all.size() > last_n) all.pop_front();
       }
     }
-    for (const auto& l : all) p.line(l);
+    for (const auto& [l, f] : all) p.line(l, *f);
     off = fs::exists(events, ec) ? fs::file_size(events, ec) : 0;
     std::fflush(stdout);
   } else {

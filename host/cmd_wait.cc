@@ -223,7 +223,10 @@ int Waiter::run() {
         // start (`sprout run NAME & sprout wait NAME`): wait for its first run.
         note = "no record yet: waiting for its first run";
       } else if (elapsed() >= start_timeout_s_) {
-        std::string why = v.state == RunView::corrupt ? "its record is unreadable" : "its last run ended: " + v.how;
+        std::string corrupt = record_text(st, "corrupt");
+        std::string why = v.state != RunView::corrupt ? "its last run ended: " + v.how
+                          : corrupt.empty()           ? "its record is unreadable"
+                                                      : "its record is unreadable (" + corrupt + ")";
         std::string start = spec_.backend == "libvirt" ? fmt::format("sprout define {} --start", name)
                                                        : fmt::format("systemctl start sprout-vm@{}, or sprout run {}",
                                                                      name, name);

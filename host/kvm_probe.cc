@@ -15,6 +15,7 @@
 
 #include "atomic_file.h"
 #include "sha256.h"
+#include "strict_json.h"
 #include "subprocess.h"
 
 namespace sprout {
@@ -85,7 +86,7 @@ std::optional<KvmProbe> read_cached(const fs::path& file, const json& key) {
   }
   ::close(fd);
   try {
-    auto j = json::parse(text);
+    auto j = parse_json_loosely(text, file.string());  // nested too deep: probe again too
     if (j.at("key") != key) return std::nullopt;
     KvmProbe p;
     p.runs = j.at("runs").get<bool>();

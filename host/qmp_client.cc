@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "error.h"
+#include "strict_json.h"
 #include "unix_socket.h"
 
 namespace sprout {
@@ -87,8 +89,11 @@ std::vector<json> QmpClient::handle(short revents) {
     long n = read_some(fd_, data);
     if (n > 0) {
       in_.feed(data, [&](std::string_view line) {
-        json j = json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.is_object()) got.push_back(std::move(j));
+        try {
+          json j = parse_json_loosely(line, "QMP reply");
+          if (j.is_object()) got.push_back(std::move(j));
+        } catch (const InputError&) {  // not JSON, or nested too deep: skipped
+        }
       });  // (a line over 1 MiB is dropped: qemu's are short)
       continue;
     }

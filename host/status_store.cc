@@ -13,6 +13,8 @@
 #include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
+#include "error.h"
+#include "strict_json.h"
 
 namespace sprout {
 
@@ -79,8 +81,14 @@ json read_status_file(const fs::path& path) {
   if (!in) return nullptr;
   std::stringstream ss;
   ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("vm"))
+  json j;
+  try {
+    j = parse_json_loosely(ss.str(), path.string());
+  } catch (const InputError& e) {
+    // Nested too deep, or cut short: the reason, naming the file.
+    return json{{"corrupt", e.what()}};
+  }
+  if (!j.is_object() || !j.contains("vm"))
     return json{{"corrupt", fmt::format("{} is not a status record sprout wrote (garbled or cut short)", path.string())}};
   return j;
 }

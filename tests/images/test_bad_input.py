@@ -74,6 +74,50 @@ class BadInputBattery(Scratch):
                 self.assert_refused([cmd, *spec_arg, nul_file], 2, "nul.json: name: contains a NUL character")
                 self.assert_refused([cmd, *spec_arg, self.path("missing.json")], 2, "missing.json: spec file not found")
 
+    def test_json_nested_too_deep_in_every_document_sprout_reads(self):
+        # 100,000 nested lists crashed check-spec (SIGSEGV: a recursive walk ran out of
+        # stack); every document is refused or ignored at 64 levels, naming its file.
+        deep = "[" * 100000 + "]" * 100000
+        deep_objects = '{"a":' * 100000 + "1" + "}" * 100000
+        too_deep = "lists and objects nested more than 64 deep; sprout reads no JSON that deep"
+        for name, text in (("deep.json", deep), ("deep-objects.json", deep_objects)):
+            f = self.raw(name, text)
+            p = run("check-spec", f, check=False)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual((p.stdout + p.stderr).splitlines(), [f"{f}: {too_deep}"])
+            for cmd in SPEC_COMMANDS:
+                with self.subTest(cmd=cmd, name=name):
+                    self.assert_refused([cmd, "--spec", f], 2, f"{f}: {too_deep}")
+        # What sprout itself wrote in the state directory: the record is called corrupt,
+        # export.json taken as no export, a log line skipped; each says which file.
+        state = self.spec["stateDir"]
+        status_file = os.path.join(state, "status.json")
+        with open(status_file, "w") as f:
+            f.write('{"vm": "web", "phase": ' + deep + "}")
+        for argv in (["status"], ["status", "--json"], ["list"], ["wait", "web", "--timeout", "1"]):
+            with self.subTest(argv=argv):
+                p = run(*argv, "--spec-dir", self.specdir, check=False)
+                self.assertIn(p.returncode, (0, 1), p.stderr)
+                self.assertIn(f"{status_file}: {too_deep}", p.stdout + p.stderr)
+        os.remove(status_file)
+        export_file = os.path.join(state, "export.json")
+        with open(export_file, "w") as f:
+            f.write('{"generation": "g", "images": ' + deep + "}")
+        p = run("list", "--spec-dir", self.specdir, "--json", check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIsNone(json.loads(p.stdout)[0]["exportedGeneration"])
+        self.assertIn(f"{export_file}: {too_deep}", p.stderr)
+        events = os.path.join(state, "events.jsonl")
+        with open(events, "w") as f:
+            f.write('{"source": "host", "message": "before"}\n{"message": ' + deep + "}\n"
+                    '{"source": "host", "message": "after"}\n')
+        for extra in ([], ["--json"], ["-n", "2"]):
+            with self.subTest(logs=extra):
+                p = run("logs", "web", "--spec-dir", self.specdir, *extra, check=False)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertIn("after", p.stdout)
+                self.assertIn(f"{events}: {too_deep} (a line skipped)", p.stderr)
+
     def test_a_bad_spec_in_a_spec_directory(self):
         self.raw(os.path.join("specs", "broken.json"), '{"version": 1, "memory": 1e400}')
         # status lists it as invalid and still shows the good one; wait names it.
@@ -116,7 +160,7 @@ class BadInputBattery(Scratch):
         self.assert_refused(["check-spec"], 2, "give at least one spec file")
         self.assert_refused(["wait", "--spec-dir", self.specdir], 2, "which VM?")
         self.assert_refused(["undefine"], 2, "missing the VM NAME")
-        self.assert_refused(["frobnicate"], 2, "unknown command 'frobnicate'")
+        self.assert_refused(["frobnicate"], 2, "'frobnicate' is not a sprout command; see 'sprout help'")
 
     def test_names_and_directories(self):
         self.assert_refused(["undefine", "../evil"], 2, "a VM name must not contain '/'")
