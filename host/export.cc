@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -44,18 +45,44 @@ std::vector<std::string> mount_points_inside(DiskRole role) {
   return {};
 }
 
-/// Points `link` at the cached `image` atomically, its use recorded first
-/// (image_users.h), so gc keeps the image while the link points at it.
-void link_image(const fs::path& image, const fs::path& link) {
+/// STATE/ROLE.img, the link to a role's cached image.
+fs::path link_of(const ExportRequest& req, DiskRole role) {
+  return req.out_dir / fmt::format("{}.img", role_info(role).name);
+}
+
+/// InputError unless `link` is absent or a symlink (one sprout made, to replace).
+void require_replaceable_link(const fs::path& link) {
   std::error_code sec;
   auto st = fs::symlink_status(link, sec);
   if (fs::exists(st) && !fs::is_symlink(st))
     throw InputError(fmt::format("{}: exists and is not a link sprout made; move it away (sprout never replaces "
                                  "a file it did not create)",
                                  link.string()));
-  record_image_user(image, link);
-  if (fs::is_symlink(st) && fs::read_symlink(link, sec) == image) return;  // already there
-  symlink_atomic(image, link);
+}
+
+/// std::system_error naming `dir` unless a link can be made in it (a read-only mount,
+/// an immutable directory or sysfs takes none), found by making one and removing it.
+void require_links_possible(const fs::path& dir) {
+  fs::path probe = dir / fmt::format(".links.tmp-{}", ::getpid());  // a leftover if killed (leftovers.h)
+  ::unlink(probe.c_str());  // ours by its name, should an earlier process of our pid have left it
+  if (::symlink("probe", probe.c_str()) != 0)
+    throw std::system_error(errno, std::generic_category(),
+                            fmt::format("{}: cannot make the disk links in this state directory; check its "
+                                        "permissions, mount and attributes (lsattr -d)",
+                                        dir.string()));
+  ::unlink(probe.c_str());
+}
+
+/// Points `link` at the cached `image` atomically, its use recorded first
+/// (image_users.h), so gc keeps the image while the link points at it; a link that
+/// cannot be made leaves no record.
+void link_image(const fs::path& image, const fs::path& link) {
+  require_replaceable_link(link);
+  PendingImageUser user(image, link);
+  std::error_code sec;
+  if (!(fs::is_symlink(fs::symlink_status(link, sec)) && fs::read_symlink(link, sec) == image))
+    symlink_atomic(image, link);
+  user.keep();
 }
 
 struct RoleInput {
@@ -91,7 +118,7 @@ ExportedImage place(const RoleInput& in, const std::string& digest, const std::s
   img.role = in.role;
   img.tree_digest = digest;
   img.image = req.cache_dir / fmt::format("{}-{}.ext4", info.name, key.substr(0, 32));
-  img.link = req.out_dir / fmt::format("{}.img", info.name);
+  img.link = link_of(req, in.role);
   std::error_code ec;
   img.cache_hit = fs::is_regular_file(img.image, ec) && fs::file_size(img.image, ec) > 0;
   return img;
@@ -261,6 +288,11 @@ ExportResult export_disks(const ExportRequest& request) {
     spdlog::warn("ssh export: left out {}/{}: {}{}", req.ssh_source->string(), x.path, x.reason,
                  x.reason.rfind("private key", 0) == 0 ? " (pass --allow-private-keys to export it)" : "");
   make_directory(req.out_dir, "state directory");
+  // What linking could refuse is found before anything is built or recorded, so a
+  // failed export leaves the cache and the state directory as they were.
+  for (const auto& in : inputs) require_replaceable_link(link_of(req, in.role));
+  if (!req.system.empty()) require_replaceable_link(link_of(req, DiskRole::closure));
+  require_links_possible(req.out_dir);
 
   // The roles' images are built side by side, each on a thread of its own (config on
   // this one), and then committed and linked side by side, so their fsyncs share the
@@ -314,7 +346,7 @@ ExportResult export_disks(const ExportRequest& request) {
   if (closure) {
     ExportedImage img;
     img.role = DiskRole::closure;
-    img.link = req.out_dir / "closure.img";
+    img.link = link_of(req, DiskRole::closure);
     img.image = closure->image;
     img.tree_digest = closure->key;
     img.cache_hit = closure->cache_hit;

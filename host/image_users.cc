@@ -18,11 +18,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// Makes `dir` (0700, durably) unless it exists; it must be a real directory, not a link.
-void private_directory(const fs::path& dir) {
-  if (::mkdir(dir.c_str(), 0700) == 0)
+/// Makes `dir` (0700, durably) unless it exists; it must be a real directory, not a
+/// link. Adds it to `added` when it made it.
+void private_directory(const fs::path& dir, std::vector<fs::path>& added) {
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    added.push_back(dir);
     fsync_directory(dir.parent_path());
-  else if (errno != EEXIST)
+  } else if (errno != EEXIST)
     throw std::system_error(errno, std::generic_category(), "cannot create " + dir.string());
   struct stat st;
   if (::lstat(dir.c_str(), &st) != 0)
@@ -40,21 +42,52 @@ fs::path users_dir(const fs::path& cache_dir) {
   return fs::is_directory(fs::symlink_status(users, ec)) ? users : fs::path();
 }
 
+/// record_image_user, adding what it made to `added` (outermost first). A record that
+/// replaces another (of a link of the same name's hash) is not undone.
+void record_user(const fs::path& image, const fs::path& link, std::vector<fs::path>& added) {
+  fs::path users = image.parent_path() / kImageUsersDir;
+  private_directory(users, added);
+  fs::path dir = users / image.filename();
+  private_directory(dir, added);
+  fs::path record = dir / user_record_name(link);
+  std::error_code ec;
+  auto st = fs::symlink_status(record, ec);
+  if (fs::is_symlink(st) && fs::read_symlink(record, ec) == link) return;
+  const bool is_new = !fs::exists(st);
+  symlink_atomic(link, record);
+  if (is_new) added.push_back(record);
+  // Durable before the link is: a crash must not leave a link without its record.
+  fsync_directory(dir);
+}
+
 }  // namespace
 
 std::string user_record_name(const fs::path& link) { return sha256_hex(link.string()).substr(0, 32); }
 
 void record_image_user(const fs::path& image, const fs::path& link) {
-  fs::path users = image.parent_path() / kImageUsersDir;
-  private_directory(users);
-  fs::path dir = users / image.filename();
-  private_directory(dir);
-  fs::path record = dir / user_record_name(link);
-  std::error_code ec;
-  if (fs::is_symlink(fs::symlink_status(record, ec)) && fs::read_symlink(record, ec) == link) return;
-  symlink_atomic(link, record);
-  // Durable before the link is: a crash must not leave a link without its record.
-  fsync_directory(dir);
+  std::vector<fs::path> added;
+  record_user(image, link, added);
+}
+
+PendingImageUser::PendingImageUser(const fs::path& image, const fs::path& link) {
+  try {
+    record_user(image, link, added_);
+  } catch (...) {
+    undo();  // what was made before the failure
+    throw;
+  }
+}
+
+PendingImageUser::~PendingImageUser() { undo(); }
+
+void PendingImageUser::undo() {
+  for (auto it = added_.rbegin(); it != added_.rend(); ++it) {
+    std::error_code ec;
+    fs::remove(*it, ec);  // a directory only while empty: another export's record stays
+    if (ec && ec != std::errc::directory_not_empty)
+      spdlog::warn("cannot remove {}, made for a link that was not made: {}", it->string(), ec.message());
+  }
+  added_.clear();
 }
 
 bool link_uses_image(const fs::path& link, const fs::path& image) {

@@ -28,6 +28,23 @@ std::string user_record_name(const std::filesystem::path& link);
 /// never exists without its record. Throws std::system_error.
 void record_image_user(const std::filesystem::path& image, const std::filesystem::path& link);
 
+/// record_image_user for a link about to be made: unless keep() is called (the link
+/// was made), the destructor removes what the constructor added (the record, and the
+/// directories made for it), so a link that could not be made leaves CACHE/users as
+/// it was.
+class PendingImageUser {
+ public:
+  PendingImageUser(const std::filesystem::path& image, const std::filesystem::path& link);
+  ~PendingImageUser();
+  PendingImageUser(const PendingImageUser&) = delete;
+  PendingImageUser& operator=(const PendingImageUser&) = delete;
+  void keep() { added_.clear(); }
+
+ private:
+  void undo();
+  std::vector<std::filesystem::path> added_;  ///< outermost first
+};
+
 /// True when `link` is a symlink and resolves to `image` itself (the same file).
 bool link_uses_image(const std::filesystem::path& link, const std::filesystem::path& image);
 

@@ -16,6 +16,7 @@
 #include "atomic_file.h"
 #include "error.h"
 #include "leftovers.h"
+#include "strict_json.h"
 #include "subprocess.h"
 
 namespace sprout {
@@ -56,11 +57,11 @@ void require_readable_base(const Spec& spec) {
   try {
     base = inspect_image(spec.base_image);
   } catch (const std::exception& e) {
-    throw InputError(fmt::format("{}: qemu-img cannot read the new base image (spec {}: base.image): {}",
+    throw InputError(fmt::format("{}: qemu-img cannot read the base image (spec {}: base.image): {}",
                                  spec.base_image.string(), spec.file.string(), e.what()));
   }
   if (base.format != spec.base_format)
-    throw InputError(fmt::format("{}: the new base image is not a {} image (qemu-img reads it as {}); fix the spec's "
+    throw InputError(fmt::format("{}: the base image is not a {} image (qemu-img reads it as {}); fix the spec's "
                                  "base.image or base.format (spec {})",
                                  spec.base_image.string(), spec.base_format, base.format, spec.file.string()));
 }
@@ -78,9 +79,13 @@ std::string timestamp_now() {
 
 OverlayInfo inspect_image(const fs::path& image) {
   auto out = run_checked({"qemu-img", "info", "--output=json", "-U", image.string()}, std::chrono::seconds(60));
-  json j = json::parse(out, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    throw std::runtime_error(fmt::format("qemu-img info {}: unexpected output", image.string()));
+  json j;
+  try {
+    j = parse_json_loosely(out, fmt::format("qemu-img info {}", image.string()));
+  } catch (const InputError& e) {
+    throw std::runtime_error(e.what());  // qemu-img's fault, not the user's input
+  }
+  if (!j.is_object()) throw std::runtime_error(fmt::format("qemu-img info {}: unexpected output", image.string()));
   OverlayInfo info;
   info.format = j.value("format", "");
   info.virtual_size = j.value("virtual-size", 0ull);
@@ -99,68 +104,87 @@ void require_base_image(const Spec& spec) {
                                  spec.base_image.string(), spec.file.string()));
 }
 
-PrepareResult prepare_overlay(const Spec& spec) {
+OverlayPlan plan_overlay(const Spec& spec) {
   require_base_image(spec);
+  OverlayPlan plan;
+  plan.overlay = spec.overlay_path();
+  plan.want = fs::weakly_canonical(fs::absolute(spec.base_image));
+  if (!fs::exists(fs::symlink_status(plan.overlay))) {
+    require_readable_base(spec);  // else qemu-img create fails on it, after the export
+    plan.action = OverlayPlan::create;
+    return plan;
+  }
+  if (!fs::is_regular_file(fs::symlink_status(plan.overlay)))
+    throw InputError(fmt::format("{}: exists but is not a regular file; move it away", plan.overlay.string()));
+  OverlayInfo info = inspect_image(plan.overlay);
+  if (info.format != "qcow2" || !info.backing)
+    throw InputError(fmt::format("{}: is not a qcow2 overlay with a backing file (format {}); sprout will not "
+                                 "touch it: move it away to start fresh",
+                                 plan.overlay.string(), info.format));
+  std::error_code ec;
+  plan.have = fs::weakly_canonical(*info.backing, ec);
+  if (ec) plan.have = *info.backing;
+  if (plan.have == plan.want) {
+    plan.action = OverlayPlan::reuse;
+    return plan;
+  }
+  if (spec.base_change == "keep") {
+    if (!fs::exists(plan.have))
+      throw std::runtime_error(fmt::format("{}: its base {} is gone and baseChange is \"keep\"; set baseChange to "
+                                           "\"recreate\" to start over (the old overlay is kept aside)",
+                                           plan.overlay.string(), plan.have.string()));
+    plan.action = OverlayPlan::keep_old_base;
+    return plan;
+  }
+  if (spec.base_change == "rebase" && !fs::exists(plan.have))
+    throw std::runtime_error(fmt::format("{}: cannot rebase safely: its old base {} no longer exists; use "
+                                         "baseChange \"recreate\" or restore the old base",
+                                         plan.overlay.string(), plan.have.string()));
+  require_readable_base(spec);
+  plan.action = spec.base_change == "rebase" ? OverlayPlan::rebase : OverlayPlan::recreate;
+  return plan;
+}
+
+PrepareResult prepare_overlay(const Spec& spec) { return apply_overlay(spec, plan_overlay(spec)); }
+
+PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan) {
   std::error_code ec;
   fs::create_directories(spec.state_dir, ec);
   if (ec) throw std::system_error(ec, "cannot create the state directory " + spec.state_dir.string());
   remove_leftovers(spec.state_dir);  // a killed prepare's half-made overlay
 
   PrepareResult r;
-  r.overlay = spec.overlay_path();
-  fs::path want = fs::weakly_canonical(fs::absolute(spec.base_image));
-  if (!fs::exists(fs::symlink_status(r.overlay))) {
-    create_overlay_file(spec);
-    r.action = "created";
-    r.backing = want;
-    spdlog::info("created overlay {} on {}", r.overlay.string(), want.string());
-    return r;
-  }
-  if (!fs::is_regular_file(fs::symlink_status(r.overlay)))
-    throw InputError(fmt::format("{}: exists but is not a regular file; move it away", r.overlay.string()));
-
-  OverlayInfo info = inspect_image(r.overlay);
-  if (info.format != "qcow2" || !info.backing)
-    throw InputError(fmt::format("{}: is not a qcow2 overlay with a backing file (format {}); sprout will not "
-                                 "touch it: move it away to start fresh",
-                                 r.overlay.string(), info.format));
-  fs::path have = fs::weakly_canonical(*info.backing, ec);
-  if (ec) have = *info.backing;
-  r.backing = have;
-  if (have == want) {
-    r.action = "reused";
-    return r;
-  }
-
-  if (spec.base_change == "keep") {
-    spdlog::warn("{}: stays on its old base {} (spec base is {}; baseChange is \"keep\")", r.overlay.string(),
-                 have.string(), want.string());
-    if (!fs::exists(have))
-      throw std::runtime_error(fmt::format("{}: its base {} is gone and baseChange is \"keep\"; set baseChange to "
-                                           "\"recreate\" to start over (the old overlay is kept aside)",
-                                           r.overlay.string(), have.string()));
-    r.action = "kept-old-base";
-    return r;
-  }
-  if (spec.base_change == "rebase") {
-    if (!fs::exists(have))
-      throw std::runtime_error(fmt::format("{}: cannot rebase safely: its old base {} no longer exists; use "
-                                           "baseChange \"recreate\" or restore the old base",
-                                           r.overlay.string(), have.string()));
-    // Safe mode (no -u): qemu-img compares old and new base and keeps the VM's view.
-    run_checked({"qemu-img", "rebase", "-q", "-f", "qcow2", "-b", want.string(), "-F", spec.base_format,
-                 r.overlay.string()},
-                std::chrono::hours(2));
-    r.action = "rebased";
-    r.backing = want;
-    spdlog::info("rebased {} from {} onto {}", r.overlay.string(), have.string(), want.string());
-    return r;
+  r.overlay = plan.overlay;
+  const fs::path& want = plan.want;
+  const fs::path& have = plan.have;
+  r.backing = plan.action == OverlayPlan::create ? want : have;
+  switch (plan.action) {
+    case OverlayPlan::create:
+      create_overlay_file(spec);
+      r.action = "created";
+      spdlog::info("created overlay {} on {}", r.overlay.string(), want.string());
+      return r;
+    case OverlayPlan::reuse: r.action = "reused"; return r;
+    case OverlayPlan::keep_old_base:
+      spdlog::warn("{}: stays on its old base {} (spec base is {}; baseChange is \"keep\")", r.overlay.string(),
+                   have.string(), want.string());
+      r.action = "kept-old-base";
+      return r;
+    case OverlayPlan::rebase:
+      // Safe mode (no -u): qemu-img compares old and new base and keeps the VM's view.
+      run_checked({"qemu-img", "rebase", "-q", "-f", "qcow2", "-b", want.string(), "-F", spec.base_format,
+                   r.overlay.string()},
+                  std::chrono::hours(2));
+      r.action = "rebased";
+      r.backing = want;
+      spdlog::info("rebased {} from {} onto {}", r.overlay.string(), have.string(), want.string());
+      return r;
+    case OverlayPlan::recreate: break;
   }
   // recreate: the old overlay is kept under a dated name, never deleted. Order, so a
   // kill at any instant leaves the VM on its old overlay or wholly on the new one:
-  // check the new base, give the old overlay its second name (a hard link), create
-  // the new overlay under a temporary name, then rename it over root.qcow2.
-  require_readable_base(spec);
+  // check the new base (plan_overlay), give the old overlay its second name (a hard
+  // link), create the new overlay under a temporary name, then rename it over root.qcow2.
   fs::path dir = r.overlay.parent_path();
   struct stat old_st;
   if (::stat(r.overlay.c_str(), &old_st) != 0)

@@ -36,7 +36,25 @@ struct PrepareResult {
 /// InputError naming the spec key unless the spec's base image exists.
 void require_base_image(const Spec& spec);
 
-/// Creates or checks the overlay for `spec`. InputError when the base image is missing.
+/// What prepare_overlay will do, decided by reading only, so that a prepare refuses a
+/// bad base image or overlay before it writes anything (the disks, export.json).
+struct OverlayPlan {
+  enum Action { create, reuse, keep_old_base, rebase, recreate } action = create;
+  std::filesystem::path overlay;
+  std::filesystem::path want;  ///< the spec's base (canonical)
+  std::filesystem::path have;  ///< the existing overlay's base
+};
+
+/// Throws what prepare_overlay would refuse: InputError for a base image that is
+/// missing, or that qemu-img does not read as base.format where a new overlay goes on
+/// it (create, rebase, recreate), or an overlay that is not a qcow2 overlay;
+/// runtime_error for an old base that is gone where it is still needed.
+OverlayPlan plan_overlay(const Spec& spec);
+
+/// Carries out `plan` (plan_overlay's for the same spec).
+PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan);
+
+/// Creates or checks the overlay for `spec`: plan_overlay, then apply_overlay.
 PrepareResult prepare_overlay(const Spec& spec);
 
 }  // namespace sprout

@@ -5,20 +5,24 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
 #include "gc_roots.h"
+#include "strict_json.h"
 
 namespace sprout {
 
 namespace fs = std::filesystem;
 
 PreparedVm prepare_vm(const Spec& spec) {
-  require_base_image(spec);  // before export writes anything
+  // Whatever the overlay's preparation would refuse (a missing or unreadable base, a
+  // file in the overlay's place) is found before export writes anything.
+  const OverlayPlan plan = plan_overlay(spec);
   PreparedVm p;
   p.exported = export_disks(ExportRequest::from_spec(spec));
   record_export(spec, p.exported);
-  p.overlay = prepare_overlay(spec);
+  p.overlay = apply_overlay(spec, plan);
   p.gc_root = register_gc_root(spec.gc_root_dir, spec.name, p.overlay.backing);
   // An overlay kept aside still needs its old base: it gets a root of its own, named
   // NAME@FILE, which `sprout gc` keeps while STATE/FILE exists.
@@ -35,7 +39,15 @@ std::string exported_generation(const Spec& spec) {
   if (!in) return "";
   std::stringstream text;
   text << in.rdbuf();
-  auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  nlohmann::json j;
+  try {
+    j = parse_json_loosely(text.str(), export_record_path(spec).string());
+  } catch (const JsonTooDeep& e) {
+    spdlog::warn("{} (taken as no export; the next export replaces it)", e.what());  // not what sprout writes
+    return "";
+  } catch (const InputError&) {
+    return "";
+  }
   if (!j.is_object() || !j.contains("generation") || !j["generation"].is_string()) return "";
   return j["generation"].get<std::string>();
 }

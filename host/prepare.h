@@ -17,8 +17,9 @@ struct PreparedVm {
   std::optional<std::filesystem::path> gc_root;
 };
 
-/// Checks the base image first (InputError naming it when missing), so a bad spec
-/// changes nothing on disk.
+/// Checks the base image and the overlay first (plan_overlay: InputError naming the
+/// base when it is missing or not readable as its format), so a bad spec changes
+/// nothing on disk.
 PreparedVm prepare_vm(const Spec& spec);
 
 /// STATE/export.json: what the VM's disks hold now (export_disks' result: generation,

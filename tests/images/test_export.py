@@ -402,7 +402,7 @@ class BadInputTest(Scratch):
             (["export", "--name", "x"], 2, "missing --config"),
             (["export", "--spec", good, "--name", "x"], 2, "cannot be combined"),
             (["export", "--bogus"], 2, "bogus"),
-            (["frobnicate"], 2, "unknown command"),
+            (["frobnicate"], 2, "is not a sprout command"),
             (["--log-level", "loud", "status"], 2, "unknown --log-level 'loud'"),
             (["wait", "web", "--timeout", "1e300"], 2, "--timeout must be"),
             (["check-spec", variant(vcpus=0)], 2, "vcpus: expected an integer from 1 to 256"),
@@ -554,6 +554,28 @@ class OverlayTest(Scratch):
         self.assertTrue(os.path.basename(aside).startswith("root.qcow2.old-"))
         self.assertEqual(sha256(aside), before)
         self.assertEqual(self.info(overlay)["full-backing-filename"], self.path("base2.qcow2"))
+
+    def test_a_refused_base_changes_nothing(self):
+        # A base that is not an image of its format is refused (2) before the export
+        # writes anything: no state directory, link, export.json or overlay appears or
+        # changes, for a new VM and for a prepared one whose spec now names that base.
+        self.make_base()
+        garbage = self.path("garbage.qcow2")
+        with open(garbage, "wb") as f:
+            f.write(b"not a disk image\n" * 1000)
+        spec = self.make_vm()
+        for case in ("new VM", "prepared VM"):
+            with self.subTest(case=case):
+                if case == "prepared VM":
+                    self.prepare(spec)
+                    with open(os.path.join(spec["sources"]["config"], "changed.nix"), "w") as f:
+                        f.write("{ }\n")  # its export would now give a new generation
+                specfile = self.write_spec(dict(spec, base={"image": garbage}, baseChange="recreate"), "bad.json")
+                before = snapshot(self.tmp)
+                p = run("prepare", "--spec", specfile, check=False)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(f"{garbage}: the base image is not a qcow2 image", p.stderr)
+                self.assertEqual(snapshot(self.tmp), before)
 
     def test_recreated_overlay_keeps_a_gc_root_for_its_old_base(self):
         store = self.path("store")

@@ -4,7 +4,8 @@
 Two spec directories share one cache. Export records every link to an image as
 CACHE/users/IMAGE/HASH -> STATE/ROLE.img; gc of either directory keeps what any
 recorded link still points at and drops the records that no longer count. Real
-mkfs.ext4. Usage: test_gc_users.py SPROUT_BINARY
+mkfs.ext4. An export that fails to link leaves CACHE/users as it was.
+Usage: test_gc_users.py SPROUT_BINARY
 """
 import hashlib
 import os
@@ -194,6 +195,66 @@ class GcUsersTest(Scratch):
         self.gc("B")
         for img in a_images:
             self.assertTrue(os.path.exists(img), "gc of B removed an image a's links (recorded by gc of A) use")
+
+    def spec_sharing_config(self, a, state, tag):
+        """The spec file of VM x in `state`: a's config tree (its image is cached) and a
+        self tree of its own (an image to build)."""
+        selfdir = self.path("self-" + tag)
+        os.makedirs(selfdir)
+        with open(os.path.join(selfdir, "configuration.nix"), "w") as f:
+            f.write(f"# {tag}\n")
+        spec = {"version": 1, "name": "x", "base": {"image": self.path("base.qcow2")}, "stateDir": state,
+                "cacheDir": self.cache, "sources": {"config": a["sources"]["config"], "self": selfdir}}
+        return self.write_spec(spec, tag + ".json")
+
+    def test_an_export_that_cannot_link_records_nothing(self):
+        # A state directory that takes no links (made immutable, or in sysfs): the export
+        # fails (1) naming it before it builds or records anything, so the cache,
+        # CACHE/users included, is as it was.
+        a, _ = self.vm("a", "A")
+        immutable = self.path("state", "immutable")
+        os.makedirs(immutable)
+        states = ["/sys/kernel"]  # sysfs makes no symlinks, not even root's
+        if subprocess.run(["chattr", "+i", immutable], capture_output=True).returncode == 0:
+            states.append(immutable)
+        else:
+            print("chattr +i not supported here: the immutable directory is not tried", file=sys.stderr)
+        try:
+            for n, state in enumerate(states):
+                with self.subTest(state=state):
+                    specfile = self.spec_sharing_config(a, state, f"x{n}")
+                    before = tree_state(self.cache)
+                    p = run("export", "--spec", specfile, check=False)
+                    self.assertEqual(tree_state(self.cache), before)
+                    self.assertEqual(p.returncode, 1, p.stderr)
+                    self.assertIn(f"{state}: cannot make the disk links in this state directory", p.stderr)
+        finally:
+            subprocess.run(["chattr", "-i", immutable], capture_output=True)
+
+    def test_a_record_is_undone_when_its_link_cannot_be_made(self):
+        # The state directory stops taking links after the export checked it (made
+        # immutable as an image is built, from the test hook): each record is made
+        # before its link, and removed again when the link cannot be made.
+        a, _ = self.vm("a", "A")
+        state = self.path("state", "x")
+        os.makedirs(state)
+        if subprocess.run(["chattr", "+i", state], capture_output=True).returncode != 0:
+            self.skipTest("chattr +i is not supported here")
+        subprocess.run(["chattr", "-i", state], check=True)
+        specfile = self.spec_sharing_config(a, state, "x")
+        hook = self.path("hook")
+        with open(hook, "w") as f:
+            f.write(f'#!/bin/sh\n[ "$1" = build ] && chattr +i {state}\nexit 0\n')
+        os.chmod(hook, 0o755)
+        before = tree_state(self.users)
+        try:
+            p = run("export", "--spec", specfile, check=False, env=dict(os.environ, SPROUT_TEST_HOOK=hook))
+        finally:
+            subprocess.run(["chattr", "-i", state], capture_output=True)
+        self.assertEqual(tree_state(self.users), before)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(state, p.stderr)
+        self.assertEqual(os.listdir(state), [])
 
     def test_gc_removes_leftover_and_orphaned_records(self):
         a, _ = self.vm("a", "A")
