@@ -38,7 +38,12 @@ void print_export(const ExportResult& r) {
 int cmd_export(const Args& args) {
   cxxopts::Options o("sprout export",
                      "Turn a VM's config, self and ssh directories into read-only ext4 disk images.\n"
-                     "Either the VM (NAME or --spec FILE), or --name with --config, --self and --out for ad-hoc use.");
+                     "A host-built VM (\"specialize\": \"host\") also gets its closure disk: the store paths of\n"
+                     "the spec's system that its baseSystem lacks, as a Nix binary cache the guest imports and\n"
+                     "checks (CACHE/closure-KEY.ext4, linked as STATE/closure.img; built with the host's Nix,\n"
+                     "shared by the VMs of one system, and not built again while it is cached).\n"
+                     "Either the VM (NAME or --spec FILE), or --name with --config, --self and --out for ad-hoc use\n"
+                     "(no closure disk: the system comes only from a spec).");
   add_vm_options(o);
   o.parse_positional({"vm"});
   o.add_options()(

@@ -60,14 +60,25 @@ std::string ago(std::int64_t ms) {
   return fmt::format("{}d ago", s / 86400);
 }
 
-/// The system a record says the guest runs, short enough for a column: a store path
-/// as HASH8-NAME ("8n3vhg33-nixos-system-web"), anything else cut; "-" for none.
+/// The path of the system a record says the guest runs; "" for none.
+std::string system_path(const json& st) {
+  if (!st.is_object() || !st.contains("system") || !st["system"].is_object()) return "";
+  return record_text(st["system"], "path");
+}
+
+/// The system for a column: a store path's name without its hash, as Nix's tools show
+/// it ("/nix/store/HASH-nixos-system-web-1" is "nixos-system-web-1", in any store
+/// directory), anything else its last component; cut to fit; "-" for none. --long and
+/// --json give the whole path.
 std::string short_system(const json& st) {
-  if (!st.is_object() || !st.contains("system") || !st["system"].is_object()) return "-";
-  std::string path = record_text(st["system"], "path");
+  std::string path = system_path(st);
   if (path.empty()) return "-";
   std::string base = path.substr(path.rfind('/') + 1);
-  if (path.rfind("/nix/store/", 0) == 0 && base.size() > 33 && base[32] == '-') base = base.substr(0, 8) + base.substr(32);
+  constexpr std::size_t kHashChars = 32;
+  auto hash_char = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'); };
+  if (base.size() > kHashChars + 1 && base[kHashChars] == '-' &&
+      std::all_of(base.begin(), base.begin() + kHashChars, hash_char))
+    base = base.substr(kHashChars + 1);
   return utf8_truncate(base, 40);
 }
 
@@ -155,6 +166,8 @@ std::string vm_state_word(const json& row) {
 
 std::string message_of(const json& row) {
   const json& st = row["status"];
+  if (st.is_object() && st.contains("corrupt"))
+    return "corrupt record: " + record_text(st, "corrupt") + "; the recorder writes a new one at the next event";
   std::string m = utf8_truncate(record_message(st), 100);
   if (row["run"]["state"] == "ended") {
     std::string how = record_text(row["run"], "how");
@@ -190,8 +203,7 @@ void print_table(const json& all, bool colour) {
       continue;
     }
     if (st.contains("corrupt")) {
-      line("-", "-", "-", "-", "-", "-",
-           "corrupt record: " + record_text(st, "corrupt") + "; the recorder writes a new one at the next event");
+      line("-", "-", "-", "-", "-", "-", message_of(row));
       continue;
     }
     std::string phase = record_phase(st);
@@ -225,6 +237,8 @@ void print_long(const json& all, bool colour) {
                st.is_object() ? ago(record_int(st, "sinceMs")) : "");
     std::string msg = st.is_object() ? message_of(row) : "no record yet (never started?)";
     if (!msg.empty()) fmt::print("  message    {}\n", msg);
+    if (std::string sys = system_path(st); !sys.empty())
+      fmt::print("  system     {} (built by {})\n", sys, built_by(st));
     fmt::print("  base       {}\n", record_text(row, "base"));
     const json& ov = row["overlay"];
     fmt::print("  overlay    {} ({})\n", record_text(ov, "path"),

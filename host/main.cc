@@ -90,8 +90,11 @@ int main(int argc, char** argv) {
   }
   auto it = commands().find(args[0]);
   if (it == commands().end()) {
-    std::cerr << fmt::format("sprout: unknown command '{}'\n\n", args[0]);
-    usage(std::cerr);
+    // One line, as git says it: the whole usage would bury the word that was wrong.
+    if (args[0].starts_with("-"))
+      std::cerr << fmt::format("sprout: unknown option '{}' before the command; see 'sprout help'\n", args[0]);
+    else
+      std::cerr << fmt::format("sprout: '{}' is not a sprout command; see 'sprout help'\n", args[0]);
     return sprout::kExitUsage;
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());

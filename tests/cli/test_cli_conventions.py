@@ -2,7 +2,8 @@
 """The command-line conventions of both binaries: `--version` prints the project's
 version (the one in meson.build, passed in by the test), and `--help` shows it too;
 `sprout help` lists the commands on stdout (exit 0), `sprout help CMD` prints what
-`sprout CMD --help` prints, `sprout help NOPE` is an unknown command (exit 2); the
+`sprout CMD --help` prints, `sprout NOPE` and `sprout help NOPE` are an unknown command
+in one line (exit 2); `sprout export --help` tells of a host-built VM's closure disk; the
 global `--log-level` works before and after the command name, and a bad level is
 refused in either place (exit 2), but not after `--`.
 Usage: test_cli_conventions.py SPROUT SPROUT_AGENT VERSION
@@ -99,7 +100,23 @@ class Help(unittest.TestCase):
     def test_help_unknown_command(self):
         r = run("help", "frobnicate")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("unknown command 'frobnicate'", r.stderr)
+        self.assertEqual(r.stderr, "sprout: 'frobnicate' is not a sprout command; see 'sprout help'\n")
+
+    def test_unknown_command_is_one_line(self):
+        # Not the whole usage (31 lines) burying the word that was wrong: one line, as git.
+        r = run("frobnicate", "--spec", "x.json")
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertEqual(r.stderr, "sprout: 'frobnicate' is not a sprout command; see 'sprout help'\n")
+        r = run("--frobnicate")
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertEqual(r.stderr, "sprout: unknown option '--frobnicate' before the command; see 'sprout help'\n")
+
+    def test_export_help_tells_of_the_closure_disk(self):
+        # A host-built VM's export also writes its closure disk: the help says so.
+        out = " ".join(run("export", "--help").stdout.split())
+        for words in ('host-built VM ("specialize": "host") also gets its closure disk', "baseSystem",
+                      "CACHE/closure-KEY.ext4", "STATE/closure.img"):
+            self.assertIn(words, out)
 
     def test_help_extra_argument(self):
         r = run("help", "status", "wait")

@@ -187,7 +187,7 @@ class Installed(unittest.TestCase):
         self.assertEqual(complete("sprout undefine d"), ["db", "dns"])
         self.assertEqual(complete("sprout --log-level e"), ["error"])
         self.assertIn("--spec-dir", complete("sprout status --spec"))
-        self.assertEqual(complete("sprout help che"), ["check-spec"])
+        self.assertEqual(complete("sprout help che"), ["check-host", "check-spec"])
 
     def test_fish_completes(self):
         script = self.path("sprout.fish")

@@ -163,7 +163,7 @@ def case_wait(root):
         rl.wait_status(state, lambda s: s.get("bootId") == "b9", 10, "next boot recorded")
         r = rl.sprout(["status", "--spec-dir", spec_dir])
         row = next((l.split() for l in r.stdout.splitlines() if l.startswith("fake ")), [])
-        check(row[1:2] == ["starting"] and "host" in row and "8n3vhg33-nixos-system-web" in row,
+        check(row[1:2] == ["starting"] and "host" in row and "nixos-system-web" in row,
               f"status shows BY host and the system: {r.stdout}")
         j = json.loads(rl.sprout(["status", "--spec-dir", spec_dir, "--json", "fake"]).stdout)
         check(j[0]["status"]["system"] == {"path": sysp, "by": "host"}, json.dumps(j))
