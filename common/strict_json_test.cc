@@ -81,3 +81,37 @@ TEST(StrictJson, ListsOfStrings) {
   EXPECT_EQ(error_of([&] { StrictObject(j, "s").strings_or_empty("l"); }),
             "s: l[1]: expected a string, got the number 2");
 }
+
+namespace {
+std::string nested(std::size_t depth, std::string_view open, std::string_view inner, std::string_view close) {
+  std::string s;
+  for (std::size_t i = 0; i < depth; ++i) s += open;
+  s += inner;
+  for (std::size_t i = 0; i < depth; ++i) s += close;
+  return s;
+}
+}  // namespace
+
+// 100,000 nested lists overflowed the stack of every reader (a recursive walk of the
+// parsed document); they are refused while parsing, strict or loose, naming the source.
+TEST(StrictJson, NestingDeeperThanTheLimitIsRefusedNamingTheSource) {
+  const std::string expected = "deep.json: lists and objects nested more than 64 deep; sprout reads no JSON that deep";
+  for (const auto& text : {nested(100000, "[", "", "]"), nested(100000, "{\"a\":", "1", "}"),
+                           nested(100000, "[{\"a\":", "1", "}]"), nested(kMaxJsonDepth + 1, "[", "", "]"),
+                           nested(100000, "[", "", "")}) {
+    EXPECT_EQ(error_of([&] { parse_json_text(text, "deep.json"); }), expected) << text.substr(0, 20);
+    EXPECT_EQ(error_of([&] { parse_json_loosely(text, "deep.json"); }), expected) << text.substr(0, 20);
+    EXPECT_THROW(parse_json_loosely(text, "deep.json"), JsonTooDeep);
+  }
+  // Up to the limit is fine, and brackets inside strings do not count.
+  EXPECT_EQ(error_of([] { parse_json_text(nested(kMaxJsonDepth, "[", "", "]"), "ok.json"); }), "");
+  EXPECT_EQ(error_of([] { parse_json_text(nested(kMaxJsonDepth - 1, "{\"a\":", "\"[[[[{{{{\"", "}"), "ok.json"); }),
+            "");
+  EXPECT_EQ(error_of([] { parse_json_loosely(nested(kMaxJsonDepth, "[", "", "]"), "ok.json"); }), "");
+}
+
+TEST(StrictJson, LooseParsingKeepsTheLastOfARepeatedKey) {
+  EXPECT_EQ(parse_json_loosely("{\"a\": 1, \"a\": 2}", "l.json")["a"], 2);
+  EXPECT_NE(error_of([] { parse_json_loosely("{\"a\": ", "l.json"); }).find("l.json: not valid JSON at line 1"),
+            std::string::npos);
+}
