@@ -65,6 +65,7 @@
                 configDir = ./examples/nixos-on-nixos;
                 selfDir = ./examples/nixos-on-nixos/hosts/web;
                 memory = { amount = 2; unit = "GiB"; };
+                diskSize = { amount = 8; unit = "G"; };
                 vcpus = 2;
                 network.forwards = [ { hostPort = 10022; guestPort = 22; } ];
                 ready = "started";

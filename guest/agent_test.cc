@@ -66,6 +66,7 @@ struct Fixture : ::testing::Test {
             "echo 'some stderr' >&2\n"
             "case $mode in\n"
             "  fail) echo 'error: builder failed (told to)' >&2; exit 3 ;;\n"
+            "  full) echo 'error: writing to file: No space left on device' >&2; exit 1 ;;\n"
             "  sleep) echo $$ >" + r + "/rebuild-pid; sleep 30; echo woke ;;\n"
             "esac\n"
             "n=$(cat " + r + "/rebuild-calls | wc -l)\n"
@@ -212,6 +213,15 @@ TEST_F(Fixture, FailingRebuildReportsOutputDoesNotRebootAndGivesUpAfterMaxAttemp
   EXPECT_NE(events().back().message.find("gave up after 3 attempts"), std::string::npos);
   EXPECT_EQ(count_lines("/rebuild-calls"), 3);
   EXPECT_EQ(t.read("/reboot-calls"), "");
+}
+
+TEST_F(Fixture, AFullDiskIsSaidAsSuch) {
+  t.write("/rebuild-mode", "full");
+  EXPECT_EQ(boot(), 1);
+  auto f = events().back();
+  EXPECT_EQ(f.phase, Phase::failed);
+  EXPECT_NE(f.message.find("the guest's disk is full"), std::string::npos) << f.message;
+  EXPECT_NE(f.message.find("diskSize"), std::string::npos) << f.message;
 }
 
 TEST_F(Fixture, ChangedConfigRespecializesExactlyOnce) {

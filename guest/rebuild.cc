@@ -33,7 +33,9 @@ RebuildOutcome run_rebuild(const RebuildRun& run) {
   o.cancel_fd = run.cancel_fd;
   o.kill_grace = std::chrono::milliseconds(3000);
   o.max_capture_bytes = 256 * 1024;  // enough for the last lines
+  bool no_space = false;             // ENOSPC, whoever said it (Nix, cp, the activation)
   o.on_line = [&](std::string_view line) {
+    no_space = no_space || line.find("No space left on device") != std::string_view::npos;
     if (log_fd >= 0) {
       std::string l(line);
       l += '\n';
@@ -53,6 +55,9 @@ RebuildOutcome run_rebuild(const RebuildRun& run) {
   out.timed_out = r.timed_out;
   out.interrupted = r.cancelled;
   out.describe = r.started ? r.describe() : "could not start: " + r.error;
+  if (!out.ok && no_space)
+    out.describe += ": the guest's disk is full (No space left on device); give the VM a larger disk (the spec's "
+                    "diskSize, for a new overlay) or free space in it";
   out.last_lines = r.last_lines(20);
   return out;
 }

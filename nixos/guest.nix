@@ -30,8 +30,9 @@
 # mode the host uses (the manifest on the disk says), so both are always written.
 #
 # The agent's unit has NIX_PATH (`nixPath`, by default the base's own nixpkgs), HOME
-# and nix.envVars, as nixpkgs' auto-upgrade unit has, and waits for
-# network-online.target without holding up the boot. The agent runs
+# and nix.envVars, as nixpkgs' auto-upgrade unit has. It does not wait for
+# network-online.target; its rebuilds do (the `nixos-rebuild` on its PATH starts it
+# first), so nothing waits for a network a VM does not use. The agent runs
 # `nixos-rebuild boot -I nixos-config=TARGET --no-flake` (classic) or
 # `nixos-rebuild boot --flake TARGET --no-write-lock-file` (flake).
 #
@@ -74,15 +75,27 @@ let
   };
 
   # The nixpkgs this base is evaluated with, under a fixed name: interpolating a store
-  # path copies it again under a longer name, generation after generation.
-  pinnedNixpkgs = builtins.path { path = pkgs.path; name = "nixpkgs"; };
+  # path copies it again under a longer name, generation after generation. Without a
+  # checkout's .git (as make-disk-image's channel copy leaves it out): a flake input
+  # has none, so its copy is the same store path with or without the filter.
+  pinnedNixpkgs = builtins.path {
+    path = pkgs.path;
+    name = "nixpkgs";
+    filter = path: _: baseNameOf path != ".git";
+  };
 
   # What a specialized configuration imports to stay a sprout guest: this module and
   # this agent, from the store. The agent is given as a derivation-shaped value whose
   # path carries its store context (builtins.appendContext), so the specialized
   # system keeps it in its closure without builtins.storePath, which pure
   # evaluation refuses.
-  pinnedModule = pkgs.writeText "sprout-guest.nix" ''
+  #
+  # It also carries `nixpkgsConfig` (the host's nixpkgs.config, as far as it is plain
+  # data) into the guest's own evaluation: the default of nixpkgs.config, read from a
+  # JSON file in the store (no quoting of values into Nix source), and passed on to
+  # the next generation's pinned module.
+  nixpkgsConfigFile = pkgs.writeText "sprout-nixpkgs-config.json" (builtins.toJSON cfg.nixpkgsConfig);
+  pinnedModule = pkgs.writeText "sprout-guest.nix" (''
     # Installed by sprout's guest module: import it from a VM's configuration.
     { lib, ... }:
     {
@@ -94,8 +107,33 @@ let
         outputs = [ "out" ];
         outPath = builtins.appendContext "${agent}" { "${agent}" = { path = true; }; };
       };
+  '' + lib.optionalString (cfg.nixpkgsConfig != { }) ''
+      # The host's nixpkgs.config, which the base was built with. A default as a whole:
+      # nixpkgs.config's merge (nixos/modules/misc/nixpkgs.nix, mergeConfig) knows no
+      # priorities inside it, so a configuration that sets nixpkgs.config replaces it.
+      nixpkgs.config = lib.mkDefault (builtins.fromJSON (builtins.readFile ${nixpkgsConfigFile}));
+      virtualisation.sprout.guest.nixpkgsConfig = lib.mkDefault (builtins.fromJSON (builtins.readFile ${nixpkgsConfigFile}));
+  '' + ''
     }
-  '';
+  '');
+
+  # `nixos-rebuild` for the agent's rebuilds (rebuild.command's default names it): it
+  # starts network-online.target and waits for it, as nixpkgs' system.autoUpgrade unit
+  # waits (a rebuild downloads: substitutes, flake inputs), then runs the real one.
+  # Reached or not, the rebuild runs (everything may be local). Its own store name,
+  # so that it is not mistaken for the real one (tests install it by that name).
+  rebuildAfterNetwork = pkgs.writeTextFile {
+    name = "sprout-nixos-rebuild";
+    destination = "/bin/nixos-rebuild";
+    executable = true;
+    text = ''
+      #!${pkgs.runtimeShell}
+      if ! ${config.systemd.package}/bin/systemctl start network-online.target; then
+        echo "sprout: network-online.target was not reached; rebuilding anyway" >&2
+      fi
+      exec ${config.system.build.nixos-rebuild}/bin/nixos-rebuild "$@"
+    '';
+  };
 
   # As nixpkgs' system.autoUpgrade unit (nixos/modules/tasks/auto-upgrade.nix): the
   # rebuild's own nix fetches flake inputs, so it needs the proxy settings too.
@@ -173,15 +211,35 @@ in
     nixPath = mkOption {
       type = types.listOf types.str;
       default = [ "nixpkgs=${pinnedNixpkgs}" ];
-      defaultText = literalExpression ''[ "nixpkgs=''${builtins.path { path = pkgs.path; name = "nixpkgs"; }}" ]'';
+      defaultText = literalExpression ''[ "nixpkgs=''${builtins.path { path = pkgs.path; name = "nixpkgs"; filter = path: _: baseNameOf path != ".git"; }}" ]'';
       example = literalExpression ''config.nix.nixPath'';
       description = ''
         NIX_PATH of the agent and its rebuild. A system unit gets no NIX_PATH from
         NixOS (only login sessions do), and on a flake-built base `nix.nixPath`
         points at the flake registry or nothing, so by default `<nixpkgs>` is the
-        nixpkgs this base was built from (a copy named "nixpkgs"). Set it to
-        `config.nix.nixPath` to follow the guest's channel instead (make-disk-image
-        installs one), which `nix-channel --update` can move.
+        nixpkgs this base was built from (a copy named "nixpkgs", without .git).
+        Set it to `config.nix.nixPath` to follow a channel of the guest's instead,
+        which `nix-channel --update` can move; a base built by sprout's host module
+        has none (make-disk-image's `copyChannel = false`: one nixpkgs per base), so
+        add one with `nix-channel --add` first.
+      '';
+    };
+
+    nixpkgsConfig = mkOption {
+      type = types.attrs;
+      default = { };
+      example = { allowUnfree = true; };
+      description = ''
+        `nixpkgs.config` for the VM's own rebuilds (the host's `specialize = "guest"`):
+        /etc/sprout/nixos/guest.nix, which a specialized configuration imports, makes
+        it the default of its `nixpkgs.config` (a configuration that sets
+        `nixpkgs.config` itself replaces it as a whole: nixpkgs merges that option
+        without priorities inside it). Plain data only (what JSON holds). sprout's
+        host module sets it to the host's `nixpkgs.config` (its plain values), which
+        the base was built with, so that a module that evaluates on the host (say,
+        one that uses an unfree package) evaluates in the guest too. Classic mode
+        only: a flake configuration imports sprout's nixosModules.guest, not the
+        pinned module, and sets its own nixpkgs.
       '';
     };
 
@@ -209,6 +267,16 @@ in
 
   config = mkIf cfg.enable (lib.mkMerge [
     {
+      # nixos-rebuild (nixos-rebuild-ng, nixpkgs 26.05) builds <nixos-system> when
+      # NIX_PATH has it, before <nixpkgs/nixos> with the agent's -I nixos-config=TARGET.
+      assertions = [
+        {
+          assertion = !lib.any (lib.hasPrefix "nixos-system=") cfg.nixPath;
+          message = "virtualisation.sprout.guest.nixPath has a nixos-system entry: nixos-rebuild would build that"
+            + " instead of the VM's configuration (the agent's -I nixos-config=…). Leave it out of nixPath.";
+        }
+      ];
+
       boot.initrd.availableKernelModules = [ "virtio_pci" "virtio_blk" "virtio_net" ];
       boot.kernelModules = [ "virtio_pci" "virtio_blk" "virtio_console" ];
 
@@ -220,15 +288,16 @@ in
       systemd.services.sprout-agent = {
         description = "sprout guest agent: specialize this VM";
         wantedBy = [ "multi-user.target" ];
-        # A first boot's rebuild downloads: wait for the network, as nixpkgs'
-        # system.autoUpgrade does. Nothing is ordered after the agent (Type=exec, no
-        # `before`), so multi-user.target and sshd do not wait for it.
-        after = [ "local-fs.target" "network-online.target" ];
-        wants = [ "network-online.target" ];
+        # Not after network-online.target: only a rebuild needs the network, and the
+        # `nixos-rebuild` first on PATH waits for it (rebuildAfterNetwork); a
+        # host-built VM (no rebuild), a VM without a network, and every boot that
+        # has nothing to do start at once. Nothing is ordered after the agent
+        # (Type=exec, no `before`), so multi-user.target and sshd do not wait for it.
+        after = [ "local-fs.target" ];
         # git and ssh: flakes in a git tree, git+ssh inputs. nix: nixos-rebuild's, and
         # what imports a host-built system (agent.json's nixBinDir is its bin).
-        path = [ config.system.build.nixos-rebuild config.nix.package pkgs.gitMinimal config.programs.ssh.package
-          pkgs.systemd pkgs.util-linux ];
+        path = [ rebuildAfterNetwork config.system.build.nixos-rebuild config.nix.package pkgs.gitMinimal
+          config.programs.ssh.package pkgs.systemd pkgs.util-linux ];
         environment = rebuildEnvironment;
         # A switch must not kill the agent in the middle of its rebuild.
         restartIfChanged = false;

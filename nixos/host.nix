@@ -5,7 +5,8 @@
 #  - one unit per VM, sprout-vm@<name>.service, wanted by sprout-vms.target when the
 #    VM autostarts;
 #  - for libvirt VMs, sprout-libvirt-gc.service, which undefines the domains of VMs
-#    that were removed from the configuration (see below).
+#    that were removed from the configuration (see below);
+#  - sprout-gc.service and its timer (gc.*), which run `sprout gc`.
 # Everything else (disks, overlays, qemu command lines, libvirt XML, waiting for the
 # guest) is the `sprout` tool's business.
 #
@@ -52,9 +53,25 @@ let
         {
           virtualisation.sprout.guest.enable = true;
           virtualisation.sprout.guest.package = lib.mkDefault cfg.package;
+          # The base is built with the host's pkgs, so with its nixpkgs.config; the
+          # guest's own rebuilds get what of it can be written down (guest.nix).
+          virtualisation.sprout.guest.nixpkgsConfig = lib.mkDefault carriedConfig.data;
         }
       ];
     };
+
+  # The host's nixpkgs.config, split into what can be carried into a guest's own
+  # evaluation (plain data) and what cannot (functions such as allowUnfreePredicate
+  # or packageOverrides, derivations). Overlays are functions: never carried.
+  isData = v:
+    if builtins.isFunction v then false
+    else if builtins.isList v then builtins.all isData v
+    else if builtins.isAttrs v then !(v ? outPath) && builtins.all isData (attrValues v)
+    else true;
+  carriedConfig = {
+    data = filterAttrs (_: isData) config.nixpkgs.config;
+    left = attrNames (filterAttrs (_: v: !isData v) config.nixpkgs.config);
+  };
 
   # The base image for VMs with `base.modules`, built with make-disk-image.
   buildBase = vm:
@@ -67,6 +84,10 @@ let
         format = "qcow2";
         diskSize = vm.base.diskSize;
         partitionTableType = "legacy";
+        # One nixpkgs per base: the guest module's `nixPath` already pins the
+        # nixpkgs the base was built from (a copy without .git); make-disk-image's
+        # channel would be a second copy of it.
+        copyChannel = false;
       };
     };
 
@@ -223,6 +244,25 @@ let
       after = [ "network.target" ] ++ optional libvirt "libvirtd.service";
       requires = optional libvirt "libvirtd.service";
 
+      # NixOS gives a unit's PATH only coreutils, findutils, grep, sed and systemd
+      # (nixos/lib/systemd-lib.nix). sprout runs nix-store and nix by name to export a
+      # host-built system's closure (host/nix_store.cc): the system's own Nix, which
+      # owns the store's database. qemu, qemu-img and mkfs.ext4 are on PATH through the
+      # package's wrapper (package.nix).
+      path = [ config.nix.package ];
+
+      unitConfig = {
+        # The overlay, sockets and records, and the exported images: mounted first
+        # (and kept mounted while the VM runs), wherever they are.
+        RequiresMountsFor = [ vm.stateDir cfg.cacheDir ];
+        # A VM that cannot even start (say prepare fails) is restarted a few times,
+        # not forever: more than 5 starts in 10 minutes and the unit stays failed
+        # until `systemctl reset-failed`, a host switch or a manual start after the
+        # interval. (systemd's default, 5 in 10 s, never trips with RestartSec=10.)
+        StartLimitIntervalSec = lib.mkDefault 600;
+        StartLimitBurst = lib.mkDefault 5;
+      };
+
       restartIfChanged = vm.restartOnChange;
       restartTriggers = optional vm.restartOnChange (specFile name);
 
@@ -240,6 +280,8 @@ let
         TimeoutStopSec = vm.shutdownTimeout + 30;
         Restart = "on-failure";
         RestartSec = 10;
+        # Exit status 2 is bad input (the spec, its files): starting again cannot help.
+        RestartPreventExitStatus = lib.mkDefault 2;
       } // optionalAttrs libvirt {
         ExecStartPre = "${sprout} define --spec ${spec} --start";
       };
@@ -339,7 +381,34 @@ in
             && !builtins.pathExists (vm.selfDir + "/configuration.nix"))
           "virtualisation.sprout.vms.${name}: selfDir has no configuration.nix, which classic mode builds by default; the VM will not specialize."
         ++ optional (vm.specialize == "guest" && vm.configuration != null)
-          "virtualisation.sprout.vms.${name}.configuration is only used with specialize = \"host\"; this VM specializes in the guest (rebuild.*).")
+          "virtualisation.sprout.vms.${name}.configuration is only used with specialize = \"host\"; this VM specializes in the guest (rebuild.*)."
+        # nixos-rebuild-ng (nixpkgs 26.05) in classic mode builds /etc/nixos/system.nix
+        # when it exists, before <nixpkgs/nixos> with -I nixos-config=TARGET.
+        ++ optional (vm.specialize == "guest" && vm.rebuild.mode == "classic" && builtins.isPath vm.configDir
+            && builtins.pathExists (vm.configDir + "/system.nix"))
+          ("virtualisation.sprout.vms.${name}.configDir has a system.nix, which is /etc/nixos/system.nix in the guest:"
+            + " nixos-rebuild of nixpkgs 26.05 and later builds that file in classic mode when it exists, whatever"
+            + " -I nixos-config says, so the VM would not build its own configuration (rebuild.target). Rename it,"
+            + " use a configDir without it, or specialize = \"host\".")
+        # A guest's nixos-rebuild evaluates with the guest's nixpkgs, not the host's
+        # pkgs the base was built with.
+        ++ optional (vm.specialize == "guest" && vm.base.modules != [ ]
+            && (config.nixpkgs.overlays != [ ] || carriedConfig.left != [ ]))
+          ("virtualisation.sprout.vms.${name} specializes in the guest, whose nixos-rebuild evaluates with the guest's own nixpkgs:"
+            + lib.optionalString (config.nixpkgs.overlays != [ ])
+              " the host's nixpkgs.overlays (${toString (builtins.length config.nixpkgs.overlays)}), which the base was built with, are not carried there"
+            + lib.optionalString (config.nixpkgs.overlays != [ ] && carriedConfig.left != [ ]) ", nor"
+            + lib.optionalString (carriedConfig.left != [ ])
+              " nixpkgs.config.${concatStringsSep ", nixpkgs.config." carriedConfig.left} (not plain data; the rest of nixpkgs.config is carried)"
+            + ". A module that needs them builds on the host and fails in the guest: set them in the VM's configuration too,"
+            + " or use specialize = \"host\".")
+        # make-disk-image's diskSize = "auto" is the system's size plus additionalSpace
+        # (512M), and a null diskSize keeps the base's size for the overlay.
+        ++ optional (vm.base.modules != [ ] && vm.base.diskSize == "auto" && vm.diskSize == null)
+          ("virtualisation.sprout.vms.${name}.diskSize is null and base.diskSize is \"auto\": the VM's disk is the base image's size,"
+            + " the base system plus about 512 MiB, and a specialized system (or a host-built closure) that needs more fails"
+            + " with \"No space left on device\". Set diskSize, e.g. { amount = 20; unit = \"G\"; }: the guest grows its root"
+            + " file system to the disk (guest module, diskLayout) and the overlay takes only what is written."))
       (attrNames cfg.vms);
 
     virtualisation.sprout.specs = mapAttrs mkSpec cfg.vms;
@@ -364,12 +433,50 @@ in
       "d /nix/var/nix/gcroots/sprout 0755 root root -"
     ] ++ map (vm: "d ${vm.stateDir} 0750 root root -") (attrValues cfg.vms);
 
+    # The VMs start with the host but hold up nothing: with default dependencies a
+    # target is ordered after every unit it wants (systemd.target(5)), and
+    # multi-user.target after this target, so the boot would wait for every VM to be
+    # ready, up to TimeoutStartSec (hours with ready = "specialized"), and so would a
+    # host switch that starts a VM (switch-to-configuration starts the active targets
+    # again and waits for their jobs), failing when the VM fails. Without them neither
+    # waits; the shutdown ordering they would have added is put back. `systemctl start
+    # sprout-vm@NAME` still waits as `ready` says, and `sprout wait` waits for a phase.
     systemd.targets.sprout-vms = {
       description = "sprout VMs";
       wantedBy = [ "multi-user.target" ];
+      unitConfig.DefaultDependencies = false;
+      conflicts = [ "shutdown.target" ];
+      before = [ "shutdown.target" ];
+    };
+
+    # As nixpkgs' nix.gc (nixos/modules/services/misc/nix-gc.nix).
+    systemd.timers = optionalAttrs cfg.gc.automatic {
+      sprout-gc = {
+        description = "Run sprout gc";
+        wantedBy = [ "timers.target" ];
+        timerConfig = {
+          OnCalendar = cfg.gc.dates;
+          RandomizedDelaySec = cfg.gc.randomizedDelaySec;
+          Persistent = cfg.gc.persistent;
+        };
+      };
     };
 
     systemd.services = mapAttrs' (name: vm: nameValuePair "sprout-vm@${name}" (mkUnit name vm)) cfg.vms
+    // {
+      # What nothing else removes: GC roots of removed VMs and of bases no overlay
+      # uses, cached images no VM links to. `sprout gc` never touches overlays or
+      # state directories (host/gc_roots.cc: only the cache and GC root directories).
+      sprout-gc = {
+        description = "Remove sprout's GC roots and cached images that no VM uses";
+        # The cache, and the state directories whose links say which images are used.
+        unitConfig.RequiresMountsFor = [ cfg.cacheDir ] ++ map (vm: vm.stateDir) (attrValues cfg.vms);
+        serviceConfig = {
+          Type = "oneshot";
+          ExecStart = "${sprout} gc";
+        };
+      };
+    }
     // optionalAttrs libvirtd {
       sprout-libvirt-gc = {
         description = "Undefine libvirt domains of removed sprout VMs";

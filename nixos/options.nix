@@ -193,9 +193,12 @@ let
         apply = p: if p == null then null else toString p;
         example = "/root/.ssh";
         description = ''
-          A host directory exported as /root/.ssh in the guest. It is read when the VM
-          starts and never copied to the Nix store, even when given as a Nix path.
-          Private keys in it are left out unless `allowPrivateKeys` is set.
+          A host directory exported as /root/.ssh in the guest, read when the VM starts.
+          The module does not copy it to the Nix store (a Nix path is turned into its
+          string). But a Nix path inside a flake's source is in the world-readable store
+          already, with the whole flake: give a directory outside the configuration as a
+          string, e.g. `"/root/vm-ssh"`. Private keys in it are left out unless
+          `allowPrivateKeys` is set.
         '';
       };
 
@@ -471,6 +474,38 @@ in
       default = "/var/lib/sprout/cache";
       apply = toString;
       description = "Shared cache of exported disk images.";
+    };
+
+    gc = {
+      automatic = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Run `sprout gc` from a timer (`sprout-gc.timer`), as `nix.gc` runs the Nix
+          garbage collector: it removes the GC roots under /nix/var/nix/gcroots/sprout
+          that no VM uses any more (removed VMs, and bases an overlay no longer uses, so
+          that the Nix garbage collector can delete old base images) and the cached
+          exported images no VM links to (configuration disks and the closure disks of
+          host-built systems). It never touches a VM's overlay or state directory.
+        '';
+      };
+      dates = mkOption {
+        type = types.singleLineStr;
+        default = "daily";
+        example = "weekly";
+        description = "When `sprout gc` runs: a calendar event of systemd.time(7) (the timer's OnCalendar).";
+      };
+      randomizedDelaySec = mkOption {
+        type = types.singleLineStr;
+        default = "1h";
+        example = "0";
+        description = "A random delay before each run, up to this time span of systemd.time(7).";
+      };
+      persistent = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Run at once (after the random delay) when a run was missed while the host was down.";
+      };
     };
 
     checkSpecs = mkOption {

@@ -16,6 +16,7 @@
 , e2fsprogs
 , libvirt
 , qemu_kvm
+, openssh
 }:
 
 stdenv.mkDerivation {
@@ -62,9 +63,20 @@ stdenv.mkDerivation {
     runHook postCheck
   '';
 
-  # The tools sprout runs: qemu and qemu-img, mkfs.ext4/e2fsck.
+  # Every program `sprout` runs by name has its place (docs/nixos.md, "Where sprout
+  # finds the programs it runs"):
+  #  - first on PATH, always these: qemu-system-x86_64 and qemu-img (qemu_kvm), and
+  #    mkfs.ext4 (e2fsprogs), which run, prepare and export need;
+  #  - last on PATH, so the caller's own come first: virsh (`sprout console` of a
+  #    libvirt VM; libvirt is in the closure anyway, sprout loads its library) and ssh
+  #    (`sprout ssh`). Neither runs in a unit.
+  #  - not here: nix-store and nix (host-built export). They must be the system's Nix,
+  #    the one that owns /nix/store's database: the host module puts `nix.package` on
+  #    its units' PATH, and a NixOS shell has it on PATH already.
+  # The agent's output is not wrapped: the guest's unit gives it its PATH.
   postFixup = ''
-    wrapProgram $out/bin/sprout --prefix PATH : ${lib.makeBinPath [ qemu_kvm e2fsprogs ]}
+    wrapProgram $out/bin/sprout --prefix PATH : ${lib.makeBinPath [ qemu_kvm e2fsprogs ]} \
+      --suffix PATH : ${lib.makeBinPath [ libvirt openssh ]}
   '';
 
   meta = {

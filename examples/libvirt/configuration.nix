@@ -20,6 +20,7 @@
       configDir = ../qemu-quickstart/vm;
       sshAuthorizedKeys = config.users.users.root.openssh.authorizedKeys.keys;
       memory = { amount = 2; unit = "GiB"; };
+      diskSize = { amount = 20; unit = "G"; };
       # libvirt's NAT network: the guest gets an address from libvirt's DHCP
       # (`virsh net-dhcp-leases default`).
       network.mode = "libvirt";

@@ -16,6 +16,8 @@
     vms.guest = {
       base.modules = [ ./vm/base.nix ];
       configDir = ./vm;
+      # The disk the VM grows into (the base image has little room to spare).
+      diskSize = { amount = 20; unit = "G"; };
       sshAuthorizedKeys = config.users.users.root.openssh.authorizedKeys.keys;
       network.forwards = [ { hostPort = 10022; guestPort = 22; } ];
     };

@@ -1,7 +1,7 @@
 # Evaluation cases for sprout's NixOS modules, run by eval-test.py:
 #   nix-instantiate --eval --strict --json --readonly-mode tests/nix/cases.nix \
 #     --argstr libPath "$NIXPKGS_LIB" -A <case>
-{ libPath }:
+{ libPath, gitNixpkgs ? null }:
 let
   lib = import libPath;
   pkgs = import ./fixtures/pkgs.nix { inherit lib; };
@@ -9,6 +9,26 @@ let
   eval = modules: lib.evalModules {
     modules = [ ./fixtures/nixos.nix { _module.args.pkgs = pkgs; } ] ++ modules;
   };
+
+  toOption = x: if x == true then "true" else if x == false then "false" else toString x;
+
+  # Unit files as NixOS writes them (our transcription of nixpkgs' systemd-lib.nix).
+  render = import ./systemd-unit.nix { inherit lib pkgs; };
+  sproutOnly = lib.filterAttrs (n: _: lib.hasPrefix "sprout" n);
+  unitFiles = config:
+    lib.mapAttrs' (n: u: lib.nameValuePair "${n}.service" (render.serviceToUnit n u)) (sproutOnly config.systemd.services)
+    // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.target" (render.targetToUnit n t)) (sproutOnly config.systemd.targets)
+    // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.timer" (render.timerToUnit n t)) (sproutOnly config.systemd.timers);
+
+  # nixos/package.nix called with fake inputs (stdenv.mkDerivation returns its
+  # arguments): what the derivation would be built from, e.g. its postFixup. The
+  # packages sprout's wrapper names are the fixture's stubs.
+  packageArgs =
+    let
+      fn = import ../../nixos/package.nix;
+      given = { inherit lib; stdenv.mkDerivation = args: args; inherit (pkgs) qemu_kvm e2fsprogs libvirt openssh; };
+    in
+    fn (builtins.mapAttrs (n: _: given.${n} or (pkgs.realPackage n)) (builtins.functionArgs fn));
 
   # What a host configuration produces, as plain data.
   hostResult = modules:
@@ -26,9 +46,14 @@ let
           inherit (u) wantedBy after requires restartIfChanged;
           restartTriggers = map toString u.restartTriggers;
           serviceConfig = lib.mapAttrs (_: toString) u.serviceConfig;
+          path = map toString u.path;
         })
         sprout;
       targets = lib.mapAttrs (_: t: { inherit (t) wantedBy; }) config.systemd.targets;
+      timers = lib.mapAttrs (_: t: { inherit (t) wantedBy; timerConfig = lib.mapAttrs (_: toOption) t.timerConfig; })
+        config.systemd.timers;
+      # Every sprout unit file, as NixOS would write it.
+      files = unitFiles config;
       tmpfiles = config.systemd.tmpfiles.rules;
       systemPackages = map toString config.environment.systemPackages;
       failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
@@ -95,6 +120,11 @@ in
   ];
 
   disabled = hostResult [ (vm { }) { virtualisation.sprout.enable = lib.mkForce false; } ];
+
+  gcOff = hostResult [ (vm { }) { virtualisation.sprout.gc.automatic = false; } ];
+  gcSettings = hostResult [ (vm { }) {
+    virtualisation.sprout.gc = { dates = "weekly"; randomizedDelaySec = "0"; persistent = false; };
+  } ];
 
   bad = lib.mapAttrs (_: modules: (hostResult modules).failedAssertions) {
     forwardsWithBridge = [ (vm { network = { mode = "bridge"; forwards = [ { hostPort = 1; guestPort = 2; } ]; }; }) ];
@@ -185,6 +215,46 @@ in
       specNixPath = nixPathOf spec;
     };
 
+  # The host's nixpkgs.config reaches the guest's own rebuilds, as far as it is plain
+  # data: the base's pinned module sets it as defaults, a specialized configuration
+  # importing that module gets it (and may override a key), and installs the same
+  # pinned module again. Evaluated with the real store, as `specialized`.
+  carriedConfig =
+    let
+      carried = { allowUnfree = true; permittedInsecurePackages = [ "olddb-1.0" ]; };
+      base = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest = { enable = true; nixpkgsConfig = carried; }; } ]).config;
+      pinned = base.environment.etc."sprout/nixos/guest.nix".source;
+      spec = (eval [ pinned ]).config;
+      overridden = (eval [ pinned { nixpkgs.config.cudaSupport = true; } ]).config;
+      plain = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;
+    in
+    {
+      baseConfig = base.nixpkgs.config;
+      specConfig = spec.nixpkgs.config;
+      overriddenConfig = overridden.nixpkgs.config;
+      samePinned = toString spec.environment.etc."sprout/nixos/guest.nix".source == toString pinned;
+      # Without anything to carry the pinned module is what it always was.
+      plainPinnedText = builtins.readFile plain.environment.etc."sprout/nixos/guest.nix".source;
+    };
+
+  # The host side: plain values of nixpkgs.config go to every guest evaluation; a
+  # function, a derivation and overlays cannot, and guest-specialized VMs get a warning.
+  hostNixpkgs = hostResult [
+    (vm { base = { image = null; modules = [ { } ]; }; diskSize = { amount = 20; unit = "G"; }; })
+    { virtualisation.sprout.vms.h = {
+        base.modules = [ { } ]; configDir = "/c"; specialize = "host"; configuration = { };
+        diskSize = { amount = 20; unit = "G"; }; }; }
+    {
+      nixpkgs.config = {
+        allowUnfree = true;
+        permittedInsecurePackages = [ "olddb-1.0" ];
+        packageOverrides = p: { };
+        someDrv = pkgs.systemd;
+      };
+      nixpkgs.overlays = [ (final: prev: { }) ];
+    }
+  ];
+
   # specialize = "host": t and u have the same configuration (one evaluation, one
   # system), v another one; w specializes in the guest. All four share one base.
   hostShared =
@@ -197,6 +267,8 @@ in
       { virtualisation.sprout.vms.u = { base.modules = base; configDir = "/c"; specialize = "host"; configuration = vmsDir + "/hosts/one/configuration.nix"; }; }
       { virtualisation.sprout.vms.v = { base.modules = base; configDir = "/c"; specialize = "host"; configuration = vmsDir + "/hosts/two/configuration.nix"; }; }
       { virtualisation.sprout.vms.w = { base.modules = base; configDir = vmsDir; selfDir = vmsDir + "/hosts/two"; }; }
+      # (A disk to grow into: no disk-space warning.)
+      { virtualisation.sprout.vms = lib.genAttrs [ "t" "u" "v" "w" ] (_: { diskSize = { amount = 20; unit = "G"; }; }); }
     ];
 
   # The default configuration is the file the guest would build: rebuild.target (as
@@ -213,6 +285,19 @@ in
           specialize = "host"; rebuild.target = "/etc/nixos/hosts/self/configuration.nix"; }; }
     ];
 
+  # A base built with diskSize "auto" and no diskSize for the VM: little room, a warning.
+  smallDisk = hostResult [ (vm { base = { image = null; modules = [ { } ]; }; }) ];
+  sizedDisk = hostResult [ (vm { base = { image = null; modules = [ { } ]; }; diskSize = { amount = 20; unit = "G"; }; }) ];
+  sizedBase = hostResult [ (vm { base = { image = null; modules = [ { } ]; diskSize = 20480; }; }) ];
+
+  # A config tree with a system.nix: nixos-rebuild 26.05 would build it (classic).
+  systemNix = hostResult [ (vm { configDir = ./fixtures/system-nix; }) ];
+  systemNixFlake = hostResult [ (vm { configDir = ./fixtures/system-nix; rebuild = { mode = "flake"; target = "/etc/nixos#t"; }; }) ];
+  nixosSystemInNixPath = map (a: a.message) (lib.filter (a: !a.assertion) (eval [
+    ../../nixos/guest.nix
+    { virtualisation.sprout.guest = { enable = true; nixPath = [ "nixpkgs=/n" "nixos-system=/etc/nixos/system.nix" ]; }; }
+  ]).config.assertions);
+
   # A configuration set for a guest-specialized VM is not used: a warning says so.
   guestWithConfiguration = hostResult [ (vm { configuration = { }; }) ];
 
@@ -222,6 +307,17 @@ in
     { virtualisation.sprout.vms.u = { base.modules = [ { x = "1"; } ]; configDir = "/c"; }; }
     { virtualisation.sprout.vms.v = { base.modules = [ { x = true; } ]; configDir = "/c"; }; }
   ];
+
+  # The nixpkgs a base pins (nixPath), when pkgs.path is a checkout with .git
+  # (eval-test.py makes one: gitNixpkgs). Evaluated with the real store.
+  pinnedFromCheckout =
+    let
+      config = (eval [
+        ../../nixos/guest.nix
+        { virtualisation.sprout.guest.enable = true; _module.args.pkgs = lib.mkForce (pkgs // { path = /. + gitNixpkgs; }); }
+      ]).config;
+    in
+    config.systemd.services.sprout-agent.environment.NIX_PATH;
 
   # nixBinDir follows nix.package.
   guestNix =
@@ -243,6 +339,14 @@ in
     {
       agentConfig = builtins.fromJSON config.environment.etc."sprout/agent.json".text;
       pinnedModule = toString config.environment.etc."sprout/nixos/guest.nix".source;
+      # The `nixos-rebuild` first on the agent's PATH, and the packages its text names.
+      rebuildWrapper = {
+        path = toString (builtins.head agent.path);
+        text = (builtins.head agent.path).text or null;
+        destination = (builtins.head agent.path).destination or null;
+        systemd = toString config.systemd.package;
+        nixosRebuild = toString config.system.build.nixos-rebuild;
+      };
       service = {
         inherit (agent) wantedBy wants after before restartIfChanged environment;
         path = map toString agent.path;
@@ -257,7 +361,22 @@ in
   guestUnit =
     let
       config = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;
-      render = import ./systemd-unit.nix { inherit lib pkgs; };
     in
-    render.serviceToUnit config.systemd.services.sprout-agent;
+    render.serviceToUnit "sprout-agent" config.systemd.services.sprout-agent;
+
+  # Render and run (eval-test.py runs them): a host-built VM's unit with the host's
+  # Nix a real store path of stand-ins, and the wrapper package.nix puts around
+  # sprout. Evaluated with the real store (the stubs are copied there).
+  unitRun =
+    let
+      config = (eval [
+        (vm { specialize = "host"; configuration = { }; })
+        { nix.package = pkgs.nixStub; }
+      ]).config;
+    in
+    {
+      files = unitFiles config;
+      inherit (packageArgs) postFixup;
+      sprout = toString pkgs.sprout;
+    };
 }

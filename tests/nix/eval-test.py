@@ -12,12 +12,15 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "nixsys"))
+import nix_system  # noqa: E402
 CASES = os.path.join(HERE, "cases.nix")
 GOLDEN = os.path.join(HERE, "golden")
 # The VMs with specialize = "host" (their golden specs carry system and baseSystem).
@@ -38,12 +41,12 @@ NIX_ENV = dict(os.environ, NIX_CONFIG="build-users-group =")
 traces = {}
 
 
-def nix_eval(nix, lib, attr, store=False):
+def nix_eval(nix, lib, attr, store=False, args=()):
     """Returns (value, None) or (None, error text). store=True: evaluates with the real
     store (builtins.path and writeText write /nix/store), as a NixOS build does."""
     mode = "--read-write-mode" if store else "--readonly-mode"
     p = subprocess.run(
-        [nix, "--eval", "--strict", "--json", mode, CASES, "--argstr", "libPath", lib, "-A", attr],
+        [nix, "--eval", "--strict", "--json", mode, CASES, "--argstr", "libPath", lib, *args, "-A", attr],
         capture_output=True, text=True, env=NIX_ENV, timeout=240)
     traces[attr] = [l for l in p.stderr.splitlines() if "sprout-test:" in l]
     if p.returncode != 0:
@@ -82,13 +85,14 @@ def flake_eval(lib, attr):
 
 
 def parse_evals(lines):
-    """The stub eval-config's traces: [{pkgs, toplevel, files}], one per evaluation."""
+    """The stub eval-config's traces: [{pkgs, toplevel, files, nixpkgsConfig}], one per evaluation."""
     out = []
     for line in lines:
-        m = re.search(r"sprout-test: eval-config pkgs=(\S+) toplevel=(\S+) files=(\S*)", line)
+        m = re.search(r"sprout-test: eval-config pkgs=(\S+) toplevel=(\S+) files=(\S*) nixpkgsConfig=(.*)$", line)
         if m:
             out.append({"pkgs": m.group(1), "toplevel": m.group(2),
-                        "files": [f for f in m.group(3).split(",") if f]})
+                        "files": [f for f in m.group(3).split(",") if f],
+                        "nixpkgsConfig": json.loads(m.group(4).rstrip("'\""))})
     return out
 
 
@@ -96,6 +100,241 @@ def eval_of(evals, suffix):
     """The one evaluation whose modules include a file ending in suffix, or None."""
     found = [e for e in evals if any(f.endswith(suffix) for f in e["files"])]
     return found[0] if len(found) == 1 else None
+
+
+def parse_unit(text):
+    """A unit file as {section: {key: [values]}} (systemd's syntax as far as NixOS writes it)."""
+    out, section = {}, None
+    for line in text.splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            section = out.setdefault(line[1:-1], {})
+        elif "=" in line and section is not None:
+            k, v = line.split("=", 1)
+            section.setdefault(k, []).append(v)
+    return out
+
+
+def unit_environment(unit):
+    """The Environment= of a [Service] section: NixOS writes each as one JSON string."""
+    env = {}
+    for v in unit.get("Service", {}).get("Environment", []):
+        k, val = json.loads(v).split("=", 1)
+        env[k] = val
+    return env
+
+
+def wrapper_flags(post_fixup):
+    """The makeWrapper flags of package.nix's `wrapProgram $out/bin/sprout ...`."""
+    words = shlex.split(post_fixup.replace("\\\n", " "))
+    at = words.index("wrapProgram")
+    assert words[at + 1] == "$out/bin/sprout", words
+    flags, rest = [], words[at + 2:]
+    while rest:
+        if rest[0] in ("--prefix", "--suffix"):
+            flags.append(tuple(rest[:4]))
+            rest = rest[4:]
+        else:
+            raise ValueError(f"package.nix's wrapProgram has {rest[0]}, which this test does not model")
+    return flags
+
+
+def wrapped_path(path, flags):
+    """PATH as the wrapper hands it on, given the caller's (None: unset): nixpkgs'
+    make-wrapper.sh, --prefix VAR SEP VAL: VAL${VAR:+SEP$VAR}; --suffix: VAR+=${VAR:+SEP}VAL."""
+    for flag, var, sep, val in flags:
+        assert var == "PATH", var
+        if not val:
+            continue
+        if flag == "--prefix":
+            path = val + (sep + path if path else "")
+        else:
+            path = (path + sep if path else "") + val
+    return path
+
+
+def make_wrapper(out, program, flags):
+    """The script makeWrapper writes (make-wrapper.sh: export lines, then exec)."""
+    lines = ["#! /bin/bash -eu", "declare -a extraFlagsArray=()"]
+    for flag, var, sep, val in flags:
+        if flag == "--prefix":
+            lines.append(f"export {var}={shlex.quote(val)}${{{var}:+{shlex.quote(sep)}${var}}}")
+        else:
+            lines.append(f"export {var}+=${{{var}:+{shlex.quote(sep)}}}{shlex.quote(val)}")
+    lines += ["set +u", f'exec -a "$0" {shlex.quote(program)} "${{extraFlagsArray[@]}}" "$@"']
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(out, 0o755)
+    return out
+
+
+def which(name, path):
+    """Where execvp finds `name` with this PATH, or None."""
+    for d in (path or "").split(":"):
+        p = os.path.join(d or ".", name)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+# The programs `sprout` runs by name (argv[0] without a '/': host/*.cc), and where:
+# in a VM's unit (run, prepare, export, host-built export) or only from a shell.
+UNIT_PROGRAMS = ["qemu-system-x86_64", "qemu-img", "mkfs.ext4", "nix-store", "nix"]
+SHELL_PROGRAMS = ["virsh", "ssh"]
+
+
+def check_rebuild_wrapper(w, path, update_golden=False):
+    """The agent's `nixos-rebuild` (guest.nix, rebuildAfterNetwork) comes before the real
+    one on PATH and, run with recording stand-ins for systemctl and nixos-rebuild in
+    place of the store paths its text names, starts network-online.target and waits for
+    it before the rebuild, and rebuilds anyway when the target fails."""
+    check(w["text"] is not None and w["destination"] == "/bin/nixos-rebuild"
+          and path.index(w["path"]) < path.index(w["nixosRebuild"]),
+          f"guest: the nixos-rebuild first on the agent's PATH is sprout's wrapper ({path})")
+    if w["text"] is None:
+        return
+    golden = os.path.join(GOLDEN, "sprout-nixos-rebuild")
+    if update_golden:
+        with open(golden, "w") as f:
+            f.write(zero_hashes(w["text"]))
+    with open(golden) as f:
+        check(f.read() == zero_hashes(w["text"]), f"guest: the wrapper equals {os.path.relpath(golden, HERE)}")
+    with tempfile.TemporaryDirectory(prefix="sprout-wrapper-") as tmp:
+        log = os.path.join(tmp, "log")
+        for name, status in (("systemctl", "${SYSTEMCTL_STATUS:-0}"), ("nixos-rebuild", "0")):
+            os.makedirs(os.path.join(tmp, name, "bin"))
+            with open(os.path.join(tmp, name, "bin", name), "w") as f:
+                f.write(f'#!/bin/sh\necho "{name} $*" >>{log}\nexit {status}\n')
+            os.chmod(os.path.join(tmp, name, "bin", name), 0o755)
+        script = os.path.join(tmp, "wrapper")
+        with open(script, "w") as f:
+            f.write(re.sub(r"^#!\S+", "#!/bin/bash", w["text"]).replace(w["systemd"], os.path.join(tmp, "systemctl"))
+                    .replace(w["nixosRebuild"], os.path.join(tmp, "nixos-rebuild")))
+        os.chmod(script, 0o755)
+        argv = [script, "boot", "-I", "nixos-config=/etc/nixos/hosts/self/configuration.nix", "--no-flake"]
+        for status in ("0", "1"):
+            if os.path.exists(log):
+                os.remove(log)
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                               env={"PATH": "/usr/bin:/bin", "SYSTEMCTL_STATUS": status})
+            with open(log) as f:
+                calls = f.read().splitlines()
+            check(p.returncode == 0 and calls == ["systemctl start network-online.target", "nixos-rebuild " + " ".join(argv[1:])]
+                  and (status == "0" or "network-online.target was not reached; rebuilding anyway" in p.stderr),
+                  f"guest: the wrapper starts network-online.target, then runs nixos-rebuild with its arguments "
+                  f"(systemctl exit {status}: {calls}, {p.stderr.strip()!r})")
+
+
+def systemd_verify(files, what):
+    """systemd-analyze verify on unit files; every diagnostic but the fixture's fake store
+    paths (not executable) is a failure. Returns the diagnostics, or None without systemd-analyze."""
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="sprout-units-") as d:
+        paths = []
+        for name, text in files.items():
+            paths.append(os.path.join(d, name))
+            with open(paths[-1], "w") as f:
+                f.write(text)
+        p = subprocess.run([tool, "verify", "--man=no", *paths], capture_output=True, text=True, timeout=120)
+    # (libvirtd.service is NixOS's libvirtd module's; this machine may have none.)
+    return [l for l in (p.stdout + p.stderr).splitlines()
+            if l.strip() and not re.search(r"Command /nix/store/\S+ is not executable|Unit libvirtd.service not found", l)]
+
+
+def check_unit_files(example, r):
+    """The host module's units of an example, as NixOS renders them: where their programs
+    are found, what they are ordered after and hold up, how restarts end, the gc timer."""
+    files = r["files"]
+    for name, spec in r["specs"].items():
+        text = files.get(f"sprout-vm@{name}.service")
+        check(text is not None, f"{example}: sprout-vm@{name}.service rendered")
+        if text is None:
+            continue
+        u = parse_unit(text)
+        path = unit_environment(u).get("PATH", "")
+        check(re.search(r"/nix/store/[0-9a-z]{32}-nix/bin(:|$)", path) is not None,
+              f"{example}: {name}: nix.package's bin on the unit's PATH (nix-store, nix: host-built export)")
+        state, cache = spec["stateDir"], spec.get("cacheDir", "/var/lib/sprout/cache")
+        check(sorted(u["Unit"].get("RequiresMountsFor", [])) == sorted([state, cache]),
+              f"{example}: {name}: RequiresMountsFor= its stateDir and the cacheDir ({u['Unit'].get('RequiresMountsFor')})")
+        check(u["Unit"].get("StartLimitIntervalSec") == ["600"] and u["Unit"].get("StartLimitBurst") == ["5"]
+              and u["Service"].get("RestartPreventExitStatus") == ["2"] and u["Service"].get("Restart") == ["on-failure"],
+              f"{example}: {name}: restarts end: at most 5 starts in 600 s ([Unit]), none after exit 2 (bad input)")
+    t = parse_unit(files.get("sprout-vms.target", ""))
+    check(t.get("Unit", {}).get("DefaultDependencies") == ["false"]
+          and t["Unit"].get("Conflicts") == ["shutdown.target"] and t["Unit"].get("Before") == ["shutdown.target"]
+          and "After" not in t["Unit"] and "Wants" not in t["Unit"],
+          f"{example}: sprout-vms.target has no default dependencies (so it is not ordered after the VMs, nor "
+          f"multi-user.target after it: boot and switch wait for no VM), and is stopped at shutdown ({t.get('Unit')})")
+    g, gt = parse_unit(files.get("sprout-gc.service", "")), parse_unit(files.get("sprout-gc.timer", ""))
+    check(g.get("Service", {}).get("Type") == ["oneshot"]
+          and re.fullmatch(r"/nix/store/\S+/bin/sprout gc", g["Service"].get("ExecStart", [""])[0]) is not None,
+          f"{example}: sprout-gc.service runs `sprout gc` (oneshot)")
+    check(gt.get("Timer", {}).get("OnCalendar") == ["daily"] and gt["Timer"].get("Persistent") == ["true"]
+          and gt.get("Install", {}).get("WantedBy") == ["timers.target"],
+          f"{example}: sprout-gc.timer: daily, persistent, wanted by timers.target (on by default)")
+    diags = systemd_verify(files, example)
+    if diags is not None:
+        check(diags == [], f"{example}: systemd-analyze verify accepts every unit ({diags})")
+
+
+def render_and_run(nix, lib, sprout):
+    """A host-built VM's unit, rendered as NixOS renders it, and its program run under
+    exactly the unit's environment (`env -i` + its Environment=): sprout, wrapped as
+    package.nix wraps it, with every package it names a real store path of stand-ins
+    (tests/nix/fixtures/stubs) that run this machine's tools."""
+    r, err = nix_eval(nix, lib, "unitRun", store=True)
+    check(err is None, "unitRun evaluates with the real store" + ("" if err is None else ":\n" + err))
+    if r is None:
+        return
+    unit = parse_unit(r["files"]["sprout-vm@t.service"])
+    env = unit_environment(unit)
+    exec_start = unit["Service"]["ExecStart"][0].split()
+    check(exec_start[0] == r["sprout"] + "/bin/sprout" and exec_start[1:] == ["run", "--spec", "/etc/sprout/vms/t.json"],
+          f"unitRun: ExecStart runs the package's sprout ({exec_start})")
+    try:
+        flags = wrapper_flags(r["postFixup"])
+    except ValueError as e:
+        check(False, str(e))
+        return
+    seen = wrapped_path(env.get("PATH"), flags)
+    for prog in UNIT_PROGRAMS:
+        found = which(prog, seen)
+        check(found is not None and found.startswith("/nix/store/"),
+              f"unit: sprout finds {prog} on its PATH in the unit, in the store ({found})"
+              + ("" if found else f"; PATH={seen}"))
+    # From a shell: whatever the caller's PATH has, virsh and ssh are found (none at all here).
+    for prog in SHELL_PROGRAMS:
+        found = which(prog, wrapped_path(None, flags))
+        check(found is not None and found.startswith("/nix/store/"),
+              f"shell: sprout finds {prog} through its wrapper alone ({found})")
+    with tempfile.TemporaryDirectory(prefix="sprout-unit-run-") as tmp:
+        wrapper = make_wrapper(os.path.join(tmp, "sprout"), sprout, flags)
+        try:
+            base, system = nix_system.build_systems(tmp, "sprout-unit-run")
+        except (RuntimeError, subprocess.SubprocessError) as e:
+            check(False, f"unitRun: building the NixOS-shaped systems with this machine's Nix: {e}")
+            return
+        for d in ("cfg/hosts/t", "state", "cache", "gcroots"):
+            os.makedirs(os.path.join(tmp, d))
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", os.path.join(tmp, "base.qcow2"), "64M"], check=True)
+        spec = {"version": 1, "name": "t", "base": {"image": os.path.join(tmp, "base.qcow2")},
+                "stateDir": os.path.join(tmp, "state"), "cacheDir": os.path.join(tmp, "cache"),
+                "gcRootDir": os.path.join(tmp, "gcroots"),
+                "sources": {"config": os.path.join(tmp, "cfg"), "self": os.path.join(tmp, "cfg/hosts/t")},
+                "specialize": "host", "system": system, "baseSystem": base}
+        with open(os.path.join(tmp, "t.json"), "w") as f:
+            json.dump(spec, f)
+        # ExecStart with the built sprout for the fixture's, prepare (what run does first)
+        # for run, and this spec for /etc's.
+        argv = ["/usr/bin/env", "-i", *[f"{k}={v}" for k, v in sorted(env.items())],
+                wrapper, "prepare", "--spec", os.path.join(tmp, "t.json")]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        closure = os.path.join(tmp, "state", "closure.img")
+        check(p.returncode == 0 and os.path.exists(closure) and os.path.exists(os.path.join(tmp, "state", "root.qcow2")),
+              "unit: host-built prepare succeeds under exactly the unit's environment (env -i, its PATH): "
+              f"closure disk and overlay made (exit {p.returncode}){'' if p.returncode == 0 else ':' + chr(10) + p.stderr[-2000:]}")
 
 
 def zero_hashes(text):
@@ -111,6 +350,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nix-instantiate", default="nix-instantiate")
     ap.add_argument("--update-golden", action="store_true")
+    ap.add_argument("--sprout", help="the built sprout, for render and run (meson passes it)")
     args = ap.parse_args()
 
     lib = os.environ.get("NIXPKGS_LIB", "")
@@ -171,6 +411,20 @@ def main():
         check(r["targets"].get("sprout-vms", {}).get("wantedBy") == ["multi-user.target"],
               f"{example}: sprout-vms.target wanted by multi-user.target")
         check(any(p.endswith("-sprout-0.1.0") for p in r["systemPackages"]), f"{example}: sprout in systemPackages")
+        check_unit_files(example, r)
+        if example == "qemu-quickstart":
+            for name, text in r["files"].items():
+                golden = os.path.join(GOLDEN, "qemu-quickstart-units", name)
+                text = zero_hashes(text)
+                if args.update_golden:
+                    os.makedirs(os.path.dirname(golden), exist_ok=True)
+                    with open(golden, "w") as f:
+                        f.write(text)
+                with open(golden) as f:
+                    check(f.read() == text, f"{example}: {name}, rendered as NixOS renders it, equals "
+                          f"{os.path.relpath(golden, HERE)}")
+            check(sorted(r["files"]) == sorted(os.listdir(os.path.join(GOLDEN, "qemu-quickstart-units"))),
+                  f"{example}: the units are those of golden/qemu-quickstart-units ({sorted(r['files'])})")
 
     r = get("examples.nixos-on-nixos")
     if r:
@@ -200,6 +454,33 @@ def main():
               "restartOnChange on: the spec file is the restart trigger")
         check("d /var/lib/sprout/vms/web 0750 root root -" in r["tmpfiles"], "tmpfiles: state directory")
 
+        images = [json.loads(l.split("sprout-test: make-disk-image ", 1)[1].rstrip("'\""))
+                  for l in traces["examples.nixos-on-nixos"] if "sprout-test: make-disk-image " in l]
+        check(images != [] and all(i["copyChannel"] is False for i in images),
+              f"nixos-on-nixos: make-disk-image copies no channel (one nixpkgs per base: nixPath's) ({images})")
+
+    # The pinned nixpkgs leaves a checkout's .git out, and is the same store path as a
+    # copy that never had one (a flake input's).
+    with tempfile.TemporaryDirectory(prefix="sprout-nixpkgs-") as tmp:
+        checkout = os.path.join(tmp, "nixpkgs")
+        shutil.copytree(os.path.join(HERE, "fixtures", "nixpkgs"), checkout)
+        os.makedirs(os.path.join(checkout, ".git", "objects"))
+        with open(os.path.join(checkout, ".git", "HEAD"), "w") as f:
+            f.write("ref: refs/heads/master\n")
+        with open(os.path.join(checkout, "nixos", ".git"), "w") as f:
+            f.write("gitdir: ../.git/modules/nixos\n")
+        v, err = nix_eval(nix, lib, "pinnedFromCheckout", store=True, args=("--argstr", "gitNixpkgs", checkout))
+        check(err is None, "pinnedFromCheckout evaluates" + ("" if err is None else ":\n" + err))
+        g, _ = nix_eval(nix, lib, "guest")
+        if v and g:
+            pinned = v.removeprefix("nixpkgs=")
+            found = [os.path.relpath(os.path.join(d, n), pinned) for d, ds, fs in os.walk(pinned) for n in ds + fs
+                     if n == ".git"]
+            check(found == [] and os.path.isfile(os.path.join(pinned, "nixos/lib/eval-config.nix")),
+                  f"guest: the pinned nixpkgs of a checkout has no .git ({pinned}: {found})")
+            check(v == g["service"]["environment"]["NIX_PATH"],
+                  f"guest: ... and is the store path a copy without .git gets ({v}, {g['service']['environment']['NIX_PATH']})")
+
     r = get("examples.libvirt")
     if r:
         check(r["etc"]["sprout/libvirt-domains"]["text"] == "guest\n", "libvirt: domain list for the gc unit")
@@ -224,8 +505,19 @@ def main():
 
     r = get("disabled")
     if r:
-        check(r["specs"] == {} and r["units"] == {} and r["etc"] == {} and r["targets"] == {},
-              "enable = false: no specs, units or targets")
+        check(r["specs"] == {} and r["units"] == {} and r["etc"] == {} and r["targets"] == {} and r["timers"] == {},
+              "enable = false: no specs, units, targets or timers")
+
+    # The gc timer: on by default (examples), off with gc.automatic = false, its settings.
+    r = get("gcOff")
+    if r:
+        check("sprout-gc" not in r["timers"] and "sprout-gc" in r["units"],
+              "gc.automatic = false: no sprout-gc.timer (the service stays, for a manual start)")
+    r = get("gcSettings")
+    if r:
+        t = parse_unit(r["files"].get("sprout-gc.timer", ""))
+        check(t.get("Timer") == {"OnCalendar": ["weekly"], "RandomizedDelaySec": ["0"], "Persistent": ["false"]},
+              f"gc.dates, randomizedDelaySec, persistent: the timer's OnCalendar, RandomizedDelaySec, Persistent ({t.get('Timer')})")
 
     # Assertions fire, each with its message.
     expected = {
@@ -292,6 +584,62 @@ def main():
               "hostDefaults: a prebuilt base.image gives baseSystem = null")
         check(r["failedAssertions"] == [] and r["warnings"] == [], "hostDefaults: no failed assertions or warnings")
 
+    # The host's nixpkgs.config in the guest's own evaluation (plain data), and a warning
+    # for what cannot be carried.
+    r = get("hostNixpkgs")
+    if r:
+        evals = parse_evals(traces["hostNixpkgs"])
+        want = {"allowUnfree": True, "permittedInsecurePackages": ["olddb-1.0"]}
+        check(len(evals) == 2 and all(e["nixpkgsConfig"] == [want] for e in evals),
+              f"nixpkgs.config: every guest evaluation (base, host-built system) gets its plain values ({evals})")
+        w = [x for x in r["warnings"] if "whose nixos-rebuild evaluates with the guest's own nixpkgs" in x]
+        check(len(w) == 1 and w[0].startswith("virtualisation.sprout.vms.t specializes in the guest")
+              and "nixpkgs.overlays (1)" in w[0] and "nixpkgs.config.packageOverrides, nixpkgs.config.someDrv" in w[0],
+              f"nixpkgs: a warning for the guest-specialized VM only, naming the overlays and the keys not carried ({r['warnings']})")
+    r = get("minimal")
+    if r:
+        check(r["warnings"] == [], "nixpkgs: nothing to carry, no warning")
+    c, err = nix_eval(nix, lib, "carriedConfig", store=True)
+    check(err is None, "carriedConfig evaluates with the real store" + ("" if err is None else ":\n" + err))
+    if c:
+        check(c["baseConfig"] == {} and c["specConfig"] == {"allowUnfree": True, "permittedInsecurePackages": ["olddb-1.0"]},
+              f"guest: the base sets no nixpkgs.config (its pkgs are the host's); a specialized configuration gets the "
+              f"carried one ({c['baseConfig']}, {c['specConfig']})")
+        check(c["overriddenConfig"] == {"cudaSupport": True} and c["samePinned"],
+              "guest: a specialized configuration that sets nixpkgs.config replaces the carried one as a whole (nixpkgs "
+              "merges that option without priorities inside), and installs the same pinned module again "
+              f"({c['overriddenConfig']})")
+        check("nixpkgs.config" not in c["plainPinnedText"], "guest: nothing carried, the pinned module sets no nixpkgs.config")
+
+    # nixos-rebuild 26.05's entry points other than -I nixos-config: /etc/nixos/system.nix
+    # (the config tree's system.nix) and <nixos-system>.
+    r = get("systemNix")
+    if r:
+        check(len(r["warnings"]) == 1 and r["warnings"][0].startswith("virtualisation.sprout.vms.t.configDir has a system.nix"),
+              f"classic mode, a configDir with system.nix: a warning ({r['warnings']})")
+    r = get("systemNixFlake")
+    if r:
+        check(r["warnings"] == [], "flake mode: system.nix is not what nixos-rebuild builds, no warning")
+    r = get("nixosSystemInNixPath")
+    if r is not None:
+        check(len(r) == 1 and "nixPath has a nixos-system entry" in r[0], f"guest: nixPath with nixos-system: an assertion ({r})")
+    g = get("guest")
+    if g:
+        check(not any(e.split("=", 1)[0] in ("nixos-system", "nixos-config")
+                      for e in g["service"]["environment"]["NIX_PATH"].split(":")),
+              "guest: the agent's NIX_PATH names no nixos-system or nixos-config (only -I nixos-config=TARGET does)")
+
+    # Disk space: a base built with diskSize "auto" leaves ~512 MiB; a null diskSize keeps it.
+    r = get("smallDisk")
+    if r:
+        check(len(r["warnings"]) == 1 and "virtualisation.sprout.vms.t.diskSize is null and base.diskSize is \"auto\"" in r["warnings"][0]
+              and "No space left on device" in r["warnings"][0],
+              f"base.diskSize = \"auto\" and diskSize = null: a warning naming the option ({r['warnings']})")
+    for case in ("sizedDisk", "sizedBase", "minimal"):
+        r = get(case)
+        if r:
+            check(r["warnings"] == [], f"{case}: no disk-space warning (diskSize set, a sized base, or a prebuilt base.image)")
+
     r = get("guestWithConfiguration")
     if r:
         check(len(r["warnings"]) == 1 and "virtualisation.sprout.vms.t.configuration is only used with specialize" in r["warnings"][0]
@@ -308,7 +656,7 @@ def main():
 
     r = get("typedBases")
     if r:
-        check(len(traces["typedBases"]) == 2 and r["specs"]["t"]["base"] == r["specs"]["v"]["base"],
+        check(len(parse_evals(traces["typedBases"])) == 2 and r["specs"]["t"]["base"] == r["specs"]["v"]["base"],
               f"typedBases: true and \"1\" are different bases, equal ones are shared ({traces['typedBases']})")
 
     # qemu's bridge helper is allowed the bridges qemu VMs use, once each.
@@ -375,8 +723,10 @@ def main():
         check(re.fullmatch(r"nixpkgs=/nix/store/[0-9a-z]{32}-nixpkgs", env.get("NIX_PATH", ""))
               and env.get("HOME") == "/root",
               f"guest: the agent's unit has NIX_PATH with the base's nixpkgs, and HOME ({env})")
-        check("network-online.target" in s["after"] and "network-online.target" in s["wants"],
-              "guest: the agent wants and is after network-online.target")
+        check("network-online.target" not in s["after"] and "network-online.target" not in s["wants"],
+              "guest: the agent neither wants nor waits for network-online.target (a host-built or network-less VM "
+              "does not wait for a network it does not use)")
+        check_rebuild_wrapper(g["rebuildWrapper"], s["path"], args.update_golden)
         check(any(p.endswith("-git-minimal") for p in s["path"]), "guest: git on the agent's PATH")
         check(s["serviceConfig"]["Type"] == "exec" and s["wantedBy"] == ["multi-user.target"]
               and s["before"] == [] and s["restartIfChanged"] is False,
@@ -403,6 +753,12 @@ def main():
         with open(golden) as f:
             check(f.read() == text, "guest: the agent's unit, rendered by our copy of nixpkgs' serviceToUnit "
                   "(systemd-unit.nix), equals golden/sprout-agent.service")
+
+    # Render and run: what a NixOS host runs, in the environment NixOS gives it.
+    if args.sprout:
+        render_and_run(nix, lib, os.path.abspath(args.sprout))
+    else:
+        print("note  render and run not run: no --sprout (meson passes it)")
 
     print(f"\n{len(failures)} failed" if failures else "\nall passed")
     return 1 if failures else 0

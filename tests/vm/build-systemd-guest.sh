@@ -85,6 +85,18 @@ for p in $(grep -ho '/nix/store/0\{32\}-[^/ :"]*' "$unit" "$agent_json" | sort -
   ln -sfn /usr/bin "${p#/}/bin"
   ln -sfn /usr/sbin "${p#/}/sbin"
 done
+# The guest module's `nixos-rebuild` wrapper (it waits for network-online.target, then
+# runs the real one), as the module renders it, at its store path; what it names
+# follows the store-path rule too.
+wrapper=$here/../nix/golden/sprout-nixos-rebuild
+for p in $(grep -ho '/nix/store/0\{32\}-[^/ :"]*' "$wrapper" | sort -u); do
+  mkdir -p "${p#/}"
+  ln -sfn /usr/bin "${p#/}/bin"
+  ln -sfn /usr/sbin "${p#/}/sbin"
+done
+w=nix/store/00000000000000000000000000000000-sprout-nixos-rebuild
+rm -f "$w/bin" "$w/sbin"
+install -D -m 0755 "$wrapper" "$w/bin/nixos-rebuild"
 basegen=nix/store/00000000000000000000000000000000-nixos-system-base
 mkdir -p "$basegen" nix/var/nix/profiles nix/store-built
 echo base >"$basegen/name"

@@ -38,6 +38,7 @@ in
       sshAuthorizedKeys = keys;
       memory = 4096;
       vcpus = 2;
+      diskSize = { amount = 40; unit = "G"; };
       network.forwards = [ { hostPort = 10023; guestPort = 22; } ];
       # The database is started only by hand, and restarted when its spec changes.
       autostart = false;
@@ -56,6 +57,7 @@ in
       specialize = "host";
       sshAuthorizedKeys = keys;
       memory = 512;
+      diskSize = { amount = 10; unit = "G"; };
       network.forwards = [
         { hostPort = 10024; guestPort = 22; }
         { protocol = "udp"; hostAddress = "127.0.0.1"; hostPort = 5353; guestPort = 53; }
