@@ -5,7 +5,6 @@
 , ninja
 , pkg-config
 , makeWrapper
-, boost
 , spdlog
 , cxxopts
 , gtest
@@ -38,7 +37,6 @@ stdenv.mkDerivation {
 
   nativeBuildInputs = [ meson ninja pkg-config makeWrapper ];
   buildInputs = [
-    boost
     spdlog
     cxxopts
     gtest
