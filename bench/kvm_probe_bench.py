@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def firmware(path):
-    # What host/kvm_probe.cc boots: 64 KiB, at the reset vector
+    # What host/runtime/kvm_probe.cc boots: 64 KiB, at the reset vector
     # mov al, 0x2a; out 0xf4, al; hlt; jmp $-1
     fw = bytearray(b"\xff" * 65536)
     fw[-16:-16 + 7] = bytes([0xB0, 0x2A, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD])

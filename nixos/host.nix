@@ -246,7 +246,7 @@ let
 
       # NixOS gives a unit's PATH only coreutils, findutils, grep, sed and systemd
       # (nixos/lib/systemd-lib.nix). sprout runs nix-store and nix by name to export a
-      # host-built system's closure (host/nix_store.cc): the system's own Nix, which
+      # host-built system's closure (host/image/nix_store.cc): the system's own Nix, which
       # owns the store's database. qemu, qemu-img and mkfs.ext4 are on PATH through the
       # package's wrapper (package.nix).
       path = [ config.nix.package ];
@@ -466,7 +466,7 @@ in
     // {
       # What nothing else removes: GC roots of removed VMs and of bases no overlay
       # uses, cached images no VM links to. `sprout gc` never touches overlays or
-      # state directories (host/gc_roots.cc: only the cache and GC root directories).
+      # state directories (host/disk/gc_roots.cc: only the cache and GC root directories).
       sprout-gc = {
         description = "Remove sprout's GC roots and cached images that no VM uses";
         # The cache, and the state directories whose links say which images are used.

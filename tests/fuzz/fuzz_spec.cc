@@ -3,7 +3,7 @@
 #include <string_view>
 
 #include "error.h"
-#include "spec.h"
+#include "spec/spec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {

@@ -12,9 +12,9 @@
 #include <spdlog/spdlog.h>
 
 #include "status_protocol.h"
-#include "status_recorder.h"
-#include "status_store.h"
-#include "terminal_text.h"
+#include "status/status_recorder.h"
+#include "status/status_store.h"
+#include "base/terminal_text.h"
 
 namespace {
 

@@ -2,7 +2,7 @@
 """A VM's disk is never lost and nothing leaks when sprout is killed or misled.
 Real qemu-img, with wrapper scripts first on PATH to place a kill -9 of sprout at
 each step, or to hold a step until the test lets it go; images are built in sprout,
-so for them the same is done from $SPROUT_TEST_HOOK (host/test_hook.h).
+so for them the same is done from $SPROUT_TEST_HOOK (host/image/test_hook.h).
 
 - recreate onto a new base that is not an image: refused, the overlay untouched;
 - recreate with sprout killed at each step: the VM is on its old overlay or wholly on

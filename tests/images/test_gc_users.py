@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`sprout gc` and the user records of cached images (host/image_users.h).
+"""`sprout gc` and the user records of cached images (host/image/image_users.h).
 
 Two spec directories share one cache. Export records every link to an image as
 CACHE/users/IMAGE/HASH -> STATE/ROLE.img; gc of either directory keeps what any

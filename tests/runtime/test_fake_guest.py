@@ -369,7 +369,7 @@ def case_stop_during_prepare(root):
     state = os.path.join(root, "v")
     rl.write_spec(spec, version=1, name="v", base={"image": base}, stateDir=state,
                   sources={"config": cfg, "self": os.path.join(cfg, "hosts", "self")}, network={"mode": "none"})
-    # The export's config image waits (in $SPROUT_TEST_HOOK, host/test_hook.h) until
+    # The export's config image waits (in $SPROUT_TEST_HOOK, host/image/test_hook.h) until
     # the test has asked run to stop.
     building, go = os.path.join(root, "building"), os.path.join(root, "go")
     hook = os.path.join(root, "hook")

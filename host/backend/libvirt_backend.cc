@@ -1,0 +1,62 @@
+// The libvirt backend: the VM is a domain sprout defined (`sprout define`).
+#include <chrono>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "backend/backend.h"
+#include "libvirt/libvirt_connection.h"
+
+namespace sprout {
+
+namespace {
+
+class LibvirtBackend final : public VmBackend {
+ public:
+  std::optional<bool> running(const Spec& spec) const override {
+    try {
+      LibvirtConnection conn(spec.libvirt_uri);
+      auto d = conn.lookup(spec.name);
+      return d && d->is_active();
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+
+  std::string stop(const Spec& spec) const override {
+    LibvirtConnection conn(spec.libvirt_uri);
+    auto d = conn.lookup(spec.name);
+    if (!d) return fmt::format("not defined at {}", conn.uri());
+    require_defined_by_sprout(*d, conn.uri(), "stopping");
+    return d->stop(std::chrono::seconds(spec.shutdown_timeout_seconds));
+  }
+
+  std::string remove(const Spec& spec) const override {
+    LibvirtConnection conn(spec.libvirt_uri);
+    auto d = conn.lookup(spec.name);
+    if (!d) return fmt::format("not defined at {}", conn.uri());
+    require_defined_by_sprout(*d, conn.uri(), "undefining");
+    std::string how = d->stop(std::chrono::seconds(spec.shutdown_timeout_seconds));
+    if (d->is_persistent()) d->undefine(kSproutUndefineFlags);
+    return fmt::format("{}, then undefined at {}", how, conn.uri());
+  }
+
+  std::string start_hint(const Spec& spec) const override { return fmt::format("sprout define {} --start", spec.name); }
+
+  std::string unrecorded_note(const Spec& spec) const override {
+    return fmt::format("the domain runs; waiting for its recorder (`sprout watch {}`) to follow it", spec.name);
+  }
+
+  std::vector<std::string> console_command(const Spec& spec) const override {
+    return {"virsh", "-c", spec.libvirt_uri, "console", spec.name};
+  }
+};
+
+}  // namespace
+
+const VmBackend& libvirt_backend() {
+  static const LibvirtBackend backend;
+  return backend;
+}
+
+}  // namespace sprout

@@ -1,0 +1,86 @@
+// The qemu backend: the VM runs under `sprout run` (runtime/supervisor.h), whose run
+// lock says whether it runs and names the process to ask to stop it.
+#include <signal.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "backend/backend.h"
+#include "runtime/run_lock.h"
+#include "status/run_state.h"
+#include "status/status_store.h"
+
+namespace sprout {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class QemuBackend final : public VmBackend {
+ public:
+  std::optional<bool> running(const Spec& spec) const override { return run_lock_held(spec); }
+
+  /// SIGTERM to `sprout run`, which presses the power button, quits qemu after the
+  /// spec's shutdownTimeoutSeconds and kills it 10 s later (supervisor.h); then waits
+  /// (bounded) until the run is over.
+  std::string stop(const Spec& spec) const override {
+    auto pid = run_lock_holder(spec);
+    if (!pid) {
+      if (run_lock_held(spec))
+        throw std::runtime_error(fmt::format("VM {} runs, but {} does not name a live `sprout run` to ask; stop it "
+                                             "where it was started",
+                                             spec.name, (spec.state_dir / "run.lock").string()));
+      return "not running";
+    }
+    if (::kill(*pid, SIGTERM) != 0)
+      throw std::runtime_error(fmt::format("cannot signal sprout run (pid {}): {}", *pid, std::strerror(errno)));
+    fmt::print("{}: asked its sprout run (pid {}) to shut it down (power button; up to {} s)\n", spec.name, *pid,
+               spec.shutdown_timeout_seconds);
+    std::fflush(stdout);
+    // The supervisor's own sequence is bounded: the power-down timeout, 10 s of grace
+    // after quit, then SIGKILL. Give it that and a margin.
+    const auto deadline = Clock::now() + std::chrono::seconds(spec.shutdown_timeout_seconds + 10 + 30);
+    while (run_lock_held(spec)) {
+      if (Clock::now() >= deadline)
+        throw std::runtime_error(fmt::format("VM {}: sprout run (pid {}) did not end within {} s of SIGTERM",
+                                             spec.name, *pid, spec.shutdown_timeout_seconds + 40));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    RunView v = view_run(spec, read_status_file(spec.status_file()));
+    return v.state == RunView::ended ? v.how : "stopped";
+  }
+
+  std::string remove(const Spec& spec) const override { return stop(spec); }
+
+  std::string start_hint(const Spec& spec) const override {
+    return fmt::format("systemctl start sprout-vm@{}, or sprout run {}", spec.name, spec.name);
+  }
+
+  std::string unrecorded_note(const Spec&) const override {
+    return "a run holds the VM's lock but its record is not there yet (starting, or run with --external-recorder "
+           "and no `sprout watch`)";
+  }
+
+  std::vector<std::string> console_command(const Spec&) const override { return {}; }
+};
+
+}  // namespace
+
+const VmBackend& qemu_backend() {
+  static const QemuBackend backend;
+  return backend;
+}
+
+const VmBackend& backend_for(const Spec& spec) { switch (spec.backend) {
+    case Backend::libvirt: return libvirt_backend();
+    case Backend::qemu: break;
+  }
+  return qemu_backend(); }
+
+}  // namespace sprout

@@ -1,0 +1,57 @@
+// sprout domain-xml: print the libvirt domain XML for a spec. Needs no libvirt
+// library and no running daemon, and nothing the spec names has to exist.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "error.h"
+#include "runtime/kvm_probe.h"
+#include "libvirt/libvirt_domain_xml.h"
+#include "disk/overlay.h"
+#include "spec/spec.h"
+#include "cli/vm_locator.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+
+int cmd_domain_xml(const Args& args) {
+  cxxopts::Options o("sprout domain-xml",
+                     "Print the libvirt domain XML `sprout define` would define for a VM spec.\n"
+                     "Domain type kvm when the spec's accel is \"kvm\", or \"auto\" and a probe guest ran under KVM\n"
+                     "here (`sprout check-host`), else qemu (override with --type).\n"
+                     "When the VM's overlay exists, its real backing file is used, as define does.");
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()(
+      "type", "domain type: auto, kvm or qemu", cxxopts::value<std::string>()->default_value("auto"));
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  Spec spec = locate_vm(a);
+  DomainHostFacts facts;
+  const auto type = a["type"].as<std::string>();
+  if (type == "auto")
+    facts.kvm = choose_accel(spec.accel, "qemu-system-x86_64").kvm;
+  else if (type == "kvm" || type == "qemu")
+    facts.kvm = type == "kvm";
+  else
+    throw InputError(fmt::format("--type {}: expected auto, kvm or qemu", type));
+  std::error_code ec;
+  if (fs::is_regular_file(spec.overlay_path(), ec)) {
+    auto info = inspect_image(spec.overlay_path());
+    if (info.backing) {
+      facts.backing = info.backing;
+      facts.backing_format = info.backing_format;
+    }
+  }
+  std::cout << domain_xml(spec, facts) << std::flush;
+  return 0;
+}
+
+}  // namespace sprout

@@ -1,0 +1,193 @@
+// sprout define / undefine / stop: the libvirt backend's commands (docs/libvirt.md).
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "error.h"
+#include "runtime/kvm_probe.h"
+#include "base/terminal_text.h"
+#include "libvirt/libvirt_connection.h"
+#include "libvirt/libvirt_domain_xml.h"
+#include "disk/overlay.h"
+#include "disk/prepare.h"
+#include "spec/spec.h"
+#include "cli/vm_locator.h"
+#include "spec/spec_dir.h"
+#include "vm_name.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Everything that can be checked without touching anything: a spec that fails here
+// leaves libvirt and the disk as they were.
+void check_before_define(const Spec& spec) {
+  if (spec.backend != Backend::libvirt)
+    throw InputError(fmt::format("spec {}: backend is \"{}\"; `sprout define` is for backend \"libvirt\" (a VM "
+                                 "run by both sprout run and libvirt would use its overlay twice)",
+                                 spec.file.string(), name_of(spec.backend)));
+  require_base_image(spec);
+  std::error_code ec;
+  if (spec.kernel) {
+    if (!fs::is_regular_file(spec.kernel->kernel, ec))
+      throw InputError(fmt::format("{}: kernel not found (spec {}: kernel.path)", spec.kernel->kernel.string(),
+                                   spec.file.string()));
+    if (spec.kernel->initrd && !fs::is_regular_file(*spec.kernel->initrd, ec))
+      throw InputError(fmt::format("{}: initrd not found (spec {}: kernel.initrd)", spec.kernel->initrd->string(),
+                                   spec.file.string()));
+  }
+  domain_xml(spec, {});  // what the XML cannot express (InputError)
+}
+
+std::chrono::seconds timeout_of(const Spec& spec) { return std::chrono::seconds(spec.shutdown_timeout_seconds); }
+
+// Domain type 'kvm' or 'qemu' for the spec's "accel". "auto" takes 'kvm' only where
+// libvirt offers it and, on this host (qemu:///...), a probe guest ran under KVM:
+// libvirt offers 'kvm' wherever /dev/kvm opens, even where no guest can run.
+bool libvirt_domain_kvm(const Spec& spec, LibvirtConnection& conn) {
+  switch (spec.accel) {
+    case Accel::kvm: return true;
+    case Accel::tcg: return false;
+    case Accel::automatic: break;
+  }
+  if (!conn.has_kvm()) {
+    spdlog::warn("{}: libvirt ({}) offers no KVM domains; using software emulation (domain type 'qemu'), which is "
+                 "much slower",
+                 spec.name, conn.uri());
+    return false;
+  }
+  if (conn.uri().rfind("qemu:///", 0) != 0) return true;  // another host: libvirt's word is all there is
+  const AccelChoice choice = choose_accel(Accel::automatic, "qemu-system-x86_64");
+  if (!choice.kvm)
+    spdlog::warn("{}: KVM does not run guests here: {}. Using software emulation (domain type 'qemu'), which is "
+                 "much slower. Set \"accel\": \"tcg\" in {} to choose it and silence this warning",
+                 spec.name, for_terminal(choice.fallback_why), spec.file.string());
+  return choice.kvm;
+}
+
+}  // namespace
+
+int cmd_define(const Args& args) {
+  cxxopts::Options o("sprout define",
+                     "Prepare a VM (export its disks, create its overlay) and define it as a libvirt domain, or\n"
+                     "update the definition. An unchanged definition is left alone; a changed one takes effect\n"
+                     "at the next start unless --restart (or the spec's restartOnChange) is given.");
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()(
+      "start", "start the domain when it is not running")(
+      "restart", "restart a running domain whose definition changed (graceful stop first)");
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  Spec spec = locate_vm(a);
+  check_before_define(spec);
+  const bool restart = a.count("restart") > 0 || spec.restart_on_change;
+
+  LibvirtConnection conn(spec.libvirt_uri);
+  auto existing = conn.lookup(spec.name);
+  if (existing) require_defined_by_sprout(*existing, conn.uri(), "replacing");
+
+  auto prepared = prepare_vm(spec);
+  const auto& overlay = prepared.overlay;
+  spdlog::debug("{}: {} disks exported, overlay {}", spec.name, prepared.exported.images.size(), overlay.action);
+
+  DomainHostFacts facts;
+  facts.kvm = libvirt_domain_kvm(spec, conn);
+  facts.backing = overlay.backing;
+  facts.backing_format = overlay.backing == spec.base_image ? std::optional<std::string>(spec.base_format)
+                                                           : inspect_image(spec.overlay_path()).backing_format;
+  const std::string xml = domain_xml(spec, facts);
+  const std::string want = embedded_digest(xml);
+
+  std::string what;
+  bool changed = true;
+  if (existing) {
+    auto meta = existing->sprout_metadata();
+    changed = !meta || embedded_digest(*meta) != want || !existing->is_persistent();
+    what = changed ? "updated" : "unchanged";
+  } else {
+    what = "defined";
+  }
+  std::optional<LibvirtDomain> dom;
+  if (changed)
+    dom.emplace(conn.define(xml, spec.name));
+  else
+    dom.emplace(std::move(*existing));
+  dom->set_autostart(spec.autostart);
+
+  std::string run;
+  const bool active = dom->is_active();
+  if (active && changed && existing) {
+    if (restart) {
+      std::string how = dom->stop(timeout_of(spec));
+      dom->create();
+      run = fmt::format("restarted ({} first)", how);
+    } else {
+      run = "running; the new definition takes effect at its next start (--restart to restart now)";
+    }
+  } else if (active) {
+    run = "running";
+  } else if (a.count("start")) {
+    dom->create();
+    run = "started";
+  } else {
+    run = "not running";
+  }
+  fmt::print("domain {} {} at {} (overlay {}: {}); {}\n", spec.name, what, conn.uri(), overlay.overlay.string(),
+             overlay.action, run);
+  return 0;
+}
+
+int cmd_undefine(const Args& args) {
+  cxxopts::Options o("sprout undefine",
+                     "Stop a VM's libvirt domain gracefully and undefine it. Its overlay, exported disks and\n"
+                     "state directory stay; libvirt's NVRAM/TPM state is kept too. The URI comes from --uri,\n"
+                     "else the VM's spec (--spec, or NAME.json or the spec named NAME in --spec-dir),\n"
+                     "else qemu:///system.");
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()("uri", "libvirt URI", cxxopts::value<std::string>())(
+      "force", "also undefine a domain of that name that sprout did not define");
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  // The domain is named by NAME; its spec, when there is one, says where it lives. A
+  // VM whose spec was already removed can still be undefined by NAME (with --uri).
+  std::optional<Spec> spec;
+  std::string name;
+  if (a.count("spec")) {
+    spec = locate_vm(a);
+    name = spec->name;
+  } else {
+    if (!a.count("vm")) throw InputError("missing the VM NAME (sprout undefine NAME)");
+    name = a["vm"].as<std::string>();
+    if (auto p = vm_name_problem(name); !p.empty()) throw InputError(fmt::format("VM name \"{}\": {}", name, p));
+    std::error_code ec;
+    if (fs::exists(spec_dir_from(a) / (name + ".json"), ec)) spec = locate_vm(a);
+  }
+  const std::string uri = a.count("uri") ? a["uri"].as<std::string>() : spec ? spec->libvirt_uri : "qemu:///system";
+  const auto timeout = spec ? timeout_of(*spec) : std::chrono::seconds(60);
+
+  LibvirtConnection conn(uri);
+  auto d = conn.lookup(name);
+  if (!d) {
+    fmt::print("domain {} is not defined at {}; nothing to undefine\n", name, conn.uri());
+    return 0;
+  }
+  if (!a.count("force")) require_defined_by_sprout(*d, conn.uri(), "undefining");
+  std::string how = d->stop(timeout);
+  if (d->is_persistent()) d->undefine(kSproutUndefineFlags);
+  fmt::print("domain {} undefined at {} ({}); disks and state directory kept\n", name, conn.uri(), how);
+  return 0;
+}
+
+}  // namespace sprout

@@ -1,0 +1,21 @@
+// libvirt commands in a build without libvirt (libvirt-dev not found, or
+// -Dlibvirt=disabled): they say so. `sprout domain-xml` works in every build.
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+
+namespace sprout {
+
+namespace {
+int no_libvirt(const char* name) {
+  spdlog::error("`sprout {}`: this build of sprout has no libvirt support (it was built without libvirt-dev; "
+                "rebuild with libvirt-dev installed, meson option -Dlibvirt=enabled)",
+                name);
+  return 1;
+}
+}  // namespace
+
+int cmd_define(const Args&) { return no_libvirt("define"); }
+int cmd_undefine(const Args&) { return no_libvirt("undefine"); }
+
+}  // namespace sprout

@@ -1,0 +1,171 @@
+// sprout run / sprout watch: run and supervise a VM under QEMU; record the status
+// channel of a VM someone else runs.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "error.h"
+#include "runtime/kvm_probe.h"
+#include "disk/prepare.h"
+#include "base/process_identity.h"
+#include "runtime/qemu_command.h"
+#include "runtime/run_lock.h"
+#include "spec/spec.h"
+#include "cli/vm_locator.h"
+#include "status/status_recorder.h"
+#include "status/status_store.h"
+#include "subprocess.h"
+#include "runtime/supervisor.h"
+#include "base/terminal_text.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+void rotate_console_log(const Spec& spec) {
+  std::error_code ec;
+  auto size = fs::file_size(spec.console_log(), ec);
+  if (!ec && size > (8u << 20)) fs::rename(spec.console_log(), spec.state_dir / "console.log.1", ec);
+}
+
+// What to change when qemu dies before the guest runs, given how the accelerator was
+// chosen: qemu's own words name the fault, this names the spec key.
+std::string accel_hint(const Spec& spec, const AccelChoice& accel) {
+  if (!accel.kvm) return "";
+  if (spec.accel == Accel::kvm)
+    return fmt::format("it ran with KVM because {} says \"accel\": \"kvm\"; if KVM cannot run guests on this host, "
+                       "set \"accel\": \"auto\" or \"tcg\" there",
+                       spec.file.string());
+  return fmt::format("it ran with KVM (\"accel\": \"auto\": {}); set \"accel\": \"tcg\" in {} to use software "
+                     "emulation",
+                     accel.probe ? accel.probe->why : "KVM looked usable", spec.file.string());
+}
+
+}  // namespace
+
+int cmd_run(const Args& args) {
+  cxxopts::Options o("sprout run",
+                     "Prepare a VM, then run it under QEMU and supervise it until it powers off.\n"
+                     "SIGTERM/SIGINT power the guest down (QMP system_powerdown), quit qemu after the spec's\n"
+                     "shutdownTimeoutSeconds, then kill it. Exit status: 0 guest powered off, 1 qemu failed,\n"
+                     "2 bad input, 3 guest ignored power-down and qemu was quit, 4 qemu was killed.");
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  o.add_options()(
+      "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
+      "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
+      "print-command", "print the qemu command line and exit (after prepare)");
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  Spec spec = locate_vm(a);
+  if (spec.backend != Backend::qemu)
+    throw InputError(fmt::format("{}: backend is \"{}\"; `sprout run` runs QEMU VMs (use `sprout define` for libvirt)",
+                                 spec.file.string(), name_of(spec.backend)));
+  QemuEnvironment env;
+  env.qemu_binary = a["qemu"].as<std::string>();
+  env.status_wait_for_reader = !a.count("external-recorder");
+  build_qemu_command(spec, env);  // input errors (network mode) before anything is written
+
+  int lock = lock_run(spec);
+  // --print-command starts nothing: it leaves the record of the VM's runs alone.
+  const bool record = !a.count("external-recorder") && !a.count("print-command");
+  if (record) {
+    // A new run starts a new record at once: `sprout wait` must not mistake the last
+    // run's record for this one while prepare (export, overlay) is still working.
+    StatusStore store(spec.state_dir);
+    StatusRecorder rec(spec.name, store);
+    rec.reset();
+    json host = this_process_identity();
+    host["state"] = "preparing";
+    host["startedMs"] = unix_time_ms();
+    rec.set_host(host);
+  }
+  // SIGTERM/SIGINT during prepare wait until the export and qemu-img are done (they are
+  // never left running behind us, half way through an overlay), then end the run
+  // without starting the VM.
+  sigset_t stop_signals, original_mask;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  ::sigprocmask(SIG_BLOCK, &stop_signals, &original_mask);
+  const std::string exported_before = exported_generation(spec);
+  auto prepared = prepare_vm(spec);
+  if (record && !exported_before.empty() && exported_before != prepared.exported.manifest.generation) {
+    // The host's side of a re-specialization: the guest will see a new generation.
+    std::string what = fmt::format("the exported configuration changed (generation {} -> {}): the guest "
+                                   "re-specializes at this boot",
+                                   exported_before.substr(0, 12), prepared.exported.manifest.generation.substr(0, 12));
+    spdlog::info("{}: {}", spec.name, what);
+    StatusStore(spec.state_dir)
+        .append_event({{"source", "host"}, {"event", "configuration-changed"}, {"vm", spec.name}, {"message", what},
+                       {"hostTimeMs", unix_time_ms()}});
+  }
+  sigset_t pending;
+  sigpending(&pending);
+  if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT) || sigismember(&pending, SIGHUP)) {
+    spdlog::info("{}: asked to stop while preparing; not starting the VM", spec.name);
+    if (record) {
+      StatusStore store(spec.state_dir);
+      StatusRecorder rec(spec.name, store);
+      rec.resume_from(read_status_file(spec.status_file()));
+      rec.set_host({{"state", "stopped"}, {"how", "stopped before the VM started"}, {"stoppedMs", unix_time_ms()}});
+    }
+    ::close(lock);
+    return 0;
+  }
+  ::sigprocmask(SIG_SETMASK, &original_mask, nullptr);
+  spdlog::info("{}: overlay {} ({})", spec.name, prepared.overlay.overlay.string(), prepared.overlay.action);
+  for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
+  const AccelChoice accel = choose_accel(spec.accel, env.qemu_binary);
+  env.kvm = accel.kvm;
+  if (!accel.fallback_why.empty())
+    spdlog::warn("{}: KVM does not run guests here: {}. Using software emulation (TCG), which is much slower. "
+                 "Set \"accel\": \"tcg\" in {} to choose it and silence this warning (`sprout check-host` "
+                 "shows what this host can do)",
+                 spec.name, for_terminal(accel.fallback_why), spec.file.string());
+  auto argv = build_qemu_command(spec, env);
+  if (a.count("print-command")) {
+    fmt::print("{}\n", format_command(argv));  // one line, quoted for a POSIX shell
+    ::close(lock);
+    return 0;
+  }
+  rotate_console_log(spec);
+  SuperviseOptions so;
+  so.argv = argv;
+  so.record = record;
+  so.accel_hint = accel_hint(spec, accel);
+  RunOutcome outcome = supervise(spec, so);
+  ::close(lock);
+  return static_cast<int>(outcome);
+}
+
+int cmd_watch(const Args& args) {
+  cxxopts::Options o("sprout watch",
+                     "Record a VM's status channel (STATE/status.sock) into status.json and events.jsonl,\n"
+                     "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt or\n"
+                     "`sprout run --external-recorder` runs.");
+  add_vm_options(o);
+  o.parse_positional({"vm"});
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  Spec spec = locate_vm(a);
+  fs::create_directories(spec.state_dir);
+  // One loop with `sprout run`'s (supervisor.h): without a qemu command line it records
+  // only, with this process as the record's supervisor, until a signal.
+  return static_cast<int>(supervise(spec, SuperviseOptions{}));
+}
+
+}  // namespace sprout

@@ -1,0 +1,52 @@
+// sprout ssh NAME [COMMAND...]: ssh to a VM through its forward of guest port 22.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "error.h"
+#include "spec/spec.h"
+#include "cli/vm_locator.h"
+
+namespace sprout {
+
+int cmd_ssh(const Args& args) {
+  cxxopts::Options o("sprout ssh",
+                     "ssh to a VM through its forward of guest port 22 (network.forwards): `ssh -p HOSTPORT\n"
+                     "USER@HOSTADDRESS [COMMAND...]`. Words after `--` are the remote command.");
+  add_vm_options(o);
+  o.add_options()("user", "the user to log in as", cxxopts::value<std::string>()->default_value("root"))(
+      "ssh", "the ssh program", cxxopts::value<std::string>()->default_value("ssh"))(
+      "command", "remote command", cxxopts::value<std::vector<std::string>>());
+  o.parse_positional({"vm", "command"});
+  o.positional_help("NAME [-- COMMAND...]");
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  Spec spec = locate_vm(a);
+  const PortForward* fwd = nullptr;
+  for (const auto& f : spec.network.forwards)
+    if (f.protocol == "tcp" && f.guest_port == 22) fwd = &f;
+  if (!fwd)
+    throw InputError(fmt::format("{} forwards no host port to its port 22 (spec {}: network.forwards); add "
+                                 "{{\"hostPort\": 2222, \"guestPort\": 22}}, or ssh to the VM's own address",
+                                 spec.name, spec.file.string()));
+  // A forward on every interface is reachable on loopback too.
+  std::string host = fwd->host_address.empty() || fwd->host_address == "0.0.0.0" ? "127.0.0.1" : fwd->host_address;
+  std::vector<std::string> argv = {a["ssh"].as<std::string>(), "-p", std::to_string(fwd->host_port),
+                                   // Every VM answers on 127.0.0.1: keep each one's host key apart.
+                                   "-o", "HostKeyAlias=sprout-" + spec.name, a["user"].as<std::string>() + "@" + host};
+  if (a.count("command"))
+    for (const auto& w : a["command"].as<std::vector<std::string>>()) argv.push_back(w);
+  std::vector<char*> c;
+  for (auto& s : argv) c.push_back(s.data());
+  c.push_back(nullptr);
+  ::execvp(c[0], c.data());
+  throw std::runtime_error(fmt::format("cannot run {}: {}", argv[0], std::strerror(errno)));
+}
+
+}  // namespace sprout

@@ -1,0 +1,308 @@
+// sprout status / sprout list: where every VM stands, from the records the recorders
+// keep (run_state.h says when a record is the VM's current run and when history).
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "error.h"
+#include "disk/prepare.h"
+#include "status/run_state.h"
+#include "spec/spec.h"
+#include "spec/spec_dir.h"
+#include "status_protocol.h"
+#include "status/status_recorder.h"
+#include "status/status_store.h"
+#include "cli/terminal_style.h"
+#include "base/terminal_text.h"
+#include "cli/vm_locator.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+struct Known {
+  std::string name;
+  std::optional<Spec> spec;
+  std::string problem;  ///< the spec did not load
+};
+
+std::vector<Known> pick_vms(const cxxopts::ParseResult& a) {
+  const fs::path dir = spec_dir_from(a);
+  std::vector<Known> vms;
+  for (auto& f : load_spec_dir(dir)) vms.push_back({f.path.stem().string(), std::move(f.spec), f.problem});
+  if (!a.count("names")) return vms;
+  std::vector<Known> picked;
+  for (const auto& n : a["names"].as<std::vector<std::string>>()) {
+    auto it = std::find_if(vms.begin(), vms.end(), [&](const Known& k) { return k.name == n; });
+    if (it == vms.end()) throw InputError(fmt::format("no VM '{}' in {} ({}.json not found)", n, dir.string(), n));
+    picked.push_back(*it);
+  }
+  return picked;
+}
+
+std::string ago(std::int64_t ms) {
+  if (ms <= 0) return "-";
+  std::int64_t s = (unix_time_ms() - ms) / 1000;
+  if (s < 0) s = 0;
+  if (s < 120) return fmt::format("{}s ago", s);
+  if (s < 7200) return fmt::format("{}m ago", s / 60);
+  if (s < 172800) return fmt::format("{}h ago", s / 3600);
+  return fmt::format("{}d ago", s / 86400);
+}
+
+/// The path of the system a record says the guest runs; "" for none.
+std::string system_path(const json& st) {
+  if (!st.is_object() || !st.contains("system") || !st["system"].is_object()) return "";
+  return record_text(st["system"], "path");
+}
+
+/// The system for a column: a store path's name without its hash, as Nix's tools show
+/// it ("/nix/store/HASH-nixos-system-web-1" is "nixos-system-web-1", in any store
+/// directory), anything else its last component; cut to fit; "-" for none. --long and
+/// --json give the whole path.
+std::string short_system(const json& st) {
+  std::string path = system_path(st);
+  if (path.empty()) return "-";
+  std::string base = path.substr(path.rfind('/') + 1);
+  constexpr std::size_t kHashChars = 32;
+  auto hash_char = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'); };
+  if (base.size() > kHashChars + 1 && base[kHashChars] == '-' &&
+      std::all_of(base.begin(), base.begin() + kHashChars, hash_char))
+    base = base.substr(kHashChars + 1);
+  return utf8_truncate(base, 40);
+}
+
+std::string built_by(const json& st) {
+  if (!st.is_object() || !st.contains("system") || !st["system"].is_object()) return "-";
+  std::string by = record_text(st["system"], "by");
+  return by.empty() ? "-" : by;
+}
+
+const char* view_name(RunView::State s) {
+  switch (s) {
+    case RunView::none: return "none";
+    case RunView::corrupt: return "corrupt";
+    case RunView::live: return "live";
+    case RunView::ended: return "ended";
+  }
+  return "none";
+}
+
+std::uint64_t allocated_bytes(const fs::path& p) {
+  struct stat s {};
+  return ::stat(p.c_str(), &s) == 0 ? static_cast<std::uint64_t>(s.st_blocks) * 512 : 0;
+}
+
+/// One VM as `status --json` and `list --json` give it: its spec's facts, the record,
+/// and what the record means (run: live, ended with how, none).
+json describe(const Known& k, bool full) {
+  json row{{"name", k.name}};
+  if (!k.spec) {
+    row["error"] = k.problem;
+    return row;
+  }
+  const Spec& spec = *k.spec;
+  json st = read_status_file(spec.status_file());
+  RunView v = view_run(spec, st);
+  row["stateDir"] = spec.state_dir.string();
+  row["backend"] = name_of(spec.backend);
+  row["specialize"] = spec.specialize;
+  if (spec.host_built()) row["hostSystem"] = spec.system;  // what the host built for it
+  json run{{"state", view_name(v.state)}};
+  if (v.state == RunView::ended) run["how"] = v.how;
+  if (v.started_ms) run["startedMs"] = v.started_ms;
+  if (v.ended_ms) run["endedMs"] = v.ended_ms;
+  row["run"] = run;
+  row["status"] = st;  // null: no record
+  if (!full) return row;
+  row["base"] = spec.base_image.string();
+  json overlay{{"path", spec.overlay_path().string()}};
+  std::error_code ec;
+  overlay["exists"] = fs::exists(spec.overlay_path(), ec);
+  overlay["allocatedBytes"] = allocated_bytes(spec.overlay_path());
+  row["overlay"] = overlay;
+  json disks = json::object();
+  for (const char* role : {"config", "self", "ssh", "closure"}) {
+    fs::path link = spec.exported_image(role);
+    if (!fs::is_symlink(link, ec)) continue;
+    fs::path target = fs::read_symlink(link, ec);
+    disks[role] = {{"path", link.string()}, {"image", target.string()}, {"bytes", allocated_bytes(link)}};
+  }
+  row["disks"] = disks;
+  json ports = json::array();
+  for (const auto& f : spec.network.forwards)
+    ports.push_back({{"protocol", f.protocol},
+                     {"hostAddress", f.host_address.empty() ? "127.0.0.1" : f.host_address},
+                     {"hostPort", f.host_port},
+                     {"guestPort", f.guest_port}});
+  row["ports"] = ports;
+  std::string exported = exported_generation(spec);
+  std::string running = st.is_object() && record_phase(st) == "specialized" ? record_text(st, "generation") : "";
+  std::string pending = st.is_object() ? record_text(st, "pendingGeneration") : "";
+  row["exportedGeneration"] = exported.empty() ? json(nullptr) : json(exported);
+  // Pending: the disks hold a configuration the guest has not applied yet (it will at
+  // its next boot, or never while respecializeOnChange is off).
+  row["pendingRespecialization"] = !pending.empty() || (!exported.empty() && !running.empty() && exported != running);
+  return row;
+}
+
+std::string vm_state_word(const json& row) {
+  const json& st = row["status"];
+  std::string run = row["run"]["state"];
+  if (run == "ended") return "stopped";
+  std::string hs = st.is_object() && st.contains("host") ? record_text(st["host"], "state") : "";
+  return hs.empty() ? "-" : hs;
+}
+
+std::string message_of(const json& row) {
+  const json& st = row["status"];
+  if (st.is_object() && st.contains("corrupt"))
+    return "corrupt record: " + record_text(st, "corrupt") + "; the recorder writes a new one at the next event";
+  std::string m = utf8_truncate(record_message(st), 100);
+  if (row["run"]["state"] == "ended") {
+    std::string how = record_text(row["run"], "how");
+    m = fmt::format("not running: {}{}", how,
+                    row["run"].contains("endedMs") ? fmt::format(" ({})", ago(record_int(row["run"], "endedMs"))) : "");
+  }
+  std::string pending = record_text(st, "pendingGeneration");
+  if (!pending.empty()) m += fmt::format(" [pending generation {} not applied]", pending.substr(0, 12));
+  return m;
+}
+
+void print_table(const json& all, bool colour) {
+  auto cell = [&](const std::string& text, int width, Tone tone = Tone::plain) {
+    std::string padded = fmt::format("{:<{}}", text, width);
+    return paint(padded, tone, colour);
+  };
+  fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {:<6} {:<40} {}\n", "NAME", "PHASE", "SINCE", "VM", "GENERATION", "BY",
+             "SYSTEM", "MESSAGE");
+  for (const auto& row : all) {
+    std::string name = row["name"];
+    auto line = [&](const std::string& phase, const std::string& since, const std::string& vm, const std::string& gen,
+                    const std::string& by, const std::string& sys, const std::string& msg) {
+      fmt::print("{:<16} {} {:<9} {:<9} {:<13} {:<6} {:<40} {}\n", name, cell(phase, 12, phase_tone(phase)), since, vm,
+                 gen, by, sys, msg);
+    };
+    if (row.contains("error")) {
+      line("-", "-", "-", "-", "-", "-", "invalid spec: " + record_text(row, "error"));
+      continue;
+    }
+    const json& st = row["status"];
+    if (st.is_null()) {
+      line("-", "-", "-", "-", "-", "-", "no record yet (never started?)");
+      continue;
+    }
+    if (st.contains("corrupt")) {
+      line("-", "-", "-", "-", "-", "-", message_of(row));
+      continue;
+    }
+    std::string phase = record_phase(st);
+    std::string gen = record_text(st, "generation").substr(0, 12);
+    line(phase.empty() ? "-" : phase, ago(record_int(st, "sinceMs")), vm_state_word(row), gen.empty() ? "-" : gen,
+         built_by(st), short_system(st), message_of(row));
+  }
+}
+
+std::string human_bytes(std::uint64_t b) {
+  if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1ull << 30));
+  if (b >= (1ull << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(b) / (1ull << 20));
+  return fmt::format("{} KiB", b >> 10);
+}
+
+void print_long(const json& all, bool colour) {
+  bool first = true;
+  for (const auto& row : all) {
+    if (!first) fmt::print("\n");
+    first = false;
+    std::string name = row["name"];
+    if (row.contains("error")) {
+      fmt::print("{}: invalid spec: {}\n", name, record_text(row, "error"));
+      continue;
+    }
+    const json& st = row["status"];
+    std::string phase = st.is_object() ? record_phase(st) : "";
+    fmt::print("{} ({} backend, {})\n", paint(name, Tone::plain, false), record_text(row, "backend"),
+               vm_state_word(row) == "-" ? "never started" : vm_state_word(row));
+    fmt::print("  phase      {} {}\n", paint(phase.empty() ? "-" : phase, phase_tone(phase), colour),
+               st.is_object() ? ago(record_int(st, "sinceMs")) : "");
+    std::string msg = st.is_object() ? message_of(row) : "no record yet (never started?)";
+    if (!msg.empty()) fmt::print("  message    {}\n", msg);
+    if (std::string sys = system_path(st); !sys.empty())
+      fmt::print("  system     {} (built by {})\n", sys, built_by(st));
+    fmt::print("  base       {}\n", record_text(row, "base"));
+    const json& ov = row["overlay"];
+    fmt::print("  overlay    {} ({})\n", record_text(ov, "path"),
+               ov["exists"].get<bool>() ? human_bytes(ov["allocatedBytes"].get<std::uint64_t>()) + " on disk"
+                                        : "not created yet");
+    for (auto it = row["disks"].begin(); it != row["disks"].end(); ++it)
+      fmt::print("  {:<10} {} -> {} ({})\n", it.key() + " disk", record_text(it.value(), "path"),
+                 record_text(it.value(), "image"), human_bytes(it.value()["bytes"].get<std::uint64_t>()));
+    for (const auto& p : row["ports"])
+      fmt::print("  port       {} {}:{} -> guest {}\n", record_text(p, "protocol"), record_text(p, "hostAddress"),
+                 record_int(p, "hostPort"), record_int(p, "guestPort"));
+    std::string running = st.is_object() ? record_text(st, "generation") : "";
+    std::string exported = row["exportedGeneration"].is_string() ? record_text(row, "exportedGeneration") : "";
+    fmt::print("  generation {} (exported: {}){}\n", running.empty() ? "-" : running.substr(0, 12),
+               exported.empty() ? "-" : exported.substr(0, 12),
+               row["pendingRespecialization"].get<bool>()
+                   ? paint(" - pending re-specialization: the exported configuration is not the one running",
+                           Tone::busy, colour)
+                   : "");
+  }
+}
+
+int status_or_list(const Args& args, const char* program, const char* about, bool long_default) {
+  cxxopts::Options o(program, about);
+  add_spec_dir_option(o);
+  o.add_options()("json", "print JSON")("names", "VM names", cxxopts::value<std::vector<std::string>>());
+  if (!long_default) o.add_options()("long", "each VM in full (as `sprout list`)");
+  o.parse_positional({"names"});
+  o.positional_help("[NAME...]");
+  bool help = false;
+  auto a = parse_subcommand(o, args, &help);
+  if (help) return 0;
+  const bool full = long_default || a.count("long") > 0;
+  json all = json::array();
+  for (const auto& k : pick_vms(a)) all.push_back(describe(k, full));
+  if (a.count("json")) {
+    std::cout << all.dump(2) << std::endl;
+    return 0;
+  }
+  const bool colour = colour_allowed(stdout);
+  if (full)
+    print_long(all, colour);
+  else
+    print_table(all, colour);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_status(const Args& args) {
+  return status_or_list(args, "sprout status",
+                        "Show where every VM (or the named ones) stands. VM: the run's state, \"stopped\" when\n"
+                        "no run is current (the message says how the last one ended). BY and SYSTEM: the system\n"
+                        "the guest last reported running, and who built it (host: \"specialize\": \"host\";\n"
+                        "guest: nixos-rebuild). --long shows each VM in full, as `sprout list`.",
+                        false);
+}
+
+int cmd_list(const Args& args) {
+  return status_or_list(args, "sprout list",
+                        "Each VM in full: backend, state, phase, ports, overlay and disks with their sizes, its\n"
+                        "base, and whether the exported configuration differs from the one running (pending\n"
+                        "re-specialization).",
+                        true);
+}
+
+}  // namespace sprout

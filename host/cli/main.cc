@@ -1,0 +1,124 @@
+// sprout: turns one common NixOS base VM into many specialized VMs.
+#include <signal.h>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+
+#include <cxxopts.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "error.h"
+#include "cli/global_options.h"
+#include "log.h"
+#include "version.h"
+
+namespace {
+
+struct Command {
+  int (*run)(const sprout::Args&);
+  const char* summary;
+};
+
+const std::map<std::string, Command>& commands() {
+  static const std::map<std::string, Command> kCommands = {
+      {"export", {sprout::cmd_export, "build a VM's read-only config/self/ssh disk images"}},
+      {"prepare", {sprout::cmd_prepare, "export, and create the VM's root overlay on the base image"}},
+      {"gc", {sprout::cmd_gc, "remove cached images and GC roots no spec uses"}},
+      {"check-spec", {sprout::cmd_check_spec, "validate spec files"}},
+      {"check-host", {sprout::cmd_check_host, "what this host can do: qemu, KVM, libvirt, nix, directories, space"}},
+      {"run", {sprout::cmd_run, "prepare, then run and supervise the VM under QEMU"}},
+      {"watch", {sprout::cmd_watch, "record a VM's status channel (for VMs libvirt runs)"}},
+      {"status", {sprout::cmd_status, "show where every VM stands"}},
+      {"logs", {sprout::cmd_logs, "a VM's events, the guest's and the host's (--follow)"}},
+      {"console", {sprout::cmd_console, "attach to a VM's serial console (Ctrl-] detaches)"}},
+      {"ssh", {sprout::cmd_ssh, "ssh to a VM through its forward of guest port 22"}},
+      {"list", {sprout::cmd_list, "each VM in full: state, disks, ports, base, pending changes"}},
+      {"wait", {sprout::cmd_wait, "wait until a VM reaches a phase"}},
+      {"domain-xml", {sprout::cmd_domain_xml, "print the libvirt domain XML for a VM"}},
+      {"define", {sprout::cmd_define, "prepare, then define (and optionally start) the libvirt domain"}},
+      {"undefine", {sprout::cmd_undefine, "stop and undefine a libvirt domain, keeping its disks"}},
+      {"stop", {sprout::cmd_stop, "stop a VM gracefully (either backend)"}},
+      {"destroy", {sprout::cmd_destroy, "remove a VM: stop, undefine, state directory (disks only if asked)"}},
+  };
+  return kCommands;
+}
+
+void usage(std::ostream& out) {
+  out << fmt::format("sprout {}: turns one common NixOS base VM into many specialized VMs\n\n", sprout::kVersion)
+      << "Usage: sprout [--log-level LEVEL] COMMAND [OPTIONS]\n"
+         "  or:  sprout help [COMMAND]\n"
+         "  or:  sprout --version\n\nCommands:\n";
+  for (const auto& [name, c] : commands()) out << fmt::format("  {:<11} {}\n", name, c.summary);
+  out << "\n`sprout help COMMAND` (or `sprout COMMAND --help`) describes a command's options.\n"
+      << "\n" << sprout::global_options_help();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // An inherited "ignore SIGCHLD" would have the kernel reap our children before we
+  // can wait for them.
+  ::signal(SIGCHLD, SIG_DFL);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string level;
+  try {
+    level = sprout::take_global_options(args).log_level;
+  } catch (const sprout::InputError& e) {
+    std::cerr << "sprout: " << e.what() << "\n";
+    return sprout::kExitUsage;
+  }
+  sprout::setup_logging("sprout", level);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || (args[0] == "help" && args.size() == 1)) {
+    usage(args.empty() ? std::cerr : std::cout);
+    return args.empty() ? sprout::kExitUsage : sprout::kExitOk;
+  }
+  if (args[0] == "--version") {
+    std::cout << "sprout " << sprout::kVersion << "\n";
+    return sprout::kExitOk;
+  }
+  // `sprout help CMD` is `sprout CMD --help`.
+  if (args[0] == "help") {
+    if (args.size() > 2) {
+      std::cerr << fmt::format("sprout help: unexpected argument '{}' (usage: sprout help [COMMAND])\n", args[2]);
+      return sprout::kExitUsage;
+    }
+    args = {args[1], "--help"};
+  }
+  auto it = commands().find(args[0]);
+  if (it == commands().end()) {
+    // One line, as git says it: the whole usage would bury the word that was wrong.
+    if (args[0].starts_with("-"))
+      std::cerr << fmt::format("sprout: unknown option '{}' before the command; see 'sprout help'\n", args[0]);
+    else
+      std::cerr << fmt::format("sprout: '{}' is not a sprout command; see 'sprout help'\n", args[0]);
+    return sprout::kExitUsage;
+  }
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  try {
+    return it->second.run(rest);
+  } catch (const sprout::InputError& e) {
+    spdlog::error("{}", e.what());
+    return sprout::kExitUsage;
+  } catch (const cxxopts::exceptions::exception& e) {
+    spdlog::error("sprout {}: {} (see `sprout {} --help`)", args[0], e.what(), args[0]);
+    return sprout::kExitUsage;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // Not the library's "filesystem error: cannot ...: Reason [path] [path]": the
+    // path, what failed and why, in the words a user can act on.
+    std::string op = e.what();
+    auto from = op.find(": ");
+    op = from == std::string::npos ? op : op.substr(from + 2);
+    auto to = op.find(": ");
+    if (to != std::string::npos) op.resize(to);
+    spdlog::error("{}: {} ({}); check the directory's permissions, mount and type", e.path1().string(), e.code().message(),
+                  op);
+    return sprout::kExitFailure;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return sprout::kExitFailure;
+  }
+}

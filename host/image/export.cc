@@ -1,0 +1,365 @@
+#include "image/export.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <optional>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "atomic_file.h"
+#include "image/cache_lock.h"
+#include "image/closure_image.h"
+#include "image/digest_cache.h"
+#include "directory.h"
+#include "error.h"
+#include "image/ext4_writer.h"
+#include "image/image_users.h"
+#include "base/leftovers.h"
+#include "image/listed_tree.h"
+#include "base/sha256.h"
+#include "image/test_hook.h"
+#include "image/tree_digest.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+/// Bumped whenever the image layout changes, so old cache entries are not reused.
+constexpr const char* kImageFormat = "sprout-ext4-v4";
+
+/// Directories the guest mounts other disks on, relative to a role's mount point:
+/// the self disk is mounted at /etc/nixos/hosts/self, inside the read-only config disk,
+/// so the config image must have that directory even when the tree lacks it.
+std::vector<std::string> mount_points_inside(DiskRole role) {
+  if (role == DiskRole::config) return {"hosts/self"};
+  return {};
+}
+
+/// STATE/ROLE.img, the link to a role's cached image.
+fs::path link_of(const ExportRequest& req, DiskRole role) {
+  return req.out_dir / fmt::format("{}.img", role_info(role).name);
+}
+
+/// InputError unless `link` is absent or a symlink (one sprout made, to replace).
+void require_replaceable_link(const fs::path& link) {
+  std::error_code sec;
+  auto st = fs::symlink_status(link, sec);
+  if (fs::exists(st) && !fs::is_symlink(st))
+    throw InputError(fmt::format("{}: exists and is not a link sprout made; move it away (sprout never replaces "
+                                 "a file it did not create)",
+                                 link.string()));
+}
+
+/// std::system_error naming `dir` unless a link can be made in it (a read-only mount,
+/// an immutable directory or sysfs takes none), found by making one and removing it.
+void require_links_possible(const fs::path& dir) {
+  fs::path probe = dir / fmt::format(".links.tmp-{}", ::getpid());  // a leftover if killed (leftovers.h)
+  ::unlink(probe.c_str());  // ours by its name, should an earlier process of our pid have left it
+  if (::symlink("probe", probe.c_str()) != 0)
+    throw std::system_error(errno, std::generic_category(),
+                            fmt::format("{}: cannot make the disk links in this state directory; check its "
+                                        "permissions, mount and attributes (lsattr -d)",
+                                        dir.string()));
+  ::unlink(probe.c_str());
+}
+
+/// Points `link` at the cached `image` atomically, its use recorded first
+/// (image_users.h), so gc keeps the image while the link points at it; a link that
+/// cannot be made leaves no record.
+void link_image(const fs::path& image, const fs::path& link) {
+  require_replaceable_link(link);
+  PendingImageUser user(image, link);
+  std::error_code sec;
+  if (!(fs::is_symlink(fs::symlink_status(link, sec)) && fs::read_symlink(link, sec) == image))
+    symlink_atomic(image, link);
+  user.keep();
+}
+
+struct RoleInput {
+  DiskRole role;
+  fs::path source;      ///< the user's directory
+  TreeListing listing;  ///< the accepted entries of the tree
+  TreeSize size;        ///< what the accepted tree needs on disk
+  /// Content hashes of files seen unchanged before (none for the ssh role: no
+  /// record of its keys is kept, and it is small).
+  std::unique_ptr<DigestCacheFile> hashes;
+  /// The tree's digest when known without building: from the hashes above when they
+  /// cover every file, else (ssh) from reading it. An image is always built from
+  /// one reading of the tree, and its key is that reading's digest.
+  std::optional<std::string> digest;
+};
+
+/// The image's UUID and hash seed: from the tree's structure (not its contents, nor
+/// the manifest), so the filesystem can be laid out before the contents are read;
+/// the same tree still always gives the same bytes.
+std::string image_seed(const RoleInput& in) {
+  const auto& info = role_info(in.role);
+  return sha256_hex(
+      fmt::format("{}\nseed\n{}\n{}\n{}\n", kImageFormat, info.name, info.label, structure_digest(in.listing)));
+}
+
+/// The cached image for a role's digest (and, for the self image, its manifest).
+ExportedImage place(const RoleInput& in, const std::string& digest, const std::string& manifest_text,
+                    const ExportRequest& req) {
+  const auto& info = role_info(in.role);
+  std::string key = sha256_hex(fmt::format("{}\n{}\n{}\n{}\n{}\n", kImageFormat, info.name, info.label, digest,
+                                           manifest_text.empty() ? "" : sha256_hex(manifest_text)));
+  ExportedImage img;
+  img.role = in.role;
+  img.tree_digest = digest;
+  img.image = req.cache_dir / fmt::format("{}-{}.ext4", info.name, key.substr(0, 32));
+  img.link = link_of(req, in.role);
+  std::error_code ec;
+  img.cache_hit = fs::is_regular_file(img.image, ec) && fs::file_size(img.image, ec) > 0;
+  return img;
+}
+
+/// An image of one role written from one reading of its tree, not yet committed.
+struct Build {
+  std::unique_ptr<PendingFile> pending;
+  std::unique_ptr<Ext4Writer> writer;
+  std::string digest;  ///< of exactly what was read into the image
+};
+
+Build build_contents(RoleInput& in, const ExportRequest& req) {
+  const auto& info = role_info(in.role);
+  auto t0 = std::chrono::steady_clock::now();
+  Build b;
+  b.pending = std::make_unique<PendingFile>(req.cache_dir / fmt::format("build-{}.ext4", info.name));
+  run_test_hook({"build", std::string(info.name)});
+  TreeSize size = in.size;
+  if (in.role == DiskRole::self) {
+    size.files += 1;  // the manifest
+    size.data_bytes += 64 << 10;
+  }
+  b.writer = std::make_unique<Ext4Writer>(b.pending->temp_path(), std::string(info.label), image_seed(in), size);
+  auto hashes = b.writer->add_listing(in.listing);
+  std::vector<std::string> by_entry(in.listing.entries.size());
+  for (std::size_t i = 0; i < in.listing.entries.size(); ++i) {
+    const auto& e = in.listing.entries[i];
+    if (!S_ISREG(e.st.st_mode)) continue;
+    by_entry[i] = hashes.at(e.rel);
+    if (in.hashes) in.hashes->store(e.rel, e.st, by_entry[i]);
+  }
+  b.digest = digest_of(in.listing, by_entry);
+  b.writer->ensure_directories(mount_points_inside(in.role));
+  spdlog::debug("{}: {} image written in {:.0f} ms", in.source.string(), info.name,
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  return b;
+}
+
+/// Finishes a build (the manifest added to the self image), and commits it as `img`.
+void commit_build(Build& b, const RoleInput& in, const ExportedImage& img, const std::string& manifest_text) {
+  if (!manifest_text.empty()) b.writer->add_file(kManifestFileName, manifest_text, 0444);
+  b.writer->finish();
+  run_test_hook({"built", std::string(role_info(in.role).name), b.pending->temp_path().string()});
+  // Readable by its owner alone: a VM's config is nobody else's business.
+  fs::permissions(b.pending->temp_path(), fs::perms::owner_read);
+  b.pending->commit_as(img.image);
+  spdlog::info("built {} image {} ({} MiB)", role_info(in.role).name, img.image.string(),
+               fs::file_size(img.image) >> 20);
+}
+
+/// For a role whose key does not depend on a manifest (config, ssh): nothing when
+/// its known digest has a cached image, else a build (which makes the digest known).
+std::optional<Build> prepare_role(RoleInput& in, const ExportRequest& req) {
+  if (in.digest && place(in, *in.digest, "", req).cache_hit) return std::nullopt;
+  Build b = build_contents(in, req);
+  in.digest = b.digest;
+  return b;
+}
+
+/// The role's image, committed from `build` unless one of the same key is cached
+/// (`manifest_text`: the self image's), and linked.
+ExportedImage finish_role(const RoleInput& in, std::optional<Build>& build, const std::string& manifest_text,
+                          const ExportRequest& req) {
+  ExportedImage img = place(in, *in.digest, manifest_text, req);
+  if (!img.cache_hit) {
+    if (!build) throw std::logic_error(fmt::format("no {} image was built", role_info(in.role).name));
+    commit_build(*build, in, img, manifest_text);
+  }
+  img.bytes = fs::file_size(img.image);
+  link_image(img.image, img.link);
+  return img;
+}
+
+/// The cache or state directory, made if missing; a failure names it and says why.
+void make_directory(const fs::path& dir, const char* what) {
+  std::error_code ec;
+  ensure_directory(dir.string(), ec);
+  if (ec) throw std::system_error(ec, fmt::format("cannot create the {} {}", what, dir.string()));
+}
+
+}  // namespace
+
+ExportRequest ExportRequest::from_spec(const Spec& spec) {
+  ExportRequest r;
+  r.name = spec.name;
+  r.config_source = spec.config_source;
+  r.self_source = spec.self_source;
+  r.ssh_source = spec.ssh_source;
+  r.allow_private_keys = spec.allow_private_keys;
+  r.rebuild = spec.rebuild;
+  if (spec.host_built()) {
+    r.system = spec.system;
+    r.base_system = spec.base_system;
+  }
+  r.cache_dir = spec.cache_dir;
+  r.out_dir = spec.state_dir;
+  return r;
+}
+
+json ExportResult::to_json() const {
+  json images_json = json::array();
+  for (const auto& i : images)
+    images_json.push_back({{"role", role_info(i.role).name},
+                           {"path", i.link.string()},
+                           {"image", i.image.string()},
+                           {"treeDigest", i.tree_digest},
+                           {"cacheHit", i.cache_hit},
+                           {"bytes", i.bytes}});
+  json excl = json::array();
+  for (const auto& e : excluded) excl.push_back({{"path", e.path}, {"reason", e.reason}});
+  json out{{"name", manifest.name}, {"generation", manifest.generation}, {"images", images_json}, {"excluded", excl}};
+  out["specialize"] = manifest.host_built() ? "host" : "guest";
+  if (manifest.host_built()) out["system"] = manifest.system;
+  return out;
+}
+
+ExportResult export_disks(const ExportRequest& request) {
+  ExportRequest req = request;
+  req.cache_dir = fs::absolute(req.cache_dir).lexically_normal();
+  req.out_dir = fs::absolute(req.out_dir).lexically_normal();
+  ExportResult result;
+  SshFilter ssh_filter(req.allow_private_keys);
+
+  make_directory(req.cache_dir, "cache directory");
+  // Others may pass through to an image a hypervisor's user was given (libvirt's
+  // dynamic ownership), but not list the cache; images are 0400.
+  struct stat cst;
+  if (::stat(req.cache_dir.c_str(), &cst) == 0 && cst.st_uid == ::geteuid() && (cst.st_mode & 07777) != 0711)
+    ::chmod(req.cache_dir.c_str(), 0711);
+  // Shared: exports run side by side; gc waits until images are built and linked.
+  CacheLock cache_lock(req.cache_dir, CacheLock::shared);
+  remove_leftovers(req.cache_dir);
+  remove_leftovers(req.out_dir);
+  std::vector<RoleInput> inputs(req.ssh_source ? 3 : 2);
+  inputs[0].role = DiskRole::config;
+  inputs[0].source = req.config_source;
+  inputs[1].role = DiskRole::self;
+  inputs[1].source = req.self_source;
+  if (req.ssh_source) {
+    inputs[2].role = DiskRole::ssh;
+    inputs[2].source = *req.ssh_source;
+  }
+
+  for (auto& in : inputs) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (in.role == DiskRole::ssh) {
+      in.listing = list_tree(in.source, std::ref(ssh_filter));
+      in.digest = ListedTreeReader(in.listing).content_digest();
+    } else {
+      in.hashes = std::make_unique<DigestCacheFile>(req.cache_dir, in.source);
+      in.listing = list_tree(in.source, {}, in.hashes->known_files() + in.hashes->known_files() / 8);
+      in.digest = known_content_digest(in.listing, *in.hashes);
+    }
+    for (const auto& e : in.listing.entries) account_entry(in.size, e);
+    if (in.role == DiskRole::self)
+      for (const auto& e : in.listing.entries)
+        if (e.rel == kManifestFileName)
+          throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
+                                       in.source.string(), kManifestFileName));
+    spdlog::debug("{}: listed in {:.0f} ms, digest {}", in.source.string(),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                  in.digest ? "known" : "to be read");
+  }
+  result.excluded = ssh_filter.excluded();
+  for (const auto& x : result.excluded)
+    spdlog::warn("ssh export: left out {}/{}: {}{}", req.ssh_source->string(), x.path, x.reason,
+                 x.reason.rfind("private key", 0) == 0 ? " (pass --allow-private-keys to export it)" : "");
+  make_directory(req.out_dir, "state directory");
+  // What linking could refuse is found before anything is built or recorded, so a
+  // failed export leaves the cache and the state directory as they were.
+  for (const auto& in : inputs) require_replaceable_link(link_of(req, in.role));
+  if (!req.system.empty()) require_replaceable_link(link_of(req, DiskRole::closure));
+  require_links_possible(req.out_dir);
+
+  // The roles' images are built side by side, each on a thread of its own (config on
+  // this one), and then committed and linked side by side, so their fsyncs share the
+  // disk's flushes. The self image's key also covers its manifest, which names every
+  // role's digest, so it is committed once all are known.
+  RoleInput& self = inputs[1];
+  RoleInput* ssh = inputs.size() > 2 ? &inputs[2] : nullptr;
+  std::future<std::optional<Build>> self_build, ssh_build;
+  if (!self.digest)
+    self_build = std::async(std::launch::async, [&] { return std::optional<Build>(build_contents(self, req)); });
+  if (ssh) ssh_build = std::async(std::launch::async, [&] { return prepare_role(*ssh, req); });
+  std::optional<Build> config_b = prepare_role(inputs[0], req);
+  std::optional<Build> ssh_b, self_b;
+  if (ssh_build.valid()) ssh_b = ssh_build.get();
+  if (self_build.valid()) {
+    self_b = self_build.get();
+    self.digest = self_b->digest;
+  }
+
+  Manifest& m = result.manifest;
+  m.name = req.name;
+  m.config_digest = *inputs[0].digest;
+  m.self_digest = *self.digest;
+  m.ssh_digest = ssh ? *ssh->digest : "";
+  m.rebuild = req.rebuild;
+  std::optional<ClosureImage> closure;
+  if (!req.system.empty()) {
+    closure = build_closure_image(ClosureRequest{req.system, req.base_system, req.cache_dir});
+    m.system = req.system;
+    m.closure_digest = closure->key;
+  }
+  m.generation =
+      generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
+  const std::string manifest_text = m.to_json_text();
+  if (!self_b && !place(self, *self.digest, manifest_text, req).cache_hit) {
+    // Its digest was known but its image is not cached: read it now, as it is.
+    self_b = build_contents(self, req);
+    if (self_b->digest != *self.digest)
+      throw InputError(fmt::format("{}: changed while it was exported; nothing was cached, run the export again",
+                                   self.source.string()));
+  }
+  std::future<ExportedImage> self_image =
+      std::async(std::launch::async, [&] { return finish_role(self, self_b, manifest_text, req); });
+  std::future<ExportedImage> ssh_image;
+  if (ssh) ssh_image = std::async(std::launch::async, [&] { return finish_role(*ssh, ssh_b, "", req); });
+  result.images.push_back(finish_role(inputs[0], config_b, "", req));
+  result.images.push_back(self_image.get());
+  if (ssh) result.images.push_back(ssh_image.get());
+  for (auto& in : inputs)
+    if (in.hashes) in.hashes->save();
+  if (closure) {
+    ExportedImage img;
+    img.role = DiskRole::closure;
+    img.link = link_of(req, DiskRole::closure);
+    img.image = closure->image;
+    img.tree_digest = closure->key;
+    img.cache_hit = closure->cache_hit;
+    img.bytes = fs::file_size(img.image);
+    link_image(img.image, img.link);
+    result.images.push_back(img);
+  }
+  // Links from an earlier export that had an ssh disk or was host-built.
+  for (auto [gone, name] : {std::pair{!req.ssh_source, "ssh.img"}, std::pair{!closure, "closure.img"}}) {
+    std::error_code ec;
+    if (gone && fs::is_symlink(fs::symlink_status(req.out_dir / name, ec))) fs::remove(req.out_dir / name, ec);
+  }
+  return result;
+}
+
+}  // namespace sprout

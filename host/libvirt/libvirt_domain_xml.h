@@ -1,0 +1,45 @@
+// The libvirt domain XML for a VM spec (libvirt backend). Pure: the caller passes in
+// what it knows about the host (KVM or not, the overlay's real backing file), so the
+// result is a function of its inputs and unit-tested directly. docs/libvirt.md says
+// what the XML contains and why.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "spec/spec.h"
+
+namespace sprout {
+
+/// The XML namespace of sprout's <metadata> element in a domain.
+inline constexpr const char* kLibvirtMetadataUri = "urn:sprout:libvirt-domain:1";
+inline constexpr const char* kLibvirtMetadataPrefix = "sprout";
+
+struct DomainHostFacts {
+  bool kvm = false;  ///< domain type 'kvm' (else 'qemu', software emulation)
+  /// The overlay's backing file and its format, when known (after prepare: the base
+  /// the overlay really uses, which with baseChange "keep" may be an older base).
+  /// Unset: the spec's base.image and base.format.
+  std::optional<std::filesystem::path> backing;
+  std::optional<std::string> backing_format;
+};
+
+/// The domain XML. Carries <metadata><sprout:vm> with the spec file and a digest of
+/// everything else (definition_digest), so a later define can tell an unchanged
+/// definition without comparing libvirt's normalized XML. InputError for what the
+/// libvirt backend cannot express (port forwards on a libvirt network, a hostAddress
+/// that is not an IPv4 address).
+std::string domain_xml(const Spec& spec, const DomainHostFacts& facts);
+
+/// A stable UUID for a VM name (from SHA-256; RFC 9562 version 8 layout).
+std::string domain_uuid(std::string_view vm_name);
+
+/// The digest domain_xml() embeds: extracted from an XML text, or "" when absent.
+std::string embedded_digest(std::string_view xml);
+
+/// XML text/attribute escaping (& < > ' ").
+std::string xml_escape(std::string_view text);
+
+}  // namespace sprout

@@ -1,0 +1,69 @@
+#include "runtime/run_lock.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <fstream>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "base/process_identity.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+
+int lock_run(const Spec& spec) {
+  fs::create_directories(spec.state_dir);
+  fs::path lock = spec.state_dir / "run.lock";
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", lock.string(), std::strerror(errno)));
+  struct flock l{};
+  l.l_type = F_WRLCK;
+  l.l_whence = SEEK_SET;  // the whole file
+  if (::fcntl(fd, F_OFD_SETLK, &l) != 0) {
+    ::close(fd);
+    throw std::runtime_error(fmt::format("VM {} is already running ({} is held by another `sprout run`)",
+                                         spec.name, lock.string()));
+  }
+  // Who holds it, for `sprout stop`: "PID START" (process_identity.h).
+  auto me = this_process_identity();
+  std::string who = fmt::format("{} {}\n", ::getpid(), me.value("supervisorStart", std::uint64_t{0}));
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, who.data(), who.size(), 0) != static_cast<ssize_t>(who.size()))
+    spdlog::warn("{}: cannot write the holder's pid: {}", lock.string(), std::strerror(errno));
+  return fd;
+}
+
+bool run_lock_held(const Spec& spec) {
+  fs::path lock = spec.state_dir / "run.lock";
+  int fd = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // never run (or no state directory)
+  // Asks without taking anything: a probe that took a lock, however briefly, could
+  // make a `sprout run` starting at that moment fail as "already running".
+  struct flock l{};
+  l.l_type = F_RDLCK;
+  l.l_whence = SEEK_SET;
+  bool held = ::fcntl(fd, F_OFD_GETLK, &l) == 0 && l.l_type != F_UNLCK;
+  ::close(fd);
+  return held;
+}
+
+std::optional<pid_t> run_lock_holder(const Spec& spec) {
+  if (!run_lock_held(spec)) return std::nullopt;
+  std::ifstream in(spec.state_dir / "run.lock");
+  long long pid = 0;
+  std::uint64_t start = 0;
+  if (!(in >> pid >> start) || pid <= 0 || pid > INT_MAX) return std::nullopt;
+  nlohmann::json who{{"supervisor", pid}};
+  if (start) who["supervisorStart"] = start;
+  if (!recorded_process_alive(who)) return std::nullopt;
+  return static_cast<pid_t>(pid);
+}
+
+}  // namespace sprout

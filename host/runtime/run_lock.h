@@ -1,0 +1,26 @@
+// STATE/run.lock: held (an open file description lock, exclusive) by the one `sprout run` of a VM for the
+// whole run, preparing included, so two runs of one VM cannot clash, and any other
+// command can tell whether a run of the VM exists right now.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+
+#include "spec/spec.h"
+
+namespace sprout {
+
+/// Takes the VM's run lock (creating the state directory) and returns its fd; the lock
+/// goes with the fd (close it, or exit). Throws std::runtime_error when another run
+/// holds it.
+int lock_run(const Spec& spec);
+
+/// Whether some process holds the VM's run lock now.
+bool run_lock_held(const Spec& spec);
+
+/// The `sprout run` that holds the lock (it writes its pid and start time into the
+/// file), when it is still that process.
+std::optional<pid_t> run_lock_holder(const Spec& spec);
+
+}  // namespace sprout

@@ -1,0 +1,269 @@
+#include "status/status_recorder.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "base/terminal_text.h"
+#include "base/unix_socket.h"
+
+namespace sprout {
+
+using nlohmann::json;
+
+namespace {
+constexpr std::uint64_t kMaxSeqGap = 1'000'000;
+}  // namespace
+
+std::int64_t unix_time_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json RecorderCounters::to_json() const {
+  return json{{"lines", lines},       {"accepted", accepted}, {"garbage", garbage},
+              {"invalidUtf8", invalid_utf8}, {"overlong", overlong}, {"wrongVm", wrong_vm},
+              {"seqGaps", seq_gaps}, {"thinned", thinned},   {"connections", connections}};
+}
+
+StatusRecorder::StatusRecorder(std::string vm, StatusStore& store, RecorderOptions options)
+    : vm_(std::move(vm)),
+      store_(store),
+      options_(options),
+      lines_(kMaxStatusLineBytes - 1, LineSplitter::Overlong::drop),  // (the newline counts)
+      tokens_(options.log_burst),
+      last_refill_(Clock::now()) {
+  reset();
+  dirty_ = false;
+}
+
+void StatusRecorder::reset() {
+  status_ = json{{"vm", vm_},          {"phase", nullptr},   {"sinceMs", unix_time_ms()},
+                 {"updatedMs", unix_time_ms()}, {"generation", ""}, {"message", "no event from the guest yet"},
+                 {"bootId", ""},       {"seq", 0},           {"detail", nullptr},
+                 {"lastLog", json::array()}, {"reached", json::array()}, {"host", json::object()},
+                 {"counters", counters_.to_json()}};
+  last_log_.clear();
+  dirty_ = true;
+}
+
+void StatusRecorder::resume_from(const json& old) {
+  if (!old.is_object()) return;
+  for (const char* k : {"phase", "sinceMs", "generation", "message", "bootId", "seq", "detail", "lastLog", "reached",
+                        "system", "pendingGeneration"})
+    if (old.contains(k)) status_[k] = old[k];
+  last_log_.clear();
+  if (old.contains("lastLog") && old["lastLog"].is_array())
+    for (const auto& l : old["lastLog"])
+      if (l.is_string()) last_log_.push_back(l.get<std::string>());
+  dirty_ = true;
+}
+
+void StatusRecorder::on_connect() {
+  ++counters_.connections;
+  lines_.reset();
+}
+
+void StatusRecorder::on_disconnect() {
+  if (lines_.has_partial()) reject("partial line at disconnect", counters_.garbage, "no newline");
+  lines_.reset();
+}
+
+void StatusRecorder::set_host(const json& host) {
+  status_["host"] = host;
+  write_now();
+}
+
+void StatusRecorder::on_data(std::string_view bytes) {
+  lines_.feed(
+      bytes,
+      [this](std::string_view line) {
+        ++counters_.lines;
+        handle_line(line);
+      },
+      [this] {
+        ++counters_.lines;
+        reject("over-long line", counters_.overlong, "longer than 4096 bytes");
+      });
+}
+
+void StatusRecorder::reject(const char* kind, std::uint64_t& counter, std::string_view why) {
+  ++counter;
+  std::uint64_t bad = counters_.garbage + counters_.invalid_utf8 + counters_.overlong;
+  if (bad <= 10 || bad % 1000 == 0)
+    spdlog::warn("{}: status channel: {} dropped ({}); {} bad lines so far", vm_, kind, for_terminal(why), bad);
+  dirty_ = true;
+  if (!pending_) pending_ = Clock::now() + options_.coalesce;
+}
+
+bool StatusRecorder::take_token() {
+  auto now = Clock::now();
+  double dt = std::chrono::duration<double>(now - last_refill_).count();
+  last_refill_ = now;
+  tokens_ = std::min(options_.log_burst, tokens_ + dt * options_.log_lines_per_second);
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
+void StatusRecorder::handle_line(std::string_view line) {
+  if (line.find_first_not_of(" \t") == std::string_view::npos) return;  // blank: ignore
+  if (!is_valid_utf8(line)) {
+    reject("line with invalid UTF-8", counters_.invalid_utf8, "not UTF-8");
+    return;
+  }
+  DecodedStatus d = decode_status_line(line);
+  if (!d.event) {
+    reject("garbage line", counters_.garbage, d.error);
+    return;
+  }
+  const StatusEvent& e = *d.event;
+  ++counters_.accepted;
+  json ev = status_event_to_json(e);
+  ev["hostTimeMs"] = unix_time_ms();
+  // "unknown": the guest could not read its manifest yet (its events still count).
+  if (!e.vm.empty() && e.vm != vm_ && e.vm != "unknown") {
+    // Another VM's disks are attached to this one: record what it says, but it is not
+    // this VM's progress (a `wait` must not succeed on it).
+    ++counters_.wrong_vm;
+    ev["wrongVm"] = true;
+    if (counters_.wrong_vm <= 3)
+      spdlog::warn("{}: the guest reports that it is VM '{}'; check the spec's sources.self", vm_, e.vm);
+    // Thinned and coalesced like log lines: a flood of them must cost what one costs.
+    if (take_token())
+      store_.append_event(ev);
+    else
+      ++counters_.thinned;
+    status_["message"] = fmt::format("the guest reports that it is VM '{}' (check sources.self)", e.vm);
+    dirty_ = true;
+    if (!pending_) pending_ = Clock::now() + options_.coalesce;
+    return;
+  }
+  // (e.seq - last_seq_ without overflow: seq may be anything up to 2^64-1.)
+  bool jumped = false;
+  if (e.boot_id == last_boot_id_ && e.seq > last_seq_ && e.seq - last_seq_ > 1) {
+    std::uint64_t missing = e.seq - last_seq_ - 1;
+    // No guest loses a million events between two that arrive: a jump is a bogus
+    // sequence number, not a count of losses.
+    bool jump = missing > kMaxSeqGap;
+    jumped = jump;
+    if (!jump) counters_.seq_gaps += missing;
+    if (++gap_warnings_ <= 10 || gap_warnings_ % 1000 == 0) {
+      if (jump)
+        spdlog::warn("{}: the sequence of boot {} jumped from {} to {}", vm_, for_terminal(e.boot_id), last_seq_, e.seq);
+      else
+        spdlog::warn("{}: {} status event(s) of boot {} never arrived (seq {} after {}; {} gaps so far)", vm_, missing,
+                     for_terminal(e.boot_id), e.seq, last_seq_, gap_warnings_);
+    }
+  }
+  // A bogus jump does not move the mark: the genuine events after it still count.
+  if (e.boot_id != last_boot_id_ || (e.seq > last_seq_ && !jumped)) {
+    last_boot_id_ = e.boot_id;
+    last_seq_ = e.seq;
+  }
+  bool is_log = e.phase == Phase::log;
+  if (!is_log || take_token())
+    store_.append_event(ev);
+  else
+    ++counters_.thinned;
+
+  status_["updatedMs"] = unix_time_ms();
+  status_["bootId"] = e.boot_id;
+  status_["seq"] = e.seq;
+  if (!e.generation.empty()) status_["generation"] = e.generation;
+  if (is_log) {
+    last_log_.push_back(utf8_truncate(e.message, 512));
+    while (last_log_.size() > options_.last_log_lines) last_log_.pop_front();
+    status_["lastLog"] = last_log_;
+    if (status_["phase"].is_null()) status_["phase"] = "rebuilding";
+    dirty_ = true;
+    if (!pending_) pending_ = Clock::now() + options_.coalesce;
+  } else {
+    std::string name(phase_name(e.phase));
+    if (status_["phase"] != name) status_["sinceMs"] = unix_time_ms();
+    if (e.phase == Phase::starting) {
+      last_log_.clear();
+      status_["lastLog"] = json::array();
+    }
+    status_["phase"] = name;
+    // Every phase this run has reached, once each, in order (`wait --for` a phase
+    // already passed answers from it; at most the seven phase names).
+    json& reached = status_["reached"];
+    if (!reached.is_array()) reached = json::array();
+    if (std::find(reached.begin(), reached.end(), name) == reached.end()) reached.push_back(name);
+    status_["message"] = e.message;
+    status_["detail"] = e.detail.is_object() ? e.detail : json(nullptr);
+    status_["guestTimeMs"] = e.time_ms;
+    if (e.phase == Phase::specialized) record_system(e);
+    // An outcome is written at once (what `wait` waits for); other phases at most
+    // every `coalesce`, so a guest flooding phase changes costs one write per period.
+    if (e.phase == Phase::specialized || e.phase == Phase::failed) {
+      write_now();
+    } else {
+      dirty_ = true;
+      if (!pending_) pending_ = Clock::now() + options_.coalesce;
+    }
+  }
+  if (on_event) on_event(e);
+}
+
+void StatusRecorder::record_system(const StatusEvent& e) {
+  // What the guest runs, kept across later boots' phases (status shows it): bounded,
+  // and "by" only one of the two words sprout knows.
+  if (!e.detail.is_object()) return;
+  auto sys = e.detail.find("currentSystem");
+  if (sys == e.detail.end() || !sys->is_string()) return;
+  json rec{{"path", utf8_truncate(sys->get<std::string>(), 512)}};
+  auto by = e.detail.find("specializedBy");
+  rec["by"] = by != e.detail.end() && (*by == "host" || *by == "guest") ? *by : json("guest");
+  status_["system"] = rec;
+  // keep_old: the configuration exported now, which the guest has not applied.
+  auto pending = e.detail.find("pendingGeneration");
+  if (pending != e.detail.end() && pending->is_string())
+    status_["pendingGeneration"] = utf8_truncate(pending->get<std::string>(), 128);
+  else
+    status_.erase("pendingGeneration");
+}
+
+std::optional<StatusRecorder::Clock::time_point> StatusRecorder::flush_due() const { return pending_; }
+
+void StatusRecorder::flush() {
+  if (dirty_) write_now();
+  pending_.reset();
+}
+
+void StatusRecorder::write_now() {
+  status_["counters"] = counters_.to_json();
+  try {
+    store_.write_status(status_);
+  } catch (const std::exception& ex) {
+    spdlog::warn("{}: cannot write status.json: {}", vm_, ex.what());
+  }
+  dirty_ = false;
+  pending_.reset();
+}
+
+bool drain_status_socket(StatusRecorder& rec, int& fd) {
+  std::string data;
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  for (std::size_t taken = 0; taken < (256u << 10) && std::chrono::steady_clock::now() < until;) {
+    data.clear();
+    long n = read_some(fd, data);
+    if (n > 0) {
+      taken += static_cast<std::size_t>(n);
+      rec.on_data(data);
+      continue;
+    }
+    if (n == -1) return true;  // nothing more for now
+    rec.on_disconnect();
+    ::close(fd);
+    fd = -1;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace sprout

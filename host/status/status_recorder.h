@@ -1,0 +1,111 @@
+// The status recorder's core: bytes from a VM's status channel in, status.json and
+// events.jsonl out (through a StatusStore). It splits lines with the common splitter
+// (line_splitter.h; a line over 4 KiB is dropped whole and counted), decodes each with the common
+// decoder, and counts and logs (rate-limited) garbage, invalid UTF-8 and over-long
+// lines. A flood of `log` lines is thinned by a token bucket before it reaches
+// events.jsonl; phase changes are never dropped. status.json is rewritten at once
+// for an outcome (specialized, failed) and at most every `coalesce` otherwise
+// (flush_due()); per-event warnings are rate-limited and escaped for terminals.
+// No I/O on sockets here: the run supervisor and `sprout watch` feed it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "line_splitter.h"
+#include "status_protocol.h"
+#include "status/status_store.h"
+
+namespace sprout {
+
+struct RecorderCounters {
+  std::uint64_t lines = 0;        ///< complete lines seen
+  std::uint64_t accepted = 0;     ///< valid events
+  std::uint64_t garbage = 0;      ///< lines the decoder rejected (not UTF-8 problems)
+  std::uint64_t invalid_utf8 = 0;
+  std::uint64_t overlong = 0;     ///< lines over kMaxStatusLineBytes
+  std::uint64_t wrong_vm = 0;     ///< valid events naming another VM (recorded, flagged, no phase change)
+  std::uint64_t seq_gaps = 0;     ///< events the guest numbered but that never arrived
+  std::uint64_t thinned = 0;      ///< log lines not written to events.jsonl (flood)
+  std::uint64_t connections = 0;
+
+  nlohmann::json to_json() const;
+};
+
+struct RecorderOptions {
+  std::chrono::milliseconds coalesce{100};
+  double log_lines_per_second = 200;  ///< token bucket refill for events.jsonl log lines
+  double log_burst = 1000;            ///< bucket size
+  std::size_t last_log_lines = 10;    ///< kept in status.json
+};
+
+class StatusRecorder {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  StatusRecorder(std::string vm, StatusStore& store, RecorderOptions options = {});
+
+  /// Starts a fresh record ("no event yet in this run"), keeping nothing from an old
+  /// status.json. Used by `sprout run` when it starts qemu.
+  void reset();
+  /// Continues from an existing status.json (phase, generation, counters), so a
+  /// restarted `sprout watch` does not forget what it knew.
+  void resume_from(const nlohmann::json& status);
+
+  void on_connect();
+  void on_data(std::string_view bytes);
+  /// The connection ended: a partial line is dropped (and counted as garbage).
+  void on_disconnect();
+
+  /// Host-side facts shown in status.json under "host" (e.g. {"state": "running"}).
+  void set_host(const nlohmann::json& host);
+
+  /// When a coalesced write is pending: the time it is due.
+  std::optional<Clock::time_point> flush_due() const;
+  /// Writes status.json if something changed since the last write.
+  void flush();
+
+  /// Called for every accepted event (after it is recorded).
+  std::function<void(const StatusEvent&)> on_event;
+
+  const RecorderCounters& counters() const { return counters_; }
+  const nlohmann::json& status() const { return status_; }
+
+ private:
+  void handle_line(std::string_view line);
+  void reject(const char* kind, std::uint64_t& counter, std::string_view why);
+  void write_now();
+  void record_system(const StatusEvent& e);
+  bool take_token();
+
+  std::string vm_;
+  StatusStore& store_;
+  RecorderOptions options_;
+  RecorderCounters counters_;
+  nlohmann::json status_;
+  std::deque<std::string> last_log_;
+  std::string last_boot_id_;   ///< for seq gap detection
+  std::uint64_t last_seq_ = 0;
+  std::uint64_t gap_warnings_ = 0;
+  LineSplitter lines_;  ///< over-long lines dropped (and counted)
+  bool dirty_ = false;
+  std::optional<Clock::time_point> pending_;
+  double tokens_;
+  Clock::time_point last_refill_;
+};
+
+/// Unix time in milliseconds (host clock).
+std::int64_t unix_time_ms();
+
+/// Feeds what the status socket `fd` has to `rec`, at most 256 KiB and 50 ms a call so
+/// that a flooding guest cannot keep the caller's signals and deadlines waiting. At end of
+/// stream it calls on_disconnect(), closes `fd`, sets it to -1 and returns false.
+bool drain_status_socket(StatusRecorder& rec, int& fd);
+
+}  // namespace sprout

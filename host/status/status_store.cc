@@ -1,0 +1,96 @@
+#include "status/status_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "atomic_file.h"
+#include "error.h"
+#include "strict_json.h"
+
+namespace sprout {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+StatusStore::StatusStore(fs::path state_dir, StatusStoreOptions options)
+    : dir_(std::move(state_dir)), options_(options) {
+  open_events();
+}
+
+StatusStore::~StatusStore() {
+  if (events_fd_ >= 0) ::close(events_fd_);
+}
+
+void StatusStore::open_events() {
+  if (events_fd_ >= 0) ::close(events_fd_);
+  events_fd_ = ::open(events_path().c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  events_size_ = 0;
+  if (events_fd_ < 0) {
+    spdlog::warn("{}: cannot open: {}", events_path().string(), std::strerror(errno));
+    return;
+  }
+  struct stat st{};
+  if (::fstat(events_fd_, &st) == 0) events_size_ = static_cast<std::uint64_t>(st.st_size);
+}
+
+void StatusStore::write_status(const json& status) {
+  // Compact: indentation would multiply a deeply nested detail many times over.
+  write_file_atomic(status_path(), status.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+}
+
+void StatusStore::append_event(const json& event) {
+  std::string line = event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  if (events_fd_ >= 0 && events_size_ + line.size() > options_.max_events_bytes && events_size_ > 0) {
+    fs::path old = dir_ / "events.jsonl.1";
+    if (::rename(events_path().c_str(), old.c_str()) != 0) {
+      spdlog::warn("{}: cannot rotate: {}", events_path().string(), std::strerror(errno));
+    } else {
+      ++rotations_;
+    }
+    open_events();
+  }
+  if (events_fd_ < 0) {
+    open_events();
+    if (events_fd_ < 0) {
+      ++write_failures_;
+      return;
+    }
+  }
+  ssize_t n = ::write(events_fd_, line.data(), line.size());
+  if (n != static_cast<ssize_t>(line.size())) {
+    ++write_failures_;
+    if (write_failures_ == 1 || write_failures_ % 1000 == 0)
+      spdlog::warn("{}: write failed ({} so far): {}", events_path().string(), write_failures_,
+                   n < 0 ? std::strerror(errno) : "short write");
+    return;
+  }
+  events_size_ += line.size();
+}
+
+json read_status_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return nullptr;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j;
+  try {
+    j = parse_json_loosely(ss.str(), path.string());
+  } catch (const InputError& e) {
+    // Nested too deep, or cut short: the reason, naming the file.
+    return json{{"corrupt", e.what()}};
+  }
+  if (!j.is_object() || !j.contains("vm"))
+    return json{{"corrupt", fmt::format("{} is not a status record sprout wrote (garbled or cut short)", path.string())}};
+  return j;
+}
+
+}  // namespace sprout
