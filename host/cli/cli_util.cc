@@ -6,11 +6,14 @@
 
 #include "error.h"
 #include "cli/global_options.h"
+#include "cli/vm_locator.h"
 
 namespace sprout {
 
-cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vector<std::string>& args,
-                                      bool* help_shown) {
+namespace {
+
+/// cxxopts' parse of `args`; nothing when --help was given (the help is printed).
+std::optional<cxxopts::ParseResult> parse_options(cxxopts::Options& options, const std::vector<std::string>& args) {
   options.add_options()("h,help", "show this help");
   std::vector<std::string> storage;
   storage.push_back(options.program());
@@ -29,17 +32,42 @@ cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vect
       throw InputError(fmt::format("{}: {} (see `{} --help`)", program, m, program));
     }
   }();
-  *help_shown = result.count("help") > 0;
-  if (*help_shown) std::cout << options.help() << "\n" << global_options_help() << std::flush;
+  if (result.count("help")) {
+    std::cout << options.help() << "\n" << global_options_help() << std::flush;
+    return std::nullopt;
+  }
   if (!result.unmatched().empty())
     throw InputError(fmt::format("{}: unexpected argument '{}' (see `{} --help`)", program, result.unmatched().front(),
                                  program));
   return result;
 }
 
-Spec spec_option(const cxxopts::ParseResult& args) {
-  if (!args.count("spec")) throw InputError("missing --spec FILE");
-  return load_spec(args["spec"].as<std::string>());
+}  // namespace
+
+void declare_needs(cxxopts::Options& options, Needs needs) {
+  switch (needs) {
+    case Needs::nothing: break;
+    case Needs::one_vm:
+      add_vm_options(options);
+      options.parse_positional({"vm"});
+      break;
+    case Needs::spec_dir: add_spec_dir_option(options); break;
+  }
+}
+
+std::optional<Invocation> invoke(cxxopts::Options& options, const std::vector<std::string>& args, Needs needs) {
+  auto parsed = parse_options(options, args);
+  if (!parsed) return std::nullopt;
+  Invocation inv{std::move(*parsed), std::nullopt, {}};
+  switch (needs) {
+    case Needs::nothing: break;
+    case Needs::one_vm:
+      inv.spec_dir = spec_dir_from(inv.args);
+      inv.vm = locate_vm(inv.args);
+      break;
+    case Needs::spec_dir: inv.spec_dir = spec_dir_from(inv.args); break;
+  }
+  return inv;
 }
 
 }  // namespace sprout

@@ -1,7 +1,13 @@
-// Helpers shared by the subcommands: parsing a subcommand's options with cxxopts and
-// printing its help.
+// What every command shares, declared once: which VM it is about (and so which options
+// it takes to say so: NAME or --spec FILE, --spec-dir), --help, and parsing with
+// cxxopts. A command declares what it needs first, then its own options, then calls
+// invoke(), which prints help or parses and locates what it needs, the same way for
+// every command (the spec directory is always --spec-dir, else $SPROUT_SPEC_DIR, else
+// /etc/sprout/vms).
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,14 +17,28 @@
 
 namespace sprout {
 
-/// Parses `args` (without the program and subcommand names). Prints help and sets
-/// `*help_shown` when --help was given. An unknown option, a missing option value or a
-/// stray positional argument ("unexpected argument 'db'") is an InputError naming the
-/// subcommand (exit status 2).
-cxxopts::ParseResult parse_subcommand(cxxopts::Options& options, const std::vector<std::string>& args,
-                                      bool* help_shown);
+enum class Needs {
+  nothing,   ///< no VM (check-spec, domain-xml's ad-hoc use, ...)
+  one_vm,    ///< one VM: NAME (the first positional) or --spec FILE, located for the command
+  spec_dir,  ///< the VMs of the spec directory
+};
 
-/// The spec named by the required --spec option (InputError when it is missing).
-Spec spec_option(const cxxopts::ParseResult& args);
+struct Invocation {
+  cxxopts::ParseResult args;
+  std::optional<Spec> vm;          ///< Needs::one_vm: the VM's spec
+  std::filesystem::path spec_dir;  ///< Needs::one_vm and Needs::spec_dir
+};
+
+/// Declares the options `needs` brings (before the command's own, so every command's
+/// help lists them alike). Commands with more positional arguments than NAME call
+/// parse_positional() after it, "vm" first.
+void declare_needs(cxxopts::Options& options, Needs needs);
+
+/// Parses `args` (without the program and command names) and locates what `needs`
+/// says. --help prints the help and returns nothing (the command exits 0). An unknown
+/// option, a missing option value or a stray positional argument ("unexpected argument
+/// 'db'") is an InputError naming the command (exit status 2), as is a VM that cannot
+/// be located (vm_locator.h).
+std::optional<Invocation> invoke(cxxopts::Options& options, const std::vector<std::string>& args, Needs needs);
 
 }  // namespace sprout

@@ -241,14 +241,14 @@ int cmd_check_host(const Args& args) {
                      "for each libvirt.uri of a spec; nix when a VM is host-built; the state and cache\n"
                      "directories; free space for overlays; /etc/qemu/bridge.conf for bridged VMs.\n"
                      "Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad input.");
-  add_spec_dir_option(o);
+  declare_needs(o, Needs::spec_dir);
   o.add_options()("json", "print the checks as a JSON array")(
       "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
       "reprobe", "probe KVM again instead of using this boot's cached verdict");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  auto checks = run_checks(spec_dir_from(a), a["qemu"].as<std::string>(), a.count("reprobe") > 0);
+  auto inv = invoke(o, args, Needs::spec_dir);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  auto checks = run_checks(inv->spec_dir, a["qemu"].as<std::string>(), a.count("reprobe") > 0);
   bool failed = false;
   for (const auto& c : checks) failed = failed || c.verdict == Verdict::fail;
   if (a.count("json")) {

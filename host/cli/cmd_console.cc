@@ -72,12 +72,11 @@ int cmd_console(const Args& args) {
                      "Attach to a VM's serial console (Ctrl-] detaches). qemu backend: STATE/console.sock, while\n"
                      "the VM runs (everything it prints is also in STATE/console.log). libvirt: runs\n"
                      "`virsh -c URI console NAME`.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  declare_needs(o, Needs::one_vm);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   if (auto argv = backend_for(spec).console_command(spec); !argv.empty()) {
     fmt::print(stderr, "{}: the console is {}'s: {}\n", spec.name, argv[0], format_command(argv));
     std::vector<char*> c;

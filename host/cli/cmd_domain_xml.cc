@@ -26,14 +26,13 @@ int cmd_domain_xml(const Args& args) {
                      "Domain type kvm when the spec's accel is \"kvm\", or \"auto\" and a probe guest ran under KVM\n"
                      "here (`sprout check-host`), else qemu (override with --type).\n"
                      "When the VM's overlay exists, its real backing file is used, as define does.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()(
       "type", "domain type: auto, kvm or qemu", cxxopts::value<std::string>()->default_value("auto"));
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   DomainHostFacts facts;
   const auto type = a["type"].as<std::string>();
   if (type == "auto")

@@ -44,8 +44,7 @@ int cmd_export(const Args& args) {
                      "shared by the VMs of one system, and not built again while it is cached).\n"
                      "Either the VM (NAME or --spec FILE), or --name with --config, --self and --out for ad-hoc use\n"
                      "(no closure disk: the system comes only from a spec).");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()(
       "name", "VM name (without --spec)", cxxopts::value<std::string>())(
       "config", "shared config tree (without --spec)", cxxopts::value<std::string>())(
@@ -55,9 +54,9 @@ int cmd_export(const Args& args) {
       "cache", "image cache directory", cxxopts::value<std::string>())(
       "allow-private-keys", "export private keys found in the ssh directory")(
       "json", "print what was written as JSON");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
+  auto inv = invoke(o, args, Needs::nothing);
+  if (!inv) return 0;
+  const auto& a = inv->args;
 
   ExportRequest req;
   std::optional<Spec> spec;
@@ -95,13 +94,12 @@ int cmd_prepare(const Args& args) {
   cxxopts::Options o("sprout prepare",
                      "Export a VM's disks and create its root overlay on the base image if it has none.\n"
                      "An existing overlay is never overwritten; a changed base follows the spec's baseChange.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()("json", "print the result as JSON");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   auto prepared = prepare_vm(spec);
   const auto& exported = prepared.exported;
   const auto& overlay = prepared.overlay;
@@ -126,15 +124,16 @@ int cmd_gc(const Args& args) {
                      "Remove GC roots that no VM spec uses any more, and cached images that no VM links to (as\n"
                      "the images' user records say, whatever spec dir, or the specs here). Never touches overlays.\n"
                      "Refuses to run while any spec in the directory is invalid.");
-  o.add_options()("spec-dir", "directory of VM specs", cxxopts::value<std::string>()->default_value(kDefaultSpecDir))(
+  declare_needs(o, Needs::spec_dir);
+  o.add_options()(
       "cache-dir", "extra cache directory to clean", cxxopts::value<std::vector<std::string>>())(
       "gc-root-dir", "extra GC root directory to clean", cxxopts::value<std::vector<std::string>>())(
       "dry-run", "only print what would be removed");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
+  auto inv = invoke(o, args, Needs::spec_dir);
+  if (!inv) return 0;
+  const auto& a = inv->args;
   std::vector<Spec> specs;  // what every VM uses: a spec that does not load stops gc
-  for (auto& f : load_spec_dir(a["spec-dir"].as<std::string>())) {
+  for (auto& f : load_spec_dir(inv->spec_dir)) {
     if (!f.spec) throw InputError(f.problem + " (gc needs every spec to know what is in use)");
     specs.push_back(std::move(*f.spec));
   }
@@ -198,9 +197,9 @@ int cmd_check_spec(const Args& args) {
       "no-files", "check the specs only, not the files they refer to (a build sandbox has none of them)");
   o.parse_positional({"files"});
   o.positional_help("FILE...");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
+  auto inv = invoke(o, args, Needs::nothing);
+  if (!inv) return 0;
+  const auto& a = inv->args;
   if (!a.count("files")) throw InputError("give at least one spec file");
   int status = 0;
   json report = json::array();

@@ -80,15 +80,14 @@ int cmd_define(const Args& args) {
                      "Prepare a VM (export its disks, create its overlay) and define it as a libvirt domain, or\n"
                      "update the definition. An unchanged definition is left alone; a changed one takes effect\n"
                      "at the next start unless --restart (or the spec's restartOnChange) is given.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()(
       "start", "start the domain when it is not running")(
       "restart", "restart a running domain whose definition changed (graceful stop first)");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   check_before_define(spec);
   const bool restart = a.count("restart") > 0 || spec.restart_on_change;
 
@@ -153,13 +152,12 @@ int cmd_undefine(const Args& args) {
                      "state directory stay; libvirt's NVRAM/TPM state is kept too. The URI comes from --uri,\n"
                      "else the VM's spec (--spec, or NAME.json or the spec named NAME in --spec-dir),\n"
                      "else qemu:///system.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()("uri", "libvirt URI", cxxopts::value<std::string>())(
       "force", "also undefine a domain of that name that sprout did not define");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
+  auto inv = invoke(o, args, Needs::nothing);
+  if (!inv) return 0;
+  const auto& a = inv->args;
   // The domain is named by NAME; its spec, when there is one, says where it lives. A
   // VM whose spec was already removed can still be undefined by NAME (with --uri).
   std::optional<Spec> spec;

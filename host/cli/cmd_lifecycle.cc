@@ -50,12 +50,11 @@ int cmd_stop(const Args& args) {
                      "(SIGTERM: power button, qemu quit after the spec's shutdownTimeoutSeconds, then kill).\n"
                      "libvirt: ACPI shutdown, the same timeout, then destroy; a domain sprout did not define is\n"
                      "refused. The definition and all disks stay. Exit 0 when the VM is not running any more.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  declare_needs(o, Needs::one_vm);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   std::string how = backend_for(spec).stop(spec);
   fmt::print("{}: {}\n", spec.name, how == "not running" ? "not running; nothing to stop" : how);
   return 0;
@@ -67,13 +66,12 @@ int cmd_destroy(const Args& args) {
                      "directory. Its overlay (the VM's data) goes only with --delete-disks: without it, a VM that\n"
                      "has one is refused and nothing is changed. The spec file and cached images stay (`sprout\n"
                      "gc` removes images no VM uses).");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()("delete-disks", "also delete the VM's overlay disks (its data is lost)");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   auto disks = overlays_of(spec);
   if (!disks.empty() && !a.count("delete-disks")) {
     std::string list;

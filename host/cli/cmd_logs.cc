@@ -117,14 +117,13 @@ int cmd_logs(const Args& args) {
                      "Show a VM's events: the guest's phases and its rebuild's output lines, and the host's own\n"
                      "(qemu started/exited with what qemu said, stop asked, new run, configuration changed).\n"
                      "--follow keeps printing new ones until interrupted.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()("f,follow", "keep printing events as they come")(
       "n,lines", "only the last N events", cxxopts::value<std::size_t>())("json", "one JSON object per line");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   Printer p(a.count("json") > 0, colour_allowed(stdout));
   const fs::path events = spec.events_file(), older = spec.state_dir / "events.jsonl.1";
   std::size_t last_n = a.count("lines") ? a["lines"].as<std::size_t>() : 0;

@@ -61,16 +61,15 @@ int cmd_run(const Args& args) {
                      "SIGTERM/SIGINT power the guest down (QMP system_powerdown), quit qemu after the spec's\n"
                      "shutdownTimeoutSeconds, then kill it. Exit status: 0 guest powered off, 1 qemu failed,\n"
                      "2 bad input, 3 guest ignored power-down and qemu was quit, 4 qemu was killed.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()(
       "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
       "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
       "print-command", "print the qemu command line and exit (after prepare)");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   if (spec.backend != Backend::qemu)
     throw InputError(fmt::format("{}: backend is \"{}\"; `sprout run` runs QEMU VMs (use `sprout define` for libvirt)",
                                  spec.file.string(), name_of(spec.backend)));
@@ -156,12 +155,11 @@ int cmd_watch(const Args& args) {
                      "Record a VM's status channel (STATE/status.sock) into status.json and events.jsonl,\n"
                      "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt or\n"
                      "`sprout run --external-recorder` runs.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  declare_needs(o, Needs::one_vm);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   fs::create_directories(spec.state_dir);
   // One loop with `sprout run`'s (supervisor.h): without a qemu command line it records
   // only, with this process as the record's supervisor, until a signal.

@@ -18,16 +18,16 @@ int cmd_ssh(const Args& args) {
   cxxopts::Options o("sprout ssh",
                      "ssh to a VM through its forward of guest port 22 (network.forwards): `ssh -p HOSTPORT\n"
                      "USER@HOSTADDRESS [COMMAND...]`. Words after `--` are the remote command.");
-  add_vm_options(o);
+  declare_needs(o, Needs::one_vm);
   o.add_options()("user", "the user to log in as", cxxopts::value<std::string>()->default_value("root"))(
       "ssh", "the ssh program", cxxopts::value<std::string>()->default_value("ssh"))(
       "command", "remote command", cxxopts::value<std::vector<std::string>>());
   o.parse_positional({"vm", "command"});
   o.positional_help("NAME [-- COMMAND...]");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
-  Spec spec = locate_vm(a);
+  auto inv = invoke(o, args, Needs::one_vm);
+  if (!inv) return 0;
+  const auto& a = inv->args;
+  Spec spec = std::move(*inv->vm);
   const PortForward* fwd = nullptr;
   for (const auto& f : spec.network.forwards)
     if (f.protocol == "tcp" && f.guest_port == 22) fwd = &f;

@@ -263,14 +263,14 @@ void print_long(const json& all, bool colour) {
 
 int status_or_list(const Args& args, const char* program, const char* about, bool long_default) {
   cxxopts::Options o(program, about);
-  add_spec_dir_option(o);
+  declare_needs(o, Needs::spec_dir);
   o.add_options()("json", "print JSON")("names", "VM names", cxxopts::value<std::vector<std::string>>());
   if (!long_default) o.add_options()("long", "each VM in full (as `sprout list`)");
   o.parse_positional({"names"});
   o.positional_help("[NAME...]");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
+  auto inv = invoke(o, args, Needs::spec_dir);
+  if (!inv) return 0;
+  const auto& a = inv->args;
   const bool full = long_default || a.count("long") > 0;
   json all = json::array();
   for (const auto& k : pick_vms(a)) all.push_back(describe(k, full));

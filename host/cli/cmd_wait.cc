@@ -257,16 +257,15 @@ int cmd_wait(const Args& args) {
                      "rebuilt, rebooting, specialized, failed. A phase the run already passed is reached.\n"
                      "A VM that ran before and is not running now is an answer at once (exit 1): to start it\n"
                      "and wait, give it --start-timeout. A VM that never ran is waited for.");
-  add_vm_options(o);
-  o.parse_positional({"vm"});
+  declare_needs(o, Needs::one_vm);
   o.add_options()("for", "phase to wait for", cxxopts::value<std::string>()->default_value("specialized"))(
       "timeout", "seconds to wait at most (0: look once and answer)", cxxopts::value<double>()->default_value("900"))(
       "start-timeout", "seconds to give a VM that is not running to start (default 0: answer at once)",
       cxxopts::value<double>()->default_value("0"))("quiet", "print nothing but the outcome")(
       "json", "print the outcome as JSON (and nothing else)");
-  bool help = false;
-  auto a = parse_subcommand(o, args, &help);
-  if (help) return 0;
+  auto inv = invoke(o, args, Needs::nothing);
+  if (!inv) return 0;
+  const auto& a = inv->args;
   std::string target = a["for"].as<std::string>();
   auto target_phase = phase_from_name(target);
   if (target != "started" && (!target_phase || *target_phase == Phase::log))

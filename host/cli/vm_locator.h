@@ -15,7 +15,7 @@
 namespace sprout {
 
 /// Declares NAME (positional, option "vm"), --spec FILE and --spec-dir DIR. Call
-/// before parse_subcommand(); commands with more positional arguments list "vm" first
+/// before invoke() (cli_util.h: declare_needs() calls it); commands with more positional arguments list "vm" first
 /// in their own parse_positional().
 void add_vm_options(cxxopts::Options& options);
 

@@ -115,6 +115,18 @@ class GcUsersTest(Scratch):
         for img in images:
             self.assertTrue(os.path.exists(img), f"gc of B removed {img}")
 
+    def test_gc_finds_the_spec_directory_as_every_command_does(self):
+        # $SPROUT_SPEC_DIR, when --spec-dir is not given (it was ignored: gc read
+        # /etc/sprout/vms, a directory that is not there).
+        a, _ = self.vm("a", "A")
+        stale = self.stale_image()
+        images = [self.image(a, r) for r in ("config", "self")]
+        p = run("gc", env=dict(os.environ, SPROUT_SPEC_DIR=self.path("A")))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(os.path.exists(stale), f"gc kept an image no link uses:\n{p.stdout}{p.stderr}")
+        for img in images:
+            self.assertTrue(os.path.exists(img), f"gc removed {img}, which a VM of $SPROUT_SPEC_DIR links to")
+
     def test_a_changed_tree_frees_the_old_image_for_a_gc_of_either_dir(self):
         self.vm("a", "A")
         b, bfile = self.vm("b", "B")
