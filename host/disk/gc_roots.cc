@@ -93,7 +93,7 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
       if (name == kImageUsersDir) continue;  // the records, never an image
       // Leftovers of exports that were killed: temporary images and staging trees,
       // once they are an hour old (a running export's are younger).
-      bool temporary = name.rfind(".staging-", 0) == 0 || name.rfind(".speculative-", 0) == 0 ||
+      bool temporary = name.rfind(".staging-", 0) == 0 ||
                        (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos);
       if (temporary) {
         // Its maker is gone: a leftover now. Without a pid in its name (older

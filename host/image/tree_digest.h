@@ -3,8 +3,9 @@
 // targets, which files of the tree are hard links of one another: an image keeps
 // them as one inode). The same tree gives the same digest on any machine; any change that
 // would change the exported disk changes it. Timestamps are not part of it
-// (exported images have fixed times). File contents are hashed on several threads;
-// a ContentHashCache may supply hashes of files known to be unchanged.
+// (exported images have fixed times). File contents are hashed as they are read
+// through the checked reader (listed_tree.h); a ContentHashCache may supply the hashes
+// of files known to be unchanged.
 #pragma once
 
 #include <sys/stat.h>
@@ -37,9 +38,6 @@ std::vector<long> hard_link_groups(const TreeListing& listing);
 /// symlink targets. Cheap; the same tree always gives the same value.
 std::string structure_digest(const TreeListing& listing);
 
-/// The tree digest of a listing (hashing contents on several threads).
-std::string content_digest(const TreeListing& listing, ContentHashCache* cache = nullptr);
-
 /// The tree digest of a listing whose files' hashes are all known to `cache`, or
 /// nothing (and nothing read) when one is not.
 std::optional<std::string> known_content_digest(const TreeListing& listing, ContentHashCache& cache);
@@ -47,15 +45,6 @@ std::optional<std::string> known_content_digest(const TreeListing& listing, Cont
 /// The tree digest of a listing given each entry's content hash (by index; only
 /// regular files' are used).
 std::string digest_of(const TreeListing& listing, const std::vector<std::string>& hashes);
-
-/// Hex SHA-256 of the tree at `root`, restricted to entries `filter` accepts.
-/// `also_visit` sees every hashed entry (to gather other facts in the same walk).
-std::string tree_digest(const std::filesystem::path& root, const TreeFilter& filter = {},
-                        const std::function<void(const TreeEntry&)>& also_visit = {},
-                        ContentHashCache* cache = nullptr);
-
-/// Hex SHA-256 of one file's content. Throws if it cannot be read whole.
-std::string file_content_hash(const std::filesystem::path& path, std::uint64_t expected_size);
 
 /// Hex SHA-256 of a generation: the roles' digests plus the rebuild settings and, for
 /// a host-built VM, the closure disk's key (which names its system), in a fixed order.
