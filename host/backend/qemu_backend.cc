@@ -35,7 +35,7 @@ class QemuBackend final : public VmBackend {
       if (run_lock_held(spec))
         throw std::runtime_error(fmt::format("VM {} runs, but {} does not name a live `sprout run` to ask; stop it "
                                              "where it was started",
-                                             spec.name, (spec.state_dir / "run.lock").string()));
+                                             spec.name, spec.state().run_lock().string()));
       return "not running";
     }
     if (::kill(*pid, SIGTERM) != 0)

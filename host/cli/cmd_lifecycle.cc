@@ -28,21 +28,6 @@ namespace sprout {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-
-/// The VM's overlays: root.qcow2 and any kept aside by baseChange "recreate".
-std::vector<fs::path> overlays_of(const Spec& spec) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(spec.state_dir, ec)) {
-    std::string n = e.path().filename().string();
-    if (n == "root.qcow2" || n.rfind("root.qcow2.old-", 0) == 0) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-}  // namespace
 
 int cmd_stop(const Args& args) {
   cxxopts::Options o("sprout stop",
@@ -72,7 +57,7 @@ int cmd_destroy(const Args& args) {
   if (!inv) return 0;
   const auto& a = inv->args;
   Spec spec = std::move(*inv->vm);
-  auto disks = overlays_of(spec);
+  auto disks = spec.state().overlays();
   if (!disks.empty() && !a.count("delete-disks")) {
     std::string list;
     for (const auto& d : disks) list += "\n  " + d.string();

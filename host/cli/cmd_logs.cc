@@ -125,7 +125,7 @@ int cmd_logs(const Args& args) {
   const auto& a = inv->args;
   Spec spec = std::move(*inv->vm);
   Printer p(a.count("json") > 0, colour_allowed(stdout));
-  const fs::path events = spec.events_file(), older = spec.state_dir / "events.jsonl.1";
+  const fs::path events = spec.events_file(), older = spec.state().events_rotated();
   std::size_t last_n = a.count("lines") ? a["lines"].as<std::size_t>() : 0;
   std::uint64_t off_old = 0, off = 0;
   std::error_code ec;

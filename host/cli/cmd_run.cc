@@ -37,7 +37,7 @@ namespace {
 void rotate_console_log(const Spec& spec) {
   std::error_code ec;
   auto size = fs::file_size(spec.console_log(), ec);
-  if (!ec && size > (8u << 20)) fs::rename(spec.console_log(), spec.state_dir / "console.log.1", ec);
+  if (!ec && size > (8u << 20)) fs::rename(spec.console_log(), spec.state().console_rotated(), ec);
 }
 
 // What to change when qemu dies before the guest runs, given how the accelerator was

@@ -59,10 +59,9 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
   std::set<std::string> names;  // roots to keep: NAME, and NAME@FILE while STATE/FILE exists
   for (const auto& s : specs) {
     names.insert(s.name);
-    std::error_code dec;
-    for (const auto& e : fs::directory_iterator(s.state_dir, dec))
-      if (e.path().filename().string().rfind("root.qcow2.old-", 0) == 0)
-        names.insert(s.name + "@" + e.path().filename().string());
+    for (const auto& overlay : s.state().overlays())
+      if (StateDir::is_overlay_aside(overlay.filename().string()))
+        names.insert(s.name + "@" + overlay.filename().string());
     for (const auto& role : disk_roles()) {
       fs::path link = s.exported_image(role.name);
       std::error_code ec;

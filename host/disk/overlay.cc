@@ -193,15 +193,15 @@ PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan) {
   fs::path aside;
   for (const auto& entry : fs::directory_iterator(dir)) {
     struct stat st;
-    if (entry.path().filename().string().rfind("root.qcow2.old-", 0) == 0 && ::lstat(entry.path().c_str(), &st) == 0 &&
+    if (StateDir::is_overlay_aside(entry.path().filename().string()) && ::lstat(entry.path().c_str(), &st) == 0 &&
         st.st_ino == old_st.st_ino && st.st_dev == old_st.st_dev)
       aside = entry.path();
   }
   bool linked = !aside.empty();
   if (!linked) {
-    aside = dir / fmt::format("root.qcow2.old-{}", timestamp_now());
+    aside = dir / fmt::format("{}{}", StateDir::kOverlayAsidePrefix, timestamp_now());
     for (int i = 1; fs::exists(fs::symlink_status(aside)); ++i)
-      aside = dir / fmt::format("root.qcow2.old-{}-{}", timestamp_now(), i);
+      aside = dir / fmt::format("{}{}-{}", StateDir::kOverlayAsidePrefix, timestamp_now(), i);
   }
   if (!linked && ::link(r.overlay.c_str(), aside.c_str()) != 0)
     throw std::system_error(errno, std::generic_category(),

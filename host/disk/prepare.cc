@@ -32,7 +32,7 @@ PreparedVm prepare_vm(const Spec& spec) {
   return p;
 }
 
-std::filesystem::path export_record_path(const Spec& spec) { return spec.state_dir / "export.json"; }
+std::filesystem::path export_record_path(const Spec& spec) { return spec.state().export_record(); }
 
 std::string exported_generation(const Spec& spec) {
   std::ifstream in(export_record_path(spec), std::ios::binary);

@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 
 int lock_run(const Spec& spec) {
   fs::create_directories(spec.state_dir);
-  fs::path lock = spec.state_dir / "run.lock";
+  fs::path lock = spec.state().run_lock();
   int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", lock.string(), std::strerror(errno)));
   struct flock l{};
@@ -41,7 +41,7 @@ int lock_run(const Spec& spec) {
 }
 
 bool run_lock_held(const Spec& spec) {
-  fs::path lock = spec.state_dir / "run.lock";
+  fs::path lock = spec.state().run_lock();
   int fd = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;  // never run (or no state directory)
   // Asks without taking anything: a probe that took a lock, however briefly, could
@@ -56,7 +56,7 @@ bool run_lock_held(const Spec& spec) {
 
 std::optional<pid_t> run_lock_holder(const Spec& spec) {
   if (!run_lock_held(spec)) return std::nullopt;
-  std::ifstream in(spec.state_dir / "run.lock");
+  std::ifstream in(spec.state().run_lock());
   long long pid = 0;
   std::uint64_t start = 0;
   if (!(in >> pid >> start) || pid <= 0 || pid > INT_MAX) return std::nullopt;

@@ -118,10 +118,6 @@ bool valid_mac(const std::string& mac) {
 
 }  // namespace
 
-fs::path Spec::exported_image(std::string_view role) const {
-  return state_dir / fmt::format("{}.img", role);
-}
-
 std::string mac_for_name(std::string_view name) {
   auto h = sha256_hex(fmt::format("sprout-mac:{}", name));
   // 52:54:00 is QEMU's prefix; it is locally administered and what libvirt uses too.

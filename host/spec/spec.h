@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rebuild_settings.h"
+#include "spec/state_dir.h"
 
 namespace sprout {
 
@@ -102,15 +103,16 @@ struct Spec {
   bool autostart = true;
 
   std::uint64_t memory_mib() const { return memory_bytes >> 20; }
-  std::filesystem::path overlay_path() const { return state_dir / "root.qcow2"; }
-  std::filesystem::path status_socket() const { return state_dir / "status.sock"; }
-  std::filesystem::path qmp_socket() const { return state_dir / "qmp.sock"; }
-  std::filesystem::path console_log() const { return state_dir / "console.log"; }
-  /// The serial console, for `sprout console` (qemu backend).
-  std::filesystem::path console_socket() const { return state_dir / "console.sock"; }
-  std::filesystem::path status_file() const { return state_dir / "status.json"; }
-  std::filesystem::path events_file() const { return state_dir / "events.jsonl"; }
-  std::filesystem::path exported_image(std::string_view role) const;
+  /// What is in the state directory, and where (state_dir.h).
+  StateDir state() const { return StateDir{state_dir}; }
+  std::filesystem::path overlay_path() const { return state().overlay(); }
+  std::filesystem::path status_socket() const { return state().status_socket(); }
+  std::filesystem::path qmp_socket() const { return state().qmp_socket(); }
+  std::filesystem::path console_log() const { return state().console_log(); }
+  std::filesystem::path console_socket() const { return state().console_socket(); }
+  std::filesystem::path status_file() const { return state().status(); }
+  std::filesystem::path events_file() const { return state().events(); }
+  std::filesystem::path exported_image(std::string_view role) const { return state().image_link(role); }
 };
 
 /// Parses and validates spec JSON text. `source` names it in errors; relative paths

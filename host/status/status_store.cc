@@ -50,7 +50,7 @@ void StatusStore::write_status(const json& status) {
 void StatusStore::append_event(const json& event) {
   std::string line = event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   if (events_fd_ >= 0 && events_size_ + line.size() > options_.max_events_bytes && events_size_ > 0) {
-    fs::path old = dir_ / "events.jsonl.1";
+    fs::path old = StateDir{dir_}.events_rotated();
     if (::rename(events_path().c_str(), old.c_str()) != 0) {
       spdlog::warn("{}: cannot rotate: {}", events_path().string(), std::strerror(errno));
     } else {

@@ -5,6 +5,8 @@
 // two files together stay under twice that size).
 #pragma once
 
+#include "spec/state_dir.h"
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -30,8 +32,8 @@ class StatusStore {
   /// logged and counted, never thrown: losing history must not stop recording.
   void append_event(const nlohmann::json& event);
 
-  std::filesystem::path status_path() const { return dir_ / "status.json"; }
-  std::filesystem::path events_path() const { return dir_ / "events.jsonl"; }
+  std::filesystem::path status_path() const { return StateDir{dir_}.status(); }
+  std::filesystem::path events_path() const { return StateDir{dir_}.events(); }
   std::uint64_t rotations() const { return rotations_; }
   std::uint64_t write_failures() const { return write_failures_; }
 

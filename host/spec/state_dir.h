@@ -1,0 +1,46 @@
+// A VM's state directory (the spec's stateDir), the one place that knows its layout:
+// the overlay (the VM's own disk, and overlays kept aside by baseChange "recreate"),
+// the exported disks' links, the status record and its events, the logs, the run lock,
+// the export record and the sockets. docs/spec.md lists the files.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sprout {
+
+struct StateDir {
+  std::filesystem::path root;
+
+  /// The overlay on the base image: the VM's own state.
+  std::filesystem::path overlay() const { return root / "root.qcow2"; }
+  /// Overlays kept aside (baseChange "recreate") are named this prefix + a time.
+  static constexpr std::string_view kOverlayAsidePrefix = "root.qcow2.old-";
+  static bool is_overlay_aside(std::string_view file_name) { return file_name.rfind(kOverlayAsidePrefix, 0) == 0; }
+  /// root.qcow2 and the overlays kept aside, sorted; none when the directory is not there.
+  std::vector<std::filesystem::path> overlays() const;
+
+  /// The link to an exported disk of `role` ("config", "self", "ssh", "closure").
+  std::filesystem::path image_link(std::string_view role) const { return root / (std::string(role) + ".img"); }
+
+  std::filesystem::path status() const { return root / "status.json"; }
+  std::filesystem::path events() const { return root / "events.jsonl"; }
+  std::filesystem::path events_rotated() const { return root / "events.jsonl.1"; }
+  /// qemu's own messages (stderr) of the current run.
+  std::filesystem::path qemu_log() const { return root / "qemu.log"; }
+  std::filesystem::path console_log() const { return root / "console.log"; }
+  std::filesystem::path console_rotated() const { return root / "console.log.1"; }
+  /// Held by the `sprout run` of the VM (runtime/run_lock.h).
+  std::filesystem::path run_lock() const { return root / "run.lock"; }
+  /// What the last export exported (disk/prepare.h).
+  std::filesystem::path export_record() const { return root / "export.json"; }
+
+  std::filesystem::path status_socket() const { return root / "status.sock"; }
+  std::filesystem::path qmp_socket() const { return root / "qmp.sock"; }
+  /// The serial console, for `sprout console` (qemu backend).
+  std::filesystem::path console_socket() const { return root / "console.sock"; }
+};
+
+}  // namespace sprout
