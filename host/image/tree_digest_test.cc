@@ -10,9 +10,20 @@
 #include <gtest/gtest.h>
 
 #include "error.h"
+#include "image/listed_tree.h"
 
 using namespace sprout;
 namespace fs = std::filesystem;
+
+namespace {
+
+// The digest of the tree at `root`, as export takes it: listed, then read through the
+// checked reader (listed_tree.h).
+std::string tree_digest(const fs::path& root, const TreeFilter& filter = {}) {
+  return ListedTreeReader(list_tree(root, filter)).content_digest();
+}
+
+}  // namespace
 
 class TreeDigestTest : public ::testing::Test {
  protected:
