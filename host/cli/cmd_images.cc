@@ -209,7 +209,7 @@ int cmd_check_spec(const Args& args) {
       Spec s = load_spec(f);
       entry["name"] = s.name;
       entry["backend"] = name_of(s.backend);
-      entry["specialize"] = s.specialize;
+      entry["specialize"] = name_of(s.specialize);
       if (!a.count("no-files"))
         for (auto& p : missing_references(s)) entry["problems"].push_back(p);
     } catch (const InputError& e) {

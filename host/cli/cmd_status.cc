@@ -116,7 +116,7 @@ json describe(const Known& k, bool full) {
   RunView v = view_run(spec, st);
   row["stateDir"] = spec.state_dir.string();
   row["backend"] = name_of(spec.backend);
-  row["specialize"] = spec.specialize;
+  row["specialize"] = name_of(spec.specialize);
   if (spec.host_built()) row["hostSystem"] = spec.system;  // what the host built for it
   json run{{"state", view_name(v.state)}};
   if (v.state == RunView::ended) run["how"] = v.how;

@@ -43,6 +43,14 @@ const char* name_of(Specialize s);
 const char* name_of(BaseChange c);
 const char* name_of(Ready r);
 
+// No silent JSON numbers: a spec enum goes into JSON by its name (name_of), never as
+// nlohmann's default integer; these make `json j = spec.backend;` a compile error.
+void to_json(nlohmann::json&, NetworkMode) = delete;
+void to_json(nlohmann::json&, Backend) = delete;
+void to_json(nlohmann::json&, Specialize) = delete;
+void to_json(nlohmann::json&, BaseChange) = delete;
+void to_json(nlohmann::json&, Ready) = delete;
+
 struct NetworkSettings {
   NetworkMode mode = NetworkMode::user;
   std::vector<PortForward> forwards;
@@ -65,6 +73,7 @@ enum class Accel {
 };
 /// "auto", "kvm" or "tcg".
 const char* name_of(Accel a);
+void to_json(nlohmann::json&, Accel) = delete;
 
 struct Spec {
   std::filesystem::path file;  ///< where it was loaded from ("" if built in memory)
