@@ -233,22 +233,19 @@ std::vector<Check> run_checks(const fs::path& spec_dir, const std::string& qemu,
 
 }  // namespace
 
-int cmd_check_host(const Args& args) {
-  cxxopts::Options o("sprout check-host",
-                     "Check what this host can do for the VMs in the spec directory, one line per check:\n"
-                     "PASS, WARN or FAIL, and what to do. qemu and its version; KVM (whether a probe guest\n"
-                     "runs under `qemu -accel kvm -cpu host`, the verdict cached per boot); qemu-img; libvirt\n"
-                     "for each libvirt.uri of a spec; nix when a VM is host-built; the state and cache\n"
-                     "directories; free space for overlays; /etc/qemu/bridge.conf for bridged VMs.\n"
-                     "Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad input.");
-  declare_needs(o, Needs::spec_dir);
+namespace {
+
+void check_host_options(cxxopts::Options& o) {
   o.add_options()("json", "print the checks as a JSON array")(
       "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
       "reprobe", "probe KVM again instead of using this boot's cached verdict");
-  auto inv = invoke(o, args, Needs::spec_dir);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  auto checks = run_checks(inv->spec_dir, a["qemu"].as<std::string>(), a.count("reprobe") > 0);
+}
+
+}  // namespace
+
+int cmd_check_host(const Invocation& inv) {
+  const auto& a = inv.args;
+  auto checks = run_checks(inv.spec_dir, a["qemu"].as<std::string>(), a.count("reprobe") > 0);
   bool failed = false;
   for (const auto& c : checks) failed = failed || c.verdict == Verdict::fail;
   if (a.count("json")) {
@@ -264,5 +261,14 @@ int cmd_check_host(const Args& args) {
   }
   return failed ? 1 : 0;
 }
+
+const Command kCheckHostCommand = {"check-host", "what this host can do: qemu, KVM, libvirt, nix, directories, space",
+    "Check what this host can do for the VMs in the spec directory, one line per check:\n"
+    "PASS, WARN or FAIL, and what to do. qemu and its version; KVM (whether a probe guest\n"
+    "runs under `qemu -accel kvm -cpu host`, the verdict cached per boot); qemu-img; libvirt\n"
+    "for each libvirt.uri of a spec; nix when a VM is host-built; the state and cache\n"
+    "directories; free space for overlays; /etc/qemu/bridge.conf for bridged VMs.\n"
+    "Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad input.",
+    Needs::spec_dir, check_host_options, cmd_check_host};
 
 }  // namespace sprout

@@ -67,16 +67,8 @@ bool write_all(int fd, const char* p, std::size_t n) {
 
 }  // namespace
 
-int cmd_console(const Args& args) {
-  cxxopts::Options o("sprout console",
-                     "Attach to a VM's serial console (Ctrl-] detaches). qemu backend: STATE/console.sock, while\n"
-                     "the VM runs (everything it prints is also in STATE/console.log). libvirt: runs\n"
-                     "`virsh -c URI console NAME`.");
-  declare_needs(o, Needs::one_vm);
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+int cmd_console(const Invocation& inv) {
+  Spec spec = *inv.vm;
   if (auto argv = backend_for(spec).console_command(spec); !argv.empty()) {
     fmt::print(stderr, "{}: the console is {}'s: {}\n", spec.name, argv[0], format_command(argv));
     std::vector<char*> c;
@@ -133,5 +125,11 @@ int cmd_console(const Args& args) {
   if (tty) fmt::print(stderr, "\n{}: {}\n", spec.name, end);
   return 0;
 }
+
+const Command kConsoleCommand = {"console", "attach to a VM's serial console (Ctrl-] detaches)",
+    "Attach to a VM's serial console (Ctrl-] detaches). qemu backend: STATE/console.sock, while\n"
+    "the VM runs (everything it prints is also in STATE/console.log). libvirt: runs\n"
+    "`virsh -c URI console NAME`.",
+    Needs::one_vm, nullptr, cmd_console};
 
 }  // namespace sprout

@@ -20,19 +20,18 @@ namespace sprout {
 
 namespace fs = std::filesystem;
 
-int cmd_domain_xml(const Args& args) {
-  cxxopts::Options o("sprout domain-xml",
-                     "Print the libvirt domain XML `sprout define` would define for a VM spec.\n"
-                     "Domain type kvm when the spec's accel is \"kvm\", or \"auto\" and a probe guest ran under KVM\n"
-                     "here (`sprout check-host`), else qemu (override with --type).\n"
-                     "When the VM's overlay exists, its real backing file is used, as define does.");
-  declare_needs(o, Needs::one_vm);
+namespace {
+
+void domain_xml_options(cxxopts::Options& o) {
   o.add_options()(
       "type", "domain type: auto, kvm or qemu", cxxopts::value<std::string>()->default_value("auto"));
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+}
+
+}  // namespace
+
+int cmd_domain_xml(const Invocation& inv) {
+  const auto& a = inv.args;
+  Spec spec = *inv.vm;
   DomainHostFacts facts;
   const auto type = a["type"].as<std::string>();
   if (type == "auto")
@@ -52,5 +51,12 @@ int cmd_domain_xml(const Args& args) {
   std::cout << domain_xml(spec, facts) << std::flush;
   return 0;
 }
+
+const Command kDomainXmlCommand = {"domain-xml", "print the libvirt domain XML for a VM",
+    "Print the libvirt domain XML `sprout define` would define for a VM spec.\n"
+    "Domain type kvm when the spec's accel is \"kvm\", or \"auto\" and a probe guest ran under KVM\n"
+    "here (`sprout check-host`), else qemu (override with --type).\n"
+    "When the VM's overlay exists, its real backing file is used, as define does.",
+    Needs::one_vm, domain_xml_options, cmd_domain_xml};
 
 }  // namespace sprout

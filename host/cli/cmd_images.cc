@@ -35,15 +35,9 @@ void print_export(const ExportResult& r) {
 
 }  // namespace
 
-int cmd_export(const Args& args) {
-  cxxopts::Options o("sprout export",
-                     "Turn a VM's config, self and ssh directories into read-only ext4 disk images.\n"
-                     "A host-built VM (\"specialize\": \"host\") also gets its closure disk: the store paths of\n"
-                     "the spec's system that its baseSystem lacks, as a Nix binary cache the guest imports and\n"
-                     "checks (CACHE/closure-KEY.ext4, linked as STATE/closure.img; built with the host's Nix,\n"
-                     "shared by the VMs of one system, and not built again while it is cached).\n"
-                     "Either the VM (NAME or --spec FILE), or --name with --config, --self and --out for ad-hoc use\n"
-                     "(no closure disk: the system comes only from a spec).");
+namespace {
+
+void export_options(cxxopts::Options& o) {
   declare_needs(o, Needs::one_vm);
   o.add_options()(
       "name", "VM name (without --spec)", cxxopts::value<std::string>())(
@@ -54,9 +48,12 @@ int cmd_export(const Args& args) {
       "cache", "image cache directory", cxxopts::value<std::string>())(
       "allow-private-keys", "export private keys found in the ssh directory")(
       "json", "print what was written as JSON");
-  auto inv = invoke(o, args, Needs::nothing);
-  if (!inv) return 0;
-  const auto& a = inv->args;
+}
+
+}  // namespace
+
+int cmd_export(const Invocation& inv) {
+  const auto& a = inv.args;
 
   ExportRequest req;
   std::optional<Spec> spec;
@@ -90,16 +87,27 @@ int cmd_export(const Args& args) {
   return 0;
 }
 
-int cmd_prepare(const Args& args) {
-  cxxopts::Options o("sprout prepare",
-                     "Export a VM's disks and create its root overlay on the base image if it has none.\n"
-                     "An existing overlay is never overwritten; a changed base follows the spec's baseChange.");
-  declare_needs(o, Needs::one_vm);
+const Command kExportCommand = {"export", "build a VM's read-only config/self/ssh disk images",
+    "Turn a VM's config, self and ssh directories into read-only ext4 disk images.\n"
+    "A host-built VM (\"specialize\": \"host\") also gets its closure disk: the store paths of\n"
+    "the spec's system that its baseSystem lacks, as a Nix binary cache the guest imports and\n"
+    "checks (CACHE/closure-KEY.ext4, linked as STATE/closure.img; built with the host's Nix,\n"
+    "shared by the VMs of one system, and not built again while it is cached).\n"
+    "Either the VM (NAME or --spec FILE), or --name with --config, --self and --out for ad-hoc use\n"
+    "(no closure disk: the system comes only from a spec).",
+    Needs::nothing, export_options, cmd_export};
+
+namespace {
+
+void prepare_options(cxxopts::Options& o) {
   o.add_options()("json", "print the result as JSON");
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+}
+
+}  // namespace
+
+int cmd_prepare(const Invocation& inv) {
+  const auto& a = inv.args;
+  Spec spec = *inv.vm;
   auto prepared = prepare_vm(spec);
   const auto& exported = prepared.exported;
   const auto& overlay = prepared.overlay;
@@ -119,21 +127,26 @@ int cmd_prepare(const Args& args) {
   return 0;
 }
 
-int cmd_gc(const Args& args) {
-  cxxopts::Options o("sprout gc",
-                     "Remove GC roots that no VM spec uses any more, and cached images that no VM links to (as\n"
-                     "the images' user records say, whatever spec dir, or the specs here). Never touches overlays.\n"
-                     "Refuses to run while any spec in the directory is invalid.");
-  declare_needs(o, Needs::spec_dir);
+const Command kPrepareCommand = {"prepare", "export, and create the VM's root overlay on the base image",
+    "Export a VM's disks and create its root overlay on the base image if it has none.\n"
+    "An existing overlay is never overwritten; a changed base follows the spec's baseChange.",
+    Needs::one_vm, prepare_options, cmd_prepare};
+
+namespace {
+
+void gc_options(cxxopts::Options& o) {
   o.add_options()(
       "cache-dir", "extra cache directory to clean", cxxopts::value<std::vector<std::string>>())(
       "gc-root-dir", "extra GC root directory to clean", cxxopts::value<std::vector<std::string>>())(
       "dry-run", "only print what would be removed");
-  auto inv = invoke(o, args, Needs::spec_dir);
-  if (!inv) return 0;
-  const auto& a = inv->args;
+}
+
+}  // namespace
+
+int cmd_gc(const Invocation& inv) {
+  const auto& a = inv.args;
   std::vector<Spec> specs;  // what every VM uses: a spec that does not load stops gc
-  for (auto& f : load_spec_dir(inv->spec_dir)) {
+  for (auto& f : load_spec_dir(inv.spec_dir)) {
     if (!f.spec) throw InputError(f.problem + " (gc needs every spec to know what is in use)");
     specs.push_back(std::move(*f.spec));
   }
@@ -161,6 +174,12 @@ int cmd_gc(const Args& args) {
   return 0;
 }
 
+const Command kGcCommand = {"gc", "remove cached images and GC roots no spec uses",
+    "Remove GC roots that no VM spec uses any more, and cached images that no VM links to (as\n"
+    "the images' user records say, whatever spec dir, or the specs here). Never touches overlays.\n"
+    "Refuses to run while any spec in the directory is invalid.",
+    Needs::spec_dir, gc_options, cmd_gc};
+
 namespace {
 
 /// What a spec that parsed refers to and is not there: each one, not just the first.
@@ -186,20 +205,20 @@ std::vector<std::string> missing_references(const Spec& s) {
 
 }  // namespace
 
-int cmd_check_spec(const Args& args) {
-  cxxopts::Options o("sprout check-spec",
-                     "Validate VM spec files and print every problem found in them, all files in one run: the\n"
-                     "spec's own errors (the first one in each file: a later key can depend on an earlier one)\n"
-                     "and every file it refers to that is not there (base image, sources, kernel, initrd).\n"
-                     "Exit 0 when all are good, 2 when any is not.");
+namespace {
+
+void check_spec_options(cxxopts::Options& o) {
   o.add_options()("files", "spec files", cxxopts::value<std::vector<std::string>>())(
       "json", "print the result as JSON")(
       "no-files", "check the specs only, not the files they refer to (a build sandbox has none of them)");
   o.parse_positional({"files"});
   o.positional_help("FILE...");
-  auto inv = invoke(o, args, Needs::nothing);
-  if (!inv) return 0;
-  const auto& a = inv->args;
+}
+
+}  // namespace
+
+int cmd_check_spec(const Invocation& inv) {
+  const auto& a = inv.args;
   if (!a.count("files")) throw InputError("give at least one spec file");
   int status = 0;
   json report = json::array();
@@ -229,5 +248,12 @@ int cmd_check_spec(const Args& args) {
   if (a.count("json")) std::cout << report.dump(2) << std::endl;
   return status;
 }
+
+const Command kCheckSpecCommand = {"check-spec", "validate spec files",
+    "Validate VM spec files and print every problem found in them, all files in one run: the\n"
+    "spec's own errors (the first one in each file: a later key can depend on an earlier one)\n"
+    "and every file it refers to that is not there (base image, sources, kernel, initrd).\n"
+    "Exit 0 when all are good, 2 when any is not.",
+    Needs::nothing, check_spec_options, cmd_check_spec};
 
 }  // namespace sprout

@@ -75,19 +75,19 @@ bool libvirt_domain_kvm(const Spec& spec, LibvirtConnection& conn) {
 
 }  // namespace
 
-int cmd_define(const Args& args) {
-  cxxopts::Options o("sprout define",
-                     "Prepare a VM (export its disks, create its overlay) and define it as a libvirt domain, or\n"
-                     "update the definition. An unchanged definition is left alone; a changed one takes effect\n"
-                     "at the next start unless --restart (or the spec's restartOnChange) is given.");
-  declare_needs(o, Needs::one_vm);
+namespace {
+
+void define_options(cxxopts::Options& o) {
   o.add_options()(
       "start", "start the domain when it is not running")(
       "restart", "restart a running domain whose definition changed (graceful stop first)");
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+}
+
+}  // namespace
+
+int cmd_define(const Invocation& inv) {
+  const auto& a = inv.args;
+  Spec spec = *inv.vm;
   check_before_define(spec);
   const bool restart = a.count("restart") > 0 || spec.restart_on_change;
 
@@ -146,18 +146,24 @@ int cmd_define(const Args& args) {
   return 0;
 }
 
-int cmd_undefine(const Args& args) {
-  cxxopts::Options o("sprout undefine",
-                     "Stop a VM's libvirt domain gracefully and undefine it. Its overlay, exported disks and\n"
-                     "state directory stay; libvirt's NVRAM/TPM state is kept too. The URI comes from --uri,\n"
-                     "else the VM's spec (--spec, or NAME.json or the spec named NAME in --spec-dir),\n"
-                     "else qemu:///system.");
+const Command kDefineCommand = {"define", "prepare, then define (and optionally start) the libvirt domain",
+    "Prepare a VM (export its disks, create its overlay) and define it as a libvirt domain, or\n"
+    "update the definition. An unchanged definition is left alone; a changed one takes effect\n"
+    "at the next start unless --restart (or the spec's restartOnChange) is given.",
+    Needs::one_vm, define_options, cmd_define};
+
+namespace {
+
+void undefine_options(cxxopts::Options& o) {
   declare_needs(o, Needs::one_vm);
   o.add_options()("uri", "libvirt URI", cxxopts::value<std::string>())(
       "force", "also undefine a domain of that name that sprout did not define");
-  auto inv = invoke(o, args, Needs::nothing);
-  if (!inv) return 0;
-  const auto& a = inv->args;
+}
+
+}  // namespace
+
+int cmd_undefine(const Invocation& inv) {
+  const auto& a = inv.args;
   // The domain is named by NAME; its spec, when there is one, says where it lives. A
   // VM whose spec was already removed can still be undefined by NAME (with --uri).
   std::optional<Spec> spec;
@@ -187,5 +193,12 @@ int cmd_undefine(const Args& args) {
   fmt::print("domain {} undefined at {} ({}); disks and state directory kept\n", name, conn.uri(), how);
   return 0;
 }
+
+const Command kUndefineCommand = {"undefine", "stop and undefine a libvirt domain, keeping its disks",
+    "Stop a VM's libvirt domain gracefully and undefine it. Its overlay, exported disks and\n"
+    "state directory stay; libvirt's NVRAM/TPM state is kept too. The URI comes from --uri,\n"
+    "else the VM's spec (--spec, or NAME.json or the spec named NAME in --spec-dir),\n"
+    "else qemu:///system.",
+    Needs::nothing, undefine_options, cmd_undefine};
 
 }  // namespace sprout

@@ -13,9 +13,16 @@ int no_libvirt(const char* name) {
                 name);
   return 1;
 }
+
+int cmd_define(const Invocation&) { return no_libvirt("define"); }
+int cmd_undefine(const Invocation&) { return no_libvirt("undefine"); }
 }  // namespace
 
-int cmd_define(const Args&) { return no_libvirt("define"); }
-int cmd_undefine(const Args&) { return no_libvirt("undefine"); }
+const Command kDefineCommand = {"define", "prepare, then define (and optionally start) the libvirt domain",
+                                "Not in this build: it has no libvirt support.", Needs::nothing, nullptr,
+                                cmd_define};
+const Command kUndefineCommand = {"undefine", "stop and undefine a libvirt domain, keeping its disks",
+                                  "Not in this build: it has no libvirt support.", Needs::nothing, nullptr,
+                                  cmd_undefine};
 
 }  // namespace sprout

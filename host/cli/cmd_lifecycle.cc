@@ -29,34 +29,31 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 
-int cmd_stop(const Args& args) {
-  cxxopts::Options o("sprout stop",
-                     "Stop a VM gracefully, whichever backend runs it. qemu backend: its `sprout run` is asked\n"
-                     "(SIGTERM: power button, qemu quit after the spec's shutdownTimeoutSeconds, then kill).\n"
-                     "libvirt: ACPI shutdown, the same timeout, then destroy; a domain sprout did not define is\n"
-                     "refused. The definition and all disks stay. Exit 0 when the VM is not running any more.");
-  declare_needs(o, Needs::one_vm);
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+int cmd_stop(const Invocation& inv) {
+  Spec spec = *inv.vm;
   std::string how = backend_for(spec).stop(spec);
   fmt::print("{}: {}\n", spec.name, how == "not running" ? "not running; nothing to stop" : how);
   return 0;
 }
 
-int cmd_destroy(const Args& args) {
-  cxxopts::Options o("sprout destroy",
-                     "Remove a VM: stop it, undefine its libvirt domain, remove its GC roots and its state\n"
-                     "directory. Its overlay (the VM's data) goes only with --delete-disks: without it, a VM that\n"
-                     "has one is refused and nothing is changed. The spec file and cached images stay (`sprout\n"
-                     "gc` removes images no VM uses).");
-  declare_needs(o, Needs::one_vm);
+const Command kStopCommand = {"stop", "stop a VM gracefully (either backend)",
+    "Stop a VM gracefully, whichever backend runs it. qemu backend: its `sprout run` is asked\n"
+    "(SIGTERM: power button, qemu quit after the spec's shutdownTimeoutSeconds, then kill).\n"
+    "libvirt: ACPI shutdown, the same timeout, then destroy; a domain sprout did not define is\n"
+    "refused. The definition and all disks stay. Exit 0 when the VM is not running any more.",
+    Needs::one_vm, nullptr, cmd_stop};
+
+namespace {
+
+void destroy_options(cxxopts::Options& o) {
   o.add_options()("delete-disks", "also delete the VM's overlay disks (its data is lost)");
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+}
+
+}  // namespace
+
+int cmd_destroy(const Invocation& inv) {
+  const auto& a = inv.args;
+  Spec spec = *inv.vm;
   auto disks = spec.state().overlays();
   if (!disks.empty() && !a.count("delete-disks")) {
     std::string list;
@@ -84,5 +81,12 @@ int cmd_destroy(const Args& args) {
              spec.file.string());
   return 0;
 }
+
+const Command kDestroyCommand = {"destroy", "remove a VM: stop, undefine, state directory (disks only if asked)",
+    "Remove a VM: stop it, undefine its libvirt domain, remove its GC roots and its state\n"
+    "directory. Its overlay (the VM's data) goes only with --delete-disks: without it, a VM that\n"
+    "has one is refused and nothing is changed. The spec file and cached images stay (`sprout\n"
+    "gc` removes images no VM uses).",
+    Needs::one_vm, destroy_options, cmd_destroy};
 
 }  // namespace sprout

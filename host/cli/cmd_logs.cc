@@ -112,18 +112,18 @@ void print_from(const fs::path& path, std::uint64_t* offset, Printer& p, std::si
 
 }  // namespace
 
-int cmd_logs(const Args& args) {
-  cxxopts::Options o("sprout logs",
-                     "Show a VM's events: the guest's phases and its rebuild's output lines, and the host's own\n"
-                     "(qemu started/exited with what qemu said, stop asked, new run, configuration changed).\n"
-                     "--follow keeps printing new ones until interrupted.");
-  declare_needs(o, Needs::one_vm);
+namespace {
+
+void logs_options(cxxopts::Options& o) {
   o.add_options()("f,follow", "keep printing events as they come")(
       "n,lines", "only the last N events", cxxopts::value<std::size_t>())("json", "one JSON object per line");
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+}
+
+}  // namespace
+
+int cmd_logs(const Invocation& inv) {
+  const auto& a = inv.args;
+  Spec spec = *inv.vm;
   Printer p(a.count("json") > 0, colour_allowed(stdout));
   const fs::path events = spec.events_file(), older = spec.state().events_rotated();
   std::size_t last_n = a.count("lines") ? a["lines"].as<std::size_t>() : 0;
@@ -194,5 +194,11 @@ int cmd_logs(const Args& args) {
   ::close(sfd);
   return 0;
 }
+
+const Command kLogsCommand = {"logs", "a VM's events, the guest's and the host's (--follow)",
+    "Show a VM's events: the guest's phases and its rebuild's output lines, and the host's own\n"
+    "(qemu started/exited with what qemu said, stop asked, new run, configuration changed).\n"
+    "--follow keeps printing new ones until interrupted.",
+    Needs::one_vm, logs_options, cmd_logs};
 
 }  // namespace sprout

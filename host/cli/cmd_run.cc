@@ -55,21 +55,20 @@ std::string accel_hint(const Spec& spec, const AccelChoice& accel) {
 
 }  // namespace
 
-int cmd_run(const Args& args) {
-  cxxopts::Options o("sprout run",
-                     "Prepare a VM, then run it under QEMU and supervise it until it powers off.\n"
-                     "SIGTERM/SIGINT power the guest down (QMP system_powerdown), quit qemu after the spec's\n"
-                     "shutdownTimeoutSeconds, then kill it. Exit status: 0 guest powered off, 1 qemu failed,\n"
-                     "2 bad input, 3 guest ignored power-down and qemu was quit, 4 qemu was killed.");
-  declare_needs(o, Needs::one_vm);
+namespace {
+
+void run_options(cxxopts::Options& o) {
   o.add_options()(
       "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
       "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
       "print-command", "print the qemu command line and exit (after prepare)");
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+}
+
+}  // namespace
+
+int cmd_run(const Invocation& inv) {
+  const auto& a = inv.args;
+  Spec spec = *inv.vm;
   if (spec.backend != Backend::qemu)
     throw InputError(fmt::format("{}: backend is \"{}\"; `sprout run` runs QEMU VMs (use `sprout define` for libvirt)",
                                  spec.file.string(), name_of(spec.backend)));
@@ -150,20 +149,25 @@ int cmd_run(const Args& args) {
   return static_cast<int>(outcome);
 }
 
-int cmd_watch(const Args& args) {
-  cxxopts::Options o("sprout watch",
-                     "Record a VM's status channel (STATE/status.sock) into status.json and events.jsonl,\n"
-                     "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt or\n"
-                     "`sprout run --external-recorder` runs.");
-  declare_needs(o, Needs::one_vm);
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+const Command kRunCommand = {"run", "prepare, then run and supervise the VM under QEMU",
+    "Prepare a VM, then run it under QEMU and supervise it until it powers off.\n"
+    "SIGTERM/SIGINT power the guest down (QMP system_powerdown), quit qemu after the spec's\n"
+    "shutdownTimeoutSeconds, then kill it. Exit status: 0 guest powered off, 1 qemu failed,\n"
+    "2 bad input, 3 guest ignored power-down and qemu was quit, 4 qemu was killed.",
+    Needs::one_vm, run_options, cmd_run};
+
+int cmd_watch(const Invocation& inv) {
+  Spec spec = *inv.vm;
   fs::create_directories(spec.state_dir);
   // One loop with `sprout run`'s (supervisor.h): without a qemu command line it records
   // only, with this process as the record's supervisor, until a signal.
   return static_cast<int>(supervise(spec, SuperviseOptions{}));
 }
+
+const Command kWatchCommand = {"watch", "record a VM's status channel (for VMs libvirt runs)",
+    "Record a VM's status channel (STATE/status.sock) into status.json and events.jsonl,\n"
+    "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt or\n"
+    "`sprout run --external-recorder` runs.",
+    Needs::one_vm, nullptr, cmd_watch};
 
 }  // namespace sprout

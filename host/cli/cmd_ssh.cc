@@ -14,20 +14,21 @@
 
 namespace sprout {
 
-int cmd_ssh(const Args& args) {
-  cxxopts::Options o("sprout ssh",
-                     "ssh to a VM through its forward of guest port 22 (network.forwards): `ssh -p HOSTPORT\n"
-                     "USER@HOSTADDRESS [COMMAND...]`. Words after `--` are the remote command.");
-  declare_needs(o, Needs::one_vm);
+namespace {
+
+void ssh_options(cxxopts::Options& o) {
   o.add_options()("user", "the user to log in as", cxxopts::value<std::string>()->default_value("root"))(
       "ssh", "the ssh program", cxxopts::value<std::string>()->default_value("ssh"))(
       "command", "remote command", cxxopts::value<std::vector<std::string>>());
   o.parse_positional({"vm", "command"});
   o.positional_help("NAME [-- COMMAND...]");
-  auto inv = invoke(o, args, Needs::one_vm);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  Spec spec = std::move(*inv->vm);
+}
+
+}  // namespace
+
+int cmd_ssh(const Invocation& inv) {
+  const auto& a = inv.args;
+  Spec spec = *inv.vm;
   const PortForward* fwd = nullptr;
   for (const auto& f : spec.network.forwards)
     if (f.protocol == "tcp" && f.guest_port == 22) fwd = &f;
@@ -48,5 +49,10 @@ int cmd_ssh(const Args& args) {
   ::execvp(c[0], c.data());
   throw std::runtime_error(fmt::format("cannot run {}: {}", argv[0], std::strerror(errno)));
 }
+
+const Command kSshCommand = {"ssh", "ssh to a VM through its forward of guest port 22",
+    "ssh to a VM through its forward of guest port 22 (network.forwards): `ssh -p HOSTPORT\n"
+    "USER@HOSTADDRESS [COMMAND...]`. Words after `--` are the remote command.",
+    Needs::one_vm, ssh_options, cmd_ssh};
 
 }  // namespace sprout

@@ -261,17 +261,19 @@ void print_long(const json& all, bool colour) {
   }
 }
 
-int status_or_list(const Args& args, const char* program, const char* about, bool long_default) {
-  cxxopts::Options o(program, about);
-  declare_needs(o, Needs::spec_dir);
+void common_options(cxxopts::Options& o) {
   o.add_options()("json", "print JSON")("names", "VM names", cxxopts::value<std::vector<std::string>>());
-  if (!long_default) o.add_options()("long", "each VM in full (as `sprout list`)");
   o.parse_positional({"names"});
   o.positional_help("[NAME...]");
-  auto inv = invoke(o, args, Needs::spec_dir);
-  if (!inv) return 0;
-  const auto& a = inv->args;
-  const bool full = long_default || a.count("long") > 0;
+}
+
+void status_options(cxxopts::Options& o) {
+  common_options(o);
+  o.add_options()("long", "each VM in full (as `sprout list`)");
+}
+
+int show(const Invocation& inv, bool full) {
+  const auto& a = inv.args;
   json all = json::array();
   for (const auto& k : pick_vms(a)) all.push_back(describe(k, full));
   if (a.count("json")) {
@@ -286,23 +288,24 @@ int status_or_list(const Args& args, const char* program, const char* about, boo
   return 0;
 }
 
+int cmd_status(const Invocation& inv) { return show(inv, inv.args.count("long") > 0); }
+int cmd_list(const Invocation& inv) { return show(inv, true); }
+
 }  // namespace
 
-int cmd_status(const Args& args) {
-  return status_or_list(args, "sprout status",
-                        "Show where every VM (or the named ones) stands. VM: the run's state, \"stopped\" when\n"
-                        "no run is current (the message says how the last one ended). BY and SYSTEM: the system\n"
-                        "the guest last reported running, and who built it (host: \"specialize\": \"host\";\n"
-                        "guest: nixos-rebuild). --long shows each VM in full, as `sprout list`.",
-                        false);
-}
+const Command kStatusCommand = {
+    "status", "show where every VM stands",
+    "Show where every VM (or the named ones) stands. VM: the run's state, \"stopped\" when\n"
+    "no run is current (the message says how the last one ended). BY and SYSTEM: the system\n"
+    "the guest last reported running, and who built it (host: \"specialize\": \"host\";\n"
+    "guest: nixos-rebuild). --long shows each VM in full, as `sprout list`.",
+    Needs::spec_dir, status_options, cmd_status};
 
-int cmd_list(const Args& args) {
-  return status_or_list(args, "sprout list",
-                        "Each VM in full: backend, state, phase, ports, overlay and disks with their sizes, its\n"
-                        "base, and whether the exported configuration differs from the one running (pending\n"
-                        "re-specialization).",
-                        true);
-}
+const Command kListCommand = {
+    "list", "each VM in full: state, disks, ports, base, pending changes",
+    "Each VM in full: backend, state, phase, ports, overlay and disks with their sizes, its\n"
+    "base, and whether the exported configuration differs from the one running (pending\n"
+    "re-specialization).",
+    Needs::spec_dir, common_options, cmd_list};
 
 }  // namespace sprout

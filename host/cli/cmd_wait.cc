@@ -249,23 +249,21 @@ int Waiter::run() {
 
 }  // namespace
 
-int cmd_wait(const Args& args) {
-  cxxopts::Options o("sprout wait",
-                     "Follow a VM's current run until it reaches a phase. Exit status: 0 reached; 1 it failed,\n"
-                     "stopped, or is not running (so it cannot get there); 2 bad input; 3 timed out.\n"
-                     "Phases: started (the guest's status channel is up), starting, mounting, rebuilding,\n"
-                     "rebuilt, rebooting, specialized, failed. A phase the run already passed is reached.\n"
-                     "A VM that ran before and is not running now is an answer at once (exit 1): to start it\n"
-                     "and wait, give it --start-timeout. A VM that never ran is waited for.");
+namespace {
+
+void wait_options(cxxopts::Options& o) {
   declare_needs(o, Needs::one_vm);
   o.add_options()("for", "phase to wait for", cxxopts::value<std::string>()->default_value("specialized"))(
       "timeout", "seconds to wait at most (0: look once and answer)", cxxopts::value<double>()->default_value("900"))(
       "start-timeout", "seconds to give a VM that is not running to start (default 0: answer at once)",
       cxxopts::value<double>()->default_value("0"))("quiet", "print nothing but the outcome")(
       "json", "print the outcome as JSON (and nothing else)");
-  auto inv = invoke(o, args, Needs::nothing);
-  if (!inv) return 0;
-  const auto& a = inv->args;
+}
+
+}  // namespace
+
+int cmd_wait(const Invocation& inv) {
+  const auto& a = inv.args;
   std::string target = a["for"].as<std::string>();
   auto target_phase = phase_from_name(target);
   if (target != "started" && (!target_phase || *target_phase == Phase::log))
@@ -280,5 +278,14 @@ int cmd_wait(const Args& args) {
   Spec spec = locate_vm(a);
   return Waiter(std::move(spec), target, timeout_s, start_s, a.count("quiet") > 0, a.count("json") > 0).run();
 }
+
+const Command kWaitCommand = {"wait", "wait until a VM reaches a phase",
+    "Follow a VM's current run until it reaches a phase. Exit status: 0 reached; 1 it failed,\n"
+    "stopped, or is not running (so it cannot get there); 2 bad input; 3 timed out.\n"
+    "Phases: started (the guest's status channel is up), starting, mounting, rebuilding,\n"
+    "rebuilt, rebooting, specialized, failed. A phase the run already passed is reached.\n"
+    "A VM that ran before and is not running now is an answer at once (exit 1): to start it\n"
+    "and wait, give it --start-timeout. A VM that never ran is waited for.",
+    Needs::nothing, wait_options, cmd_wait};
 
 }  // namespace sprout

@@ -1,32 +1,38 @@
-// The `sprout` subcommands. Each takes the arguments after its name and returns the
-// process exit status: 0 success, 1 runtime failure, 2 usage or input error (thrown
-// as InputError or a cxxopts exception and mapped in main.cc).
+// The `sprout` commands, one table: each declares its name, its one-line summary (for
+// `sprout help`), its --help text, what it is about (cli_util.h's Needs: one VM, the
+// spec directory, or nothing), its own options and what it runs. main.cc parses every
+// command's arguments the same way from its entry, locates what it needs, and calls it.
+// A command returns the process exit status: 0 success, 1 runtime failure, 2 usage or
+// input error (thrown as InputError or a cxxopts exception and mapped in main.cc).
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include <cxxopts.hpp>
+
+#include "cli/cli_util.h"
+
 namespace sprout {
 
-using Args = std::vector<std::string>;
+struct Command {
+  const char* name;
+  const char* summary;  ///< one line, for `sprout help`
+  const char* about;    ///< the start of `sprout NAME --help`
+  Needs needs;
+  void (*options)(cxxopts::Options&);  ///< the command's own options (nullptr: none)
+  int (*run)(const Invocation&);
+};
 
-int cmd_export(const Args& args);
-int cmd_prepare(const Args& args);
-int cmd_gc(const Args& args);
-int cmd_check_spec(const Args& args);
-int cmd_run(const Args& args);
-int cmd_watch(const Args& args);
-int cmd_status(const Args& args);
-int cmd_list(const Args& args);
-int cmd_wait(const Args& args);
-int cmd_domain_xml(const Args& args);
-int cmd_define(const Args& args);
-int cmd_undefine(const Args& args);
-int cmd_stop(const Args& args);
-int cmd_destroy(const Args& args);
-int cmd_logs(const Args& args);
-int cmd_ssh(const Args& args);
-int cmd_console(const Args& args);
-int cmd_check_host(const Args& args);
+extern const Command kExportCommand, kPrepareCommand, kGcCommand, kCheckSpecCommand, kCheckHostCommand,
+    kRunCommand, kWatchCommand, kStatusCommand, kListCommand, kLogsCommand, kConsoleCommand, kSshCommand,
+    kWaitCommand, kDomainXmlCommand, kDefineCommand, kUndefineCommand, kStopCommand, kDestroyCommand;
+
+/// Every command, in the order `sprout help` lists them.
+const std::vector<const Command*>& all_commands();
+
+/// Runs `command` on the arguments after its name: its options (what it needs, then
+/// its own), --help, parsing, locating; then the command itself.
+int run_command(const Command& command, const std::vector<std::string>& args);
 
 }  // namespace sprout

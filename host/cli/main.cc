@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
-#include <map>
 
 #include <cxxopts.hpp>
 #include <fmt/format.h>
@@ -18,33 +17,10 @@
 
 namespace {
 
-struct Command {
-  int (*run)(const sprout::Args&);
-  const char* summary;
-};
-
-const std::map<std::string, Command>& commands() {
-  static const std::map<std::string, Command> kCommands = {
-      {"export", {sprout::cmd_export, "build a VM's read-only config/self/ssh disk images"}},
-      {"prepare", {sprout::cmd_prepare, "export, and create the VM's root overlay on the base image"}},
-      {"gc", {sprout::cmd_gc, "remove cached images and GC roots no spec uses"}},
-      {"check-spec", {sprout::cmd_check_spec, "validate spec files"}},
-      {"check-host", {sprout::cmd_check_host, "what this host can do: qemu, KVM, libvirt, nix, directories, space"}},
-      {"run", {sprout::cmd_run, "prepare, then run and supervise the VM under QEMU"}},
-      {"watch", {sprout::cmd_watch, "record a VM's status channel (for VMs libvirt runs)"}},
-      {"status", {sprout::cmd_status, "show where every VM stands"}},
-      {"logs", {sprout::cmd_logs, "a VM's events, the guest's and the host's (--follow)"}},
-      {"console", {sprout::cmd_console, "attach to a VM's serial console (Ctrl-] detaches)"}},
-      {"ssh", {sprout::cmd_ssh, "ssh to a VM through its forward of guest port 22"}},
-      {"list", {sprout::cmd_list, "each VM in full: state, disks, ports, base, pending changes"}},
-      {"wait", {sprout::cmd_wait, "wait until a VM reaches a phase"}},
-      {"domain-xml", {sprout::cmd_domain_xml, "print the libvirt domain XML for a VM"}},
-      {"define", {sprout::cmd_define, "prepare, then define (and optionally start) the libvirt domain"}},
-      {"undefine", {sprout::cmd_undefine, "stop and undefine a libvirt domain, keeping its disks"}},
-      {"stop", {sprout::cmd_stop, "stop a VM gracefully (either backend)"}},
-      {"destroy", {sprout::cmd_destroy, "remove a VM: stop, undefine, state directory (disks only if asked)"}},
-  };
-  return kCommands;
+const sprout::Command* find_command(const std::string& name) {
+  for (const auto* c : sprout::all_commands())
+    if (name == c->name) return c;
+  return nullptr;
 }
 
 void usage(std::ostream& out) {
@@ -52,7 +28,7 @@ void usage(std::ostream& out) {
       << "Usage: sprout [--log-level LEVEL] COMMAND [OPTIONS]\n"
          "  or:  sprout help [COMMAND]\n"
          "  or:  sprout --version\n\nCommands:\n";
-  for (const auto& [name, c] : commands()) out << fmt::format("  {:<11} {}\n", name, c.summary);
+  for (const auto* c : sprout::all_commands()) out << fmt::format("  {:<11} {}\n", c->name, c->summary);
   out << "\n`sprout help COMMAND` (or `sprout COMMAND --help`) describes a command's options.\n"
       << "\n" << sprout::global_options_help();
 }
@@ -88,8 +64,8 @@ int main(int argc, char** argv) {
     }
     args = {args[1], "--help"};
   }
-  auto it = commands().find(args[0]);
-  if (it == commands().end()) {
+  const sprout::Command* command = find_command(args[0]);
+  if (!command) {
     // One line, as git says it: the whole usage would bury the word that was wrong.
     if (args[0].starts_with("-"))
       std::cerr << fmt::format("sprout: unknown option '{}' before the command; see 'sprout help'\n", args[0]);
@@ -99,7 +75,7 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   try {
-    return it->second.run(rest);
+    return sprout::run_command(*command, rest);
   } catch (const sprout::InputError& e) {
     spdlog::error("{}", e.what());
     return sprout::kExitUsage;
