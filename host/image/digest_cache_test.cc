@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/temp_dir.h"
+
 using namespace sprout;
 namespace fs = std::filesystem;
 
@@ -18,14 +20,11 @@ namespace {
 class DigestCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base = fs::temp_directory_path() / ("sprout-digest-cache-" + std::to_string(getpid()));
-    fs::remove_all(base);
     src = base / "src";
     cache = base / "cache";
     fs::create_directories(src);
     fs::create_directories(cache);
   }
-  void TearDown() override { fs::remove_all(base); }
 
   /// A file with timestamps old enough to be trusted.
   struct stat old_file(const std::string& rel, const std::string& text) {
@@ -55,7 +54,8 @@ class DigestCacheTest : public ::testing::Test {
     return ss.str();
   }
 
-  fs::path base;
+  TempDir tmp{"digest-cache"};
+  fs::path base = tmp.path();
   fs::path src, cache;
   const std::string h1 = std::string(64, 'a'), h2 = std::string(64, 'b');
 };

@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/temp_dir.h"
+
 #include "error.h"
 #include "base/sha256.h"
 #include "image/tree_digest.h"
@@ -49,8 +51,6 @@ std::string pattern(std::size_t n, unsigned seed) {
 class Ext4WriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base = fs::temp_directory_path() / ("sprout-ext4-writer-" + std::to_string(getpid()));
-    fs::remove_all(base);
     src = base / "src";
     fs::create_directories(src / "a" / "b");
     fs::create_directories(src / "private");
@@ -70,7 +70,6 @@ class Ext4WriterTest : public ::testing::Test {
     fs::create_symlink(std::string(100, 'l'), src / "long-link");  // not a fast symlink
     fs::create_hard_link(src / "block", src / "a" / "block-again");
   }
-  void TearDown() override { fs::remove_all(base); }
 
   /// Builds an image of the tree; returns its path and fills `hashes`.
   fs::path build(const std::string& name, std::map<std::string, std::string>* hashes = nullptr) {
@@ -87,7 +86,8 @@ class Ext4WriterTest : public ::testing::Test {
     return out;
   }
 
-  fs::path base, src;
+  TempDir tmp{"ext4-writer"};
+  fs::path base = tmp.path(), src;
   std::vector<std::pair<std::string, std::string>> files;
 };
 

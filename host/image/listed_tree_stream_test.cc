@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/temp_dir.h"
+
 #include "error.h"
 #include "base/sha256.h"
 
@@ -20,20 +22,18 @@ namespace {
 class ListedTreeStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base = fs::temp_directory_path() / ("sprout-stream-" + std::to_string(getpid()));
-    fs::remove_all(base);
     fs::create_directories(base / "d");
     std::ofstream(base / "a") << "first\n";
     std::ofstream(base / "d" / "big", std::ios::binary) << std::string(20 << 20, 'x');
     std::ofstream(base / "d" / "z") << "";
   }
-  void TearDown() override { fs::remove_all(base); }
   static std::vector<bool> files(const TreeListing& l) {
     std::vector<bool> w;
     for (const auto& e : l.entries) w.push_back(S_ISREG(e.st.st_mode));
     return w;
   }
-  fs::path base;
+  TempDir tmp{"stream"};
+  fs::path base = tmp.path();
 };
 
 TEST_F(ListedTreeStreamTest, EveryFileArrivesInOrderWithItsHash) {

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/temp_dir.h"
+
 #include "error.h"
 
 using namespace sprout;
@@ -19,8 +21,6 @@ namespace {
 class TreeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root = fs::temp_directory_path() / ("sprout-tree-" + std::to_string(getpid()));
-    fs::remove_all(root);
     // Names chosen so that per-directory order differs from whole-path order ("a-b" < "a/x").
     for (const char* d : {"a/x/deep/er", "a-b", "b", "empty", "z z/\xc3\xa9t\xc3\xa9"}) fs::create_directories(root / d);
     for (int i = 0; i < 300; ++i) std::ofstream(root / "b" / ("f" + std::to_string(i))) << i;
@@ -28,14 +28,14 @@ class TreeTest : public ::testing::Test {
     std::ofstream(root / "a-b" / "file") << "ab";
     fs::create_symlink("../b/f1", root / "a" / "link");
   }
-  void TearDown() override { fs::remove_all(root); }
 
   std::vector<std::string> walked(const fs::path& r) {
     std::vector<std::string> out;
     walk_tree(r, [&](const TreeEntry& e) { out.push_back(e.rel); });
     return out;
   }
-  fs::path root;
+  TempDir tmp{"tree"};
+  fs::path root = tmp.path();
 };
 
 std::vector<std::string> rels(const TreeListing& l) {
