@@ -10,9 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <system_error>
 
 #include <fmt/format.h>
 
@@ -129,188 +131,284 @@ std::vector<std::string> ProcessResult::last_lines(std::size_t n) const {
   return lines;
 }
 
-ProcessResult run_process(const ProcessOptions& opts) {
-  ProcessResult result;
-  if (opts.argv.empty()) {
-    result.error = "empty command";
-    return result;
-  }
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-    result.error = fmt::format("pipe: {}", std::strerror(errno));
-    return result;
-  }
+namespace {
 
-  std::vector<char*> argv;
-  for (const auto& a : opts.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  auto env_strings = build_env(opts.env);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  // The executable is looked up before fork: the child only calls async-signal-safe
-  // functions (this process may have other threads).
-  std::string exe = find_in_path(opts.argv[0], env_strings);
-  if (exe.empty()) {
-    ::close(pipefd[0]);
-    ::close(pipefd[1]);
-    result.error = fmt::format("{}: {}", opts.argv[0], std::strerror(ENOENT));
-    return result;
+// What the child needs, all made before fork: between fork and exec the child calls
+// only async-signal-safe functions.
+struct ChildSetup {
+  std::string exe;
+  std::vector<char*> argv, envp;
+  sigset_t mask;
+  bool stdin_null;
+  int stdout_fd, stderr_fd;
+  int error_fd;  // the exec's errno goes here (close-on-exec: EOF when it succeeds)
+  pid_t parent;
+};
+
+// A descriptor among 0-2 that the redirections could overwrite, moved above them.
+int above_stdio(int fd) { return fd >= 0 && fd < 3 ? ::fcntl(fd, F_DUPFD_CLOEXEC, 3) : fd; }
+
+[[noreturn]] void exec_child(const ChildSetup& c) {
+  // Dies with the thread that started it, however sprout dies (kill -9 too).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != c.parent) ::_exit(127);
+  ::setpgid(0, 0);  // own process group: stopping it reaches all of it
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  ::sigprocmask(SIG_SETMASK, &c.mask, nullptr);
+  // (When sprout was started with 0, 1 or 2 closed, a descriptor of ours may be one
+  // of them.)
+  const int error_fd = above_stdio(c.error_fd), out = above_stdio(c.stdout_fd), err = above_stdio(c.stderr_fd);
+  if (c.stdin_null) {
+    int null = ::open("/dev/null", O_RDONLY);
+    if (null > 0) {
+      ::dup2(null, 0);
+      ::close(null);
+    }
   }
-  // The child reports a failed exec through this pipe (closed on a successful exec).
+  if (out >= 0) ::dup2(out, 1);
+  if (err >= 0) ::dup2(err, 2);
+  // Nothing else of ours reaches the program: descriptors opened without
+  // O_CLOEXEC (libext2fs opens images that way, on other threads) close at exec.
+  ::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+  ::execve(c.exe.c_str(), c.argv.data(), c.envp.data());
+  int e = errno;
+  (void)!::write(error_fd, &e, sizeof e);
+  ::_exit(127);
+}
+
+// Forks the child of `c` and waits until its exec succeeded (the error pipe closes)
+// or failed (its errno arrives; the child is reaped).
+Child fork_child(ChildSetup& c, const std::string& program) {
+  Child child;
   int errpipe[2];
   if (::pipe2(errpipe, O_CLOEXEC) != 0) {
-    ::close(pipefd[0]);
-    ::close(pipefd[1]);
-    result.error = fmt::format("pipe: {}", std::strerror(errno));
-    return result;
+    child.error = fmt::format("{}: pipe: {}", program, std::strerror(errno));
+    return child;
   }
-  pid_t parent = ::getpid();
+  c.error_fd = errpipe[1];
+  c.parent = ::getpid();
   // No handler of ours may run in the child before it resets them.
   sigset_t all, old_mask;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old_mask);
   pid_t pid = ::fork();
-  if (pid != 0) ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-  if (pid == 0) {
-    // Dies with the thread that waits for it, however sprout dies (kill -9 too).
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::setpgid(0, 0);  // own process group: a timeout stops all of it
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-    sigset_t empty;
-    sigemptyset(&empty);
-    ::sigprocmask(SIG_SETMASK, &empty, nullptr);
-    if (opts.stdin_null) {
-      int null = ::open("/dev/null", O_RDONLY);
-      if (null >= 0 && null != 0) {
-        ::dup2(null, 0);
-        ::close(null);
-      }
-    }
-    // (When sprout was started with stdout or stderr closed, the pipe may be fd 1 or
-    // 2 itself: dup2 onto itself keeps close-on-exec, so clear it.)
-    for (int fd : {1, 2}) {
-      if (fd == 2 && opts.stderr_fd >= 0)
-        opts.stderr_fd == 2 ? ::fcntl(2, F_SETFD, 0) : ::dup2(opts.stderr_fd, 2);
-      else if (pipefd[1] == fd)
-        ::fcntl(fd, F_SETFD, 0);
-      else
-        ::dup2(pipefd[1], fd);
-    }
-    // Nothing else of ours reaches the program: descriptors opened without
-    // O_CLOEXEC (libext2fs opens images that way, on other threads) close at exec.
-    ::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
-    ::execve(exe.c_str(), argv.data(), envp.data());
-    int err = errno;
-    (void)!::write(errpipe[1], &err, sizeof err);
-    ::_exit(127);
-  }
-  ::close(pipefd[1]);
+  if (pid == 0) exec_child(c);
+  const int fork_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   ::close(errpipe[1]);
   if (pid < 0) {
-    int err = errno;
-    ::close(pipefd[0]);
     ::close(errpipe[0]);
-    result.error = fmt::format("fork: {}", std::strerror(err));
-    return result;
+    child.error = fmt::format("{}: fork: {}", program, std::strerror(fork_errno));
+    return child;
   }
   int exec_errno = 0;
-  ssize_t got_err;
-  while ((got_err = ::read(errpipe[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {
+  ssize_t got;
+  while ((got = ::read(errpipe[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {
   }
   ::close(errpipe[0]);
-  if (got_err == static_cast<ssize_t>(sizeof exec_errno)) {
+  if (got == static_cast<ssize_t>(sizeof exec_errno)) {
     int st;
-    ::waitpid(pid, &st, 0);
-    ::close(pipefd[0]);
-    result.error = fmt::format("{}: {}", opts.argv[0], std::strerror(exec_errno));
-    return result;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    child.error = fmt::format("{}: {}", program, std::strerror(exec_errno));
+    return child;
   }
-  result.started = true;
+  child.pid = pid;
+  return child;
+}
 
-  int pidfd = pidfd_open_compat(pid);
-  OutputSink splitter(opts, result);
-  const auto start = Clock::now();
-  std::optional<Clock::time_point> deadline;
-  if (opts.timeout.count() > 0) deadline = start + opts.timeout;
-  std::optional<Clock::time_point> kill_at;    // SIGKILL after grace
-  std::optional<Clock::time_point> drain_end;  // after exit: stop waiting for the pipe
-  bool exited = false, pipe_open = true, stopping = false, lost = false;
-  int status = 0;
+// Stays with a started child: its output into the sink, the timeout and cancel_fd
+// (either stops its process group: SIGTERM, then SIGKILL after the grace), its exit
+// status.
+class ChildWait {
+ public:
+  ChildWait(const ProcessOptions& o, ProcessResult& r, pid_t pid, int out_fd)
+      : opts_(o), result_(r), sink_(o, r), pid_(pid), out_fd_(out_fd), pidfd_(pidfd_open_compat(pid)) {
+    if (o.timeout.count() > 0) deadline_ = Clock::now() + o.timeout;
+  }
+  ChildWait(const ChildWait&) = delete;
+  ChildWait& operator=(const ChildWait&) = delete;
+  ~ChildWait() {
+    if (pidfd_ >= 0) ::close(pidfd_);
+  }
+  void run();
 
-  auto stop = [&](bool timed_out) {
-    if (stopping) return;
-    stopping = true;
-    result.timed_out = timed_out;
-    result.cancelled = !timed_out;
-    ::kill(-pid, SIGTERM);
-    kill_at = Clock::now() + opts.kill_grace;
+ private:
+  void stop(bool timed_out);
+  void act_on_deadlines(Clock::time_point now);
+  int poll_timeout_ms(Clock::time_point now) const;
+  bool poll_once(Clock::time_point now);
+  void check_exit();
+  void finish();
+
+  const ProcessOptions& opts_;
+  ProcessResult& result_;
+  OutputSink sink_;
+  const pid_t pid_;
+  const int out_fd_, pidfd_;
+  std::optional<Clock::time_point> deadline_;
+  std::optional<Clock::time_point> kill_at_;    // SIGKILL after grace
+  std::optional<Clock::time_point> drain_end_;  // after exit: stop waiting for the pipe
+  bool exited_ = false, pipe_open_ = true, stopping_ = false, lost_ = false;
+  int status_ = 0;
+};
+
+void ChildWait::run() {
+  while (!exited_ || (pipe_open_ && Clock::now() < *drain_end_)) {
+    const auto now = Clock::now();
+    act_on_deadlines(now);
+    if (!poll_once(now)) break;
+    check_exit();
+  }
+  finish();
+}
+
+void ChildWait::stop(bool timed_out) {
+  if (stopping_) return;
+  stopping_ = true;
+  result_.timed_out = timed_out;
+  result_.cancelled = !timed_out;
+  ::kill(-pid_, SIGTERM);
+  kill_at_ = Clock::now() + opts_.kill_grace;
+}
+
+void ChildWait::act_on_deadlines(Clock::time_point now) {
+  if (!exited_ && !stopping_ && deadline_ && now >= *deadline_) stop(true);
+  if (!exited_ && kill_at_ && now >= *kill_at_) {
+    ::kill(-pid_, SIGKILL);
+    kill_at_.reset();
+  }
+}
+
+int ChildWait::poll_timeout_ms(Clock::time_point now) const {
+  std::optional<Clock::time_point> wake;
+  auto consider = [&](std::optional<Clock::time_point> t) {
+    if (t && (!wake || *t < *wake)) wake = t;
   };
+  if (!exited_ && !stopping_) consider(deadline_);
+  if (!exited_) consider(kill_at_);
+  if (exited_) consider(drain_end_);
+  int timeout_ms = 200;  // also bounds the pidfd-less fallback's polling
+  if (wake) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*wake - now).count() + 1;
+    timeout_ms = static_cast<int>(std::clamp<long long>(ms, 0, 200));
+  }
+  return timeout_ms;
+}
 
-  while (!exited || (pipe_open && Clock::now() < *drain_end)) {
-    auto now = Clock::now();
-    if (!exited && !stopping && deadline && now >= *deadline) stop(true);
-    if (!exited && kill_at && now >= *kill_at) {
-      ::kill(-pid, SIGKILL);
-      kill_at.reset();
-    }
-    std::optional<Clock::time_point> wake;
-    auto consider = [&](std::optional<Clock::time_point> t) {
-      if (t && (!wake || *t < *wake)) wake = t;
-    };
-    if (!exited && !stopping) consider(deadline);
-    if (!exited) consider(kill_at);
-    if (exited) consider(drain_end);
-    int timeout_ms = 200;  // also bounds the pidfd-less fallback's polling
-    if (wake) {
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*wake - now).count() + 1;
-      timeout_ms = static_cast<int>(std::clamp<long long>(ms, 0, 200));
-    }
-    pollfd fds[3];
-    nfds_t n = 0;
-    int out_idx = -1, pid_idx = -1, cancel_idx = -1;
-    if (pipe_open) fds[out_idx = static_cast<int>(n++)] = {pipefd[0], POLLIN, 0};
-    if (!exited && pidfd >= 0) fds[pid_idx = static_cast<int>(n++)] = {pidfd, POLLIN, 0};
-    if (!exited && !stopping && opts.cancel_fd >= 0) fds[cancel_idx = static_cast<int>(n++)] = {opts.cancel_fd, POLLIN, 0};
-    int pr = ::poll(fds, n, timeout_ms);
-    if (pr < 0 && errno != EINTR) break;
-    if (pr > 0 && out_idx >= 0 && (fds[out_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
-      char buf[65536];
-      ssize_t got = ::read(pipefd[0], buf, sizeof buf);
-      if (got > 0) {
-        splitter.feed(buf, static_cast<std::size_t>(got));
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        pipe_open = false;
-      }
-    }
-    if (pr > 0 && cancel_idx >= 0 && (fds[cancel_idx].revents & (POLLIN | POLLHUP))) stop(false);
-    if (!exited) {
-      pid_t w = ::waitpid(pid, &status, WNOHANG);
-      if (w == pid || (w < 0 && errno == ECHILD)) {
-        // ECHILD: somebody else reaped it (SIGCHLD ignored): its status is lost.
-        lost = w < 0;
-        exited = true;
-        drain_end = Clock::now() + std::chrono::milliseconds(stopping ? 100 : 500);
-      }
+// One wait for output, the child's exit or cancellation; false when poll failed.
+bool ChildWait::poll_once(Clock::time_point now) {
+  pollfd fds[3];
+  nfds_t n = 0;
+  int out_idx = -1, cancel_idx = -1;
+  if (pipe_open_) fds[out_idx = static_cast<int>(n++)] = {out_fd_, POLLIN, 0};
+  if (!exited_ && pidfd_ >= 0) fds[n++] = {pidfd_, POLLIN, 0};
+  if (!exited_ && !stopping_ && opts_.cancel_fd >= 0) fds[cancel_idx = static_cast<int>(n++)] = {opts_.cancel_fd, POLLIN, 0};
+  int pr = ::poll(fds, n, poll_timeout_ms(now));
+  if (pr < 0 && errno != EINTR) return false;
+  if (pr > 0 && out_idx >= 0 && (fds[out_idx].revents & (POLLIN | POLLHUP | POLLERR))) {
+    char buf[65536];
+    ssize_t got = ::read(out_fd_, buf, sizeof buf);
+    if (got > 0) {
+      sink_.feed(buf, static_cast<std::size_t>(got));
+    } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+      pipe_open_ = false;
     }
   }
-  if (!exited) {  // poll failed: make sure nothing is left behind
-    ::kill(-pid, SIGKILL);
-    if (::waitpid(pid, &status, 0) < 0) lost = true;
+  if (pr > 0 && cancel_idx >= 0 && (fds[cancel_idx].revents & (POLLIN | POLLHUP))) stop(false);
+  return true;
+}
+
+void ChildWait::check_exit() {
+  if (exited_) return;
+  pid_t w = ::waitpid(pid_, &status_, WNOHANG);
+  if (w == pid_ || (w < 0 && errno == ECHILD)) {
+    // ECHILD: somebody else reaped it (SIGCHLD ignored): its status is lost.
+    lost_ = w < 0;
+    exited_ = true;
+    drain_end_ = Clock::now() + std::chrono::milliseconds(stopping_ ? 100 : 500);
   }
-  if (stopping) ::kill(-pid, SIGKILL);  // stragglers of a stopped group
-  splitter.flush();
-  ::close(pipefd[0]);
-  if (pidfd >= 0) ::close(pidfd);
-  if (lost) {
-    result.error = "its exit status was lost (was SIGCHLD ignored?)";
+}
+
+void ChildWait::finish() {
+  if (!exited_) {  // poll failed: make sure nothing is left behind
+    ::kill(-pid_, SIGKILL);
+    if (::waitpid(pid_, &status_, 0) < 0) lost_ = true;
+  }
+  if (stopping_) ::kill(-pid_, SIGKILL);  // stragglers of a stopped group
+  sink_.flush();
+  if (lost_) {
+    result_.error = "its exit status was lost (was SIGCHLD ignored?)";
+    return;
+  }
+  if (WIFEXITED(status_)) result_.exit_code = WEXITSTATUS(status_);
+  if (WIFSIGNALED(status_)) result_.signal = WTERMSIG(status_);
+}
+
+}  // namespace
+
+Child spawn(const SpawnOptions& o) {
+  Child child;
+  if (o.argv.empty()) {
+    child.error = "empty command";
+    return child;
+  }
+  const std::string& program = o.argv[0];
+  ChildSetup c;
+  auto env_strings = build_env(o.env);
+  // The executable is looked up before fork, with the child's PATH.
+  c.exe = find_in_path(program, env_strings);
+  if (c.exe.empty()) {
+    child.error = fmt::format("{}: {}", program, std::strerror(ENOENT));
+    return child;
+  }
+  for (const auto& a : o.argv) c.argv.push_back(const_cast<char*>(a.c_str()));
+  c.argv.push_back(nullptr);
+  for (auto& e : env_strings) c.envp.push_back(e.data());
+  c.envp.push_back(nullptr);
+  if (o.signal_mask)
+    c.mask = *o.signal_mask;
+  else
+    sigemptyset(&c.mask);
+  c.stdin_null = o.stdin_null;
+  c.stdout_fd = o.stdout_fd;
+  c.stderr_fd = o.stderr_fd;
+  return fork_child(c, program);
+}
+
+void exec_argv(const std::vector<std::string>& argv) {
+  if (argv.empty()) throw std::system_error(EINVAL, std::generic_category(), "cannot run an empty command");
+  std::vector<char*> c;
+  for (const auto& a : argv) c.push_back(const_cast<char*>(a.c_str()));
+  c.push_back(nullptr);
+  ::execvp(c[0], c.data());
+  throw std::system_error(errno, std::generic_category(), "cannot run " + argv[0]);
+}
+
+ProcessResult run_process(const ProcessOptions& opts) {
+  ProcessResult result;
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    result.error = fmt::format("pipe: {}", std::strerror(errno));
     return result;
   }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  SpawnOptions so;
+  so.argv = opts.argv;
+  so.env = opts.env;
+  so.stdin_null = opts.stdin_null;
+  so.stdout_fd = pipefd[1];
+  so.stderr_fd = opts.stderr_fd >= 0 ? opts.stderr_fd : pipefd[1];
+  Child child = spawn(so);
+  ::close(pipefd[1]);
+  if (child) {
+    result.started = true;
+    ChildWait(opts, result, child.pid, pipefd[0]).run();
+  } else {
+    result.error = child.error;
+  }
+  ::close(pipefd[0]);
   return result;
 }
 

@@ -1,11 +1,20 @@
-// Running other programs: an argument vector (no shell), output captured and/or
-// streamed line by line, a timeout that stops the child's whole process group
-// (SIGTERM, then SIGKILL after a grace period), optional cancellation through a file
-// descriptor becoming readable, and the child always reaped before returning. The
-// child dies with the thread that runs it (PR_SET_PDEATHSIG), so a killed sprout
-// leaves no mkfs.ext4 or qemu-img behind; a child reaped by somebody else (SIGCHLD
-// ignored) ends the wait with `error` set instead of spinning.
+// Running other programs. spawn() is the one place where sprout starts a child: an
+// argument vector (no shell), every signal handler reset and the signal mask set, its
+// own process group, stdin from /dev/null, no descriptor of ours but 0-2, and it dies
+// with the thread that started it (PR_SET_PDEATHSIG), so a killed sprout leaves no
+// mkfs.ext4, qemu-img or qemu behind. A program that cannot be executed is an error of
+// spawn(), not an exit status 127.
+//
+// run_process() spawns and stays with the child: output captured and/or streamed line
+// by line, a timeout that stops the child's whole process group (SIGTERM, then SIGKILL
+// after a grace period), optional cancellation through a file descriptor becoming
+// readable, and the child always reaped before returning; a child reaped by somebody
+// else (SIGCHLD ignored) ends the wait with `error` set instead of spinning.
+// exec_argv() is for the commands that become another program (ssh, virsh console).
 #pragma once
+
+#include <signal.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <functional>
@@ -16,6 +25,40 @@
 #include <vector>
 
 namespace sprout {
+
+struct SpawnOptions {
+  /// argv[0] is looked up in $PATH (the child's, from `env`) unless it holds a '/'.
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;  ///< set on top of the current environment
+  bool stdin_null = true;                  ///< false: stdin is inherited
+  int stdout_fd = -1;                      ///< >= 0: the child's stdout; else inherited
+  int stderr_fd = -1;                      ///< >= 0: the child's stderr (may be stdout_fd); else inherited
+  /// The child's signal mask: nothing blocked unless given (a caller that blocks
+  /// signals for a signalfd passes the mask it had before).
+  std::optional<sigset_t> signal_mask;
+};
+
+struct Child {
+  pid_t pid = -1;     ///< > 0: started; the caller reaps it (waitpid)
+  std::string error;  ///< why not: "PROGRAM: No such file or directory", "PROGRAM: fork: ..."
+  explicit operator bool() const { return pid > 0; }
+};
+
+/// Starts options.argv and returns once the child runs the program (its exec
+/// succeeded), or with Child::error when it could not: not found, not executable,
+/// fork or pipe failed. The child, before its exec: dies when the thread that called
+/// spawn() ends (PR_SET_PDEATHSIG SIGKILL), leads its own process group (kill(-pid)
+/// reaches its descendants; the terminal's Ctrl-C does not), every signal handler at
+/// its default, the mask of SpawnOptions::signal_mask, and every descriptor but 0-2
+/// closed at exec (close_range CLOSE_RANGE_CLOEXEC), whether or not it was opened
+/// with O_CLOEXEC. Only async-signal-safe calls run between fork and exec (this process
+/// may have other threads).
+Child spawn(const SpawnOptions& options);
+
+/// Replaces this process with argv (looked up in $PATH as execvp does), for commands
+/// that become another program. When the exec fails it throws std::system_error with
+/// the exec's errno, whose what() is "cannot run PROGRAM: No such file or directory".
+[[noreturn]] void exec_argv(const std::vector<std::string>& argv);
 
 struct ProcessOptions {
   std::vector<std::string> argv;
@@ -51,6 +94,7 @@ struct ProcessResult {
   std::vector<std::string> last_lines(std::size_t n) const;
 };
 
+/// spawn(), then stays with the child until it is reaped (and its output drained).
 ProcessResult run_process(const ProcessOptions& options);
 
 /// Convenience: run and capture, throwing std::runtime_error naming the command and its
@@ -58,7 +102,7 @@ ProcessResult run_process(const ProcessOptions& options);
 std::string run_checked(const std::vector<std::string>& argv,
                         std::chrono::milliseconds timeout = std::chrono::minutes(10));
 
-/// Where run_process() finds `program`: itself when it holds a '/', else the first
+/// Where spawn() and run_process() find `program`: itself when it holds a '/', else the first
 /// executable of that name in $PATH; "" when there is none.
 std::string find_program(const std::string& program);
 

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,29 +40,6 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 namespace {
-
-pid_t spawn(const std::vector<std::string>& argv, const sigset_t& old_mask, int stderr_fd) {
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
-  if (pid > 0) return pid;
-  // Child: qemu dies with us, whatever kills us.
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != parent) ::_exit(127);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE}) ::signal(s, SIG_DFL);
-  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-  ::setpgid(0, 0);  // a Ctrl-C on the terminal reaches run, which powers down gracefully
-  int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null >= 0) ::dup2(null, 0);
-  if (stderr_fd >= 0) ::dup2(stderr_fd, 2);  // qemu's own messages, kept in the state directory
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  ::execvp(args[0], args.data());
-  std::string msg = fmt::format("sprout run: cannot start {}: {}\n", argv[0], std::strerror(errno));
-  (void)!::write(2, msg.data(), msg.size());
-  ::_exit(127);
-}
 
 int ms_until(Clock::time_point t) {
   auto d = std::chrono::duration_cast<milliseconds>(t - Clock::now()).count();
@@ -355,10 +331,28 @@ RunOutcome Loop::run() {
     int err_fd = ::open(qemu_log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (err_fd < 0) spdlog::warn("{}: cannot write {}: {}", spec_.name, qemu_log_path().string(), std::strerror(errno));
     accepted_at_start_ = rec_.counters().accepted;
-    pid_ = spawn(opt_.argv, old_mask_, err_fd);
+    SpawnOptions qemu;
+    qemu.argv = opt_.argv;
+    qemu.stderr_fd = err_fd;  // qemu's own messages, kept in the state directory
+    // Not the signalfd's signals: qemu gets SIGTERM, SIGINT, SIGHUP and SIGCHLD as usual.
+    // (In its own process group: a Ctrl-C on the terminal reaches run, which powers
+    // down gracefully.)
+    qemu.signal_mask = old_mask_;
+    Child child = spawn(qemu);
+    if (child) {
+      pid_ = child.pid;
+      host_event("qemu-started", fmt::format("qemu started (pid {})", pid_), {{"pid", pid_}});
+      notify_status("qemu started; waiting for the guest");
+    } else {
+      // qemu never ran: why takes the place of its last words in STATE/qemu.log, and
+      // finish() tells it as a qemu that failed before the guest started (exit 127, as
+      // a shell says of a program it cannot run).
+      std::string why = fmt::format("sprout run: cannot start {}\n", child.error);
+      if (err_fd < 0 || ::write(err_fd, why.data(), why.size()) < 0)
+        spdlog::error("{}: cannot start {}", spec_.name, child.error);
+      child_exited(W_EXITCODE(127, 0));
+    }
     if (err_fd >= 0) ::close(err_fd);
-    host_event("qemu-started", fmt::format("qemu started (pid {})", pid_), {{"pid", pid_}});
-    notify_status("qemu started; waiting for the guest");
   } else {
     set_host("waiting", "no VM is connected yet");
     spdlog::info("{}: recording {}", spec_.name, spec_.status_socket().string());
