@@ -71,12 +71,12 @@ int cmd_console(const Invocation& inv) {
   Spec spec = *inv.vm;
   if (auto argv = backend_for(spec).console_command(spec); !argv.empty()) {
     fmt::print(stderr, "{}: the console is {}'s: {}\n", spec.name, argv[0], format_command(argv));
-    std::vector<char*> c;
-    for (auto& s : argv) c.push_back(s.data());
-    c.push_back(nullptr);
-    ::execvp(c[0], c.data());
-    throw std::runtime_error(fmt::format("cannot run {} ({}): install it (virsh: libvirt-clients), or run `{}`",
-                                         argv[0], std::strerror(errno), format_command(argv)));
+    try {
+      exec_argv(argv);
+    } catch (const std::system_error& e) {
+      throw std::runtime_error(fmt::format("cannot run {} ({}): install it (virsh: libvirt-clients), or run `{}`",
+                                           argv[0], e.code().message(), format_command(argv)));
+    }
   }
   int sock = connect_unix(spec.console_socket());
   if (sock < 0) {

@@ -8,6 +8,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "subprocess.h"
 #include "error.h"
 #include "spec/spec.h"
 #include "cli/vm_locator.h"
@@ -43,11 +44,7 @@ int cmd_ssh(const Invocation& inv) {
                                    "-o", "HostKeyAlias=sprout-" + spec.name, a["user"].as<std::string>() + "@" + host};
   if (a.count("command"))
     for (const auto& w : a["command"].as<std::vector<std::string>>()) argv.push_back(w);
-  std::vector<char*> c;
-  for (auto& s : argv) c.push_back(s.data());
-  c.push_back(nullptr);
-  ::execvp(c[0], c.data());
-  throw std::runtime_error(fmt::format("cannot run {}: {}", argv[0], std::strerror(errno)));
+  exec_argv(argv);  // "cannot run ssh: ..." when it cannot
 }
 
 const Command kSshCommand = {"ssh", "ssh to a VM through its forward of guest port 22",
