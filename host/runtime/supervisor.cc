@@ -83,6 +83,10 @@ class Loop {
   bool ended() const { return owns_qemu_ ? child_done_ : stop_requested_; }
   int poll_timeout() const;
   RunOutcome finish();
+  void open_record();        // a new record (run) or the one an earlier watcher kept
+  void start_qemu();         // qemu.log, spawn, the qemu-started event
+  void check_deadlines();    // connect, QMP, the shutdown sequence's deadlines, flushes
+  void wait_and_dispatch();  // one poll over the signalfd, the status channel and QMP
 
   const Spec& spec_;
   const SuperviseOptions& opt_;
@@ -302,7 +306,7 @@ int Loop::poll_timeout() const {
   return timeout;
 }
 
-RunOutcome Loop::run() {
+void Loop::open_record() {
   if (opt_.record) {
     // sprout run starts a new record; a watcher continues what an earlier one knew.
     if (owns_qemu_)
@@ -315,44 +319,110 @@ RunOutcome Loop::run() {
         resumed_channel_ = old["host"]["channel"].get<std::string>();
     }
   }
+}
+
+void Loop::start_qemu() {
+  set_host("starting");
+  std::error_code ec;
+  fs::remove(spec_.status_socket(), ec);
+  fs::remove(spec_.qmp_socket(), ec);
+  spdlog::info("{}: starting {}", spec_.name, format_command(opt_.argv));
+  // qemu's stderr goes to STATE/qemu.log (this run's only); what it said is shown
+  // when it fails, and kept with the host's events.
+  int err_fd = ::open(qemu_log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (err_fd < 0) spdlog::warn("{}: cannot write {}: {}", spec_.name, qemu_log_path().string(), std::strerror(errno));
+  accepted_at_start_ = rec_.counters().accepted;
+  SpawnOptions qemu;
+  qemu.argv = opt_.argv;
+  qemu.stderr_fd = err_fd;  // qemu's own messages, kept in the state directory
+  // Not the signalfd's signals: qemu gets SIGTERM, SIGINT, SIGHUP and SIGCHLD as usual.
+  // (In its own process group: a Ctrl-C on the terminal reaches run, which powers
+  // down gracefully.)
+  qemu.signal_mask = old_mask_;
+  Child child = spawn(qemu);
+  if (child) {
+    pid_ = child.pid;
+    host_event("qemu-started", fmt::format("qemu started (pid {})", pid_), {{"pid", pid_}});
+    notify_status("qemu started; waiting for the guest");
+  } else {
+    // qemu never ran: why takes the place of its last words in STATE/qemu.log, and
+    // finish() tells it as a qemu that failed before the guest started (exit 127, as
+    // a shell says of a program it cannot run).
+    std::string why = fmt::format("sprout run: cannot start {}\n", child.error);
+    if (err_fd < 0 || ::write(err_fd, why.data(), why.size()) < 0)
+      spdlog::error("{}: cannot start {}", spec_.name, child.error);
+    child_exited(W_EXITCODE(127, 0));
+  }
+  if (err_fd >= 0) ::close(err_fd);
+}
+
+void Loop::check_deadlines() {
+  connect_status();
+  start_qmp();
+  qmp_.expire(Clock::now());
+  if (qmp_up_ && !qmp_.active()) qmp_lost();
+  if (shutdown_requested_ && !quit_sent_ && Clock::now() >= powerdown_deadline_) {
+    spdlog::warn("{}: the guest did not power off within {} s; quitting qemu", spec_.name,
+                 spec_.shutdown_timeout_seconds);
+    forced_ = true;
+    send_quit();
+  }
+  if (quit_sent_ && !killed_ && Clock::now() >= kill_deadline_) {
+    spdlog::warn("{}: qemu still running {} s after quit; killing it", spec_.name, opt_.quit_grace_seconds);
+    ::kill(pid_, SIGKILL);
+    killed_ = true;
+  }
+  if (auto due = rec_.flush_due(); due && Clock::now() >= *due) rec_.flush();
+  if (owns_qemu_) console_.tick();
+
+}
+
+void Loop::wait_and_dispatch() {
+  // Sleep until something happens or the next deadline.
+  pollfd fds[3];
+  int n = 0;
+  fds[n++] = {sfd_, POLLIN, 0};
+  int status_idx = -1, qmp_idx = -1;
+  if (status_fd_ >= 0) {
+    status_idx = n;
+    fds[n++] = {status_fd_, POLLIN, 0};
+  }
+  if (qmp_.active()) {
+    qmp_idx = n;
+    fds[n++] = {qmp_.fd(), qmp_.poll_events(), 0};
+  }
+  int r = ::poll(fds, n, poll_timeout());
+  if (r < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+  if (r <= 0) return;
+
+  if (fds[0].revents & POLLIN) {
+    signalfd_siginfo si{};
+    while (!ended() && ::read(sfd_, &si, sizeof(si)) == sizeof(si)) on_signal(static_cast<int>(si.ssi_signo));
+  }
+  if (status_idx >= 0 && (fds[status_idx].revents & (POLLIN | POLLHUP | POLLERR)) &&
+      !drain_status_socket(rec_, status_fd_)) {
+    spdlog::info("{}: status channel closed; reconnecting", spec_.name);
+    // For a watcher that is the end of the run (qemu closed its socket); inside
+    // `sprout run` the run goes on until qemu exits.
+    if (!owns_qemu_) {
+      set_host("waiting", "the VM's status channel closed (its qemu exited)");
+      host_event("run-ended", "the VM's status channel closed (its qemu exited)");
+    }
+    next_status_try_ = Clock::now() + milliseconds(50);
+  }
+  if (qmp_idx >= 0 && fds[qmp_idx].revents != 0 && qmp_.active()) qmp_events(fds[qmp_idx].revents);
+  if (qmp_up_ && !qmp_.active()) qmp_lost();  // ended in handle() or in a send
+}
+
+RunOutcome Loop::run() {
+  open_record();
   // READY=1 once the guest is specialized (or has failed, so that a unit does not
   // time out into a restart loop); or, when `ready` is "started", at the status
   // channel's first connection (at once when another process records).
   rec_.on_event = GuestEventLog(spec_.name, spec_.ready == Ready::specialized);
   sfd_ = make_signal_fd(owns_qemu_, &old_mask_);
   if (owns_qemu_) {
-    set_host("starting");
-    std::error_code ec;
-    fs::remove(spec_.status_socket(), ec);
-    fs::remove(spec_.qmp_socket(), ec);
-    spdlog::info("{}: starting {}", spec_.name, format_command(opt_.argv));
-    // qemu's stderr goes to STATE/qemu.log (this run's only); what it said is shown
-    // when it fails, and kept with the host's events.
-    int err_fd = ::open(qemu_log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (err_fd < 0) spdlog::warn("{}: cannot write {}: {}", spec_.name, qemu_log_path().string(), std::strerror(errno));
-    accepted_at_start_ = rec_.counters().accepted;
-    SpawnOptions qemu;
-    qemu.argv = opt_.argv;
-    qemu.stderr_fd = err_fd;  // qemu's own messages, kept in the state directory
-    // Not the signalfd's signals: qemu gets SIGTERM, SIGINT, SIGHUP and SIGCHLD as usual.
-    // (In its own process group: a Ctrl-C on the terminal reaches run, which powers
-    // down gracefully.)
-    qemu.signal_mask = old_mask_;
-    Child child = spawn(qemu);
-    if (child) {
-      pid_ = child.pid;
-      host_event("qemu-started", fmt::format("qemu started (pid {})", pid_), {{"pid", pid_}});
-      notify_status("qemu started; waiting for the guest");
-    } else {
-      // qemu never ran: why takes the place of its last words in STATE/qemu.log, and
-      // finish() tells it as a qemu that failed before the guest started (exit 127, as
-      // a shell says of a program it cannot run).
-      std::string why = fmt::format("sprout run: cannot start {}\n", child.error);
-      if (err_fd < 0 || ::write(err_fd, why.data(), why.size()) < 0)
-        spdlog::error("{}: cannot start {}", spec_.name, child.error);
-      child_exited(W_EXITCODE(127, 0));
-    }
-    if (err_fd >= 0) ::close(err_fd);
+    start_qemu();
   } else {
     set_host("waiting", "no VM is connected yet");
     spdlog::info("{}: recording {}", spec_.name, spec_.status_socket().string());
@@ -361,60 +431,9 @@ RunOutcome Loop::run() {
     notify_ready("qemu started");
     ready_sent_ = true;
   }
-
   while (!ended()) {
-    connect_status();
-    start_qmp();
-    qmp_.expire(Clock::now());
-    if (qmp_up_ && !qmp_.active()) qmp_lost();
-    if (shutdown_requested_ && !quit_sent_ && Clock::now() >= powerdown_deadline_) {
-      spdlog::warn("{}: the guest did not power off within {} s; quitting qemu", spec_.name,
-                   spec_.shutdown_timeout_seconds);
-      forced_ = true;
-      send_quit();
-    }
-    if (quit_sent_ && !killed_ && Clock::now() >= kill_deadline_) {
-      spdlog::warn("{}: qemu still running {} s after quit; killing it", spec_.name, opt_.quit_grace_seconds);
-      ::kill(pid_, SIGKILL);
-      killed_ = true;
-    }
-    if (auto due = rec_.flush_due(); due && Clock::now() >= *due) rec_.flush();
-    if (owns_qemu_) console_.tick();
-
-    // Sleep until something happens or the next deadline.
-    pollfd fds[3];
-    int n = 0;
-    fds[n++] = {sfd_, POLLIN, 0};
-    int status_idx = -1, qmp_idx = -1;
-    if (status_fd_ >= 0) {
-      status_idx = n;
-      fds[n++] = {status_fd_, POLLIN, 0};
-    }
-    if (qmp_.active()) {
-      qmp_idx = n;
-      fds[n++] = {qmp_.fd(), qmp_.poll_events(), 0};
-    }
-    int r = ::poll(fds, n, poll_timeout());
-    if (r < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
-    if (r <= 0) continue;
-
-    if (fds[0].revents & POLLIN) {
-      signalfd_siginfo si{};
-      while (!ended() && ::read(sfd_, &si, sizeof(si)) == sizeof(si)) on_signal(static_cast<int>(si.ssi_signo));
-    }
-    if (status_idx >= 0 && (fds[status_idx].revents & (POLLIN | POLLHUP | POLLERR)) &&
-        !drain_status_socket(rec_, status_fd_)) {
-      spdlog::info("{}: status channel closed; reconnecting", spec_.name);
-      // For a watcher that is the end of the run (qemu closed its socket); inside
-      // `sprout run` the run goes on until qemu exits.
-      if (!owns_qemu_) {
-        set_host("waiting", "the VM's status channel closed (its qemu exited)");
-        host_event("run-ended", "the VM's status channel closed (its qemu exited)");
-      }
-      next_status_try_ = Clock::now() + milliseconds(50);
-    }
-    if (qmp_idx >= 0 && fds[qmp_idx].revents != 0 && qmp_.active()) qmp_events(fds[qmp_idx].revents);
-    if (qmp_up_ && !qmp_.active()) qmp_lost();  // ended in handle() or in a send
+    check_deadlines();
+    wait_and_dispatch();
   }
   return finish();
 }
