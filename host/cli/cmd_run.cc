@@ -57,6 +57,40 @@ std::string accel_hint(const Spec& spec, const AccelChoice& accel) {
 
 namespace {
 
+/// A new run starts a new record at once: `sprout wait` must not mistake the last
+/// run's record for this one while prepare (export, overlay) is still working.
+void start_record(const Spec& spec) {
+  StatusStore store(spec.state_dir);
+  StatusRecorder rec(spec.name, store);
+  rec.reset();
+  json host = this_process_identity();
+  host["state"] = "preparing";
+  host["startedMs"] = unix_time_ms();
+  rec.set_host(host);
+}
+
+/// The host's side of a re-specialization: the guest will see a new generation.
+void record_configuration_change(const Spec& spec, const std::string& before, const std::string& now) {
+  std::string what = fmt::format("the exported configuration changed (generation {} -> {}): the guest "
+                                 "re-specializes at this boot",
+                                 before.substr(0, 12), now.substr(0, 12));
+  spdlog::info("{}: {}", spec.name, what);
+  StatusStore(spec.state_dir)
+      .append_event({{"source", "host"}, {"event", "configuration-changed"}, {"vm", spec.name}, {"message", what},
+                     {"hostTimeMs", unix_time_ms()}});
+}
+
+/// The spec's accel decided (kvm_probe.h), with the one warning when "auto" falls back.
+AccelChoice choose_accel_for(const Spec& spec, const std::string& qemu) {
+  AccelChoice accel = choose_accel(spec.accel, qemu);
+  if (!accel.fallback_why.empty())
+    spdlog::warn("{}: KVM does not run guests here: {}. Using software emulation (TCG), which is much slower. "
+                 "Set \"accel\": \"tcg\" in {} to choose it and silence this warning (`sprout check-host` "
+                 "shows what this host can do)",
+                 spec.name, for_terminal(accel.fallback_why), spec.file.string());
+  return accel;
+}
+
 void run_options(cxxopts::Options& o) {
   o.add_options()(
       "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
@@ -80,17 +114,7 @@ int cmd_run(const Invocation& inv) {
   int lock = lock_run(spec);
   // --print-command starts nothing: it leaves the record of the VM's runs alone.
   const bool record = !a.count("external-recorder") && !a.count("print-command");
-  if (record) {
-    // A new run starts a new record at once: `sprout wait` must not mistake the last
-    // run's record for this one while prepare (export, overlay) is still working.
-    StatusStore store(spec.state_dir);
-    StatusRecorder rec(spec.name, store);
-    rec.reset();
-    json host = this_process_identity();
-    host["state"] = "preparing";
-    host["startedMs"] = unix_time_ms();
-    rec.set_host(host);
-  }
+  if (record) start_record(spec);
   // SIGTERM/SIGINT during prepare wait until the export and qemu-img are done (they are
   // never left running behind us, half way through an overlay), then end the run
   // without starting the VM.
@@ -100,16 +124,8 @@ int cmd_run(const Invocation& inv) {
   ::sigprocmask(SIG_BLOCK, &stop_signals, &original_mask);
   const std::string exported_before = exported_generation(spec);
   auto prepared = prepare_vm(spec);
-  if (record && !exported_before.empty() && exported_before != prepared.exported.manifest.generation) {
-    // The host's side of a re-specialization: the guest will see a new generation.
-    std::string what = fmt::format("the exported configuration changed (generation {} -> {}): the guest "
-                                   "re-specializes at this boot",
-                                   exported_before.substr(0, 12), prepared.exported.manifest.generation.substr(0, 12));
-    spdlog::info("{}: {}", spec.name, what);
-    StatusStore(spec.state_dir)
-        .append_event({{"source", "host"}, {"event", "configuration-changed"}, {"vm", spec.name}, {"message", what},
-                       {"hostTimeMs", unix_time_ms()}});
-  }
+  if (record && !exported_before.empty() && exported_before != prepared.exported.manifest.generation)
+    record_configuration_change(spec, exported_before, prepared.exported.manifest.generation);
   sigset_t pending;
   sigpending(&pending);
   if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT) || sigismember(&pending, SIGHUP)) {
@@ -126,13 +142,8 @@ int cmd_run(const Invocation& inv) {
   ::sigprocmask(SIG_SETMASK, &original_mask, nullptr);
   spdlog::info("{}: overlay {} ({})", spec.name, prepared.overlay.overlay.string(), prepared.overlay.action);
   for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
-  const AccelChoice accel = choose_accel(spec.accel, env.qemu_binary);
+  const AccelChoice accel = choose_accel_for(spec, env.qemu_binary);
   env.kvm = accel.kvm;
-  if (!accel.fallback_why.empty())
-    spdlog::warn("{}: KVM does not run guests here: {}. Using software emulation (TCG), which is much slower. "
-                 "Set \"accel\": \"tcg\" in {} to choose it and silence this warning (`sprout check-host` "
-                 "shows what this host can do)",
-                 spec.name, for_terminal(accel.fallback_why), spec.file.string());
   auto argv = build_qemu_command(spec, env);
   if (a.count("print-command")) {
     fmt::print("{}\n", format_command(argv));  // one line, quoted for a POSIX shell
