@@ -200,6 +200,189 @@ void make_directory(const fs::path& dir, const char* what) {
   if (ec) throw std::system_error(ec, fmt::format("cannot create the {} {}", what, dir.string()));
 }
 
+/// The request with its cache and state directories absolute and normal, as links
+/// and cache keys spell them.
+ExportRequest with_absolute_dirs(const ExportRequest& request) {
+  ExportRequest req = request;
+  req.cache_dir = fs::absolute(req.cache_dir).lexically_normal();
+  req.out_dir = fs::absolute(req.out_dir).lexically_normal();
+  return req;
+}
+
+/// Opens the export's cache session: the cache directory made (0711) and locked
+/// (shared), and the leftovers of killed exports removed from it and from the state
+/// directory. The session lasts as long as the returned lock.
+std::unique_ptr<CacheLock> open_cache(const ExportRequest& req) {
+  make_directory(req.cache_dir, "cache directory");
+  // Others may pass through to an image a hypervisor's user was given (libvirt's
+  // dynamic ownership), but not list the cache; images are 0400.
+  struct stat cst;
+  if (::stat(req.cache_dir.c_str(), &cst) == 0 && cst.st_uid == ::geteuid() && (cst.st_mode & 07777) != 0711)
+    ::chmod(req.cache_dir.c_str(), 0711);
+  // Shared: exports run side by side; gc waits until images are built and linked.
+  auto lock = std::make_unique<CacheLock>(req.cache_dir, CacheLock::shared);
+  remove_leftovers(req.cache_dir);
+  remove_leftovers(req.out_dir);
+  return lock;
+}
+
+/// Lists one role's tree, and finds its digest when that is known without building.
+void list_role(RoleInput& in, const ExportRequest& req, SshFilter& ssh_filter) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (in.role == DiskRole::ssh) {
+    in.listing = list_tree(in.source, std::ref(ssh_filter));
+    in.digest = ListedTreeReader(in.listing).content_digest();
+  } else {
+    in.hashes = std::make_unique<DigestCacheFile>(req.cache_dir, in.source);
+    in.listing = list_tree(in.source, {}, in.hashes->known_files() + in.hashes->known_files() / 8);
+    in.digest = known_content_digest(in.listing, *in.hashes);
+  }
+  for (const auto& e : in.listing.entries) account_entry(in.size, e);
+  if (in.role == DiskRole::self)
+    for (const auto& e : in.listing.entries)
+      if (e.rel == kManifestFileName)
+        throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
+                                     in.source.string(), kManifestFileName));
+  spdlog::debug("{}: listed in {:.0f} ms, digest {}", in.source.string(),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                in.digest ? "known" : "to be read");
+}
+
+/// The request's roles, listed: config, self and (when asked for) ssh, in that order.
+std::vector<RoleInput> list_roles(const ExportRequest& req, SshFilter& ssh_filter) {
+  std::vector<RoleInput> inputs(req.ssh_source ? 3 : 2);
+  inputs[0].role = DiskRole::config;
+  inputs[0].source = req.config_source;
+  inputs[1].role = DiskRole::self;
+  inputs[1].source = req.self_source;
+  if (req.ssh_source) {
+    inputs[2].role = DiskRole::ssh;
+    inputs[2].source = *req.ssh_source;
+  }
+  for (auto& in : inputs) list_role(in, req, ssh_filter);
+  return inputs;
+}
+
+/// The ssh files left out, each warned about.
+std::vector<Exclusion> report_excluded(const ExportRequest& req, const SshFilter& ssh_filter) {
+  std::vector<Exclusion> excluded = ssh_filter.excluded();
+  for (const auto& x : excluded)
+    spdlog::warn("ssh export: left out {}/{}: {}{}", req.ssh_source->string(), x.path, x.reason,
+                 x.reason.rfind("private key", 0) == 0 ? " (pass --allow-private-keys to export it)" : "");
+  return excluded;
+}
+
+/// Makes the state directory and checks that every link can be made there. What
+/// linking could refuse is found before anything is built or recorded, so a failed
+/// export leaves the cache and the state directory as they were.
+void check_links_possible(const ExportRequest& req, const std::vector<RoleInput>& inputs) {
+  make_directory(req.out_dir, "state directory");
+  for (const auto& in : inputs) require_replaceable_link(link_of(req, in.role));
+  if (!req.system.empty()) require_replaceable_link(link_of(req, DiskRole::closure));
+  require_links_possible(req.out_dir);
+}
+
+/// The roles' builds (none for a role whose image is cached, or not yet known to be).
+struct RoleBuilds {
+  std::optional<Build> config, self, ssh;
+};
+
+/// Builds the images the cache lacks, side by side, each role on a thread of its
+/// own (config on this one); afterwards every role's digest is known. The self image
+/// is built whenever its digest is unknown: its key also covers the manifest, so
+/// whether it is cached is known only later (build_self_if_uncached).
+RoleBuilds build_missing(std::vector<RoleInput>& inputs, const ExportRequest& req) {
+  RoleInput& self = inputs[1];
+  RoleInput* ssh = inputs.size() > 2 ? &inputs[2] : nullptr;
+  std::future<std::optional<Build>> self_build, ssh_build;
+  if (!self.digest)
+    self_build = std::async(std::launch::async, [&] { return std::optional<Build>(build_contents(self, req)); });
+  if (ssh) ssh_build = std::async(std::launch::async, [&] { return prepare_role(*ssh, req); });
+  RoleBuilds builds;
+  builds.config = prepare_role(inputs[0], req);
+  if (ssh_build.valid()) builds.ssh = ssh_build.get();
+  if (self_build.valid()) {
+    builds.self = self_build.get();
+    self.digest = builds.self->digest;
+  }
+  return builds;
+}
+
+/// The host-built system's closure image, from the cache or built (none when the
+/// guest builds its system).
+std::optional<ClosureImage> closure_for(const ExportRequest& req) {
+  if (req.system.empty()) return std::nullopt;
+  return build_closure_image(ClosureRequest{req.system, req.base_system, req.cache_dir});
+}
+
+/// The manifest of this export: every role's digest, and the closure's.
+Manifest manifest_for(const ExportRequest& req, const std::vector<RoleInput>& inputs,
+                      const std::optional<ClosureImage>& closure) {
+  Manifest m;
+  m.name = req.name;
+  m.config_digest = *inputs[0].digest;
+  m.self_digest = *inputs[1].digest;
+  m.ssh_digest = inputs.size() > 2 ? *inputs[2].digest : "";
+  m.rebuild = req.rebuild;
+  if (closure) {
+    m.system = req.system;
+    m.closure_digest = closure->key;
+  }
+  m.generation =
+      generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
+  return m;
+}
+
+/// Builds the self image when its digest was known but no image of that digest and
+/// `manifest_text` is cached: reads the tree now, as it is, and refuses a tree that
+/// changed since it was listed.
+void build_self_if_uncached(RoleInput& self, std::optional<Build>& self_build, const std::string& manifest_text,
+                            const ExportRequest& req) {
+  if (self_build || place(self, *self.digest, manifest_text, req).cache_hit) return;
+  self_build = build_contents(self, req);
+  if (self_build->digest != *self.digest)
+    throw InputError(fmt::format("{}: changed while it was exported; nothing was cached, run the export again",
+                                 self.source.string()));
+}
+
+/// Commits the roles' images and links them, side by side, so their fsyncs share the
+/// disk's flushes; the images in the roles' order.
+std::vector<ExportedImage> commit_and_link(const std::vector<RoleInput>& inputs, RoleBuilds& builds,
+                                           const std::string& manifest_text, const ExportRequest& req) {
+  const RoleInput& self = inputs[1];
+  const RoleInput* ssh = inputs.size() > 2 ? &inputs[2] : nullptr;
+  std::future<ExportedImage> self_image =
+      std::async(std::launch::async, [&] { return finish_role(self, builds.self, manifest_text, req); });
+  std::future<ExportedImage> ssh_image;
+  if (ssh) ssh_image = std::async(std::launch::async, [&] { return finish_role(*ssh, builds.ssh, "", req); });
+  std::vector<ExportedImage> images;
+  images.push_back(finish_role(inputs[0], builds.config, "", req));
+  images.push_back(self_image.get());
+  if (ssh) images.push_back(ssh_image.get());
+  return images;
+}
+
+/// Links the closure image.
+ExportedImage link_closure(const ClosureImage& closure, const ExportRequest& req) {
+  ExportedImage img;
+  img.role = DiskRole::closure;
+  img.link = link_of(req, DiskRole::closure);
+  img.image = closure.image;
+  img.tree_digest = closure.key;
+  img.cache_hit = closure.cache_hit;
+  img.bytes = fs::file_size(img.image);
+  link_image(img.image, img.link);
+  return img;
+}
+
+/// Removes the links of an earlier export that had an ssh disk or was host-built.
+void drop_stale_links(const ExportRequest& req, bool has_closure) {
+  for (auto [gone, name] : {std::pair{!req.ssh_source, "ssh.img"}, std::pair{!has_closure, "closure.img"}}) {
+    std::error_code ec;
+    if (gone && fs::is_symlink(fs::symlink_status(req.out_dir / name, ec))) fs::remove(req.out_dir / name, ec);
+  }
+}
+
 }  // namespace
 
 ExportRequest ExportRequest::from_spec(const Spec& spec) {
@@ -237,128 +420,23 @@ json ExportResult::to_json() const {
 }
 
 ExportResult export_disks(const ExportRequest& request) {
-  ExportRequest req = request;
-  req.cache_dir = fs::absolute(req.cache_dir).lexically_normal();
-  req.out_dir = fs::absolute(req.out_dir).lexically_normal();
+  const ExportRequest req = with_absolute_dirs(request);
   ExportResult result;
   SshFilter ssh_filter(req.allow_private_keys);
-
-  make_directory(req.cache_dir, "cache directory");
-  // Others may pass through to an image a hypervisor's user was given (libvirt's
-  // dynamic ownership), but not list the cache; images are 0400.
-  struct stat cst;
-  if (::stat(req.cache_dir.c_str(), &cst) == 0 && cst.st_uid == ::geteuid() && (cst.st_mode & 07777) != 0711)
-    ::chmod(req.cache_dir.c_str(), 0711);
-  // Shared: exports run side by side; gc waits until images are built and linked.
-  CacheLock cache_lock(req.cache_dir, CacheLock::shared);
-  remove_leftovers(req.cache_dir);
-  remove_leftovers(req.out_dir);
-  std::vector<RoleInput> inputs(req.ssh_source ? 3 : 2);
-  inputs[0].role = DiskRole::config;
-  inputs[0].source = req.config_source;
-  inputs[1].role = DiskRole::self;
-  inputs[1].source = req.self_source;
-  if (req.ssh_source) {
-    inputs[2].role = DiskRole::ssh;
-    inputs[2].source = *req.ssh_source;
-  }
-
-  for (auto& in : inputs) {
-    auto t0 = std::chrono::steady_clock::now();
-    if (in.role == DiskRole::ssh) {
-      in.listing = list_tree(in.source, std::ref(ssh_filter));
-      in.digest = ListedTreeReader(in.listing).content_digest();
-    } else {
-      in.hashes = std::make_unique<DigestCacheFile>(req.cache_dir, in.source);
-      in.listing = list_tree(in.source, {}, in.hashes->known_files() + in.hashes->known_files() / 8);
-      in.digest = known_content_digest(in.listing, *in.hashes);
-    }
-    for (const auto& e : in.listing.entries) account_entry(in.size, e);
-    if (in.role == DiskRole::self)
-      for (const auto& e : in.listing.entries)
-        if (e.rel == kManifestFileName)
-          throw InputError(fmt::format("{}: contains {}, a name sprout reserves for its manifest; rename it",
-                                       in.source.string(), kManifestFileName));
-    spdlog::debug("{}: listed in {:.0f} ms, digest {}", in.source.string(),
-                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
-                  in.digest ? "known" : "to be read");
-  }
-  result.excluded = ssh_filter.excluded();
-  for (const auto& x : result.excluded)
-    spdlog::warn("ssh export: left out {}/{}: {}{}", req.ssh_source->string(), x.path, x.reason,
-                 x.reason.rfind("private key", 0) == 0 ? " (pass --allow-private-keys to export it)" : "");
-  make_directory(req.out_dir, "state directory");
-  // What linking could refuse is found before anything is built or recorded, so a
-  // failed export leaves the cache and the state directory as they were.
-  for (const auto& in : inputs) require_replaceable_link(link_of(req, in.role));
-  if (!req.system.empty()) require_replaceable_link(link_of(req, DiskRole::closure));
-  require_links_possible(req.out_dir);
-
-  // The roles' images are built side by side, each on a thread of its own (config on
-  // this one), and then committed and linked side by side, so their fsyncs share the
-  // disk's flushes. The self image's key also covers its manifest, which names every
-  // role's digest, so it is committed once all are known.
-  RoleInput& self = inputs[1];
-  RoleInput* ssh = inputs.size() > 2 ? &inputs[2] : nullptr;
-  std::future<std::optional<Build>> self_build, ssh_build;
-  if (!self.digest)
-    self_build = std::async(std::launch::async, [&] { return std::optional<Build>(build_contents(self, req)); });
-  if (ssh) ssh_build = std::async(std::launch::async, [&] { return prepare_role(*ssh, req); });
-  std::optional<Build> config_b = prepare_role(inputs[0], req);
-  std::optional<Build> ssh_b, self_b;
-  if (ssh_build.valid()) ssh_b = ssh_build.get();
-  if (self_build.valid()) {
-    self_b = self_build.get();
-    self.digest = self_b->digest;
-  }
-
-  Manifest& m = result.manifest;
-  m.name = req.name;
-  m.config_digest = *inputs[0].digest;
-  m.self_digest = *self.digest;
-  m.ssh_digest = ssh ? *ssh->digest : "";
-  m.rebuild = req.rebuild;
-  std::optional<ClosureImage> closure;
-  if (!req.system.empty()) {
-    closure = build_closure_image(ClosureRequest{req.system, req.base_system, req.cache_dir});
-    m.system = req.system;
-    m.closure_digest = closure->key;
-  }
-  m.generation =
-      generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
-  const std::string manifest_text = m.to_json_text();
-  if (!self_b && !place(self, *self.digest, manifest_text, req).cache_hit) {
-    // Its digest was known but its image is not cached: read it now, as it is.
-    self_b = build_contents(self, req);
-    if (self_b->digest != *self.digest)
-      throw InputError(fmt::format("{}: changed while it was exported; nothing was cached, run the export again",
-                                   self.source.string()));
-  }
-  std::future<ExportedImage> self_image =
-      std::async(std::launch::async, [&] { return finish_role(self, self_b, manifest_text, req); });
-  std::future<ExportedImage> ssh_image;
-  if (ssh) ssh_image = std::async(std::launch::async, [&] { return finish_role(*ssh, ssh_b, "", req); });
-  result.images.push_back(finish_role(inputs[0], config_b, "", req));
-  result.images.push_back(self_image.get());
-  if (ssh) result.images.push_back(ssh_image.get());
+  const std::unique_ptr<CacheLock> cache_lock = open_cache(req);
+  std::vector<RoleInput> inputs = list_roles(req, ssh_filter);
+  result.excluded = report_excluded(req, ssh_filter);
+  check_links_possible(req, inputs);
+  RoleBuilds builds = build_missing(inputs, req);
+  const std::optional<ClosureImage> closure = closure_for(req);
+  result.manifest = manifest_for(req, inputs, closure);
+  const std::string manifest_text = result.manifest.to_json_text();
+  build_self_if_uncached(inputs[1], builds.self, manifest_text, req);
+  result.images = commit_and_link(inputs, builds, manifest_text, req);
   for (auto& in : inputs)
     if (in.hashes) in.hashes->save();
-  if (closure) {
-    ExportedImage img;
-    img.role = DiskRole::closure;
-    img.link = link_of(req, DiskRole::closure);
-    img.image = closure->image;
-    img.tree_digest = closure->key;
-    img.cache_hit = closure->cache_hit;
-    img.bytes = fs::file_size(img.image);
-    link_image(img.image, img.link);
-    result.images.push_back(img);
-  }
-  // Links from an earlier export that had an ssh disk or was host-built.
-  for (auto [gone, name] : {std::pair{!req.ssh_source, "ssh.img"}, std::pair{!closure, "closure.img"}}) {
-    std::error_code ec;
-    if (gone && fs::is_symlink(fs::symlink_status(req.out_dir / name, ec))) fs::remove(req.out_dir / name, ec);
-  }
+  if (closure) result.images.push_back(link_closure(*closure, req));
+  drop_stale_links(req, closure.has_value());
   return result;
 }
 

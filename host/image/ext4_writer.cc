@@ -36,6 +36,32 @@ void uuid_bytes(const std::string& hex, unsigned char out[16]) {
   for (int i = 0; i < 16; ++i) out[i] = static_cast<unsigned char>(std::stoi(digits.substr(2 * i, 2), nullptr, 16));
 }
 
+/// What mkfs.ext4 -T default -O ^has_journal -b 4096 -I 256 -m 0 sets for an image
+/// of `bytes`, without the resize inode (a read-only image never grows).
+ext2_super_block superblock_parameters(std::uint64_t bytes, const TreeSize& size) {
+  ext2_super_block param{};
+  ext2fs_blocks_count_set(&param, bytes / kBlock);
+  param.s_log_block_size = 2;  // 1024 << 2
+  param.s_rev_level = EXT2_DYNAMIC_REV;
+  param.s_inode_size = 256;
+  param.s_inodes_count = static_cast<__u32>(size.files + size.dirs + size.symlinks + 64);
+  param.s_desc_size = EXT2_MIN_DESC_SIZE_64BIT;
+  param.s_log_groups_per_flex = 4;
+  ext2fs_set_feature_xattr(&param);
+  ext2fs_set_feature_dir_index(&param);
+  ext2fs_set_feature_sparse_super(&param);
+  ext2fs_set_feature_large_file(&param);
+  ext2fs_set_feature_filetype(&param);
+  ext2fs_set_feature_extents(&param);
+  ext2fs_set_feature_huge_file(&param);
+  ext2fs_set_feature_flex_bg(&param);
+  ext2fs_set_feature_metadata_csum(&param);
+  ext2fs_set_feature_64bit(&param);
+  ext2fs_set_feature_dir_nlink(&param);
+  ext2fs_set_feature_extra_isize(&param);
+  return param;
+}
+
 }  // namespace
 
 struct Ext4Writer::State {
@@ -55,6 +81,88 @@ struct Ext4Writer::State {
   }
   void check(errcode_t err, const std::string& what) const {
     if (err) fail(err, what);
+  }
+
+  /// The file the filesystem is laid out in, `bytes` long: in memory when the image
+  /// is small enough (`memory`), else `out` itself.
+  fs::path sized_target(std::uint64_t bytes) {
+    fs::path target = out;
+    if (bytes <= kMemoryImageMax) {
+      memory.emplace();
+      target = memory->path();
+    } else {
+      int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0) throw std::system_error(errno, std::generic_category(), out.string());
+      int rc = ::ftruncate(fd, static_cast<off_t>(bytes));
+      int saved = errno;
+      ::close(fd);
+      if (rc != 0) throw std::system_error(saved, std::generic_category(), out.string());
+    }
+    if (memory && ::truncate(target.c_str(), static_cast<off_t>(bytes)) != 0)
+      throw std::system_error(errno, std::generic_category(), "sizing the in-memory image");
+    return target;
+  }
+
+  /// The superblock's fields that would follow the clock, the host or chance, fixed:
+  /// times, UUID and hash seed (from `seed_hex`), hash and checksum kinds; and its label.
+  void settle_superblock(const std::string& label, const std::string& seed_hex) {
+    fs->now = kExportTimestamp;
+    auto* sb = fs->super;
+    sb->s_mkfs_time = sb->s_lastcheck = sb->s_wtime = sb->s_mtime = kExportTimestamp;
+    sb->s_max_mnt_count = static_cast<__s16>(-1);
+    // Zero, so that closing adds no I/O statistics (they would follow how the writes
+    // were split); and the directory hash's signedness fixed, not the host's char's.
+    sb->s_kbytes_written = 0;
+    sb->s_flags &= ~(EXT2_FLAGS_SIGNED_HASH | EXT2_FLAGS_UNSIGNED_HASH);
+    sb->s_flags |= EXT2_FLAGS_SIGNED_HASH;
+    uuid_bytes(seed_hex, sb->s_uuid);
+    std::memcpy(sb->s_hash_seed, sb->s_uuid, sizeof sb->s_uuid);
+    sb->s_def_hash_version = EXT2_HASH_HALF_MD4;
+    sb->s_checksum_type = EXT2_CRC32C_CHKSUM;
+    ext2fs_init_csum_seed(fs);
+    std::memset(sb->s_volume_name, 0, sizeof sb->s_volume_name);
+    std::strncpy(reinterpret_cast<char*>(sb->s_volume_name), label.c_str(), sizeof sb->s_volume_name);
+  }
+
+  /// The block groups' tables, bitmaps and descriptors, and the reserved inodes.
+  void set_up_groups() {
+    auto* sb = fs->super;
+    check(ext2fs_allocate_tables(fs), "cannot allocate the group tables");
+    check(ext2fs_convert_subcluster_bitmap(fs, &fs->block_map), "cannot set up the block bitmap");
+    blk64_t overhead = 0;
+    check(ext2fs_count_used_clusters(fs, sb->s_first_data_block, ext2fs_blocks_count(sb) - 1, &overhead),
+          "cannot count the metadata blocks");
+    sb->s_overhead_clusters = static_cast<__u32>(overhead + sb->s_first_data_block);
+    // The file is new and reads as zeros: the inode tables are zeroed already.
+    for (dgrp_t g = 0; g < fs->group_desc_count; ++g) {
+      ext2fs_bg_flags_set(fs, g, EXT2_BG_INODE_ZEROED);
+      ext2fs_group_desc_csum_set(fs, g);
+    }
+    // Reserved inodes must have valid checksums (mke2fs's write_reserved_inodes).
+    std::vector<char> zero(EXT2_INODE_SIZE(sb));
+    for (ext2_ino_t ino = 1; ino < EXT2_FIRST_INO(sb); ++ino)
+      check(ext2fs_write_inode_full(fs, ino, reinterpret_cast<ext2_inode*>(zero.data()), EXT2_INODE_SIZE(sb)),
+            "cannot write the reserved inodes");
+  }
+
+  /// The root directory and lost+found (16 KiB, as mkfs.ext4 makes it).
+  void make_root_directories() {
+    check(ext2fs_mkdir(fs, EXT2_ROOT_INO, EXT2_ROOT_INO, nullptr), "cannot create the root directory");
+    fs->umask = 077;
+    check(ext2fs_mkdir(fs, EXT2_ROOT_INO, 0, "lost+found"), "cannot create lost+found");
+    check(ext2fs_lookup(fs, EXT2_ROOT_INO, "lost+found", 10, nullptr, &lost_found), "cannot find lost+found");
+    for (std::size_t bytes_now = kBlock; bytes_now < 16 * 1024; bytes_now += kBlock)
+      check(ext2fs_expand_dir(fs, lost_found), "cannot grow lost+found");
+  }
+
+  /// Marks the reserved inodes in use, and writes the bad block inode.
+  void reserve_inodes() {
+    for (ext2_ino_t ino = EXT2_ROOT_INO + 1; ino < EXT2_FIRST_INODE(fs->super); ++ino)
+      ext2fs_inode_alloc_stats2(fs, ino, +1, 0);
+    ext2fs_mark_ib_dirty(fs);
+    ext2fs_mark_inode_bitmap2(fs->inode_map, EXT2_BAD_INO);
+    ext2fs_inode_alloc_stats2(fs, EXT2_BAD_INO, +1, 0);
+    check(ext2fs_update_bb_inode(fs, nullptr), "cannot write the bad block inode");
   }
 
   /// Runs `op` (which links a name into `dir`), growing the directory by a block when
@@ -211,95 +319,17 @@ struct Ext4Writer::State {
 Ext4Writer::Ext4Writer(const fs::path& out, const std::string& label, const std::string& seed_hex,
                        const TreeSize& size)
     : s_(std::make_unique<State>()) {
-  s_->out = out;
-  const std::uint64_t bytes = image_size_for(size);
-  fs::path target = out;
-  if (bytes <= kMemoryImageMax) {
-    s_->memory.emplace();
-    target = s_->memory->path();
-  } else {
-    int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), out.string());
-    int rc = ::ftruncate(fd, static_cast<off_t>(bytes));
-    int saved = errno;
-    ::close(fd);
-    if (rc != 0) throw std::system_error(saved, std::generic_category(), out.string());
-  }
-  if (s_->memory && ::truncate(target.c_str(), static_cast<off_t>(bytes)) != 0)
-    throw std::system_error(errno, std::generic_category(), "sizing the in-memory image");
-
-  // What mkfs.ext4 -T default -O ^has_journal -b 4096 -I 256 -m 0 sets, without the
-  // resize inode (a read-only image never grows).
-  ext2_super_block param{};
-  ext2fs_blocks_count_set(&param, bytes / kBlock);
-  param.s_log_block_size = 2;  // 1024 << 2
-  param.s_rev_level = EXT2_DYNAMIC_REV;
-  param.s_inode_size = 256;
-  param.s_inodes_count = static_cast<__u32>(size.files + size.dirs + size.symlinks + 64);
-  param.s_desc_size = EXT2_MIN_DESC_SIZE_64BIT;
-  param.s_log_groups_per_flex = 4;
-  ext2fs_set_feature_xattr(&param);
-  ext2fs_set_feature_dir_index(&param);
-  ext2fs_set_feature_sparse_super(&param);
-  ext2fs_set_feature_large_file(&param);
-  ext2fs_set_feature_filetype(&param);
-  ext2fs_set_feature_extents(&param);
-  ext2fs_set_feature_huge_file(&param);
-  ext2fs_set_feature_flex_bg(&param);
-  ext2fs_set_feature_metadata_csum(&param);
-  ext2fs_set_feature_64bit(&param);
-  ext2fs_set_feature_dir_nlink(&param);
-  ext2fs_set_feature_extra_isize(&param);
   State& s = *s_;
+  s.out = out;
+  const std::uint64_t bytes = image_size_for(size);
+  const fs::path target = s.sized_target(bytes);
+  ext2_super_block param = superblock_parameters(bytes, size);
   s.check(ext2fs_initialize(target.c_str(), EXT2_FLAG_64BITS, &param, unix_io_manager, &s.fs),
           "cannot lay out the filesystem");
-  ext2_filsys f = s.fs;
-  f->now = kExportTimestamp;
-  auto* sb = f->super;
-  sb->s_mkfs_time = sb->s_lastcheck = sb->s_wtime = sb->s_mtime = kExportTimestamp;
-  sb->s_max_mnt_count = static_cast<__s16>(-1);
-  // Zero, so that closing adds no I/O statistics (they would follow how the writes
-  // were split); and the directory hash's signedness fixed, not the host's char's.
-  sb->s_kbytes_written = 0;
-  sb->s_flags &= ~(EXT2_FLAGS_SIGNED_HASH | EXT2_FLAGS_UNSIGNED_HASH);
-  sb->s_flags |= EXT2_FLAGS_SIGNED_HASH;
-  uuid_bytes(seed_hex, sb->s_uuid);
-  std::memcpy(sb->s_hash_seed, sb->s_uuid, sizeof sb->s_uuid);
-  sb->s_def_hash_version = EXT2_HASH_HALF_MD4;
-  sb->s_checksum_type = EXT2_CRC32C_CHKSUM;
-  ext2fs_init_csum_seed(f);
-  std::memset(sb->s_volume_name, 0, sizeof sb->s_volume_name);
-  std::strncpy(reinterpret_cast<char*>(sb->s_volume_name), label.c_str(), sizeof sb->s_volume_name);
-
-  s.check(ext2fs_allocate_tables(f), "cannot allocate the group tables");
-  s.check(ext2fs_convert_subcluster_bitmap(f, &f->block_map), "cannot set up the block bitmap");
-  blk64_t overhead = 0;
-  s.check(ext2fs_count_used_clusters(f, sb->s_first_data_block, ext2fs_blocks_count(sb) - 1, &overhead),
-          "cannot count the metadata blocks");
-  sb->s_overhead_clusters = static_cast<__u32>(overhead + sb->s_first_data_block);
-  // The file is new and reads as zeros: the inode tables are zeroed already.
-  for (dgrp_t g = 0; g < f->group_desc_count; ++g) {
-    ext2fs_bg_flags_set(f, g, EXT2_BG_INODE_ZEROED);
-    ext2fs_group_desc_csum_set(f, g);
-  }
-  {
-    // Reserved inodes must have valid checksums (mke2fs's write_reserved_inodes).
-    std::vector<char> zero(EXT2_INODE_SIZE(sb));
-    for (ext2_ino_t ino = 1; ino < EXT2_FIRST_INO(sb); ++ino)
-      s.check(ext2fs_write_inode_full(f, ino, reinterpret_cast<ext2_inode*>(zero.data()), EXT2_INODE_SIZE(sb)),
-              "cannot write the reserved inodes");
-  }
-  s.check(ext2fs_mkdir(f, EXT2_ROOT_INO, EXT2_ROOT_INO, nullptr), "cannot create the root directory");
-  f->umask = 077;
-  s.check(ext2fs_mkdir(f, EXT2_ROOT_INO, 0, "lost+found"), "cannot create lost+found");
-  s.check(ext2fs_lookup(f, EXT2_ROOT_INO, "lost+found", 10, nullptr, &s.lost_found), "cannot find lost+found");
-  for (std::size_t bytes_now = kBlock; bytes_now < 16 * 1024; bytes_now += kBlock)
-    s.check(ext2fs_expand_dir(f, s.lost_found), "cannot grow lost+found");
-  for (ext2_ino_t ino = EXT2_ROOT_INO + 1; ino < EXT2_FIRST_INODE(sb); ++ino) ext2fs_inode_alloc_stats2(f, ino, +1, 0);
-  ext2fs_mark_ib_dirty(f);
-  ext2fs_mark_inode_bitmap2(f->inode_map, EXT2_BAD_INO);
-  ext2fs_inode_alloc_stats2(f, EXT2_BAD_INO, +1, 0);
-  s.check(ext2fs_update_bb_inode(f, nullptr), "cannot write the bad block inode");
+  s.settle_superblock(label, seed_hex);
+  s.set_up_groups();
+  s.make_root_directories();
+  s.reserve_inodes();
 }
 
 Ext4Writer::~Ext4Writer() = default;

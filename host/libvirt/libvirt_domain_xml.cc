@@ -73,6 +73,115 @@ void add_network(const Spec& spec, std::string& dev, std::vector<std::string>& q
   }
 }
 
+/// The domain's opening tag, name, UUID, description and sprout's metadata (its
+/// digest a marker, replaced once the whole document is known).
+std::string identity_xml(const Spec& spec, const DomainHostFacts& facts) {
+  const std::string type = facts.kvm ? "kvm" : "qemu";
+  std::string x;
+  x += fmt::format("<domain type='{}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n", type);
+  x += fmt::format("  <name>{}</name>\n", xml_escape(spec.name));
+  x += fmt::format("  <uuid>{}</uuid>\n", domain_uuid(spec.name));
+  x += fmt::format("  <description>sprout VM {}; defined by `sprout define` from {}. Edit the spec, not this "
+                   "domain: the next define replaces changes made here.</description>\n",
+                   xml_escape(spec.name), esc(spec.file));
+  x += "  <metadata>\n";
+  x += fmt::format("    <{0}:vm xmlns:{0}='{1}'>\n", kLibvirtMetadataPrefix, kLibvirtMetadataUri);
+  x += fmt::format("      <{0}:spec>{1}</{0}:spec>\n", kLibvirtMetadataPrefix, esc(spec.file));
+  x += fmt::format("      <{0}:stateDir>{1}</{0}:stateDir>\n", kLibvirtMetadataPrefix, esc(spec.state_dir));
+  x += fmt::format("      <{0}:digest>{1}</{0}:digest>\n", kLibvirtMetadataPrefix, kDigestMarker);
+  x += fmt::format("    </{}:vm>\n", kLibvirtMetadataPrefix);
+  x += "  </metadata>\n";
+  return x;
+}
+
+/// Memory, vCPUs, <os> (the boot), features, CPU, clock and the lifecycle actions.
+std::string machine_xml(const Spec& spec, const DomainHostFacts& facts) {
+  std::string x;
+  const std::uint64_t kib = (spec.memory_bytes + 1023) / 1024;
+  x += fmt::format("  <memory unit='KiB'>{}</memory>\n  <currentMemory unit='KiB'>{}</currentMemory>\n", kib, kib);
+  x += fmt::format("  <vcpu placement='static'>{}</vcpu>\n", spec.vcpus);
+  x += "  <os>\n    <type arch='x86_64'>hvm</type>\n";
+  if (spec.kernel) {
+    x += fmt::format("    <kernel>{}</kernel>\n", esc(spec.kernel->kernel));
+    if (spec.kernel->initrd) x += fmt::format("    <initrd>{}</initrd>\n", esc(*spec.kernel->initrd));
+    x += fmt::format("    <cmdline>{}</cmdline>\n", xml_escape(spec.kernel->cmdline));
+  } else {
+    x += "    <boot dev='hd'/>\n";
+  }
+  x += "  </os>\n  <features>\n    <acpi/>\n  </features>\n";
+  if (facts.kvm) x += "  <cpu mode='host-passthrough' check='none'/>\n";
+  x += "  <clock offset='utc'/>\n";
+  x += "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n";
+  return x;
+}
+
+/// The <disk> devices: the boot disk, then the exported disks.
+std::string disks_xml(const Spec& spec, const DomainHostFacts& facts) {
+  std::string dev;
+  // The boot disk: the VM's overlay, with its backing chain spelled out so libvirt
+  // neither probes formats nor guesses (and labels the base read-only).
+  const fs::path backing = facts.backing.value_or(spec.base_image);
+  const std::string backing_format = facts.backing_format.value_or(spec.base_format);
+  dev += "    <disk type='file' device='disk'>\n";
+  dev += "      <driver name='qemu' type='qcow2' discard='unmap'/>\n";
+  dev += fmt::format("      <source file='{}'/>\n", esc(spec.overlay_path()));
+  dev += fmt::format("      <backingStore type='file'>\n        <format type='{}'/>\n        <source file='{}'/>\n"
+                     "        <backingStore/>\n      </backingStore>\n",
+                     xml_escape(backing_format), esc(backing));
+  dev += "      <target dev='vda' bus='virtio'/>\n      <boot order='1'/>\n    </disk>\n";
+  // The exported disks, read-only, found in the guest by their virtio serials.
+  char letter = 'b';
+  for (const auto& info : disk_roles()) {
+    if (info.role == DiskRole::ssh && !spec.ssh_source) continue;
+    if (info.role == DiskRole::closure && !spec.host_built()) continue;
+    dev += "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n";
+    dev += fmt::format("      <source file='{}'/>\n", esc(spec.exported_image(info.name)));
+    dev += fmt::format("      <target dev='vd{}' bus='virtio'/>\n      <readonly/>\n      <serial>{}</serial>\n",
+                       letter++, xml_escape(info.serial));
+    dev += "    </disk>\n";
+  }
+  return dev;
+}
+
+/// The console (a serial pty) and the status channel.
+std::string console_and_channel_xml(const Spec& spec) {
+  // Console: the first serial port, a pty (so `virsh console` works) logged to the
+  // state directory by virtlogd.
+  std::string dev;
+  dev += fmt::format("    <serial type='pty'>\n      <log file='{}' append='on'/>\n      <target port='0'/>\n"
+                     "    </serial>\n    <console type='pty'>\n      <target type='serial' port='0'/>\n"
+                     "    </console>\n",
+                     esc(spec.console_log()));
+  // The status channel: a virtio-serial port; libvirt (qemu) listens on the socket in
+  // the state directory, where `sprout watch` connects.
+  dev += fmt::format("    <channel type='unix'>\n      <source mode='bind' path='{}'/>\n"
+                     "      <target type='virtio' name='{}'/>\n    </channel>\n",
+                     esc(spec.status_socket()), xml_escape(kStatusPortName));
+  return dev;
+}
+
+/// VNC and video when asked for, the balloon and the RNG.
+std::string peripherals_xml(const Spec& spec) {
+  std::string dev;
+  if (spec.vnc) {
+    dev += "    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'>\n"
+           "      <listen type='address' address='127.0.0.1'/>\n    </graphics>\n"
+           "    <video>\n      <model type='virtio' heads='1' primary='yes'/>\n    </video>\n";
+  }
+  dev += "    <memballoon model='virtio'/>\n";
+  dev += "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n";
+  return dev;
+}
+
+/// <qemu:commandline> with `args`, or nothing when there are none.
+std::string qemu_commandline_xml(const std::vector<std::string>& args) {
+  if (args.empty()) return "";
+  std::string x = "  <qemu:commandline>\n";
+  for (const auto& a : args) x += fmt::format("    <qemu:arg value='{}'/>\n", xml_escape(a));
+  x += "  </qemu:commandline>\n";
+  return x;
+}
+
 }  // namespace
 
 std::string xml_escape(std::string_view text) {
@@ -111,88 +220,16 @@ std::string embedded_digest(std::string_view xml) {
 }
 
 std::string domain_xml(const Spec& spec, const DomainHostFacts& facts) {
-  const std::string type = facts.kvm ? "kvm" : "qemu";
   std::vector<std::string> qemu_args;
-  std::string x;
-  x += fmt::format("<domain type='{}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n", type);
-  x += fmt::format("  <name>{}</name>\n", xml_escape(spec.name));
-  x += fmt::format("  <uuid>{}</uuid>\n", domain_uuid(spec.name));
-  x += fmt::format("  <description>sprout VM {}; defined by `sprout define` from {}. Edit the spec, not this "
-                   "domain: the next define replaces changes made here.</description>\n",
-                   xml_escape(spec.name), esc(spec.file));
-  x += "  <metadata>\n";
-  x += fmt::format("    <{0}:vm xmlns:{0}='{1}'>\n", kLibvirtMetadataPrefix, kLibvirtMetadataUri);
-  x += fmt::format("      <{0}:spec>{1}</{0}:spec>\n", kLibvirtMetadataPrefix, esc(spec.file));
-  x += fmt::format("      <{0}:stateDir>{1}</{0}:stateDir>\n", kLibvirtMetadataPrefix, esc(spec.state_dir));
-  x += fmt::format("      <{0}:digest>{1}</{0}:digest>\n", kLibvirtMetadataPrefix, kDigestMarker);
-  x += fmt::format("    </{}:vm>\n", kLibvirtMetadataPrefix);
-  x += "  </metadata>\n";
-  const std::uint64_t kib = (spec.memory_bytes + 1023) / 1024;
-  x += fmt::format("  <memory unit='KiB'>{}</memory>\n  <currentMemory unit='KiB'>{}</currentMemory>\n", kib, kib);
-  x += fmt::format("  <vcpu placement='static'>{}</vcpu>\n", spec.vcpus);
-  x += "  <os>\n    <type arch='x86_64'>hvm</type>\n";
-  if (spec.kernel) {
-    x += fmt::format("    <kernel>{}</kernel>\n", esc(spec.kernel->kernel));
-    if (spec.kernel->initrd) x += fmt::format("    <initrd>{}</initrd>\n", esc(*spec.kernel->initrd));
-    x += fmt::format("    <cmdline>{}</cmdline>\n", xml_escape(spec.kernel->cmdline));
-  } else {
-    x += "    <boot dev='hd'/>\n";
-  }
-  x += "  </os>\n  <features>\n    <acpi/>\n  </features>\n";
-  if (facts.kvm) x += "  <cpu mode='host-passthrough' check='none'/>\n";
-  x += "  <clock offset='utc'/>\n";
-  x += "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n";
-
-  std::string dev;
-  // The boot disk: the VM's overlay, with its backing chain spelled out so libvirt
-  // neither probes formats nor guesses (and labels the base read-only).
-  const fs::path backing = facts.backing.value_or(spec.base_image);
-  const std::string backing_format = facts.backing_format.value_or(spec.base_format);
-  dev += "    <disk type='file' device='disk'>\n";
-  dev += "      <driver name='qemu' type='qcow2' discard='unmap'/>\n";
-  dev += fmt::format("      <source file='{}'/>\n", esc(spec.overlay_path()));
-  dev += fmt::format("      <backingStore type='file'>\n        <format type='{}'/>\n        <source file='{}'/>\n"
-                     "        <backingStore/>\n      </backingStore>\n",
-                     xml_escape(backing_format), esc(backing));
-  dev += "      <target dev='vda' bus='virtio'/>\n      <boot order='1'/>\n    </disk>\n";
-  // The exported disks, read-only, found in the guest by their virtio serials.
-  char letter = 'b';
-  for (const auto& info : disk_roles()) {
-    if (info.role == DiskRole::ssh && !spec.ssh_source) continue;
-    if (info.role == DiskRole::closure && !spec.host_built()) continue;
-    dev += "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n";
-    dev += fmt::format("      <source file='{}'/>\n", esc(spec.exported_image(info.name)));
-    dev += fmt::format("      <target dev='vd{}' bus='virtio'/>\n      <readonly/>\n      <serial>{}</serial>\n",
-                       letter++, xml_escape(info.serial));
-    dev += "    </disk>\n";
-  }
+  std::string x = identity_xml(spec, facts);
+  x += machine_xml(spec, facts);
+  std::string dev = disks_xml(spec, facts);
   add_network(spec, dev, qemu_args);
-  // Console: the first serial port, a pty (so `virsh console` works) logged to the
-  // state directory by virtlogd.
-  dev += fmt::format("    <serial type='pty'>\n      <log file='{}' append='on'/>\n      <target port='0'/>\n"
-                     "    </serial>\n    <console type='pty'>\n      <target type='serial' port='0'/>\n"
-                     "    </console>\n",
-                     esc(spec.console_log()));
-  // The status channel: a virtio-serial port; libvirt (qemu) listens on the socket in
-  // the state directory, where `sprout watch` connects.
-  dev += fmt::format("    <channel type='unix'>\n      <source mode='bind' path='{}'/>\n"
-                     "      <target type='virtio' name='{}'/>\n    </channel>\n",
-                     esc(spec.status_socket()), xml_escape(kStatusPortName));
-  if (spec.vnc) {
-    dev += "    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'>\n"
-           "      <listen type='address' address='127.0.0.1'/>\n    </graphics>\n"
-           "    <video>\n      <model type='virtio' heads='1' primary='yes'/>\n    </video>\n";
-  }
-  dev += "    <memballoon model='virtio'/>\n";
-  dev += "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n";
+  dev += console_and_channel_xml(spec);
+  dev += peripherals_xml(spec);
   x += "  <devices>\n" + dev + "  </devices>\n";
-
   qemu_args.insert(qemu_args.end(), spec.qemu_args.begin(), spec.qemu_args.end());
-  if (!qemu_args.empty()) {
-    x += "  <qemu:commandline>\n";
-    for (const auto& a : qemu_args) x += fmt::format("    <qemu:arg value='{}'/>\n", xml_escape(a));
-    x += "  </qemu:commandline>\n";
-  }
+  x += qemu_commandline_xml(qemu_args);
   x += "</domain>\n";
 
   const std::string digest = sha256_hex(x);

@@ -116,6 +116,133 @@ bool valid_mac(const std::string& mac) {
   return true;
 }
 
+/// "base" (the image and its format) and the directories: stateDir, cacheDir, gcRootDir.
+void read_base(StrictObject& top, const fs::path& base_dir, Spec& s) {
+  auto base = top.object("base");
+  s.base_image = resolve(base_dir, require_path(base, "image"));
+  s.base_format = base.choice_or("format", {"qcow2", "raw"}, "qcow2");
+  base.finish();
+  s.state_dir = resolve(base_dir, require_path(top, "stateDir"));
+  if (top.has("cacheDir")) s.cache_dir = resolve(base_dir, require_path(top, "cacheDir"));
+  if (top.has("gcRootDir")) s.gc_root_dir = resolve(base_dir, require_path(top, "gcRootDir"));
+}
+
+/// "sources": the trees exported to the guest.
+void read_sources(StrictObject& top, const fs::path& base_dir, Spec& s) {
+  auto src = top.object("sources");
+  s.config_source = resolve(base_dir, require_path(src, "config"));
+  s.self_source = resolve(base_dir, require_path(src, "self"));
+  if (src.has("ssh")) s.ssh_source = resolve(base_dir, require_path(src, "ssh"));
+  s.allow_private_keys = src.boolean_or("allowPrivateKeys", false);
+  src.finish();
+}
+
+/// "rebuild", its defaults when absent.
+RebuildSettings read_rebuild(StrictObject& top) {
+  RebuildSettings rebuild;
+  auto r = top.optional_object("rebuild");
+  if (!r) {
+    rebuild.target = default_rebuild_target(rebuild.mode);
+    return rebuild;
+  }
+  rebuild.mode = r->choice_or("mode", {"classic", "flake"}, "classic");
+  rebuild.target = r->string_or("target", default_rebuild_target(rebuild.mode));
+  if (rebuild.target.empty()) r->fail("target", "a non-empty string");
+  rebuild.extra_args = r->strings_or_empty("extraArgs", 256);
+  rebuild.timeout_seconds = r->integer_or("timeoutSeconds", 3600, 1, 7 * 24 * 3600);
+  rebuild.max_attempts = r->integer_or("maxAttempts", 3, 1, 100);
+  rebuild.respecialize_on_change = r->boolean_or("respecializeOnChange", true);
+  r->finish();
+  return rebuild;
+}
+
+/// "specialize", and the host-built system's store paths ("system", "baseSystem").
+void read_system(StrictObject& top, Spec& s) {
+  s.specialize = choose(top, "specialize", kSpecializeNames, Specialize::guest);
+  for (auto [key, field] : {std::pair{"system", &s.system}, std::pair{"baseSystem", &s.base_system}}) {
+    if (!top.has(key)) continue;
+    if (!s.host_built())
+      top.fail_value(key, "is only used with \"specialize\": \"host\" (the guest builds its own system)");
+    auto path = top.optional_string(key);
+    if (!path) continue;  // null: none
+    if (auto p = store_path_problem(*path); !p.empty())
+      top.fail_value(key, fmt::format("{} {} (the toplevel of a NixOS system: config.system.build.toplevel)", *path, p));
+    *field = *path;
+  }
+  if (s.host_built() && s.system.empty())
+    top.fail_value("system", "\"specialize\": \"host\" needs the VM's system: the store path of its toplevel "
+                             "(config.system.build.toplevel)");
+}
+
+/// "backend" and "libvirt".
+void read_backend(StrictObject& top, Spec& s) {
+  s.backend = choose(top, "backend", kBackendNames, Backend::qemu);
+  if (auto l = top.optional_object("libvirt")) {
+    s.libvirt_uri = l->string_or("uri", "qemu:///system");
+    if (s.libvirt_uri.empty()) l->fail("uri", "a libvirt URI such as \"qemu:///system\"");
+    l->finish();
+  }
+}
+
+/// One of network.forwards (`i`: its index), refused when an earlier one of `taken`
+/// forwards the same host port.
+PortForward read_forward(const json& value, const std::string& source, StrictObject& n, std::size_t i,
+                         const std::vector<PortForward>& taken) {
+  StrictObject f(value, source, fmt::format("{}[{}]", n.path_of("forwards"), i));
+  PortForward pf;
+  pf.protocol = f.choice_or("protocol", {"tcp", "udp"}, "tcp");
+  // Loopback unless the spec says otherwise: a forwarded ssh port is not for the
+  // whole network by default ("0.0.0.0" opens it on every interface).
+  pf.host_address = f.string_or("hostAddress", "127.0.0.1");
+  pf.host_port = static_cast<int>(f.integer("hostPort", 1, 65535));
+  pf.guest_port = static_cast<int>(f.integer("guestPort", 1, 65535));
+  f.finish();
+  // QEMU refuses two forwards of one host port (for all addresses, "" or "0.0.0.0",
+  // or the same).
+  auto all = [](const std::string& a) { return a.empty() || a == "0.0.0.0"; };
+  for (std::size_t k = 0; k < taken.size(); ++k) {
+    const auto& o = taken[k];
+    if (o.protocol == pf.protocol && o.host_port == pf.host_port &&
+        (o.host_address == pf.host_address || all(o.host_address) || all(pf.host_address)))
+      f.fail_value("hostPort", fmt::format("{} port {} is already forwarded by {}[{}]; each host port can be "
+                                           "forwarded once",
+                                           pf.protocol, pf.host_port, n.path_of("forwards"), k));
+  }
+  return pf;
+}
+
+/// The "network" object (its MAC left empty when it names none).
+NetworkSettings read_network(StrictObject& n, const std::string& source) {
+  NetworkSettings network;
+  network.mode = choose(n, "mode", kNetworkModeNames, NetworkMode::user);
+  const auto& fwds = n.array_or_empty("forwards", 256);
+  for (std::size_t i = 0; i < fwds.size(); ++i)
+    network.forwards.push_back(read_forward(fwds[i], source, n, i, network.forwards));
+  network.bridge = n.string_or("bridge", "br0");
+  network.libvirt_network = n.string_or("libvirtNetwork", "default");
+  if (auto mac = n.optional_string("mac")) {
+    if (!valid_mac(*mac)) n.fail("mac", "a MAC address like \"52:54:00:12:34:56\"");
+    network.mac = *mac;
+  }
+  if (!network.forwards.empty() && network.mode != NetworkMode::user && network.mode != NetworkMode::libvirt)
+    n.fail_value("forwards", fmt::format("port forwards need network.mode \"user\" (it is \"{}\")",
+                                         name_of(network.mode)));
+  n.finish();
+  return network;
+}
+
+/// "kernel": a direct kernel boot, if the spec asks for one.
+std::optional<KernelBoot> read_kernel(StrictObject& top, const fs::path& base_dir) {
+  auto k = top.optional_object("kernel");
+  if (!k) return std::nullopt;
+  KernelBoot kb;
+  kb.kernel = resolve(base_dir, require_path(*k, "path"));
+  if (k->has("initrd")) kb.initrd = resolve(base_dir, require_path(*k, "initrd"));
+  kb.cmdline = k->string_or("cmdline", "");
+  k->finish();
+  return kb;
+}
+
 }  // namespace
 
 std::string mac_for_name(std::string_view name) {
@@ -137,111 +264,17 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
   s.name = top.string("name");
   if (auto problem = vm_name_problem(s.name); !problem.empty()) top.fail_value("name", problem);
 
-  {
-    auto base = top.object("base");
-    s.base_image = resolve(base_dir, require_path(base, "image"));
-    s.base_format = base.choice_or("format", {"qcow2", "raw"}, "qcow2");
-    base.finish();
-  }
-  s.state_dir = resolve(base_dir, require_path(top, "stateDir"));
-  if (top.has("cacheDir")) s.cache_dir = resolve(base_dir, require_path(top, "cacheDir"));
-  if (top.has("gcRootDir")) s.gc_root_dir = resolve(base_dir, require_path(top, "gcRootDir"));
-
-  {
-    auto src = top.object("sources");
-    s.config_source = resolve(base_dir, require_path(src, "config"));
-    s.self_source = resolve(base_dir, require_path(src, "self"));
-    if (src.has("ssh")) s.ssh_source = resolve(base_dir, require_path(src, "ssh"));
-    s.allow_private_keys = src.boolean_or("allowPrivateKeys", false);
-    src.finish();
-  }
-
+  read_base(top, base_dir, s);
+  read_sources(top, base_dir, s);
   s.memory_bytes = read_memory(top);
   s.vcpus = static_cast<int>(top.integer_or("vcpus", 1, 1, 256));
   s.disk_size_bytes = read_disk_size(top);
-
-  if (auto r = top.optional_object("rebuild")) {
-    s.rebuild.mode = r->choice_or("mode", {"classic", "flake"}, "classic");
-    s.rebuild.target = r->string_or("target", default_rebuild_target(s.rebuild.mode));
-    if (s.rebuild.target.empty()) r->fail("target", "a non-empty string");
-    s.rebuild.extra_args = r->strings_or_empty("extraArgs", 256);
-    s.rebuild.timeout_seconds = r->integer_or("timeoutSeconds", 3600, 1, 7 * 24 * 3600);
-    s.rebuild.max_attempts = r->integer_or("maxAttempts", 3, 1, 100);
-    s.rebuild.respecialize_on_change = r->boolean_or("respecializeOnChange", true);
-    r->finish();
-  } else {
-    s.rebuild.target = default_rebuild_target(s.rebuild.mode);
-  }
-
-  s.specialize = choose(top, "specialize", kSpecializeNames, Specialize::guest);
-  for (auto [key, field] : {std::pair{"system", &s.system}, std::pair{"baseSystem", &s.base_system}}) {
-    if (!top.has(key)) continue;
-    if (!s.host_built())
-      top.fail_value(key, "is only used with \"specialize\": \"host\" (the guest builds its own system)");
-    auto path = top.optional_string(key);
-    if (!path) continue;  // null: none
-    if (auto p = store_path_problem(*path); !p.empty())
-      top.fail_value(key, fmt::format("{} {} (the toplevel of a NixOS system: config.system.build.toplevel)", *path, p));
-    *field = *path;
-  }
-  if (s.host_built() && s.system.empty())
-    top.fail_value("system", "\"specialize\": \"host\" needs the VM's system: the store path of its toplevel "
-                             "(config.system.build.toplevel)");
-
-  s.backend = choose(top, "backend", kBackendNames, Backend::qemu);
-  if (auto l = top.optional_object("libvirt")) {
-    s.libvirt_uri = l->string_or("uri", "qemu:///system");
-    if (s.libvirt_uri.empty()) l->fail("uri", "a libvirt URI such as \"qemu:///system\"");
-    l->finish();
-  }
-
-  if (auto n = top.optional_object("network")) {
-    s.network.mode = choose(*n, "mode", kNetworkModeNames, NetworkMode::user);
-    const auto& fwds = n->array_or_empty("forwards", 256);
-    for (std::size_t i = 0; i < fwds.size(); ++i) {
-      StrictObject f(fwds[i], source, fmt::format("{}[{}]", n->path_of("forwards"), i));
-      PortForward pf;
-      pf.protocol = f.choice_or("protocol", {"tcp", "udp"}, "tcp");
-      // Loopback unless the spec says otherwise: a forwarded ssh port is not for the
-      // whole network by default ("0.0.0.0" opens it on every interface).
-      pf.host_address = f.string_or("hostAddress", "127.0.0.1");
-      pf.host_port = static_cast<int>(f.integer("hostPort", 1, 65535));
-      pf.guest_port = static_cast<int>(f.integer("guestPort", 1, 65535));
-      f.finish();
-      // QEMU refuses two forwards of one host port (for all addresses, "" or "0.0.0.0",
-      // or the same).
-      auto all = [](const std::string& a) { return a.empty() || a == "0.0.0.0"; };
-      for (std::size_t k = 0; k < s.network.forwards.size(); ++k) {
-        const auto& o = s.network.forwards[k];
-        if (o.protocol == pf.protocol && o.host_port == pf.host_port &&
-            (o.host_address == pf.host_address || all(o.host_address) || all(pf.host_address)))
-          f.fail_value("hostPort", fmt::format("{} port {} is already forwarded by {}[{}]; each host port can be "
-                                               "forwarded once",
-                                               pf.protocol, pf.host_port, n->path_of("forwards"), k));
-      }
-      s.network.forwards.push_back(pf);
-    }
-    s.network.bridge = n->string_or("bridge", "br0");
-    s.network.libvirt_network = n->string_or("libvirtNetwork", "default");
-    if (auto mac = n->optional_string("mac")) {
-      if (!valid_mac(*mac)) n->fail("mac", "a MAC address like \"52:54:00:12:34:56\"");
-      s.network.mac = *mac;
-    }
-    if (!s.network.forwards.empty() && s.network.mode != NetworkMode::user && s.network.mode != NetworkMode::libvirt)
-      n->fail_value("forwards", fmt::format("port forwards need network.mode \"user\" (it is \"{}\")",
-                                            name_of(s.network.mode)));
-    n->finish();
-  }
+  s.rebuild = read_rebuild(top);
+  read_system(top, s);
+  read_backend(top, s);
+  if (auto n = top.optional_object("network")) s.network = read_network(*n, source);
   if (s.network.mac.empty()) s.network.mac = mac_for_name(s.name);
-
-  if (auto k = top.optional_object("kernel")) {
-    KernelBoot kb;
-    kb.kernel = resolve(base_dir, require_path(*k, "path"));
-    if (k->has("initrd")) kb.initrd = resolve(base_dir, require_path(*k, "initrd"));
-    kb.cmdline = k->string_or("cmdline", "");
-    k->finish();
-    s.kernel = kb;
-  }
+  s.kernel = read_kernel(top, base_dir);
   s.qemu_args = top.strings_or_empty("qemuArgs", 1024);
   s.accel = choose(top, "accel", kAccelNames, Accel::automatic);
   s.vnc = top.boolean_or("vnc", false);

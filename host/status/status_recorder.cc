@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -95,8 +96,7 @@ void StatusRecorder::reject(const char* kind, std::uint64_t& counter, std::strin
   std::uint64_t bad = counters_.garbage + counters_.invalid_utf8 + counters_.overlong;
   if (bad <= 10 || bad % 1000 == 0)
     spdlog::warn("{}: status channel: {} dropped ({}); {} bad lines so far", vm_, kind, for_terminal(why), bad);
-  dirty_ = true;
-  if (!pending_) pending_ = Clock::now() + options_.coalesce;
+  schedule_write();
 }
 
 bool StatusRecorder::take_token() {
@@ -126,33 +126,54 @@ void StatusRecorder::handle_line(std::string_view line) {
   ev["hostTimeMs"] = unix_time_ms();
   // "unknown": the guest could not read its manifest yet (its events still count).
   if (!e.vm.empty() && e.vm != vm_ && e.vm != "unknown") {
-    // Another VM's disks are attached to this one: record what it says, but it is not
-    // this VM's progress (a `wait` must not succeed on it).
-    ++counters_.wrong_vm;
-    ev["wrongVm"] = true;
-    if (counters_.wrong_vm <= 3)
-      spdlog::warn("{}: the guest reports that it is VM '{}'; check the spec's sources.self", vm_, e.vm);
-    // Thinned and coalesced like log lines: a flood of them must cost what one costs.
-    if (take_token())
-      store_.append_event(ev);
-    else
-      ++counters_.thinned;
-    status_["message"] = fmt::format("the guest reports that it is VM '{}' (check sources.self)", e.vm);
-    dirty_ = true;
-    if (!pending_) pending_ = Clock::now() + options_.coalesce;
+    accept_foreign(e, std::move(ev));
     return;
   }
+  track_sequence(e);
+  bool is_log = e.phase == Phase::log;
+  if (!is_log || take_token())
+    store_.append_event(ev);
+  else
+    ++counters_.thinned;
+
+  status_["updatedMs"] = unix_time_ms();
+  status_["bootId"] = e.boot_id;
+  status_["seq"] = e.seq;
+  if (!e.generation.empty()) status_["generation"] = e.generation;
+  if (is_log)
+    apply_log(e);
+  else
+    apply_phase(e);
+  if (on_event) on_event(e);
+}
+
+void StatusRecorder::accept_foreign(const StatusEvent& e, json ev) {
+  // Another VM's disks are attached to this one: record what it says, but it is not
+  // this VM's progress (a `wait` must not succeed on it).
+  ++counters_.wrong_vm;
+  ev["wrongVm"] = true;
+  if (counters_.wrong_vm <= 3)
+    spdlog::warn("{}: the guest reports that it is VM '{}'; check the spec's sources.self", vm_, e.vm);
+  // Thinned and coalesced like log lines: a flood of them must cost what one costs.
+  if (take_token())
+    store_.append_event(ev);
+  else
+    ++counters_.thinned;
+  status_["message"] = fmt::format("the guest reports that it is VM '{}' (check sources.self)", e.vm);
+  schedule_write();
+}
+
+void StatusRecorder::track_sequence(const StatusEvent& e) {
   // (e.seq - last_seq_ without overflow: seq may be anything up to 2^64-1.)
   bool jumped = false;
   if (e.boot_id == last_boot_id_ && e.seq > last_seq_ && e.seq - last_seq_ > 1) {
     std::uint64_t missing = e.seq - last_seq_ - 1;
     // No guest loses a million events between two that arrive: a jump is a bogus
     // sequence number, not a count of losses.
-    bool jump = missing > kMaxSeqGap;
-    jumped = jump;
-    if (!jump) counters_.seq_gaps += missing;
+    jumped = missing > kMaxSeqGap;
+    if (!jumped) counters_.seq_gaps += missing;
     if (++gap_warnings_ <= 10 || gap_warnings_ % 1000 == 0) {
-      if (jump)
+      if (jumped)
         spdlog::warn("{}: the sequence of boot {} jumped from {} to {}", vm_, for_terminal(e.boot_id), last_seq_, e.seq);
       else
         spdlog::warn("{}: {} status event(s) of boot {} never arrived (seq {} after {}; {} gaps so far)", vm_, missing,
@@ -164,50 +185,44 @@ void StatusRecorder::handle_line(std::string_view line) {
     last_boot_id_ = e.boot_id;
     last_seq_ = e.seq;
   }
-  bool is_log = e.phase == Phase::log;
-  if (!is_log || take_token())
-    store_.append_event(ev);
-  else
-    ++counters_.thinned;
+}
 
-  status_["updatedMs"] = unix_time_ms();
-  status_["bootId"] = e.boot_id;
-  status_["seq"] = e.seq;
-  if (!e.generation.empty()) status_["generation"] = e.generation;
-  if (is_log) {
-    last_log_.push_back(utf8_truncate(e.message, 512));
-    while (last_log_.size() > options_.last_log_lines) last_log_.pop_front();
-    status_["lastLog"] = last_log_;
-    if (status_["phase"].is_null()) status_["phase"] = "rebuilding";
-    dirty_ = true;
-    if (!pending_) pending_ = Clock::now() + options_.coalesce;
-  } else {
-    std::string name(phase_name(e.phase));
-    if (status_["phase"] != name) status_["sinceMs"] = unix_time_ms();
-    if (e.phase == Phase::starting) {
-      last_log_.clear();
-      status_["lastLog"] = json::array();
-    }
-    status_["phase"] = name;
-    // Every phase this run has reached, once each, in order (`wait --for` a phase
-    // already passed answers from it; at most the seven phase names).
-    json& reached = status_["reached"];
-    if (!reached.is_array()) reached = json::array();
-    if (std::find(reached.begin(), reached.end(), name) == reached.end()) reached.push_back(name);
-    status_["message"] = e.message;
-    status_["detail"] = e.detail.is_object() ? e.detail : json(nullptr);
-    status_["guestTimeMs"] = e.time_ms;
-    if (e.phase == Phase::specialized) record_system(e);
-    // An outcome is written at once (what `wait` waits for); other phases at most
-    // every `coalesce`, so a guest flooding phase changes costs one write per period.
-    if (e.phase == Phase::specialized || e.phase == Phase::failed) {
-      write_now();
-    } else {
-      dirty_ = true;
-      if (!pending_) pending_ = Clock::now() + options_.coalesce;
-    }
+void StatusRecorder::apply_log(const StatusEvent& e) {
+  last_log_.push_back(utf8_truncate(e.message, 512));
+  while (last_log_.size() > options_.last_log_lines) last_log_.pop_front();
+  status_["lastLog"] = last_log_;
+  if (status_["phase"].is_null()) status_["phase"] = "rebuilding";
+  schedule_write();
+}
+
+void StatusRecorder::apply_phase(const StatusEvent& e) {
+  std::string name(phase_name(e.phase));
+  if (status_["phase"] != name) status_["sinceMs"] = unix_time_ms();
+  if (e.phase == Phase::starting) {
+    last_log_.clear();
+    status_["lastLog"] = json::array();
   }
-  if (on_event) on_event(e);
+  status_["phase"] = name;
+  // Every phase this run has reached, once each, in order (`wait --for` a phase
+  // already passed answers from it; at most the seven phase names).
+  json& reached = status_["reached"];
+  if (!reached.is_array()) reached = json::array();
+  if (std::find(reached.begin(), reached.end(), name) == reached.end()) reached.push_back(name);
+  status_["message"] = e.message;
+  status_["detail"] = e.detail.is_object() ? e.detail : json(nullptr);
+  status_["guestTimeMs"] = e.time_ms;
+  if (e.phase == Phase::specialized) record_system(e);
+  // An outcome is written at once (what `wait` waits for); other phases at most
+  // every `coalesce`, so a guest flooding phase changes costs one write per period.
+  if (e.phase == Phase::specialized || e.phase == Phase::failed)
+    write_now();
+  else
+    schedule_write();
+}
+
+void StatusRecorder::schedule_write() {
+  dirty_ = true;
+  if (!pending_) pending_ = Clock::now() + options_.coalesce;
 }
 
 void StatusRecorder::record_system(const StatusEvent& e) {

@@ -79,7 +79,15 @@ class StatusRecorder {
 
  private:
   void handle_line(std::string_view line);
+  /// An event that names another VM: recorded and flagged, but no progress of this one.
+  void accept_foreign(const StatusEvent& e, nlohmann::json ev);
+  /// Counts (and warns of) the events of this boot that never arrived.
+  void track_sequence(const StatusEvent& e);
+  void apply_log(const StatusEvent& e);
+  void apply_phase(const StatusEvent& e);
   void reject(const char* kind, std::uint64_t& counter, std::string_view why);
+  /// status.json to be written within `coalesce`.
+  void schedule_write();
   void write_now();
   void record_system(const StatusEvent& e);
   bool take_token();
