@@ -67,7 +67,7 @@ class Loop {
   void set_host(const char* state, const std::string& how = "");
   /// An event of the host's own in events.jsonl, next to the guest's ("source": "host").
   void host_event(const char* kind, const std::string& message, json detail = json::object());
-  fs::path qemu_log_path() const { return spec_.state_dir / "qemu.log"; }
+  fs::path qemu_log_path() const { return spec_.state().qemu_log(); }
   std::vector<std::string> qemu_log_tail(std::size_t lines) const;
   bool resumed_channel_matches(const std::string& id) const { return !resumed_channel_.empty() && resumed_channel_ == id; }
   void connect_status();
