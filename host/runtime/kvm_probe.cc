@@ -74,6 +74,16 @@ json binary_identity(const fs::path& exe) {
           {"mtimeNs", static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec}};
 }
 
+// What /dev/kvm is now: a module loaded after boot, or a /dev/kvm hidden from this
+// process (another mount namespace), is probed again.
+json kvm_device_identity() {
+  struct stat st {};
+  if (::stat("/dev/kvm", &st) != 0) return std::string(std::strerror(errno));
+  return {{"mode", static_cast<std::uint32_t>(st.st_mode)}, {"rdev", static_cast<std::uint64_t>(st.st_rdev)},
+          {"ino", static_cast<std::uint64_t>(st.st_ino)},
+          {"ctimeNs", static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec}};
+}
+
 std::optional<KvmProbe> read_cached(const fs::path& file, const json& key) {
   int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
@@ -177,7 +187,7 @@ KvmProbe kvm_verdict(const std::string& qemu, bool reprobe) {
     p.why = fmt::format("{} was not found (PATH)", qemu);
     return p;
   }
-  const json key{{"bootId", host_boot_id()}, {"qemu", binary_identity(exe)}};
+  const json key{{"bootId", host_boot_id()}, {"qemu", binary_identity(exe)}, {"kvm", kvm_device_identity()}};
   const auto dir = cache_dir();
   const fs::path file = dir ? *dir / (sha256_hex(key.dump()).substr(0, 32) + ".json") : fs::path();
   if (dir && !reprobe)

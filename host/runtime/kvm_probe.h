@@ -3,9 +3,10 @@
 // (a PVM or broken nested KVM opens and then aborts qemu). The probe boots 7 bytes of
 // guest code (a 64 KiB firmware whose reset vector writes to isa-debug-exit) under
 // exactly that command line, with a deadline; the guest was seen to run when qemu exits
-// with the code the guest wrote. The verdict is cached per host boot and qemu binary
-// (boot_id + the binary's path, device, inode, size and mtime) in a directory only this
-// user can write (/run/sprout/kvm-probe for root), so a host pays for it once per boot.
+// with the code the guest wrote. The verdict is cached per host boot, qemu binary and
+// /dev/kvm (boot_id, the binary's path, device, inode, size and mtime, and the device
+// node's identity) in a directory only this user can write (/run/sprout/kvm-probe for
+// root), so a host pays for it once per boot.
 #pragma once
 
 #include <chrono>

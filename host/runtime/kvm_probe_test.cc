@@ -4,6 +4,9 @@
 #include "runtime/kvm_probe.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <algorithm>
 #include <filesystem>
@@ -57,6 +60,33 @@ TEST(KvmProbe, AnAbortingQemuIsNoKvm) {
   EXPECT_NE(p.why.find("signal 6"), std::string::npos) << p.why;
   ASSERT_FALSE(p.qemu_output.empty());
   EXPECT_EQ(p.qemu_output.back(), "kvm_buf_set_msrs: Assertion failed.");
+  fs::remove_all(dir);
+}
+
+TEST(KvmProbe, TheVerdictIsKeptForThisBootAndThisBinary) {
+  const fs::path dir = fs::temp_directory_path() / ("kvm-probe-cache-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  if (::geteuid() != 0) ::setenv("XDG_RUNTIME_DIR", dir.c_str(), 1);  // a place this user owns
+  auto fake = [&](const char* name, const char* said) {
+    const fs::path p = dir / name;
+    std::ofstream(p) << "#!/bin/sh\necho '" << said << "' >&2\nexit 1\n";
+    fs::permissions(p, fs::perms::owner_all);
+    return p.string();
+  };
+  const std::string a = fake("qemu-a", "no kvm here (a)"), b = fake("qemu-b", "no kvm here (b)");
+  KvmProbe first = kvm_verdict(a);
+  EXPECT_FALSE(first.cached);
+  EXPECT_FALSE(first.runs);
+  KvmProbe again = kvm_verdict(a);
+  EXPECT_TRUE(again.cached);
+  EXPECT_EQ(again.why, first.why);
+  ASSERT_FALSE(again.qemu_output.empty());
+  EXPECT_EQ(again.qemu_output.back(), "no kvm here (a)");
+  KvmProbe other = kvm_verdict(b);  // another binary: probed, not a's verdict
+  EXPECT_FALSE(other.cached);
+  ASSERT_FALSE(other.qemu_output.empty());
+  EXPECT_EQ(other.qemu_output.back(), "no kvm here (b)");
+  EXPECT_FALSE(kvm_verdict(a, /*reprobe=*/true).cached);
   fs::remove_all(dir);
 }
 
