@@ -82,6 +82,12 @@ RunView view_run(const Spec& spec, const json& st) {
   if (record_text(host, "recorder") == "watch") {
     // A watcher outlives the runs it records: the run it describes is the one whose
     // status socket is still the one it connected to.
+    if (state == "waiting" && !host.contains("channel")) {
+      // Started, and no VM has connected to it yet: no run to describe so far (a
+      // `wait` begun just before the watcher must not take this for a run that ended).
+      v.state = RunView::none;
+      return v;
+    }
     if (state != "running") {
       v.state = RunView::ended;
       v.how = record_text(host, "how");

@@ -471,8 +471,14 @@ def case_watch_record(root):
     socket continues the run's record; a new socket (qemu made it anew: a new run of
     the VM) starts a fresh one, so a stale `specialized` is never this run's answer."""
     spec, state, spec_dir = make_spec(root)
-    fake = FakeGuest(os.path.join(state, "status.sock"))
     with rl.Proc(["watch", "--spec", spec], os.path.join(root, "watch.log")) as w:
+        # A watcher no VM has connected to yet (no status socket yet) describes no run
+        # that ended: a wait begun just before it (libvirt: define --start, watch, wait)
+        # waits on; it does not answer "stopped".
+        rl.wait_status(state, lambda s: s.get("host", {}).get("state") == "waiting", 30, "the watcher waiting")
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "1"])
+        check(r.returncode == 3, f"wait on a watcher with no VM yet: {r.returncode} {r.stdout}{r.stderr}")
+        fake = FakeGuest(os.path.join(state, "status.sock"))
         fake.accept()
         fake.send(event("starting", 1, "up"))
         fake.send(event("rebuilding", 2, "building"))
