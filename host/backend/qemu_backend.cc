@@ -52,7 +52,7 @@ class QemuBackend final : public VmBackend {
                                              spec.name, *pid, spec.shutdown_timeout_seconds + 40));
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    RunView v = view_run(spec, read_status_file(spec.status_file()));
+    RunView v = view_run(spec, read_record(spec.status_file()));
     return v.state == RunView::ended ? v.how : "stopped";
   }
 

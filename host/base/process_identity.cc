@@ -30,21 +30,30 @@ std::optional<std::uint64_t> process_start_ticks(pid_t pid) {
   }
 }
 
+ProcessIdentity ProcessIdentity::self() { return {::getpid(), process_start_ticks(::getpid())}; }
+
+bool ProcessIdentity::alive() const {
+  if (pid <= 0 || pid > INT_MAX) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+  if (!start_ticks) return true;
+  auto now = process_start_ticks(static_cast<pid_t>(pid));
+  // /proc unreadable for it (hidepid): the pid is alive, assume it is the one.
+  return !now || *now == *start_ticks;
+}
+
 nlohmann::json this_process_identity() {
-  nlohmann::json j{{"supervisor", ::getpid()}};
-  if (auto t = process_start_ticks(::getpid())) j["supervisorStart"] = *t;
+  ProcessIdentity me = ProcessIdentity::self();
+  nlohmann::json j{{"supervisor", me.pid}};
+  if (me.start_ticks) j["supervisorStart"] = *me.start_ticks;
   return j;
 }
 
 bool recorded_process_alive(const nlohmann::json& host) {
   if (!host.is_object() || !host.contains("supervisor") || !host["supervisor"].is_number_integer()) return false;
-  auto pid = host["supervisor"].get<long long>();
-  if (pid <= 0 || pid > INT_MAX) return false;
-  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
-  if (!host.contains("supervisorStart") || !host["supervisorStart"].is_number_unsigned()) return true;
-  auto now = process_start_ticks(static_cast<pid_t>(pid));
-  // /proc unreadable for it (hidepid): the pid is alive, assume it is the one.
-  return !now || *now == host["supervisorStart"].get<std::uint64_t>();
+  ProcessIdentity who{host["supervisor"].get<std::int64_t>(), std::nullopt};
+  if (host.contains("supervisorStart") && host["supervisorStart"].is_number_unsigned())
+    who.start_ticks = host["supervisorStart"].get<std::uint64_t>();
+  return who.alive();
 }
 
 }  // namespace sprout

@@ -16,6 +16,17 @@ namespace sprout {
 /// say).
 std::optional<std::uint64_t> process_start_ticks(pid_t pid);
 
+/// A process as a record names it: its pid and, when /proc said, its start time.
+struct ProcessIdentity {
+  std::int64_t pid = 0;
+  std::optional<std::uint64_t> start_ticks;
+
+  static ProcessIdentity self();
+  /// Whether this very process still runs (a pid reused by another one: false; /proc
+  /// unreadable for it (hidepid): the live pid is taken for it).
+  bool alive() const;
+};
+
 /// {"supervisor": PID, "supervisorStart": TICKS} for this process, for status.json.
 nlohmann::json this_process_identity();
 

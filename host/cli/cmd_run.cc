@@ -63,9 +63,10 @@ void start_record(const Spec& spec) {
   StatusStore store(spec.state_dir);
   StatusRecorder rec(spec.name, store);
   rec.reset();
-  json host = this_process_identity();
-  host["state"] = "preparing";
-  host["startedMs"] = unix_time_ms();
+  HostPart host;
+  host.state = HostState::preparing;
+  host.supervisor = ProcessIdentity::self();
+  host.started_ms = unix_time_ms();
   rec.set_host(host);
 }
 
@@ -133,8 +134,12 @@ int cmd_run(const Invocation& inv) {
     if (record) {
       StatusStore store(spec.state_dir);
       StatusRecorder rec(spec.name, store);
-      rec.resume_from(read_status_file(spec.status_file()));
-      rec.set_host({{"state", "stopped"}, {"how", "stopped before the VM started"}, {"stoppedMs", unix_time_ms()}});
+      if (RecordFile old = read_record(spec.status_file()); old.state == RecordFile::ok) rec.resume_from(old.record);
+      HostPart stopped;
+      stopped.state = HostState::stopped;
+      stopped.how = "stopped before the VM started";
+      stopped.stopped_ms = unix_time_ms();
+      rec.set_host(stopped);
     }
     ::close(lock);
     return 0;

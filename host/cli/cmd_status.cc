@@ -18,7 +18,6 @@
 #include "spec/spec_dir.h"
 #include "status_protocol.h"
 #include "status/status_recorder.h"
-#include "status/status_store.h"
 #include "cli/terminal_style.h"
 #include "base/terminal_text.h"
 #include "cli/vm_locator.h"
@@ -60,18 +59,13 @@ std::string ago(std::int64_t ms) {
   return fmt::format("{}d ago", s / 86400);
 }
 
-/// The path of the system a record says the guest runs; "" for none.
-std::string system_path(const json& st) {
-  if (!st.is_object() || !st.contains("system") || !st["system"].is_object()) return "";
-  return record_text(st["system"], "path");
-}
 
 /// The system for a column: a store path's name without its hash, as Nix's tools show
 /// it ("/nix/store/HASH-nixos-system-web-1" is "nixos-system-web-1", in any store
 /// directory), anything else its last component; cut to fit; "-" for none. --long and
 /// --json give the whole path.
-std::string short_system(const json& st) {
-  std::string path = system_path(st);
+std::string short_system(const StatusRecord& st) {
+  std::string path = st.system ? st.system->path : "";
   if (path.empty()) return "-";
   std::string base = path.substr(path.rfind('/') + 1);
   constexpr std::size_t kHashChars = 32;
@@ -82,11 +76,7 @@ std::string short_system(const json& st) {
   return utf8_truncate(base, 40);
 }
 
-std::string built_by(const json& st) {
-  if (!st.is_object() || !st.contains("system") || !st["system"].is_object()) return "-";
-  std::string by = record_text(st["system"], "by");
-  return by.empty() ? "-" : by;
-}
+std::string built_by(const StatusRecord& st) { return st.system && !st.system->by.empty() ? st.system->by : "-"; }
 
 const char* view_name(RunView::State s) {
   switch (s) {
@@ -103,17 +93,17 @@ std::uint64_t allocated_bytes(const fs::path& p) {
   return ::stat(p.c_str(), &s) == 0 ? static_cast<std::uint64_t>(s.st_blocks) * 512 : 0;
 }
 
-/// One VM as `status --json` and `list --json` give it: its spec's facts, the record,
-/// and what the record means (run: live, ended with how, none).
-json describe(const Known& k, bool full) {
-  json row{{"name", k.name}};
-  if (!k.spec) {
-    row["error"] = k.problem;
-    return row;
-  }
-  const Spec& spec = *k.spec;
-  json st = read_status_file(spec.status_file());
-  RunView v = view_run(spec, st);
+/// One VM: `j` as `status --json` and `list --json` give it (its spec's facts, the
+/// record, and what the record means: run live, ended with how, none), and its record.
+struct Row {
+  json j;
+  RecordFile file;
+  StatusRecord shown;  ///< the record, escaped for a terminal
+};
+
+json describe_vm(const Spec& spec, const RecordFile& file, bool full) {
+  json row{{"name", spec.name}};
+  RunView v = view_run(spec, file);
   row["stateDir"] = spec.state_dir.string();
   row["backend"] = name_of(spec.backend);
   row["specialize"] = name_of(spec.specialize);
@@ -123,7 +113,7 @@ json describe(const Known& k, bool full) {
   if (v.started_ms) run["startedMs"] = v.started_ms;
   if (v.ended_ms) run["endedMs"] = v.ended_ms;
   row["run"] = run;
-  row["status"] = st;  // null: no record
+  row["status"] = file.to_json();  // null: no record
   if (!full) return row;
   row["base"] = spec.base_image.string();
   json overlay{{"path", spec.overlay_path().string()}};
@@ -147,8 +137,9 @@ json describe(const Known& k, bool full) {
                      {"guestPort", f.guest_port}});
   row["ports"] = ports;
   std::string exported = exported_generation(spec);
-  std::string running = st.is_object() && record_phase(st) == "specialized" ? record_text(st, "generation") : "";
-  std::string pending = st.is_object() ? record_text(st, "pendingGeneration") : "";
+  const StatusRecord& st = file.record;
+  std::string running = st.phase == Phase::specialized ? st.generation : "";
+  std::string pending = st.pending_generation;
   row["exportedGeneration"] = exported.empty() ? json(nullptr) : json(exported);
   // Pending: the disks hold a configuration the guest has not applied yet (it will at
   // its next boot, or never while respecializeOnChange is off).
@@ -156,37 +147,48 @@ json describe(const Known& k, bool full) {
   return row;
 }
 
-std::string vm_state_word(const json& row) {
-  const json& st = row["status"];
-  std::string run = row["run"]["state"];
-  if (run == "ended") return "stopped";
-  std::string hs = st.is_object() && st.contains("host") ? record_text(st["host"], "state") : "";
+Row describe(const Known& k, bool full) {
+  Row row;
+  if (!k.spec) {
+    row.j = json{{"name", k.name}, {"error", k.problem}};
+    return row;
+  }
+  row.file = read_record(k.spec->status_file());
+  row.shown = row.file.record.for_display();
+  row.j = describe_vm(*k.spec, row.file, full);
+  row.j["name"] = k.name;
+  return row;
+}
+
+std::string vm_state_word(const Row& row) {
+  if (row.j["run"]["state"] == "ended") return "stopped";
+  std::string hs(name_of(row.shown.host.state));
   return hs.empty() ? "-" : hs;
 }
 
-std::string message_of(const json& row) {
-  const json& st = row["status"];
-  if (st.is_object() && st.contains("corrupt"))
-    return "corrupt record: " + record_text(st, "corrupt") + "; the recorder writes a new one at the next event";
-  std::string m = utf8_truncate(record_message(st), 100);
-  if (row["run"]["state"] == "ended") {
-    std::string how = record_text(row["run"], "how");
-    m = fmt::format("not running: {}{}", how,
-                    row["run"].contains("endedMs") ? fmt::format(" ({})", ago(record_int(row["run"], "endedMs"))) : "");
-  }
-  std::string pending = record_text(st, "pendingGeneration");
+std::string message_of(const Row& row) {
+  if (row.file.state == RecordFile::corrupt)
+    return "corrupt record: " + for_terminal(row.file.corrupt_why) +
+           "; the recorder writes a new one at the next event";
+  std::string m = utf8_truncate(row.shown.newest_message(), 100);
+  const json& run = row.j["run"];
+  if (run["state"] == "ended")
+    m = fmt::format("not running: {}{}", record_text(run, "how"),
+                    run.contains("endedMs") ? fmt::format(" ({})", ago(record_int(run, "endedMs"))) : "");
+  const std::string& pending = row.shown.pending_generation;
   if (!pending.empty()) m += fmt::format(" [pending generation {} not applied]", pending.substr(0, 12));
   return m;
 }
 
-void print_table(const json& all, bool colour) {
+void print_table(const std::vector<Row>& all, bool colour) {
   auto cell = [&](const std::string& text, int width, Tone tone = Tone::plain) {
     std::string padded = fmt::format("{:<{}}", text, width);
     return paint(padded, tone, colour);
   };
   fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {:<6} {:<40} {}\n", "NAME", "PHASE", "SINCE", "VM", "GENERATION", "BY",
              "SYSTEM", "MESSAGE");
-  for (const auto& row : all) {
+  for (const auto& r : all) {
+    const json& row = r.j;
     std::string name = row["name"];
     auto line = [&](const std::string& phase, const std::string& since, const std::string& vm, const std::string& gen,
                     const std::string& by, const std::string& sys, const std::string& msg) {
@@ -197,19 +199,19 @@ void print_table(const json& all, bool colour) {
       line("-", "-", "-", "-", "-", "-", "invalid spec: " + record_text(row, "error"));
       continue;
     }
-    const json& st = row["status"];
-    if (st.is_null()) {
+    if (r.file.state == RecordFile::missing) {
       line("-", "-", "-", "-", "-", "-", "no record yet (never started?)");
       continue;
     }
-    if (st.contains("corrupt")) {
-      line("-", "-", "-", "-", "-", "-", message_of(row));
+    if (r.file.state == RecordFile::corrupt) {
+      line("-", "-", "-", "-", "-", "-", message_of(r));
       continue;
     }
-    std::string phase = record_phase(st);
-    std::string gen = record_text(st, "generation").substr(0, 12);
-    line(phase.empty() ? "-" : phase, ago(record_int(st, "sinceMs")), vm_state_word(row), gen.empty() ? "-" : gen,
-         built_by(st), short_system(st), message_of(row));
+    const StatusRecord& st = r.shown;
+    std::string phase = st.phase_name();
+    std::string gen = st.generation.substr(0, 12);
+    line(phase.empty() ? "-" : phase, ago(st.since_ms), vm_state_word(r), gen.empty() ? "-" : gen, built_by(st),
+         short_system(st), message_of(r));
   }
 }
 
@@ -219,9 +221,10 @@ std::string human_bytes(std::uint64_t b) {
   return fmt::format("{} KiB", b >> 10);
 }
 
-void print_long(const json& all, bool colour) {
+void print_long(const std::vector<Row>& all, bool colour) {
   bool first = true;
-  for (const auto& row : all) {
+  for (const auto& r : all) {
+    const json& row = r.j;
     if (!first) fmt::print("\n");
     first = false;
     std::string name = row["name"];
@@ -229,16 +232,16 @@ void print_long(const json& all, bool colour) {
       fmt::print("{}: invalid spec: {}\n", name, record_text(row, "error"));
       continue;
     }
-    const json& st = row["status"];
-    std::string phase = st.is_object() ? record_phase(st) : "";
+    const StatusRecord& st = r.shown;
+    const bool has_record = r.file.state != RecordFile::missing;
+    std::string phase = st.phase_name();
     fmt::print("{} ({} backend, {})\n", paint(name, Tone::plain, false), record_text(row, "backend"),
-               vm_state_word(row) == "-" ? "never started" : vm_state_word(row));
+               vm_state_word(r) == "-" ? "never started" : vm_state_word(r));
     fmt::print("  phase      {} {}\n", paint(phase.empty() ? "-" : phase, phase_tone(phase), colour),
-               st.is_object() ? ago(record_int(st, "sinceMs")) : "");
-    std::string msg = st.is_object() ? message_of(row) : "no record yet (never started?)";
+               has_record ? ago(st.since_ms) : "");
+    std::string msg = has_record ? message_of(r) : "no record yet (never started?)";
     if (!msg.empty()) fmt::print("  message    {}\n", msg);
-    if (std::string sys = system_path(st); !sys.empty())
-      fmt::print("  system     {} (built by {})\n", sys, built_by(st));
+    if (st.system) fmt::print("  system     {} (built by {})\n", st.system->path, built_by(st));
     fmt::print("  base       {}\n", record_text(row, "base"));
     const json& ov = row["overlay"];
     fmt::print("  overlay    {} ({})\n", record_text(ov, "path"),
@@ -250,7 +253,7 @@ void print_long(const json& all, bool colour) {
     for (const auto& p : row["ports"])
       fmt::print("  port       {} {}:{} -> guest {}\n", record_text(p, "protocol"), record_text(p, "hostAddress"),
                  record_int(p, "hostPort"), record_int(p, "guestPort"));
-    std::string running = st.is_object() ? record_text(st, "generation") : "";
+    const std::string& running = st.generation;
     std::string exported = row["exportedGeneration"].is_string() ? record_text(row, "exportedGeneration") : "";
     fmt::print("  generation {} (exported: {}){}\n", running.empty() ? "-" : running.substr(0, 12),
                exported.empty() ? "-" : exported.substr(0, 12),
@@ -274,10 +277,12 @@ void status_options(cxxopts::Options& o) {
 
 int show(const Invocation& inv, bool full) {
   const auto& a = inv.args;
-  json all = json::array();
+  std::vector<Row> all;
   for (const auto& k : pick_vms(a)) all.push_back(describe(k, full));
   if (a.count("json")) {
-    std::cout << all.dump(2) << std::endl;
+    json rows = json::array();
+    for (const auto& r : all) rows.push_back(r.j);
+    std::cout << rows.dump(2) << std::endl;
     return 0;
   }
   const bool colour = colour_allowed(stdout);

@@ -41,19 +41,20 @@ namespace {
 constexpr int kReached = 0, kCannotReach = 1, kTimedOut = 3;
 
 /// What the guest is doing while it says nothing, in words for the live line.
-std::string silent_because(const std::string& phase, const json& st) {
-  std::string host = st.is_object() && st.contains("host") ? record_text(st["host"], "state") : "";
-  if (host == "preparing") return "preparing the VM's disks";
-  if (phase.empty()) return host == "waiting" ? "waiting for the VM to start" : "waiting for the guest's first report (booting)";
+std::string silent_because(const std::string& phase, const StatusRecord& st) {
+  if (st.host.state == HostState::preparing) return "preparing the VM's disks";
+  if (phase.empty())
+    return st.host.state == HostState::waiting ? "waiting for the VM to start"
+                                               : "waiting for the guest's first report (booting)";
   if (phase == "rebooting") return "the guest is rebooting";
   if (phase == "rebuilt") return "waiting for the guest to reboot";
   return "";
 }
 
 /// One progress line: "web: rebuilding: copying path ..." (the phase once).
-std::string progress_line(const std::string& name, const json& st) {
-  std::string phase = record_phase(st);
-  std::string msg = record_message(st);
+std::string progress_line(const std::string& name, const StatusRecord& st) {
+  std::string phase = st.phase_name();
+  std::string msg = st.newest_message();
   std::string head = fmt::format("{}: {}", name, phase.empty() ? "starting" : phase);
   if (msg.empty() || msg == phase) return head;
   // The agent often starts a message with the phase's word: say it once.
@@ -63,19 +64,18 @@ std::string progress_line(const std::string& name, const json& st) {
 }
 
 /// The guest's last lines, each once (detail arrays and lastLog overlap).
-std::vector<std::string> failure_lines(const json& st) {
+std::vector<std::string> failure_lines(const StatusRecord& st) {
   std::vector<std::string> out;
   std::set<std::string> seen;
   auto add = [&](const json& l) {
     std::string s = for_terminal(l.is_string() ? l.get<std::string>() : l.dump());
     if (seen.insert(s).second) out.push_back(s);
   };
-  if (st.contains("detail") && st["detail"].is_object())
-    for (auto it = st["detail"].begin(); it != st["detail"].end(); ++it)
-      if (it.value().is_array())
-        for (const auto& l : it.value()) add(l);
-  if (st.contains("lastLog") && st["lastLog"].is_array())
-    for (const auto& l : st["lastLog"]) add(l);
+  if (st.detail.is_object())
+    for (const auto& field : st.detail)
+      if (field.is_array())
+        for (const auto& l : field) add(l);
+  for (const auto& l : st.last_log) add(l);
   return out;
 }
 
@@ -87,8 +87,8 @@ class Waiter {
   int run();
 
  private:
-  int answer(int status, const std::string& outcome, const std::string& text, const json& st);
-  void show(const json& st, const std::string& note);
+  int answer(int status, const std::string& outcome, const std::string& text, const RecordFile& file);
+  void show(const RecordFile& file, const std::string& note);
   void sleep_for_change(long long ms);
   double elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
 
@@ -104,38 +104,40 @@ class Waiter {
   std::int64_t followed_started_ms_ = -1;  // the run this wait has seen live
 };
 
-int Waiter::answer(int status, const std::string& outcome, const std::string& text, const json& st) {
+int Waiter::answer(int status, const std::string& outcome, const std::string& text, const RecordFile& file) {
+  const StatusRecord st = file.record.for_display();
   if (tty_ && !quiet_ && !last_line_.empty()) fmt::print("\r\033[K");
   if (json_) {
     json j{{"vm", spec_.name},           {"for", target_},
            {"outcome", outcome},         {"exitStatus", status},
            {"message", text},            {"elapsedSeconds", std::round(elapsed() * 10) / 10},
-           {"phase", record_phase(st).empty() ? json(nullptr) : json(record_phase(st))},
-           {"generation", st.is_object() ? json(record_text(st, "generation")) : json(nullptr)}};
-    if (outcome == "failed") j["lastLines"] = failure_lines(st);
+           {"phase", st.phase ? json(st.phase_name()) : json(nullptr)},
+           {"generation", file.state == RecordFile::ok ? json(st.generation) : json(nullptr)}};
+    if (outcome == "failed") j["lastLines"] = failure_lines(file.record);
     std::cout << j.dump(2) << std::endl;
   } else if (status == kReached) {
     fmt::print("{}\n", text);
   } else {
     fmt::print(stderr, "{}\n", text);
     if (outcome == "failed")
-      for (const auto& l : failure_lines(st)) fmt::print(stderr, "  | {}\n", l);
+      for (const auto& l : failure_lines(file.record)) fmt::print(stderr, "  | {}\n", l);
   }
   std::fflush(stdout);
   if (ino_ >= 0) ::close(ino_);
   return status;
 }
 
-void Waiter::show(const json& st, const std::string& note) {
+void Waiter::show(const RecordFile& file, const std::string& note) {
   if (quiet_) return;
-  std::string line = st.is_null() ? spec_.name + ": no record yet" : progress_line(spec_.name, st);
+  const StatusRecord st = file.record.for_display();
+  std::string line = file.state == RecordFile::missing ? spec_.name + ": no record yet" : progress_line(spec_.name, st);
   if (!note.empty()) line += " (" + note + ")";
   if (tty_) {
     // One live line that fits the terminal; the answer is printed whole afterwards.
     std::string tail = fmt::format(" [{}s]", static_cast<long long>(elapsed()));
     int width = terminal_columns(stdout) - 1;
     std::string fitted = utf8_truncate(line, static_cast<std::size_t>(std::max<int>(10, width - tail.size())));
-    std::string phase = record_phase(st);
+    std::string phase = st.phase_name();
     if (!phase.empty()) {
       auto at = fitted.find(phase);
       if (at != std::string::npos) fitted.replace(at, phase.size(), paint(phase, phase_tone(phase), colour_));
@@ -183,23 +185,22 @@ int Waiter::run() {
   if (ino_ < 0) throw std::runtime_error(fmt::format("inotify_init1: {}", std::strerror(errno)));
   const std::string& name = spec_.name;
   while (true) {
-    json st = read_status_file(spec_.status_file());
-    RunView v = view_run(spec_, st);
+    const RecordFile file = read_record(spec_.status_file());
+    const RunView v = view_run(spec_, file);
+    const StatusRecord st = file.record.for_display();
     std::string note;
     if (v.state == RunView::live) {
       followed_started_ms_ = v.started_ms;
-      std::string phase = record_phase(st);
+      std::string phase = st.phase_name();
       // Where the guest stands now comes first: a run that reached the phase in an
       // earlier boot and has failed since is failed.
       if (phase == "failed" && target_ != "failed")
-        return answer(kCannotReach, "failed", fmt::format("{} failed: {}", name, record_text(st, "message")), st);
-      if (record_reached(st, target_))
+        return answer(kCannotReach, "failed", fmt::format("{} failed: {}", name, st.message), file);
+      if (st.reached_phase(target_))
         return answer(kReached, "reached",
                       fmt::format("{} reached {} after {}s{}", name, target_, static_cast<long long>(elapsed()),
-                                  record_text(st, "generation").empty()
-                                      ? ""
-                                      : " (generation " + record_text(st, "generation") + ")"),
-                      st);
+                                  st.generation.empty() ? "" : " (generation " + st.generation + ")"),
+                      file);
       note = silent_because(phase, st);
     } else {
       // The run this wait followed, or one that started after this wait began (what
@@ -207,11 +208,11 @@ int Waiter::run() {
       // reached before it ended counts. An older one is history.
       if (v.state == RunView::ended &&
           ((followed_started_ms_ >= 0 && v.started_ms == followed_started_ms_) || v.started_ms >= start_ms_)) {
-        if (record_reached(st, target_))
+        if (st.reached_phase(target_))
           return answer(kReached, "reached",
-                        fmt::format("{} reached {} (its run has ended since: {})", name, target_, v.how), st);
+                        fmt::format("{} reached {} (its run has ended since: {})", name, target_, v.how), file);
         return answer(kCannotReach, "stopped",
-                      fmt::format("{} stopped before reaching {}: {}", name, target_, v.how), st);
+                      fmt::format("{} stopped before reaching {}: {}", name, target_, v.how), file);
       }
       const VmBackend& backend = backend_for(spec_);
       if (backend.running(spec_).value_or(false)) {
@@ -221,7 +222,7 @@ int Waiter::run() {
         // start (`sprout run NAME & sprout wait NAME`): wait for its first run.
         note = "no record yet: waiting for its first run";
       } else if (elapsed() >= start_timeout_s_) {
-        std::string corrupt = record_text(st, "corrupt");
+        std::string corrupt = for_terminal(file.corrupt_why);
         std::string why = v.state != RunView::corrupt ? "its last run ended: " + v.how
                           : corrupt.empty()           ? "its record is unreadable"
                                                       : "its record is unreadable (" + corrupt + ")";
@@ -229,18 +230,20 @@ int Waiter::run() {
         return answer(kCannotReach, "not-running",
                       fmt::format("{} is not running, so it cannot reach {}: {} (start it: {})", name, target_, why,
                                   start),
-                      st);
+                      file);
       } else {
         note = "not running; waiting for it to start";
       }
     }
-    show(st, note);
+    show(file, note);
     auto left = timeout_s_ - elapsed();
     if (left <= 0)
       return answer(kTimedOut, "timeout",
                     fmt::format("{}: timed out after {}s waiting for {} (now: {})", name, timeout_s_, target_,
-                                st.is_null() ? "no record" : record_phase(st).empty() ? "starting" : record_phase(st)),
-                    st);
+                                file.state == RecordFile::missing ? "no record"
+                                : st.phase                        ? st.phase_name()
+                                                                  : "starting"),
+                    file);
     double sleep_s = left;
     if (start_timeout_s_ > elapsed()) sleep_s = std::min(sleep_s, start_timeout_s_ - elapsed() + 0.01);
     sleep_for_change(static_cast<long long>(std::ceil(sleep_s * 1000)));

@@ -64,7 +64,7 @@ class Loop {
   RunOutcome run();
 
  private:
-  void set_host(const char* state, const std::string& how = "");
+  void set_host(HostState state, const std::string& how = "");
   /// An event of the host's own in events.jsonl, next to the guest's ("source": "host").
   void host_event(const char* kind, const std::string& message, json detail = json::object());
   fs::path qemu_log_path() const { return spec_.state().qemu_log(); }
@@ -127,17 +127,16 @@ class Loop {
   int wstatus_ = 0;
 };
 
-void Loop::set_host(const char* state, const std::string& how) {
+void Loop::set_host(HostState state, const std::string& how) {
   if (!opt_.record) return;
-  nlohmann::json h = this_process_identity();
-  h["state"] = state;
-  h["startedMs"] = started_ms_;
-  if (!how.empty()) h["how"] = how;
-  if (owns_qemu_ && pid_ > 0) h["pid"] = pid_;
-  if (!owns_qemu_) {
-    h["recorder"] = "watch";
-    if (!channel_.empty()) h["channel"] = channel_;
-  }
+  HostPart h;
+  h.state = state;
+  h.supervisor = ProcessIdentity::self();
+  h.started_ms = started_ms_;
+  h.how = how;
+  if (owns_qemu_ && pid_ > 0) h.qemu_pid = pid_;
+  h.watch = !owns_qemu_;
+  h.channel = channel_;
   rec_.set_host(h);
 }
 
@@ -179,11 +178,11 @@ void Loop::status_connected() {
       }
       channel_ = id;
     }
-    set_host("running");
+    set_host(HostState::running);
   }
   if (status_seen_) return;
   status_seen_ = true;
-  if (owns_qemu_) set_host("running");
+  if (owns_qemu_) set_host(HostState::running);
   if (!ready_sent_ && spec_.ready == Ready::started) {
     notify_ready("status channel connected");
     ready_sent_ = true;
@@ -257,7 +256,7 @@ void Loop::request_shutdown() {
                                            spec_.shutdown_timeout_seconds));
   notify_stopping();
   powerdown_deadline_ = Clock::now() + std::chrono::seconds(spec_.shutdown_timeout_seconds);
-  set_host("stopping");
+  set_host(HostState::stopping);
   if (qmp_.send("system_powerdown")) {
     powerdown_sent_ = true;
     spdlog::info("{}: asked the guest to power down (up to {} s)", spec_.name, spec_.shutdown_timeout_seconds);
@@ -312,17 +311,17 @@ void Loop::open_record() {
     if (owns_qemu_)
       rec_.reset();
     else {
-      json old = read_status_file(spec_.status_file());
-      rec_.resume_from(old);
-      if (old.is_object() && old.contains("host") && old["host"].is_object() && old["host"].contains("channel") &&
-          old["host"]["channel"].is_string())
-        resumed_channel_ = old["host"]["channel"].get<std::string>();
+      RecordFile old = read_record(spec_.status_file());
+      if (old.state == RecordFile::ok) {
+        rec_.resume_from(old.record);
+        resumed_channel_ = old.record.host.channel;
+      }
     }
   }
 }
 
 void Loop::start_qemu() {
-  set_host("starting");
+  set_host(HostState::starting);
   std::error_code ec;
   fs::remove(spec_.status_socket(), ec);
   fs::remove(spec_.qmp_socket(), ec);
@@ -405,7 +404,7 @@ void Loop::wait_and_dispatch() {
     // For a watcher that is the end of the run (qemu closed its socket); inside
     // `sprout run` the run goes on until qemu exits.
     if (!owns_qemu_) {
-      set_host("waiting", "the VM's status channel closed (its qemu exited)");
+      set_host(HostState::waiting, "the VM's status channel closed (its qemu exited)");
       host_event("run-ended", "the VM's status channel closed (its qemu exited)");
     }
     next_status_try_ = Clock::now() + milliseconds(50);
@@ -424,7 +423,7 @@ RunOutcome Loop::run() {
   if (owns_qemu_) {
     start_qemu();
   } else {
-    set_host("waiting", "no VM is connected yet");
+    set_host(HostState::waiting, "no VM is connected yet");
     spdlog::info("{}: recording {}", spec_.name, spec_.status_socket().string());
   }
   if (!opt_.record && !ready_sent_ && spec_.ready == Ready::started) {
@@ -495,12 +494,14 @@ RunOutcome Loop::finish() {
   else host_event("recorder-stopped", how);
   if (opt_.record) {
     rec_.flush();
-    json h{{"state", "stopped"}, {"how", how}, {"exit", static_cast<int>(outcome)}, {"startedMs", started_ms_},
-           {"stoppedMs", unix_time_ms()}};
-    if (!owns_qemu_) {
-      h["recorder"] = "watch";
-      if (!channel_.empty()) h["channel"] = channel_;  // a restarted watcher knows the run by it
-    }
+    HostPart h;
+    h.state = HostState::stopped;
+    h.how = how;
+    h.exit = static_cast<int>(outcome);
+    h.started_ms = started_ms_;
+    h.stopped_ms = unix_time_ms();
+    h.watch = !owns_qemu_;
+    h.channel = channel_;  // a restarted watcher knows the run by it
     rec_.set_host(h);
   }
   notify_status(how);

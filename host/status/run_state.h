@@ -10,15 +10,14 @@
 #include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "spec/spec.h"
+#include "status/record.h"
 
 namespace sprout {
 
 struct RunView {
   enum State { none, corrupt, live, ended } state = none;
-  std::string how;            ///< ended: how ("guest powered off", "its supervisor (pid 7) is gone")
+  std::string how;            ///< ended: how, escaped for a terminal ("guest powered off", "its supervisor (pid 7) is gone")
   std::int64_t started_ms = 0;  ///< the run's start (host clock), 0 when unknown
   std::int64_t ended_ms = 0;    ///< ended: when, 0 when unknown
   bool connected = false;     ///< live: the guest's status channel is connected
@@ -26,23 +25,11 @@ struct RunView {
 
 /// Reads the record's host part. `spec` gives the status socket a watcher's record is
 /// compared with.
-RunView view_run(const Spec& spec, const nlohmann::json& status);
+RunView view_run(const Spec& spec, const RecordFile& file);
 
 /// An identity of the status socket file as qemu made it for its run (device, inode,
 /// change time); "" when there is none. A watcher that finds another one connected
 /// knows that a new run began.
 std::string channel_identity(const std::filesystem::path& socket);
-
-/// Field readers for records, which hold what a guest chose: strings are escaped for
-/// the terminal, and a missing or mistyped field reads as "" or 0.
-std::string record_text(const nlohmann::json& j, const char* key);
-std::int64_t record_int(const nlohmann::json& j, const char* key);
-/// The phase ("" before the first event).
-std::string record_phase(const nlohmann::json& status);
-/// The newest thing the guest said: its message, or while rebuilding the last log line.
-std::string record_message(const nlohmann::json& status);
-/// Whether the record's run has reached `phase` ("started": the guest's status channel
-/// connected or any event arrived).
-bool record_reached(const nlohmann::json& status, const std::string& phase);
 
 }  // namespace sprout

@@ -24,12 +24,6 @@ std::int64_t unix_time_ms() {
       .count();
 }
 
-json RecorderCounters::to_json() const {
-  return json{{"lines", lines},       {"accepted", accepted}, {"garbage", garbage},
-              {"invalidUtf8", invalid_utf8}, {"overlong", overlong}, {"wrongVm", wrong_vm},
-              {"seqGaps", seq_gaps}, {"thinned", thinned},   {"connections", connections}};
-}
-
 StatusRecorder::StatusRecorder(std::string vm, StatusStore& store, RecorderOptions options)
     : vm_(std::move(vm)),
       store_(store),
@@ -42,24 +36,27 @@ StatusRecorder::StatusRecorder(std::string vm, StatusStore& store, RecorderOptio
 }
 
 void StatusRecorder::reset() {
-  status_ = json{{"vm", vm_},          {"phase", nullptr},   {"sinceMs", unix_time_ms()},
-                 {"updatedMs", unix_time_ms()}, {"generation", ""}, {"message", "no event from the guest yet"},
-                 {"bootId", ""},       {"seq", 0},           {"detail", nullptr},
-                 {"lastLog", json::array()}, {"reached", json::array()}, {"host", json::object()},
-                 {"counters", counters_.to_json()}};
-  last_log_.clear();
+  record_ = StatusRecord{};
+  record_.vm = vm_;
+  record_.since_ms = record_.updated_ms = unix_time_ms();
+  record_.message = "no event from the guest yet";
   dirty_ = true;
 }
 
-void StatusRecorder::resume_from(const json& old) {
-  if (!old.is_object()) return;
-  for (const char* k : {"phase", "sinceMs", "generation", "message", "bootId", "seq", "detail", "lastLog", "reached",
-                        "system", "pendingGeneration"})
-    if (old.contains(k)) status_[k] = old[k];
-  last_log_.clear();
-  if (old.contains("lastLog") && old["lastLog"].is_array())
-    for (const auto& l : old["lastLog"])
-      if (l.is_string()) last_log_.push_back(l.get<std::string>());
+void StatusRecorder::resume_from(const StatusRecord& old) {
+  record_.phase = old.phase;
+  if (old.since_ms) record_.since_ms = old.since_ms;
+  record_.generation = old.generation;
+  record_.message = old.message;
+  record_.boot_id = old.boot_id;
+  record_.seq = old.seq;
+  record_.detail = old.detail;
+  record_.last_log = old.last_log;
+  if (record_.last_log.size() > options_.last_log_lines)
+    record_.last_log.erase(record_.last_log.begin(), record_.last_log.end() - options_.last_log_lines);
+  record_.reached = old.reached;
+  record_.system = old.system;
+  record_.pending_generation = old.pending_generation;
   dirty_ = true;
 }
 
@@ -73,8 +70,8 @@ void StatusRecorder::on_disconnect() {
   lines_.reset();
 }
 
-void StatusRecorder::set_host(const json& host) {
-  status_["host"] = host;
+void StatusRecorder::set_host(const HostPart& host) {
+  record_.host = host;
   write_now();
 }
 
@@ -136,10 +133,10 @@ void StatusRecorder::handle_line(std::string_view line) {
   else
     ++counters_.thinned;
 
-  status_["updatedMs"] = unix_time_ms();
-  status_["bootId"] = e.boot_id;
-  status_["seq"] = e.seq;
-  if (!e.generation.empty()) status_["generation"] = e.generation;
+  record_.updated_ms = unix_time_ms();
+  record_.boot_id = e.boot_id;
+  record_.seq = e.seq;
+  if (!e.generation.empty()) record_.generation = e.generation;
   if (is_log)
     apply_log(e);
   else
@@ -159,7 +156,7 @@ void StatusRecorder::accept_foreign(const StatusEvent& e, json ev) {
     store_.append_event(ev);
   else
     ++counters_.thinned;
-  status_["message"] = fmt::format("the guest reports that it is VM '{}' (check sources.self)", e.vm);
+  record_.message = fmt::format("the guest reports that it is VM '{}' (check sources.self)", e.vm);
   schedule_write();
 }
 
@@ -188,29 +185,24 @@ void StatusRecorder::track_sequence(const StatusEvent& e) {
 }
 
 void StatusRecorder::apply_log(const StatusEvent& e) {
-  last_log_.push_back(utf8_truncate(e.message, 512));
-  while (last_log_.size() > options_.last_log_lines) last_log_.pop_front();
-  status_["lastLog"] = last_log_;
-  if (status_["phase"].is_null()) status_["phase"] = "rebuilding";
+  auto& log = record_.last_log;
+  log.push_back(utf8_truncate(e.message, 512));
+  if (log.size() > options_.last_log_lines) log.erase(log.begin(), log.end() - options_.last_log_lines);
+  if (!record_.phase) record_.phase = Phase::rebuilding;
   schedule_write();
 }
 
 void StatusRecorder::apply_phase(const StatusEvent& e) {
-  std::string name(phase_name(e.phase));
-  if (status_["phase"] != name) status_["sinceMs"] = unix_time_ms();
-  if (e.phase == Phase::starting) {
-    last_log_.clear();
-    status_["lastLog"] = json::array();
-  }
-  status_["phase"] = name;
+  if (record_.phase != e.phase) record_.since_ms = unix_time_ms();
+  if (e.phase == Phase::starting) record_.last_log.clear();
+  record_.phase = e.phase;
   // Every phase this run has reached, once each, in order (`wait --for` a phase
   // already passed answers from it; at most the seven phase names).
-  json& reached = status_["reached"];
-  if (!reached.is_array()) reached = json::array();
-  if (std::find(reached.begin(), reached.end(), name) == reached.end()) reached.push_back(name);
-  status_["message"] = e.message;
-  status_["detail"] = e.detail.is_object() ? e.detail : json(nullptr);
-  status_["guestTimeMs"] = e.time_ms;
+  auto& reached = record_.reached;
+  if (std::find(reached.begin(), reached.end(), e.phase) == reached.end()) reached.push_back(e.phase);
+  record_.message = e.message;
+  record_.detail = e.detail.is_object() ? e.detail : json(nullptr);
+  record_.guest_time_ms = e.time_ms;
   if (e.phase == Phase::specialized) record_system(e);
   // An outcome is written at once (what `wait` waits for); other phases at most
   // every `coalesce`, so a guest flooding phase changes costs one write per period.
@@ -231,16 +223,14 @@ void StatusRecorder::record_system(const StatusEvent& e) {
   if (!e.detail.is_object()) return;
   auto sys = e.detail.find("currentSystem");
   if (sys == e.detail.end() || !sys->is_string()) return;
-  json rec{{"path", utf8_truncate(sys->get<std::string>(), 512)}};
   auto by = e.detail.find("specializedBy");
-  rec["by"] = by != e.detail.end() && (*by == "host" || *by == "guest") ? *by : json("guest");
-  status_["system"] = rec;
+  record_.system = GuestSystem{utf8_truncate(sys->get<std::string>(), 512),
+                               by != e.detail.end() && (*by == "host" || *by == "guest") ? by->get<std::string>()
+                                                                                         : "guest"};
   // keep_old: the configuration exported now, which the guest has not applied.
   auto pending = e.detail.find("pendingGeneration");
-  if (pending != e.detail.end() && pending->is_string())
-    status_["pendingGeneration"] = utf8_truncate(pending->get<std::string>(), 128);
-  else
-    status_.erase("pendingGeneration");
+  record_.pending_generation =
+      pending != e.detail.end() && pending->is_string() ? utf8_truncate(pending->get<std::string>(), 128) : "";
 }
 
 std::optional<StatusRecorder::Clock::time_point> StatusRecorder::flush_due() const { return pending_; }
@@ -251,9 +241,9 @@ void StatusRecorder::flush() {
 }
 
 void StatusRecorder::write_now() {
-  status_["counters"] = counters_.to_json();
+  record_.counters = counters_;
   try {
-    store_.write_status(status_);
+    store_.write_status(record_);
   } catch (const std::exception& ex) {
     spdlog::warn("{}: cannot write status.json: {}", vm_, ex.what());
   }

@@ -11,7 +11,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <optional>
 #include <string>
@@ -20,23 +19,10 @@
 
 #include "line_splitter.h"
 #include "status_protocol.h"
+#include "status/record.h"
 #include "status/status_store.h"
 
 namespace sprout {
-
-struct RecorderCounters {
-  std::uint64_t lines = 0;        ///< complete lines seen
-  std::uint64_t accepted = 0;     ///< valid events
-  std::uint64_t garbage = 0;      ///< lines the decoder rejected (not UTF-8 problems)
-  std::uint64_t invalid_utf8 = 0;
-  std::uint64_t overlong = 0;     ///< lines over kMaxStatusLineBytes
-  std::uint64_t wrong_vm = 0;     ///< valid events naming another VM (recorded, flagged, no phase change)
-  std::uint64_t seq_gaps = 0;     ///< events the guest numbered but that never arrived
-  std::uint64_t thinned = 0;      ///< log lines not written to events.jsonl (flood)
-  std::uint64_t connections = 0;
-
-  nlohmann::json to_json() const;
-};
 
 struct RecorderOptions {
   std::chrono::milliseconds coalesce{100};
@@ -54,17 +40,17 @@ class StatusRecorder {
   /// Starts a fresh record ("no event yet in this run"), keeping nothing from an old
   /// status.json. Used by `sprout run` when it starts qemu.
   void reset();
-  /// Continues from an existing status.json (phase, generation, counters), so a
+  /// Continues from an existing record (phase, generation, what the guest runs), so a
   /// restarted `sprout watch` does not forget what it knew.
-  void resume_from(const nlohmann::json& status);
+  void resume_from(const StatusRecord& old);
 
   void on_connect();
   void on_data(std::string_view bytes);
   /// The connection ended: a partial line is dropped (and counted as garbage).
   void on_disconnect();
 
-  /// Host-side facts shown in status.json under "host" (e.g. {"state": "running"}).
-  void set_host(const nlohmann::json& host);
+  /// The host's side of the run ("host" in status.json), written at once.
+  void set_host(const HostPart& host);
 
   /// When a coalesced write is pending: the time it is due.
   std::optional<Clock::time_point> flush_due() const;
@@ -75,7 +61,7 @@ class StatusRecorder {
   std::function<void(const StatusEvent&)> on_event;
 
   const RecorderCounters& counters() const { return counters_; }
-  const nlohmann::json& status() const { return status_; }
+  const StatusRecord& record() const { return record_; }
 
  private:
   void handle_line(std::string_view line);
@@ -96,8 +82,7 @@ class StatusRecorder {
   StatusStore& store_;
   RecorderOptions options_;
   RecorderCounters counters_;
-  nlohmann::json status_;
-  std::deque<std::string> last_log_;
+  StatusRecord record_;
   std::string last_boot_id_;   ///< for seq gap detection
   std::uint64_t last_seq_ = 0;
   std::uint64_t gap_warnings_ = 0;

@@ -34,6 +34,9 @@ std::string line(Phase p, std::uint64_t seq, const std::string& msg = "m", const
   return encode_status_line(e);
 }
 
+/// status.json as JSON, through the record type that reads and writes it.
+json read_status_file(const fs::path& p) { return read_record(p).to_json(); }
+
 std::size_t count_lines(const fs::path& p) {
   std::ifstream in(p);
   std::size_t n = 0;
@@ -189,7 +192,7 @@ TEST(StatusRecorder, ResumeKeepsPhaseAndWrongVmFlagged) {
   TempDir d;
   StatusStore store(d.path);
   StatusRecorder rec("web", store);
-  rec.resume_from(json{{"phase", "rebuilding"}, {"generation", "g0"}, {"lastLog", {"a"}}});
+  rec.resume_from(StatusRecord::from_json(json{{"phase", "rebuilding"}, {"generation", "g0"}, {"lastLog", {"a"}}}));
   rec.on_data(line(Phase::log, 5, "b", "other"));  // another VM's line: flagged, not this VM's log
   rec.on_data(line(Phase::log, 6, "c"));
   rec.flush();

@@ -6,15 +6,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
-#include "error.h"
-#include "strict_json.h"
 
 namespace sprout {
 
@@ -42,9 +37,9 @@ void StatusStore::open_events() {
   if (::fstat(events_fd_, &st) == 0) events_size_ = static_cast<std::uint64_t>(st.st_size);
 }
 
-void StatusStore::write_status(const json& status) {
+void StatusStore::write_status(const StatusRecord& record) {
   // Compact: indentation would multiply a deeply nested detail many times over.
-  write_file_atomic(status_path(), status.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+  write_file_atomic(status_path(), record.to_json().dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 void StatusStore::append_event(const json& event) {
@@ -74,23 +69,6 @@ void StatusStore::append_event(const json& event) {
     return;
   }
   events_size_ += line.size();
-}
-
-json read_status_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return nullptr;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = parse_json_loosely(ss.str(), path.string());
-  } catch (const InputError& e) {
-    // Nested too deep, or cut short: the reason, naming the file.
-    return json{{"corrupt", e.what()}};
-  }
-  if (!j.is_object() || !j.contains("vm"))
-    return json{{"corrupt", fmt::format("{} is not a status record sprout wrote (garbled or cut short)", path.string())}};
-  return j;
 }
 
 }  // namespace sprout

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "spec/state_dir.h"
+#include "status/record.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -27,7 +28,7 @@ class StatusStore {
   StatusStore& operator=(const StatusStore&) = delete;
 
   /// Replaces status.json. Throws std::system_error.
-  void write_status(const nlohmann::json& status);
+  void write_status(const StatusRecord& record);
   /// Appends one line to events.jsonl (rotating first when it is full). Failures are
   /// logged and counted, never thrown: losing history must not stop recording.
   void append_event(const nlohmann::json& event);
@@ -46,9 +47,5 @@ class StatusStore {
   std::uint64_t rotations_ = 0;
   std::uint64_t write_failures_ = 0;
 };
-
-/// Reads and parses status.json: null when it is missing; {"corrupt": WHY} when it is
-/// there but not a record (the recorder replaces it with a fresh one).
-nlohmann::json read_status_file(const std::filesystem::path& path);
 
 }  // namespace sprout
