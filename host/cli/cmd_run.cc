@@ -110,7 +110,7 @@ int cmd_run(const Invocation& inv) {
   QemuEnvironment env;
   env.qemu_binary = a["qemu"].as<std::string>();
   env.status_wait_for_reader = !a.count("external-recorder");
-  build_qemu_command(spec, env);  // input errors (network mode) before anything is written
+  check_qemu_can_run(spec);  // input errors (network mode) before anything is written
 
   int lock = lock_run(spec);
   // --print-command starts nothing: it leaves the record of the VM's runs alone.

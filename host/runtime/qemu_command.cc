@@ -24,7 +24,21 @@ std::string qemu_escape(const std::string& s) {
 
 }  // namespace
 
+void check_qemu_can_run(const Spec& spec) {
+  if (spec.network.mode == NetworkMode::libvirt)
+    throw InputError(fmt::format("{}: network.mode \"libvirt\" needs backend \"libvirt\"; `sprout run` "
+                                 "supports \"user\", \"bridge\" and \"none\"",
+                                 spec.file.string()));
+  // Status channel and QMP: unix sockets, whose paths the kernel limits to 107 bytes.
+  for (const auto& sock : {spec.status_socket(), spec.qmp_socket(), spec.console_socket()})
+    if (sock.string().size() > 107)
+      throw InputError(fmt::format("{}: stateDir {} is too long for its unix sockets ({} is {} bytes; the limit is "
+                                   "107): use a shorter state directory",
+                                   spec.file.string(), spec.state_dir.string(), sock.string(), sock.string().size()));
+}
+
 std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironment& env) {
+  check_qemu_can_run(spec);
   std::vector<std::string> a{env.qemu_binary};
   auto add = [&](std::initializer_list<std::string> xs) { a.insert(a.end(), xs.begin(), xs.end()); };
 
@@ -81,19 +95,10 @@ std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironm
       add({"-netdev", fmt::format("bridge,id=net0,br={}", qemu_escape(net.bridge)), "-device",
            fmt::format("virtio-net-pci,netdev=net0,mac={}", net.mac)});
       break;
-    case NetworkMode::libvirt:
-      throw InputError(fmt::format("{}: network.mode \"libvirt\" needs backend \"libvirt\"; `sprout run` "
-                                   "supports \"user\", \"bridge\" and \"none\"",
-                                   spec.file.string()));
+    case NetworkMode::libvirt: break;  // refused by check_qemu_can_run
     case NetworkMode::none: break;  // no NIC (-nodefaults)
   }
 
-  // Status channel and QMP: unix sockets, whose paths the kernel limits to 107 bytes.
-  for (const auto& sock : {spec.status_socket(), spec.qmp_socket(), spec.console_socket()})
-    if (sock.string().size() > 107)
-      throw InputError(fmt::format("{}: stateDir {} is too long for its unix sockets ({} is {} bytes; the limit is "
-                                   "107): use a shorter state directory",
-                                   spec.file.string(), spec.state_dir.string(), sock.string(), sock.string().size()));
   add({"-device", "virtio-serial-pci,id=sprout-vser",
        "-chardev", fmt::format("socket,id=sprout-status,path={},server=on,wait={}",
                                qemu_escape(spec.status_socket().string()), env.status_wait_for_reader ? "on" : "off"),

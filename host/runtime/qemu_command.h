@@ -26,8 +26,11 @@ struct QemuEnvironment {
   bool status_wait_for_reader = true;
 };
 
-/// The argument vector (argv[0] is the binary). InputError when the spec asks for
-/// something the QEMU backend cannot do (network.mode "libvirt").
+/// InputError when the spec asks for something the QEMU backend cannot do
+/// (network.mode "libvirt", a state directory too long for its sockets).
+void check_qemu_can_run(const Spec& spec);
+
+/// The argument vector (argv[0] is the binary); check_qemu_can_run's errors first.
 std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironment& env);
 
 }  // namespace sprout
