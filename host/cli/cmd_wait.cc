@@ -28,6 +28,7 @@
 #include "status/status_store.h"
 #include "cli/terminal_style.h"
 #include "base/terminal_text.h"
+#include "cli/time_span.h"
 #include "cli/vm_locator.h"
 
 namespace sprout {
@@ -257,9 +258,10 @@ namespace {
 void wait_options(cxxopts::Options& o) {
   declare_needs(o, Needs::one_vm);
   o.add_options()("for", "phase to wait for", cxxopts::value<std::string>()->default_value("specialized"))(
-      "timeout", "seconds to wait at most (0: look once and answer)", cxxopts::value<double>()->default_value("900"))(
-      "start-timeout", "seconds to give a VM that is not running to start (default 0: answer at once)",
-      cxxopts::value<double>()->default_value("0"))("quiet", "print nothing but the outcome")(
+      "timeout", "how long to wait at most: seconds or a span (90s, 5min, 1h); 0: look once and answer",
+      cxxopts::value<std::string>()->default_value("900"), "SPAN")(
+      "start-timeout", "how long to give a VM that is not running to start (default 0: answer at once)",
+      cxxopts::value<std::string>()->default_value("0"), "SPAN")("quiet", "print nothing but the outcome")(
       "json", "print the outcome as JSON (and nothing else)");
 }
 
@@ -273,11 +275,8 @@ int cmd_wait(const Invocation& inv) {
     throw InputError(fmt::format("--for {}: not a phase (started, starting, mounting, rebuilding, rebuilt, rebooting, "
                                  "specialized, failed)",
                                  target));
-  double timeout_s = a["timeout"].as<double>();
-  if (!(timeout_s >= 0) || timeout_s > 1e9) throw InputError("--timeout must be a number of seconds from 0 to 1e9");
-  double start_s = a["start-timeout"].as<double>();
-  if (!(start_s >= 0) || start_s > 1e9)
-    throw InputError("--start-timeout must be a number of seconds from 0 to 1e9");
+  const double timeout_s = parse_time_span(a["timeout"].as<std::string>(), "timeout");
+  const double start_s = parse_time_span(a["start-timeout"].as<std::string>(), "start-timeout");
   Spec spec = locate_vm(a);
   return Waiter(std::move(spec), target, timeout_s, start_s, a.count("quiet") > 0, a.count("json") > 0).run();
 }
