@@ -84,7 +84,8 @@ class Waiter {
  public:
   Waiter(Spec spec, std::string target, double timeout_s, double start_timeout_s, bool quiet, bool as_json)
       : spec_(std::move(spec)), target_(std::move(target)), timeout_s_(timeout_s), start_timeout_s_(start_timeout_s),
-        quiet_(quiet || as_json), json_(as_json), tty_(::isatty(1) == 1), colour_(colour_allowed(stdout)) {}
+        silent_(quiet && !as_json), quiet_(quiet || as_json), json_(as_json), tty_(::isatty(1) == 1),
+        colour_(colour_allowed(stdout)) {}
   int run();
 
  private:
@@ -96,6 +97,7 @@ class Waiter {
   Spec spec_;
   std::string target_;
   double timeout_s_, start_timeout_s_;
+  bool silent_;  // --quiet: nothing at all, the exit status says it
   bool quiet_, json_, tty_, colour_;
   Clock::time_point start_ = Clock::now();
   const std::int64_t start_ms_ = unix_time_ms();  // host clock, as the records' startedMs
@@ -108,7 +110,9 @@ class Waiter {
 int Waiter::answer(int status, const std::string& outcome, const std::string& text, const RecordFile& file) {
   const StatusRecord st = file.record.for_display();
   if (tty_ && !quiet_ && !last_line_.empty()) fmt::print("\r\033[K");
-  if (json_) {
+  if (silent_) {
+    // --quiet: the exit status is the whole answer.
+  } else if (json_) {
     json j{{"vm", spec_.name},           {"for", target_},
            {"outcome", outcome},         {"exitStatus", status},
            {"message", text},            {"elapsedSeconds", std::round(elapsed() * 10) / 10},
@@ -195,7 +199,8 @@ int Waiter::run() {
       std::string phase = st.phase_name();
       // Where the guest stands now comes first: a run that reached the phase in an
       // earlier boot and has failed since is failed.
-      if (phase == "failed" && target_ != "failed")
+      // (`started` is about the channel, which a failed guest has up.)
+      if (phase == "failed" && target_ != "failed" && target_ != "started")
         return answer(kCannotReach, "failed", fmt::format("{} failed: {}", name, st.message), file);
       if (st.reached_phase(target_))
         return answer(kReached, "reached",
@@ -261,7 +266,7 @@ void wait_options(cxxopts::Options& o) {
       "timeout", "how long to wait at most: seconds or a span (90s, 5min, 1h); 0: look once and answer",
       cxxopts::value<std::string>()->default_value("900"), "SPAN")(
       "start-timeout", "how long to give a VM that is not running to start (default 0: answer at once)",
-      cxxopts::value<std::string>()->default_value("0"), "SPAN")("quiet", "print nothing but the outcome")(
+      cxxopts::value<std::string>()->default_value("0"), "SPAN")("quiet", "print nothing: the exit status is the answer")(
       "json", "print the outcome as JSON (and nothing else)");
 }
 

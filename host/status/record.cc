@@ -124,7 +124,12 @@ std::string StatusRecord::newest_message() const {
 bool StatusRecord::reached_phase(std::string_view name) const {
   if (name == "started") return phase || !reached.empty() || host.state == HostState::running;
   auto p = phase_from_name(name);
-  return p && (phase == p || std::find(reached.begin(), reached.end(), *p) != reached.end());
+  if (!p) return false;
+  // A phase is reached when the run got there, or past it on the way to
+  // `specialized`: a boot that takes the fast path (already specialized) never says
+  // "rebuilding", and has passed it. `failed` is no step past anything.
+  auto passed = [&](Phase q) { return q == *p || (*p != Phase::failed && q != Phase::failed && q > *p); };
+  return (phase && passed(*phase)) || std::any_of(reached.begin(), reached.end(), passed);
 }
 
 StatusRecord StatusRecord::for_display() const {

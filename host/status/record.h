@@ -84,8 +84,9 @@ struct StatusRecord {
   std::string phase_name() const;
   /// The newest thing the guest said: its message, or while rebuilding the last log line.
   std::string newest_message() const;
-  /// Whether the run reached `phase` ("started": the guest's channel connected or an
-  /// event arrived; any other name a phase of status_protocol.h).
+  /// Whether the run reached `phase` or went past it towards `specialized` ("started":
+  /// the guest's channel connected or an event arrived; any other name a phase of
+  /// status_protocol.h; `failed` only when it failed).
   bool reached_phase(std::string_view phase) const;
   /// A copy whose every string is escaped for a terminal.
   StatusRecord for_display() const;

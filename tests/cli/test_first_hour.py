@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 SPROUT = sys.argv[1] if len(sys.argv) > 1 else "sprout"
@@ -57,6 +58,49 @@ class TimeSpans(World):
             r = self.sprout("wait", "web", "--timeout", span, "--json")
             self.assertEqual(r.returncode, 3, (span, r.stdout, r.stderr))  # timed out at once: never ran
             self.assertEqual(json.loads(r.stdout)["outcome"], "timeout")
+
+
+class WaitAnswers(World):
+    """4: a phase the run went past is reached; `started` is the channel; --quiet is quiet.
+    The record is a live run's: its supervisor is this test process."""
+
+    def live_record(self, phase, reached, host_state="running"):
+        now = int(time.time() * 1000)
+        with open(os.path.join(self.state, "status.json"), "w") as f:
+            json.dump({"vm": "web", "phase": phase, "message": "m", "generation": "g1", "bootId": "b", "seq": 3,
+                       "sinceMs": now, "updatedMs": now, "detail": None, "lastLog": ["boom"], "reached": reached,
+                       "host": {"state": host_state, "supervisor": os.getpid(), "startedMs": now}}, f)
+
+    def test_a_fast_path_boot_has_passed_rebuilding(self):
+        # Already specialized: the boot never said rebuilding or rebuilt, and is past them.
+        self.live_record("specialized", ["starting", "mounting", "specialized"])
+        for phase in ("rebuilding", "rebuilt", "rebooting", "mounting"):
+            r = self.sprout("wait", "web", "--for", phase, "--timeout", "10min")
+            self.assertEqual(r.returncode, 0, (phase, r.stdout, r.stderr))
+            self.assertIn(f"reached {phase}", r.stdout)
+        r = self.sprout("wait", "web", "--for", "failed", "--timeout", "0")
+        self.assertEqual(r.returncode, 3, r.stderr)  # specialized is not past failed
+
+    def test_not_past_a_phase_not_yet_reached(self):
+        self.live_record("rebuilding", ["starting", "mounting", "rebuilding"])
+        r = self.sprout("wait", "web", "--for", "rebooting", "--timeout", "0")
+        self.assertEqual(r.returncode, 3, r.stderr)
+
+    def test_started_is_reached_by_a_guest_that_failed(self):
+        self.live_record("failed", ["starting", "mounting", "rebuilding", "failed"])
+        r = self.sprout("wait", "web", "--for", "started", "--timeout", "10min")
+        self.assertEqual(r.returncode, 0, (r.stdout, r.stderr))
+        r = self.sprout("wait", "web", "--for", "specialized", "--timeout", "10min")
+        self.assertEqual(r.returncode, 1, (r.stdout, r.stderr))  # and failed for what it did not reach
+        self.assertIn("boom", r.stderr)
+
+    def test_quiet_prints_nothing(self):
+        self.live_record("failed", ["starting", "mounting", "rebuilding", "failed"])
+        r = self.sprout("wait", "web", "--quiet", "--timeout", "10min")
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (1, "", ""))
+        self.live_record("specialized", ["starting", "mounting", "specialized"])
+        r = self.sprout("wait", "web", "--quiet")
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""))
 
 
 if __name__ == "__main__":
