@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <system_error>
@@ -16,6 +17,7 @@
 #include "atomic_file.h"
 #include "error.h"
 #include "base/leftovers.h"
+#include "disk/overlay_origin.h"
 #include "strict_json.h"
 #include "subprocess.h"
 
@@ -41,10 +43,22 @@ void create_overlay_at(const Spec& spec, const PendingFile& pending) {
   run_checked(argv, std::chrono::minutes(2));
 }
 
-fs::path create_overlay_file(const Spec& spec) {
+/// Records that the new overlay at `pending`'s temporary path is made on `want`
+/// (canonical), with the spec's baseSystem. Done before it takes the name root.qcow2:
+/// until then the record names a file that is not the overlay, and is not believed.
+void record_origin_of_new(const Spec& spec, const PendingFile& pending, const fs::path& want) {
+  struct stat st;
+  if (::stat(pending.temp_path().c_str(), &st) != 0)
+    throw std::system_error(errno, std::generic_category(), pending.temp_path().string());
+  write_overlay_origin(spec.state(), OverlayOrigin{static_cast<std::uint64_t>(st.st_ino), {want}, want,
+                                                   spec.base_system});
+}
+
+fs::path create_overlay_file(const Spec& spec, const fs::path& want) {
   fs::path overlay = spec.overlay_path();
   PendingFile pending(overlay);
   create_overlay_at(spec, pending);
+  record_origin_of_new(spec, pending, want);
   // Never replace an overlay that appeared meanwhile: it is somebody's state.
   rename_noreplace(pending.temp_path(), overlay);
   fsync_directory(overlay.parent_path());
@@ -117,6 +131,8 @@ OverlayPlan plan_overlay(const Spec& spec) {
   if (!fs::is_regular_file(fs::symlink_status(plan.overlay)))
     throw InputError(fmt::format("{}: exists but is not a regular file; move it away", plan.overlay.string()));
   OverlayInfo info = inspect_image(plan.overlay);
+  struct stat st;
+  if (::stat(plan.overlay.c_str(), &st) == 0) plan.inode = st.st_ino;
   if (info.format != "qcow2" || !info.backing)
     throw InputError(fmt::format("{}: is not a qcow2 overlay with a backing file (format {}); sprout will not "
                                  "touch it: move it away to start fresh",
@@ -145,46 +161,39 @@ OverlayPlan plan_overlay(const Spec& spec) {
   return plan;
 }
 
-PrepareResult prepare_overlay(const Spec& spec) { return apply_overlay(spec, plan_overlay(spec)); }
+namespace {
 
-PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan) {
-  std::error_code ec;
-  fs::create_directories(spec.state_dir, ec);
-  if (ec) throw std::system_error(ec, "cannot create the state directory " + spec.state_dir.string());
-  remove_leftovers(spec.state_dir);  // a killed prepare's half-made overlay
+/// Safe mode (no -u): qemu-img compares old and new base and keeps the VM's view, so
+/// the origin record stays true: the new base joins its backing files first (a kill
+/// mid-rebase leaves the header naming either), and the old one leaves afterwards.
+/// A record about another file is left alone: nothing is known about this overlay.
+void rebase_overlay(const Spec& spec, const OverlayPlan& plan) {
+  std::string why;
+  std::optional<OverlayOrigin> origin = read_overlay_origin(spec.state(), why);
+  if (origin && (origin->overlay_inode != plan.inode ||
+                 std::find(origin->backing_files.begin(), origin->backing_files.end(), plan.have) ==
+                     origin->backing_files.end()))
+    origin.reset();
+  if (origin) {
+    origin->backing_files.push_back(plan.want);
+    write_overlay_origin(spec.state(), *origin);
+  }
+  run_checked({"qemu-img", "rebase", "-q", "-f", "qcow2", "-b", plan.want.string(), "-F", spec.base_format,
+               plan.overlay.string()},
+              std::chrono::hours(2));
+  if (origin) {
+    origin->backing_files = {plan.want};
+    write_overlay_origin(spec.state(), *origin);
+  }
+}
 
-  PrepareResult r;
-  r.overlay = plan.overlay;
+/// recreate: the old overlay is kept under a dated name, never deleted. Order, so a
+/// kill at any instant leaves the VM on its old overlay or wholly on the new one:
+/// check the new base (plan_overlay), give the old overlay its second name (a hard
+/// link), create the new overlay under a temporary name, then rename it over root.qcow2.
+void recreate_overlay(const Spec& spec, const OverlayPlan& plan, PrepareResult& r) {
   const fs::path& want = plan.want;
   const fs::path& have = plan.have;
-  r.backing = plan.action == OverlayPlan::create ? want : have;
-  switch (plan.action) {
-    case OverlayPlan::create:
-      create_overlay_file(spec);
-      r.action = "created";
-      spdlog::info("created overlay {} on {}", r.overlay.string(), want.string());
-      return r;
-    case OverlayPlan::reuse: r.action = "reused"; return r;
-    case OverlayPlan::keep_old_base:
-      spdlog::warn("{}: stays on its old base {} (spec base is {}; baseChange is \"keep\")", r.overlay.string(),
-                   have.string(), want.string());
-      r.action = "kept-old-base";
-      return r;
-    case OverlayPlan::rebase:
-      // Safe mode (no -u): qemu-img compares old and new base and keeps the VM's view.
-      run_checked({"qemu-img", "rebase", "-q", "-f", "qcow2", "-b", want.string(), "-F", spec.base_format,
-                   r.overlay.string()},
-                  std::chrono::hours(2));
-      r.action = "rebased";
-      r.backing = want;
-      spdlog::info("rebased {} from {} onto {}", r.overlay.string(), have.string(), want.string());
-      return r;
-    case OverlayPlan::recreate: break;
-  }
-  // recreate: the old overlay is kept under a dated name, never deleted. Order, so a
-  // kill at any instant leaves the VM on its old overlay or wholly on the new one:
-  // check the new base (plan_overlay), give the old overlay its second name (a hard
-  // link), create the new overlay under a temporary name, then rename it over root.qcow2.
   fs::path dir = r.overlay.parent_path();
   struct stat old_st;
   if (::stat(r.overlay.c_str(), &old_st) != 0)
@@ -209,6 +218,9 @@ PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan) {
   fsync_directory(dir);
   PendingFile pending(r.overlay);
   create_overlay_at(spec, pending);
+  // From here on the record names the new overlay: the old one (root.qcow2 until the
+  // rename below, then the name kept aside) is not believed to be on any base.
+  record_origin_of_new(spec, pending, plan.want);
   struct stat now_st;
   if (::stat(r.overlay.c_str(), &now_st) != 0 || now_st.st_ino != old_st.st_ino || now_st.st_dev != old_st.st_dev)
     throw std::runtime_error(fmt::format("{}: changed while a new overlay was being made; nothing was replaced "
@@ -220,6 +232,44 @@ PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan) {
   r.moved_aside = aside;
   r.moved_aside_backing = have;
   spdlog::warn("base changed: moved the old overlay to {} and created a new one on {}", aside.string(), want.string());
+}
+
+}  // namespace
+
+PrepareResult prepare_overlay(const Spec& spec) { return apply_overlay(spec, plan_overlay(spec)); }
+
+PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan) {
+  std::error_code ec;
+  fs::create_directories(spec.state_dir, ec);
+  if (ec) throw std::system_error(ec, "cannot create the state directory " + spec.state_dir.string());
+  remove_leftovers(spec.state_dir);  // a killed prepare's half-made overlay
+
+  PrepareResult r;
+  r.overlay = plan.overlay;
+  const fs::path& want = plan.want;
+  const fs::path& have = plan.have;
+  r.backing = plan.action == OverlayPlan::create ? want : have;
+  switch (plan.action) {
+    case OverlayPlan::create:
+      create_overlay_file(spec, want);
+      r.action = "created";
+      spdlog::info("created overlay {} on {}", r.overlay.string(), want.string());
+      return r;
+    case OverlayPlan::reuse: r.action = "reused"; return r;
+    case OverlayPlan::keep_old_base:
+      spdlog::warn("{}: stays on its old base {} (spec base is {}; baseChange is \"keep\")", r.overlay.string(),
+                   have.string(), want.string());
+      r.action = "kept-old-base";
+      return r;
+    case OverlayPlan::rebase:
+      rebase_overlay(spec, plan);
+      r.action = "rebased";
+      r.backing = want;
+      spdlog::info("rebased {} from {} onto {}", r.overlay.string(), have.string(), want.string());
+      return r;
+    case OverlayPlan::recreate: break;
+  }
+  recreate_overlay(spec, plan, r);
   return r;
 }
 

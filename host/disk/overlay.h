@@ -4,7 +4,8 @@
 // base change is handled by the spec's policy (keep, rebase in safe mode only while
 // the old base exists, or recreate: the new base is checked and the new overlay made
 // before the old one gives up its name, so a kill at any instant leaves the VM on its
-// old overlay or wholly on the new one, and the old one is always kept).
+// old overlay or wholly on the new one, and the old one is always kept). Which base
+// the overlay was made from is recorded beside it (overlay_origin.h).
 #pragma once
 
 #include <filesystem>
@@ -43,6 +44,7 @@ struct OverlayPlan {
   std::filesystem::path overlay;
   std::filesystem::path want;  ///< the spec's base (canonical)
   std::filesystem::path have;  ///< the existing overlay's base
+  std::uint64_t inode = 0;     ///< the existing overlay's inode
 };
 
 /// Throws what prepare_overlay would refuse: InputError for a base image that is
@@ -51,7 +53,9 @@ struct OverlayPlan {
 /// runtime_error for an old base that is gone where it is still needed.
 OverlayPlan plan_overlay(const Spec& spec);
 
-/// Carries out `plan` (plan_overlay's for the same spec).
+/// Carries out `plan` (plan_overlay's for the same spec). A new overlay (create,
+/// recreate) gets its origin record (overlay_origin.h) before it takes its name; a safe
+/// rebase adds the new base to the record's backing files.
 PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan);
 
 /// Creates or checks the overlay for `spec`: plan_overlay, then apply_overlay.

@@ -1,7 +1,7 @@
 // A VM's state directory (the spec's stateDir), the one place that knows its layout:
 // the overlay (the VM's own disk, and overlays kept aside by baseChange "recreate"),
-// the exported disks' links, the status record and its events, the logs, the run lock,
-// the export record and the sockets. docs/spec.md lists the files.
+// the record of the base the overlay was made from, the exported disks' links, the
+// status record and its events, the logs, the run lock, the export record and the sockets. docs/spec.md lists the files.
 #pragma once
 
 #include <filesystem>
@@ -21,6 +21,8 @@ struct StateDir {
   static bool is_overlay_aside(std::string_view file_name) { return file_name.rfind(kOverlayAsidePrefix, 0) == 0; }
   /// root.qcow2 and the overlays kept aside, sorted; none when the directory is not there.
   std::vector<std::filesystem::path> overlays() const;
+  /// Which base image (and baseSystem) root.qcow2 was made from (disk/overlay_origin.h).
+  std::filesystem::path overlay_origin() const { return root / "overlay-origin.json"; }
 
   /// The link to an exported disk of `role` ("config", "self", "ssh", "closure").
   std::filesystem::path image_link(std::string_view role) const { return root / (std::string(role) + ".img"); }
