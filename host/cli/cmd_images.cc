@@ -63,7 +63,7 @@ int cmd_export(const Invocation& inv) {
         throw InputError(fmt::format("--{} cannot be combined with a VM's spec (NAME or --spec); edit the spec instead",
                                      flag));
     spec = locate_vm(a);
-    req = ExportRequest::from_spec(*spec);
+    req = export_request_for(*spec);
   } else {
     for (auto flag : {"name", "config", "self", "out"})
       if (!a.count(flag)) throw InputError(fmt::format("missing --{} (or give the VM: NAME or --spec FILE)", flag));

@@ -1,5 +1,7 @@
 #include "disk/prepare.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -9,6 +11,7 @@
 
 #include "atomic_file.h"
 #include "disk/gc_roots.h"
+#include "disk/overlay_origin.h"
 #include "strict_json.h"
 
 namespace sprout {
@@ -20,7 +23,7 @@ PreparedVm prepare_vm(const Spec& spec) {
   // file in the overlay's place) is found before export writes anything.
   const OverlayPlan plan = plan_overlay(spec);
   PreparedVm p;
-  p.exported = export_disks(ExportRequest::from_spec(spec));
+  p.exported = export_disks(export_request_for(spec, plan));
   record_export(spec, p.exported);
   p.overlay = apply_overlay(spec, plan);
   p.gc_root = register_gc_root(spec.gc_root_dir, spec.name, p.overlay.backing);
@@ -30,6 +33,43 @@ PreparedVm prepare_vm(const Spec& spec) {
     register_gc_root(spec.gc_root_dir, spec.name + "@" + p.overlay.moved_aside->filename().string(),
                      p.overlay.moved_aside_backing);
   return p;
+}
+
+ExportRequest export_request_for(const Spec& spec, const OverlayPlan& plan) {
+  ExportRequest req = ExportRequest::from_spec(spec);
+  if (!spec.host_built()) return req;
+  std::optional<OverlayNow> stays;
+  if (plan.action != OverlayPlan::create && plan.action != OverlayPlan::recreate)
+    stays = OverlayNow{plan.inode, plan.have};
+  req.base_system = closure_base_system(spec, plan.want, stays);
+  return req;
+}
+
+ExportRequest export_request_for(const Spec& spec) {
+  ExportRequest req = ExportRequest::from_spec(spec);
+  const fs::path overlay = spec.overlay_path();
+  if (!spec.host_built() || !fs::exists(fs::symlink_status(overlay))) return req;
+  std::optional<OverlayNow> now;
+  try {
+    OverlayInfo info = inspect_image(overlay);
+    struct stat st;
+    if (info.backing && ::stat(overlay.c_str(), &st) == 0) {
+      std::error_code ec;
+      now = OverlayNow{static_cast<std::uint64_t>(st.st_ino), fs::weakly_canonical(*info.backing, ec)};
+      if (ec) now->backing = *info.backing;
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: {}", overlay.string(), e.what());
+  }
+  if (!now) {
+    spdlog::warn("{}: not a qcow2 overlay sprout can read, so what its guest has is not known; its closure disk "
+                 "holds the whole closure of {}",
+                 overlay.string(), spec.system);
+    req.base_system = "";
+    return req;
+  }
+  req.base_system = closure_base_system(spec, fs::weakly_canonical(fs::absolute(spec.base_image)), now);
+  return req;
 }
 
 std::filesystem::path export_record_path(const Spec& spec) { return spec.state().export_record(); }

@@ -22,6 +22,14 @@ struct PreparedVm {
 /// nothing on disk.
 PreparedVm prepare_vm(const Spec& spec);
 
+/// The export of `spec`'s disks. A host-built VM's closure disk leaves out the base
+/// system its guest will really have (overlay_origin.h): that of the overlay `plan`
+/// keeps (reuse, keep, rebase), the spec's for a new overlay (create, recreate).
+ExportRequest export_request_for(const Spec& spec, const OverlayPlan& plan);
+/// The same for `sprout export` alone, which changes no overlay: the overlay on disk
+/// as it is, the spec's baseSystem where there is none.
+ExportRequest export_request_for(const Spec& spec);
+
 /// STATE/export.json: what the VM's disks hold now (export_disks' result: generation,
 /// images), replaced atomically; `sprout list` compares it with what the guest runs.
 void record_export(const Spec& spec, const ExportResult& exported);

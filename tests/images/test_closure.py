@@ -14,6 +14,11 @@ Nix stores the way a guest's Nix would (`nix copy --from file://...`).
   the same system shares the image; an unchanged system runs no Nix command), and a
   changed system is a new image and a new generation. Without baseSystem the whole
   closure travels.
+- After a base change (baseChange keep, rebase, recreate) the disk leaves out the
+  closure of the base the guest really has: the one its overlay was made on
+  (STATE/overlay-origin.json, written by prepare), or the spec's for a new overlay;
+  with no record of it, or one about another file, the whole closure. Each disk is
+  read back, and imported into a store holding just that base.
 - Input errors (exit 2, naming the key): a system not in the store, not built, not a
   toplevel (no bin/switch-to-configuration), system without specialize = host.
 Usage: test_closure.py SPROUT_BINARY
@@ -52,6 +57,21 @@ def hash_part(p):
     return os.path.basename(p).split("-", 1)[0]
 
 
+ABSENT_NAR = "nar/in-the-base-system-not-on-this-disk.nar"
+
+
+def handed_paths(cache):
+    """The store paths whose NAR is on the disk (a narinfo that points at a NAR)."""
+    out = set()
+    for f in os.listdir(cache):
+        if f.endswith(".narinfo"):
+            with open(os.path.join(cache, f)) as fh:
+                fields = dict(line.split(": ", 1) for line in fh.read().splitlines() if ": " in line)
+            if fields["URL"] != ABSENT_NAR:
+                out.add(fields["StorePath"])
+    return out
+
+
 class ClosureTest(Scratch):
     def host_spec(self, name="web", base=True, tag="images"):
         b, s = systems(tag)
@@ -72,12 +92,12 @@ class ClosureTest(Scratch):
         out = json.loads(run("export", "--spec", self.write_spec(spec), "--json").stdout)
         return out, {i["role"]: i for i in out["images"]}
 
-    def guest_store(self, name, with_base=True):
+    def guest_store(self, name, with_base=True, base=None):
         """An empty chroot store, with the base's closure when asked (what the base image has)."""
         store = self.path(name)
         os.makedirs(store)
         if with_base:
-            nix_system.nix3("copy", "--no-check-sigs", "--to", store, systems()[0])
+            nix_system.nix3("copy", "--no-check-sigs", "--to", store, base or systems()[0])
         return store
 
     def test_round_trip_into_a_second_store(self):
@@ -190,6 +210,126 @@ class ClosureTest(Scratch):
         closure = os.path.join(spec["stateDir"], "closure.img")
         self.assertIn(f"file={closure},if=none,readonly=on,format=raw,id=sprout-closure", p.stdout)
         self.assertIn("virtio-blk-pci,drive=sprout-closure,serial=sprout-closure", p.stdout)
+
+    # After a base change: which base the guest really has.
+
+    def base_change_vm(self, name):
+        """A host-built VM prepared on base a.qcow2 (with the old baseSystem); its spec,
+        moved to base b.qcow2 with the new baseSystem, is returned with the closure the
+        guest needs on each base."""
+        old, system = systems()
+        new = nix_system.build_attr(os.environ.get("TMPDIR", "/tmp"), "sprout-images", "newBase")
+        for b in ("a.qcow2", "b.qcow2"):
+            if not os.path.exists(self.path(b)):
+                self.make_base(b)
+        spec = dict(self.host_spec(name), base={"image": self.path("a.qcow2")}, baseSystem=old)
+        out = self.prepare(spec)
+        self.assertEqual(out["overlay"]["action"], "created")
+        closure = set(nix_system.requisites(system))
+        needs = {old: closure - set(nix_system.requisites(old)), new: closure - set(nix_system.requisites(new))}
+        self.assertTrue(needs[old] != needs[new] and closure not in needs.values(), needs)  # tells them apart
+        self.assertEqual(self.closure_on_disk(out, f"back-{name}-made"), needs[old])
+        moved = dict(spec, base={"image": self.path("b.qcow2")}, baseSystem=new)
+        return moved, needs, old, new
+
+    def prepare(self, spec, **kw):
+        p = run("prepare", "--spec", self.write_spec(spec), "--json", **kw)
+        out = json.loads(p.stdout)
+        out["stderr"] = p.stderr
+        return out
+
+    def closure_on_disk(self, out, name):
+        image = next(i["image"] for i in out["images"] if i["role"] == "closure")
+        return handed_paths(extract(image, self.path(name)))
+
+    def origin(self, name):
+        with open(self.path("state", name, "overlay-origin.json")) as f:
+            return json.load(f)
+
+    def test_base_change_closure_for_the_base_the_guest_has(self):
+        for change, actions in [("keep", ["kept-old-base"]), ("rebase", ["rebased", "reused"]),
+                                ("recreate", ["recreated", "reused"])]:
+            moved, needs, old, new = self.base_change_vm(change)
+            a, b = os.path.realpath(self.path("a.qcow2")), os.path.realpath(self.path("b.qcow2"))
+            made = self.origin(change)
+            overlay = self.path("state", change, "root.qcow2")
+            self.assertEqual(made["overlayInode"], os.stat(overlay).st_ino)
+            self.assertEqual((made["baseImage"], made["backingFiles"], made["baseSystem"]), (a, [a], old))
+            moved["baseChange"] = change
+            guest_has = new if change == "recreate" else old
+            for i, action in enumerate(actions):  # a second prepare reuses what the first made
+                out = self.prepare(moved)
+                self.assertEqual(out["overlay"]["action"], action)
+                self.assertEqual(self.closure_on_disk(out, f"back-{change}-{i + 1}"), needs[guest_has], change)
+            rec = self.origin(change)
+            self.assertEqual(rec["overlayInode"], os.stat(overlay).st_ino)
+            self.assertEqual((rec["baseImage"], rec["backingFiles"], rec["baseSystem"]),
+                             {"keep": (a, [a], old), "rebase": (a, [b], old), "recreate": (b, [b], new)}[change])
+            # `sprout export` alone goes by the overlay as it is, too.
+            out = json.loads(run("export", "--spec", self.write_spec(moved), "--json").stdout)
+            self.assertEqual(self.closure_on_disk(out, f"back-{change}-export"), needs[guest_has])
+            # What the guest has imports it: a store with that base's closure alone.
+            cache = extract(os.path.realpath(self.path("state", change, "closure.img")), self.path(f"imp-{change}"))
+            store = self.guest_store(f"guest-{change}", base=guest_has)
+            nix_system.nix3("copy", "--no-check-sigs", "--from", f"file://{cache}", "--to", store, systems()[1])
+            v = nix_system.nix3("store", "verify", "--store", store, "--no-trust", "-r", systems()[1], check=False)
+            self.assertEqual(v.returncode, 0, v.stderr)
+        # A VM with no overlay yet gets the spec's baseSystem (export alone, as before).
+        fresh = dict(moved, name="fresh", stateDir=self.path("state", "fresh"))
+        os.makedirs(self.path("cfg", "hosts", "fresh"))
+        fresh["sources"] = dict(moved["sources"], self=self.path("cfg", "hosts", "fresh"))
+        out = json.loads(run("export", "--spec", self.write_spec(fresh), "--json").stdout)
+        self.assertEqual(self.closure_on_disk(out, "back-fresh"), needs[new])
+
+    def test_base_change_without_a_true_record_is_the_whole_closure(self):
+        moved, needs, old, new = self.base_change_vm("legacy")
+        whole = set(nix_system.requisites(systems()[1]))
+        record = self.path("state", "legacy", "overlay-origin.json")
+        with open(record) as f:
+            kept = f.read()
+        os.remove(record)  # an overlay an older sprout made
+        for i, spec in enumerate([dict(moved, baseChange="keep"), dict(moved, base={"image": self.path("a.qcow2")}, baseSystem=old)]):
+            out = self.prepare(spec)
+            self.assertEqual(self.closure_on_disk(out, f"back-legacy-{i}"), whole)
+            self.assertIn("no overlay-origin.json", out["stderr"])
+            self.assertIn(f"whole closure of {systems()[1]}", out["stderr"])
+        # A record about another file: the overlay replaced by hand with a copy.
+        with open(record, "w") as f:
+            f.write(kept)
+        overlay = self.path("state", "legacy", "root.qcow2")
+        shutil.copy(overlay, overlay + ".copy")
+        os.rename(overlay + ".copy", overlay)
+        out = self.prepare(dict(moved, baseChange="keep"))
+        self.assertEqual(self.closure_on_disk(out, "back-legacy-other"), whole)
+        self.assertIn("overlay-origin.json is about another file", out["stderr"])
+
+    def test_recreate_killed_midway_leaves_a_true_record(self):
+        """qemu-img create of the new overlay kills sprout: root.qcow2 is still the old
+        overlay (also kept aside); its record still names it and base a."""
+        moved, needs, old, new = self.base_change_vm("killed")
+        tools = self.path("killer-bin")
+        os.makedirs(tools)
+        with open(os.path.join(tools, "qemu-img"), "w") as f:
+            f.write(f"#!/bin/sh\n{shutil.which('qemu-img')} \"$@\" || exit $?\n"
+                    "[ \"$1\" = create ] && kill -KILL $PPID\nexit 0\n")
+        os.chmod(os.path.join(tools, "qemu-img"), 0o755)
+        env = dict(os.environ, PATH=tools + os.pathsep + os.environ["PATH"])
+        p = run("prepare", "--spec", self.write_spec(dict(moved, baseChange="recreate")), check=False, env=env)
+        self.assertEqual(p.returncode, -9, p.stderr)
+        state = self.path("state", "killed")
+        self.assertTrue(any(n.startswith("root.qcow2.old-") for n in os.listdir(state)))
+        overlay = os.path.join(state, "root.qcow2")
+        self.assertEqual(self.origin("killed")["overlayInode"], os.stat(overlay).st_ino)
+        self.assertEqual(self.origin("killed")["baseSystem"], old)
+        out = self.prepare(dict(moved, baseChange="keep"))
+        self.assertEqual(out["overlay"]["action"], "kept-old-base")
+        self.assertEqual(self.closure_on_disk(out, "back-killed"), needs[old])
+        # Recreated after all: the record names the new overlay and base.
+        out = self.prepare(dict(moved, baseChange="recreate"))
+        self.assertEqual(out["overlay"]["action"], "recreated")
+        self.assertEqual(self.closure_on_disk(out, "back-killed-new"), needs[new])
+        self.assertEqual(self.origin("killed")["overlayInode"], os.stat(overlay).st_ino)
+        self.assertEqual(self.origin("killed")["baseSystem"], new)
 
     def test_bad_systems_are_input_errors(self):
         base, system = systems()

@@ -3,11 +3,13 @@ nixpkgs: derivations whose builder is busybox (a store path holding /bin/busybox
 
   env = nix_env()                      # NIX_CONFIG for building as root, no daemon
   base, system = build_systems(workdir, tag, extra_bytes=0)
+  new_base = build_attr(workdir, tag, "newBase")
 
 `base` is a toplevel with a few small dependencies; `system` is a toplevel that shares
 one of them with the base and adds dependencies of a realistic spread of sizes (1 KiB
 to 4 MiB, random bytes, an executable, a symlink, a directory of small files), plus
-`extra_bytes` spread over 200-KiB files when asked. Both have bin/switch-to-configuration:
+`extra_bytes` spread over 200-KiB files when asked; `newBase` is a later base that has
+the system's largest dependency but not its smallest. All have bin/switch-to-configuration:
 a sh script that, for `boot`, writes its toplevel to /boot/sprout-test-default (the test
 guest's "boot loader", read by its /init) and prints what NixOS's prints. `tag` goes
 into every derivation, so different tags give different store paths.
@@ -77,12 +79,20 @@ let
 in {
   base = toplevel "nixos-system-base-${tag}" [ glibc coreutils ];
   system = toplevel "nixos-system-web-${tag}" ([ glibc coreutils app big small ] ++ extra);
+  # A later base: it has the system's big dependency, and not small.
+  newBase = toplevel "nixos-system-newbase-${tag}" [ glibc big ];
 }
 '''
 
 
 def build_systems(workdir, tag, extra_bytes=0, timeout=600):
     """Builds base and system into the real store; returns their toplevel paths."""
+    return build_attr(workdir, tag, "base", extra_bytes, timeout), \
+        build_attr(workdir, tag, "system", extra_bytes, timeout)
+
+
+def build_attr(workdir, tag, attr, extra_bytes=0, timeout=600):
+    """Builds one toplevel (base, system, or newBase) into the real store; returns its path."""
     d = os.path.join(workdir, f"nixsys-{tag}")
     os.makedirs(os.path.join(d, "bb"), exist_ok=True)
     shutil.copy(BUSYBOX, os.path.join(d, "bb", "busybox"))
@@ -91,15 +101,12 @@ def build_systems(workdir, tag, extra_bytes=0, timeout=600):
     with open(os.path.join(d, "systems.nix"), "w") as f:
         f.write(NIX)
     extra = (extra_bytes + 200 * 1024 - 1) // (200 * 1024)
-    out = {}
-    for attr in ("base", "system"):
-        r = subprocess.run(["nix-build", os.path.join(d, "systems.nix"), "-A", attr, "--no-out-link",
-                            "--argstr", "tag", tag, "--arg", "extraFiles", str(extra)],
-                           capture_output=True, text=True, env=nix_env(), timeout=timeout)
-        if r.returncode != 0:
-            raise RuntimeError(f"nix-build {attr} failed:\n{r.stderr[-3000:]}")
-        out[attr] = r.stdout.strip().splitlines()[-1]
-    return out["base"], out["system"]
+    r = subprocess.run(["nix-build", os.path.join(d, "systems.nix"), "-A", attr, "--no-out-link",
+                        "--argstr", "tag", tag, "--arg", "extraFiles", str(extra)],
+                       capture_output=True, text=True, env=nix_env(), timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"nix-build {attr} failed:\n{r.stderr[-3000:]}")
+    return r.stdout.strip().splitlines()[-1]
 
 
 def requisites(path, store=None):
