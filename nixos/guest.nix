@@ -33,7 +33,8 @@
 # and nix.envVars, as nixpkgs' auto-upgrade unit has. It does not wait for
 # network-online.target; its rebuilds do (the `nixos-rebuild` on its PATH starts it
 # first), so nothing waits for a network a VM does not use. The agent runs
-# `nixos-rebuild boot -I nixos-config=TARGET --no-flake` (classic) or
+# `nixos-rebuild boot -I nixos-config=TARGET --no-flake` (classic; the wrapper adds
+# `--file` with a file that builds <nixos-config>, so nothing else is built) or
 # `nixos-rebuild boot --flake TARGET --no-write-lock-file` (flake).
 #
 # A VM's specialized configuration keeps the agent and the layout by importing
@@ -117,11 +118,28 @@ let
     }
   '');
 
+  # What the agent's classic rebuilds build (`--file`): the configuration that
+  # -I nixos-config names (the agent's TARGET), evaluated by <nixpkgs>'s NixOS. Without
+  # --file, nixos-rebuild-ng (nixpkgs 26.05, models.py BuildAttr.from_arg) builds
+  # <nixos-system> when the search path has it, else /etc/nixos/system.nix when the
+  # config tree has one, and only then <nixpkgs/nixos>, whose configuration is
+  # $NIXOS_CONFIG before <nixos-config>. With --file it builds this file, and so does
+  # the old bash nixos-rebuild; this file reads neither NIXOS_CONFIG nor those.
+  rebuildEntry = pkgs.writeText "sprout-rebuild-entry.nix" ''
+    # sprout: the VM's own configuration, the one -I nixos-config names.
+    import <nixpkgs/nixos> { configuration = <nixos-config>; }
+  '';
+
   # `nixos-rebuild` for the agent's rebuilds (rebuild.command's default names it): it
   # starts network-online.target and waits for it, as nixpkgs' system.autoUpgrade unit
   # waits (a rebuild downloads: substitutes, flake inputs), then runs the real one.
-  # Reached or not, the rebuild runs (everything may be local). Its own store name,
-  # so that it is not mistaken for the real one (tests install it by that name).
+  # Reached or not, the rebuild runs (everything may be local). In classic mode (the
+  # agent passes --no-flake) it adds `--file rebuildEntry`, unless the arguments name
+  # an entry point already (--file, --attr, --flake). It runs in a directory of its
+  # own: the bash nixos-rebuild (nixpkgs 25.05 and older) leaves a `result` link in the
+  # working directory when given --file (nix-build without --no-out-link), and
+  # nixos-rebuild-ng reads ./system.nix with --attr. Its own store name, so that it is
+  # not mistaken for the real one (tests install it by that name).
   rebuildAfterNetwork = pkgs.writeTextFile {
     name = "sprout-nixos-rebuild";
     destination = "/bin/nixos-rebuild";
@@ -131,6 +149,17 @@ let
       if ! ${config.systemd.package}/bin/systemctl start network-online.target; then
         echo "sprout: network-online.target was not reached; rebuilding anyway" >&2
       fi
+      classic= entry=
+      for a in "$@"; do
+        case $a in
+          --no-flake) classic=1 ;;
+          --file | --file=* | -f | --attr | --attr=* | -A | --flake | --flake=*) entry=1 ;;
+        esac
+      done
+      if [ -n "$classic" ] && [ -z "$entry" ]; then
+        set -- "$@" --file ${rebuildEntry}
+      fi
+      mkdir -p /run/sprout-nixos-rebuild && cd /run/sprout-nixos-rebuild || exit 1
       exec ${config.system.build.nixos-rebuild}/bin/nixos-rebuild "$@"
     '';
   };
@@ -267,16 +296,6 @@ in
 
   config = mkIf cfg.enable (lib.mkMerge [
     {
-      # nixos-rebuild (nixos-rebuild-ng, nixpkgs 26.05) builds <nixos-system> when
-      # NIX_PATH has it, before <nixpkgs/nixos> with the agent's -I nixos-config=TARGET.
-      assertions = [
-        {
-          assertion = !lib.any (lib.hasPrefix "nixos-system=") cfg.nixPath;
-          message = "virtualisation.sprout.guest.nixPath has a nixos-system entry: nixos-rebuild would build that"
-            + " instead of the VM's configuration (the agent's -I nixos-config=…). Leave it out of nixPath.";
-        }
-      ];
-
       boot.initrd.availableKernelModules = [ "virtio_pci" "virtio_blk" "virtio_net" ];
       boot.kernelModules = [ "virtio_pci" "virtio_blk" "virtio_console" ];
 

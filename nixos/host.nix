@@ -382,14 +382,6 @@ in
           "virtualisation.sprout.vms.${name}: selfDir has no configuration.nix, which classic mode builds by default; the VM will not specialize."
         ++ optional (vm.specialize == "guest" && vm.configuration != null)
           "virtualisation.sprout.vms.${name}.configuration is only used with specialize = \"host\"; this VM specializes in the guest (rebuild.*)."
-        # nixos-rebuild-ng (nixpkgs 26.05) in classic mode builds /etc/nixos/system.nix
-        # when it exists, before <nixpkgs/nixos> with -I nixos-config=TARGET.
-        ++ optional (vm.specialize == "guest" && vm.rebuild.mode == "classic" && builtins.isPath vm.configDir
-            && builtins.pathExists (vm.configDir + "/system.nix"))
-          ("virtualisation.sprout.vms.${name}.configDir has a system.nix, which is /etc/nixos/system.nix in the guest:"
-            + " nixos-rebuild of nixpkgs 26.05 and later builds that file in classic mode when it exists, whatever"
-            + " -I nixos-config says, so the VM would not build its own configuration (rebuild.target). Rename it,"
-            + " use a configDir without it, or specialize = \"host\".")
         # A guest's nixos-rebuild evaluates with the guest's nixpkgs, not the host's
         # pkgs the base was built with.
         ++ optional (vm.specialize == "guest" && vm.base.modules != [ ]

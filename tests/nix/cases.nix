@@ -290,7 +290,9 @@ in
   sizedDisk = hostResult [ (vm { base = { image = null; modules = [ { } ]; }; diskSize = { amount = 20; unit = "G"; }; }) ];
   sizedBase = hostResult [ (vm { base = { image = null; modules = [ { } ]; diskSize = 20480; }; }) ];
 
-  # A config tree with a system.nix: nixos-rebuild 26.05 would build it (classic).
+  # A config tree with a system.nix, a nixos-system entry in nixPath: nixos-rebuild 26.05
+  # builds them without --file, and the agent's wrapper passes --file (no warning, no
+  # assertion: neither is what the guest builds).
   systemNix = hostResult [ (vm { configDir = ./fixtures/system-nix; }) ];
   systemNixFlake = hostResult [ (vm { configDir = ./fixtures/system-nix; rebuild = { mode = "flake"; target = "/etc/nixos#t"; }; }) ];
   nixosSystemInNixPath = map (a: a.message) (lib.filter (a: !a.assertion) (eval [
@@ -340,12 +342,15 @@ in
       agentConfig = builtins.fromJSON config.environment.etc."sprout/agent.json".text;
       pinnedModule = toString config.environment.etc."sprout/nixos/guest.nix".source;
       # The `nixos-rebuild` first on the agent's PATH, and the packages its text names.
-      rebuildWrapper = {
+      rebuildWrapper = rec {
         path = toString (builtins.head agent.path);
         text = (builtins.head agent.path).text or null;
         destination = (builtins.head agent.path).destination or null;
         systemd = toString config.systemd.package;
         nixosRebuild = toString config.system.build.nixos-rebuild;
+        # The file it adds as --file in classic mode (evaluated with the real store,
+        # written there).
+        entry = builtins.head (builtins.match ".* --file (/nix/store/[^ \n]*).*" text);
       };
       service = {
         inherit (agent) wantedBy wants after before restartIfChanged environment;

@@ -182,11 +182,15 @@ UNIT_PROGRAMS = ["qemu-system-x86_64", "qemu-img", "mkfs.ext4", "nix-store", "ni
 SHELL_PROGRAMS = ["virsh", "ssh"]
 
 
-def check_rebuild_wrapper(w, path, update_golden=False):
+def check_rebuild_wrapper(w, path, nix, lib, update_golden=False):
     """The agent's `nixos-rebuild` (guest.nix, rebuildAfterNetwork) comes before the real
     one on PATH and, run with recording stand-ins for systemctl and nixos-rebuild in
     place of the store paths its text names, starts network-online.target and waits for
-    it before the rebuild, and rebuilds anyway when the target fails."""
+    it before the rebuild, and rebuilds anyway when the target fails. In classic mode
+    (--no-flake) it adds --file with its entry file, which builds <nixos-config> and
+    nothing else: nixos-rebuild-ng (26.05) builds <nixos-system> or
+    /etc/nixos/system.nix without --file, and nixpkgs' <nixpkgs/nixos> prefers
+    $NIXOS_CONFIG. It runs the rebuild in a directory of its own."""
     check(w["text"] is not None and w["destination"] == "/bin/nixos-rebuild"
           and path.index(w["path"]) < path.index(w["nixosRebuild"]),
           f"guest: the nixos-rebuild first on the agent's PATH is sprout's wrapper ({path})")
@@ -198,30 +202,83 @@ def check_rebuild_wrapper(w, path, update_golden=False):
             f.write(zero_hashes(w["text"]))
     with open(golden) as f:
         check(f.read() == zero_hashes(w["text"]), f"guest: the wrapper equals {os.path.relpath(golden, HERE)}")
+    entry = w.get("entry")
+    check(entry is not None and w["text"].count(entry) == 1, f"guest: the wrapper names one --file ({entry})")
     with tempfile.TemporaryDirectory(prefix="sprout-wrapper-") as tmp:
         log = os.path.join(tmp, "log")
-        for name, status in (("systemctl", "${SYSTEMCTL_STATUS:-0}"), ("nixos-rebuild", "0")):
+        rundir = os.path.join(tmp, "run", "sprout-nixos-rebuild")
+        for name, status, record in (("systemctl", "${SYSTEMCTL_STATUS:-0}", f'echo "systemctl $*" >>{log}'),
+                                     ("nixos-rebuild", "0",
+                                      f'echo "nixos-rebuild $*" >>{log}; echo "cwd $(pwd)" >>{log}; '
+                                      f'echo "NIXOS_CONFIG ${{NIXOS_CONFIG-unset}}" >>{log}')):
             os.makedirs(os.path.join(tmp, name, "bin"))
             with open(os.path.join(tmp, name, "bin", name), "w") as f:
-                f.write(f'#!/bin/sh\necho "{name} $*" >>{log}\nexit {status}\n')
+                f.write(f"#!/bin/sh\n{record}\nexit {status}\n")
             os.chmod(os.path.join(tmp, name, "bin", name), 0o755)
         script = os.path.join(tmp, "wrapper")
         with open(script, "w") as f:
             f.write(re.sub(r"^#!\S+", "#!/bin/bash", w["text"]).replace(w["systemd"], os.path.join(tmp, "systemctl"))
-                    .replace(w["nixosRebuild"], os.path.join(tmp, "nixos-rebuild")))
+                    .replace(w["nixosRebuild"], os.path.join(tmp, "nixos-rebuild"))
+                    .replace("/run/sprout-nixos-rebuild", rundir))
         os.chmod(script, 0o755)
-        argv = [script, "boot", "-I", "nixos-config=/etc/nixos/hosts/self/configuration.nix", "--no-flake"]
-        for status in ("0", "1"):
+        classic = ["boot", "-I", "nixos-config=/etc/nixos/hosts/self/configuration.nix", "--no-flake"]
+        runs = [
+            # (arguments, status of systemctl, what nixos-rebuild must get)
+            (classic, "0", classic + ["--file", entry]),
+            (classic, "1", classic + ["--file", entry]),
+            (["boot", "--flake", "/etc/nixos#self", "--no-write-lock-file"], "0", None),
+            (classic + ["--file", "/etc/nixos/mine.nix"], "0", None),
+            (classic + ["--attr", "vm"], "0", None),
+        ]
+        for args, status, expected in runs:
+            expected = expected or args
             if os.path.exists(log):
                 os.remove(log)
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+            # The agent's unit sets no NIXOS_CONFIG; the entry file must not read it anyway.
+            p = subprocess.run([script, *args], capture_output=True, text=True, timeout=30, cwd=tmp,
                                env={"PATH": "/usr/bin:/bin", "SYSTEMCTL_STATUS": status})
             with open(log) as f:
                 calls = f.read().splitlines()
-            check(p.returncode == 0 and calls == ["systemctl start network-online.target", "nixos-rebuild " + " ".join(argv[1:])]
+            check(p.returncode == 0
+                  and calls == ["systemctl start network-online.target", "nixos-rebuild " + " ".join(expected),
+                                f"cwd {rundir}", "NIXOS_CONFIG unset"]
                   and (status == "0" or "network-online.target was not reached; rebuilding anyway" in p.stderr),
-                  f"guest: the wrapper starts network-online.target, then runs nixos-rebuild with its arguments "
-                  f"(systemctl exit {status}: {calls}, {p.stderr.strip()!r})")
+                  f"guest: the wrapper starts network-online.target, then runs nixos-rebuild in its own directory with "
+                  f"{'--file ENTRY added' if expected is not args else 'its arguments'} "
+                  f"({' '.join(args)}; systemctl exit {status}: {calls}, {p.stderr.strip()!r})")
+
+    # The entry file, in the real store, evaluated as both nixos-rebuild implementations
+    # do with --file (nix-build FILE -A config.system.build.toplevel -I nixos-config=TARGET),
+    # against a nixpkgs whose nixos/default.nix has the real one's arguments
+    # ({ configuration ? import ./lib/from-env.nix "NIXOS_CONFIG" <nixos-config>, system ? ... }),
+    # with every other entry point present: NIXOS_CONFIG, a nixos-system entry, a
+    # system.nix in the working directory.
+    stored, err = nix_eval(nix, lib, "guest.rebuildWrapper.entry", store=True)
+    check(err is None and stored == entry, "guest: the entry file is written to the store" + ("" if err is None else ":\n" + err))
+    if err is not None:
+        return
+    with tempfile.TemporaryDirectory(prefix="sprout-entry-") as tmp:
+        os.makedirs(os.path.join(tmp, "nixpkgs", "nixos"))
+        with open(os.path.join(tmp, "nixpkgs", "nixos", "default.nix"), "w") as f:
+            f.write('{ configuration ? (let e = builtins.getEnv "NIXOS_CONFIG"; in if e != "" then e else <nixos-config>),\n'
+                    '  system ? builtins.currentSystem }:\n'
+                    '{ config.system.build.toplevel = "built " + toString configuration; }\n')
+        paths = {}
+        for name in ("target", "other", "system"):
+            paths[name] = os.path.join(tmp, name + ".nix")
+            with open(paths[name], "w") as f:
+                f.write("{ }\n")
+        with open(os.path.join(tmp, "system.nix"), "w") as f:
+            f.write("{ }\n")
+        p = subprocess.run([nix, "--eval", "--strict", "--json", entry, "-A", "config.system.build.toplevel",
+                            "-I", "nixos-config=" + paths["target"]],
+                           capture_output=True, text=True, timeout=60, cwd=tmp,
+                           env=dict(NIX_ENV, NIX_PATH=f"nixpkgs={tmp}/nixpkgs:nixos-system={paths['system']}:"
+                                                     f"nixos-config={paths['other']}",
+                                    NIXOS_CONFIG=paths["other"]))
+        check(p.returncode == 0 and json.loads(p.stdout) == "built " + paths["target"],
+              f"guest: the entry file builds what -I nixos-config names, not NIXOS_CONFIG, NIX_PATH's nixos-config "
+              f"or nixos-system, or ./system.nix ({p.stdout.strip()} {p.stderr.strip()[-400:]})")
 
 
 def systemd_verify(files, what):
@@ -611,18 +668,18 @@ def main():
               f"({c['overriddenConfig']})")
         check("nixpkgs.config" not in c["plainPinnedText"], "guest: nothing carried, the pinned module sets no nixpkgs.config")
 
-    # nixos-rebuild 26.05's entry points other than -I nixos-config: /etc/nixos/system.nix
-    # (the config tree's system.nix) and <nixos-system>.
+    # nixos-rebuild 26.05's entry points other than -I nixos-config (/etc/nixos/system.nix,
+    # <nixos-system>) are not consulted with --file, which the agent's wrapper passes
+    # (check_rebuild_wrapper): a tree with a system.nix, a nixPath with nixos-system are fine.
     r = get("systemNix")
     if r:
-        check(len(r["warnings"]) == 1 and r["warnings"][0].startswith("virtualisation.sprout.vms.t.configDir has a system.nix"),
-              f"classic mode, a configDir with system.nix: a warning ({r['warnings']})")
+        check(r["warnings"] == [], f"classic mode, a configDir with system.nix: no warning ({r['warnings']})")
     r = get("systemNixFlake")
     if r:
-        check(r["warnings"] == [], "flake mode: system.nix is not what nixos-rebuild builds, no warning")
+        check(r["warnings"] == [], "flake mode, a configDir with system.nix: no warning")
     r = get("nixosSystemInNixPath")
     if r is not None:
-        check(len(r) == 1 and "nixPath has a nixos-system entry" in r[0], f"guest: nixPath with nixos-system: an assertion ({r})")
+        check(r == [], f"guest: nixPath with nixos-system: no assertion ({r})")
     g = get("guest")
     if g:
         check(not any(e.split("=", 1)[0] in ("nixos-system", "nixos-config")
@@ -726,7 +783,7 @@ def main():
         check("network-online.target" not in s["after"] and "network-online.target" not in s["wants"],
               "guest: the agent neither wants nor waits for network-online.target (a host-built or network-less VM "
               "does not wait for a network it does not use)")
-        check_rebuild_wrapper(g["rebuildWrapper"], s["path"], args.update_golden)
+        check_rebuild_wrapper(g["rebuildWrapper"], s["path"], nix, lib, args.update_golden)
         check(any(p.endswith("-git-minimal") for p in s["path"]), "guest: git on the agent's PATH")
         check(s["serviceConfig"]["Type"] == "exec" and s["wantedBy"] == ["multi-user.target"]
               and s["before"] == [] and s["restartIfChanged"] is False,
