@@ -163,13 +163,15 @@ int QemuProcess::timeout_ms(int cap, bool channel_ready) const {
   return t;
 }
 
-std::vector<std::string> QemuProcess::log_tail(std::size_t lines) const {
+std::vector<std::string> QemuProcess::log_tail(std::size_t lines, bool errors_only) const {
   std::ifstream in(log_path());
   std::deque<std::string> tail;
   std::string line;
   std::size_t bytes = 0;
   while (std::getline(in, line) && bytes < (4u << 20)) {
     bytes += line.size();
+    // qemu's info_report() lines read "PROGRAM: [LOCATION: ]info: TEXT".
+    if (errors_only && line.find(": info: ") != std::string::npos) continue;
     tail.push_back(utf8_truncate(line, 512));
     if (tail.size() > lines) tail.pop_front();
   }

@@ -62,8 +62,10 @@ class QemuProcess {
 
   /// Closes QMP (qemu has exited).
   void close() { qmp_.close(); }
-  /// The last `lines` lines of qemu.log, each cut at 512 bytes (unescaped).
-  std::vector<std::string> log_tail(std::size_t lines) const;
+  /// The last `lines` lines of qemu.log, each cut at 512 bytes (unescaped); with
+  /// `errors_only`, without qemu's informational lines ("...: info: QEMU waiting for
+  /// connection on: ..."), which are no cause of anything.
+  std::vector<std::string> log_tail(std::size_t lines, bool errors_only = false) const;
   std::filesystem::path log_path() const;
 
  private:

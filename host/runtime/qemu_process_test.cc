@@ -58,6 +58,21 @@ TEST(QemuProcess, StderrGoesToTheLogAndTheExitStatusIsKept) {
   EXPECT_EQ(q.log_tail(1), std::vector<std::string>{"two"});
 }
 
+TEST(QemuProcess, ItsInformationalLinesAreNoError) {
+  TempDir d("qemu");
+  Spec spec = spec_in(d.path(), 5);
+  QemuProcess q(spec,
+                {"/bin/sh", "-c",
+                 "echo 'qemu-system-x86_64: -chardev socket,id=s: info: QEMU waiting for connection on: "
+                 "disconnected:unix:/s/status.sock,server=on' >&2; echo 'qemu-system-x86_64: Could not open x' >&2; "
+                 "exit 1"},
+                1);
+  ASSERT_EQ(q.start(no_signals()), "");
+  ASSERT_TRUE(wait_exit(q));
+  EXPECT_EQ(q.log_tail(5).size(), 2u);  // all of it, for the record
+  EXPECT_EQ(q.log_tail(5, true), std::vector<std::string>{"qemu-system-x86_64: Could not open x"});
+}
+
 TEST(QemuProcess, TheStopSequenceQuitsAfterTheTimeoutThenKills) {
   TempDir d("qemu");
   Spec spec = spec_in(d.path(), 1);  // a second for the power button

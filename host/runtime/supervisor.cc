@@ -32,6 +32,13 @@ using nlohmann::json;
 
 namespace {
 
+/// The signals whose default action dumps core (signal(7)).
+bool dumps_core(int sig) {
+  for (int s : {SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGQUIT, SIGSEGV, SIGSYS, SIGTRAP, SIGXCPU, SIGXFSZ})
+    if (s == sig) return true;
+  return false;
+}
+
 // One VM's loop: the channel recorder (both jobs), and for `sprout run` the qemu
 // process; one poll over the signalfd, the status channel and QMP, sleeping until
 // something happens or the next deadline of either half.
@@ -170,10 +177,14 @@ std::pair<RunOutcome, std::string> Loop::outcome() const {
   const QemuProcess::Stop stop = qemu_->stop();
   if (WIFSIGNALED(ws)) {
     const int sig = WTERMSIG(ws);
-    return {RunOutcome::killed,
-            fmt::format("qemu killed by signal {}{}{}", sig,
-                        sigabbrev_np(sig) ? fmt::format(" (SIG{})", sigabbrev_np(sig)) : "",
-                        stop == QemuProcess::Stop::killed ? " after quit timed out" : "")};
+    const std::string name = sigabbrev_np(sig) ? fmt::format(" (SIG{})", sigabbrev_np(sig)) : "";
+    // A signal that dumps core is qemu's own fault (an assertion, a bad access), as
+    // systemd's Result=core-dump says; SIGKILL or SIGTERM came from someone.
+    if (stop != QemuProcess::Stop::killed && dumps_core(sig))
+      return {RunOutcome::crashed,
+              fmt::format("qemu crashed (signal {}{}{})", sig, name, WCOREDUMP(ws) ? ", core dumped" : "")};
+    return {RunOutcome::killed, fmt::format("qemu killed by signal {}{}{}", sig, name,
+                                            stop == QemuProcess::Stop::killed ? " after quit timed out" : "")};
   }
   if (stop >= QemuProcess::Stop::quit)
     return {RunOutcome::quit_after_timeout,
@@ -186,8 +197,8 @@ std::pair<RunOutcome, std::string> Loop::outcome() const {
 
 void Loop::explain_failure(std::string& how, json& exited) const {
   // What qemu said about it (STATE/qemu.log), escaped: it may quote guest input.
-  std::vector<std::string> tail = qemu_->log_tail(20);
-  exited["qemuStderr"] = tail;
+  exited["qemuStderr"] = qemu_->log_tail(20);
+  const std::vector<std::string> tail = qemu_->log_tail(20, true);
   // qemu that dies before the guest said a word (a KVM that cannot run it, a bad
   // option): its last words and the spec key to change go into `how`, which status,
   // wait and logs show.

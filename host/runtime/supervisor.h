@@ -26,7 +26,8 @@ enum class RunOutcome : int {
   recorder_stopped = 0, ///< watch: the recorder was asked to stop
   failed = 1,           ///< qemu could not start or exited with an error
   quit_after_timeout = 3,  ///< the guest ignored the power button; qemu was quit
-  killed = 4,           ///< qemu had to be killed (or died from a signal)
+  killed = 4,           ///< qemu was killed: by sprout after quit timed out, or by a signal someone sent
+  crashed = 5,          ///< qemu died of a signal of its own fault (SIGABRT, SIGSEGV, ...: those that dump core)
 };
 
 struct SuperviseOptions {

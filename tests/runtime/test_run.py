@@ -340,7 +340,7 @@ def case_accel(root):
     #    qemu's own words and the spec key to change.
     w.spec("insist", accel="kvm")
     with run_vm(w, "insist", args=["--qemu", qemu]) as run:
-        check(run.wait(120) == 4, f"run exit status (qemu killed by SIGABRT)\n{run.output()}")
+        check(run.wait(120) == 5, f"run exit status (qemu crashed: SIGABRT)\n{run.output()}")
         out = run.output()
     check("kvm_buf_set_msrs" in out and '"accel"' in out, f"run does not show qemu's words and the key:\n{out}")
     check("KVM does not run guests here" not in out, f"\"kvm\" fell back:\n{out}")
