@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "backend/backend.h"
+#include "spec/spec_dir.h"
 #include "libvirt/libvirt_connection.h"
 
 namespace sprout {
@@ -41,7 +42,7 @@ class LibvirtBackend final : public VmBackend {
     return fmt::format("{}, then undefined at {}", how, conn.uri());
   }
 
-  std::string start_hint(const Spec& spec) const override { return fmt::format("sprout define {} --start", spec.name); }
+  std::string start_hint(const Spec& spec) const override { return fmt::format("sprout define {} --start", vm_arguments(spec)); }
 
   std::string unrecorded_note(const Spec& spec) const override {
     return fmt::format("the domain runs; waiting for its recorder (`sprout watch {}`) to follow it", spec.name);

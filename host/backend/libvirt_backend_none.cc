@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "backend/backend.h"
+#include "spec/spec_dir.h"
 
 namespace sprout {
 
@@ -20,7 +21,7 @@ class NoLibvirtBackend final : public VmBackend {
   std::optional<bool> running(const Spec&) const override { return std::nullopt; }
   std::string stop(const Spec&) const override { no_libvirt(); }
   std::string remove(const Spec&) const override { no_libvirt(); }
-  std::string start_hint(const Spec& spec) const override { return fmt::format("sprout define {} --start", spec.name); }
+  std::string start_hint(const Spec& spec) const override { return fmt::format("sprout define {} --start", vm_arguments(spec)); }
   std::string unrecorded_note(const Spec&) const override { return "this build cannot ask libvirt"; }
   std::vector<std::string> console_command(const Spec& spec) const override {
     return {"virsh", "-c", spec.libvirt_uri, "console", spec.name};

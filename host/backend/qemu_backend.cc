@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "runtime/run_lock.h"
+#include "spec/spec_dir.h"
 #include "status/run_state.h"
 #include "status/status_store.h"
 
@@ -59,7 +60,9 @@ class QemuBackend final : public VmBackend {
   std::string remove(const Spec& spec) const override { return stop(spec); }
 
   std::string start_hint(const Spec& spec) const override {
-    return fmt::format("systemctl start sprout-vm@{}, or sprout run {}", spec.name, spec.name);
+    if (installed_spec(spec))
+      return fmt::format("systemctl start sprout-vm@{}, or sprout run {}", spec.name, vm_arguments(spec));
+    return fmt::format("sprout run {}", vm_arguments(spec));
   }
 
   std::string unrecorded_note(const Spec&) const override {

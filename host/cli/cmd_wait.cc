@@ -29,6 +29,7 @@
 #include "cli/terminal_style.h"
 #include "base/terminal_text.h"
 #include "cli/time_span.h"
+#include "spec/spec_dir.h"
 #include "cli/vm_locator.h"
 
 namespace sprout {
@@ -201,7 +202,9 @@ int Waiter::run() {
       // earlier boot and has failed since is failed.
       // (`started` is about the channel, which a failed guest has up.)
       if (phase == "failed" && target_ != "failed" && target_ != "started")
-        return answer(kCannotReach, "failed", fmt::format("{} failed: {}", name, st.message), file);
+        return answer(kCannotReach, "failed",
+                      fmt::format("{} failed: {} (all of it: sprout logs {})", name, st.message, vm_arguments(spec_)),
+                      file);
       if (st.reached_phase(target_))
         return answer(kReached, "reached",
                       fmt::format("{} reached {} after {}s{}", name, target_, static_cast<long long>(elapsed()),
@@ -218,7 +221,9 @@ int Waiter::run() {
           return answer(kReached, "reached",
                         fmt::format("{} reached {} (its run has ended since: {})", name, target_, v.how), file);
         return answer(kCannotReach, "stopped",
-                      fmt::format("{} stopped before reaching {}: {}", name, target_, v.how), file);
+                      fmt::format("{} stopped before reaching {}: {} (what happened: sprout logs {})", name, target_,
+                                  v.how, vm_arguments(spec_)),
+                      file);
       }
       const VmBackend& backend = backend_for(spec_);
       if (backend.running(spec_).value_or(false)) {
@@ -234,8 +239,9 @@ int Waiter::run() {
                                                       : "its record is unreadable (" + corrupt + ")";
         std::string start = backend.start_hint(spec_);
         return answer(kCannotReach, "not-running",
-                      fmt::format("{} is not running, so it cannot reach {}: {} (start it: {})", name, target_, why,
-                                  start),
+                      fmt::format("{} is not running, so it cannot reach {}: {} (start it: {}; what happened: "
+                                  "sprout logs {})",
+                                  name, target_, why, start, vm_arguments(spec_)),
                       file);
       } else {
         note = "not running; waiting for it to start";

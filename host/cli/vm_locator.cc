@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "spec/spec_dir.h"
 #include "vm_name.h"
 
 namespace sprout {
@@ -28,9 +29,7 @@ void add_spec_dir_option(cxxopts::Options& options) {
 
 fs::path spec_dir_from(const cxxopts::ParseResult& args) {
   if (args.count("spec-dir")) return args["spec-dir"].as<std::string>();
-  const char* env = std::getenv("SPROUT_SPEC_DIR");
-  if (env && *env) return env;
-  return kDefaultSpecDir;
+  return default_spec_dir();
 }
 
 std::vector<std::string> vm_names_in(const fs::path& dir) {

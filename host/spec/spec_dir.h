@@ -20,6 +20,19 @@ struct SpecFile {
   std::string problem;       ///< why it did not load
 };
 
+/// The spec directory commands use when given none: $SPROUT_SPEC_DIR when set and not
+/// empty, else /etc/sprout/vms.
+std::filesystem::path default_spec_dir();
+
+/// The arguments that name `spec`'s VM on sprout's command line from anywhere: "web"
+/// for a spec in the default directory, "web --spec-dir DIR" for NAME.json elsewhere,
+/// "--spec FILE" otherwise (quoted for a shell). Hints print them, so that the command
+/// they suggest finds the same VM.
+std::string vm_arguments(const Spec& spec);
+
+/// Whether `spec` is one the installed systemd units run (a spec in /etc/sprout/vms).
+bool installed_spec(const Spec& spec);
+
 /// Every *.json in `dir`, sorted by file name. InputError when `dir` is not a directory.
 std::vector<SpecFile> load_spec_dir(const std::filesystem::path& dir);
 

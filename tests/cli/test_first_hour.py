@@ -36,9 +36,15 @@ class World(unittest.TestCase):
         with open(os.path.join(self.specs, name + ".json"), "w") as f:
             json.dump(spec, f)
 
-    def sprout(self, *args, timeout=60):
-        env = dict(os.environ, NO_COLOR="1", SPROUT_SPEC_DIR=self.specs)
+    def sprout(self, *args, timeout=60, spec_dir_env=True):
+        env = dict(os.environ, NO_COLOR="1", SPROUT_SPEC_DIR=self.specs if spec_dir_env else "")
         return subprocess.run([SPROUT, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+    def ended_record(self, how="guest powered off"):
+        with open(os.path.join(self.state, "status.json"), "w") as f:
+            json.dump({"vm": "web", "phase": "mounting", "message": "m", "generation": "g1", "bootId": "b",
+                       "seq": 2, "sinceMs": 1, "updatedMs": 1, "detail": None, "lastLog": [], "reached": ["mounting"],
+                       "host": {"state": "stopped", "how": how, "startedMs": 1, "stoppedMs": 2}}, f)
 
 
 class TimeSpans(World):
@@ -101,6 +107,39 @@ class WaitAnswers(World):
         self.live_record("specialized", ["starting", "mounting", "specialized"])
         r = self.sprout("wait", "web", "--quiet")
         self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""))
+
+
+class Hints(World):
+    """3: hints name the VM as it was named (--spec-dir kept) and point to `sprout logs`."""
+
+    def test_not_running_hint_keeps_the_spec_dir_and_names_logs(self):
+        self.ended_record()
+        r = self.sprout("wait", "web", "--spec-dir", self.specs, spec_dir_env=False)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"start it: sprout run web --spec-dir {self.specs}", r.stderr)
+        self.assertIn(f"sprout logs web --spec-dir {self.specs}", r.stderr)
+        self.assertNotIn("systemctl", r.stderr)  # not a spec the installed units run
+
+    def test_the_default_directory_needs_no_option(self):
+        self.ended_record()
+        r = self.sprout("wait", "web")  # found through $SPROUT_SPEC_DIR
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("start it: sprout run web;", r.stderr)
+        self.assertIn("sprout logs web)", r.stderr)
+
+    def test_a_spec_given_by_file_is_named_by_its_file(self):
+        self.ended_record()
+        other = os.path.join(self.tmp, "elsewhere.json")
+        shutil.copy(os.path.join(self.specs, "web.json"), other)
+        r = self.sprout("wait", "--spec", other)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"sprout run --spec {other}", r.stderr)
+
+
+    def test_a_missing_spec_directory_names_the_variable(self):
+        r = self.sprout("status", "--spec-dir", os.path.join(self.tmp, "nowhere"))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("$SPROUT_SPEC_DIR", r.stderr)
 
 
 if __name__ == "__main__":
