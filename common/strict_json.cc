@@ -266,36 +266,40 @@ const json::array_t& StrictObject::array_or_empty(std::string_view key, std::siz
 
 namespace {
 
+// Edits between two words, a swap of neighbours counting as one (optimal string
+// alignment): "wiat" is one edit from "wait", as a typist sees it.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i)
     for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
-  }
-  return row[b.size()];
+  return d[a.size()][b.size()];
 }
 
 }  // namespace
+
+std::string nearest_word(std::string_view word, const std::vector<std::string>& known) {
+  std::string best;
+  std::size_t best_d = std::string::npos;
+  for (const auto& k : known) {
+    std::size_t d = edit_distance(word, k);
+    if (d < best_d) best_d = d, best = k;
+  }
+  return !best.empty() && best_d <= std::max<std::size_t>(2, word.size() / 3) ? best : "";
+}
 
 void StrictObject::finish() const {
   for (const auto& [k, v] : value_->items()) {
     if (seen_.contains(k)) continue;
     // The keys this object takes are the ones asked for: suggest the nearest.
-    std::string best;
-    std::size_t best_d = std::string::npos;
-    for (const auto& known : seen_) {
-      std::size_t d = edit_distance(k, known);
-      if (d < best_d) best_d = d, best = known;
-    }
-    std::string hint = !best.empty() && best_d <= std::max<std::size_t>(2, k.size() / 3)
-                           ? fmt::format("did you mean \"{}\"?", best)
-                           : "check its spelling against the documentation";
+    std::string best = nearest_word(k, std::vector<std::string>(seen_.begin(), seen_.end()));
+    std::string hint = !best.empty() ? fmt::format("did you mean \"{}\"?", best)
+                                     : "check its spelling against the documentation";
     throw InputError(fmt::format("{}: {}: unknown key ({})", source_, path_of(k), hint));
   }
 }

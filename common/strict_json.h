@@ -20,6 +20,11 @@ namespace sprout {
 /// A short human name for a JSON value's type and, for scalars, its value.
 std::string describe_json(const nlohmann::json& value);
 
+/// The word of `known` nearest to `word` by edit distance, when it is near enough to be
+/// what was meant (at most 2 edits, or a third of the word); "" otherwise. For "did you
+/// mean" hints.
+std::string nearest_word(std::string_view word, const std::vector<std::string>& known);
+
 /// The deepest nesting of lists and objects in any JSON that sprout or its agent
 /// reads. None of their documents comes near it (a status line's detail may nest 8);
 /// a deeper one is refused while it is parsed, before anything that walks a document

@@ -90,6 +90,14 @@ std::string nested(std::size_t depth, std::string_view open, std::string_view in
   for (std::size_t i = 0; i < depth; ++i) s += close;
   return s;
 }
+TEST(NearestWord, SuggestsOnlyWhatIsNearEnough) {
+  const std::vector<std::string> commands = {"list", "status", "wait", "watch"};
+  EXPECT_EQ(nearest_word("stauts", commands), "status");
+  EXPECT_EQ(nearest_word("wiat", commands), "wait");  // a swap is one edit
+  EXPECT_EQ(nearest_word("frobnicate", commands), "");
+  EXPECT_EQ(nearest_word("x", {}), "");
+}
+
 }  // namespace
 
 // 100,000 nested lists overflowed the stack of every reader (a recursive walk of the

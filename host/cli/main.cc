@@ -13,6 +13,7 @@
 #include "error.h"
 #include "cli/global_options.h"
 #include "log.h"
+#include "strict_json.h"
 #include "version.h"
 
 namespace {
@@ -31,6 +32,15 @@ void usage(std::ostream& out) {
   for (const auto* c : sprout::all_commands()) out << fmt::format("  {:<11} {}\n", c->name, c->summary);
   out << "\n`sprout help COMMAND` (or `sprout COMMAND --help`) describes a command's options.\n"
       << "\n" << sprout::global_options_help();
+}
+
+/// ", did you mean 'status'?" for a command name typed wrong, else "".
+std::string did_you_mean(const std::string& typed) {
+  std::vector<std::string> names;
+  for (const auto* c : sprout::all_commands()) names.push_back(c->name);
+  names.push_back("help");
+  std::string best = sprout::nearest_word(typed, names);
+  return best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
 }
 
 }  // namespace
@@ -52,7 +62,13 @@ int main(int argc, char** argv) {
     usage(args.empty() ? std::cerr : std::cout);
     return args.empty() ? sprout::kExitUsage : sprout::kExitOk;
   }
-  if (args[0] == "--version") {
+  // `help help` is help; `help --version` and git's `-v` are the version.
+  if (args[0] == "help" && args.size() == 2 && (args[1] == "help" || args[1] == "--help" || args[1] == "-h")) {
+    usage(std::cout);
+    return sprout::kExitOk;
+  }
+  if (args[0] == "--version" || args[0] == "-v" || args[0] == "-V" ||
+      (args[0] == "help" && args.size() == 2 && args[1] == "--version")) {
     std::cout << "sprout " << sprout::kVersion << "\n";
     return sprout::kExitOk;
   }
@@ -70,7 +86,8 @@ int main(int argc, char** argv) {
     if (args[0].starts_with("-"))
       std::cerr << fmt::format("sprout: unknown option '{}' before the command; see 'sprout help'\n", args[0]);
     else
-      std::cerr << fmt::format("sprout: '{}' is not a sprout command; see 'sprout help'\n", args[0]);
+      std::cerr << fmt::format("sprout: '{}' is not a sprout command{}; see 'sprout help'\n", args[0],
+                               did_you_mean(args[0]));
     return sprout::kExitUsage;
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());

@@ -142,5 +142,31 @@ class Hints(World):
         self.assertIn("$SPROUT_SPEC_DIR", r.stderr)
 
 
+class CommandNames(World):
+    """12: a mistyped command gets a suggestion; -v, help help and help --version work."""
+
+    def test_a_typo_gets_did_you_mean(self):
+        for typed, meant in (("stauts", "status"), ("wiat", "wait"), ("consol", "console"), ("hlep", "help")):
+            r = self.sprout(typed)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+            self.assertIn(f"did you mean '{meant}'?", r.stderr)
+        r = self.sprout("frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertNotIn("did you mean", r.stderr)
+        r = self.sprout("help", "stauts")
+        self.assertIn("did you mean 'status'?", r.stderr)
+
+    def test_version_and_help_spellings(self):
+        version = self.sprout("--version").stdout
+        self.assertTrue(version.startswith("sprout "), version)
+        for argv in (["-v"], ["-V"], ["help", "--version"]):
+            r = self.sprout(*argv)
+            self.assertEqual((r.returncode, r.stdout), (0, version), (argv, r.stderr))
+        r = self.sprout("help", "help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Commands:", r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
