@@ -178,6 +178,10 @@ int cmd_undefine(const Invocation& inv) {
     std::error_code ec;
     if (fs::exists(spec_dir_from(a) / (name + ".json"), ec)) spec = locate_vm(a);
   }
+  if (spec && spec->backend != Backend::libvirt && !a.count("uri"))
+    throw InputError(fmt::format("spec {}: backend is \"{}\"; `sprout undefine` removes libvirt domains (stop a "
+                                 "qemu VM with `sprout stop {}`; --uri URI to undefine a domain of that name anyway)",
+                                 spec->file.string(), name_of(spec->backend), vm_arguments(*spec)));
   const std::string uri = a.count("uri") ? a["uri"].as<std::string>() : spec ? spec->libvirt_uri : "qemu:///system";
   const auto timeout = spec ? timeout_of(*spec) : std::chrono::seconds(60);
 

@@ -20,6 +20,8 @@
 #include "runtime/qemu_command.h"
 #include "runtime/run_lock.h"
 #include "spec/spec.h"
+#include "status/run_state.h"
+#include "spec/spec_dir.h"
 #include "cli/vm_locator.h"
 #include "status/status_recorder.h"
 #include "status/status_store.h"
@@ -173,8 +175,26 @@ const Command kRunCommand = {"run", "prepare, then run and supervise the VM unde
     "quit timed out, or a signal someone sent), 5 qemu crashed (SIGABRT, SIGSEGV, ...).",
     Needs::one_vm, run_options, cmd_run};
 
+namespace {
+
+/// A qemu-backend VM is recorded by its `sprout run`: a watcher beside a run that
+/// records would write the same record twice. (A run with --external-recorder writes
+/// none, and wants a watcher.)
+void check_watch_is_wanted(const Spec& spec) {
+  if (spec.backend != Backend::qemu) return;
+  const RecordFile record = read_record(spec.status_file());
+  if (view_run(spec, record).state != RunView::live || record.record.host.watch) return;
+  auto holder = run_lock_holder(spec);
+  throw InputError(fmt::format("VM {}: its sprout run{} records it already; a second recorder would overwrite "
+                               "its record (`sprout logs {} --follow` follows it)",
+                               spec.name, holder ? fmt::format(" (pid {})", *holder) : "", vm_arguments(spec)));
+}
+
+}  // namespace
+
 int cmd_watch(const Invocation& inv) {
   Spec spec = *inv.vm;
+  check_watch_is_wanted(spec);
   fs::create_directories(spec.state_dir);
   // One loop with `sprout run`'s (supervisor.h): without a qemu command line it records
   // only, with this process as the record's supervisor, until a signal.

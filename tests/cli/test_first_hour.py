@@ -168,5 +168,29 @@ class CommandNames(World):
         self.assertIn("Commands:", r.stdout)
 
 
+class BackendCommands(World):
+    """9: watch beside a recording `sprout run`, and undefine on a qemu VM, are refused."""
+
+    def test_watch_beside_a_recording_run_is_refused_and_the_record_kept(self):
+        now = int(time.time() * 1000)
+        record = {"vm": "web", "phase": "rebuilding", "message": "m", "generation": "g1", "bootId": "b", "seq": 3,
+                  "sinceMs": now, "updatedMs": now, "detail": None, "lastLog": [], "reached": ["rebuilding"],
+                  "host": {"state": "running", "supervisor": os.getpid(), "startedMs": now}}
+        path = os.path.join(self.state, "status.json")
+        with open(path, "w") as f:
+            json.dump(record, f)
+        before = open(path).read()
+        r = self.sprout("watch", "web")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("records it already", r.stderr)
+        self.assertEqual(open(path).read(), before)
+
+    def test_undefine_of_a_qemu_vm_is_refused(self):
+        r = self.sprout("undefine", "web")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn('backend is "qemu"', r.stderr)
+        self.assertIn("sprout stop web", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
