@@ -57,6 +57,7 @@ Config file keys (JSON; a missing file means all defaults):
   mountPoints.config       default /etc/nixos
   mountPoints.self         default /etc/nixos/hosts/self
   mountPoints.ssh          default /root/.ssh; null: never mount the ssh disk
+  mountPoints.closure      default /run/sprout/closure (host-built VMs: the closure disk)
   rebuild.command          default ["nixos-rebuild","boot"]
   rebuild.timeoutSeconds, rebuild.maxAttempts, rebuild.respecializeOnChange
                            defaults 3600, 3, true (the manifest's values win)
@@ -66,6 +67,7 @@ Config file keys (JSON; a missing file means all defaults):
   flushTimeoutSeconds      default 10: how long to wait for a host to take status
   statusPort               default sprout.status.0
   logFile                  default STATEDIR/agent.log
+  nixBinDir                host-built VMs: where nix-store and nix-env are (default: PATH)
 
 Exit status: 0 specialized or rebooting, 1 failed (reported), 2 bad flags or config.
 )";
@@ -78,14 +80,14 @@ int main(int argc, char** argv) {
   cxxopts::Options opts("sprout-agent", std::string("sprout-agent ") + kVersion +
                                             ": sprout's guest agent: specializes this VM from the disks the host exports");
   opts.add_options()
-    ("config", "the agent config file", cxxopts::value<std::string>()->default_value("/etc/sprout/agent.json"))
+    ("config", "the agent config file", cxxopts::value<std::string>()->default_value("/etc/sprout/agent.json"), "FILE")
     ("root", "prefix for every path the agent uses (sysfs, /dev, /proc, /run, profiles, state, mount points); "
-             "for tests", cxxopts::value<std::string>()->default_value("/"))
+             "for tests", cxxopts::value<std::string>()->default_value("/"), "DIR")
     ("status-port", "write status to this file or device instead of the port found by name (host path)",
-     cxxopts::value<std::string>()->default_value(""))
-    ("disk-wait", "override diskWaitSeconds", cxxopts::value<double>())
-    ("flush-timeout", "override flushTimeoutSeconds", cxxopts::value<double>())
-    ("log-level", "trace, debug, info, warn, error", cxxopts::value<std::string>()->default_value("info"))
+     cxxopts::value<std::string>()->default_value(""), "PATH")
+    ("disk-wait", "override diskWaitSeconds", cxxopts::value<double>(), "SECONDS")
+    ("flush-timeout", "override flushTimeoutSeconds", cxxopts::value<double>(), "SECONDS")
+    ("log-level", "trace, debug, info, warn, error", cxxopts::value<std::string>()->default_value("info"), "LEVEL")
     ("version", "print the version")
     ("h,help", "this help");
   try {
@@ -105,7 +107,8 @@ int main(int argc, char** argv) {
     o.root = r["root"].as<std::string>();
     o.config_path = r["config"].as<std::string>();
     o.config = agent::load_agent_config(o.config_path, &o.config_missing);
-    if (o.config_missing) spdlog::warn("{}: no such file; using the defaults", o.config_path);
+    // The file is optional (the help says so): its absence is no warning.
+    if (o.config_missing) spdlog::debug("{}: no such file; using the defaults", o.config_path);
     if (r.count("disk-wait")) o.config.disk_wait_seconds = std::max(0.0, r["disk-wait"].as<double>());
     if (r.count("flush-timeout")) o.config.flush_timeout_seconds = std::max(0.0, r["flush-timeout"].as<double>());
     o.status_port_path = r["status-port"].as<std::string>();

@@ -237,7 +237,7 @@ namespace {
 
 void check_host_options(cxxopts::Options& o) {
   o.add_options()("json", "print the checks as a JSON array")(
-      "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
+      "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"), "PROGRAM")(
       "reprobe", "probe KVM again instead of using this boot's cached verdict");
 }
 

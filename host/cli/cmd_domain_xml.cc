@@ -24,7 +24,7 @@ namespace {
 
 void domain_xml_options(cxxopts::Options& o) {
   o.add_options()(
-      "type", "domain type: auto, kvm or qemu", cxxopts::value<std::string>()->default_value("auto"));
+      "type", "domain type: auto, kvm or qemu", cxxopts::value<std::string>()->default_value("auto"), "TYPE");
 }
 
 }  // namespace

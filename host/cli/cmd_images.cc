@@ -40,12 +40,12 @@ namespace {
 void export_options(cxxopts::Options& o) {
   declare_needs(o, Needs::one_vm);
   o.add_options()(
-      "name", "VM name (without --spec)", cxxopts::value<std::string>())(
-      "config", "shared config tree (without --spec)", cxxopts::value<std::string>())(
-      "self", "the VM's own config (without --spec)", cxxopts::value<std::string>())(
-      "ssh", "ssh directory (optional)", cxxopts::value<std::string>())(
-      "out", "where the <role>.img links go (without --spec)", cxxopts::value<std::string>())(
-      "cache", "image cache directory", cxxopts::value<std::string>())(
+      "name", "VM name (without --spec)", cxxopts::value<std::string>(), "NAME")(
+      "config", "shared config tree (without --spec)", cxxopts::value<std::string>(), "DIR")(
+      "self", "the VM's own config (without --spec)", cxxopts::value<std::string>(), "DIR")(
+      "ssh", "ssh directory (optional)", cxxopts::value<std::string>(), "DIR")(
+      "out", "where the <role>.img links go (without --spec)", cxxopts::value<std::string>(), "DIR")(
+      "cache", "image cache directory", cxxopts::value<std::string>(), "DIR")(
       "allow-private-keys", "export private keys found in the ssh directory")(
       "json", "print what was written as JSON");
 }
@@ -136,8 +136,8 @@ namespace {
 
 void gc_options(cxxopts::Options& o) {
   o.add_options()(
-      "cache-dir", "extra cache directory to clean", cxxopts::value<std::vector<std::string>>())(
-      "gc-root-dir", "extra GC root directory to clean", cxxopts::value<std::vector<std::string>>())(
+      "cache-dir", "extra cache directory to clean", cxxopts::value<std::vector<std::string>>(), "DIR")(
+      "gc-root-dir", "extra GC root directory to clean", cxxopts::value<std::vector<std::string>>(), "DIR")(
       "dry-run", "only print what would be removed");
 }
 

@@ -156,7 +156,7 @@ namespace {
 
 void undefine_options(cxxopts::Options& o) {
   declare_needs(o, Needs::one_vm);
-  o.add_options()("uri", "libvirt URI", cxxopts::value<std::string>())(
+  o.add_options()("uri", "libvirt URI", cxxopts::value<std::string>(), "URI")(
       "force", "also undefine a domain of that name that sprout did not define");
 }
 

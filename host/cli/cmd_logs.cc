@@ -116,7 +116,7 @@ namespace {
 
 void logs_options(cxxopts::Options& o) {
   o.add_options()("f,follow", "keep printing events as they come")(
-      "n,lines", "only the last N events", cxxopts::value<std::size_t>())("json", "one JSON object per line");
+      "n,lines", "only the last N events", cxxopts::value<std::size_t>(), "N")("json", "one JSON object per line");
 }
 
 }  // namespace

@@ -97,7 +97,7 @@ AccelChoice choose_accel_for(const Spec& spec, const std::string& qemu) {
 void run_options(cxxopts::Options& o) {
   o.add_options()(
       "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
-      "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"))(
+      "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"), "PROGRAM")(
       "print-command", "print the qemu command line and exit (after prepare)");
 }
 

@@ -18,8 +18,8 @@ namespace sprout {
 namespace {
 
 void ssh_options(cxxopts::Options& o) {
-  o.add_options()("user", "the user to log in as", cxxopts::value<std::string>()->default_value("root"))(
-      "ssh", "the ssh program", cxxopts::value<std::string>()->default_value("ssh"))(
+  o.add_options()("user", "the user to log in as", cxxopts::value<std::string>()->default_value("root"), "USER")(
+      "ssh", "the ssh program", cxxopts::value<std::string>()->default_value("ssh"), "PROGRAM")(
       "command", "remote command", cxxopts::value<std::vector<std::string>>());
   o.parse_positional({"vm", "command"});
   o.positional_help("NAME [-- COMMAND...]");

@@ -268,10 +268,10 @@ namespace {
 
 void wait_options(cxxopts::Options& o) {
   declare_needs(o, Needs::one_vm);
-  o.add_options()("for", "phase to wait for", cxxopts::value<std::string>()->default_value("specialized"))(
+  o.add_options()("for", "phase to wait for", cxxopts::value<std::string>()->default_value("specialized"), "PHASE")(
       "timeout", "how long to wait at most: seconds or a span (90s, 5min, 1h); 0: look once and answer",
       cxxopts::value<std::string>()->default_value("900"), "SPAN")(
-      "start-timeout", "how long to give a VM that is not running to start (default 0: answer at once)",
+      "start-timeout", "how long to give a VM that is not running to start (0: answer at once)",
       cxxopts::value<std::string>()->default_value("0"), "SPAN")("quiet", "print nothing: the exit status is the answer")(
       "json", "print the outcome as JSON (and nothing else)");
 }

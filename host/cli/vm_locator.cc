@@ -16,15 +16,15 @@ namespace fs = std::filesystem;
 
 void add_vm_options(cxxopts::Options& options) {
   options.add_options()("vm", "the VM's name (its spec is NAME.json in the spec directory)",
-                        cxxopts::value<std::string>())(
-      "spec", "the VM's spec file (instead of NAME)", cxxopts::value<std::string>());
+                        cxxopts::value<std::string>(), "NAME")(
+      "spec", "the VM's spec file (instead of NAME)", cxxopts::value<std::string>(), "FILE");
   add_spec_dir_option(options);
   options.positional_help("NAME");
 }
 
 void add_spec_dir_option(cxxopts::Options& options) {
   options.add_options()("spec-dir", "directory of VM specs (default: $SPROUT_SPEC_DIR, else /etc/sprout/vms)",
-                        cxxopts::value<std::string>());
+                        cxxopts::value<std::string>(), "DIR");
 }
 
 fs::path spec_dir_from(const cxxopts::ParseResult& args) {

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """What a newcomer's first hour with `sprout` trips over (issue 26), each point checked
 against the real binary with specs and records written here: no VM is started.
-Usage: test_first_hour.py SPROUT
+Usage: test_first_hour.py SPROUT [SPROUT_AGENT]
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import unittest
 
 SPROUT = sys.argv[1] if len(sys.argv) > 1 else "sprout"
+AGENT = sys.argv[2] if len(sys.argv) > 2 else "sprout-agent"
 
 
 class World(unittest.TestCase):
@@ -190,6 +192,30 @@ class BackendCommands(World):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn('backend is "qemu"', r.stderr)
         self.assertIn("sprout stop web", r.stderr)
+
+
+class HelpText(World):
+    """17: placeholders say what they take, a default is said once, the agent's help
+    names every config key."""
+
+    def commands(self):
+        out = self.sprout("help").stdout
+        return [l.split()[0] for l in out.split("Commands:")[1].split("\n\n")[0].splitlines() if l.strip()]
+
+    def test_no_bare_arg_placeholder_and_one_default_per_option(self):
+        names = self.commands()
+        self.assertIn("wait", names)
+        for name in names:
+            text = self.sprout("help", name).stdout
+            options = "\n".join(l for l in text.splitlines() if l.lstrip().startswith("-") or l.startswith("        "))
+            self.assertNotIn(" arg ", options + " ", name)
+            # one option's text is one entry: its lines joined until the next option
+            for entry in re.split(r"\n\s+(?=-)", options):
+                self.assertLessEqual(entry.count("(default"), 1, f"{name}: {entry}")
+        agent = subprocess.run([AGENT, "--help"], capture_output=True, text=True, timeout=60).stdout
+        self.assertNotIn(" arg ", agent)
+        for key in ("mountPoints.closure", "nixBinDir"):
+            self.assertIn(key, agent)
 
 
 if __name__ == "__main__":
