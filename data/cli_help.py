@@ -4,8 +4,9 @@ shows. The completions and the man page are generated from this at build time, s
 they list exactly the commands and options the binary has.
 
 Parsing promises: a command is a line `  NAME  summary` in the block after
-`Commands:`; an option is a cxxopts help line `  -x, --long arg  description` (short
-name and `arg` optional; `arg` means it takes a value), its description going on in
+`Commands:`; an option is a cxxopts help line `  -x, --long ARG  description` (short
+name and ARG optional; ARG, a placeholder such as DIR or cxxopts' own `arg`, means it
+takes a value), its description going on in
 deeper-indented lines; positional arguments are the words after `[OPTION...]` on the
 line following `Usage:`. Anything else is ignored.
 """
@@ -13,7 +14,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-OPTION = re.compile(r"^\s+(?:-(\w), )?--([A-Za-z0-9][\w-]*)(\s+arg|\[=arg[^\]]*\])?(?:\s{2,}(.*))?$")
+OPTION = re.compile(r"^\s+(?:-(\w), )?--([A-Za-z0-9][\w-]*)(\s+(?:arg|[A-Z][A-Z0-9_]*)|\[=arg[^\]]*\])?(?:\s{2,}(.*))?$")
 LEVELS = ["trace", "debug", "info", "warn", "error", "critical", "off"]
 
 
