@@ -14,6 +14,7 @@
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -126,7 +127,10 @@ int cmd_logs(const Invocation& inv) {
   Spec spec = *inv.vm;
   Printer p(a.count("json") > 0, colour_allowed(stdout));
   const fs::path events = spec.events_file(), older = spec.state().events_rotated();
-  std::size_t last_n = a.count("lines") ? a["lines"].as<std::size_t>() : 0;
+  // -n N: the last N events (as journalctl's -n counts entries); -n 0 none (with
+  // --follow: only what comes from now on).
+  const std::optional<std::size_t> last_n =
+      a.count("lines") ? std::optional<std::size_t>(a["lines"].as<std::size_t>()) : std::nullopt;
   std::uint64_t off_old = 0, off = 0;
   std::error_code ec;
   if (!fs::exists(events, ec) && !fs::exists(older, ec) && !a.count("follow")) {
@@ -141,7 +145,7 @@ int cmd_logs(const Invocation& inv) {
       std::string line;
       while (std::getline(in, line)) {
         all.emplace_back(line, f);
-        if (all.size() > last_n) all.pop_front();
+        if (all.size() > *last_n) all.pop_front();
       }
     }
     for (const auto& [l, f] : all) p.line(l, *f);

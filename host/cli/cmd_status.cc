@@ -7,7 +7,9 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -35,7 +37,14 @@ struct Known {
   std::string problem;  ///< the spec did not load
 };
 
-std::vector<Known> pick_vms(const cxxopts::ParseResult& a) {
+/// The VMs to show: --spec FILE's, the named ones, or every one in the spec
+/// directory. A name with no spec is left out and put in `missing` (the others are
+/// still shown, as systemctl status does).
+std::vector<Known> pick_vms(const cxxopts::ParseResult& a, std::vector<std::string>& missing) {
+  if (a.count("spec")) {
+    Spec spec = load_spec(a["spec"].as<std::string>());
+    return {Known{spec.name, spec, ""}};
+  }
   const fs::path dir = spec_dir_from(a);
   std::vector<Known> vms;
   for (auto& f : load_spec_dir(dir)) vms.push_back({f.path.stem().string(), std::move(f.spec), f.problem});
@@ -43,10 +52,22 @@ std::vector<Known> pick_vms(const cxxopts::ParseResult& a) {
   std::vector<Known> picked;
   for (const auto& n : a["names"].as<std::vector<std::string>>()) {
     auto it = std::find_if(vms.begin(), vms.end(), [&](const Known& k) { return k.name == n; });
-    if (it == vms.end()) throw InputError(fmt::format("no VM '{}' in {} ({}.json not found)", n, dir.string(), n));
-    picked.push_back(*it);
+    if (it == vms.end())
+      missing.push_back(n);
+    else
+      picked.push_back(*it);
   }
   return picked;
+}
+
+/// Says which names have no spec, and which VMs there are. Exit status 2.
+int report_missing(const cxxopts::ParseResult& a, const std::vector<std::string>& missing) {
+  const fs::path dir = spec_dir_from(a);
+  auto names = vm_names_in(dir);
+  for (const auto& n : missing)
+    spdlog::error("no VM '{}' in {} ({}.json not found; {})", n, dir.string(), n,
+                  names.empty() ? "there are none" : fmt::format("there are: {}", fmt::join(names, ", ")));
+  return kExitUsage;
 }
 
 std::string ago(std::int64_t ms) {
@@ -265,7 +286,9 @@ void print_long(const std::vector<Row>& all, bool colour) {
 }
 
 void common_options(cxxopts::Options& o) {
-  o.add_options()("json", "print JSON")("names", "VM names", cxxopts::value<std::vector<std::string>>());
+  o.add_options()("json", "print JSON")("spec", "a VM's spec file (instead of names)",
+                                         cxxopts::value<std::string>(), "FILE")(
+      "names", "VM names", cxxopts::value<std::vector<std::string>>());
   o.parse_positional({"names"});
   o.positional_help("[NAME...]");
 }
@@ -277,20 +300,22 @@ void status_options(cxxopts::Options& o) {
 
 int show(const Invocation& inv, bool full) {
   const auto& a = inv.args;
+  std::vector<std::string> missing;
   std::vector<Row> all;
-  for (const auto& k : pick_vms(a)) all.push_back(describe(k, full));
+  for (const auto& k : pick_vms(a, missing)) all.push_back(describe(k, full));
   if (a.count("json")) {
     json rows = json::array();
     for (const auto& r : all) rows.push_back(r.j);
     std::cout << rows.dump(2) << std::endl;
-    return 0;
+  } else if (!all.empty() || missing.empty()) {
+    const bool colour = colour_allowed(stdout);
+    if (full)
+      print_long(all, colour);
+    else
+      print_table(all, colour);
   }
-  const bool colour = colour_allowed(stdout);
-  if (full)
-    print_long(all, colour);
-  else
-    print_table(all, colour);
-  return 0;
+  std::fflush(stdout);
+  return missing.empty() ? 0 : report_missing(a, missing);
 }
 
 int cmd_status(const Invocation& inv) { return show(inv, inv.args.count("long") > 0); }

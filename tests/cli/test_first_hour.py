@@ -218,5 +218,33 @@ class HelpText(World):
             self.assertIn(key, agent)
 
 
+class StatusAndLogs(World):
+    """15: status shows what exists when a name is missing; --spec FILE; logs -n 0."""
+
+    def test_a_missing_name_is_reported_and_the_others_shown(self):
+        r = self.sprout("status", "web", "nope")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("web", r.stdout)
+        self.assertIn("no VM 'nope'", r.stderr)
+        self.assertIn("there are: web", r.stderr)
+        r = self.sprout("status", "nope", "--json")
+        self.assertEqual((r.returncode, json.loads(r.stdout)), (2, []))
+
+    def test_status_and_list_take_a_spec_file(self):
+        for cmd in ("status", "list"):
+            r = self.sprout(cmd, "--spec", os.path.join(self.specs, "web.json"), "--json", spec_dir_env=False)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual([row["name"] for row in json.loads(r.stdout)], ["web"])
+
+    def test_logs_n_0_prints_no_event(self):
+        with open(os.path.join(self.state, "events.jsonl"), "w") as f:
+            for i in range(3):
+                f.write(json.dumps({"source": "host", "event": "x", "vm": "web", "message": f"event {i}",
+                                    "hostTimeMs": 1}) + "\n")
+        self.assertEqual(self.sprout("logs", "web", "-n", "0").stdout, "")
+        self.assertEqual(self.sprout("logs", "web", "-n", "2").stdout.count("event "), 2)
+        self.assertEqual(self.sprout("logs", "web").stdout.count("event "), 3)
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
