@@ -16,6 +16,7 @@
 #include "error.h"
 #include "runtime/kvm_probe.h"
 #include "disk/prepare.h"
+#include "image/export.h"
 #include "base/process_identity.h"
 #include "runtime/qemu_command.h"
 #include "runtime/run_lock.h"
@@ -98,7 +99,7 @@ void run_options(cxxopts::Options& o) {
   o.add_options()(
       "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
       "qemu", "the qemu binary", cxxopts::value<std::string>()->default_value("qemu-system-x86_64"), "PROGRAM")(
-      "print-command", "print the qemu command line and exit (after prepare)");
+      "print-command", "print the qemu command line and exit; exports, creates and records nothing");
 }
 
 }  // namespace
@@ -113,10 +114,17 @@ int cmd_run(const Invocation& inv) {
   env.qemu_binary = a["qemu"].as<std::string>();
   env.status_wait_for_reader = !a.count("external-recorder");
   check_qemu_can_run(spec);  // input errors (network mode) before anything is written
+  if (a.count("print-command")) {
+    // A dry run: what `sprout run` would start, with the disks where prepare puts
+    // them; nothing is exported, created or recorded.
+    for (DiskRole role : exported_roles(spec)) env.disks.emplace_back(role, spec.exported_image(role_info(role).name));
+    env.kvm = choose_accel_for(spec, env.qemu_binary).kvm;
+    fmt::print("{}\n", format_command(build_qemu_command(spec, env)));  // one line, quoted for a POSIX shell
+    return 0;
+  }
 
   int lock = lock_run(spec);
-  // --print-command starts nothing: it leaves the record of the VM's runs alone.
-  const bool record = !a.count("external-recorder") && !a.count("print-command");
+  const bool record = !a.count("external-recorder");
   if (record) start_record(spec);
   // SIGTERM/SIGINT during prepare wait until the export and qemu-img are done (they are
   // never left running behind us, half way through an overlay), then end the run
@@ -152,11 +160,6 @@ int cmd_run(const Invocation& inv) {
   const AccelChoice accel = choose_accel_for(spec, env.qemu_binary);
   env.kvm = accel.kvm;
   auto argv = build_qemu_command(spec, env);
-  if (a.count("print-command")) {
-    fmt::print("{}\n", format_command(argv));  // one line, quoted for a POSIX shell
-    ::close(lock);
-    return 0;
-  }
   rotate_console_log(spec);
   SuperviseOptions so;
   so.argv = argv;

@@ -385,6 +385,13 @@ void drop_stale_links(const ExportRequest& req, bool has_closure) {
 
 }  // namespace
 
+std::vector<DiskRole> exported_roles(const Spec& spec) {
+  std::vector<DiskRole> roles = {DiskRole::config, DiskRole::self};
+  if (spec.ssh_source) roles.push_back(DiskRole::ssh);
+  if (spec.host_built()) roles.push_back(DiskRole::closure);
+  return roles;
+}
+
 ExportRequest ExportRequest::from_spec(const Spec& spec) {
   ExportRequest r;
   r.name = spec.name;

@@ -246,5 +246,17 @@ class StatusAndLogs(World):
         self.assertEqual(self.sprout("logs", "web").stdout.count("event "), 3)
 
 
+class DryRun(World):
+    """16: run --print-command is a dry run: nothing exported, created or recorded."""
+
+    def test_print_command_writes_nothing(self):
+        r = self.sprout("run", "web", "--print-command", "--qemu", "/bin/true")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout.splitlines()), 1, r.stdout)
+        for disk in ("root.qcow2", "config.img", "self.img"):
+            self.assertIn(os.path.join(self.state, disk), r.stdout)
+        self.assertEqual(sorted(os.listdir(self.state)), [], "the state directory is untouched")
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
