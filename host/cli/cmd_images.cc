@@ -208,7 +208,8 @@ std::vector<std::string> missing_references(const Spec& s) {
 namespace {
 
 void check_spec_options(cxxopts::Options& o) {
-  o.add_options()("files", "spec files", cxxopts::value<std::vector<std::string>>())(
+  o.add_options()("files", "spec files, or spec directories (every *.json in them)",
+                  cxxopts::value<std::vector<std::string>>())(
       "json", "print the result as JSON")(
       "no-files", "check the specs only, not the files they refer to (a build sandbox has none of them)");
   o.parse_positional({"files"});
@@ -217,31 +218,62 @@ void check_spec_options(cxxopts::Options& o) {
 
 }  // namespace
 
+namespace {
+
+/// The files to check: each FILE, and every *.json in each DIR (name order).
+std::vector<std::pair<fs::path, bool>> spec_files(const std::vector<std::string>& args) {
+  std::vector<std::pair<fs::path, bool>> out;  // (file, from a spec directory)
+  for (const auto& f : args) {
+    std::error_code ec;
+    if (!fs::is_directory(f, ec)) {
+      out.emplace_back(f, false);
+      continue;
+    }
+    for (const auto& name : vm_names_in(f)) out.emplace_back(fs::path(f) / (name + ".json"), true);
+  }
+  return out;
+}
+
+json check_one(const fs::path& f, bool in_spec_dir, bool check_files) {
+  json entry{{"file", f.string()}, {"problems", json::array()}, {"warnings", json::array()}};
+  try {
+    Spec s = load_spec(f);
+    entry["name"] = s.name;
+    entry["backend"] = name_of(s.backend);
+    entry["specialize"] = name_of(s.specialize);
+    if (f.filename() != s.name + ".json") {
+      // Commands find a VM by NAME as NAME.json: this one only by --spec FILE.
+      std::string why = fmt::format("{}: its name is \"{}\", so commands that take a NAME do not find it "
+                                    "(a spec in a spec directory must be {}.json)",
+                                    f.string(), s.name, s.name);
+      entry[in_spec_dir ? "problems" : "warnings"].push_back(why);
+    }
+    if (check_files)
+      for (auto& p : missing_references(s)) entry["problems"].push_back(p);
+  } catch (const InputError& e) {
+    entry["problems"].push_back(e.what());
+  }
+  entry["ok"] = entry["problems"].empty();
+  return entry;
+}
+
+}  // namespace
+
 int cmd_check_spec(const Invocation& inv) {
   const auto& a = inv.args;
-  if (!a.count("files")) throw InputError("give at least one spec file");
+  if (!a.count("files")) throw InputError("give at least one spec file or spec directory");
   int status = 0;
   json report = json::array();
-  for (const auto& f : a["files"].as<std::vector<std::string>>()) {
-    json entry{{"file", f}, {"problems", json::array()}};
-    try {
-      Spec s = load_spec(f);
-      entry["name"] = s.name;
-      entry["backend"] = name_of(s.backend);
-      entry["specialize"] = name_of(s.specialize);
-      if (!a.count("no-files"))
-        for (auto& p : missing_references(s)) entry["problems"].push_back(p);
-    } catch (const InputError& e) {
-      entry["problems"].push_back(e.what());
-    }
-    entry["ok"] = entry["problems"].empty();
+  for (const auto& [f, in_dir] : spec_files(a["files"].as<std::vector<std::string>>())) {
+    json entry = check_one(f, in_dir, !a.count("no-files"));
     if (!entry["ok"].get<bool>()) status = 2;
     if (!a.count("json")) {
       if (entry["ok"].get<bool>())
-        fmt::print("{}: ok ({}, backend {}{})\n", f, entry["name"].get<std::string>(),
+        fmt::print("{}: ok ({}, backend {}{})\n", f.string(), entry["name"].get<std::string>(),
                    entry["backend"].get<std::string>(),
                    entry["specialize"] == "host" ? ", system built by the host" : "");
       for (const auto& p : entry["problems"]) fmt::print("{}\n", p.get<std::string>());
+      for (const auto& w : entry["warnings"]) fmt::print("warning: {}\n", w.get<std::string>());
     }
     report.push_back(std::move(entry));
   }
@@ -250,10 +282,11 @@ int cmd_check_spec(const Invocation& inv) {
 }
 
 const Command kCheckSpecCommand = {"check-spec", "validate spec files",
-    "Validate VM spec files and print every problem found in them, all files in one run: the\n"
-    "spec's own errors (the first one in each file: a later key can depend on an earlier one)\n"
-    "and every file it refers to that is not there (base image, sources, kernel, initrd).\n"
-    "Exit 0 when all are good, 2 when any is not.",
+    "Validate VM spec files (a directory: every *.json in it) and print the problems found,\n"
+    "all files in one run: the spec's own errors (the first one in each file: a later key can\n"
+    "depend on an earlier one), a name that is not the file's (a problem in a spec\n"
+    "directory, a warning elsewhere) and every file it refers to that is not there (base\n"
+    "image, sources, kernel, initrd). Exit 0 when all are good, 2 when any is not.",
     Needs::nothing, check_spec_options, cmd_check_spec};
 
 }  // namespace sprout

@@ -258,5 +258,33 @@ class DryRun(World):
         self.assertEqual(sorted(os.listdir(self.state)), [], "the state directory is untouched")
 
 
+class CheckSpec(World):
+    """6: check-spec takes a directory, and a name that is not the file's is said."""
+
+    def test_a_directory_checks_every_spec_in_it(self):
+        r = self.sprout("check-spec", self.specs)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("web.json: ok", r.stdout)
+        spec = json.load(open(os.path.join(self.specs, "web.json")))
+        self.write_spec("db", dict(spec, name="other"))
+        r = self.sprout("check-spec", self.specs, "--json")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        by_file = {os.path.basename(e["file"]): e for e in json.loads(r.stdout)}
+        self.assertTrue(by_file["web.json"]["ok"])
+        self.assertFalse(by_file["db.json"]["ok"])
+        self.assertIn('its name is "other"', by_file["db.json"]["problems"][0])
+
+    def test_a_lone_file_with_another_name_is_a_warning(self):
+        spec = json.load(open(os.path.join(self.specs, "web.json")))
+        lone = os.path.join(self.tmp, "test.json")
+        with open(lone, "w") as f:
+            json.dump(spec, f)
+        r = self.sprout("check-spec", lone)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("ok (web", r.stdout)
+        self.assertIn("warning:", r.stdout)
+        self.assertIn("web.json", r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
