@@ -19,6 +19,11 @@ let
     lib.mapAttrs' (n: u: lib.nameValuePair "${n}.service" (render.serviceToUnit n u)) (sproutOnly config.systemd.services)
     // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.target" (render.targetToUnit n t)) (sproutOnly config.systemd.targets)
     // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.timer" (render.timerToUnit n t)) (sproutOnly config.systemd.timers);
+  # The .wants links NixOS makes for those units' wantedBy: { "TARGET.wants/UNIT" = "../UNIT"; }.
+  unitLinks = config: render.wantsLinks (
+    lib.mapAttrs' (n: u: lib.nameValuePair "${n}.service" u) (sproutOnly config.systemd.services)
+    // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.target" t) (sproutOnly config.systemd.targets)
+    // lib.mapAttrs' (n: t: lib.nameValuePair "${n}.timer" t) (sproutOnly config.systemd.timers));
 
   # nixos/package.nix called with fake inputs (stdenv.mkDerivation returns its
   # arguments): what the derivation would be built from, e.g. its postFixup. The
@@ -52,8 +57,9 @@ let
       targets = lib.mapAttrs (_: t: { inherit (t) wantedBy; }) config.systemd.targets;
       timers = lib.mapAttrs (_: t: { inherit (t) wantedBy; timerConfig = lib.mapAttrs (_: toOption) t.timerConfig; })
         config.systemd.timers;
-      # Every sprout unit file, as NixOS would write it.
+      # Every sprout unit file, as NixOS would write it, and its .wants links.
       files = unitFiles config;
+      links = unitLinks config;
       tmpfiles = config.systemd.tmpfiles.rules;
       systemPackages = map toString config.environment.systemPackages;
       failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
@@ -368,6 +374,19 @@ in
       config = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;
     in
     render.serviceToUnit "sprout-agent" config.systemd.services.sprout-agent;
+
+  # The host's units the vm suite's systemd guest runs under a real systemd
+  # (tests/vm/build-systemd-guest.sh installs golden/systemd-guest-units/, which
+  # eval-test.py keeps equal to this): three VMs for its stand-in `sprout`, which never
+  # gets `slow` ready, fails `bad` (exit 1) and `badspec` (exit 2, bad input).
+  systemdGuest = hostResult [ {
+    imports = [ ../../nixos/host.nix ];
+    virtualisation.sprout.enable = true;
+    virtualisation.sprout.vms = lib.genAttrs [ "slow" "bad" "badspec" ] (_: {
+      base.image = "/nix/store/00000000000000000000000000000000-base/nixos.qcow2";
+      configDir = "/etc/nixos-vms";
+    });
+  } ];
 
   # Render and run (eval-test.py runs them): a host-built VM's unit with the host's
   # Nix a real store path of stand-ins, and the wrapper package.nix puts around

@@ -336,6 +336,37 @@ def check_unit_files(example, r):
         check(diags == [], f"{example}: systemd-analyze verify accepts every unit ({diags})")
 
 
+def check_unit_tree(what, r, golden, update_golden=False):
+    """The unit files and .wants links a host configuration makes (r["files"], r["links"],
+    store hashes zeroed) are exactly the directory `golden`: its regular files and its
+    symlinks, as they would lie in /etc/systemd/system."""
+    if update_golden:
+        shutil.rmtree(golden, ignore_errors=True)
+        os.makedirs(golden)
+        for name, text in r["files"].items():
+            with open(os.path.join(golden, name), "w") as f:
+                f.write(zero_hashes(text))
+        for name, target in r["links"].items():
+            os.makedirs(os.path.join(golden, os.path.dirname(name)), exist_ok=True)
+            os.symlink(target, os.path.join(golden, name))
+    files, links = {}, {}
+    for d, _, names in os.walk(golden):
+        for n in names:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, golden)
+            if os.path.islink(p):
+                links[rel] = os.readlink(p)
+            else:
+                with open(p) as f:
+                    files[rel] = f.read()
+    rendered = {n: zero_hashes(t) for n, t in r["files"].items()}
+    rel = os.path.relpath(golden, HERE)
+    for name in sorted(set(files) | set(rendered)):
+        check(files.get(name) == rendered.get(name),
+              f"{what}: {name}, rendered as NixOS renders it, equals {rel}/{name}")
+    check(links == r["links"], f"{what}: the .wants links NixOS makes are those of {rel} ({sorted(r['links'])})")
+
+
 def render_and_run(nix, lib, sprout):
     """A host-built VM's unit, rendered as NixOS renders it, and its program run under
     exactly the unit's environment (`env -i` + its Environment=): sprout, wrapped as
@@ -810,6 +841,20 @@ def main():
         with open(golden) as f:
             check(f.read() == text, "guest: the agent's unit, rendered by our copy of nixpkgs' serviceToUnit "
                   "(systemd-unit.nix), equals golden/sprout-agent.service")
+
+    # The host's units the vm suite's systemd guest runs under a real systemd
+    # (tests/vm/build-systemd-guest.sh copies golden/systemd-guest-units/ into the
+    # guest's /etc/systemd/system as it is, and test_systemd_guest.py checks that
+    # systemd loaded those files): the module's VM units, target and gc units.
+    r = get("systemdGuest")
+    if r:
+        check(r["failedAssertions"] == [] and r["warnings"] == [], "systemdGuest: no failed assertions or warnings")
+        check_unit_files("systemdGuest", r)
+        check_unit_tree("systemdGuest", r, os.path.join(GOLDEN, "systemd-guest-units"), args.update_golden)
+        check(r["links"].get("multi-user.target.wants/sprout-vms.target") == "../sprout-vms.target"
+              and all(r["links"].get(f"sprout-vms.target.wants/sprout-vm@{n}.service") == f"../sprout-vm@{n}.service"
+                      for n in ("slow", "bad", "badspec")),
+              "systemdGuest: multi-user.target wants sprout-vms.target, which wants each VM")
 
     # Render and run: what a NixOS host runs, in the environment NixOS gives it.
     if args.sprout:

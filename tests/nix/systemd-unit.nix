@@ -9,7 +9,7 @@
 # stage2ServiceConfig's default path, commonUnitText, serviceToUnit, targetToUnit,
 # timerToUnit), because only nixpkgs' lib/ can be had here, not nixos/. Transcribed
 # from nixpkgs master as stored at commit 013635633ffe11f70df1d639f563f21c42c1f778
-# (systemd-lib.nix).
+# (systemd-lib.nix), and the .wants links generateUnits makes for wantedBy.
 # Left out, because sprout's modules set none of them: script/preStart/...
 # (makeJobScript), reloadIfChanged, reloadTriggers, notSocketActivated, aliases,
 # requiredBy/upheldBy, the startLimit* options (sprout sets StartLimit* in unitConfig).
@@ -84,4 +84,11 @@ in
   targetToUnit = unitSection;
 
   timerToUnit = name: def: commonUnitText name def "[Timer]\n${attrsToSection (def.timerConfig or { })}\n";
+
+  # The links NixOS makes beside the unit files for wantedBy (systemd-lib.nix,
+  # generateUnits: `ln -sfn '../NAME' 'TARGET.wants'/` for each TARGET in wantedBy).
+  # Takes { "NAME.SUFFIX" = definition; }; returns { "TARGET.wants/NAME.SUFFIX" = "../NAME.SUFFIX"; }.
+  wantsLinks = units: builtins.listToAttrs (concatLists (mapAttrsToList
+    (name: def: map (t: { name = "${t}.wants/${name}"; value = "../${name}"; }) (def.wantedBy or [ ]))
+    units));
 }
