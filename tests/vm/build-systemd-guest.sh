@@ -13,8 +13,13 @@
 #         NixOS enables it (multi-user.target.wants/ link to ../sprout-agent.service)
 #     /etc/sprout/agent.json: tests/nix/expected-agent.json (the module's agent.json)
 #     /usr/bin/nixos-rebuild: the busybox guest's stand-in (guest/nixos-rebuild)
-#     the store-path rule: every /nix/store/<32 zeros>-NAME the unit or agent.json
-#         names is a directory whose bin and sbin link to /usr/bin and /usr/sbin, so
+#     the host module's units: tests/nix/golden/systemd-guest-units/ copied into
+#         /etc/systemd/system as it is (the files and .wants links NixOS makes for
+#         three VMs: sprout-vm@slow/bad/badspec.service wanted by sprout-vms.target,
+#         wanted by multi-user.target; the gc units), and /usr/bin/sprout: the
+#         stand-in systemd/sprout their ExecStart runs (store-path rule)
+#     the store-path rule: every /nix/store/<32 zeros>-NAME the units or agent.json
+#         name is a directory whose bin and sbin link to /usr/bin and /usr/sbin, so
 #         the unit's ExecStart, PATH and nixBinDir resolve to the root's programs
 #         (ExecStart .../bin/sprout-agent is /usr/bin/sprout-agent) without editing
 #         the unit; /nix/store/<zeros>-nixos-system-base is the base generation
@@ -44,6 +49,7 @@ done
 agent=$(cd "$(dirname "$agent")" && echo "$(pwd)/$(basename "$agent")")
 cache=${cache:-${SPROUT_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/tmp}/.cache}/sprout-test}}
 unit=$here/../nix/golden/sprout-agent.service
+host_units=$here/../nix/golden/systemd-guest-units
 agent_json=$here/../nix/expected-agent.json
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -78,9 +84,12 @@ install -D -m 0644 "$unit" "$sys/sprout-agent.service"
 mkdir -p "$sys/multi-user.target.wants" "$sys/sysinit.target.wants" "$sys/sockets.target.wants" \
   "$sys/network-online.target.wants" var/lib/sprout
 ln -sfn ../sprout-agent.service "$sys/multi-user.target.wants/sprout-agent.service"
+# The host module's units with their .wants links, as they are; the stand-in sprout.
+cp -a "$host_units/." "$sys/"
+install -m 0755 "$here/systemd/sprout" usr/bin/sprout
 
 # The store-path rule (see the header).
-for p in $(grep -ho '/nix/store/0\{32\}-[^/ :"]*' "$unit" "$agent_json" | sort -u); do
+for p in $(grep -rho '/nix/store/0\{32\}-[^/ :"]*' "$unit" "$agent_json" "$host_units" | sort -u); do
   mkdir -p "${p#/}"
   ln -sfn /usr/bin "${p#/}/bin"
   ln -sfn /usr/sbin "${p#/}/sbin"
@@ -116,7 +125,7 @@ ln -sfn /lib/systemd/system/systemd-networkd.socket "$sys/sockets.target.wants/s
 ln -sfn /lib/systemd/system/systemd-networkd-wait-online.service \
   "$sys/network-online.target.wants/systemd-networkd-wait-online.service"
 
-# No timers (apt-daily and friends would start apt under TCG at boot), no getty on
+# No timers (apt-daily and friends would start apt under TCG at boot; sprout-gc), no getty on
 # the absent VGA console, no e2scrub: less to run on one emulated CPU.
 rm -f "$sys"/timers.target.wants/* "$sys/getty.target.wants/getty@tty1.service" \
   "$sys/multi-user.target.wants/e2scrub_reap.service"

@@ -15,6 +15,13 @@ CASE:
        and systemd's reboot.target is reached.
      boot 2: the generation the stand-in switched is booted (hostname, current-system)
        and the agent reports `specialized`; `sprout wait` exits 0.
+     both boots: the host module's units for three VMs (tests/nix/golden/
+       systemd-guest-units, loaded unchanged) run a stand-in sprout (systemd/sprout).
+       In boot 2, once sprout-vm@bad's restarts ended: multi-user.target is active
+       while sprout-vm@slow (status sent, READY=1 never) is still activating; bad
+       (exit 1) ended failed after StartLimitBurst starts, the next refused for the
+       start limit; badspec (exit 2) failed and was never restarted, though bad,
+       with the same RestartSec, was restarted after it ended.
      `sprout run`'s SIGTERM: the guest powers off through systemd (power button,
        logind, poweroff.target), run exits 0 within the shutdown timeout.
   failing    (bench/systemd_guest_bench.sh) a failing rebuild: `sprout wait` exits 1 with
@@ -38,6 +45,10 @@ from runtime_lib import GuestWorld, Proc, check  # noqa: E402
 import guestlib  # noqa: E402
 
 GOLDEN_UNIT = os.path.join(HERE, "..", "nix", "golden", "sprout-agent.service")
+# The host module's units for three VMs (build-systemd-guest.sh installs the directory
+# as it is; systemd/sprout is the stand-in their ExecStart runs).
+HOST_UNITS = os.path.join(HERE, "..", "nix", "golden", "systemd-guest-units")
+VMS = {name: f"sprout-vm@{name}.service" for name in ("slow", "bad", "badspec")}
 BASE_SYSTEM = "/nix/store/00000000000000000000000000000000-nixos-system-base"
 CMDLINE = "console=ttyS0 quiet panic=-1 root=LABEL=nixos init=/lib/systemd/systemd systemd.show_status=1"
 BOOT_BUDGET = 600      # seconds for one systemd boot + agent under TCG on a loaded machine
@@ -107,6 +118,76 @@ def check_unit_is_golden(a):
           f"(guest sha256 {a['unit-sha256']}, golden {sha256(GOLDEN_UNIT)})")
 
 
+def host_unit(a, unit):
+    """One of the host module's units in an answer, as {property: value} (systemd/answer)."""
+    check(unit in a, f"the answer says nothing about {unit}: {a}")
+    return dict(kv.split("=", 1) for kv in a[unit].split(";") if "=" in kv)
+
+
+def unit_setting(unit, key):
+    """The one value of KEY= in the golden file of a host unit."""
+    with open(os.path.join(HOST_UNITS, unit)) as f:
+        values = re.findall(rf"^{key}=(.*)$", f.read(), re.M)
+    check(len(values) == 1, f"{unit}: {key}= {values}")
+    return values[0]
+
+
+def check_host_units_are_golden(a):
+    for unit in [*VMS.values(), "sprout-vms.target"]:
+        p = host_unit(a, unit)
+        golden = sha256(os.path.join(HOST_UNITS, unit))
+        check(p["FragmentPath"] == f"/etc/systemd/system/{unit}" and p["NeedDaemonReload"] == "no"
+              and p["sha256"] == golden,
+              f"systemd loaded {unit} from {p['FragmentPath']} (sha256 {p['sha256']}, needs reload "
+              f"{p['NeedDaemonReload']}), not tests/nix/golden/systemd-guest-units/{unit} (sha256 {golden})")
+
+
+def wait_restarts_end(port, a, timeout=BOOT_BUDGET):
+    """Answers until sprout-vm@bad, which fails at each start, is `failed` (no longer
+    auto-restart): that answer. On the way, bad never started more often than
+    StartLimitBurst allows. (Without a start limit that trips, it never ends.)"""
+    burst = int(unit_setting(VMS["bad"], "StartLimitBurst"))
+    t0 = time.monotonic()
+    while True:
+        bad = host_unit(a, VMS["bad"])
+        check(int(bad["starts"]) <= burst, f"sprout-vm@bad started {bad['starts']} times (burst {burst}): {bad}")
+        if bad["ActiveState"] == "failed":
+            return a
+        check(time.monotonic() - t0 < timeout, f"sprout-vm@bad's restarts did not end: {bad}")
+        time.sleep(3)
+        a = answer(port)
+
+
+def check_vm_ordering(a):
+    """The answer given once sprout-vm@bad's restarts ended: the boot reached
+    multi-user.target while a VM is still starting and another has failed; restarts
+    ended after StartLimitBurst starts, and exit status 2 was not restarted at all."""
+    slow, bad, badspec = (host_unit(a, VMS[n]) for n in ("slow", "bad", "badspec"))
+    target = host_unit(a, "sprout-vms.target")
+    check(a["multi-user.target"] == "active" and slow["ActiveState"] == "activating" and slow["SubState"] == "start"
+          and slow["StatusText"] == "sprout-test:_specializing,_never_ready" and slow["starts"] == "1",
+          f"multi-user.target is {a['multi-user.target']} while sprout-vm@slow (told its status, never READY=1) "
+          f"is {slow['ActiveState']}/{slow['SubState']}: {slow}")
+    check(target["ActiveState"] == "active",
+          f"sprout-vms.target is active at once, ordered after none of its VMs (DefaultDependencies=false): it is {target['ActiveState']}")
+    # systemd 252 counts a restart when it queues it (NRestarts) and keeps the failure
+    # that caused it as Result (exit-code) when the start limit refuses it.
+    burst = int(unit_setting(VMS["bad"], "StartLimitBurst"))
+    check(bad["ActiveState"] == "failed" and bad["Result"] == "exit-code" and bad["ExecMainStatus"] == "1"
+          and int(bad["starts"]) == burst and int(bad["NRestarts"]) == burst and bad["limit"] == "1",
+          f"sprout-vm@bad (exit 1 at each start) ended failed after StartLimitBurst={burst} starts, its next "
+          f"restart refused for the start limit (the journal's 'Start request repeated too quickly'): {bad}")
+    restart_us = int(unit_setting(VMS["bad"], "RestartSec")) * 1000000
+    check(badspec["ActiveState"] == "failed" and badspec["Result"] == "exit-code" and badspec["ExecMainStatus"] == "2"
+          and badspec["NRestarts"] == "0" and badspec["starts"] == "1" and badspec["limit"] == "0",
+          f"sprout-vm@badspec (exit 2) failed and was not restarted: {badspec}")
+    # Not too early to tell: bad, with the same RestartSec, was started again well after
+    # badspec had ended.
+    check(int(bad["ExecMainStartTimestampMonotonic"]) > int(badspec["ExecMainExitTimestampMonotonic"]) + restart_us,
+          f"sprout-vm@bad's last start ({bad['ExecMainStartTimestampMonotonic']} µs) is more than RestartSec after "
+          f"sprout-vm@badspec ended ({badspec['ExecMainExitTimestampMonotonic']} µs)")
+
+
 def console_after(text, marker):
     i = text.find(marker)
     return text[i:] if i >= 0 else ""
@@ -156,6 +237,7 @@ def case_lifecycle(root):
         print(f"boot 1: rebuilding after {t_rebuilding:.1f} s, answer after {t_answer:.1f} s: {a}", flush=True)
         check(a["current-system"] == BASE_SYSTEM, f"boot 1 runs {a['current-system']}, not the base")
         check_unit_is_golden(a)
+        check_host_units_are_golden(a)
         # The agent does not wait for the network (a host-built or network-less VM
         # needs none); its rebuild does: the guest module's nixos-rebuild wrapper starts
         # network-online.target and waits for it before the real one runs.
@@ -174,6 +256,13 @@ def case_lifecycle(root):
               f"boot 2 does not run the generation the rebuild switched: {a2}")
         check(a2["sprout-agent"] != "failed", f"agent unit after specializing: {a2['sprout-agent']}")
         check_unit_is_golden(a2)
+        # The host module's VM units (a stand-in sprout): wait for bad's restarts to end.
+        t2 = time.monotonic()
+        a3 = wait_restarts_end(port, a2)
+        print(f"boot 2: sprout-vm@bad's restarts ended {time.monotonic() - t2:.1f} s after that answer: "
+              + " ".join(f"{u}={a3[u]}" for u in [*VMS.values(), "sprout-vms.target"]), flush=True)
+        check_vm_ordering(a3)
+        check_host_units_are_golden(a3)
 
         t1 = time.monotonic()
         run.signal(signal.SIGTERM)
