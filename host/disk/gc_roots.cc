@@ -56,6 +56,22 @@ std::vector<std::unique_ptr<CacheLock>> lock_caches(const std::vector<fs::path>&
   return locks;
 }
 
+/// Each directory once, however it is spelled (a trailing slash, a symlink, the same
+/// one a spec and --cache-dir both name), first spelling kept: swept twice, its
+/// images would be counted twice.
+std::vector<fs::path> distinct_dirs(const std::vector<fs::path>& dirs) {
+  std::vector<fs::path> out;
+  std::set<std::pair<dev_t, ino_t>> seen_ids;
+  std::set<fs::path> seen_names;
+  for (const auto& dir : dirs) {
+    struct stat st;
+    bool fresh = ::stat(dir.c_str(), &st) == 0 ? seen_ids.emplace(st.st_dev, st.st_ino).second
+                                              : seen_names.insert(dir.lexically_normal()).second;
+    if (fresh) out.push_back(dir);
+  }
+  return out;
+}
+
 /// What the given specs use.
 struct SpecUses {
   /// Images the specs' links use (the only sign of use an image linked before user
@@ -205,8 +221,8 @@ GcReport collect_garbage(const std::vector<Spec>& specs, const std::vector<fs::p
   const auto locks = lock_caches(cache_dirs);
   const SpecUses uses = uses_of(specs);
   Collector gc(uses, dry_run);
-  for (const auto& dir : cache_dirs) gc.sweep_cache(dir);
-  for (const auto& dir : root_dirs) gc.sweep_roots(dir);
+  for (const auto& dir : distinct_dirs(cache_dirs)) gc.sweep_cache(dir);
+  for (const auto& dir : distinct_dirs(root_dirs)) gc.sweep_roots(dir);
   return std::move(gc).report();
 }
 

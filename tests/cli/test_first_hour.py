@@ -286,5 +286,23 @@ class CheckSpec(World):
         self.assertIn("web.json", r.stdout)
 
 
+class Gc(World):
+    """7: gc honours $SPROUT_SPEC_DIR, and a cache named twice is swept once."""
+
+    def test_a_cache_named_twice_counts_once(self):
+        cache, roots = os.path.join(self.tmp, "cache"), os.path.join(self.tmp, "roots")
+        os.makedirs(cache)
+        os.makedirs(roots)
+        spec = json.load(open(os.path.join(self.specs, "web.json")))
+        self.write_spec("web", dict(spec, cacheDir=cache, gcRootDir=roots))
+        open(os.path.join(cache, "config-" + "0" * 64 + ".ext4"), "wb").close()  # used by no VM
+        dry = self.sprout("gc", "--dry-run", "--cache-dir", cache + "/")  # the specs' own cache, spelled apart
+        self.assertEqual(dry.returncode, 0, dry.stderr)
+        self.assertIn("would remove 1 image(s)", dry.stdout)
+        real = self.sprout("gc", "--cache-dir", cache + "/")
+        self.assertIn("removed 1 image(s)", real.stdout)
+        self.assertEqual([n for n in os.listdir(cache) if n.endswith(".ext4")], [])
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
