@@ -66,31 +66,46 @@ def state_disk(work, name, base):
     return guestlib.make_ext4_from_dir(root, "sprout-state", os.path.join(work, f"state-{name}.img"))
 
 
-def export(sprout, work, base, system):
+def write_spec(work, file, system, base_system, **fields):
+    """The config and self trees (the same contents every time, so their images are
+    cache hits) and a host-built spec FILE.json beside them; returns its path."""
     trees = os.path.join(work, "trees")
-    shutil.rmtree(trees, ignore_errors=True)
     cfg, slf = os.path.join(trees, "config"), os.path.join(trees, "self")
-    os.makedirs(os.path.join(cfg, "hosts", "self"))
-    os.makedirs(slf)
+    os.makedirs(os.path.join(cfg, "hosts", "self"), exist_ok=True)
+    os.makedirs(slf, exist_ok=True)
     with open(os.path.join(cfg, "configuration.nix"), "w") as f:
         f.write("{ ... }: { imports = [ ./hosts/self/configuration.nix ]; }\n")
     with open(os.path.join(slf, "configuration.nix"), "w") as f:
         # Never built in the guest: a host-built VM runs no nixos-rebuild.
         f.write('# sprout-test: fail\n{ ... }: { networking.hostName = "web"; }\n')
-    spec = os.path.join(trees, "web.json")
-    with open(spec, "w") as f:
-        json.dump({"version": 1, "name": "web", "base": {"image": "/nonexistent/base.qcow2"},
-                   "stateDir": os.path.join(work, "out"), "cacheDir": os.path.join(work, "cache"),
-                   "sources": {"config": cfg, "self": slf},
-                   "specialize": "host", "system": system, "baseSystem": base}, f)
-    r = subprocess.run([sprout, "export", "--spec", spec, "--json"], capture_output=True, text=True,
+    spec = dict({"version": 1, "name": "web", "base": {"image": "/nonexistent/base.qcow2"},
+                 "stateDir": os.path.join(work, "out"), "cacheDir": os.path.join(work, "cache"),
+                 "sources": {"config": cfg, "self": slf},
+                 "specialize": "host", "system": system, "baseSystem": base_system}, **fields)
+    path = os.path.join(trees, f"{file}.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+def sprout_json(sprout, command, spec):
+    """`sprout COMMAND --spec SPEC --json`: (its JSON, its stderr)."""
+    r = subprocess.run([sprout, command, "--spec", spec, "--json"], capture_output=True, text=True,
                        timeout=600, env=nix_system.nix_env())
     if r.returncode != 0:
-        raise RuntimeError(f"sprout export failed: {r.stderr}")
-    out = json.loads(r.stdout)
+        raise RuntimeError(f"sprout {command} failed: {r.stderr}")
+    return json.loads(r.stdout), r.stderr
+
+
+def disks_of(out):
     paths = {i["role"]: i["path"] for i in out["images"]}
     return [(paths["config"], "sprout-config", True), (paths["self"], "sprout-self", True),
-            (paths["closure"], "sprout-closure", True)], out["generation"]
+            (paths["closure"], "sprout-closure", True)]
+
+
+def export(sprout, work, base, system):
+    out, _ = sprout_json(sprout, "export", write_spec(work, "web", system, base))
+    return disks_of(out), out["generation"]
 
 
 def corrupt_closure(work, closure_image):
