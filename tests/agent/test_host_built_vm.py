@@ -3,6 +3,7 @@
 real Nix on both sides.
 
 usage: test_host_built_vm.py SPROUT_AGENT SPROUT [--keep] [--workdir DIR] [--cache DIR]
+                             [--only 12345] [--base-changes keep,rebase,recreate]
 
 The host (this machine's Nix) builds a NixOS-shaped base and system (tests/nixsys);
 `sprout export` makes config, self and closure disks from a spec with
@@ -19,6 +20,20 @@ base image would have it) and Debian's nix with its libraries. Scenarios:
   H3 a closure disk with one flipped NAR byte: failed with Nix's hash mismatch, the
      system not valid, no reboot.
   H4 no closure disk: failed, naming the closure disk, no reboot.
+  H5 a base change, with each baseChange of --base-changes (default keep,rebase;
+     recreate passes too and is left out of CI for time: a recreated overlay is H1-H2
+     on base B). The real `sprout prepare` makes the VM's overlay on base image A (a
+     raw ext4 like the state disk above: /nix holds base's closure; spec base.format
+     raw) and writes STATE/overlay-origin.json; the spec then moves to image B
+     (newBase's closure) and baseSystem newBase, and prepare runs again. The test guest
+     boots that very STATE/root.qcow2 as its state disk (a qcow2 overlay on the base,
+     as a real VM's root disk is), so its store is the one the overlay really shows:
+     A's after keep and rebase, B's after recreate. No record is written by the test.
+     The record and the closure disk name that base; boot 1 imports exactly the paths
+     it lacks and switches, boot 2 reports specialized by host with the system. keep
+     also boots the same guest (a throwaway overlay on root.qcow2) with the closure
+     disk a VM new on B gets, which is what keep exported before the record existed:
+     the import fails on the path B has and A lacks (no NAR on the disk), no reboot.
 """
 
 import argparse
@@ -35,6 +50,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "vm"))
 sys.path.insert(0, os.path.join(HERE, "..", "nixsys"))
 import guestlib  # noqa: E402
 import nix_system  # noqa: E402
+from guestlib import Guest  # noqa: E402
 from test_agent_vm import boot, check, failures, phases  # noqa: E402
 
 NIX_TOOLS = "/persist/nix-tools/bin"
@@ -119,6 +135,110 @@ def corrupt_closure(work, closure_image):
     return guestlib.make_ext4_from_dir(d, "sprout-closure", os.path.join(work, "closure-corrupt.img"))
 
 
+class OverlayGuest(Guest):
+    """A guest whose state disk is a VM's qcow2 overlay (STATE/root.qcow2, on a raw base)."""
+
+    def command_line(self):
+        cmd = super().command_line()
+        raw = f"file={self.state_disk},if=none,id=d0,format=raw"
+        cmd[cmd.index(raw)] = raw[:-len("raw")] + "qcow2"
+        return cmd
+
+
+def overlay_nix(work, overlay, name):
+    """/nix of the ext4 a guest sees through `overlay`, read back (qemu-img convert, debugfs)."""
+    raw, back = os.path.join(work, f"{name}.raw"), os.path.join(work, name)
+    shutil.rmtree(back, ignore_errors=True)
+    os.makedirs(back)
+    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", overlay, raw], check=True, capture_output=True,
+                   timeout=300)
+    subprocess.run(["debugfs", "-R", f"rdump /nix {back}", raw], check=True, capture_output=True, timeout=300)
+    os.remove(raw)
+    return back
+
+
+def closure_info(disks):
+    return json.loads(guestlib.read_file_from_ext4(disks[2][0], "/sprout-closure.json"))
+
+
+H5_ACTIONS = {"keep": "kept-old-base", "rebase": "rebased", "recreate": "recreated"}
+
+
+def base_change(args, work, kernel, initrd, base, system, changes):
+    """H5: a VM's overlay made by `sprout prepare` on base image A (a raw ext4 whose /nix
+    holds base's closure, as state_disk makes it), its spec then moved to image B
+    (newBase's closure) and baseSystem newBase with each baseChange in `changes`.
+    The real prepare makes root.qcow2 and STATE/overlay-origin.json and exports the
+    closure disk; the test guest boots root.qcow2 as its state disk, so it has the
+    store the overlay really shows it: A's after keep and rebase, B's after recreate."""
+    new_base = nix_system.build_attr(work, "sprout-vm", "newBase")
+    images = {base: state_disk(work, "base-a", base), new_base: state_disk(work, "base-b", new_base)}
+    closure = set(nix_system.requisites(system))
+    needs = {b: sorted(closure - set(nix_system.requisites(b))) for b in (base, new_base)}
+    big = sorted(set(needs[base]) - set(needs[new_base]))  # what B has and A lacks
+    gcroots = os.path.join(work, "gcroots")
+    for change in changes:
+        tag, t0 = f"H5 {change}", time.monotonic()
+        fields = {"name": f"h5{change}", "stateDir": os.path.join(work, f"h5-{change}"), "gcRootDir": gcroots}
+        made, _ = sprout_json(args.sprout, "prepare", write_spec(
+            work, f"h5-{change}-a", system, base, base={"image": images[base], "format": "raw"}, **fields))
+        moved, err = sprout_json(args.sprout, "prepare", write_spec(
+            work, f"h5-{change}-b", system, new_base, base={"image": images[new_base], "format": "raw"},
+            baseChange=change, **fields))
+        overlay, disks = moved["overlay"]["path"], disks_of(moved)
+        has = new_base if change == "recreate" else base
+        with open(os.path.join(fields["stateDir"], "overlay-origin.json")) as f:
+            origin = json.load(f)
+        info = closure_info(disks)
+        check(made["overlay"]["action"] == "created" and moved["overlay"]["action"] == H5_ACTIONS[change],
+              f"{tag}: prepare {made['overlay']['action']} the overlay on A, then {moved['overlay']['action']} it"
+              + ("" if moved["overlay"]["action"] == H5_ACTIONS[change] else f"\n{err}"))
+        check(origin["baseSystem"] == has and info["baseSystem"] == has and info["paths"] == len(needs[has]),
+              f"{tag}: overlay-origin.json and the closure disk name the base the guest has, {has}; "
+              f"the disk holds the {info['paths']} paths it lacks")
+        if change == "keep":
+            # Before the fix: the disk left out the spec's baseSystem (B), as a new VM on B
+            # still gets it. The same guest (a throwaway overlay on root.qcow2) fails on it.
+            fresh, _ = sprout_json(args.sprout, "export", write_spec(
+                work, "h5-fresh", system, new_base, base={"image": images[new_base], "format": "raw"},
+                name="h5fresh", stateDir=os.path.join(work, "h5-fresh"), gcRootDir=gcroots))
+            check(closure_info(disks_of(fresh))["baseSystem"] == new_base, f"{tag}: a new VM on B: a disk without B")
+            scratch = os.path.join(work, "h5-keep-scratch.qcow2")
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", overlay, "-F", "qcow2", scratch],
+                           check=True, capture_output=True, timeout=60)
+            g, lines, rc = boot(kernel, initrd, scratch, disks_of(fresh), work, "h5-keep-b", cls=OverlayGuest,
+                                memory=512)
+            last = lines[-1] if lines else {}
+            tail = json.dumps(last.get("detail", {}).get("lastLines", []))
+            check(last.get("phase") == "failed" and "importing the closure" in last.get("message", "")
+                  and "error: file 'nar/in-the-base-system-not-on-this-disk.nar' does not exist" in tail
+                  and all(p in tail for p in big),
+                  f"{tag}: a disk exported against B fails in the guest: no NAR for {big} ({tail[-300:]})", g)
+            check("sprout-test: reboot" not in g.console(), f"{tag}: no reboot after the failed import", g)
+            os.remove(scratch)
+
+        g, lines, rc = boot(kernel, initrd, overlay, disks, work, f"h5-{change}-1", cls=OverlayGuest, memory=512)
+        p = [x for x in phases(lines) if x != "log"]
+        copied = [m for m in (l["message"] for l in lines if l.get("phase") == "log") if m.startswith("copying path ")]
+        check(p == ["starting", "mounting", "rebuilding", "rebuilt", "rebooting"] and rc == 0
+              and "sprout-test: reboot" in g.console(),
+              f"{tag}: boot 1 imports, switches and reboots (got {p})", g)
+        check(len(copied) == len(needs[has]) and all(any(h in m for m in copied) for h in needs[has]),
+              f"{tag}: the guest copied exactly the {len(needs[has])} paths its base lacks ({len(copied)} lines)", g)
+        g, lines, rc = boot(kernel, initrd, overlay, disks, work, f"h5-{change}-2", cls=OverlayGuest, memory=512)
+        sd = lines[-1].get("detail", {}) if lines else {}
+        check([x for x in phases(lines) if x != "log"] == ["starting", "mounting", "specialized"]
+              and sd.get("specializedBy") == "host" and sd.get("currentSystem") == system
+              and g.boot_markers() and g.boot_markers()[0][1] == system,
+              f"{tag}: boot 2 specialized by host, running {system} ({phases(lines)})", g)
+        if change == "keep":
+            back = overlay_nix(work, overlay, "h5-keep-back")
+            v = nix_system.nix3("store", "verify", "--store", back, "--no-trust", "-r", system, check=False)
+            check(v.returncode == 0, f"{tag}: the overlay's store, read back, has the system, valid and verifying"
+                  + ("" if v.returncode == 0 else f"\n{v.stderr.strip()[-600:]}"))
+        print(f"{tag}: {time.monotonic() - t0:.0f} s")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("agent")
@@ -126,7 +246,8 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--workdir")
     ap.add_argument("--cache")
-    ap.add_argument("--only", default="1234")
+    ap.add_argument("--only", default="12345")
+    ap.add_argument("--base-changes", default="keep,rebase", help="H5's baseChange values, comma-separated")
     args = ap.parse_args()
     missing = [t for t in ("qemu-system-x86_64", "mkfs.ext4", "busybox", "cpio", "debugfs", "ldd")
                if not shutil.which(t)] + nix_system.missing_tools()
@@ -218,6 +339,11 @@ def main():
                   and system in last.get("message", ""),
                   f"H4: a missing closure disk is a failure that names it ({last.get('message')})", g)
             check("sprout-test: reboot" not in g.console(), "H4: no reboot", g)
+
+        if "5" in args.only:
+            t5 = time.monotonic()
+            base_change(args, work, kernel, initrd, base, system, args.base_changes.split(","))
+            print(f"H5: {time.monotonic() - t5:.0f} s")
     finally:
         print(f"host-built VM test: {time.monotonic() - t_all:.0f} s")
         if not args.keep and not args.workdir:
