@@ -6,6 +6,7 @@
 // (they carry its metadata) are stopped or undefined.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,15 +15,24 @@
 
 namespace sprout {
 
+/// How long the guest gets to power off after the power button before it is stopped
+/// hard: the spec's shutdownTimeoutSeconds when none is given; zero: a hard power-off
+/// at once (virsh's destroy), the disks and definition kept.
+struct StopRequest {
+  std::optional<std::chrono::seconds> grace;
+  std::chrono::seconds grace_for(const Spec& spec) const {
+    return grace.value_or(std::chrono::seconds(spec.shutdown_timeout_seconds));
+  }
+};
+
 class VmBackend {
  public:
   virtual ~VmBackend() = default;
   /// Whether a run of the VM exists now; nothing when the backend cannot be asked.
   virtual std::optional<bool> running(const Spec& spec) const = 0;
-  /// Stops it gracefully (power button, the spec's shutdownTimeoutSeconds, then
-  /// harder), bounded; returns how it ended ("not running" when it was not). Throws
-  /// when it cannot stop it.
-  virtual std::string stop(const Spec& spec) const = 0;
+  /// Stops it: the power button, then after `how`'s grace harder; bounded. Returns how
+  /// it ended ("not running" when it was not). Throws when it cannot stop it.
+  virtual std::string stop(const Spec& spec, const StopRequest& how) const = 0;
   /// stop(), then removes what the backend keeps of the VM (libvirt: its domain
   /// definition; disks and NVRAM/TPM state stay). Returns what happened.
   virtual std::string remove(const Spec& spec) const = 0;

@@ -24,12 +24,12 @@ class LibvirtBackend final : public VmBackend {
     }
   }
 
-  std::string stop(const Spec& spec) const override {
+  std::string stop(const Spec& spec, const StopRequest& how) const override {
     LibvirtConnection conn(spec.libvirt_uri);
     auto d = conn.lookup(spec.name);
     if (!d) return fmt::format("not defined at {}", conn.uri());
     require_defined_by_sprout(*d, conn.uri(), "stopping");
-    return d->stop(std::chrono::seconds(spec.shutdown_timeout_seconds));
+    return d->stop(how.grace_for(spec));
   }
 
   std::string remove(const Spec& spec) const override {

@@ -19,7 +19,7 @@ namespace {
 class NoLibvirtBackend final : public VmBackend {
  public:
   std::optional<bool> running(const Spec&) const override { return std::nullopt; }
-  std::string stop(const Spec&) const override { no_libvirt(); }
+  std::string stop(const Spec&, const StopRequest&) const override { no_libvirt(); }
   std::string remove(const Spec&) const override { no_libvirt(); }
   std::string start_hint(const Spec& spec) const override { return fmt::format("sprout define {} --start", vm_arguments(spec)); }
   std::string unrecorded_note(const Spec&) const override { return "this build cannot ask libvirt"; }

@@ -23,14 +23,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+void signal_run(pid_t pid, int sig) {
+  if (::kill(pid, sig) != 0)
+    throw std::runtime_error(fmt::format("cannot signal sprout run (pid {}): {}", pid, std::strerror(errno)));
+}
+
 class QemuBackend final : public VmBackend {
  public:
   std::optional<bool> running(const Spec& spec) const override { return run_lock_held(spec); }
 
   /// SIGTERM to `sprout run`, which presses the power button, quits qemu after the
-  /// spec's shutdownTimeoutSeconds and kills it 10 s later (supervisor.h); then waits
-  /// (bounded) until the run is over.
-  std::string stop(const Spec& spec) const override {
+  /// spec's shutdownTimeoutSeconds and kills it 10 s later (supervisor.h); a shorter
+  /// grace: SIGINT after it, which has the run quit qemu at once. Then waits (bounded)
+  /// until the run is over.
+  std::string stop(const Spec& spec, const StopRequest& how) const override {
     auto pid = run_lock_holder(spec);
     if (!pid) {
       if (run_lock_held(spec))
@@ -39,15 +45,25 @@ class QemuBackend final : public VmBackend {
                                              spec.name, spec.state().run_lock().string()));
       return "not running";
     }
-    if (::kill(*pid, SIGTERM) != 0)
-      throw std::runtime_error(fmt::format("cannot signal sprout run (pid {}): {}", *pid, std::strerror(errno)));
-    fmt::print("{}: asked its sprout run (pid {}) to shut it down (power button; up to {} s)\n", spec.name, *pid,
-               spec.shutdown_timeout_seconds);
+    signal_run(*pid, SIGTERM);
+    const auto grace = std::min(how.grace_for(spec), std::chrono::seconds(spec.shutdown_timeout_seconds));
+    if (grace.count() == 0)
+      fmt::print("{}: asked its sprout run (pid {}) to stop it now (qemu quits)\n", spec.name, *pid);
+    else
+      fmt::print("{}: asked its sprout run (pid {}) to shut it down (power button; up to {} s)\n", spec.name, *pid,
+                 grace.count());
     std::fflush(stdout);
     // The supervisor's own sequence is bounded: the power-down timeout, 10 s of grace
     // after quit, then SIGKILL. Give it that and a margin.
-    const auto deadline = Clock::now() + std::chrono::seconds(spec.shutdown_timeout_seconds + 10 + 30);
+    const auto start = Clock::now();
+    const auto deadline = start + std::chrono::seconds(spec.shutdown_timeout_seconds + 10 + 30);
+    bool hurried = grace.count() >= spec.shutdown_timeout_seconds;  // the run's own timeout does it
     while (run_lock_held(spec)) {
+      if (!hurried && Clock::now() >= start + grace) {
+        // A different signal from the first: two pending SIGTERMs would be one.
+        signal_run(*pid, SIGINT);
+        hurried = true;
+      }
       if (Clock::now() >= deadline)
         throw std::runtime_error(fmt::format("VM {}: sprout run (pid {}) did not end within {} s of SIGTERM",
                                              spec.name, *pid, spec.shutdown_timeout_seconds + 40));
@@ -57,7 +73,7 @@ class QemuBackend final : public VmBackend {
     return v.state == RunView::ended ? v.how : "stopped";
   }
 
-  std::string remove(const Spec& spec) const override { return stop(spec); }
+  std::string remove(const Spec& spec) const override { return stop(spec, StopRequest{}); }
 
   std::string start_hint(const Spec& spec) const override {
     if (installed_spec(spec))

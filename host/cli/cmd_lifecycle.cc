@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "status/run_state.h"
 #include "spec/spec.h"
 #include "status/status_store.h"
+#include "cli/time_span.h"
 #include "cli/vm_locator.h"
 
 namespace sprout {
@@ -29,19 +31,40 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 
+namespace {
+
+void stop_options(cxxopts::Options& o) {
+  o.add_options()("force", "stop it hard, at once (as virsh destroy: qemu quits; disks and definition stay)")(
+      "timeout", "how long the guest gets to power off before it is stopped hard (default: the spec's "
+                 "shutdownTimeoutSeconds)",
+      cxxopts::value<std::string>(), "SPAN");
+}
+
+}  // namespace
+
 int cmd_stop(const Invocation& inv) {
+  const auto& a = inv.args;
   Spec spec = *inv.vm;
-  std::string how = backend_for(spec).stop(spec);
+  StopRequest request;
+  if (a.count("force") && a.count("timeout")) throw InputError("--force and --timeout: give one (--force is --timeout 0)");
+  if (a.count("force")) request.grace = std::chrono::seconds(0);
+  if (a.count("timeout"))
+    request.grace = std::chrono::seconds(
+        static_cast<long long>(std::ceil(parse_time_span(a["timeout"].as<std::string>(), "timeout", 24 * 3600))));
+  std::string how = backend_for(spec).stop(spec, request);
   fmt::print("{}: {}\n", spec.name, how == "not running" ? "not running; nothing to stop" : how);
   return 0;
 }
 
-const Command kStopCommand = {"stop", "stop a VM gracefully (either backend)",
+const Command kStopCommand = {"stop", "stop a VM gracefully, or hard with --force (either backend)",
     "Stop a VM gracefully, whichever backend runs it. qemu backend: its `sprout run` is asked\n"
     "(SIGTERM: power button, qemu quit after the spec's shutdownTimeoutSeconds, then kill).\n"
     "libvirt: ACPI shutdown, the same timeout, then destroy; a domain sprout did not define is\n"
-    "refused. The definition and all disks stay. Exit 0 when the VM is not running any more.",
-    Needs::one_vm, nullptr, cmd_stop};
+    "refused. The definition and all disks stay. --timeout SPAN gives the guest less time (it\n"
+    "cannot give more than the spec's to a qemu VM); --force stops it hard at once, as virsh's\n"
+    "destroy does (qemu quits; libvirt destroys the domain). Exit 0 when the VM is not\n"
+    "running any more.",
+    Needs::one_vm, stop_options, cmd_stop};
 
 namespace {
 
@@ -82,8 +105,9 @@ int cmd_destroy(const Invocation& inv) {
   return 0;
 }
 
-const Command kDestroyCommand = {"destroy", "remove a VM: stop, undefine, state directory (disks only if asked)",
-    "Remove a VM: stop it, undefine its libvirt domain, remove its GC roots and its state\n"
+const Command kDestroyCommand = {"destroy", "delete a VM: stop, undefine, state directory (disks only if asked)",
+    "Delete a VM (not virsh's destroy, a hard stop: that is `sprout stop --force`): stop it,\n"
+    "undefine its libvirt domain, remove its GC roots and its state\n"
     "directory. Its overlay (the VM's data) goes only with --delete-disks: without it, a VM that\n"
     "has one is refused and nothing is changed. The spec file and cached images stay (`sprout\n"
     "gc` removes images no VM uses).",

@@ -174,7 +174,8 @@ const Command kRunCommand = {"run", "prepare, then run and supervise the VM unde
     "Prepare a VM, then run it under QEMU and supervise it until it powers off.\n"
     "SIGTERM/SIGINT power the guest down (QMP system_powerdown), quit qemu after the spec's\n"
     "shutdownTimeoutSeconds, then kill it. Exit status: 0 guest powered off, 1 qemu failed,\n"
-    "2 bad input, 3 guest ignored power-down and qemu was quit, 4 qemu was killed (SIGKILL after\n"
+    "2 bad input, 3 qemu was quit (the guest ignored power-down, or `sprout stop --force`), 4 qemu\n"
+    "was killed (SIGKILL after\n"
     "quit timed out, or a signal someone sent), 5 qemu crashed (SIGABRT, SIGSEGV, ...).",
     Needs::one_vm, run_options, cmd_run};
 

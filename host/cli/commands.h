@@ -22,6 +22,9 @@ struct Command {
   Needs needs;
   void (*options)(cxxopts::Options&);  ///< the command's own options (nullptr: none)
   int (*run)(const Invocation&);
+  /// Everything after the VM's NAME belongs to the program the command runs (as ssh's
+  /// remote command does), and goes to its "command" positional unparsed.
+  bool rest_after_name = false;
 };
 
 extern const Command kExportCommand, kPrepareCommand, kGcCommand, kCheckSpecCommand, kCheckHostCommand,

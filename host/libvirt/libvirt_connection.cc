@@ -133,8 +133,8 @@ void LibvirtDomain::set_autostart(bool on) {
 
 std::string LibvirtDomain::stop(std::chrono::seconds timeout) {
   if (!is_active()) return "not running";
-  bool asked = true;
-  if (lv().virDomainShutdown(d_) < 0) {
+  bool asked = timeout.count() > 0;  // no time to shut down: a hard power-off at once
+  if (asked && lv().virDomainShutdown(d_) < 0) {
     // It may have stopped by itself in between.
     if (!is_active()) return "shut down";
     asked = false;  // e.g. no ACPI in the guest: go straight to destroy
@@ -148,7 +148,7 @@ std::string LibvirtDomain::stop(std::chrono::seconds timeout) {
   }
   if (lv().virDomainDestroy(d_) < 0) {
     if (!is_active()) return "shut down";
-    fail("destroying it after the shutdown timeout");
+    fail(asked ? "destroying it after the shutdown timeout" : "destroying it");
   }
   return "destroyed";
 }

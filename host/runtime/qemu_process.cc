@@ -82,13 +82,14 @@ QemuProcess::Stop QemuProcess::request_stop() {
       spdlog::info("{}: asked the guest to power down (up to {} s)", spec_.name, spec_.shutdown_timeout_seconds);
     }
   } else if (stop_ == Stop::power_down) {
-    send_quit();
+    send_quit("qemu quit when asked a second time (sprout stop --force or --timeout, or a second signal)");
   }
   return stop_;
 }
 
-void QemuProcess::send_quit() {
+void QemuProcess::send_quit(std::string reason) {
   stop_ = Stop::quit;
+  quit_reason_ = std::move(reason);
   kill_deadline_ = Clock::now() + std::chrono::seconds(quit_grace_seconds_);
   quit_by_qmp_ = qmp_.send("quit");
   if (!quit_by_qmp_) ::kill(pid_, SIGTERM);  // qemu quits on SIGTERM too
@@ -107,7 +108,7 @@ void QemuProcess::tick(bool channel_ready) {
   if (stop_ == Stop::power_down && Clock::now() >= powerdown_deadline_) {
     spdlog::warn("{}: the guest did not power off within {} s; quitting qemu", spec_.name,
                  spec_.shutdown_timeout_seconds);
-    send_quit();
+    send_quit(fmt::format("guest ignored power-down for {} s; qemu quit", spec_.shutdown_timeout_seconds));
   }
   if (stop_ == Stop::quit && Clock::now() >= kill_deadline_) {
     spdlog::warn("{}: qemu still running {} s after quit; killing it", spec_.name, quit_grace_seconds_);

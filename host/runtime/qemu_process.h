@@ -50,6 +50,8 @@ class QemuProcess {
   /// Returns the stage reached.
   Stop request_stop();
   Stop stop() const { return stop_; }
+  /// Why `quit` was sent: the guest ignored the power button, or a second request.
+  const std::string& quit_reason() const { return quit_reason_; }
 
   /// Connects QMP once `channel_ready` (the guest's channel is up, so qemu is), and
   /// moves the stop sequence on when its deadlines pass.
@@ -71,7 +73,7 @@ class QemuProcess {
  private:
   void qmp_lost();
   void qmp_ready();
-  void send_quit();
+  void send_quit(std::string reason);
 
   const Spec& spec_;
   const std::vector<std::string> argv_;
@@ -81,6 +83,7 @@ class QemuProcess {
   int wstatus_ = 0;
 
   Stop stop_ = Stop::none;
+  std::string quit_reason_;
   bool powerdown_sent_ = false;  // the power button reached QMP
   bool quit_by_qmp_ = false;     // quit went to QMP (SIGTERM instead if it cannot be written)
   Clock::time_point powerdown_deadline_{}, kill_deadline_{};

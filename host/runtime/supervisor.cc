@@ -186,9 +186,7 @@ std::pair<RunOutcome, std::string> Loop::outcome() const {
     return {RunOutcome::killed, fmt::format("qemu killed by signal {}{}{}", sig, name,
                                             stop == QemuProcess::Stop::killed ? " after quit timed out" : "")};
   }
-  if (stop >= QemuProcess::Stop::quit)
-    return {RunOutcome::quit_after_timeout,
-            fmt::format("guest ignored power-down for {} s; qemu quit", spec_.shutdown_timeout_seconds)};
+  if (stop >= QemuProcess::Stop::quit) return {RunOutcome::quit_after_timeout, qemu_->quit_reason()};
   if (WEXITSTATUS(ws) == 0)
     return {RunOutcome::powered_off,
             stop == QemuProcess::Stop::power_down ? "guest powered off on request" : "guest powered off"};

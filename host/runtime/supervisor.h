@@ -25,7 +25,7 @@ enum class RunOutcome : int {
   powered_off = 0,      ///< the guest powered off (on its own or when asked)
   recorder_stopped = 0, ///< watch: the recorder was asked to stop
   failed = 1,           ///< qemu could not start or exited with an error
-  quit_after_timeout = 3,  ///< the guest ignored the power button; qemu was quit
+  quit_after_timeout = 3,  ///< qemu was quit: the guest ignored the power button, or a hard stop was asked
   killed = 4,           ///< qemu was killed: by sprout after quit timed out, or by a signal someone sent
   crashed = 5,          ///< qemu died of a signal of its own fault (SIGABRT, SIGSEGV, ...: those that dump core)
 };

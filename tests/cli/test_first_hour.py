@@ -34,6 +34,10 @@ class World(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def read_spec(self, name):
+        with open(os.path.join(self.specs, name + ".json")) as f:
+            return json.load(f)
+
     def write_spec(self, name, spec):
         with open(os.path.join(self.specs, name + ".json"), "w") as f:
             json.dump(spec, f)
@@ -181,11 +185,13 @@ class BackendCommands(World):
         path = os.path.join(self.state, "status.json")
         with open(path, "w") as f:
             json.dump(record, f)
-        before = open(path).read()
+        with open(path) as f:
+            before = f.read()
         r = self.sprout("watch", "web")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("records it already", r.stderr)
-        self.assertEqual(open(path).read(), before)
+        with open(path) as f:
+            self.assertEqual(f.read(), before)
 
     def test_undefine_of_a_qemu_vm_is_refused(self):
         r = self.sprout("undefine", "web")
@@ -265,7 +271,7 @@ class CheckSpec(World):
         r = self.sprout("check-spec", self.specs)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("web.json: ok", r.stdout)
-        spec = json.load(open(os.path.join(self.specs, "web.json")))
+        spec = self.read_spec("web")
         self.write_spec("db", dict(spec, name="other"))
         r = self.sprout("check-spec", self.specs, "--json")
         self.assertEqual(r.returncode, 2, r.stderr)
@@ -275,7 +281,7 @@ class CheckSpec(World):
         self.assertIn('its name is "other"', by_file["db.json"]["problems"][0])
 
     def test_a_lone_file_with_another_name_is_a_warning(self):
-        spec = json.load(open(os.path.join(self.specs, "web.json")))
+        spec = self.read_spec("web")
         lone = os.path.join(self.tmp, "test.json")
         with open(lone, "w") as f:
             json.dump(spec, f)
@@ -293,7 +299,7 @@ class Gc(World):
         cache, roots = os.path.join(self.tmp, "cache"), os.path.join(self.tmp, "roots")
         os.makedirs(cache)
         os.makedirs(roots)
-        spec = json.load(open(os.path.join(self.specs, "web.json")))
+        spec = self.read_spec("web")
         self.write_spec("web", dict(spec, cacheDir=cache, gcRootDir=roots))
         open(os.path.join(cache, "config-" + "0" * 64 + ".ext4"), "wb").close()  # used by no VM
         dry = self.sprout("gc", "--dry-run", "--cache-dir", cache + "/")  # the specs' own cache, spelled apart
@@ -302,6 +308,32 @@ class Gc(World):
         real = self.sprout("gc", "--cache-dir", cache + "/")
         self.assertIn("removed 1 image(s)", real.stdout)
         self.assertEqual([n for n in os.listdir(cache) if n.endswith(".ext4")], [])
+
+
+class Ssh(World):
+    """13: every word after NAME is the remote command; -o passes options to ssh."""
+
+    def test_the_words_after_name_go_to_the_remote_command(self):
+        spec = self.read_spec("web")
+        spec["network"] = {"mode": "user", "forwards": [{"hostPort": 2222, "guestPort": 22}]}
+        self.write_spec("web", spec)
+        r = self.sprout("ssh", "--ssh", "/bin/echo", "-o", "ConnectTimeout=5", "web", "uname", "-a", "--", "-x")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ["-p", "2222", "-o", "HostKeyAlias=sprout-web", "-o", "ConnectTimeout=5",
+                                            "root@127.0.0.1", "uname", "-a", "--", "-x"])
+        r = self.sprout("ssh", "--ssh", "/bin/echo", "web", "--user", "x")  # after NAME: the remote command's
+        self.assertEqual(r.stdout.split()[-3:], ["root@127.0.0.1", "--user", "x"], r.stdout + r.stderr)
+
+
+class Stop(World):
+    """10: stop's --force and --timeout are checked as input."""
+
+    def test_bad_stop_options_are_input_errors(self):
+        for argv in (["--force", "--timeout", "5s"], ["--timeout", "1x"]):
+            r = self.sprout("stop", "web", *argv)
+            self.assertEqual(r.returncode, 2, (argv, r.stderr))
+        r = self.sprout("stop", "web", "--force")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "web: not running; nothing to stop"), r.stderr)
 
 
 if __name__ == "__main__":

@@ -187,6 +187,8 @@ def case_shutdown(root):
 
 
 def case_ignore_powerdown(root):
+    """A guest that ignores the power button: SIGTERM quits qemu after the spec's
+    shutdown timeout (exit 3); `sprout stop --force` quits it at once."""
     w = GuestWorld(root)
     w.spec("stubborn", after="stay", extra_cmdline="sprout_test.ignore_powerdown=1", shutdownTimeoutSeconds=5)
     with run_vm(w, "stubborn") as run:
@@ -201,6 +203,18 @@ def case_ignore_powerdown(root):
     # measure the machine's load).
     check(dt >= 5, f"quit after {dt:.1f} s, before the 5 s shutdown timeout")
     print(f"quit {dt:.1f} s after SIGTERM (timeout 5 s)")
+    # `sprout stop --force` is a hard stop at once, whatever the spec's timeout: the
+    # guest ignores the power button and would hold a plain stop for 600 s.
+    w.spec("stubborn", after="stay", extra_cmdline="sprout_test.ignore_powerdown=1", shutdownTimeoutSeconds=600)
+    with run_vm(w, "stubborn") as run:
+        r = wait_for(w, "stubborn")
+        check(r.returncode == 0, f"wait {r.returncode} {r.stderr}")
+        r = rl.sprout(["stop", "stubborn", "--force", "--spec-dir", w.spec_dir], timeout=120)
+        check(r.returncode == 0 and "quit" in r.stdout, f"stop --force: {r.returncode} {r.stdout} {r.stderr}")
+        rc = run.wait(60)
+        check(rc == 3, f"run exit status {rc} (want 3: qemu quit)\n{run.output()}")
+    st = rl.read_status(w.state("stubborn"))
+    check("asked a second time" in st["host"]["how"], f"how: {st['host']}")
 
 
 def case_cli(root):
