@@ -140,6 +140,7 @@ struct ChildSetup {
   std::vector<char*> argv, envp;
   sigset_t mask;
   bool stdin_null;
+  bool detach;
   int stdout_fd, stderr_fd;
   int error_fd;  // the exec's errno goes here (close-on-exec: EOF when it succeeds)
   pid_t parent;
@@ -149,10 +150,14 @@ struct ChildSetup {
 int above_stdio(int fd) { return fd >= 0 && fd < 3 ? ::fcntl(fd, F_DUPFD_CLOEXEC, 3) : fd; }
 
 [[noreturn]] void exec_child(const ChildSetup& c) {
-  // Dies with the thread that started it, however sprout dies (kill -9 too).
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != c.parent) ::_exit(127);
-  ::setpgid(0, 0);  // own process group: stopping it reaches all of it
+  if (c.detach) {
+    ::setsid();  // a session of its own: no terminal's hangup or Ctrl-C reaches it
+  } else {
+    // Dies with the thread that started it, however sprout dies (kill -9 too).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != c.parent) ::_exit(127);
+    ::setpgid(0, 0);  // own process group: stopping it reaches all of it
+  }
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
@@ -373,6 +378,7 @@ Child spawn(const SpawnOptions& o) {
   else
     sigemptyset(&c.mask);
   c.stdin_null = o.stdin_null;
+  c.detach = o.detach;
   c.stdout_fd = o.stdout_fd;
   c.stderr_fd = o.stderr_fd;
   return fork_child(c, program);

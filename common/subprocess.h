@@ -36,6 +36,9 @@ struct SpawnOptions {
   /// The child's signal mask: nothing blocked unless given (a caller that blocks
   /// signals for a signalfd passes the mask it had before).
   std::optional<sigset_t> signal_mask;
+  /// true: the child outlives this process: it leads a session of its own (setsid),
+  /// and is not killed when the calling thread ends (no PR_SET_PDEATHSIG).
+  bool detach = false;
 };
 
 struct Child {

@@ -10,7 +10,7 @@ const std::vector<const Command*>& all_commands() {
   static const std::vector<const Command*> kAll = {
       &kCheckHostCommand, &kCheckSpecCommand, &kConsoleCommand, &kDefineCommand,  &kDestroyCommand,
       &kDomainXmlCommand, &kExportCommand,    &kGcCommand,      &kListCommand,    &kLogsCommand,
-      &kPrepareCommand,   &kRunCommand,       &kSshCommand,     &kStatusCommand,  &kStopCommand,
+      &kPrepareCommand,   &kRunCommand,       &kSshCommand,     &kStartCommand,   &kStatusCommand,  &kStopCommand,
       &kUndefineCommand,  &kWaitCommand,      &kWatchCommand,
   };
   return kAll;

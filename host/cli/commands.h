@@ -29,7 +29,7 @@ struct Command {
 
 extern const Command kExportCommand, kPrepareCommand, kGcCommand, kCheckSpecCommand, kCheckHostCommand,
     kRunCommand, kWatchCommand, kStatusCommand, kListCommand, kLogsCommand, kConsoleCommand, kSshCommand,
-    kWaitCommand, kDomainXmlCommand, kDefineCommand, kUndefineCommand, kStopCommand, kDestroyCommand;
+    kWaitCommand, kDomainXmlCommand, kDefineCommand, kUndefineCommand, kStartCommand, kStopCommand, kDestroyCommand;
 
 /// Every command, in the order `sprout help` lists them.
 const std::vector<const Command*>& all_commands();

@@ -36,6 +36,8 @@ struct StateDir {
   std::filesystem::path console_rotated() const { return root / "console.log.1"; }
   /// Held by the `sprout run` of the VM (runtime/run_lock.h).
   std::filesystem::path run_lock() const { return root / "run.lock"; }
+  /// What a `sprout run` that `sprout start` detached writes (its stdout and stderr).
+  std::filesystem::path run_log() const { return root / "run.log"; }
   /// What the last export exported (disk/prepare.h).
   std::filesystem::path export_record() const { return root / "export.json"; }
 

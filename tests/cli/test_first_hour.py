@@ -336,5 +336,43 @@ class Stop(World):
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "web: not running; nothing to stop"), r.stderr)
 
 
+class Start(World):
+    """11: `sprout start` runs the VM in the background and returns; `stop` ends it."""
+
+    def test_start_returns_with_the_run_in_the_background(self):
+        config = os.path.join(self.tmp, "config")
+        os.makedirs(os.path.join(config, "hosts", "web"))
+        for f in ("configuration.nix", os.path.join("hosts", "web", "configuration.nix")):
+            with open(os.path.join(config, f), "w") as out:
+                out.write("{ }\n")
+        spec = self.read_spec("web")
+        spec.update(sources={"config": config, "self": os.path.join(config, "hosts", "web")},
+                    cacheDir=os.path.join(self.tmp, "cache"), gcRootDir=os.path.join(self.tmp, "roots"),
+                    accel="tcg")
+        self.write_spec("web", spec)
+        qemu = os.path.join(self.tmp, "fake-qemu")  # a qemu that runs until it is stopped
+        with open(qemu, "w") as f:
+            f.write("#!/bin/sh\nexec sleep 600\n")
+        os.chmod(qemu, 0o755)
+        r = self.sprout("start", "web", "--qemu", qemu, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("started (sprout run, pid", r.stdout)
+        try:
+            pid = int(r.stdout.split("pid ")[1].split(")")[0])
+            os.kill(pid, 0)  # it outlived `sprout start`
+            again = self.sprout("start", "web", "--qemu", qemu)
+            self.assertEqual(again.returncode, 0, again.stderr)
+            self.assertIn("already running", again.stdout)
+        finally:
+            stop = self.sprout("stop", "web", "--force", timeout=120)
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.state, "run.log")))
+
+    def test_a_run_that_fails_at_once_is_reported(self):
+        r = self.sprout("start", "web", "--qemu", "/nonexistent/qemu", timeout=120)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("ended at once", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)

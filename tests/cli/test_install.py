@@ -182,7 +182,7 @@ class Installed(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             return sorted(r.stdout.split())
 
-        self.assertEqual(complete("sprout st"), ["status", "stop"])
+        self.assertEqual(complete("sprout st"), ["start", "status", "stop"])
         self.assertEqual(complete("sprout --log-level debug wa"), ["wait", "watch"])
         self.assertEqual(complete("sprout undefine d"), ["db", "dns"])
         self.assertEqual(complete("sprout --log-level e"), ["error"])
@@ -198,7 +198,7 @@ class Installed(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             return sorted(line.split("\t")[0] for line in r.stdout.splitlines())
 
-        self.assertEqual(complete("sprout st"), ["status", "stop"])
+        self.assertEqual(complete("sprout st"), ["start", "status", "stop"])
         self.assertEqual(complete("sprout undefine d"), ["db", "dns"])
         self.assertIn("--json", complete("sprout status --"))
 
