@@ -41,4 +41,8 @@ void declare_needs(cxxopts::Options& options, Needs needs);
 /// be located (vm_locator.h).
 std::optional<Invocation> invoke(cxxopts::Options& options, const std::vector<std::string>& args, Needs needs);
 
+/// A generation as people read it: its first 12 hex digits, as git shortens hashes
+/// (every command says it so; --json gives it whole).
+inline std::string short_generation(const std::string& generation) { return generation.substr(0, 12); }
+
 }  // namespace sprout

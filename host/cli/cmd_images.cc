@@ -26,7 +26,7 @@ using nlohmann::json;
 namespace {
 
 void print_export(const ExportResult& r) {
-  fmt::print("{} generation {}\n", r.manifest.name, r.manifest.generation.substr(0, 16));
+  fmt::print("{} generation {}\n", r.manifest.name, short_generation(r.manifest.generation));
   for (const auto& i : r.images)
     fmt::print("  {:<7} {} -> {} ({} MiB, {})\n", role_info(i.role).name, i.link.string(), i.image.string(),
                i.bytes >> 20, i.cache_hit ? "cached" : "built");

@@ -77,7 +77,7 @@ void start_record(const Spec& spec) {
 void record_configuration_change(const Spec& spec, const std::string& before, const std::string& now) {
   std::string what = fmt::format("the exported configuration changed (generation {} -> {}): the guest "
                                  "re-specializes at this boot",
-                                 before.substr(0, 12), now.substr(0, 12));
+                                 short_generation(before), short_generation(now));
   spdlog::info("{}: {}", spec.name, what);
   StatusStore(spec.state_dir)
       .append_event({{"source", "host"}, {"event", "configuration-changed"}, {"vm", spec.name}, {"message", what},

@@ -1,7 +1,8 @@
 // sprout start NAME: `sprout run NAME` in the background, detached from this terminal
 // and process (as virsh start, docker start and microvm's units do). It returns once
-// the run holds the VM's run lock, or with the run's own failure when the run ends
-// first (bounded either way); the run's output goes to STATE/run.log. For a VM the
+// the run has prepared the VM and qemu runs (its record names qemu's pid), or with the
+// run's own failure when the run ends first (bounded either way); the run's output
+// goes to STATE/run.log. For a VM the
 // installed units run, `systemctl start sprout-vm@NAME` is the way that survives the
 // host's reboot; this one is for VMs started by hand.
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include "runtime/run_lock.h"
 #include "spec/spec.h"
 #include "spec/spec_dir.h"
+#include "status/run_state.h"
 #include "subprocess.h"
 
 namespace sprout {
@@ -35,8 +37,8 @@ namespace {
 void start_options(cxxopts::Options& o) {
   o.add_options()("qemu", "the qemu binary (passed to sprout run)",
                   cxxopts::value<std::string>()->default_value("qemu-system-x86_64"), "PROGRAM")(
-      "wait-seconds", "how long to wait for the run to take its lock", cxxopts::value<int>()->default_value("60"),
-      "SECONDS");
+      "wait-seconds", "how long to wait for the run to prepare the VM and start qemu",
+      cxxopts::value<int>()->default_value("600"), "SECONDS");
 }
 
 std::string last_lines(const fs::path& file, std::size_t n) {
@@ -83,22 +85,24 @@ int cmd_start(const Invocation& inv) {
                  WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), log.string(), last_lines(log, 10));
       return 1;
     }
-    if (run_lock_holder(spec) == child.pid) {
+    const RecordFile record = read_record(spec.status_file());
+    if (run_lock_holder(spec) == child.pid && record.record.host.qemu_pid > 0 &&
+        view_run(spec, record).state == RunView::live) {
       fmt::print("{}: started (sprout run, pid {}); follow it: sprout wait {}; its output: {}\n", spec.name,
                  child.pid, vm_arguments(spec), log.string());
       return 0;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  fmt::print(stderr, "{}: sprout run (pid {}) has not taken the VM's lock after {} s; it goes on (see {})\n",
+  fmt::print(stderr, "{}: sprout run (pid {}) has not started qemu after {} s; it goes on (see {})\n",
              spec.name, child.pid, a["wait-seconds"].as<int>(), log.string());
   return 1;
 }
 
 const Command kStartCommand = {"start", "start a VM in the background (sprout run, detached)",
     "Start a QEMU VM in the background: `sprout run NAME` detached from this terminal, its\n"
-    "output in STATE/run.log. Returns once the run holds the VM's lock (exit 0; 0 too when\n"
-    "it already runs), or 1 with the run's last words when it ends first. Stop it with\n"
+    "output in STATE/run.log. Returns once the VM is prepared and qemu runs (exit 0; 0 too\n"
+    "when it already runs), or 1 with the run's last words when it ends first. Stop it with\n"
     "`sprout stop NAME`; follow it with `sprout wait NAME` and `sprout logs NAME`. (A VM of\n"
     "the installed units: `systemctl start sprout-vm@NAME`.)",
     Needs::one_vm, start_options, cmd_start};

@@ -99,12 +99,14 @@ std::string short_system(const StatusRecord& st) {
 
 std::string built_by(const StatusRecord& st) { return st.system && !st.system->by.empty() ? st.system->by : "-"; }
 
+/// The run's state in the words the table's VM column and status.json use:
+/// running, stopped, none (never ran), corrupt (its record is unreadable).
 const char* view_name(RunView::State s) {
   switch (s) {
     case RunView::none: return "none";
     case RunView::corrupt: return "corrupt";
-    case RunView::live: return "live";
-    case RunView::ended: return "ended";
+    case RunView::live: return "running";
+    case RunView::ended: return "stopped";
   }
   return "none";
 }
@@ -182,7 +184,7 @@ Row describe(const Known& k, bool full) {
 }
 
 std::string vm_state_word(const Row& row) {
-  if (row.j["run"]["state"] == "ended") return "stopped";
+  if (row.j["run"]["state"] == "stopped") return "stopped";
   std::string hs(name_of(row.shown.host.state));
   return hs.empty() ? "-" : hs;
 }
@@ -193,11 +195,11 @@ std::string message_of(const Row& row) {
            "; the recorder writes a new one at the next event";
   std::string m = utf8_truncate(row.shown.newest_message(), 100);
   const json& run = row.j["run"];
-  if (run["state"] == "ended")
+  if (run["state"] == "stopped")
     m = fmt::format("not running: {}{}", record_text(run, "how"),
                     run.contains("endedMs") ? fmt::format(" ({})", ago(record_int(run, "endedMs"))) : "");
   const std::string& pending = row.shown.pending_generation;
-  if (!pending.empty()) m += fmt::format(" [pending generation {} not applied]", pending.substr(0, 12));
+  if (!pending.empty()) m += fmt::format(" [pending generation {} not applied]", short_generation(pending));
   return m;
 }
 
@@ -230,7 +232,7 @@ void print_table(const std::vector<Row>& all, bool colour) {
     }
     const StatusRecord& st = r.shown;
     std::string phase = st.phase_name();
-    std::string gen = st.generation.substr(0, 12);
+    std::string gen = short_generation(st.generation);
     line(phase.empty() ? "-" : phase, ago(st.since_ms), vm_state_word(r), gen.empty() ? "-" : gen, built_by(st),
          short_system(st), message_of(r));
   }
@@ -276,8 +278,8 @@ void print_long(const std::vector<Row>& all, bool colour) {
                  record_int(p, "hostPort"), record_int(p, "guestPort"));
     const std::string& running = st.generation;
     std::string exported = row["exportedGeneration"].is_string() ? record_text(row, "exportedGeneration") : "";
-    fmt::print("  generation {} (exported: {}){}\n", running.empty() ? "-" : running.substr(0, 12),
-               exported.empty() ? "-" : exported.substr(0, 12),
+    fmt::print("  generation {} (exported: {}){}\n", running.empty() ? "-" : short_generation(running),
+               exported.empty() ? "-" : short_generation(exported),
                row["pendingRespecialization"].get<bool>()
                    ? paint(" - pending re-specialization: the exported configuration is not the one running",
                            Tone::busy, colour)

@@ -208,7 +208,7 @@ int Waiter::run() {
       if (st.reached_phase(target_))
         return answer(kReached, "reached",
                       fmt::format("{} reached {} after {}s{}", name, target_, static_cast<long long>(elapsed()),
-                                  st.generation.empty() ? "" : " (generation " + st.generation + ")"),
+                                  st.generation.empty() ? "" : " (generation " + short_generation(st.generation) + ")"),
                       file);
       note = silent_because(phase, st);
     } else {

@@ -44,7 +44,9 @@ std::vector<std::string> protect_rest(const cxxopts::Options& o, const std::vect
     }
     out.push_back(w);  // the NAME; the rest is the program's
     out.push_back("--");
-    out.insert(out.end(), args.begin() + static_cast<std::ptrdiff_t>(i) + 1, args.end());
+    std::size_t rest = i + 1;
+    if (rest < args.size() && args[rest] == "--") ++rest;  // `NAME -- COMMAND`, as the docs once said
+    out.insert(out.end(), args.begin() + static_cast<std::ptrdiff_t>(rest), args.end());
     return out;
   }
   return out;

@@ -91,6 +91,7 @@ void Loop::start_qemu() {
   accepted_at_start_ = channel_.accepted();
   if (std::string why = qemu_->start(old_mask_); why.empty()) {
     channel_.set_qemu_pid(qemu_->pid());
+    channel_.set_state(HostState::starting);  // now with qemu's pid: it runs
     channel_.host_event("qemu-started", fmt::format("qemu started (pid {})", qemu_->pid()), {{"pid", qemu_->pid()}});
     notify_status("qemu started; waiting for the guest");
   }

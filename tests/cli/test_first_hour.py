@@ -374,5 +374,29 @@ class Start(World):
         self.assertIn("ended at once", r.stderr)
 
 
+class Vocabulary(World):
+    """14: one word for a run's state everywhere, one length for a generation."""
+
+    def test_the_run_state_has_the_same_words_in_json_and_the_table(self):
+        self.assertEqual(json.loads(self.sprout("status", "--json").stdout)[0]["run"]["state"], "none")
+        self.ended_record()
+        self.assertEqual(json.loads(self.sprout("status", "--json").stdout)[0]["run"]["state"], "stopped")
+        header, row = self.sprout("status").stdout.splitlines()[:2]
+        self.assertEqual(row[header.index("VM"):].split()[0], "stopped")
+
+    def test_a_generation_is_shown_with_12_digits(self):
+        gen = "a" * 64
+        now = int(time.time() * 1000)
+        with open(os.path.join(self.state, "status.json"), "w") as f:
+            json.dump({"vm": "web", "phase": "specialized", "message": "m", "generation": gen, "bootId": "b",
+                       "seq": 3, "sinceMs": now, "updatedMs": now, "detail": None, "lastLog": [],
+                       "reached": ["specialized"], "host": {"state": "running", "supervisor": os.getpid()}}, f)
+        for argv in (["wait", "web"], ["status"], ["list"]):
+            out = self.sprout(*argv).stdout
+            self.assertIn("a" * 12, out, argv)
+            self.assertNotIn("a" * 13, out, argv)
+        self.assertIn(gen, self.sprout("status", "--json").stdout)
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)

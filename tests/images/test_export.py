@@ -305,14 +305,14 @@ class SshTest(Scratch):
         with open(fake, "w") as f:
             f.write(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {rec}\n")
         os.chmod(fake, 0o755)
-        p = run("ssh", "web", "--spec-dir", self.path("specs"), "--ssh", fake, "--user", "admin", "--", "uptime", "-p")
+        p = run("ssh", "--spec-dir", self.path("specs"), "--ssh", fake, "--user", "admin", "web", "--", "uptime", "-p")
         self.assertEqual(p.returncode, 0, p.stderr)
         with open(rec) as f:
             self.assertEqual(f.read().split("\n")[:-1],
                              ["-p", "2222", "-o", "HostKeyAlias=sprout-web", "admin@127.0.0.1", "uptime", "-p"])
         spec["network"] = {"mode": "none"}
         self.write_spec(spec, os.path.join("specs", "web.json"))
-        p = run("ssh", "web", "--spec-dir", self.path("specs"), "--ssh", fake, check=False)
+        p = run("ssh", "--spec-dir", self.path("specs"), "--ssh", fake, "web", check=False)
         self.assertEqual(p.returncode, 2)
         self.assertIn("forwards no host port to its port 22", p.stderr)
         self.assertIn("network.forwards", p.stderr)

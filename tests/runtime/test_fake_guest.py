@@ -486,7 +486,7 @@ def case_watch_record(root):
         check(st["host"].get("supervisor") == w.p.pid and st["host"].get("state") == "running",
               f"watch is not the record's supervisor: {st['host']}")
         r = rl.sprout(["status", "--spec-dir", spec_dir, "--json", "fake"])
-        check(json.loads(r.stdout)[0]["run"]["state"] == "live", r.stdout)
+        check(json.loads(r.stdout)[0]["run"]["state"] == "running", r.stdout)
         # A phase the run already passed is an answer (it would never come again).
         r = rl.sprout(["wait", "fake", "--for", "starting", "--spec-dir", spec_dir, "--timeout", "30"])
         check(r.returncode == 0 and "reached starting" in r.stdout, f"wait for a passed phase: {r.returncode} {r.stdout}")

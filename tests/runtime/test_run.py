@@ -242,7 +242,7 @@ def case_cli(root):
         check(f"web reached specialized after" in out and st["generation"] in out, f"answer: {out!r}")
         r = rl.sprout(["status", "--json"], env=env)
         row = json.loads(r.stdout)[0]
-        check(row["run"]["state"] == "live" and row["status"]["host"]["state"] == "running", r.stdout)
+        check(row["run"]["state"] == "running" and row["status"]["host"]["state"] == "running", r.stdout)
         r = rl.sprout(["logs", "web"], env=env)
         check(r.returncode == 0 and "host  qemu started" in r.stdout and "guest specialized" in r.stdout,
               f"logs: {r.stdout}{r.stderr}")
@@ -281,7 +281,7 @@ def case_cli(root):
     r = rl.sprout(["run", "web", "--print-command"], env=env)
     check(r.returncode == 0 and len(r.stdout.strip().splitlines()) == 1, f"print-command: {r.stdout}")
     r = rl.sprout(["status", "--json"], env=env)
-    check(json.loads(r.stdout)[0]["run"]["state"] == "ended", f"status after print-command: {r.stdout}")
+    check(json.loads(r.stdout)[0]["run"]["state"] == "stopped", f"status after print-command: {r.stdout}")
     # A qemu that dies before the guest starts: a wait ends at once, saying so, and
     # qemu's own words are kept with the host's events.
     w.spec("web", after="stay", qemuArgs=["-global", "virtio-blk-pci.serial=sprout-test-state", "-bogus-option"])
