@@ -52,4 +52,20 @@ std::string for_terminal(std::string_view text) {
   return out;
 }
 
+std::size_t utf8_columns(std::string_view text) {
+  std::size_t n = 0;
+  for (unsigned char c : text) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string ellipsize(std::string_view text, std::size_t width) {
+  if (utf8_columns(text) <= width) return std::string(text);
+  if (width == 0) return "";
+  std::size_t kept = 0, end = 0;
+  for (; end < text.size(); ++end) {
+    if ((static_cast<unsigned char>(text[end]) & 0xC0) != 0x80 && kept++ == width - 1) break;
+  }
+  return std::string(text.substr(0, end)) + "\u2026";
+}
+
 }  // namespace sprout

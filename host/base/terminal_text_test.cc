@@ -22,3 +22,14 @@ TEST(TerminalText, InvalidUtf8BytesAreVisible) {
   EXPECT_EQ(for_terminal("\xff\xfe ok \xc0\xaf"), "\\xff\\xfe ok \\xc0\\xaf");
   EXPECT_EQ(for_terminal("cut \xe2\x80"), "cut \\xe2\\x80");
 }
+
+TEST(TerminalText, ColumnsAndEllipsis) {
+  using sprout::ellipsize;
+  using sprout::utf8_columns;
+  EXPECT_EQ(utf8_columns("abc"), 3u);
+  EXPECT_EQ(utf8_columns("h\u00e9llo"), 5u);  // one column for a two-byte character
+  EXPECT_EQ(ellipsize("abcdef", 6), "abcdef");
+  EXPECT_EQ(ellipsize("abcdefg", 6), "abcde\u2026");
+  EXPECT_EQ(utf8_columns(ellipsize("h\u00e9\u00e9\u00e9llo world", 5)), 5u);
+  EXPECT_EQ(ellipsize("abc", 0), "");
+}

@@ -1,6 +1,7 @@
 // sprout status / sprout list: where every VM stands, from the records the recorders
 // keep (run_state.h says when a record is the VM's current run and when history).
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -203,38 +204,50 @@ std::string message_of(const Row& row) {
   return m;
 }
 
+/// One table row's cells: NAME PHASE SINCE VM GENERATION BY SYSTEM MESSAGE.
+std::vector<std::string> table_cells(const Row& r) {
+  const json& row = r.j;
+  const std::string name = row["name"];
+  if (row.contains("error")) return {name, "-", "-", "-", "-", "-", "-", "invalid spec: " + record_text(row, "error")};
+  if (r.file.state == RecordFile::missing) return {name, "-", "-", "-", "-", "-", "-", "no record yet (never started?)"};
+  if (r.file.state == RecordFile::corrupt) return {name, "-", "-", "-", "-", "-", "-", message_of(r)};
+  const StatusRecord& st = r.shown;
+  const std::string phase = st.phase_name(), gen = short_generation(st.generation);
+  return {name, phase.empty() ? "-" : phase, ago(st.since_ms), vm_state_word(r), gen.empty() ? "-" : gen,
+          built_by(st), short_system(st), message_of(r)};
+}
+
+/// Columns as wide as what they hold; on a terminal the line fits its width (the
+/// message, then the system, ellipsized, as systemctl does); a pipe gets it whole.
 void print_table(const std::vector<Row>& all, bool colour) {
-  auto cell = [&](const std::string& text, int width, Tone tone = Tone::plain) {
-    std::string padded = fmt::format("{:<{}}", text, width);
-    return paint(padded, tone, colour);
-  };
-  fmt::print("{:<16} {:<12} {:<9} {:<9} {:<13} {:<6} {:<40} {}\n", "NAME", "PHASE", "SINCE", "VM", "GENERATION", "BY",
-             "SYSTEM", "MESSAGE");
-  for (const auto& r : all) {
-    const json& row = r.j;
-    std::string name = row["name"];
-    auto line = [&](const std::string& phase, const std::string& since, const std::string& vm, const std::string& gen,
-                    const std::string& by, const std::string& sys, const std::string& msg) {
-      fmt::print("{:<16} {} {:<9} {:<9} {:<13} {:<6} {:<40} {}\n", name, cell(phase, 12, phase_tone(phase)), since, vm,
-                 gen, by, sys, msg);
-    };
-    if (row.contains("error")) {
-      line("-", "-", "-", "-", "-", "-", "invalid spec: " + record_text(row, "error"));
-      continue;
+  std::vector<std::vector<std::string>> rows = {{"NAME", "PHASE", "SINCE", "VM", "GENERATION", "BY", "SYSTEM", "MESSAGE"}};
+  for (const auto& r : all) rows.push_back(table_cells(r));
+  std::vector<std::size_t> width(8, 0);
+  for (const auto& cells : rows)
+    for (std::size_t c = 0; c < 7; ++c) width[c] = std::max(width[c], utf8_columns(cells[c]));
+  if (::isatty(1) == 1) {
+    const std::size_t columns = static_cast<std::size_t>(terminal_columns(stdout, 80));
+    std::size_t fixed = 0;
+    for (std::size_t c = 0; c < 7; ++c) fixed += width[c] + 1;
+    const std::size_t min_message = 20;
+    if (fixed + min_message > columns && width[6] > 12)  // the system's name gives way first
+      width[6] = std::max<std::size_t>(12, width[6] - std::min(width[6] - 12, fixed + min_message - columns));
+    fixed = 0;
+    for (std::size_t c = 0; c < 7; ++c) fixed += width[c] + 1;
+    width[7] = columns > fixed + min_message ? columns - fixed - 1 : min_message;
+    for (auto& cells : rows) {
+      cells[6] = ellipsize(cells[6], width[6]);
+      cells[7] = ellipsize(cells[7], width[7]);
     }
-    if (r.file.state == RecordFile::missing) {
-      line("-", "-", "-", "-", "-", "-", "no record yet (never started?)");
-      continue;
+  }
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& cells = rows[i];
+    std::string line;
+    for (std::size_t c = 0; c < 7; ++c) {
+      std::string padded = cells[c] + std::string(width[c] - std::min(width[c], utf8_columns(cells[c])), ' ');
+      line += (c == 1 && i > 0 ? paint(padded, phase_tone(cells[c]), colour) : padded) + " ";
     }
-    if (r.file.state == RecordFile::corrupt) {
-      line("-", "-", "-", "-", "-", "-", message_of(r));
-      continue;
-    }
-    const StatusRecord& st = r.shown;
-    std::string phase = st.phase_name();
-    std::string gen = short_generation(st.generation);
-    line(phase.empty() ? "-" : phase, ago(st.since_ms), vm_state_word(r), gen.empty() ? "-" : gen, built_by(st),
-         short_system(st), message_of(r));
+    fmt::print("{}{}\n", line, cells[7]);
   }
 }
 

@@ -398,5 +398,50 @@ class Vocabulary(World):
         self.assertIn(gen, self.sprout("status", "--json").stdout)
 
 
+def on_a_terminal(argv, columns, env):
+    """Runs argv with its stdout on a pseudo-terminal `columns` wide; returns what it showed."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    p = subprocess.Popen(argv, stdout=slave, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        r, _, _ = select.select([master], [], [], 60)
+        if not r:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    p.wait(timeout=60)
+    return out.decode(errors="replace").replace("\r\n", "\n")
+
+
+class StatusTable(World):
+    """15: the status table fits the terminal; a pipe gets it whole."""
+
+    def test_the_table_fits_the_terminal(self):
+        self.ended_record(how="a long story " * 20)
+        env = dict(os.environ, NO_COLOR="1", SPROUT_SPEC_DIR=self.specs)
+        for columns in (80, 120):
+            shown = on_a_terminal([SPROUT, "status"], columns, env)
+            lines = [l for l in shown.splitlines() if l]
+            self.assertEqual(len(lines), 2, shown)
+            for l in lines:
+                self.assertLessEqual(len(l), columns, repr(l))
+            self.assertTrue(lines[1].endswith("\u2026"), lines[1])
+        piped = self.sprout("status").stdout
+        self.assertIn(("a long story " * 20).strip(), piped)
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
