@@ -3,12 +3,15 @@
 // attached or not); libvirt's is a pty that `virsh console` attaches to, which this
 // runs. Ctrl-] detaches, as in virsh and telnet. The guest's bytes go to the terminal
 // as they are: that is what a console is (sprout's own output is escaped elsewhere).
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -22,6 +25,8 @@
 #include "cli/vm_locator.h"
 
 namespace sprout {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -67,6 +72,32 @@ bool write_all(int fd, const char* p, std::size_t n) {
 
 }  // namespace
 
+namespace {
+
+/// The VM's console session lock (held until it is closed), or a runtime error naming
+/// the session that holds it.
+int take_console(const Spec& spec) {
+  const fs::path lock = spec.state().console_lock();
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", lock.string(), std::strerror(errno)));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char who[32] = {};
+    ssize_t n = ::pread(fd, who, sizeof(who) - 1, 0);
+    ::close(fd);
+    throw std::runtime_error(fmt::format("{}: an active console session exists ({}); detach it (Ctrl-]) first",
+                                         spec.name, n > 0 ? fmt::format("sprout console, pid {}", who)
+                                                          : std::string("another sprout console")));
+  }
+  // Our pid, for a second session's message (nothing depends on it).
+  const std::string me = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) == 0) {
+    [[maybe_unused]] ssize_t written = ::pwrite(fd, me.data(), me.size(), 0);
+  }
+  return fd;
+}
+
+}  // namespace
+
 int cmd_console(const Invocation& inv) {
   Spec spec = *inv.vm;
   if (auto argv = backend_for(spec).console_command(spec); !argv.empty()) {
@@ -78,6 +109,9 @@ int cmd_console(const Invocation& inv) {
                                            argv[0], e.code().message(), format_command(argv)));
     }
   }
+  // One session at a time, as virsh has it: qemu's socket would queue a second
+  // client's keystrokes for nobody while telling it nothing.
+  const int session = take_console(spec);
   int sock = connect_unix(spec.console_socket());
   if (sock < 0) {
     throw std::runtime_error(fmt::format("{}: no console to attach to ({}: {}); is the VM running? (`sprout status {}`; "
@@ -122,6 +156,7 @@ int cmd_console(const Invocation& inv) {
     }
   }
   ::close(sock);
+  ::close(session);
   if (tty) fmt::print(stderr, "\n{}: {}\n", spec.name, end);
   return 0;
 }

@@ -38,6 +38,8 @@ struct StateDir {
   std::filesystem::path run_lock() const { return root / "run.lock"; }
   /// What a `sprout run` that `sprout start` detached writes (its stdout and stderr).
   std::filesystem::path run_log() const { return root / "run.log"; }
+  /// Held (flock) by the one `sprout console` attached to the VM's console socket.
+  std::filesystem::path console_lock() const { return root / "console.lock"; }
   /// What the last export exported (disk/prepare.h).
   std::filesystem::path export_record() const { return root / "export.json"; }
 

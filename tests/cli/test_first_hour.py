@@ -443,5 +443,40 @@ class StatusTable(World):
         self.assertIn(("a long story " * 20).strip(), piped)
 
 
+class Console(World):
+    """8: a second `sprout console` is refused, as virsh refuses it."""
+
+    def test_a_second_session_is_refused(self):
+        import socket
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(os.path.join(self.state, "console.sock"))  # where qemu serves the console
+        srv.listen(4)
+        env = dict(os.environ, NO_COLOR="1", SPROUT_SPEC_DIR=self.specs)
+        first = subprocess.Popen([SPROUT, "console", "web"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env)
+        try:
+            srv.settimeout(60)
+            conn, _ = srv.accept()  # the first session is attached
+            second = self.sprout("console", "web")
+            self.assertEqual(second.returncode, 1, second.stderr)
+            self.assertIn("an active console session exists", second.stderr)
+            self.assertIn(f"pid {first.pid}", second.stderr)
+            conn.close()
+        finally:
+            first.stdin.close()
+            first.wait(timeout=60)
+            first.stdout.close()
+            first.stderr.close()
+            srv.close()
+        # Once it is gone, the next one attaches.
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        os.unlink(os.path.join(self.state, "console.sock"))
+        srv.bind(os.path.join(self.state, "console.sock"))
+        srv.listen(1)
+        third = subprocess.run([SPROUT, "console", "web"], input=b"", capture_output=True, env=env, timeout=60)
+        srv.close()
+        self.assertEqual(third.returncode, 0, third.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv[:1], verbosity=2)
