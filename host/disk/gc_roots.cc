@@ -85,6 +85,9 @@ SpecUses uses_of(const std::vector<Spec>& specs) {
   SpecUses uses;
   for (const auto& s : specs) {
     uses.root_names.insert(s.name);
+    std::error_code oec;
+    if (fs::exists(s.state().overlay_origin(), oec))
+      uses.root_names.insert(s.name + "@" + s.state().overlay_origin().filename().string());
     for (const auto& overlay : s.state().overlays())
       if (StateDir::is_overlay_aside(overlay.filename().string()))
         uses.root_names.insert(s.name + "@" + overlay.filename().string());

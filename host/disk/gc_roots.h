@@ -2,7 +2,8 @@
 // garbage-collected, so `prepare` registers a root (a symlink under the spec's
 // gcRootDir, default /nix/var/nix/gcroots/sprout) named after the VM, pointing at the
 // base the overlay actually uses (and NAME@root.qcow2.old-... for an overlay that the
-// recreate policy kept aside). `sprout gc` removes roots that no VM spec uses any
+// recreate policy kept aside; NAME@overlay-origin.json for the base system a
+// host-built VM's overlay was made with). `sprout gc` removes roots that no VM spec uses any
 // more and cached images that no VM links to (image_users.h); it never touches overlays.
 #pragma once
 

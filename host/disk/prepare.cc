@@ -32,6 +32,15 @@ PreparedVm prepare_vm(const Spec& spec) {
   if (p.overlay.moved_aside)
     register_gc_root(spec.gc_root_dir, spec.name + "@" + p.overlay.moved_aside->filename().string(),
                      p.overlay.moved_aside_backing);
+  // A host-built VM's closure disk leaves out the base system its overlay was made
+  // with: that system stays safe from the host's garbage collector (a root named
+  // NAME@overlay-origin.json, kept while the record is), or later exports would carry
+  // the whole closure.
+  std::string why;
+  if (auto origin = spec.host_built() ? read_overlay_origin(spec.state(), why) : std::nullopt;
+      origin && !origin->base_system.empty())
+    register_gc_root(spec.gc_root_dir, spec.name + "@" + spec.state().overlay_origin().filename().string(),
+                     origin->base_system);
   return p;
 }
 

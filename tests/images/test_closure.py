@@ -265,6 +265,8 @@ class ClosureTest(Scratch):
             self.assertEqual(rec["overlayInode"], os.stat(overlay).st_ino)
             self.assertEqual((rec["baseImage"], rec["backingFiles"], rec["baseSystem"]),
                              {"keep": (a, [a], old), "rebase": (a, [b], old), "recreate": (b, [b], new)}[change])
+            # The base system the guest has is safe from the host's GC while the record is.
+            self.assertEqual(os.readlink(self.path("gcroots", f"{change}@overlay-origin.json")), rec["baseSystem"])
             # `sprout export` alone goes by the overlay as it is, too.
             out = json.loads(run("export", "--spec", self.write_spec(moved), "--json").stdout)
             self.assertEqual(self.closure_on_disk(out, f"back-{change}-export"), needs[guest_has])
