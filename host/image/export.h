@@ -51,12 +51,12 @@ struct ExportResult {
   nlohmann::json to_json() const;
 };
 
-/// Validates the sources, computes digests, builds what the cache lacks, and points
-/// the out_dir links at the images. InputError for bad sources.
 /// The disks an export of `spec` makes, in the order they are attached: config, self,
 /// ssh (when the spec has sources.ssh), closure (host-built). Reads nothing.
 std::vector<DiskRole> exported_roles(const Spec& spec);
 
+/// Validates the sources, computes digests, builds what the cache lacks, and points
+/// the out_dir links at the images. InputError for bad sources.
 ExportResult export_disks(const ExportRequest& request);
 
 }  // namespace sprout
