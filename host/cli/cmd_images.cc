@@ -250,6 +250,8 @@ json check_one(const fs::path& f, bool in_spec_dir, bool check_files) {
     }
     if (check_files)
       for (auto& p : missing_references(s)) entry["problems"].push_back(p);
+  } catch (const SpecProblems& e) {
+    for (const auto& p : e.problems) entry["problems"].push_back(p);
   } catch (const InputError& e) {
     entry["problems"].push_back(e.what());
   }
@@ -282,9 +284,9 @@ int cmd_check_spec(const Invocation& inv) {
 }
 
 const Command kCheckSpecCommand = {"check-spec", "validate spec files",
-    "Validate VM spec files (a directory: every *.json in it) and print the problems found,\n"
-    "all files in one run: the spec's own errors (the first one in each file: a later key can\n"
-    "depend on an earlier one), a name that is not the file's (a problem in a spec\n"
+    "Validate VM spec files (a directory: every *.json in it) and print every problem found,\n"
+    "all files in one run: the spec's own errors (each part of a spec is checked; within one\n"
+    "part, such as network, the first), a name that is not the file's (a problem in a spec\n"
     "directory, a warning elsewhere) and every file it refers to that is not there (base\n"
     "image, sources, kernel, initrd). Exit 0 when all are good, 2 when any is not.",
     Needs::nothing, check_spec_options, cmd_check_spec};

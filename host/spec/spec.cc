@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "error.h"
 #include "base/sha256.h"
@@ -251,39 +252,55 @@ std::string mac_for_name(std::string_view name) {
   return fmt::format("52:54:00:{}:{}:{}", h.substr(0, 2), h.substr(2, 2), h.substr(4, 2));
 }
 
+SpecProblems::SpecProblems(std::vector<std::string> p)
+    : InputError(fmt::format("{}", fmt::join(p, "\n"))), problems(std::move(p)) {}
+
 Spec parse_spec(std::string_view text, const std::string& source, const fs::path& base_dir) {
   json doc = parse_json_text(text, source);
   StrictObject top(doc, source);
   Spec s;
-
-  auto version = top.integer("version", 0, INT32_MAX);
-  if (version != kSpecVersion)
-    top.fail_value("version", fmt::format("this sprout reads spec version {}, the file has {}", kSpecVersion,
-                                          version));
-
-  s.name = top.string("name");
-  if (auto problem = vm_name_problem(s.name); !problem.empty()) top.fail_value("name", problem);
-
-  read_base(top, base_dir, s);
-  read_sources(top, base_dir, s);
-  s.memory_bytes = read_memory(top);
-  s.vcpus = static_cast<int>(top.integer_or("vcpus", 1, 1, 256));
-  s.disk_size_bytes = read_disk_size(top);
-  s.rebuild = read_rebuild(top);
-  read_system(top, s);
-  read_backend(top, s);
-  if (auto n = top.optional_object("network")) s.network = read_network(*n, source);
+  // Each part checked whatever became of the others: one run shows every mistake.
+  std::vector<std::string> problems;
+  auto part = [&](auto&& read) {
+    try {
+      read();
+    } catch (const InputError& e) {
+      problems.emplace_back(e.what());
+    }
+  };
+  part([&] {
+    auto version = top.integer("version", 0, INT32_MAX);
+    if (version != kSpecVersion)
+      top.fail_value("version", fmt::format("this sprout reads spec version {}, the file has {}", kSpecVersion,
+                                            version));
+  });
+  part([&] {
+    s.name = top.string("name");
+    if (auto problem = vm_name_problem(s.name); !problem.empty()) top.fail_value("name", problem);
+  });
+  part([&] { read_base(top, base_dir, s); });
+  part([&] { read_sources(top, base_dir, s); });
+  part([&] { s.memory_bytes = read_memory(top); });
+  part([&] { s.vcpus = static_cast<int>(top.integer_or("vcpus", 1, 1, 256)); });
+  part([&] { s.disk_size_bytes = read_disk_size(top); });
+  part([&] { s.rebuild = read_rebuild(top); });
+  part([&] { read_system(top, s); });
+  part([&] { read_backend(top, s); });
+  part([&] {
+    if (auto n = top.optional_object("network")) s.network = read_network(*n, source);
+  });
   if (s.network.mac.empty()) s.network.mac = mac_for_name(s.name);
-  s.kernel = read_kernel(top, base_dir);
-  s.qemu_args = top.strings_or_empty("qemuArgs", 1024);
-  s.accel = choose(top, "accel", kAccelNames, Accel::automatic);
-  s.vnc = top.boolean_or("vnc", false);
-  s.base_change = choose(top, "baseChange", kBaseChangeNames, BaseChange::keep);
-  s.ready = choose(top, "ready", kReadyNames, Ready::specialized);
-  s.shutdown_timeout_seconds = top.integer_or("shutdownTimeoutSeconds", 60, 1, 24 * 3600);
-  s.restart_on_change = top.boolean_or("restartOnChange", false);
-  s.autostart = top.boolean_or("autostart", true);
-  top.finish();
+  part([&] { s.kernel = read_kernel(top, base_dir); });
+  part([&] { s.qemu_args = top.strings_or_empty("qemuArgs", 1024); });
+  part([&] { s.accel = choose(top, "accel", kAccelNames, Accel::automatic); });
+  part([&] { s.vnc = top.boolean_or("vnc", false); });
+  part([&] { s.base_change = choose(top, "baseChange", kBaseChangeNames, BaseChange::keep); });
+  part([&] { s.ready = choose(top, "ready", kReadyNames, Ready::specialized); });
+  part([&] { s.shutdown_timeout_seconds = top.integer_or("shutdownTimeoutSeconds", 60, 1, 24 * 3600); });
+  part([&] { s.restart_on_change = top.boolean_or("restartOnChange", false); });
+  part([&] { s.autostart = top.boolean_or("autostart", true); });
+  part([&] { top.finish(); });
+  if (!problems.empty()) throw SpecProblems(std::move(problems));
   return s;
 }
 

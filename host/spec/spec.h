@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rebuild_settings.h"
+#include "error.h"
 #include "spec/state_dir.h"
 
 namespace sprout {
@@ -122,6 +123,15 @@ struct Spec {
   std::filesystem::path status_file() const { return state().status(); }
   std::filesystem::path events_file() const { return state().events(); }
   std::filesystem::path exported_image(std::string_view role) const { return state().image_link(role); }
+};
+
+/// Every problem parse_spec found in one spec: each part of it (name, base, sources,
+/// memory, network, ...) is checked even when an earlier one failed, and the first
+/// problem of each part is said (within a part a later key can depend on an earlier
+/// one). what() says them all, one per line.
+struct SpecProblems : InputError {
+  std::vector<std::string> problems;
+  explicit SpecProblems(std::vector<std::string> p);
 };
 
 /// Parses and validates spec JSON text. `source` names it in errors; relative paths

@@ -97,6 +97,19 @@ TEST(Spec, AccelIsAutoKvmOrTcg) {
   }
 }
 
+TEST(Spec, EveryPartIsCheckedInOneRun) {
+  try {
+    parse_spec(with(R"("vcpus": 0, "network": {"mode": "warp"}, "memroy": 1)"), "web.json", "/etc/sprout/vms");
+    ADD_FAILURE() << "accepted";
+  } catch (const SpecProblems& e) {
+    ASSERT_EQ(e.problems.size(), 3u) << e.what();
+    EXPECT_NE(e.problems[0].find("vcpus"), std::string::npos);
+    EXPECT_NE(e.problems[1].find("network.mode"), std::string::npos);
+    EXPECT_NE(e.problems[2].find("did you mean \"memory\""), std::string::npos);
+    EXPECT_EQ(std::string(e.what()), e.problems[0] + "\n" + e.problems[1] + "\n" + e.problems[2]);
+  }
+}
+
 TEST(Spec, MemoryAsPlainMiB) {
   EXPECT_EQ(parse_spec(with(R"("memory": 512)"), "s", "/").memory_bytes, 512ull << 20);
   EXPECT_EQ(parse_spec(with(R"("memory": {"amount": 1000000, "unit": "KB"})"), "s", "/").memory_bytes,

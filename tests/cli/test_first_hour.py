@@ -280,6 +280,17 @@ class CheckSpec(World):
         self.assertFalse(by_file["db.json"]["ok"])
         self.assertIn('its name is "other"', by_file["db.json"]["problems"][0])
 
+    def test_every_mistake_of_a_file_in_one_run(self):
+        spec = self.read_spec("web")
+        spec.update(vcpus=0, memory="lots", shutdownTimeoutSeconds=-1, memroy=512)  # four mistakes
+        self.write_spec("web", spec)
+        r = self.sprout("check-spec", os.path.join(self.specs, "web.json"), "--json")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        problems = json.loads(r.stdout)[0]["problems"]
+        for needle in ("vcpus", "memory", "shutdownTimeoutSeconds", 'did you mean \"memory\"'):
+            self.assertTrue(any(needle in p for p in problems), (needle, problems))
+        self.assertEqual(len(problems), 4, problems)
+
     def test_a_lone_file_with_another_name_is_a_warning(self):
         spec = self.read_spec("web")
         lone = os.path.join(self.tmp, "test.json")
