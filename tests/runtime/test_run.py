@@ -236,10 +236,11 @@ def case_cli(root):
             out = t.text()
         check(rc == 0, f"wait on a terminal: {rc}\n{out}\n{run.output()}")
         st = rl.read_status(state)
-        # A live line rewritten in place with the elapsed time, then the answer whole:
-        # the generation is never cut.
+        # A live line rewritten in place with the elapsed time, then the answer whole,
+        # the generation in its 12 digits as every command shows it.
         check("\r\x1b[K" in out and "s]" in out, f"no live line on the terminal: {out!r}")
-        check(f"web reached specialized after" in out and st["generation"] in out, f"answer: {out!r}")
+        check(f"web reached specialized after" in out and f"(generation {st['generation'][:12]})" in out,
+              f"answer: {out!r}")
         r = rl.sprout(["status", "--json"], env=env)
         row = json.loads(r.stdout)[0]
         check(row["run"]["state"] == "running" and row["status"]["host"]["state"] == "running", r.stdout)
