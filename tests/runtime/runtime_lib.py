@@ -312,6 +312,15 @@ class Pty:
                     self.out += os.read(self.master, 65536)
                 except OSError:
                     pass
+        # What it wrote just before it exited is still in the terminal: take it too.
+        while select.select([self.master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.out += chunk
         return self.p.returncode
 
     def close(self) -> None:
