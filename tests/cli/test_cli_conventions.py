@@ -12,6 +12,8 @@ import subprocess
 import sys
 import unittest
 
+from terminal import on_a_terminal
+
 SPROUT, AGENT, VERSION = sys.argv[1:4]
 
 
@@ -34,30 +36,6 @@ class Version(unittest.TestCase):
         self.assertIn("--version", run("--help", binary=AGENT).stdout)
 
 
-def on_a_terminal(argv, env=None):
-    """Runs argv with stdin, stdout and stderr on a pseudo-terminal; returns (status, what
-    the terminal showed)."""
-    import os
-    import pty
-    import select
-    master, slave = pty.openpty()
-    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
-    os.close(slave)
-    out = b""
-    while True:
-        r, _, _ = select.select([master], [], [], 60)
-        if not r:
-            p.kill()
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    return p.wait(timeout=60), out.decode(errors="replace")
 
 
 class Errors(unittest.TestCase):

@@ -13,6 +13,8 @@ import tempfile
 import time
 import unittest
 
+from terminal import on_a_terminal
+
 SPROUT = sys.argv[1] if len(sys.argv) > 1 else "sprout"
 AGENT = sys.argv[2] if len(sys.argv) > 2 else "sprout-agent"
 
@@ -409,32 +411,6 @@ class Vocabulary(World):
         self.assertIn(gen, self.sprout("status", "--json").stdout)
 
 
-def on_a_terminal(argv, columns, env):
-    """Runs argv with its stdout on a pseudo-terminal `columns` wide; returns what it showed."""
-    import fcntl
-    import pty
-    import select
-    import struct
-    import termios
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    p = subprocess.Popen(argv, stdout=slave, stderr=subprocess.DEVNULL, env=env, close_fds=True)
-    os.close(slave)
-    out = b""
-    while True:
-        r, _, _ = select.select([master], [], [], 60)
-        if not r:
-            break
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    p.wait(timeout=60)
-    return out.decode(errors="replace").replace("\r\n", "\n")
 
 
 class StatusTable(World):
@@ -444,7 +420,8 @@ class StatusTable(World):
         self.ended_record(how="a long story " * 20)
         env = dict(os.environ, NO_COLOR="1", SPROUT_SPEC_DIR=self.specs)
         for columns in (80, 120):
-            shown = on_a_terminal([SPROUT, "status"], columns, env)
+            _, shown = on_a_terminal([SPROUT, "status"], env, columns)
+            shown = shown.replace("\r\n", "\n")
             lines = [l for l in shown.splitlines() if l]
             self.assertEqual(len(lines), 2, shown)
             for l in lines:
