@@ -22,6 +22,7 @@
 #include "cli/commands.h"
 #include "error.h"
 #include "runtime/kvm_probe.h"
+#include "runtime/qemu_confinement.h"
 #include "spec/spec_dir.h"
 #include "subprocess.h"
 #include "base/terminal_text.h"
@@ -180,6 +181,46 @@ Check libvirt_check(const std::string& uri, const std::vector<std::string>& vms)
 #endif
 }
 
+/// How qemu will be confined (qemu_confinement.h): whether this binary can switch
+/// users and has a sandbox, and whether each qemu VM's "qemuUser" can be had here.
+std::vector<Check> confinement_checks(const std::string& qemu, const std::vector<const Spec*>& on_qemu) {
+  const QemuFeatures f = qemu_features(qemu);
+  if (!f.started) return {};  // the qemu check says why it cannot run
+  std::vector<Check> checks;
+  const char* how = f.user_switch == QemuFeatures::UserSwitch::run_with ? "-run-with user=" : "-runas";
+  if (f.user_switch == QemuFeatures::UserSwitch::none)
+    checks.push_back({"qemu user", Verdict::fail, fmt::format("{} cannot switch to an unprivileged user ({})", qemu,
+                                                             f.why_not.empty() ? "no -runas or -run-with in its -help" : f.why_not),
+                      "use a qemu with -runas (to 9.x) or -run-with user= (9.0 on); VMs with another \"qemuUser\" "
+                      "than \"root\" will not start"});
+  else
+    checks.push_back({"qemu user", Verdict::pass,
+                      fmt::format("qemu drops root before the guest runs ({}): each VM's qemu as a uid of its own "
+                                  "unless its \"qemuUser\" names one",
+                                  how),
+                      ""});
+  if (f.sandbox)
+    checks.push_back({"qemu sandbox", Verdict::pass, "qemu has a seccomp sandbox (-sandbox); sprout turns it on", ""});
+  else
+    checks.push_back({"qemu sandbox", Verdict::warn, fmt::format("{} has no seccomp sandbox (-sandbox)", qemu),
+                      "use a qemu built with libseccomp (Debian's and NixOS's are)"});
+  for (const Spec* s : on_qemu) {
+    const std::string name = fmt::format("qemu user {}", s->name);
+    if (s->qemu_user == "root") {
+      checks.push_back({name, Verdict::warn, fmt::format("{} runs its qemu as root (\"qemuUser\": \"root\")", s->name),
+                        "leave \"qemuUser\" out for a uid of the VM's own, unless root is really needed"});
+      continue;
+    }
+    if (f.user_switch == QemuFeatures::UserSwitch::none) continue;  // said above
+    try {
+      resolve_qemu_user(*s, f, ::geteuid());
+    } catch (const InputError& e) {
+      checks.push_back({name, Verdict::fail, for_terminal(e.what()), ""});
+    }
+  }
+  return checks;
+}
+
 std::vector<Check> run_checks(const fs::path& spec_dir, const std::string& qemu, bool reprobe) {
   std::vector<Check> checks;
   std::vector<Spec> specs;
@@ -202,13 +243,14 @@ std::vector<Check> run_checks(const fs::path& spec_dir, const std::string& qemu,
                                                            spec_dir.string()), ""});
   }
   std::vector<std::string> on_qemu, insisting_kvm, host_built;
+  std::vector<const Spec*> qemu_specs;
   std::map<std::string, std::vector<std::string>> libvirt_uris, bridges, space;
   std::set<fs::path> caches;
   for (const auto& s : specs) {
     if (s.backend == Backend::libvirt)
       libvirt_uris[s.libvirt_uri].push_back(s.name);
     else
-      on_qemu.push_back(s.name);
+      on_qemu.push_back(s.name), qemu_specs.push_back(&s);
     if (s.accel == Accel::kvm) insisting_kvm.push_back(s.name);
     if (s.host_built()) host_built.push_back(s.name);
     if (s.backend == Backend::qemu && s.network.mode == NetworkMode::bridge) bridges[s.network.bridge].push_back(s.name);
@@ -217,6 +259,7 @@ std::vector<Check> run_checks(const fs::path& spec_dir, const std::string& qemu,
   }
   checks.push_back(program_check("qemu", qemu, "install QEMU (Debian: qemu-system-x86; NixOS: the host module adds it)"));
   checks.push_back(kvm_check(qemu, reprobe, insisting_kvm));
+  for (auto& c : confinement_checks(qemu, qemu_specs)) checks.push_back(std::move(c));
   checks.push_back(program_check("qemu-img", "qemu-img", "install qemu-img (Debian: qemu-utils)"));
   for (const auto& [uri, vms] : libvirt_uris) checks.push_back(libvirt_check(uri, vms));
   if (!host_built.empty())

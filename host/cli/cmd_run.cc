@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -18,7 +19,9 @@
 #include "disk/prepare.h"
 #include "image/export.h"
 #include "base/process_identity.h"
+#include "runtime/dynamic_uid.h"
 #include "runtime/qemu_command.h"
+#include "runtime/qemu_confinement.h"
 #include "runtime/run_lock.h"
 #include "spec/spec.h"
 #include "status/run_state.h"
@@ -95,6 +98,39 @@ AccelChoice choose_accel_for(const Spec& spec, const std::string& qemu) {
   return accel;
 }
 
+/// Who qemu will run as, asked before anything is written: a named user that does not
+/// exist is an input error at once. A binary that cannot be run at all is left to fail
+/// where it always did, when it is started.
+struct Confinement {
+  QemuFeatures features;
+  QemuUser user;
+  bool known = false;  ///< false: `qemu -help` could not be run; qemu will not start either
+};
+
+Confinement plan_confinement(const Spec& spec, const std::string& qemu) {
+  Confinement c;
+  c.features = qemu_features(qemu);
+  if (!c.features.started) return c;
+  c.user = resolve_qemu_user(spec, c.features, ::geteuid());
+  c.known = true;
+  return c;
+}
+
+/// The arguments for this run; says who qemu runs as, and warns for root or no sandbox.
+std::vector<std::string> confine(const Spec& spec, const Confinement& c) {
+  if (!c.known) return {};
+  const bool spawns_helper = spec.network.mode == NetworkMode::bridge;
+  if (c.user.kind == QemuUser::Kind::root)
+    spdlog::warn("{}: qemu runs as root (\"qemuUser\": \"root\" in {}): a guest that escapes it owns this host",
+                 spec.name, spec.file.string());
+  if (!c.features.sandbox)
+    spdlog::warn("{}: this qemu has no seccomp sandbox (-sandbox: built without libseccomp); it runs without one",
+                 spec.name);
+  spdlog::info("{}: qemu runs as {}{}", spec.name, c.user.describe(),
+               c.features.sandbox ? ", in its seccomp sandbox" : "");
+  return confinement_args(c.user, c.features, spawns_helper);
+}
+
 void run_options(cxxopts::Options& o) {
   o.add_options()(
       "external-recorder", "do not record the status channel here (run `sprout watch` for that)")(
@@ -113,11 +149,16 @@ int cmd_run(const Invocation& inv) {
   QemuEnvironment env;
   env.qemu_binary = a["qemu"].as<std::string>();
   env.status_wait_for_reader = !a.count("external-recorder");
-  check_qemu_can_run(spec);  // input errors (network mode) before anything is written
+  check_qemu_can_run(spec);  // input errors (network mode, qemu's user) before anything is written
+  Confinement confinement = plan_confinement(spec, env.qemu_binary);
   if (a.count("print-command")) {
     // A dry run: what `sprout run` would start, with the disks where prepare puts
-    // them; nothing is exported, created or recorded.
+    // them and the uid a dynamic user tries first; nothing is exported, created,
+    // claimed or recorded.
     for (DiskRole role : exported_roles(spec)) env.disks.emplace_back(role, spec.exported_image(role_info(role).name));
+    if (confinement.user.kind == QemuUser::Kind::dynamic)
+      confinement.user.uid = confinement.user.gid = DynamicUid::first_choice(spec.name);
+    env.confinement = confine(spec, confinement);
     env.kvm = choose_accel_for(spec, env.qemu_binary).kvm;
     fmt::print("{}\n", format_command(build_qemu_command(spec, env)));  // one line, quoted for a POSIX shell
     return 0;
@@ -159,6 +200,12 @@ int cmd_run(const Invocation& inv) {
   for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
   const AccelChoice accel = choose_accel_for(spec, env.qemu_binary);
   env.kvm = accel.kvm;
+  std::optional<DynamicUid> uid;  // claimed for as long as qemu runs
+  if (confinement.known && confinement.user.kind == QemuUser::Kind::dynamic) {
+    uid.emplace(DynamicUid::claim(default_uid_registry(), spec.name));
+    confinement.user.uid = confinement.user.gid = uid->uid();
+  }
+  env.confinement = confine(spec, confinement);
   auto argv = build_qemu_command(spec, env);
   rotate_console_log(spec);
   SuperviseOptions so;

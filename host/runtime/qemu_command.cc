@@ -44,6 +44,7 @@ std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironm
 
   add({"-name", fmt::format("guest={},debug-threads=on", qemu_escape(spec.name))});
   add({"-nodefaults", "-no-user-config"});
+  for (const auto& x : env.confinement) a.push_back(x);
   if (env.kvm)
     add({"-accel", "kvm", "-cpu", "host"});
   else

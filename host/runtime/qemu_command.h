@@ -2,7 +2,8 @@
 // the overlay as boot disk, the exported disks read-only with their virtio serials,
 // optional direct kernel boot, memory and vcpus, KVM or TCG, the console log, the
 // network, the status channel (virtio-serial port sprout.status.0 on a unix socket
-// in the state directory, qemu listening) and the QMP socket. The spec's qemuArgs
+// in the state directory, qemu listening), the QMP socket and qemu's confinement
+// (its user and sandbox, as qemu_confinement.h chose them). The spec's qemuArgs
 // come last. Pure: it reads nothing from disk, so it is unit-tested directly.
 #pragma once
 
@@ -24,6 +25,9 @@ struct QemuEnvironment {
   /// true: qemu waits (before starting the guest) until a recorder connects to the
   /// status socket, so nothing the guest writes is ever written to nobody.
   bool status_wait_for_reader = true;
+  /// The user switch and the sandbox (qemu_confinement.h's confinement_args), right
+  /// after -nodefaults.
+  std::vector<std::string> confinement;
 };
 
 /// InputError when the spec asks for something the QEMU backend cannot do

@@ -1,5 +1,7 @@
 #include "spec/spec.h"
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
@@ -185,6 +187,25 @@ void read_backend(StrictObject& top, Spec& s) {
   }
 }
 
+/// "qemuUser": who qemu runs as once it has opened its files ("dynamic", "root" or a
+/// user name). Whether a named user exists is asked at run time, on the host that runs
+/// the VM; the name's form is checked here.
+void read_qemu_user(StrictObject& top, Spec& s) {
+  s.qemu_user = top.string_or("qemuUser", kQemuUserDynamic);
+  const std::string& u = s.qemu_user;
+  const bool name_like = !u.empty() && u.size() <= 32 && (std::islower(static_cast<unsigned char>(u[0])) || u[0] == '_') &&
+                         std::all_of(u.begin(), u.end(), [](char c) {
+                           return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+                                  c == '_' || c == '-';
+                         });
+  if (!name_like)
+    top.fail_value("qemuUser", "\"dynamic\" (a uid of its own per VM), \"root\", or the name of a user on the host "
+                               "(lower-case letters, digits, '_' and '-', at most 32)");
+  if (s.backend == Backend::libvirt && u != kQemuUserDynamic)
+    top.fail_value("qemuUser", "libvirt runs qemu as the user its qemu.conf names (`user = ...`); leave "
+                               "\"qemuUser\" out for a libvirt VM");
+}
+
 /// One of network.forwards (`i`: its index), refused when an earlier one of `taken`
 /// forwards the same host port.
 PortForward read_forward(const json& value, const std::string& source, StrictObject& n, std::size_t i,
@@ -294,6 +315,7 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
   part([&] { s.qemu_args = top.strings_or_empty("qemuArgs", 1024); });
   part([&] { s.accel = choose(top, "accel", kAccelNames, Accel::automatic); });
   part([&] { s.vnc = top.boolean_or("vnc", false); });
+  part([&] { read_qemu_user(top, s); });
   part([&] { s.base_change = choose(top, "baseChange", kBaseChangeNames, BaseChange::keep); });
   part([&] { s.ready = choose(top, "ready", kReadyNames, Ready::specialized); });
   part([&] { s.shutdown_timeout_seconds = top.integer_or("shutdownTimeoutSeconds", 60, 1, 24 * 3600); });

@@ -21,6 +21,7 @@ namespace sprout {
 inline constexpr int kSpecVersion = 1;
 inline constexpr const char* kDefaultSpecDir = "/etc/sprout/vms";
 inline constexpr const char* kDefaultCacheDir = "/var/lib/sprout/cache";
+inline constexpr const char* kQemuUserDynamic = "dynamic";
 inline constexpr const char* kDefaultGcRootDir = "/nix/var/nix/gcroots/sprout";
 
 struct PortForward {
@@ -106,6 +107,9 @@ struct Spec {
   std::vector<std::string> qemu_args;
   Accel accel = Accel::automatic;
   bool vnc = false;
+  /// "qemuUser": who qemu runs as once its files are open (runtime/qemu_confinement.h):
+  /// kQemuUserDynamic, "root", or a user's name.
+  std::string qemu_user = kQemuUserDynamic;
   BaseChange base_change = BaseChange::keep;
   Ready ready = Ready::specialized;
   std::int64_t shutdown_timeout_seconds = 60;

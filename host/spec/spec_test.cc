@@ -97,6 +97,27 @@ TEST(Spec, AccelIsAutoKvmOrTcg) {
   }
 }
 
+TEST(Spec, QemuUserIsDynamicRootOrAName) {
+  EXPECT_EQ(parse_spec(kMinimal, "web.json", "/").qemu_user, "dynamic");
+  EXPECT_EQ(parse_spec(with(R"("qemuUser": "sprout-qemu")"), "web.json", "/").qemu_user, "sprout-qemu");
+  EXPECT_EQ(parse_spec(with(R"("qemuUser": "root")"), "web.json", "/").qemu_user, "root");
+  for (const char* bad : {R"("qemuUser": "")", R"("qemuUser": "Bob")", R"("qemuUser": "a b")", R"("qemuUser": "1000")",
+                          R"("qemuUser": "x/../y")", R"("qemuUser": 0)"}) {
+    try {
+      parse_spec(with(bad), "web.json", "/");
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("qemuUser"), std::string::npos) << e.what();
+    }
+  }
+  try {
+    parse_spec(with(R"("backend": "libvirt", "qemuUser": "root")"), "web.json", "/");
+    FAIL() << "qemuUser accepted for a libvirt VM";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("qemu.conf"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Spec, EveryPartIsCheckedInOneRun) {
   try {
     parse_spec(with(R"("vcpus": 0, "network": {"mode": "warp"}, "memroy": 1)"), "web.json", "/etc/sprout/vms");

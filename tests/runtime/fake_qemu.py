@@ -4,7 +4,8 @@ qmp-stuck): it makes the status channel and QMP sockets named on its command lin
 accepts sprout's QMP connection and never says a word on it (nor reads it), and
 reports a guest that specializes on the status channel. It runs until SIGTERM (what
 sprout sends when QMP cannot take `quit`) and exits 0. It writes what it did, one
-line per step, to $FAKE_QEMU_LOG.
+line per step, to $FAKE_QEMU_LOG. Like qemu, it answers -help (it can switch users)
+and, given -runas UID:GID, switches to that user once its sockets are made.
 """
 import json
 import os
@@ -30,13 +31,25 @@ def listen(path):
     return s
 
 
+def switch_user(argv):
+    if "-runas" in argv:
+        uid, gid = (int(x) for x in argv[argv.index("-runas") + 1].split(":"))
+        os.setgroups([gid])
+        os.setgid(gid)
+        os.setuid(uid)
+
+
 def main():
+    if sys.argv[1:] == ["-help"]:
+        print("-runas user     change to user id user just before starting the VM")
+        return
     log = open(os.environ["FAKE_QEMU_LOG"], "a", buffering=1)
     status_path = dict(kv.split("=", 1) for kv in option(sys.argv, "-chardev", "socket,id=sprout-status,")
                        .split(",") if "=" in kv)["path"]
     qmp_path = option(sys.argv, "-qmp", "unix:")[len("unix:"):].split(",")[0]
     signal.signal(signal.SIGTERM, lambda *_: (log.write("SIGTERM\n"), sys.exit(0)))
     status_srv, qmp_srv = listen(status_path), listen(qmp_path)
+    switch_user(sys.argv)
     status, _ = status_srv.accept()
     log.write("status channel accepted\n")
     qmp, _ = qmp_srv.accept()  # and then silence: no greeting, nothing read

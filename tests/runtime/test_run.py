@@ -42,12 +42,50 @@ def phases_between(events, start_index):
     return [e["phase"] for e in events[start_index:] if e["phase"] != "log"]
 
 
+DYNAMIC_UIDS = range(0x73700000, 0x73700000 + 0x10000)  # runtime/dynamic_uid.h
+
+
+def running_qemu(state, run, timeout=120):
+    """/proc/PID/status of the qemu a run records (status.json's host.pid), read once
+    the guest has said something (qemu switches users just before the guest starts):
+    {"Uid": [...], "Gid": [...], "Groups": [...], "Seccomp": "2", ...}."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = rl.read_status(state) or {}
+        pid = (st.get("host") or {}).get("pid")
+        if pid and st.get("phase"):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    fields = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+            except OSError:
+                fields = None
+            if fields:
+                for k in ("Uid", "Gid", "Groups"):
+                    fields[k] = [int(x) for x in fields.get(k, "").split()]
+                return fields
+        check(run.p.poll() is None, f"the run ended before its qemu was seen\n{run.output()}")
+        time.sleep(0.05)
+    check(False, f"no qemu recorded in {state} within {timeout} s\n{run.output()}")
+
+
+def check_confined(name, q):
+    """Issue 29: qemu is not root once the guest runs, and is in its seccomp sandbox."""
+    check(len(set(q["Uid"])) == 1 and q["Uid"][0] in DYNAMIC_UIDS,
+          f"{name}: qemu's uids {q['Uid']} (want one uid of its own, from sprout's range)")
+    check(q["Gid"] == [q["Uid"][0]] * 4 and q["Groups"] == [q["Uid"][0]],
+          f"{name}: qemu's gids {q['Gid']}, groups {q['Groups']}")
+    check(q.get("Seccomp") == "2", f"{name}: qemu's Seccomp is {q.get('Seccomp')} (want 2: the sandbox's filter)")
+
+
 def case_lifecycle(root):
     w = GuestWorld(root)
     w.spec("web")
     state = w.state("web")
-    # 1. A fresh VM specializes after exactly one reboot; wait exits 0.
+    # 1. A fresh VM specializes after exactly one reboot; wait exits 0. Its qemu runs
+    #    as a uid of its own, in QEMU's seccomp sandbox (and still reboots the guest,
+    #    and powers off).
     with run_vm(w, "web") as run:
+        check_confined("web", running_qemu(state, run))
         r = wait_for(w, "web")
         check(r.returncode == 0, f"wait: {r.returncode} {r.stdout} {r.stderr}\n{run.output()}")
         check(run.wait(120) == 0, f"run exit status\n{run.output()}")
@@ -94,6 +132,11 @@ def case_two_vms(root):
         w.spec(n)
     runs = [run_vm(w, n) for n in ("alpha", "beta")]
     try:
+        # Each qemu runs as a uid of its own: one cannot signal or trace the other.
+        qemus = [running_qemu(w.state(n), run) for n, run in zip(("alpha", "beta"), runs)]
+        for n, q in zip(("alpha", "beta"), qemus):
+            check_confined(n, q)
+        check(qemus[0]["Uid"][0] != qemus[1]["Uid"][0], f"alpha and beta share uid {qemus[0]['Uid'][0]}")
         # One wait per VM, both from the start: each follows its VM's run (these
         # guests power off once specialized, and a wait begun after a run has ended
         # answers "not running", not from its history).

@@ -1,0 +1,92 @@
+#include "runtime/dynamic_uid.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "base/temp_dir.h"
+
+using namespace sprout;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A child process that runs as `uid` (gid the same) until killed; waits until /proc
+/// shows it so.
+pid_t start_process_as(uid_t uid) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgid(uid) != 0 || ::setuid(uid) != 0) ::_exit(3);
+    ::pause();
+    ::_exit(0);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (pid > 0 && processes_running_as(uid).empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return pid;
+}
+
+}  // namespace
+
+TEST(DynamicUid, EachClaimHasAUidOfItsOwnUntilReleased) {
+  TempDir dir("dynamic-uid");
+  const fs::path reg = dir.path() / "uids";
+  uid_t first = 0;
+  {
+    DynamicUid a = DynamicUid::claim(reg, "web");
+    DynamicUid b = DynamicUid::claim(reg, "web");  // the same name twice: still two uids
+    DynamicUid c = DynamicUid::claim(reg, "db");
+    first = a.uid();
+    EXPECT_EQ(a.uid(), DynamicUid::first_choice("web"));
+    EXPECT_NE(a.uid(), b.uid());
+    EXPECT_NE(a.uid(), c.uid());
+    EXPECT_NE(b.uid(), c.uid());
+    for (const DynamicUid* u : {&a, &b, &c}) {
+      EXPECT_GE(u->uid(), kDynamicUidFirst);
+      EXPECT_LT(u->uid() - kDynamicUidFirst, kDynamicUidCount);
+      EXPECT_TRUE(fs::exists(reg / std::to_string(u->uid())));
+    }
+  }
+  EXPECT_FALSE(fs::exists(reg / std::to_string(first)));  // released
+  DynamicUid again = DynamicUid::claim(reg, "web");
+  EXPECT_EQ(again.uid(), first);  // the same VM gets the same uid run after run
+}
+
+TEST(DynamicUid, AStaleClaimIsTakenBackAndWhatRunsUnderItIsKilled) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a process as another uid";
+  TempDir dir("dynamic-uid");
+  const fs::path reg = dir.path() / "uids";
+  const uid_t uid = DynamicUid::first_choice("orphaned");
+  fs::create_directories(reg);
+  // A claim whose sprout is gone (pid 2^22 - 1 does not run; no start time matches).
+  std::ofstream(reg / std::to_string(uid)) << R"({"supervisor": 4194303, "supervisorStart": 1, "vm": "orphaned"})";
+  // ... and the qemu it left behind, still running as the uid.
+  pid_t orphan = start_process_as(uid);
+  ASSERT_GT(orphan, 0);
+  ASSERT_FALSE(processes_running_as(uid).empty());
+
+  DynamicUid taken = DynamicUid::claim(reg, "orphaned");
+  EXPECT_EQ(taken.uid(), uid);
+  int status = 0;
+  ASSERT_EQ(::waitpid(orphan, &status, 0), orphan);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+TEST(DynamicUid, AUidSomeProcessRunsAsIsSkipped) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a process as another uid";
+  TempDir dir("dynamic-uid");
+  const uid_t uid = DynamicUid::first_choice("busy");
+  pid_t other = start_process_as(uid);
+  ASSERT_GT(other, 0);
+  ASSERT_FALSE(processes_running_as(uid).empty());
+  DynamicUid u = DynamicUid::claim(dir.path() / "uids", "busy");
+  EXPECT_NE(u.uid(), uid);
+  ::kill(other, SIGKILL);
+  ::waitpid(other, nullptr, 0);
+}
