@@ -500,9 +500,12 @@ def main():
               f"{example}: sprout-vms.target wanted by multi-user.target")
         check(any(p.endswith("-sprout-0.1.0") for p in r["systemPackages"]), f"{example}: sprout in systemPackages")
         check_unit_files(example, r)
-        if example == "qemu-quickstart":
+        # The units of a qemu and a libvirt host, as NixOS renders them (unit-security
+        # scores these files).
+        if example in ("qemu-quickstart", "libvirt"):
+            units_dir = os.path.join(GOLDEN, f"{example}-units")
             for name, text in r["files"].items():
-                golden = os.path.join(GOLDEN, "qemu-quickstart-units", name)
+                golden = os.path.join(units_dir, name)
                 text = zero_hashes(text)
                 if args.update_golden:
                     os.makedirs(os.path.dirname(golden), exist_ok=True)
@@ -511,8 +514,8 @@ def main():
                 with open(golden) as f:
                     check(f.read() == text, f"{example}: {name}, rendered as NixOS renders it, equals "
                           f"{os.path.relpath(golden, HERE)}")
-            check(sorted(r["files"]) == sorted(os.listdir(os.path.join(GOLDEN, "qemu-quickstart-units"))),
-                  f"{example}: the units are those of golden/qemu-quickstart-units ({sorted(r['files'])})")
+            check(sorted(r["files"]) == sorted(os.listdir(units_dir)),
+                  f"{example}: the units are those of golden/{example}-units ({sorted(r['files'])})")
 
     r = get("examples.nixos-on-nixos")
     if r:
