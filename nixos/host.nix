@@ -189,6 +189,7 @@ let
     }
     // optionalAttrs (rebuild != { }) { inherit rebuild; }
     // optionalAttrs (vm.backend != "qemu") { inherit (vm) backend; }
+    // optionalAttrs (vm.qemuUser != "dynamic") { inherit (vm) qemuUser; }
     // optionalAttrs (vm.backend == "libvirt" && vm.libvirt.uri != "qemu:///system") { libvirt.uri = vm.libvirt.uri; }
     // optionalAttrs (network != { }) { inherit network; }
     // optionalAttrs (vm.kernel != null) {
@@ -483,6 +484,11 @@ in
           {
             assertion = vm.backend == "libvirt" -> config.virtualisation.libvirtd.enable;
             message = "${opt}.backend = \"libvirt\" needs virtualisation.libvirtd.enable = true.";
+          }
+          {
+            assertion = vm.backend == "libvirt" -> vm.qemuUser == "dynamic";
+            message = "${opt}.qemuUser = \"${vm.qemuUser}\": a libvirt VM's qemu runs as libvirt's qemu.conf says (user, group);"
+              + " qemuUser applies to backend = \"qemu\" only. Remove it, or set it in virtualisation.libvirtd.qemu.verbatimConfig.";
           }
           {
             assertion = vm.specialize == "host" -> vm.configuration != null;

@@ -619,6 +619,7 @@ def main():
         "flakeWithoutTarget": "configDir has no flake.nix; set rebuild.target",
         "libvirtWithoutLibvirtd": "needs virtualisation.libvirtd.enable = true",
         "libvirtNetworkOnQemu": 'needs backend = "libvirt"',
+        "qemuUserOnLibvirt": 'virtualisation.sprout.vms.t.qemuUser = "root": a libvirt VM\'s qemu runs as libvirt\'s qemu.conf says',
         "privateKeysWithoutSshDir": "allowPrivateKeys only applies to sshDir",
         "badName": "virtualisation.sprout.vms.-x: a VM name is",
         "noSelfDir": 'virtualisation.sprout.vms.t.selfDir: ' + os.path.dirname(os.path.dirname(HERE))
@@ -632,6 +633,19 @@ def main():
         for case, message in expected.items():
             msgs = bad.get(case, [])
             check(len(msgs) == 1 and message in msgs[0], f"assertion {case}: {message!r} (got {msgs})")
+
+    # qemuUser (issue 29): in the spec only when not "dynamic". (Rendering only: sprout
+    # check-spec learns the key with the qemu part of issue 29.)
+    r = get("qemuUser")
+    if r:
+        sp = r["specs"]
+        check(sp["t"].get("qemuUser") == "vmrunner" and sp["u"].get("qemuUser") == "root"
+              and "qemuUser" not in sp["v"] and r["failedAssertions"] == [],
+              f"qemuUser: a user name and \"root\" are written into the spec, the default \"dynamic\" is not "
+              f"({[sp[n].get('qemuUser') for n in 'tuv']}, {r['failedAssertions']})")
+    r = get("minimal")
+    if r:
+        check("qemuUser" not in r["specs"]["t"], "qemuUser: the default leaves the key out of the spec")
 
     # Host-built specialization (specialize = "host").
     r = get("hostShared")
