@@ -189,6 +189,7 @@ let
     }
     // optionalAttrs (rebuild != { }) { inherit rebuild; }
     // optionalAttrs (vm.backend != "qemu") { inherit (vm) backend; }
+    // optionalAttrs (vm.qemuUser != "dynamic") { inherit (vm) qemuUser; }
     // optionalAttrs (vm.backend == "libvirt" && vm.libvirt.uri != "qemu:///system") { libvirt.uri = vm.libvirt.uri; }
     // optionalAttrs (network != { }) { inherit network; }
     // optionalAttrs (vm.kernel != null) {
@@ -227,6 +228,131 @@ let
   libvirtd = config.virtualisation.libvirtd.enable;
   domainList = concatStringsSep ""
     (map (name: name + "\n") (attrNames (filterAttrs (_: vm: vm.backend == "libvirt") cfg.vms)));
+
+  # The VM units' confinement: what `sprout run` (qemu backend) or `sprout define` +
+  # `sprout watch` (libvirt backend) needs and nothing more. data/systemd/sprout-vm@.service.in
+  # is the qemu unit at the defaults with the same settings; docs/nixos.md has the
+  # measured `systemd-analyze security` scores. Settings left out, and why:
+  #  - User=/DynamicUser=: sprout supervises as root: qemu opens /dev/kvm, the disks and
+  #    sockets as root and then drops to a uid of its own (-runas), and
+  #    qemu-bridge-helper needs CAP_NET_ADMIN. PrivateUsers= likewise: in a user
+  #    namespace root could not switch qemu to a real host uid, and the nix daemon
+  #    would see another uid.
+  #  - MemoryDenyWriteExecute=: qemu's software emulation (TCG) writes and runs the
+  #    code it translates (a JIT); qemu would fail to start without KVM. The libvirt
+  #    unit runs qemu too: the KVM probe of `sprout define`.
+  #  - PrivateDevices=: it hides /dev/kvm and /dev/net/tun (DeviceAllow= cannot add
+  #    nodes back to the private /dev); DevicePolicy=closed + DeviceAllow= instead.
+  #  - PrivateNetwork=, IPAddressDeny=: qemu's user networking connects wherever the
+  #    guest does and listens for port forwards, bridge mode attaches a host tap. The
+  #    libvirt unit with a local URI only talks over unix sockets and has both.
+  #  - ProtectProc=invisible: sprout checks its qemu through /proc/PID/stat (process
+  #    identity), and after -runas that process belongs to another uid, which hidepid
+  #    hides from a root without CAP_SYS_PTRACE. ProcSubset=pid: the KVM probe's
+  #    verdict is keyed on /proc/sys/kernel/random/boot_id.
+  #  - RootDirectory=/RootImage=: qemu, nix and the exported trees are the host's.
+  #  - SystemCallFilter= beyond @system-service: qemu raises its file limit and may
+  #    place memory (@resources), and -runas is @setuid (in @privileged).
+  hardening = {
+    UMask = "0077";
+    ProtectSystem = "strict";
+    PrivateTmp = true;
+    # Config trees and ssh keys may live under /home or /root: readable, not writable.
+    ProtectHome = "read-only";
+    PrivateMounts = true;
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    RestrictNamespaces = true;
+    LockPersonality = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    NoNewPrivileges = true;
+    SystemCallArchitectures = "native";
+    # seccomp: qemu's own sandbox (-sandbox on) installs its filter with seccomp(2),
+    # which @system-service leaves out. An unexpected call fails with EPERM rather than
+    # killing the VM with SIGSYS.
+    SystemCallFilter = "@system-service seccomp";
+    SystemCallErrorNumber = "EPERM";
+    DevicePolicy = "closed";
+  };
+
+  # The gc units: files only (sprout gc), and libvirtd's socket (undefine). Nothing to
+  # emulate, no devices, no network, no capabilities: what they remove is root's own.
+  gcHardening = writable: hardening // {
+    ReadWritePaths = writable;
+    CapabilityBoundingSet = "";
+    PrivateDevices = true;
+    PrivateNetwork = true;
+    IPAddressDeny = "any";
+    RestrictAddressFamilies = "AF_UNIX";
+    MemoryDenyWriteExecute = true;
+  };
+
+  # A qemu VM's unit at the defaults (user networking, no port below 1024): what
+  # data/systemd/sprout-vm@.service.in sets too. CAP_SETUID, CAP_SETGID: qemu's -runas
+  # switch to its own uid; CAP_KILL: sprout (root) signals that qemu. AF_INET,
+  # AF_INET6: user networking and its port forwards; AF_NETLINK: glibc's address
+  # lookups (getaddrinfo with AI_ADDRCONFIG) and the bridge helper. The console is a
+  # unix socket, not a pty: qemu needs no char-pts.
+  qemuHardening = {
+    CapabilityBoundingSet = "CAP_SETUID CAP_SETGID CAP_KILL CAP_DAC_READ_SEARCH";
+    RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
+    DeviceAllow = "/dev/kvm rw";
+  };
+
+  # Per backend and VM. CAP_DAC_READ_SEARCH: the config trees and ssh keys sprout
+  # exports may belong to another user behind a 0700 directory (a home); read and
+  # search only, nothing sprout writes is anybody else's (no CAP_DAC_OVERRIDE, CAP_CHOWN,
+  # CAP_FOWNER for qemu).
+  vmHardening = vm:
+    let
+      net = vm.network;
+      bridge = vm.backend == "qemu" && net.mode == "bridge";
+      lowPort = builtins.any (f: f.hostPort < 1024) net.forwards;
+      localLibvirt = builtins.match "qemu(\\+unix)?:///.*" vm.libvirt.uri != null;
+    in
+    hardening // {
+      # The VM's state directory, the exported images and the GC roots that keep its
+      # base (and host-built system) alive; the nix daemon's socket and libvirtd's
+      # need no write access to their file systems.
+      ReadWritePaths = [ vm.stateDir cfg.cacheDir "/nix/var/nix/gcroots/sprout" ];
+      # /run/sprout (the KVM probe's verdicts, qemu's uid claims) is shared by every VM:
+      # kept when one unit stops.
+      RuntimeDirectory = "sprout";
+      RuntimeDirectoryPreserve = true;
+    }
+    // (if vm.backend == "qemu" then qemuHardening
+      // optionalAttrs bridge {
+        # qemu-bridge-helper makes the tap device: /dev/net/tun and CAP_NET_ADMIN.
+        DeviceAllow = [ qemuHardening.DeviceAllow "/dev/net/tun rw" ];
+      }
+      // optionalAttrs (bridge || lowPort) {
+        # CAP_NET_BIND_SERVICE: a port forward below 1024, bound by qemu before it
+        # drops root.
+        CapabilityBoundingSet = concatStringsSep " " ([ qemuHardening.CapabilityBoundingSet ]
+          ++ optional bridge "CAP_NET_ADMIN" ++ optional lowPort "CAP_NET_BIND_SERVICE");
+      }
+    else {
+      # libvirtd runs qemu; sprout only exports, defines and watches. CAP_DAC_OVERRIDE:
+      # the status channel's socket and the console log are made for libvirt's qemu
+      # user (dynamic_ownership), and connecting to a socket takes write permission.
+      CapabilityBoundingSet = "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE";
+      # AF_INET, AF_INET6 only for a remote URI (qemu+ssh://, qemu+tcp://).
+      RestrictAddressFamilies = if localLibvirt then "AF_UNIX AF_NETLINK" else "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
+      # `sprout define` with accel "auto" runs a probe guest under qemu itself, with
+      # /dev/kvm (libvirt offers KVM wherever /dev/kvm opens): so no PrivateDevices=, and
+      # no MemoryDenyWriteExecute= either (the probe's qemu).
+      DeviceAllow = [ "/dev/kvm rw" ];
+    } // optionalAttrs localLibvirt {
+      # libvirtd, the nix daemon and the status channel are unix sockets with paths,
+      # which a private network namespace still reaches.
+      PrivateNetwork = true;
+      IPAddressDeny = "any";
+    });
 
   mkUnit = name: vm:
     let
@@ -282,7 +408,7 @@ let
         RestartSec = 10;
         # Exit status 2 is bad input (the spec, its files): starting again cannot help.
         RestartPreventExitStatus = lib.mkDefault 2;
-      } // optionalAttrs libvirt {
+      } // vmHardening vm // optionalAttrs libvirt {
         ExecStartPre = "${sprout} define --spec ${spec} --start";
       };
     };
@@ -358,6 +484,11 @@ in
           {
             assertion = vm.backend == "libvirt" -> config.virtualisation.libvirtd.enable;
             message = "${opt}.backend = \"libvirt\" needs virtualisation.libvirtd.enable = true.";
+          }
+          {
+            assertion = vm.backend == "libvirt" -> vm.qemuUser == "dynamic";
+            message = "${opt}.qemuUser = \"${vm.qemuUser}\": a libvirt VM's qemu runs as libvirt's qemu.conf says (user, group);"
+              + " qemuUser applies to backend = \"qemu\" only. Remove it, or set it in virtualisation.libvirtd.qemu.verbatimConfig.";
           }
           {
             assertion = vm.specialize == "host" -> vm.configuration != null;
@@ -466,7 +597,7 @@ in
         serviceConfig = {
           Type = "oneshot";
           ExecStart = "${sprout} gc";
-        };
+        } // gcHardening [ cfg.cacheDir "/nix/var/nix/gcroots/sprout" ];
       };
     }
     // optionalAttrs libvirtd {
@@ -481,7 +612,7 @@ in
           Type = "oneshot";
           RemainAfterExit = true;
           ExecStart = gcScript;
-        };
+        } // gcHardening [ "/var/lib/sprout" cfg.cacheDir "/nix/var/nix/gcroots/sprout" ];
       };
     };
   };

@@ -271,6 +271,20 @@ let
         '';
       };
 
+      qemuUser = mkOption {
+        type = types.str;
+        default = "dynamic";
+        example = "vmrunner";
+        description = ''
+          Whom qemu runs as once it has opened the VM's disks and sockets (qemu backend):
+          `dynamic` gives it a uid of its own for as long as the VM runs, so that a
+          guest that escapes qemu reaches neither the host's files nor another VM;
+          `root` keeps root (sprout warns); any other value is an existing user whose
+          uid and gid qemu switches to. For libvirt VMs libvirt's qemu.conf decides:
+          only `dynamic` is accepted there.
+        '';
+      };
+
       libvirt.uri = mkOption {
         type = types.str;
         default = "qemu:///system";

@@ -147,6 +147,8 @@ in
     noConfigDir = [ (vm { configDir = ../../examples/qemu-quickstart/no-such-dir; }) ];
     libvirtWithoutLibvirtd = [ (vm { backend = "libvirt"; }) ];
     libvirtNetworkOnQemu = [ (vm { network.mode = "libvirt"; }) ];
+    # libvirt's qemu.conf decides whom its qemu runs as.
+    qemuUserOnLibvirt = [ (vm { backend = "libvirt"; qemuUser = "root"; }) { virtualisation.libvirtd.enable = true; } ];
     privateKeysWithoutSshDir = [ (vm { allowPrivateKeys = true; }) ];
     badName = [ { imports = [ (vm { }) ]; virtualisation.sprout.vms."-x" = { base.image = "/i"; configDir = "/c"; }; } ];
     # A string configDir is read at VM start: nothing the host could evaluate.
@@ -159,6 +161,15 @@ in
       rebuild = { mode = "flake"; target = "/etc/nixos#one"; };
     }) ];
   };
+
+  # qemuUser: written into the spec only when it is not "dynamic" (the default); a
+  # libvirt VM at the default has none either.
+  qemuUser = hostResult [
+    (vm { qemuUser = "vmrunner"; })
+    { virtualisation.sprout.vms.u = { base.image = "/i"; configDir = "/c"; qemuUser = "root"; }; }
+    { virtualisation.sprout.vms.v = { base.image = "/i"; configDir = "/c"; backend = "libvirt"; }; }
+    { virtualisation.libvirtd.enable = true; }
+  ];
 
   # Must fail to evaluate, with nixpkgs' type error naming the option.
   memoryLots = (hostResult [ (vm { memory = "lots"; }) ]).specs;

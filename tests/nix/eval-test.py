@@ -500,9 +500,12 @@ def main():
               f"{example}: sprout-vms.target wanted by multi-user.target")
         check(any(p.endswith("-sprout-0.1.0") for p in r["systemPackages"]), f"{example}: sprout in systemPackages")
         check_unit_files(example, r)
-        if example == "qemu-quickstart":
+        # The units of a qemu and a libvirt host, as NixOS renders them (unit-security
+        # scores these files).
+        if example in ("qemu-quickstart", "libvirt"):
+            units_dir = os.path.join(GOLDEN, f"{example}-units")
             for name, text in r["files"].items():
-                golden = os.path.join(GOLDEN, "qemu-quickstart-units", name)
+                golden = os.path.join(units_dir, name)
                 text = zero_hashes(text)
                 if args.update_golden:
                     os.makedirs(os.path.dirname(golden), exist_ok=True)
@@ -511,8 +514,8 @@ def main():
                 with open(golden) as f:
                     check(f.read() == text, f"{example}: {name}, rendered as NixOS renders it, equals "
                           f"{os.path.relpath(golden, HERE)}")
-            check(sorted(r["files"]) == sorted(os.listdir(os.path.join(GOLDEN, "qemu-quickstart-units"))),
-                  f"{example}: the units are those of golden/qemu-quickstart-units ({sorted(r['files'])})")
+            check(sorted(r["files"]) == sorted(os.listdir(units_dir)),
+                  f"{example}: the units are those of golden/{example}-units ({sorted(r['files'])})")
 
     r = get("examples.nixos-on-nixos")
     if r:
@@ -616,6 +619,7 @@ def main():
         "flakeWithoutTarget": "configDir has no flake.nix; set rebuild.target",
         "libvirtWithoutLibvirtd": "needs virtualisation.libvirtd.enable = true",
         "libvirtNetworkOnQemu": 'needs backend = "libvirt"',
+        "qemuUserOnLibvirt": 'virtualisation.sprout.vms.t.qemuUser = "root": a libvirt VM\'s qemu runs as libvirt\'s qemu.conf says',
         "privateKeysWithoutSshDir": "allowPrivateKeys only applies to sshDir",
         "badName": "virtualisation.sprout.vms.-x: a VM name is",
         "noSelfDir": 'virtualisation.sprout.vms.t.selfDir: ' + os.path.dirname(os.path.dirname(HERE))
@@ -629,6 +633,19 @@ def main():
         for case, message in expected.items():
             msgs = bad.get(case, [])
             check(len(msgs) == 1 and message in msgs[0], f"assertion {case}: {message!r} (got {msgs})")
+
+    # qemuUser (issue 29): in the spec only when not "dynamic". (Rendering only: sprout
+    # check-spec learns the key with the qemu part of issue 29.)
+    r = get("qemuUser")
+    if r:
+        sp = r["specs"]
+        check(sp["t"].get("qemuUser") == "vmrunner" and sp["u"].get("qemuUser") == "root"
+              and "qemuUser" not in sp["v"] and r["failedAssertions"] == [],
+              f"qemuUser: a user name and \"root\" are written into the spec, the default \"dynamic\" is not "
+              f"({[sp[n].get('qemuUser') for n in 'tuv']}, {r['failedAssertions']})")
+    r = get("minimal")
+    if r:
+        check("qemuUser" not in r["specs"]["t"], "qemuUser: the default leaves the key out of the spec")
 
     # Host-built specialization (specialize = "host").
     r = get("hostShared")

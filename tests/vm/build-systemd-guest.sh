@@ -17,7 +17,8 @@
 #         /etc/systemd/system as it is (the files and .wants links NixOS makes for
 #         three VMs: sprout-vm@slow/bad/badspec.service wanted by sprout-vms.target,
 #         wanted by multi-user.target; the gc units), and /usr/bin/sprout: the
-#         stand-in systemd/sprout their ExecStart runs (store-path rule)
+#         stand-in systemd/sprout their ExecStart runs (store-path rule); the
+#         directories their ReadWritePaths= name, as the module's tmpfiles rules make them
 #     the store-path rule: every /nix/store/<32 zeros>-NAME the units or agent.json
 #         name is a directory whose bin and sbin link to /usr/bin and /usr/sbin, so
 #         the unit's ExecStart, PATH and nixBinDir resolve to the root's programs
@@ -87,6 +88,12 @@ ln -sfn ../sprout-agent.service "$sys/multi-user.target.wants/sprout-agent.servi
 # The host module's units with their .wants links, as they are; the stand-in sprout.
 cp -a "$host_units/." "$sys/"
 install -m 0755 "$here/systemd/sprout" usr/bin/sprout
+# The directories the module's tmpfiles rules make (nixos/host.nix): the units'
+# ReadWritePaths= must exist, or systemd cannot set up their mount namespace.
+install -d -m 0755 var/lib/sprout nix/var/nix/gcroots/sprout
+install -d -m 0750 var/lib/sprout/vms
+install -d -m 0711 var/lib/sprout/cache
+for vm in slow bad badspec; do install -d -m 0750 "var/lib/sprout/vms/$vm"; done
 
 # The store-path rule (see the header).
 for p in $(grep -rho '/nix/store/0\{32\}-[^/ :"]*' "$unit" "$agent_json" "$host_units" | sort -u); do

@@ -21,7 +21,13 @@ CASE:
        while sprout-vm@slow (status sent, READY=1 never) is still activating; bad
        (exit 1) ended failed after StartLimitBurst starts, the next refused for the
        start limit; badspec (exit 2) failed and was never restarted, though bad,
-       with the same RestartSec, was restarted after it ended.
+       with the same RestartSec, was restarted after it ended. The units carry
+       their hardening as rendered: under it the stand-in for slow writes its state
+       directory, the cache, a GC root and /run/sprout, kills a child that switched
+       uid (setpriv), and cannot write /etc or bad's state directory; bad's start
+       count survives its restarts in /run/sprout (RuntimeDirectoryPreserve);
+       `systemd-analyze security` scores the loaded unit, and its file offline (in the
+       guest and here), at most 4.0.
      `sprout run`'s SIGTERM: the guest powers off through systemd (power button,
        logind, poweroff.target), run exits 0 within the shutdown timeout.
   failing    (bench/systemd_guest_bench.sh) a failing rebuild: `sprout wait` exits 1 with
@@ -158,6 +164,38 @@ def wait_restarts_end(port, a, timeout=BOOT_BUDGET):
         a = answer(port)
 
 
+# What the stand-in (systemd/sprout) could do under sprout-vm@slow's confinement, as
+# the real `sprout run` must: write its state directory, the cache, a GC root and
+# /run/sprout, signal a child that switched to another uid (qemu's -runas); and what it
+# must not: write /etc or another VM's state directory.
+CONFINED = ("state=ok;cache=ok;gcroot=ok;run=ok;etc=denied;other=denied;umask=0077;"
+            "childuid=64000;signal=ok;killed=143")
+SECURITY_MAX = 4.0  # issue 29's target for `systemd-analyze security`
+
+
+def offline_security(unit):
+    """This machine's `systemd-analyze security --offline=yes` on a golden unit file."""
+    r = subprocess.run(["systemd-analyze", "security", "--no-pager", "--offline=yes", os.path.join(HOST_UNITS, unit)],
+                       capture_output=True, text=True, timeout=120)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
+    check(m is not None, f"systemd-analyze security --offline=yes {unit} here: {r.stdout}{r.stderr}")
+    return float(m.group(1))
+
+
+def check_confinement(a):
+    """The hardening as rendered, under the guest's real systemd: what `sprout run`
+    needs still works, the rest is refused; systemd-analyze security scores the loaded
+    unit (and its file offline, in the guest and here) at most SECURITY_MAX."""
+    check(a.get("slow-checks") == CONFINED,
+          f"sprout-vm@slow's stand-in under its unit's confinement: {a.get('slow-checks')}, not {CONFINED}")
+    here = offline_security(VMS["slow"])
+    scores = {"loaded, in the guest": a.get("security"), "offline, in the guest": a.get("security-offline"),
+              "offline, here": f"{here:.1f}"}
+    print(f"systemd-analyze security sprout-vm@slow.service: {scores}", flush=True)
+    check(all(re.fullmatch(r"\d+\.\d+", v or "") and float(v) <= SECURITY_MAX for v in scores.values()),
+          f"systemd-analyze security rates sprout-vm@slow.service above {SECURITY_MAX}: {scores}")
+
+
 def check_vm_ordering(a):
     """The answer given once sprout-vm@bad's restarts ended: the boot reached
     multi-user.target while a VM is still starting and another has failed; restarts
@@ -263,6 +301,7 @@ def case_lifecycle(root):
               + " ".join(f"{u}={a3[u]}" for u in [*VMS.values(), "sprout-vms.target"]), flush=True)
         check_vm_ordering(a3)
         check_host_units_are_golden(a3)
+        check_confinement(a3)
 
         t1 = time.monotonic()
         run.signal(signal.SIGTERM)
