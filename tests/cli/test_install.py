@@ -112,12 +112,19 @@ class Installed(unittest.TestCase):
         unit.optionxform = str
         unit.read(self.unit())
         service = dict(unit["Service"])
+        module = read(os.path.join(SOURCE, "nixos", "host.nix"))
         # nixos/host.nix at the spec's defaults: timeoutSeconds 3600, maxAttempts 3,
         # shutdownTimeout 60.
         self.assertEqual(service.pop("TimeoutStartSec"), str(3600 * 3 + 600))
         self.assertEqual(service.pop("TimeoutStopSec"), str(60 + 30))
         self.assertIn("sprout run --spec", service.pop("ExecStart"))
-        module = read(os.path.join(SOURCE, "nixos", "host.nix"))
+        # The writable paths: the module names each VM's own (ReadWritePaths= its
+        # stateDir, the cacheDir, the GC roots, made by tmpfiles); the template the
+        # defaults, made by systemd (StateDirectory=) or optional (the GC roots).
+        self.assertEqual(service.pop("StateDirectory"), "sprout/vms/%i sprout/cache")
+        self.assertEqual(service.pop("StateDirectoryMode"), "0711")  # the cache's mode
+        self.assertEqual(service.pop("ReadWritePaths"), "-/nix/var/nix/gcroots/sprout")
+        self.assertIn('ReadWritePaths = [ vm.stateDir cfg.cacheDir "/nix/var/nix/gcroots/sprout" ];', module)
         for key, value in service.items():
             with self.subTest(key=key):
                 self.assertTrue(re.search(rf'\b{key} = "?{re.escape(value)}"?;', module),
