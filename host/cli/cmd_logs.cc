@@ -169,7 +169,10 @@ int cmd_logs(const Invocation& inv) {
   int wd = -1;
   while (true) {
     if (wd < 0) {
-      fs::create_directories(spec.state_dir, ec);
+      try {
+        spec.state().make_private(spec.backend == Backend::libvirt);
+      } catch (const std::exception&) {
+      }
       wd = ::inotify_add_watch(ino, spec.state_dir.c_str(), IN_MODIFY | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF);
     }
     std::uint64_t size = fs::exists(events, ec) ? fs::file_size(events, ec) : 0;

@@ -1,6 +1,7 @@
 // sprout run / sprout watch: run and supervise a VM under QEMU; record the status
 // channel of a VM someone else runs.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -212,6 +213,9 @@ int cmd_run(const Invocation& inv) {
   so.argv = argv;
   so.record = record;
   so.accel_hint = accel_hint(spec, accel);
+  // What qemu creates in the state directory (the console log, its sockets) is the
+  // VM's private data too.
+  ::umask(077);
   RunOutcome outcome = supervise(spec, so);
   ::close(lock);
   return static_cast<int>(outcome);
@@ -246,7 +250,7 @@ void check_watch_is_wanted(const Spec& spec) {
 int cmd_watch(const Invocation& inv) {
   Spec spec = *inv.vm;
   check_watch_is_wanted(spec);
-  fs::create_directories(spec.state_dir);
+  spec.state().make_private(spec.backend == Backend::libvirt);
   // One loop with `sprout run`'s (supervisor.h): without a qemu command line it records
   // only, with this process as the record's supervisor, until a signal.
   return static_cast<int>(supervise(spec, SuperviseOptions{}));

@@ -65,9 +65,9 @@ int cmd_start(const Invocation& inv) {
     fmt::print("{}: already running (sprout run, pid {})\n", spec.name, *pid);
     return 0;
   }
-  fs::create_directories(spec.state_dir);
+  spec.state().make_private(spec.backend == Backend::libvirt);
   const fs::path log = spec.state().run_log();
-  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, StateDir::kFileMode);
   if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", log.string(), std::strerror(errno)));
   SpawnOptions run;
   run.argv = {fs::read_symlink("/proc/self/exe").string(), "run", "--spec", spec.file.string(), "--qemu",

@@ -41,6 +41,9 @@ void create_overlay_at(const Spec& spec, const PendingFile& pending) {
                                    "-F", spec.base_format, pending.temp_path().string()};
   if (spec.disk_size_bytes) argv.push_back(std::to_string(*spec.disk_size_bytes));
   run_checked(argv, std::chrono::minutes(2));
+  // The VM's disk is its private data: qemu-img makes it as the umask allows.
+  if (::chmod(pending.temp_path().c_str(), StateDir::kFileMode) != 0)
+    throw std::system_error(errno, std::generic_category(), "cannot chmod " + pending.temp_path().string());
 }
 
 /// Records that the new overlay at `pending`'s temporary path is made on `want`
@@ -240,8 +243,7 @@ PrepareResult prepare_overlay(const Spec& spec) { return apply_overlay(spec, pla
 
 PrepareResult apply_overlay(const Spec& spec, const OverlayPlan& plan) {
   std::error_code ec;
-  fs::create_directories(spec.state_dir, ec);
-  if (ec) throw std::system_error(ec, "cannot create the state directory " + spec.state_dir.string());
+  spec.state().make_private(spec.backend == Backend::libvirt);
   remove_leftovers(spec.state_dir);  // a killed prepare's half-made overlay
 
   PrepareResult r;

@@ -54,7 +54,7 @@ void write_overlay_origin(const StateDir& state, const OverlayOrigin& origin) {
          {"backingFiles", backings},
          {"baseImage", origin.base_image.string()},
          {"baseSystem", origin.base_system.empty() ? json(nullptr) : json(origin.base_system)}};
-  write_file_atomic(state.overlay_origin(), j.dump(2) + "\n");
+  write_file_atomic(state.overlay_origin(), j.dump(2) + "\n", StateDir::kFileMode);
 }
 
 std::optional<OverlayOrigin> read_overlay_origin(const StateDir& state, std::string& why) {

@@ -102,7 +102,7 @@ std::string exported_generation(const Spec& spec) {
 }
 
 void record_export(const Spec& spec, const ExportResult& exported) {
-  write_file_atomic(export_record_path(spec), exported.to_json().dump(2) + "\n");
+  write_file_atomic(export_record_path(spec), exported.to_json().dump(2) + "\n", StateDir::kFileMode);
 }
 
 }  // namespace sprout

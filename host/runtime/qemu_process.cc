@@ -34,7 +34,7 @@ std::string QemuProcess::start(const sigset_t& signal_mask) {
   spdlog::info("{}: starting {}", spec_.name, format_command(argv_));
   // qemu's stderr goes to STATE/qemu.log (this run's only); what it said is shown
   // when it fails, and kept with the host's events.
-  int err_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int err_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, StateDir::kFileMode);
   if (err_fd < 0) spdlog::warn("{}: cannot write {}: {}", spec_.name, log_path().string(), std::strerror(errno));
   SpawnOptions qemu;
   qemu.argv = argv_;

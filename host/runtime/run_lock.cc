@@ -20,9 +20,9 @@ namespace sprout {
 namespace fs = std::filesystem;
 
 int lock_run(const Spec& spec) {
-  fs::create_directories(spec.state_dir);
+  spec.state().make_private(spec.backend == Backend::libvirt);
   fs::path lock = spec.state().run_lock();
-  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, StateDir::kFileMode);
   if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", lock.string(), std::strerror(errno)));
   struct flock l{};
   l.l_type = F_WRLCK;

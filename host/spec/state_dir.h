@@ -4,6 +4,8 @@
 // status record and its events, the logs, the run lock, the export record and the sockets. docs/spec.md lists the files.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -13,6 +15,15 @@ namespace sprout {
 
 struct StateDir {
   std::filesystem::path root;
+
+  /// Makes the directory (its parents as create_directories does) closed to other
+  /// users: 0700, or 0711 when `traversable` (libvirt's unprivileged qemu must reach the
+  /// files it is handed). An existing one that grants more is tightened, and so is
+  /// every regular file in it (group and other bits off); links (to exported images)
+  /// and what they point to are left alone. A VM's disk and logs are its private data.
+  void make_private(bool traversable) const;
+  /// The mode files in it are created with.
+  static constexpr mode_t kFileMode = 0600;
 
   /// The overlay on the base image: the VM's own state.
   std::filesystem::path overlay() const { return root / "root.qcow2"; }

@@ -27,7 +27,7 @@ StatusStore::~StatusStore() {
 
 void StatusStore::open_events() {
   if (events_fd_ >= 0) ::close(events_fd_);
-  events_fd_ = ::open(events_path().c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  events_fd_ = ::open(events_path().c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, StateDir::kFileMode);
   events_size_ = 0;
   if (events_fd_ < 0) {
     spdlog::warn("{}: cannot open: {}", events_path().string(), std::strerror(errno));
@@ -39,7 +39,8 @@ void StatusStore::open_events() {
 
 void StatusStore::write_status(const StatusRecord& record) {
   // Compact: indentation would multiply a deeply nested detail many times over.
-  write_file_atomic(status_path(), record.to_json().dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+  write_file_atomic(status_path(), record.to_json().dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+                    StateDir::kFileMode);
 }
 
 void StatusStore::append_event(const json& event) {
