@@ -226,6 +226,48 @@ class HelpText(World):
             self.assertIn(key, agent)
 
 
+class Quotes(World):
+    """17: the host and the agent quote names and values alike: a misspelt JSON key as
+    "key", a word of the command line as 'word', and where to look as `PROGRAM --help`."""
+
+    def agent(self, *args):
+        return subprocess.run([AGENT, "--root", self.tmp, *args], capture_output=True, text=True, timeout=60)
+
+    def test_a_bad_config_file_and_a_bad_spec_are_quoted_alike(self):
+        config = os.path.join(self.tmp, "agent.json")
+        with open(config, "w") as f:
+            json.dump({"version": 1, "diskWaitSecnds": 1}, f)
+        spec = self.read_spec("web")
+        spec["bakend"] = "qemu"
+        self.write_spec("web", spec)
+        spec_file = os.path.join(self.specs, "web.json")
+        suggestion = re.compile(r"did you mean (\W)(\w+)(\W)\?")
+        said = {}
+        for who, r in (("agent", self.agent("--config", config)), ("sprout", self.sprout("export", "web"))):
+            self.assertEqual(r.returncode, 2, r.stderr)
+            m = suggestion.search(r.stderr)
+            self.assertIsNotNone(m, r.stderr)
+            said[who] = (m.group(1), m.group(3))
+        self.assertEqual(said["agent"], ('"', '"'))
+        self.assertEqual(said["sprout"], said["agent"])
+        # The same config file with a word the options refuse: the agent says it as
+        # sprout does (cxxopts' own U+2018/U+2019 quotes were the agent's).
+        for host_bad, agent_bad, word in ((["--bogus"], ["--bogus"], "bogus"),
+                                          (["--json=soon"], ["--disk-wait=soon"], "soon"),
+                                          (["stray"], ["stray"], "stray")):
+            with self.subTest(word=word):
+                host = self.sprout("export", "web", *host_bad)
+                agent = self.agent("--config", config, *agent_bad)
+                for program, r in (("sprout export", host), ("sprout-agent", agent)):
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertIn(f"'{word}'", r.stderr)
+                    self.assertNotRegex(r.stderr, "[\u2018\u2019]")
+                    self.assertIn(f"(see `{program} --help`)", r.stderr)
+                strip = lambda text, program: text.split(program + ": ", 1)[1].strip()
+                self.assertEqual(strip(agent.stderr, "sprout-agent"), strip(host.stderr, "sprout export")
+                                 .replace("sprout export", "sprout-agent"))
+
+
 class StatusAndLogs(World):
     """15: status shows what exists when a name is missing; --spec FILE; logs -n 0."""
 
