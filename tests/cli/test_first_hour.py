@@ -177,7 +177,8 @@ class CommandNames(World):
 
 
 class BackendCommands(World):
-    """9: watch beside a recording `sprout run`, and undefine on a qemu VM, are refused."""
+    """9: watch of a qemu VM (beside a recording `sprout run`, or with nothing running
+    it), and undefine of one, are refused."""
 
     def test_watch_beside_a_recording_run_is_refused_and_the_record_kept(self):
         now = int(time.time() * 1000)
@@ -194,6 +195,25 @@ class BackendCommands(World):
         self.assertIn("records it already", r.stderr)
         with open(path) as f:
             self.assertEqual(f.read(), before)
+
+    def listing(self):
+        return sorted((d, f) for d, _, fs in os.walk(self.tmp) for f in fs)
+
+    def test_watch_of_a_qemu_vm_nothing_runs_is_refused_and_writes_nothing(self):
+        self.ended_record()
+        with open(os.path.join(self.state, "status.json")) as f:
+            before_record = f.read()
+        before = self.listing()
+        r = self.sprout("watch", "web", timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("VM web:", r.stderr)
+        self.assertIn('"backend": "qemu"', r.stderr)
+        self.assertIn(os.path.join(self.specs, "web.json"), r.stderr)
+        self.assertIn("sprout start web", r.stderr)
+        self.assertIn("sprout run web", r.stderr)
+        self.assertEqual(self.listing(), before)
+        with open(os.path.join(self.state, "status.json")) as f:
+            self.assertEqual(f.read(), before_record)
 
     def test_undefine_of_a_qemu_vm_is_refused(self):
         r = self.sprout("undefine", "web")
