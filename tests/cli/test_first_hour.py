@@ -328,6 +328,67 @@ class DryRun(World):
         self.assertEqual(sorted(os.listdir(self.state)), [], "the state directory is untouched")
 
 
+class PendingFromTheTree(World):
+    """16: list says "pending re-specialization" when the config tree changed since the
+    export, as git status notices a changed tree, and writes nothing to find it out."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = os.path.join(self.tmp, "cfg")
+        os.makedirs(os.path.join(self.cfg, "hosts", "web"))
+        self.nix = os.path.join(self.cfg, "hosts", "web", "configuration.nix")
+        with open(self.nix, "w") as f:
+            f.write("{ ... }: { networking.hostName = \"web\"; }\n")
+        self.cache = os.path.join(self.tmp, "cache")
+        spec = self.read_spec("web")
+        spec.update(sources={"config": self.cfg, "self": os.path.join(self.cfg, "hosts", "web")}, cacheDir=self.cache,
+                    gcRootDir=os.path.join(self.tmp, "roots"))
+        self.write_spec("web", spec)
+        r = self.sprout("export", "web")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def snapshot(self):
+        """Every file and directory under the cache and the state directory, with its
+        size, mtime and inode."""
+        out = []
+        for top in (self.cache, self.state):
+            for d, dirs, files in os.walk(top):
+                for n in dirs + files:
+                    st = os.lstat(os.path.join(d, n))
+                    out.append((os.path.join(d, n), st.st_size, st.st_mtime_ns, st.st_ino))
+        return sorted(out)
+
+    def pending(self):
+        table = self.sprout("list", "web")
+        self.assertEqual(table.returncode, 0, table.stderr)
+        js = self.sprout("list", "web", "--json")
+        self.assertEqual(js.returncode, 0, js.stderr)
+        row = json.loads(js.stdout)[0]
+        return "pending re-specialization" in table.stdout, row["pendingRespecialization"], row, table.stdout
+
+    def test_a_changed_tree_is_pending_and_nothing_is_written(self):
+        before = self.snapshot()
+        in_table, in_json, row, _ = self.pending()
+        self.assertFalse(in_table or in_json, row)
+        with open(self.nix, "a") as f:
+            f.write("# changed\n")
+        in_table, in_json, row, table = self.pending()
+        self.assertTrue(in_table, table)
+        self.assertIn("the sources changed since they were exported", table)
+        self.assertTrue(in_json, row)
+        self.assertTrue(row.get("sourcesChanged"), row)
+        self.assertNotEqual(row.get("sourceGeneration"), row["exportedGeneration"])
+        self.assertEqual(self.snapshot(), before, "list wrote into the cache or the state directory")
+        # Changed back: the tree is the exported one again.
+        with open(self.nix, "w") as f:
+            f.write("{ ... }: { networking.hostName = \"web\"; }\n")
+        in_table, in_json, row, _ = self.pending()
+        self.assertFalse(in_table or in_json, row)
+        self.assertFalse(row["sourcesChanged"])
+        self.assertEqual(row["sourceGeneration"], row["exportedGeneration"])
+        self.assertEqual(self.snapshot(), before, "list wrote into the cache or the state directory")
+
+
 class CheckSpec(World):
     """6: check-spec takes a directory, and a name that is not the file's is said."""
 
