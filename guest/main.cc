@@ -17,6 +17,7 @@
 #include "agent.h"
 #include "error.h"
 #include "log.h"
+#include "option_error.h"
 #include "root_path.h"
 #include "version.h"
 
@@ -100,7 +101,10 @@ int main(int argc, char** argv) {
       std::cout << "sprout-agent " << kVersion << "\n";
       return kExitOk;
     }
-    if (!r.unmatched().empty()) throw InputError("unexpected argument: " + r.unmatched().front());
+    if (!r.unmatched().empty()) {
+      std::cerr << unexpected_argument("sprout-agent", r.unmatched().front()) << "\n";
+      return kExitUsage;
+    }
     setup_logging("sprout-agent", r["log-level"].as<std::string>(), /*colour=*/false);
 
     agent::AgentOptions o;
@@ -126,7 +130,7 @@ int main(int argc, char** argv) {
     agent::LibMounter mounter(o.root);
     return agent::run_agent(o, mounter);
   } catch (const cxxopts::exceptions::exception& e) {
-    std::cerr << "sprout-agent: " << e.what() << " (see --help)\n";
+    std::cerr << option_error("sprout-agent", e.what()) << "\n";
     return kExitUsage;
   } catch (const InputError& e) {
     std::cerr << "sprout-agent: " << e.what() << "\n";

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "error.h"
+#include "option_error.h"
 #include "cli/global_options.h"
 #include "cli/vm_locator.h"
 
@@ -25,11 +26,7 @@ std::optional<cxxopts::ParseResult> parse_options(cxxopts::Options& options, con
     try {
       return options.parse(static_cast<int>(argv.size()), argv.data());
     } catch (const cxxopts::exceptions::exception& e) {
-      // cxxopts quotes with U+2018/U+2019; say it plainly, with where to look.
-      std::string m = e.what();
-      for (const char* q : {"\u2018", "\u2019"})
-        for (std::size_t at; (at = m.find(q)) != std::string::npos;) m.replace(at, std::string_view(q).size(), "'");
-      throw InputError(fmt::format("{}: {} (see `{} --help`)", program, m, program));
+      throw InputError(option_error(program, e.what()));
     }
   }();
   if (result.count("help")) {
@@ -37,8 +34,7 @@ std::optional<cxxopts::ParseResult> parse_options(cxxopts::Options& options, con
     return std::nullopt;
   }
   if (!result.unmatched().empty())
-    throw InputError(fmt::format("{}: unexpected argument '{}' (see `{} --help`)", program, result.unmatched().front(),
-                                 program));
+    throw InputError(unexpected_argument(program, result.unmatched().front()));
   return result;
 }
 

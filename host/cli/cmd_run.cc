@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -165,8 +167,8 @@ int cmd_run(const Invocation& inv) {
     return 0;
   }
 
-  int lock = lock_run(spec);
   const bool record = !a.count("external-recorder");
+  int lock = lock_run(spec, record ? Recorder::run : Recorder::watcher);
   if (record) start_record(spec);
   // SIGTERM/SIGINT during prepare wait until the export and qemu-img are done (they are
   // never left running behind us, half way through an overlay), then end the run
@@ -232,17 +234,38 @@ const Command kRunCommand = {"run", "prepare, then run and supervise the VM unde
 
 namespace {
 
-/// A qemu-backend VM is recorded by its `sprout run`: a watcher beside a run that
-/// records would write the same record twice. (A run with --external-recorder writes
-/// none, and wants a watcher.)
+/// How long `sprout watch` gives a qemu VM's `sprout run --external-recorder` started
+/// beside it (`sprout run web --external-recorder & sprout watch web`) to take the run lock.
+constexpr auto kRunStartGrace = std::chrono::seconds(5);
+
+/// A qemu-backend VM is recorded by its `sprout run`: a watcher is wanted only beside a
+/// run that leaves recording to one (--external-recorder). Beside a run that records, a
+/// watcher would write the same record twice; with no run at all it would overwrite the
+/// last run's record with its own. (libvirt VMs are what `watch` is for.)
 void check_watch_is_wanted(const Spec& spec) {
   if (spec.backend != Backend::qemu) return;
+  auto recorded_already = [&] {
+    auto holder = run_lock_holder(spec);
+    return InputError(fmt::format("VM {}: its sprout run{} records it already; a second recorder would overwrite "
+                                  "its record (`sprout logs {} --follow` follows it)",
+                                  spec.name, holder ? fmt::format(" (pid {})", *holder) : "", vm_arguments(spec)));
+  };
   const RecordFile record = read_record(spec.status_file());
-  if (view_run(spec, record).state != RunView::live || record.record.host.watch) return;
-  auto holder = run_lock_holder(spec);
-  throw InputError(fmt::format("VM {}: its sprout run{} records it already; a second recorder would overwrite "
-                               "its record (`sprout logs {} --follow` follows it)",
-                               spec.name, holder ? fmt::format(" (pid {})", *holder) : "", vm_arguments(spec)));
+  if (view_run(spec, record).state == RunView::live && !record.record.host.watch) throw recorded_already();
+  const auto deadline = std::chrono::steady_clock::now() + kRunStartGrace;
+  for (;;) {
+    if (auto recorder = run_lock_recorder(spec)) {
+      if (*recorder == Recorder::watcher) return;
+      throw recorded_already();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw InputError(fmt::format(
+      "VM {}: {} says \"backend\": \"qemu\": its `sprout run` records it, so `sprout watch` does not (it records "
+      "libvirt VMs, and a qemu VM only while a `sprout run {} --external-recorder` runs it; none does). Start it "
+      "with `sprout start {}` or `sprout run {}`; `sprout logs {} --follow` follows it",
+      spec.name, spec.file.string(), vm_arguments(spec), vm_arguments(spec), vm_arguments(spec), vm_arguments(spec)));
 }
 
 }  // namespace
@@ -258,8 +281,10 @@ int cmd_watch(const Invocation& inv) {
 
 const Command kWatchCommand = {"watch", "record a VM's status channel (for VMs libvirt runs)",
     "Record a VM's status channel (STATE/status.sock) into status.json and events.jsonl,\n"
-    "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt or\n"
-    "`sprout run --external-recorder` runs.",
+    "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt runs\n"
+    "(\"backend\": \"libvirt\"). A qemu-backend VM is refused (exit 2) unless a `sprout run\n"
+    "--external-recorder` runs it (given 5 s to take the VM's run lock): its `sprout run`\n"
+    "records it.",
     Needs::one_vm, nullptr, cmd_watch};
 
 }  // namespace sprout

@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "error.h"
 #include "disk/prepare.h"
+#include "image/source_generation.h"
 #include "status/run_state.h"
 #include "spec/spec.h"
 #include "spec/spec_dir.h"
@@ -165,9 +166,25 @@ json describe_vm(const Spec& spec, const RecordFile& file, bool full) {
   std::string running = st.phase == Phase::specialized ? st.generation : "";
   std::string pending = st.pending_generation;
   row["exportedGeneration"] = exported.empty() ? json(nullptr) : json(exported);
+  // The sources as they are now (as git status looks at a tree): a generation other
+  // than the exported one is a configuration the next start exports. Read-only.
+  bool sources_changed = false;
+  if (!exported.empty()) {
+    try {
+      const std::string now = source_generation(export_request_for(spec));
+      row["sourceGeneration"] = now;
+      sources_changed = now != exported;
+    } catch (const std::exception& e) {
+      row["sourceGeneration"] = nullptr;
+      row["sourceProblem"] = for_terminal(e.what());
+    }
+  }
+  row["sourcesChanged"] = sources_changed;
   // Pending: the disks hold a configuration the guest has not applied yet (it will at
-  // its next boot, or never while respecializeOnChange is off).
-  row["pendingRespecialization"] = !pending.empty() || (!exported.empty() && !running.empty() && exported != running);
+  // its next boot, or never while respecializeOnChange is off), or the sources changed
+  // since they were exported.
+  row["pendingRespecialization"] = sources_changed || !pending.empty() ||
+                                   (!exported.empty() && !running.empty() && exported != running);
   return row;
 }
 
@@ -291,12 +308,15 @@ void print_long(const std::vector<Row>& all, bool colour) {
                  record_int(p, "hostPort"), record_int(p, "guestPort"));
     const std::string& running = st.generation;
     std::string exported = row["exportedGeneration"].is_string() ? record_text(row, "exportedGeneration") : "";
+    const char* why = row["sourcesChanged"].get<bool>()
+                          ? " - pending re-specialization: the sources changed since they were exported (the next "
+                            "start exports them)"
+                          : " - pending re-specialization: the exported configuration is not the one running";
     fmt::print("  generation {} (exported: {}){}\n", running.empty() ? "-" : short_generation(running),
                exported.empty() ? "-" : short_generation(exported),
-               row["pendingRespecialization"].get<bool>()
-                   ? paint(" - pending re-specialization: the exported configuration is not the one running",
-                           Tone::busy, colour)
-                   : "");
+               row["pendingRespecialization"].get<bool>() ? paint(why, Tone::busy, colour) : "");
+    if (row.contains("sourceProblem"))
+      fmt::print("  sources    cannot be read: {}\n", record_text(row, "sourceProblem"));
   }
 }
 
@@ -349,8 +369,9 @@ const Command kStatusCommand = {
 const Command kListCommand = {
     "list", "each VM in full: state, disks, ports, base, pending changes",
     "Each VM in full: backend, state, phase, ports, overlay and disks with their sizes, its\n"
-    "base, and whether the exported configuration differs from the one running (pending\n"
-    "re-specialization).",
+    "base, and whether a re-specialization is pending: the exported configuration differs\n"
+    "from the one running, or the sources changed since they were exported (found without\n"
+    "writing anything, as git status finds a changed tree).",
     Needs::spec_dir, common_options, cmd_list};
 
 }  // namespace sprout

@@ -135,14 +135,19 @@ std::string ListedTreeReader::read_file(std::size_t i, const std::function<void(
   return h.finish_hex();
 }
 
-std::string ListedTreeReader::content_digest() {
+std::string ListedTreeReader::content_digest(ContentHashCache* known) {
   const auto& entries = listing_.entries;
   auto groups = hard_link_groups(listing_);
   std::vector<std::string> hashes(entries.size());
   for (std::size_t i = 0; i < entries.size(); ++i) {
     if (!S_ISREG(entries[i].st.st_mode)) continue;
     bool again = groups[i] >= 0 && static_cast<std::size_t>(groups[i]) != i;
-    hashes[i] = again ? hashes[static_cast<std::size_t>(groups[i])] : read_file(i, {});
+    if (again) {
+      hashes[i] = hashes[static_cast<std::size_t>(groups[i])];
+      continue;
+    }
+    auto cached = known ? known->lookup(entries[i].rel, entries[i].st) : std::nullopt;
+    hashes[i] = cached ? *cached : read_file(i, {});
   }
   return digest_of(listing_, hashes);
 }

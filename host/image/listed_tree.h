@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "image/tree.h"
+#include "image/tree_digest.h"
 
 namespace sprout {
 
@@ -37,8 +38,10 @@ class ListedTreeReader {
   /// listed or while it was read, or is not readable.
   std::string read_file(std::size_t i, const std::function<void(const char*, std::size_t)>& sink);
 
-  /// The tree digest (tree_digest.h) of the listing, its files read through here.
-  std::string content_digest();
+  /// The tree digest (tree_digest.h) of the listing, its files read through here;
+  /// with `known`, only the files it does not know unchanged are read (it is asked,
+  /// never told).
+  std::string content_digest(ContentHashCache* known = nullptr);
 
  private:
   struct Level;

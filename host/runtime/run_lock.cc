@@ -19,7 +19,7 @@ namespace sprout {
 
 namespace fs = std::filesystem;
 
-int lock_run(const Spec& spec) {
+int lock_run(const Spec& spec, Recorder recorder) {
   spec.state().make_private(spec.backend == Backend::libvirt);
   fs::path lock = spec.state().run_lock();
   int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, StateDir::kFileMode);
@@ -32,9 +32,11 @@ int lock_run(const Spec& spec) {
     throw std::runtime_error(fmt::format("VM {} is already running ({} is held by another `sprout run`)",
                                          spec.name, lock.string()));
   }
-  // Who holds it, for `sprout stop`: "PID START" (process_identity.h).
+  // Who holds it, for `sprout stop`: "PID START" (process_identity.h), and for `sprout
+  // watch` whether the run wants a watcher: "PID START external-recorder".
   auto me = this_process_identity();
-  std::string who = fmt::format("{} {}\n", ::getpid(), me.value("supervisorStart", std::uint64_t{0}));
+  std::string who = fmt::format("{} {}{}\n", ::getpid(), me.value("supervisorStart", std::uint64_t{0}),
+                                recorder == Recorder::watcher ? " external-recorder" : "");
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, who.data(), who.size(), 0) != static_cast<ssize_t>(who.size()))
     spdlog::warn("{}: cannot write the holder's pid: {}", lock.string(), std::strerror(errno));
   return fd;
@@ -54,16 +56,40 @@ bool run_lock_held(const Spec& spec) {
   return held;
 }
 
-std::optional<pid_t> run_lock_holder(const Spec& spec) {
+namespace {
+
+struct Holder {
+  pid_t pid;
+  Recorder recorder;
+};
+
+/// The live `sprout run` the lock file names while its lock is held.
+std::optional<Holder> live_holder(const Spec& spec) {
   if (!run_lock_held(spec)) return std::nullopt;
   std::ifstream in(spec.state().run_lock());
   long long pid = 0;
   std::uint64_t start = 0;
   if (!(in >> pid >> start) || pid <= 0 || pid > INT_MAX) return std::nullopt;
+  std::string note;
+  in >> note;
   nlohmann::json who{{"supervisor", pid}};
   if (start) who["supervisorStart"] = start;
   if (!recorded_process_alive(who)) return std::nullopt;
-  return static_cast<pid_t>(pid);
+  return Holder{static_cast<pid_t>(pid), note == "external-recorder" ? Recorder::watcher : Recorder::run};
+}
+
+}  // namespace
+
+std::optional<pid_t> run_lock_holder(const Spec& spec) {
+  auto h = live_holder(spec);
+  if (!h) return std::nullopt;
+  return h->pid;
+}
+
+std::optional<Recorder> run_lock_recorder(const Spec& spec) {
+  auto h = live_holder(spec);
+  if (!h) return std::nullopt;
+  return h->recorder;
 }
 
 }  // namespace sprout

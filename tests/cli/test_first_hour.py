@@ -177,7 +177,8 @@ class CommandNames(World):
 
 
 class BackendCommands(World):
-    """9: watch beside a recording `sprout run`, and undefine on a qemu VM, are refused."""
+    """9: watch of a qemu VM (beside a recording `sprout run`, or with nothing running
+    it), and undefine of one, are refused."""
 
     def test_watch_beside_a_recording_run_is_refused_and_the_record_kept(self):
         now = int(time.time() * 1000)
@@ -194,6 +195,25 @@ class BackendCommands(World):
         self.assertIn("records it already", r.stderr)
         with open(path) as f:
             self.assertEqual(f.read(), before)
+
+    def listing(self):
+        return sorted((d, f) for d, _, fs in os.walk(self.tmp) for f in fs)
+
+    def test_watch_of_a_qemu_vm_nothing_runs_is_refused_and_writes_nothing(self):
+        self.ended_record()
+        with open(os.path.join(self.state, "status.json")) as f:
+            before_record = f.read()
+        before = self.listing()
+        r = self.sprout("watch", "web", timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("VM web:", r.stderr)
+        self.assertIn('"backend": "qemu"', r.stderr)
+        self.assertIn(os.path.join(self.specs, "web.json"), r.stderr)
+        self.assertIn("sprout start web", r.stderr)
+        self.assertIn("sprout run web", r.stderr)
+        self.assertEqual(self.listing(), before)
+        with open(os.path.join(self.state, "status.json")) as f:
+            self.assertEqual(f.read(), before_record)
 
     def test_undefine_of_a_qemu_vm_is_refused(self):
         r = self.sprout("undefine", "web")
@@ -224,6 +244,48 @@ class HelpText(World):
         self.assertNotIn(" arg ", agent)
         for key in ("mountPoints.closure", "nixBinDir"):
             self.assertIn(key, agent)
+
+
+class Quotes(World):
+    """17: the host and the agent quote names and values alike: a misspelt JSON key as
+    "key", a word of the command line as 'word', and where to look as `PROGRAM --help`."""
+
+    def agent(self, *args):
+        return subprocess.run([AGENT, "--root", self.tmp, *args], capture_output=True, text=True, timeout=60)
+
+    def test_a_bad_config_file_and_a_bad_spec_are_quoted_alike(self):
+        config = os.path.join(self.tmp, "agent.json")
+        with open(config, "w") as f:
+            json.dump({"version": 1, "diskWaitSecnds": 1}, f)
+        spec = self.read_spec("web")
+        spec["bakend"] = "qemu"
+        self.write_spec("web", spec)
+        spec_file = os.path.join(self.specs, "web.json")
+        suggestion = re.compile(r"did you mean (\W)(\w+)(\W)\?")
+        said = {}
+        for who, r in (("agent", self.agent("--config", config)), ("sprout", self.sprout("export", "web"))):
+            self.assertEqual(r.returncode, 2, r.stderr)
+            m = suggestion.search(r.stderr)
+            self.assertIsNotNone(m, r.stderr)
+            said[who] = (m.group(1), m.group(3))
+        self.assertEqual(said["agent"], ('"', '"'))
+        self.assertEqual(said["sprout"], said["agent"])
+        # The same config file with a word the options refuse: the agent says it as
+        # sprout does (cxxopts' own U+2018/U+2019 quotes were the agent's).
+        for host_bad, agent_bad, word in ((["--bogus"], ["--bogus"], "bogus"),
+                                          (["--json=soon"], ["--disk-wait=soon"], "soon"),
+                                          (["stray"], ["stray"], "stray")):
+            with self.subTest(word=word):
+                host = self.sprout("export", "web", *host_bad)
+                agent = self.agent("--config", config, *agent_bad)
+                for program, r in (("sprout export", host), ("sprout-agent", agent)):
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertIn(f"'{word}'", r.stderr)
+                    self.assertNotRegex(r.stderr, "[\u2018\u2019]")
+                    self.assertIn(f"(see `{program} --help`)", r.stderr)
+                strip = lambda text, program: text.split(program + ": ", 1)[1].strip()
+                self.assertEqual(strip(agent.stderr, "sprout-agent"), strip(host.stderr, "sprout export")
+                                 .replace("sprout export", "sprout-agent"))
 
 
 class StatusAndLogs(World):
@@ -264,6 +326,67 @@ class DryRun(World):
         for disk in ("root.qcow2", "config.img", "self.img"):
             self.assertIn(os.path.join(self.state, disk), r.stdout)
         self.assertEqual(sorted(os.listdir(self.state)), [], "the state directory is untouched")
+
+
+class PendingFromTheTree(World):
+    """16: list says "pending re-specialization" when the config tree changed since the
+    export, as git status notices a changed tree, and writes nothing to find it out."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = os.path.join(self.tmp, "cfg")
+        os.makedirs(os.path.join(self.cfg, "hosts", "web"))
+        self.nix = os.path.join(self.cfg, "hosts", "web", "configuration.nix")
+        with open(self.nix, "w") as f:
+            f.write("{ ... }: { networking.hostName = \"web\"; }\n")
+        self.cache = os.path.join(self.tmp, "cache")
+        spec = self.read_spec("web")
+        spec.update(sources={"config": self.cfg, "self": os.path.join(self.cfg, "hosts", "web")}, cacheDir=self.cache,
+                    gcRootDir=os.path.join(self.tmp, "roots"))
+        self.write_spec("web", spec)
+        r = self.sprout("export", "web")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def snapshot(self):
+        """Every file and directory under the cache and the state directory, with its
+        size, mtime and inode."""
+        out = []
+        for top in (self.cache, self.state):
+            for d, dirs, files in os.walk(top):
+                for n in dirs + files:
+                    st = os.lstat(os.path.join(d, n))
+                    out.append((os.path.join(d, n), st.st_size, st.st_mtime_ns, st.st_ino))
+        return sorted(out)
+
+    def pending(self):
+        table = self.sprout("list", "web")
+        self.assertEqual(table.returncode, 0, table.stderr)
+        js = self.sprout("list", "web", "--json")
+        self.assertEqual(js.returncode, 0, js.stderr)
+        row = json.loads(js.stdout)[0]
+        return "pending re-specialization" in table.stdout, row["pendingRespecialization"], row, table.stdout
+
+    def test_a_changed_tree_is_pending_and_nothing_is_written(self):
+        before = self.snapshot()
+        in_table, in_json, row, _ = self.pending()
+        self.assertFalse(in_table or in_json, row)
+        with open(self.nix, "a") as f:
+            f.write("# changed\n")
+        in_table, in_json, row, table = self.pending()
+        self.assertTrue(in_table, table)
+        self.assertIn("the sources changed since they were exported", table)
+        self.assertTrue(in_json, row)
+        self.assertTrue(row.get("sourcesChanged"), row)
+        self.assertNotEqual(row.get("sourceGeneration"), row["exportedGeneration"])
+        self.assertEqual(self.snapshot(), before, "list wrote into the cache or the state directory")
+        # Changed back: the tree is the exported one again.
+        with open(self.nix, "w") as f:
+            f.write("{ ... }: { networking.hostName = \"web\"; }\n")
+        in_table, in_json, row, _ = self.pending()
+        self.assertFalse(in_table or in_json, row)
+        self.assertFalse(row["sourcesChanged"])
+        self.assertEqual(row["sourceGeneration"], row["exportedGeneration"])
+        self.assertEqual(self.snapshot(), before, "list wrote into the cache or the state directory")
 
 
 class CheckSpec(World):

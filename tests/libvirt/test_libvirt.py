@@ -13,8 +13,10 @@ Usage: test_libvirt.py SPROUT [--keep]
      agent); its status line arrives on STATE/status.sock, its console in console.log;
    - define again with the same spec: "unchanged", same domain id and qemu pid;
    - a changed spec: "updated", the running domain is not restarted (same id/pid);
-   - `sprout stop`: graceful ACPI shutdown; `sprout undefine`: domain gone, overlay
-     and exported disks still there.
+   - `sprout stop`: graceful ACPI shutdown; started again with a guest that ignores
+     the power button, `sprout stop --force` destroys it at once (no power button) and
+     keeps its definition and disks; `sprout undefine`: domain gone, overlay and
+     exported disks still there.
 The full specialization flow with the real agent (`sprout watch`, `sprout wait`) and
 a failing rebuild are in test_libvirt_agent.py.
 """
@@ -210,6 +212,37 @@ def main():
         # 2e. stop (ACPI), undefine: disks stay
         r = run([sprout, "stop", "--spec", spec_file], timeout=120)
         check(r.returncode == 0 and "shut down" in r.stdout, f"stop: {r.returncode} {r.stdout}{r.stderr}")
+        print("test_libvirt: stop shut the domain down gracefully")
+        # 2f. stop --force on a guest that ignores the power button (the same domain,
+        # started again with sprout_test.ignore_powerdown=1 and a shutdown timeout a
+        # graceful stop would wait out far beyond this stop's 120 s): destroyed at once,
+        # the power button never pressed, the definition and every disk kept.
+        write_spec(spec_file, dict(spec, vcpus=2, shutdownTimeoutSeconds=600,
+                                   kernel=dict(spec["kernel"],
+                                               cmdline=spec["kernel"]["cmdline"] + " sprout_test.ignore_powerdown=1")))
+        with open(os.path.join(state, "console.log"), errors="replace") as f:
+            console_before = len(f.read())
+        r = run([sprout, "define", "--spec", spec_file, "--start"])
+        check(r.returncode == 0 and "started" in r.stdout, f"define --start again: {r.returncode} {r.stdout}{r.stderr}")
+        reader = guestlib.StatusReader(os.path.join(state, "status.sock"), connect_timeout=30)
+        try:
+            reader.wait_for(lambda l: l.get("event") == "agent-started", 120)
+        finally:
+            reader.close()
+        r = run([sprout, "stop", "--spec", spec_file, "--force"], timeout=120)
+        check(r.returncode == 0 and "destroyed" in r.stdout, f"stop --force: {r.returncode} {r.stdout}{r.stderr}")
+        check(lv.virsh("domstate", name).stdout.strip() == "shut off", "the domain runs after stop --force")
+        check(name in domains(), "stop --force removed the definition")
+        check("sprout_test.ignore_powerdown=1" in lv.virsh("dumpxml", "--inactive", name).stdout,
+              "the kept definition is not the one started")
+        with open(os.path.join(state, "console.log"), errors="replace") as f:
+            console = f.read()
+        console = console[console_before:] if len(console) >= console_before else console  # (appended, or new)
+        check("sprout-test: boot" in console, f"the second boot left no console: {console[-500:]!r}")
+        check("power button pressed" not in console, f"stop --force pressed the power button: {console[-500:]!r}")
+        for f in ["root.qcow2", "config.img", "self.img"]:
+            check(os.path.exists(os.path.join(state, f)), f"stop --force removed {f}")
+        print("test_libvirt: stop --force destroyed a guest that ignores the power button; definition and disks kept")
         r = run([sprout, "undefine", name, "--spec", spec_file], timeout=120)
         check(r.returncode == 0 and "undefined" in r.stdout, f"undefine: {r.returncode} {r.stdout}{r.stderr}")
         check(name not in domains(), "domain still defined after undefine")
@@ -217,8 +250,8 @@ def main():
             check(os.path.exists(os.path.join(state, f)), f"undefine removed {f}")
         r = run([sprout, "undefine", name, "--uri", lv.uri])
         check(r.returncode == 0 and "nothing to undefine" in r.stdout, f"second undefine: {r.stdout}{r.stderr}")
-        print("test_libvirt: stop + undefine kept overlay and exported disks")
-        # 2f. a domain of that name that sprout did not define is not sprout's to stop
+        print("test_libvirt: undefine kept overlay and exported disks")
+        # 2g. a domain of that name that sprout did not define is not sprout's to stop
         foreign = os.path.join(work, "foreign.xml")
         with open(foreign, "w") as f:
             f.write(f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>"

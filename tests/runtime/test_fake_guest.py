@@ -27,6 +27,10 @@ def event(phase, seq, msg="", vm="fake", boot="b1", gen="g1", detail=None):
 
 
 def make_spec(root, name="fake"):
+    """A libvirt VM's spec, as `sprout watch` records one: libvirt's qemu makes
+    STATE/status.sock (the channel's source mode='bind'), which the fake guest does
+    here. Its URI is libvirt's own in-process test driver, where no domain of this
+    name exists: nothing asks the host's libvirtd."""
     state = os.path.join(root, name)
     os.makedirs(state, exist_ok=True)
     spec_dir = os.path.join(root, "specs")
@@ -34,6 +38,7 @@ def make_spec(root, name="fake"):
     base = os.path.join(root, "base.img")
     open(base, "wb").close()
     rl.write_spec(os.path.join(spec_dir, name + ".json"), version=1, name=name,
+                  backend="libvirt", libvirt={"uri": "test:///default"},
                   base={"image": base, "format": "raw"}, stateDir=state,
                   sources={"config": root, "self": root})
     return os.path.join(spec_dir, name + ".json"), state, spec_dir
