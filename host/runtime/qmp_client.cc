@@ -84,10 +84,15 @@ std::vector<json> QmpClient::handle(short revents) {
   bool closed = false;
   std::vector<json> got;
   std::string data;
-  while (true) {
+  // qemu runs as another user and may be a guest's by now: what it sends is bounded
+  // per call (the rest waits for the next poll), so a stream of replies can neither
+  // grow memory nor hold the supervisor's loop.
+  std::size_t taken = 0;
+  while (taken < kMaxBytesPerCall && got.size() < kMaxMessagesPerCall) {
     data.clear();
-    long n = read_some(fd_, data);
+    long n = read_some(fd_, data, 16 * 1024);
     if (n > 0) {
+      taken += static_cast<std::size_t>(n);
       in_.feed(data, [&](std::string_view line) {
         try {
           json j = parse_json_loosely(line, "QMP reply");

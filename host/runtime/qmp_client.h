@@ -23,6 +23,9 @@ namespace sprout {
 class QmpClient {
  public:
   using Clock = std::chrono::steady_clock;
+  /// What one handle() takes at most; more waits for the next poll.
+  static constexpr std::size_t kMaxBytesPerCall = 256 * 1024;
+  static constexpr std::size_t kMaxMessagesPerCall = 1024;
 
   QmpClient() = default;
   ~QmpClient();

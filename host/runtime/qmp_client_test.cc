@@ -167,6 +167,22 @@ TEST(QmpClient, QemuClosing) {
   EXPECT_FALSE(c.lost_unsent());
 }
 
+TEST(QmpClient, AFloodOfRepliesIsTakenInBoundedBites) {
+  FakeQemu q;
+  QmpClient c;
+  negotiate(q, c);
+  // More messages than one handle() takes (an escaped qemu streaming events).
+  std::string flood;
+  for (std::size_t i = 0; i < QmpClient::kMaxMessagesPerCall + 500; ++i)
+    flood += R"({"event": "X", "data": {}})" "\n";
+  q.say(flood);
+  c.handle(POLLIN);
+  EXPECT_TRUE(ready_events(c) & POLLIN) << "one call drained the whole flood";
+  for (int i = 0; i < 10 && (ready_events(c) & POLLIN); ++i) c.handle(POLLIN);
+  EXPECT_FALSE(ready_events(c) & POLLIN);
+  EXPECT_TRUE(c.active());
+}
+
 TEST(QmpClient, NobodyListening) {
   QmpClient c;
   std::string err;
