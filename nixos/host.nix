@@ -251,8 +251,10 @@ let
   #    hides from a root without CAP_SYS_PTRACE. ProcSubset=pid: the KVM probe's
   #    verdict is keyed on /proc/sys/kernel/random/boot_id.
   #  - RootDirectory=/RootImage=: qemu, nix and the exported trees are the host's.
-  #  - SystemCallFilter= beyond @system-service: qemu raises its file limit and may
-  #    place memory (@resources), and -runas is @setuid (in @privileged).
+  #  - SystemCallFilter= narrower than @system-service (which holds @resources and
+  #    @setuid, both needed: qemu raises its file limit, -runas switches user): the 63
+  #    calls qemu 7.2 makes under TCG and 65 under KVM (strace, with sprout's arguments)
+  #    are all in it; a narrower list would break with the next qemu.
   hardening = {
     UMask = "0077";
     ProtectSystem = "strict";
@@ -308,6 +310,20 @@ let
   # exports may belong to another user behind a 0700 directory (a home); read and
   # search only, nothing sprout writes is anybody else's (no CAP_DAC_OVERRIDE, CAP_CHOWN,
   # CAP_FOWNER for qemu).
+  # A VM's state directory is its private data (sprout run keeps it so): closed to
+  # others, but traversable for libvirt's unprivileged qemu, which must reach the
+  # files it is handed.
+  stateDirMode = vm: if vm.backend == "libvirt" then "0711" else "0700";
+
+  # ReadWritePaths= fails the unit (226/NAMESPACE) for a path that does not exist,
+  # and tmpfiles made these at boot, possibly on the file system beneath a mount
+  # that RequiresMountsFor= brings up later: made again, unsandboxed ("+"), before
+  # the sandbox of ExecStart= is set up.
+  makeDirs = vm: [
+    "+${pkgs.coreutils}/bin/install -d -m ${stateDirMode vm} ${lib.escapeShellArg vm.stateDir}"
+    "+${pkgs.coreutils}/bin/install -d -m 0711 ${lib.escapeShellArg cfg.cacheDir}"
+  ];
+
   vmHardening = vm:
     let
       net = vm.network;
@@ -408,8 +424,8 @@ let
         RestartSec = 10;
         # Exit status 2 is bad input (the spec, its files): starting again cannot help.
         RestartPreventExitStatus = lib.mkDefault 2;
-      } // vmHardening vm // optionalAttrs libvirt {
-        ExecStartPre = "${sprout} define --spec ${spec} --start";
+      } // vmHardening vm // {
+        ExecStartPre = makeDirs vm ++ optional libvirt "${sprout} define --spec ${spec} --start";
       };
     };
 
@@ -554,7 +570,7 @@ in
       # 0711: qemu's user reaches an image libvirt hands it, nobody lists the cache.
       "d ${cfg.cacheDir} 0711 root root -"
       "d /nix/var/nix/gcroots/sprout 0755 root root -"
-    ] ++ map (vm: "d ${vm.stateDir} 0750 root root -") (attrValues cfg.vms);
+    ] ++ map (vm: "d ${vm.stateDir} ${stateDirMode vm} root root -") (attrValues cfg.vms);
 
     # The VMs start with the host but hold up nothing: with default dependencies a
     # target is ordered after every unit it wants (systemd.target(5)), and

@@ -543,7 +543,7 @@ def main():
         check(u["sprout-vm@db"]["restartIfChanged"] is True
               and u["sprout-vm@db"]["restartTriggers"] == [r["etc"]["sprout/vms/db.json"]["source"]],
               "restartOnChange on: the spec file is the restart trigger")
-        check("d /var/lib/sprout/vms/web 0750 root root -" in r["tmpfiles"], "tmpfiles: state directory")
+        check("d /var/lib/sprout/vms/web 0700 root root -" in r["tmpfiles"], "tmpfiles: a qemu VM's state directory, closed to others")
 
         images = [json.loads(l.split("sprout-test: make-disk-image ", 1)[1].rstrip("'\""))
                   for l in traces["examples.nixos-on-nixos"] if "sprout-test: make-disk-image " in l]

@@ -93,7 +93,7 @@ install -m 0755 "$here/systemd/sprout" usr/bin/sprout
 install -d -m 0755 var/lib/sprout nix/var/nix/gcroots/sprout
 install -d -m 0750 var/lib/sprout/vms
 install -d -m 0711 var/lib/sprout/cache
-for vm in slow bad badspec; do install -d -m 0750 "var/lib/sprout/vms/$vm"; done
+for vm in slow bad badspec; do install -d -m 0700 "var/lib/sprout/vms/$vm"; done
 
 # The store-path rule (see the header).
 for p in $(grep -rho '/nix/store/0\{32\}-[^/ :"]*' "$unit" "$agent_json" "$host_units" | sort -u); do
