@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "image/export.h"
 #include "base/process_identity.h"
 #include "runtime/dynamic_uid.h"
+#include "runtime/orphaned_qemu.h"
 #include "runtime/qemu_command.h"
 #include "runtime/qemu_confinement.h"
 #include "runtime/run_lock.h"
@@ -122,16 +124,20 @@ Confinement plan_confinement(const Spec& spec, const std::string& qemu) {
 /// The arguments for this run; says who qemu runs as, and warns for root or no sandbox.
 std::vector<std::string> confine(const Spec& spec, const Confinement& c) {
   if (!c.known) return {};
-  const bool spawns_helper = spec.network.mode == NetworkMode::bridge;
+  auto args = confinement_args(c.user, c.features, spec.network.mode == NetworkMode::bridge);
+  const bool sandboxed = std::find(args.begin(), args.end(), "-sandbox") != args.end();
   if (c.user.kind == QemuUser::Kind::root)
     spdlog::warn("{}: qemu runs as root (\"qemuUser\": \"root\" in {}): a guest that escapes it owns this host",
                  spec.name, spec.file.string());
   if (!c.features.sandbox)
     spdlog::warn("{}: this qemu has no seccomp sandbox (-sandbox: built without libseccomp); it runs without one",
                  spec.name);
-  spdlog::info("{}: qemu runs as {}{}", spec.name, c.user.describe(),
-               c.features.sandbox ? ", in its seccomp sandbox" : "");
-  return confinement_args(c.user, c.features, spawns_helper);
+  else if (!sandboxed)
+    spdlog::warn("{}: no seccomp sandbox for qemu: sprout is not root, and the bridge helper qemu starts must "
+                 "gain privileges, which the sandbox would forbid",
+                 spec.name);
+  spdlog::info("{}: qemu runs as {}{}", spec.name, c.user.describe(), sandboxed ? ", in its seccomp sandbox" : "");
+  return args;
 }
 
 void run_options(cxxopts::Options& o) {
@@ -169,6 +175,14 @@ int cmd_run(const Invocation& inv) {
 
   const bool record = !a.count("external-recorder");
   int lock = lock_run(spec, record ? Recorder::run : Recorder::watcher);
+  // Before anything is prepared: a qemu a killed run left behind still holds the
+  // overlay, and a dynamic uid's claim ends the orphans of other killed runs.
+  end_orphaned_qemu(spec);
+  std::optional<DynamicUid> uid;  // claimed for as long as qemu runs
+  if (confinement.known && confinement.user.kind == QemuUser::Kind::dynamic) {
+    uid.emplace(DynamicUid::claim(default_uid_registry(), spec.name));
+    confinement.user.uid = confinement.user.gid = uid->uid();
+  }
   if (record) start_record(spec);
   // SIGTERM/SIGINT during prepare wait until the export and qemu-img are done (they are
   // never left running behind us, half way through an overlay), then end the run
@@ -203,11 +217,6 @@ int cmd_run(const Invocation& inv) {
   for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
   const AccelChoice accel = choose_accel_for(spec, env.qemu_binary);
   env.kvm = accel.kvm;
-  std::optional<DynamicUid> uid;  // claimed for as long as qemu runs
-  if (confinement.known && confinement.user.kind == QemuUser::Kind::dynamic) {
-    uid.emplace(DynamicUid::claim(default_uid_registry(), spec.name));
-    confinement.user.uid = confinement.user.gid = uid->uid();
-  }
   env.confinement = confine(spec, confinement);
   auto argv = build_qemu_command(spec, env);
   rotate_console_log(spec);

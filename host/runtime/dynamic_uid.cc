@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -35,20 +37,31 @@ constexpr auto kLockTimeout = std::chrono::seconds(30);
 constexpr auto kOrphanExitTimeout = std::chrono::seconds(10);
 
 /// The Uid: line of /proc/PID/status holds the real, effective, saved and fs uids. A
-/// zombie (State: Z) runs nothing any more: it waits for its parent to reap it.
+/// zombie (State: Z) runs nothing any more, unless it is a thread-group leader that
+/// ended alone while its other threads run on (Threads: more than 1).
 bool runs_as(const fs::path& status_file, uid_t uid) {
   std::ifstream in(status_file);
   std::string line;
+  bool zombie = false, as_uid = false;
+  long threads = 1;
   while (std::getline(in, line)) {
-    if (line.starts_with("State:") && line.find('Z') != std::string::npos) return false;
+    if (line.starts_with("State:")) zombie = line.find('Z') != std::string::npos;
+    if (line.starts_with("Threads:")) threads = std::strtol(line.c_str() + 8, nullptr, 10);
     if (!line.starts_with("Uid:")) continue;
     std::istringstream ids(line.substr(4));
     unsigned long id = 0;
-    for (int i = 0; i < 3 && (ids >> id); ++i)
-      if (id == uid) return true;
-    return false;
+    for (int i = 0; i < 3 && (ids >> id); ++i) as_uid = as_uid || id == uid;
   }
-  return false;
+  return as_uid && (!zombie || threads > 1);
+}
+
+/// The uid a claim file is named by; nothing for any other name.
+std::optional<uid_t> claimed_uid(const std::string& name) {
+  if (name.empty() || name.size() > 10 || name.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  const unsigned long long n = std::stoull(name);
+  if (n < kDynamicUidFirst || n - kDynamicUidFirst >= kDynamicUidCount) return std::nullopt;
+  return static_cast<uid_t>(n);
 }
 
 /// Whether the claim in `file` belongs to a process that still runs.
@@ -82,7 +95,7 @@ bool known_to_user_database(uid_t uid) { return ::getpwuid(uid) != nullptr || ::
 
 /// Creates the claim file for `uid`; false when it exists.
 bool write_claim(const fs::path& file, const std::string& vm) {
-  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     if (errno == EEXIST) return false;
     throw std::system_error(errno, std::generic_category(), "cannot create " + file.string());
@@ -123,18 +136,16 @@ DynamicUid DynamicUid::claim(const fs::path& registry, const std::string& vm) {
   std::error_code ec;
   fs::create_directories(registry, ec);
   if (ec) throw std::runtime_error(fmt::format("cannot create {}: {}", registry.string(), ec.message()));
-  ::chmod(registry.c_str(), 0755);
+  ::chmod(registry.c_str(), 0700);  // which VMs run is nobody else's business
   FileLock lock(registry / ".lock", FileLock::exclusive, kLockTimeout,
                 fmt::format("{}: another sprout held the uid registry for {} s; try again", registry.string(),
                             std::chrono::seconds(kLockTimeout).count()));
   // Stale claims first, wherever they are: what their sprout left running dies now,
   // as it would have with its parent.
   for (const auto& e : fs::directory_iterator(registry, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos || claim_alive(e.path())) continue;
-    const uid_t uid = static_cast<uid_t>(std::stoul(name));
-    if (uid < kDynamicUidFirst || uid - kDynamicUidFirst >= kDynamicUidCount) continue;
-    if (end_orphans(uid)) fs::remove(e.path(), ec);
+    const auto uid = claimed_uid(e.path().filename().string());
+    if (!uid || claim_alive(e.path())) continue;
+    if (end_orphans(*uid)) fs::remove(e.path(), ec);
   }
   const uid_t first = first_choice(vm);
   for (uid_t i = 0; i < kDynamicUidCount; ++i) {
@@ -154,6 +165,14 @@ DynamicUid::DynamicUid(DynamicUid&& other) noexcept : file_(std::move(other.file
 
 DynamicUid::~DynamicUid() {
   if (file_.empty()) return;
+  // Something still runs as the uid (a qemu that could not be reaped): the claim stays,
+  // stale once this process is gone, so the next claim ends it before reusing the uid.
+  if (!processes_running_as(uid_).empty()) {
+    spdlog::warn("uid {}: still in use after the run; its claim {} is kept until the next run ends what runs "
+                 "as it",
+                 uid_, file_.string());
+    return;
+  }
   std::error_code ec;
   fs::remove(file_, ec);
 }

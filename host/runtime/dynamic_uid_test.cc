@@ -39,11 +39,11 @@ TEST(DynamicUid, EachClaimHasAUidOfItsOwnUntilReleased) {
   const fs::path reg = dir.path() / "uids";
   uid_t first = 0;
   {
-    DynamicUid a = DynamicUid::claim(reg, "web");
-    DynamicUid b = DynamicUid::claim(reg, "web");  // the same name twice: still two uids
-    DynamicUid c = DynamicUid::claim(reg, "db");
+    DynamicUid a = DynamicUid::claim(reg, "uid-test-web");
+    DynamicUid b = DynamicUid::claim(reg, "uid-test-web");  // the same name twice: still two uids
+    DynamicUid c = DynamicUid::claim(reg, "uid-test-db");
     first = a.uid();
-    EXPECT_EQ(a.uid(), DynamicUid::first_choice("web"));
+    EXPECT_EQ(a.uid(), DynamicUid::first_choice("uid-test-web"));
     EXPECT_NE(a.uid(), b.uid());
     EXPECT_NE(a.uid(), c.uid());
     EXPECT_NE(b.uid(), c.uid());
@@ -54,7 +54,7 @@ TEST(DynamicUid, EachClaimHasAUidOfItsOwnUntilReleased) {
     }
   }
   EXPECT_FALSE(fs::exists(reg / std::to_string(first)));  // released
-  DynamicUid again = DynamicUid::claim(reg, "web");
+  DynamicUid again = DynamicUid::claim(reg, "uid-test-web");
   EXPECT_EQ(again.uid(), first);  // the same VM gets the same uid run after run
 }
 
@@ -62,16 +62,16 @@ TEST(DynamicUid, AStaleClaimIsTakenBackAndWhatRunsUnderItIsKilled) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a process as another uid";
   TempDir dir("dynamic-uid");
   const fs::path reg = dir.path() / "uids";
-  const uid_t uid = DynamicUid::first_choice("orphaned");
+  const uid_t uid = DynamicUid::first_choice("uid-test-orphaned");
   fs::create_directories(reg);
   // A claim whose sprout is gone (pid 2^22 - 1 does not run; no start time matches).
-  std::ofstream(reg / std::to_string(uid)) << R"({"supervisor": 4194303, "supervisorStart": 1, "vm": "orphaned"})";
+  std::ofstream(reg / std::to_string(uid)) << R"({"supervisor": 4194303, "supervisorStart": 1, "vm": "uid-test-orphaned"})";
   // ... and the qemu it left behind, still running as the uid.
   pid_t orphan = start_process_as(uid);
   ASSERT_GT(orphan, 0);
   ASSERT_FALSE(processes_running_as(uid).empty());
 
-  DynamicUid taken = DynamicUid::claim(reg, "orphaned");
+  DynamicUid taken = DynamicUid::claim(reg, "uid-test-orphaned");
   EXPECT_EQ(taken.uid(), uid);
   int status = 0;
   ASSERT_EQ(::waitpid(orphan, &status, 0), orphan);
@@ -81,11 +81,11 @@ TEST(DynamicUid, AStaleClaimIsTakenBackAndWhatRunsUnderItIsKilled) {
 TEST(DynamicUid, AUidSomeProcessRunsAsIsSkipped) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a process as another uid";
   TempDir dir("dynamic-uid");
-  const uid_t uid = DynamicUid::first_choice("busy");
+  const uid_t uid = DynamicUid::first_choice("uid-test-busy");
   pid_t other = start_process_as(uid);
   ASSERT_GT(other, 0);
   ASSERT_FALSE(processes_running_as(uid).empty());
-  DynamicUid u = DynamicUid::claim(dir.path() / "uids", "busy");
+  DynamicUid u = DynamicUid::claim(dir.path() / "uids", "uid-test-busy");
   EXPECT_NE(u.uid(), uid);
   ::kill(other, SIGKILL);
   ::waitpid(other, nullptr, 0);

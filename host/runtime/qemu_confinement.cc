@@ -89,10 +89,10 @@ QemuUser resolve_qemu_user(const Spec& spec, const QemuFeatures& features, uid_t
                                  "with no login, e.g. `useradd --system --no-create-home --shell /usr/sbin/nologin "
                                  "{}`), or leave \"qemuUser\" out for a uid of the VM's own",
                                  spec.file.string(), asked, asked));
-  if (pw->pw_uid == 0)
-    throw InputError(fmt::format("{}: \"qemuUser\": \"{}\" is uid 0, root under another name; write \"root\" if "
-                                 "qemu is meant to run as root",
-                                 spec.file.string(), asked));
+  if (pw->pw_uid == 0 || pw->pw_gid == 0)
+    throw InputError(fmt::format("{}: \"qemuUser\": \"{}\" is {} 0, root's; name a user whose uid and primary "
+                                 "group are not root's, or write \"root\" if qemu is meant to run as root",
+                                 spec.file.string(), asked, pw->pw_uid == 0 ? "uid" : "gid"));
   u.kind = QemuUser::Kind::named;
   u.name = asked;
   u.uid = pw->pw_uid;
@@ -113,12 +113,16 @@ std::vector<std::string> confinement_args(const QemuUser& user, const QemuFeatur
     else
       a.insert(a.end(), {"-runas", who});
   }
-  if (features.sandbox) {
+  // Not root, a bridge: qemu-bridge-helper must gain privileges (set-uid, or file
+  // capabilities), which the sandbox's no_new_privs would disarm in every mode.
+  const bool helper_must_elevate = spawns_helper && user.kind == QemuUser::Kind::invoking;
+  if (features.sandbox && !helper_must_elevate) {
     // elevateprivileges: QEMU installs the filter while parsing its options, before it
     // switches users, so "deny" kills it with SIGSYS at its own setgid (measured on
     // 7.2; LXD and Red Hat's QEMU tests allow it for the same reason). Once switched,
     // qemu has no privilege to regain, and spawn=deny keeps it from exec'ing a set-uid
-    // program. spawn: qemu-bridge-helper is started after the filter is in place.
+    // program (loading the filter sets no_new_privs besides). spawn:
+    // qemu-bridge-helper is started after the filter is in place.
     a.insert(a.end(), {"-sandbox", fmt::format("on,obsolete=deny,elevateprivileges={},spawn={},resourcecontrol=deny",
                                                user.switches() ? "allow" : "deny", spawns_helper ? "allow" : "deny")});
   }

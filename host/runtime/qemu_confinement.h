@@ -58,7 +58,8 @@ QemuUser resolve_qemu_user(const Spec& spec, const QemuFeatures& features, uid_t
 
 /// The qemu arguments that confine it (they go right after -nodefaults): the user
 /// switch (a dynamic user must have its uid by now) and the sandbox. `spawns_helper`:
-/// qemu must start a program (qemu-bridge-helper for network.mode "bridge").
+/// qemu must start a program (qemu-bridge-helper for network.mode "bridge"); for an
+/// unprivileged sprout that helper must elevate, so there is no sandbox then.
 std::vector<std::string> confinement_args(const QemuUser& user, const QemuFeatures& features, bool spawns_helper);
 
 }  // namespace sprout

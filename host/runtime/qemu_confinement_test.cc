@@ -72,6 +72,15 @@ TEST(QemuConfinement, RootOrAnUnprivilegedSproutDoesNotSwitchAndDeniesElevation)
   EXPECT_TRUE(confinement_args(root, parse_qemu_help("-name string\n"), false).empty());
 }
 
+TEST(QemuConfinement, AnUnprivilegedSproutWithABridgeHasNoSandbox) {
+  QemuUser me;
+  me.kind = QemuUser::Kind::invoking;
+  me.uid = 1000;
+  // The bridge helper must gain privileges; the filter's no_new_privs would forbid it.
+  EXPECT_TRUE(confinement_args(me, parse_qemu_help(kHelp72), true).empty());
+  EXPECT_EQ(confinement_args(me, parse_qemu_help(kHelp72), false).size(), 2u);
+}
+
 TEST(QemuConfinement, ResolvesTheSpecsUser) {
   auto f = parse_qemu_help(kHelp72);
   EXPECT_EQ(resolve_qemu_user(spec_with_user("dynamic"), f, 0).kind, QemuUser::Kind::dynamic);

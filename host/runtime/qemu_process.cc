@@ -25,6 +25,17 @@ using std::chrono::milliseconds;
 QemuProcess::QemuProcess(const Spec& spec, std::vector<std::string> argv, int quit_grace_seconds)
     : spec_(spec), argv_(std::move(argv)), quit_grace_seconds_(quit_grace_seconds) {}
 
+QemuProcess::~QemuProcess() {
+  if (pid_ <= 0 || exited_) return;
+  // The supervisor ends without having seen qemu exit (an exception): qemu must not
+  // outlive it, and its parent-death signal is gone once it switched user.
+  spdlog::warn("{}: the supervisor ends with qemu (pid {}) still running; killing it", spec_.name, pid_);
+  ::kill(pid_, SIGKILL);
+  int ws = 0;
+  while (::waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
+  }
+}
+
 fs::path QemuProcess::log_path() const { return spec_.state().qemu_log(); }
 
 std::string QemuProcess::start(const sigset_t& signal_mask) {

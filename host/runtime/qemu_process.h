@@ -1,5 +1,7 @@
 // The qemu half of `sprout run`'s supervisor: starts qemu (its stderr into
-// STATE/qemu.log, PR_SET_PDEATHSIG so it never outlives a killed supervisor), follows
+// STATE/qemu.log, PR_SET_PDEATHSIG, which the kernel clears when qemu switches user:
+// a supervisor that ends by an exception kills and reaps it, and one that was killed
+// leaves it to the next run, orphaned_qemu.h), follows
 // it over QMP without ever waiting for QMP (qmp_client.h), and stops it in one
 // sequence whose stage is one enum: the power button, `quit` once the spec's shutdown
 // timeout has passed (or at a second signal), SIGKILL after the grace period. Guest
@@ -34,6 +36,10 @@ class QemuProcess {
   };
 
   QemuProcess(const Spec& spec, std::vector<std::string> argv, int quit_grace_seconds);
+  /// Kills and reaps a qemu that is still running (the supervisor is unwinding).
+  ~QemuProcess();
+  QemuProcess(const QemuProcess&) = delete;
+  QemuProcess& operator=(const QemuProcess&) = delete;
 
   /// Starts qemu with `signal_mask` as its mask. On failure qemu never ran: the reason
   /// takes the place of its last words in qemu.log and it counts as exited with 127

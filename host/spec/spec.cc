@@ -312,7 +312,15 @@ Spec parse_spec(std::string_view text, const std::string& source, const fs::path
   });
   if (s.network.mac.empty()) s.network.mac = mac_for_name(s.name);
   part([&] { s.kernel = read_kernel(top, base_dir); });
-  part([&] { s.qemu_args = top.strings_or_empty("qemuArgs", 1024); });
+  part([&] {
+    s.qemu_args = top.strings_or_empty("qemuArgs", 1024);
+    // Later options win in qemu: these would silently undo qemuUser and the sandbox.
+    for (const char* undoing : {"-runas", "-run-with", "-sandbox", "-chroot"})
+      if (std::find(s.qemu_args.begin(), s.qemu_args.end(), undoing) != s.qemu_args.end())
+        top.fail_value("qemuArgs", fmt::format("\"{}\" would undo the confinement sprout gives qemu; use "
+                                               "\"qemuUser\" for the user qemu runs as",
+                                               undoing));
+  });
   part([&] { s.accel = choose(top, "accel", kAccelNames, Accel::automatic); });
   part([&] { s.vnc = top.boolean_or("vnc", false); });
   part([&] { read_qemu_user(top, s); });

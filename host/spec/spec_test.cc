@@ -111,6 +111,12 @@ TEST(Spec, QemuUserIsDynamicRootOrAName) {
     }
   }
   try {
+    parse_spec(with(R"("qemuArgs": ["-runas", "0:0"])"), "web.json", "/");
+    ADD_FAILURE() << "-runas in qemuArgs accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("would undo the confinement"), std::string::npos) << e.what();
+  }
+  try {
     parse_spec(with(R"("backend": "libvirt", "qemuUser": "root")"), "web.json", "/");
     FAIL() << "qemuUser accepted for a libvirt VM";
   } catch (const InputError& e) {

@@ -434,11 +434,8 @@ def case_notify(root):
     ns.close()
 
 
-def case_qmp_stuck(root):
-    """`sprout run` with a qemu (tests/runtime/fake_qemu.py) that accepts QMP and never
-    answers: the supervisor's loop keeps recording the status channel while the QMP
-    handshake is pending, and SIGTERM still ends the run through the power-down
-    timeout and the fallback to SIGTERM for qemu."""
+def fake_qemu_spec(root):
+    """A qemu-backend VM "fake" for tests/runtime/fake_qemu.py: (spec, spec_dir, state)."""
     cfg = os.path.join(root, "cfg")
     os.makedirs(os.path.join(cfg, "hosts", "self"))
     base = os.path.join(root, "base.qcow2")
@@ -450,6 +447,51 @@ def case_qmp_stuck(root):
     rl.write_spec(spec, version=1, name="fake", base={"image": base}, stateDir=state,
                   sources={"config": cfg, "self": os.path.join(cfg, "hosts", "self")}, network={"mode": "none"},
                   shutdownTimeoutSeconds=1)
+    return spec, spec_dir, state
+
+
+def proc_state(pid):
+    """'R', 'S', 'Z', ... from /proc/PID/stat; None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def case_orphan(root):
+    """Issue 29: qemu loses its parent-death signal when it switches user, so a SIGKILLed
+    `sprout run` leaves it running (the fake qemu switches as qemu's -runas does). The
+    next run of the VM kills that orphan before it prepares anything."""
+    if os.geteuid() != 0:
+        print("skip: only root switches qemu's user")
+        sys.exit(77)
+    spec, spec_dir, state = fake_qemu_spec(root)
+    qemu = os.path.join(rl.HERE, "fake_qemu.py")
+    with rl.Proc(["run", "--spec", spec, "--qemu", qemu], os.path.join(root, "run.log"),
+                 env={"FAKE_QEMU_LOG": os.path.join(root, "fake-qemu.log")}) as run:
+        r = rl.sprout(["wait", "fake", "--spec-dir", spec_dir, "--timeout", "120"], timeout=150)
+        check(r.returncode == 0, f"wait: {r.returncode} {r.stdout}{r.stderr}\n{run.output()}")
+        pid = rl.read_status(state)["host"]["pid"]
+        with open(f"/proc/{pid}/status") as f:
+            uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+        check(0x73700000 <= uid < 0x73710000, f"the fake qemu runs as uid {uid}, not a dynamic one")
+        run.signal(signal.SIGKILL)
+        run.wait(60)
+    time.sleep(0.5)
+    check(proc_state(pid) not in (None, "Z"), "the fake qemu died with its sprout run: nothing to test")
+    again = rl.sprout(["run", "--spec", spec, "--qemu", "/nonexistent/qemu"], timeout=120)
+    check(again.returncode == 1, f"second run: {again.returncode} {again.stdout}{again.stderr}")
+    check("still runs the guest although its sprout run is gone" in again.stderr, again.stderr)
+    check(proc_state(pid) in (None, "Z"), f"the orphaned qemu (pid {pid}) still runs")
+
+
+def case_qmp_stuck(root):
+    """`sprout run` with a qemu (tests/runtime/fake_qemu.py) that accepts QMP and never
+    answers: the supervisor's loop keeps recording the status channel while the QMP
+    handshake is pending, and SIGTERM still ends the run through the power-down
+    timeout and the fallback to SIGTERM for qemu."""
+    spec, spec_dir, state = fake_qemu_spec(root)
     fake_log = os.path.join(root, "fake-qemu.log")
     qemu = os.path.join(rl.HERE, "fake_qemu.py")
     with rl.Proc(["run", "--spec", spec, "--qemu", qemu], os.path.join(root, "run.log"),
@@ -565,5 +607,5 @@ def case_watch_record(root):
 if __name__ == "__main__":
     sys.exit(rl.run_case({"garbage": case_garbage, "wait": case_wait, "stop-during-prepare": case_stop_during_prepare,
                           "hostile": case_hostile, "qmp-stuck": case_qmp_stuck,
-                          "watch-record": case_watch_record,
+                          "watch-record": case_watch_record, "orphan": case_orphan,
                           "notify": case_notify}, sys.argv[2]))
