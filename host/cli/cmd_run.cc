@@ -209,7 +209,7 @@ int cmd_run(const Invocation& inv) {
       stopped.stopped_ms = unix_time_ms();
       rec.set_host(stopped);
     }
-    ::close(lock);
+    unlock_run(lock);
     return 0;
   }
   ::sigprocmask(SIG_SETMASK, &original_mask, nullptr);
@@ -228,7 +228,7 @@ int cmd_run(const Invocation& inv) {
   // VM's private data too.
   ::umask(077);
   RunOutcome outcome = supervise(spec, so);
-  ::close(lock);
+  unlock_run(lock);
   return static_cast<int>(outcome);
 }
 
@@ -252,6 +252,20 @@ constexpr auto kRunStartGrace = std::chrono::seconds(5);
 /// watcher would write the same record twice; with no run at all it would overwrite the
 /// last run's record with its own. (libvirt VMs are what `watch` is for.)
 void check_watch_is_wanted(const Spec& spec) {
+  const RecordFile record = read_record(spec.status_file());
+  const bool live = view_run(spec, record).state == RunView::live;
+  // Either backend: a second watcher beside a live one would write the same record
+  // twice, whether or not a VM is connected to the first now (a watcher outlives the
+  // runs it records; one that died is no watcher).
+  const HostPart& host = record.record.host;
+  if (host.watch && host.state != HostState::stopped && host.supervisor && host.supervisor->alive())
+    throw InputError(fmt::format("VM {}: another `sprout watch`{} records it already; a second recorder would "
+                                 "overwrite its record (`sprout logs {} --follow` follows it)",
+                                 spec.name,
+                                 record.record.host.supervisor
+                                     ? fmt::format(" (pid {})", record.record.host.supervisor->pid)
+                                     : "",
+                                 vm_arguments(spec)));
   if (spec.backend != Backend::qemu) return;
   auto recorded_already = [&] {
     auto holder = run_lock_holder(spec);
@@ -259,8 +273,7 @@ void check_watch_is_wanted(const Spec& spec) {
                                   "its record (`sprout logs {} --follow` follows it)",
                                   spec.name, holder ? fmt::format(" (pid {})", *holder) : "", vm_arguments(spec)));
   };
-  const RecordFile record = read_record(spec.status_file());
-  if (view_run(spec, record).state == RunView::live && !record.record.host.watch) throw recorded_already();
+  if (live) throw recorded_already();
   const auto deadline = std::chrono::steady_clock::now() + kRunStartGrace;
   for (;;) {
     if (auto recorder = run_lock_recorder(spec)) {

@@ -92,4 +92,13 @@ std::optional<Recorder> run_lock_recorder(const Spec& spec) {
   return h->recorder;
 }
 
+void unlock_run(int fd) {
+  if (fd < 0) return;
+  if (::ftruncate(fd, 0) != 0) {
+    // Nothing to do about it: the next run rewrites the file, and a stale line
+    // names a process that is gone within moments.
+  }
+  ::close(fd);
+}
+
 }  // namespace sprout

@@ -21,6 +21,10 @@ enum class Recorder { run, watcher };
 /// watcher, "external-recorder".
 int lock_run(const Spec& spec, Recorder recorder = Recorder::run);
 
+/// Ends a run's hold: empties the file (a next run taking the lock at once must not
+/// be read as this one, whose process may still be exiting), then closes it.
+void unlock_run(int fd);
+
 /// Whether some process holds the VM's run lock now.
 bool run_lock_held(const Spec& spec);
 

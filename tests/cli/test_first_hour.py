@@ -196,6 +196,27 @@ class BackendCommands(World):
         with open(path) as f:
             self.assertEqual(f.read(), before)
 
+    def test_a_second_watcher_is_refused_for_either_backend(self):
+        # A live record kept by a watcher (this test process stands in for it).
+        now = int(time.time() * 1000)
+        record = {"vm": "web", "phase": "rebuilding", "message": "m", "generation": "g1", "bootId": "b", "seq": 3,
+                  "sinceMs": now, "updatedMs": now, "detail": None, "lastLog": [], "reached": ["rebuilding"],
+                  "host": {"state": "running", "supervisor": os.getpid(), "recorder": "watch", "startedMs": now}}
+        path = os.path.join(self.state, "status.json")
+        for backend in ("libvirt", "qemu"):
+            spec = self.read_spec("web")
+            spec["backend"] = backend
+            self.write_spec("web", spec)
+            with open(path, "w") as f:
+                json.dump(record, f)
+            with open(path) as f:
+                before = f.read()
+            r = self.sprout("watch", "web", timeout=30)
+            self.assertEqual(r.returncode, 2, (backend, r.stderr))
+            self.assertIn(f"another `sprout watch` (pid {os.getpid()}) records it already", r.stderr)
+            with open(path) as f:
+                self.assertEqual(f.read(), before)
+
     def listing(self):
         return sorted((d, f) for d, _, fs in os.walk(self.tmp) for f in fs)
 
@@ -344,8 +365,15 @@ class PendingFromTheTree(World):
         spec.update(sources={"config": self.cfg, "self": os.path.join(self.cfg, "hosts", "web")}, cacheDir=self.cache,
                     gcRootDir=os.path.join(self.tmp, "roots"))
         self.write_spec("web", spec)
+        # The export keeps the digests of files whose ctime is 3 s old (a younger
+        # one might still be changing): wait for that, so that the cache exists, list
+        # reads it, and a list that wrote it would show in the snapshots.
+        newest = max(os.lstat(os.path.join(d, n)).st_ctime for d, _, fs in os.walk(self.cfg) for n in fs)
+        while time.time() - newest <= 3.5:
+            time.sleep(0.1)
         r = self.sprout("export", "web")
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.listdir(os.path.join(self.cache, ".digest-cache")), "the export kept no digests")
 
     def snapshot(self):
         """Every file and directory under the cache and the state directory, with its
@@ -374,7 +402,7 @@ class PendingFromTheTree(World):
             f.write("# changed\n")
         in_table, in_json, row, table = self.pending()
         self.assertTrue(in_table, table)
-        self.assertIn("the sources changed since they were exported", table)
+        self.assertIn("what it exports changed since the last export (the next start exports it again)", table)
         self.assertTrue(in_json, row)
         self.assertTrue(row.get("sourcesChanged"), row)
         self.assertNotEqual(row.get("sourceGeneration"), row["exportedGeneration"])
