@@ -308,10 +308,14 @@ void print_long(const std::vector<Row>& all, bool colour) {
                  record_int(p, "hostPort"), record_int(p, "guestPort"));
     const std::string& running = st.generation;
     std::string exported = row["exportedGeneration"].is_string() ? record_text(row, "exportedGeneration") : "";
-    const char* why = row["sourcesChanged"].get<bool>()
-                          ? " - pending re-specialization: the sources changed since they were exported (the next "
-                            "start exports them)"
-                          : " - pending re-specialization: the exported configuration is not the one running";
+    // The generation covers the trees, the rebuild settings and (host-built) the
+    // system: "what it exports" names them all. libvirt exports on `define`.
+    const std::string why =
+        row["sourcesChanged"].get<bool>()
+            ? fmt::format(" - pending re-specialization: what it exports changed since the last export ({} exports "
+                          "it again)",
+                          record_text(row, "backend") == "libvirt" ? "`sprout define`" : "the next start")
+            : " - pending re-specialization: the exported configuration is not the one running";
     fmt::print("  generation {} (exported: {}){}\n", running.empty() ? "-" : short_generation(running),
                exported.empty() ? "-" : short_generation(exported),
                row["pendingRespecialization"].get<bool>() ? paint(why, Tone::busy, colour) : "");
