@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "base/terminal_text.h"
 #include "cli/commands.h"
 #include "error.h"
 #include "cli/global_options.h"
@@ -40,7 +41,7 @@ std::string did_you_mean(const std::string& typed) {
   for (const auto* c : sprout::all_commands()) names.push_back(c->name);
   names.push_back("help");
   std::string best = sprout::nearest_word(typed, names);
-  return best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
+  return best.empty() ? "" : fmt::format("; did you mean '{}'?", best);
 }
 
 }  // namespace
@@ -75,7 +76,8 @@ int main(int argc, char** argv) {
   // `sprout help CMD` is `sprout CMD --help`.
   if (args[0] == "help") {
     if (args.size() > 2) {
-      std::cerr << fmt::format("sprout help: unexpected argument '{}' (usage: sprout help [COMMAND])\n", args[2]);
+      std::cerr << fmt::format("sprout help: unexpected argument '{}' (see `sprout help help`)\n",
+                               sprout::for_terminal(args[2]));
       return sprout::kExitUsage;
     }
     args = {args[1], "--help"};
@@ -84,10 +86,11 @@ int main(int argc, char** argv) {
   if (!command) {
     // One line, as git says it: the whole usage would bury the word that was wrong.
     if (args[0].starts_with("-"))
-      std::cerr << fmt::format("sprout: unknown option '{}' before the command; see 'sprout help'\n", args[0]);
+      std::cerr << fmt::format("sprout: unknown option '{}' before the command (see `sprout help`)\n",
+                               sprout::for_terminal(args[0]));
     else
-      std::cerr << fmt::format("sprout: '{}' is not a sprout command{}; see 'sprout help'\n", args[0],
-                               did_you_mean(args[0]));
+      std::cerr << fmt::format("sprout: '{}' is not a sprout command{} (see `sprout help`)\n",
+                               sprout::for_terminal(args[0]), did_you_mean(args[0]));
     return sprout::kExitUsage;
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());

@@ -78,16 +78,16 @@ class Help(unittest.TestCase):
     def test_help_unknown_command(self):
         r = run("help", "frobnicate")
         self.assertEqual(r.returncode, 2)
-        self.assertEqual(r.stderr, "sprout: 'frobnicate' is not a sprout command; see 'sprout help'\n")
+        self.assertEqual(r.stderr, "sprout: 'frobnicate' is not a sprout command (see `sprout help`)\n")
 
     def test_unknown_command_is_one_line(self):
         # Not the whole usage (31 lines) burying the word that was wrong: one line, as git.
         r = run("frobnicate", "--spec", "x.json")
         self.assertEqual((r.returncode, r.stdout), (2, ""))
-        self.assertEqual(r.stderr, "sprout: 'frobnicate' is not a sprout command; see 'sprout help'\n")
+        self.assertEqual(r.stderr, "sprout: 'frobnicate' is not a sprout command (see `sprout help`)\n")
         r = run("--frobnicate")
         self.assertEqual((r.returncode, r.stdout), (2, ""))
-        self.assertEqual(r.stderr, "sprout: unknown option '--frobnicate' before the command; see 'sprout help'\n")
+        self.assertEqual(r.stderr, "sprout: unknown option '--frobnicate' before the command (see `sprout help`)\n")
 
     def test_export_help_tells_of_the_closure_disk(self):
         # A host-built VM's export also writes its closure disk: the help says so.

@@ -160,7 +160,7 @@ class BadInputBattery(Scratch):
         self.assert_refused(["check-spec"], 2, "give at least one spec file")
         self.assert_refused(["wait", "--spec-dir", self.specdir], 2, "which VM?")
         self.assert_refused(["undefine"], 2, "missing the VM NAME")
-        self.assert_refused(["frobnicate"], 2, "'frobnicate' is not a sprout command; see 'sprout help'")
+        self.assert_refused(["frobnicate"], 2, "'frobnicate' is not a sprout command (see `sprout help`)")
 
     def test_names_and_directories(self):
         self.assert_refused(["undefine", "../evil"], 2, "a VM name must not contain '/'")
