@@ -3,10 +3,15 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <chrono>
@@ -91,6 +96,29 @@ bool end_orphans(uid_t uid) {
   return true;
 }
 
+/// The ids of the System V IPC objects in /proc/sysvipc/`kind` whose owner or creator
+/// is `uid` (the columns are named by the file's header line).
+std::vector<int> sysv_objects_of(const std::string& kind, uid_t uid) {
+  std::vector<int> ids;
+  std::ifstream in("/proc/sysvipc/" + kind);
+  std::string header;
+  if (!std::getline(in, header)) return ids;
+  std::vector<std::string> names;
+  std::istringstream h(header);
+  for (std::string n; h >> n;) names.push_back(n);
+  auto column = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) - names.begin(); };
+  const auto id_at = static_cast<std::size_t>(column(kind == "shm" ? "shmid" : kind == "sem" ? "semid" : "msqid"));
+  const auto uid_at = static_cast<std::size_t>(column("uid")), cuid_at = static_cast<std::size_t>(column("cuid"));
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    for (std::string x; fields >> x;) f.push_back(x);
+    if (std::max({id_at, uid_at, cuid_at}) >= f.size()) continue;
+    if (f[uid_at] == std::to_string(uid) || f[cuid_at] == std::to_string(uid)) ids.push_back(std::stoi(f[id_at]));
+  }
+  return ids;
+}
+
 bool known_to_user_database(uid_t uid) { return ::getpwuid(uid) != nullptr || ::getgrgid(uid) != nullptr; }
 
 /// Creates the claim file for `uid`; false when it exists.
@@ -113,6 +141,17 @@ bool write_claim(const fs::path& file, const std::string& vm) {
 }
 
 }  // namespace
+
+void remove_ipc_of(uid_t uid) {
+  for (int id : sysv_objects_of("shm", uid)) ::shmctl(id, IPC_RMID, nullptr);
+  for (int id : sysv_objects_of("sem", uid)) ::semctl(id, 0, IPC_RMID);
+  for (int id : sysv_objects_of("msg", uid)) ::msgctl(id, IPC_RMID, nullptr);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/dev/shm", ec)) {
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) == 0 && st.st_uid == uid && !S_ISDIR(st.st_mode)) ::unlink(e.path().c_str());
+  }
+}
 
 fs::path default_uid_registry() { return "/run/sprout/qemu-uids"; }
 
@@ -145,14 +184,20 @@ DynamicUid DynamicUid::claim(const fs::path& registry, const std::string& vm) {
   for (const auto& e : fs::directory_iterator(registry, ec)) {
     const auto uid = claimed_uid(e.path().filename().string());
     if (!uid || claim_alive(e.path())) continue;
-    if (end_orphans(*uid)) fs::remove(e.path(), ec);
+    if (end_orphans(*uid)) {
+      remove_ipc_of(*uid);
+      fs::remove(e.path(), ec);
+    }
   }
   const uid_t first = first_choice(vm);
   for (uid_t i = 0; i < kDynamicUidCount; ++i) {
     const uid_t uid = kDynamicUidFirst + (first - kDynamicUidFirst + i) % kDynamicUidCount;
     if (known_to_user_database(uid) || !processes_running_as(uid).empty()) continue;
     const fs::path file = registry / std::to_string(uid);
-    if (write_claim(file, vm)) return DynamicUid(file, uid);
+    if (write_claim(file, vm)) {
+      remove_ipc_of(uid);  // whatever an earlier holder left, however it ended
+      return DynamicUid(file, uid);
+    }
   }
   throw std::runtime_error(fmt::format("VM {}: all {} uids of sprout's range from {} are in use; stop a VM or "
                                  "remove stale claims from {}",
@@ -173,6 +218,7 @@ DynamicUid::~DynamicUid() {
                  uid_, file_.string());
     return;
   }
+  remove_ipc_of(uid_);
   std::error_code ec;
   fs::remove(file_, ec);
 }

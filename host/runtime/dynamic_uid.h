@@ -7,6 +7,7 @@
 // when the run ends. A claim whose process is gone is stale: its uid is taken back,
 // first killing what still runs under it (a qemu whose sprout was killed: the
 // parent-death signal does not survive qemu's switch of user). The gid is the uid.
+// What a uid leaves in IPC and /dev/shm is removed before it is used again.
 #pragma once
 
 #include <sys/types.h>
@@ -43,6 +44,12 @@ class DynamicUid {
   std::filesystem::path file_;
   uid_t uid_ = 0;
 };
+
+/// Removes what a uid may have left behind once nothing runs as it, as systemd's
+/// RemoveIPC= does for a DynamicUser=: its System V shared memory, semaphores and
+/// message queues, and its files in /dev/shm (POSIX shared memory and semaphores).
+/// Done when a claim is released and when a uid is claimed.
+void remove_ipc_of(uid_t uid);
 
 /// Pids of the processes whose real, effective or saved uid is `uid` (from /proc;
 /// zombies, which run nothing, are not counted).

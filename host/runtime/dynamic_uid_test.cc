@@ -1,6 +1,9 @@
 #include "runtime/dynamic_uid.h"
 
 #include <signal.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,4 +92,30 @@ TEST(DynamicUid, AUidSomeProcessRunsAsIsSkipped) {
   EXPECT_NE(u.uid(), uid);
   ::kill(other, SIGKILL);
   ::waitpid(other, nullptr, 0);
+}
+
+TEST(DynamicUid, WhatTheUidLeftInIpcAndDevShmIsRemovedOnRelease) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give objects to another uid";
+  TempDir dir("dynamic-uid");
+  int shm_id = -1;
+  std::filesystem::path shm_file;
+  {
+    DynamicUid u = DynamicUid::claim(dir.path() / "uids", "uid-test-ipc");
+    // What an escaped qemu could leave: a System V segment and a POSIX shm file.
+    shm_id = ::shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+    ASSERT_GE(shm_id, 0);
+    struct shmid_ds ds {};
+    ASSERT_EQ(::shmctl(shm_id, IPC_STAT, &ds), 0);
+    ds.shm_perm.uid = u.uid();
+    ds.shm_perm.gid = u.uid();
+    ASSERT_EQ(::shmctl(shm_id, IPC_SET, &ds), 0);
+    shm_file = "/dev/shm/sprout-uid-test-" + std::to_string(::getpid());
+    std::ofstream(shm_file) << "left";
+    ASSERT_EQ(::chown(shm_file.c_str(), u.uid(), u.uid()), 0);
+  }
+  struct shmid_ds after {};
+  EXPECT_NE(::shmctl(shm_id, IPC_STAT, &after), 0) << "the segment is still there";
+  EXPECT_FALSE(std::filesystem::exists(shm_file));
+  if (::shmctl(shm_id, IPC_STAT, &after) == 0) ::shmctl(shm_id, IPC_RMID, nullptr);
+  std::filesystem::remove(shm_file);
 }
