@@ -3,11 +3,12 @@
 namespace sprout {
 
 namespace {
-constexpr std::array<DiskRoleInfo, 4> kRoles{{
+constexpr std::array<DiskRoleInfo, 5> kRoles{{
     {DiskRole::config, "config", "sprout-config", "sprout-config", "/etc/nixos", true},
     {DiskRole::self, "self", "sprout-self", "sprout-self", "/etc/nixos/hosts/self", true},
     {DiskRole::ssh, "ssh", "sprout-ssh", "sprout-ssh", "/root/.ssh", false},
     {DiskRole::closure, "closure", "sprout-closure", "sprout-closure", "/run/sprout/closure", false},
+    {DiskRole::secrets, "secrets", "sprout-secrets", "sprout-secrets", "/run/sprout/secrets-disk", false},
 }};
 
 static_assert([] {
@@ -17,7 +18,7 @@ static_assert([] {
 }());
 }  // namespace
 
-const std::array<DiskRoleInfo, 4>& disk_roles() { return kRoles; }
+const std::array<DiskRoleInfo, 5>& disk_roles() { return kRoles; }
 
 const DiskRoleInfo& role_info(DiskRole role) { return kRoles[static_cast<std::size_t>(role)]; }
 

@@ -40,6 +40,7 @@ std::string Manifest::to_json_text() const {
   json disks{{"config", {{"digest", config_digest}}}, {"self", {{"digest", self_digest}}}};
   if (!ssh_digest.empty()) disks["ssh"] = {{"digest", ssh_digest}};
   if (host_built()) disks["closure"] = {{"digest", closure_digest}};
+  if (!secrets_digest.empty()) disks["secrets"] = {{"digest", secrets_digest}};
   json doc{{"version", kManifestVersion},
            {"name", name},
            {"generation", generation},
@@ -79,6 +80,10 @@ Manifest parse_manifest(std::string_view text, const std::string& source) {
     if (auto closure = disks.optional_object("closure")) {
       m.closure_digest = digest_field(*closure, "digest");
       closure->finish();
+    }
+    if (auto secrets = disks.optional_object("secrets")) {
+      m.secrets_digest = digest_field(*secrets, "digest");
+      secrets->finish();
     }
     disks.finish();
   }

@@ -22,6 +22,9 @@ struct Manifest {
   std::string config_digest;
   std::string self_digest;
   std::string ssh_digest;  ///< empty when the VM has no ssh disk
+  /// A keyed digest of the VM's secrets (its secrets disk's secrets/), so a changed
+  /// secret is a new generation; empty when it has no sources.secrets.
+  std::string secrets_digest;
   /// Host-built: the system the guest switches to, and the closure disk's key.
   /// Both empty when the guest builds its own system (`nixos-rebuild boot`).
   std::string system;

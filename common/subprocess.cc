@@ -141,6 +141,7 @@ struct ChildSetup {
   sigset_t mask;
   bool stdin_null;
   bool detach;
+  bool interactive;
   int stdout_fd, stderr_fd;
   int error_fd;  // the exec's errno goes here (close-on-exec: EOF when it succeeds)
   pid_t parent;
@@ -156,7 +157,10 @@ int above_stdio(int fd) { return fd >= 0 && fd < 3 ? ::fcntl(fd, F_DUPFD_CLOEXEC
     // Dies with the thread that started it, however sprout dies (kill -9 too).
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != c.parent) ::_exit(127);
-    ::setpgid(0, 0);  // own process group: stopping it reaches all of it
+    // Own process group (stopping it reaches all of it), unless it is the terminal's
+    // program: then it stays in the foreground group, so it reads the terminal and
+    // gets its Ctrl-C.
+    if (!c.interactive) ::setpgid(0, 0);
   }
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
@@ -379,6 +383,7 @@ Child spawn(const SpawnOptions& o) {
     sigemptyset(&c.mask);
   c.stdin_null = o.stdin_null;
   c.detach = o.detach;
+  c.interactive = o.interactive;
   c.stdout_fd = o.stdout_fd;
   c.stderr_fd = o.stderr_fd;
   return fork_child(c, program);

@@ -39,6 +39,9 @@ struct SpawnOptions {
   /// true: the child outlives this process: it leads a session of its own (setsid),
   /// and is not killed when the calling thread ends (no PR_SET_PDEATHSIG).
   bool detach = false;
+  /// true: the child is the program the user talks to through the terminal (ssh): it
+  /// stays in this process group, the terminal's foreground, instead of leading its own.
+  bool interactive = false;
 };
 
 struct Child {

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent.h"
+#include "early.h"
 #include "error.h"
 #include "log.h"
 #include "option_error.h"
@@ -49,6 +50,11 @@ Every boot:
      or --flake TARGET, + extraArgs, from the manifest) with its timeout, stream its
      output as `log` events, then `rebuilt`, `rebooting`, flush, run rebootCommand
   SIGTERM stops the rebuild's process group and reports `failed: interrupted`.
+
+--early (a unit of its own, before sshd): find the secrets disk (serial sprout-secrets;
+  none: nothing to do), mount it ro,nosuid,nodev,noexec, install the VM's ssh host key
+  as /etc/ssh/ssh_host_ed25519_key, offer its secrets as /run/sprout/secrets/NAME
+  (root only), compare /etc/machine-id with the host's, unmount it.
 
 Status: JSON lines on the virtio-serial port named statusPort (found through
 /sys/class/virtio-ports/*/name), never blocking; each event also goes to logFile.
@@ -88,6 +94,8 @@ int main(int argc, char** argv) {
      cxxopts::value<std::string>()->default_value(""), "PATH")
     ("disk-wait", "override diskWaitSeconds", cxxopts::value<double>(), "SECONDS")
     ("flush-timeout", "override flushTimeoutSeconds", cxxopts::value<double>(), "SECONDS")
+    ("early", "early boot, before sshd: install this VM's ssh host key and secrets from its secrets disk, "
+              "then exit (docs/agent.md)")
     ("log-level", "trace, debug, info, warn, error", cxxopts::value<std::string>()->default_value("info"), "LEVEL")
     ("version", "print the version")
     ("h,help", "this help");
@@ -107,6 +115,16 @@ int main(int argc, char** argv) {
     }
     setup_logging("sprout-agent", r["log-level"].as<std::string>(), /*colour=*/false);
 
+    if (r.count("early")) {
+      agent::EarlyOptions eo;
+      eo.root = r["root"].as<std::string>();
+      bool missing = false;
+      const agent::AgentConfig cfg = agent::load_agent_config(r["config"].as<std::string>(), &missing);
+      const double wait = r.count("disk-wait") ? std::max(0.0, r["disk-wait"].as<double>()) : cfg.disk_wait_seconds;
+      eo.disk_wait = std::chrono::milliseconds(static_cast<long long>(wait * 1000));
+      agent::LibMounter mounter(eo.root);
+      return agent::run_early(eo, mounter);
+    }
     agent::AgentOptions o;
     o.root = r["root"].as<std::string>();
     o.config_path = r["config"].as<std::string>();

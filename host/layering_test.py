@@ -16,13 +16,14 @@ import sys
 MAY_USE = {
     "base": set(),
     "spec": {"base"},
-    "image": {"base", "spec"},
+    "identity": {"base", "spec"},
+    "image": {"base", "spec", "identity"},
     "libvirt": {"base", "spec"},
     "status": {"base", "spec"},
-    "disk": {"base", "spec", "image"},
+    "disk": {"base", "spec", "identity", "image"},
     "runtime": {"base", "spec", "status"},
     "backend": {"base", "spec", "status", "runtime", "libvirt"},
-    "cli": {"base", "spec", "image", "libvirt", "status", "disk", "runtime", "backend"},
+    "cli": {"base", "spec", "identity", "image", "libvirt", "status", "disk", "runtime", "backend"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

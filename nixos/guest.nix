@@ -284,6 +284,23 @@ in
       description = "Where the agent remembers what it specialized.";
     };
 
+    identity.enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Take this VM's identity and secrets from the secrets disk its host makes
+        (every sprout host does): `sprout-agent --early` runs before sshd (and before
+        sysinit.target, so before any ordinary service), installs the host-minted ssh
+        host key as /etc/ssh/ssh_host_ed25519_key (so `sprout ssh` verifies the very
+        first connection, and the key survives re-specialization and a recreated
+        disk), and offers the VM's secrets as /run/sprout/secrets/NAME, root's alone
+        (`serviceConfig.LoadCredential = [ "NAME:/run/sprout/secrets/NAME" ];`).
+        sshd then serves that ed25519 key alone (`services.openssh.hostKeys`, a
+        default). The machine-id reaches systemd on its own, as the credential
+        system.machine_id in an SMBIOS type 11 string (systemd 254 and later).
+      '';
+    };
+
     diskLayout = mkOption {
       type = types.bool;
       default = true;
@@ -328,6 +345,31 @@ in
         };
       };
     }
+
+    (mkIf cfg.identity.enable {
+      # The host-minted key alone: sshd's preStart (and sshd-keygen) make a key only
+      # for a path that has none, which the early unit has filled before them.
+      services.openssh.hostKeys = mkDefault [ { type = "ed25519"; path = "/etc/ssh/ssh_host_ed25519_key"; } ];
+
+      systemd.services.sprout-agent-early = {
+        description = "sprout: this VM's ssh host key and secrets, from its host";
+        # Before sysinit.target, like systemd-machine-id-commit: every ordinary unit
+        # (sshd, and anything that reads /run/sprout/secrets) starts after it. It needs
+        # the root file system writable (/etc/ssh) and /run, nothing else; the disk is
+        # found through /sys (no udev needed), the wait for it bounded (diskWaitSeconds).
+        wantedBy = [ "sysinit.target" ];
+        before = [ "sysinit.target" "shutdown.target" "sshd.service" "sshd-keygen.service" "sshd.socket" ];
+        after = [ "local-fs.target" ];
+        conflicts = [ "shutdown.target" ];
+        unitConfig.DefaultDependencies = false;
+        restartIfChanged = false;
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = "${agent}/bin/sprout-agent --early --config /etc/sprout/agent.json";
+        };
+      };
+    })
 
     (mkIf cfg.diskLayout {
       fileSystems."/" = {

@@ -176,6 +176,7 @@ let
         self = vm.selfDir;
       }
       // optionalAttrs (ssh != null) { inherit ssh; }
+      // optionalAttrs (vm.secretsDir != null) { secrets = vm.secretsDir; }
       // optionalAttrs vm.allowPrivateKeys { allowPrivateKeys = true; };
       inherit (vm) memory vcpus;
     }
@@ -484,6 +485,12 @@ in
           {
             assertion = !(vm.sshAuthorizedKeys != [ ] && vm.sshDir != null);
             message = "${opt}: set sshAuthorizedKeys or sshDir, not both.";
+          }
+          {
+            assertion = vm.secretsDir != null
+              -> !(builtins.isPath vm.secretsDir || lib.hasPrefix "${builtins.storeDir}/" (toString vm.secretsDir));
+            message = "${opt}.secretsDir is a Nix path or in the Nix store, which every user of the host can read: "
+              + "give a directory only root reads, as a string (say \"/var/lib/sprout/secrets/${name}\").";
           }
           {
             assertion = vm.allowPrivateKeys -> vm.sshDir != null;

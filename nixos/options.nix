@@ -202,6 +202,23 @@ let
         '';
       };
 
+      secretsDir = mkOption {
+        type = types.nullOr (types.either types.str types.path);
+        default = null;
+        example = "/var/lib/sprout/secrets/web";
+        description = ''
+          A host directory (root's alone) of secrets for this VM, one regular file
+          each (at most 1 MiB, names of letters, digits and `. _ - @ +`). They go onto
+          the VM's own secrets disk, built in its state directory (never in the Nix
+          store or the shared image cache), and the guest offers each as
+          `/run/sprout/secrets/NAME`, readable by root alone, before sshd and other
+          services start: a unit uses one with
+          `serviceConfig.LoadCredential = [ "NAME:/run/sprout/secrets/NAME" ];`.
+          A changed secret is a new generation. Give it as a string: a Nix path
+          would be copied into the world-readable store, so an assertion refuses it.
+        '';
+      };
+
       allowPrivateKeys = mkOption {
         type = types.bool;
         default = false;

@@ -9,6 +9,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "identity/vm_identity.h"
 #include "error.h"
 #include "runtime/kvm_probe.h"
 #include "libvirt/libvirt_domain_xml.h"
@@ -40,6 +41,8 @@ int cmd_domain_xml(const Invocation& inv) {
     facts.kvm = type == "kvm";
   else
     throw InputError(fmt::format("--type {}: expected auto, kvm or qemu", type));
+  // The VM's machine-id once it has one (its first prepare mints it); nothing is minted here.
+  if (auto id = read_identity(spec.state())) facts.machine_id = id->machine_id;
   std::error_code ec;
   if (fs::is_regular_file(spec.overlay_path(), ec)) {
     auto info = inspect_image(spec.overlay_path());

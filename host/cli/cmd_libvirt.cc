@@ -104,6 +104,7 @@ int cmd_define(const Invocation& inv) {
   facts.backing = overlay.backing;
   facts.backing_format = overlay.backing == spec.base_image ? std::optional<std::string>(spec.base_format)
                                                            : inspect_image(spec.overlay_path()).backing_format;
+  facts.machine_id = prepared.exported.machine_id;
   const std::string xml = domain_xml(spec, facts);
   const std::string want = embedded_digest(xml);
 

@@ -69,7 +69,7 @@ const Command kStopCommand = {"stop", "stop a VM gracefully, or hard with --forc
 namespace {
 
 void destroy_options(cxxopts::Options& o) {
-  o.add_options()("delete-disks", "also delete the VM's overlay disks (its data is lost)");
+  o.add_options()("delete-disks", "also delete the VM's overlay disks and its identity (its data is lost)");
 }
 
 }  // namespace
@@ -78,10 +78,14 @@ int cmd_destroy(const Invocation& inv) {
   const auto& a = inv.args;
   Spec spec = *inv.vm;
   auto disks = spec.state().overlays();
+  // Its identity (ssh host key, machine-id) is as much the VM's as its disk.
+  std::error_code iec;
+  if (fs::exists(fs::symlink_status(spec.state_dir / "identity", iec))) disks.push_back(spec.state_dir / "identity");
   if (!disks.empty() && !a.count("delete-disks")) {
     std::string list;
     for (const auto& d : disks) list += "\n  " + d.string();
-    throw InputError(fmt::format("{} has disks holding its data; nothing was changed. They are:{}\nMove them away "
+    throw InputError(fmt::format("{} has disks holding its data (or its identity); nothing was changed. They "
+                                 "are:{}\nMove them away "
                                  "first, or give --delete-disks to delete them with the VM",
                                  spec.name, list));
   }

@@ -18,6 +18,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "identity/vm_identity.h"
 #include "error.h"
 #include "runtime/kvm_probe.h"
 #include "disk/prepare.h"
@@ -165,6 +166,7 @@ int cmd_run(const Invocation& inv) {
     // them and the uid a dynamic user tries first; nothing is exported, created,
     // claimed or recorded.
     for (DiskRole role : exported_roles(spec)) env.disks.emplace_back(role, spec.exported_image(role_info(role).name));
+    if (auto id = read_identity(spec.state())) env.machine_id = id->machine_id;
     if (confinement.user.kind == QemuUser::Kind::dynamic)
       confinement.user.uid = confinement.user.gid = DynamicUid::first_choice(spec.name);
     env.confinement = confine(spec, confinement);
@@ -215,6 +217,7 @@ int cmd_run(const Invocation& inv) {
   ::sigprocmask(SIG_SETMASK, &original_mask, nullptr);
   spdlog::info("{}: overlay {} ({})", spec.name, prepared.overlay.overlay.string(), prepared.overlay.action);
   for (const auto& img : prepared.exported.images) env.disks.emplace_back(img.role, img.link);
+  env.machine_id = prepared.exported.machine_id;
   const AccelChoice accel = choose_accel_for(spec, env.qemu_binary);
   env.kvm = accel.kvm;
   env.confinement = confine(spec, confinement);

@@ -15,6 +15,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "error.h"
+#include "identity/vm_identity.h"
 #include "disk/prepare.h"
 #include "image/source_generation.h"
 #include "status/run_state.h"
@@ -153,7 +154,23 @@ json describe_vm(const Spec& spec, const RecordFile& file, bool full) {
     fs::path target = fs::read_symlink(link, ec);
     disks[role] = {{"path", link.string()}, {"image", target.string()}, {"bytes", allocated_bytes(link)}};
   }
+  if (fs::is_regular_file(fs::symlink_status(spec.exported_image("secrets"), ec)))
+    disks["secrets"] = {{"path", spec.exported_image("secrets").string()},
+                        {"image", spec.exported_image("secrets").string()},
+                        {"bytes", allocated_bytes(spec.exported_image("secrets"))}};
   row["disks"] = disks;
+  // Its identity, minted by its first prepare: what `sprout ssh` checks the guest by.
+  json keys = json::array();
+  try {
+    if (auto id = read_identity(spec.state())) {
+      for (const auto& k : id->host_keys)
+        keys.push_back({{"type", k.type}, {"fingerprint", k.fingerprint}, {"publicKey", k.public_line}});
+      row["machineId"] = id->machine_id;
+    }
+  } catch (const std::exception& e) {
+    row["identityProblem"] = e.what();
+  }
+  row["sshHostKeys"] = keys;
   json ports = json::array();
   for (const auto& f : spec.network.forwards)
     ports.push_back({{"protocol", f.protocol},
@@ -303,6 +320,11 @@ void print_long(const std::vector<Row>& all, bool colour) {
     for (auto it = row["disks"].begin(); it != row["disks"].end(); ++it)
       fmt::print("  {:<10} {} -> {} ({})\n", it.key() + " disk", record_text(it.value(), "path"),
                  record_text(it.value(), "image"), human_bytes(it.value()["bytes"].get<std::uint64_t>()));
+    for (const auto& k : row["sshHostKeys"])
+      fmt::print("  host key   {} {}\n", record_text(k, "type"), record_text(k, "fingerprint"));
+    if (row["sshHostKeys"].empty())
+      fmt::print("  host key   {}\n", row.contains("identityProblem") ? record_text(row, "identityProblem")
+                                                                       : "none yet (its first prepare mints it)");
     for (const auto& p : row["ports"])
       fmt::print("  port       {} {}:{} -> guest {}\n", record_text(p, "protocol"), record_text(p, "hostAddress"),
                  record_int(p, "hostPort"), record_int(p, "guestPort"));

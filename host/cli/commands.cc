@@ -9,7 +9,7 @@ const std::vector<const Command*>& all_commands() {
   // Alphabetical, as `sprout help` lists them.
   static const std::vector<const Command*> kAll = {
       &kCheckHostCommand, &kCheckSpecCommand, &kConsoleCommand, &kDefineCommand,  &kDestroyCommand,
-      &kDomainXmlCommand, &kExportCommand,    &kGcCommand,      &kListCommand,    &kLogsCommand,
+      &kDomainXmlCommand, &kExportCommand,    &kGcCommand,      &kIdentityCommand, &kListCommand,   &kLogsCommand,
       &kPrepareCommand,   &kRunCommand,       &kSshCommand,     &kStartCommand,   &kStatusCommand,  &kStopCommand,
       &kUndefineCommand,  &kWaitCommand,      &kWatchCommand,
   };

@@ -29,7 +29,8 @@ struct Command {
 
 extern const Command kExportCommand, kPrepareCommand, kGcCommand, kCheckSpecCommand, kCheckHostCommand,
     kRunCommand, kWatchCommand, kStatusCommand, kListCommand, kLogsCommand, kConsoleCommand, kSshCommand,
-    kWaitCommand, kDomainXmlCommand, kDefineCommand, kUndefineCommand, kStartCommand, kStopCommand, kDestroyCommand;
+    kWaitCommand, kDomainXmlCommand, kDefineCommand, kUndefineCommand, kStartCommand, kStopCommand, kDestroyCommand,
+    kIdentityCommand;
 
 /// Every command, in the order `sprout help` lists them.
 const std::vector<const Command*>& all_commands();

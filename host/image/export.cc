@@ -20,6 +20,9 @@
 #include "directory.h"
 #include "error.h"
 #include "image/ext4_writer.h"
+#include "image/secrets_image.h"
+#include "identity/secrets_source.h"
+#include "identity/vm_identity.h"
 #include "image/image_users.h"
 #include "base/leftovers.h"
 #include "image/listed_tree.h"
@@ -317,7 +320,7 @@ std::optional<ClosureImage> closure_for(const ExportRequest& req) {
 
 /// The manifest of this export: every role's digest, and the closure's.
 Manifest manifest_for(const ExportRequest& req, const std::vector<RoleInput>& inputs,
-                      const std::optional<ClosureImage>& closure) {
+                      const std::optional<ClosureImage>& closure, const std::string& secrets_digest) {
   Manifest m;
   m.name = req.name;
   m.config_digest = *inputs[0].digest;
@@ -328,8 +331,9 @@ Manifest manifest_for(const ExportRequest& req, const std::vector<RoleInput>& in
     m.system = req.system;
     m.closure_digest = closure->key;
   }
-  m.generation =
-      generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(), m.closure_digest);
+  m.secrets_digest = secrets_digest;
+  m.generation = generation_id(m.config_digest, m.self_digest, m.ssh_digest, m.rebuild.to_json().dump(),
+                               m.closure_digest, m.secrets_digest);
   return m;
 }
 
@@ -375,6 +379,18 @@ ExportedImage link_closure(const ClosureImage& closure, const ExportRequest& req
   return img;
 }
 
+/// The VM's secrets disk, from its identity and secrets.
+ExportedImage secrets_disk(const ExportRequest& req, const VmIdentity& identity,
+                           const std::vector<SecretFile>& secrets) {
+  SecretsImage written = write_secrets_image(StateDir{req.out_dir}, identity, secrets);
+  ExportedImage img;
+  img.role = DiskRole::secrets;
+  img.link = img.image = written.image;
+  img.cache_hit = !written.rebuilt;
+  img.bytes = written.bytes;
+  return img;
+}
+
 /// Removes the links of an earlier export that had an ssh disk or was host-built.
 void drop_stale_links(const ExportRequest& req, bool has_closure) {
   for (auto [gone, name] : {std::pair{!req.ssh_source, "ssh.img"}, std::pair{!has_closure, "closure.img"}}) {
@@ -389,6 +405,7 @@ std::vector<DiskRole> exported_roles(const Spec& spec) {
   std::vector<DiskRole> roles = {DiskRole::config, DiskRole::self};
   if (spec.ssh_source) roles.push_back(DiskRole::ssh);
   if (spec.host_built()) roles.push_back(DiskRole::closure);
+  roles.push_back(DiskRole::secrets);
   return roles;
 }
 
@@ -398,6 +415,7 @@ ExportRequest ExportRequest::from_spec(const Spec& spec) {
   r.config_source = spec.config_source;
   r.self_source = spec.self_source;
   r.ssh_source = spec.ssh_source;
+  r.secrets_source = spec.secrets_source;
   r.allow_private_keys = spec.allow_private_keys;
   r.rebuild = spec.rebuild;
   if (spec.host_built()) {
@@ -432,17 +450,25 @@ ExportResult export_disks(const ExportRequest& request) {
   SshFilter ssh_filter(req.allow_private_keys);
   const std::unique_ptr<CacheLock> cache_lock = open_cache(req);
   std::vector<RoleInput> inputs = list_roles(req, ssh_filter);
+  // Read once, checked and kept in memory: what is hashed is what the disk gets.
+  const std::vector<SecretFile> secrets =
+      req.secrets_source ? read_secrets(*req.secrets_source) : std::vector<SecretFile>{};
   result.excluded = report_excluded(req, ssh_filter);
   check_links_possible(req, inputs);
+  const VmIdentity identity = ensure_identity(StateDir{req.out_dir}, req.name);
+  result.machine_id = identity.machine_id;
   RoleBuilds builds = build_missing(inputs, req);
   const std::optional<ClosureImage> closure = closure_for(req);
-  result.manifest = manifest_for(req, inputs, closure);
+  result.manifest = manifest_for(
+      req, inputs, closure,
+      req.secrets_source ? secrets_digest(secrets, read_identity_secret(identity, kSecretsDigestKeyFile)) : "");
   const std::string manifest_text = result.manifest.to_json_text();
   build_self_if_uncached(inputs[1], builds.self, manifest_text, req);
   result.images = commit_and_link(inputs, builds, manifest_text, req);
   for (auto& in : inputs)
     if (in.hashes) in.hashes->save();
   if (closure) result.images.push_back(link_closure(*closure, req));
+  result.images.push_back(secrets_disk(req, identity, secrets));
   drop_stale_links(req, closure.has_value());
   return result;
 }

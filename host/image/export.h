@@ -3,7 +3,9 @@
 // many VMs share one file and an unchanged tree is not rebuilt; each VM's state
 // directory gets a symlink per role (config.img, self.img, ssh.img and, for a VM the
 // host specializes, closure.img: closure_image.h). The self image carries the
-// manifest. Every image is written atomically.
+// manifest. The VM's secrets disk (secrets.img: its identity, minted on the first
+// export, and its sources.secrets) is its own, built in the state directory and
+// never cached (secrets_image.h). Every image is written atomically.
 #pragma once
 
 #include <filesystem>
@@ -24,6 +26,7 @@ struct ExportRequest {
   std::string name;
   std::filesystem::path config_source, self_source;
   std::optional<std::filesystem::path> ssh_source;
+  std::optional<std::filesystem::path> secrets_source;
   bool allow_private_keys = false;
   RebuildSettings rebuild;
   std::string system;       ///< host-built: the toplevel store path ("" = guest-built)
@@ -46,13 +49,15 @@ struct ExportedImage {
 struct ExportResult {
   std::vector<ExportedImage> images;
   Manifest manifest;
+  std::string machine_id;  ///< the VM's (identity/vm_identity.h), for SMBIOS type 11
   std::vector<Exclusion> excluded;  ///< ssh files left out
 
   nlohmann::json to_json() const;
 };
 
 /// The disks an export of `spec` makes, in the order they are attached: config, self,
-/// ssh (when the spec has sources.ssh), closure (host-built). Reads nothing.
+/// ssh (when the spec has sources.ssh), closure (host-built), secrets (always: the
+/// VM's identity, and its sources.secrets). Reads nothing.
 std::vector<DiskRole> exported_roles(const Spec& spec);
 
 /// Validates the sources, computes digests, builds what the cache lacks, and points

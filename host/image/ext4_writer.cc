@@ -388,16 +388,35 @@ std::map<std::string, std::string> Ext4Writer::add_listing(const TreeListing& li
   return hashes;
 }
 
-void Ext4Writer::add_file(const std::string& name, std::string_view bytes, unsigned mode) {
+void Ext4Writer::add_file(const std::string& path, std::string_view bytes, unsigned mode) {
+  State& s = *s_;
+  ext2_ino_t dir = EXT2_ROOT_INO;
+  std::string name = path;
+  if (auto slash = path.find('/'); slash != std::string::npos) {
+    std::string parent = path.substr(0, slash);
+    name = path.substr(slash + 1);
+    if (ext2fs_lookup(s.fs, EXT2_ROOT_INO, parent.c_str(), static_cast<int>(parent.size()), nullptr, &dir) != 0 ||
+        ext2fs_check_directory(s.fs, dir) != 0)
+      throw std::logic_error("no directory " + parent + " for " + path);
+  }
+  ext2_ino_t existing = 0;
+  if (ext2fs_lookup(s.fs, dir, name.c_str(), static_cast<int>(name.size()), nullptr, &existing) == 0)
+    throw InputError(fmt::format("the exported tree contains {}, a name sprout reserves; rename it", path));
+  std::vector<State::Run> runs;
+  s.new_file(dir, name, mode, bytes.size(), runs);
+  State::FileData out{s, runs};
+  out.add(bytes.data(), bytes.size());
+  out.finish();
+}
+
+void Ext4Writer::set_root_mode(unsigned mode) { s_->set_mode(EXT2_ROOT_INO, LINUX_S_IFDIR | (mode & 07777)); }
+
+void Ext4Writer::add_directory(const std::string& name, unsigned mode) {
   State& s = *s_;
   ext2_ino_t existing = 0;
   if (ext2fs_lookup(s.fs, EXT2_ROOT_INO, name.c_str(), static_cast<int>(name.size()), nullptr, &existing) == 0)
     throw InputError(fmt::format("the exported tree contains {}, a name sprout reserves; rename it", name));
-  std::vector<State::Run> runs;
-  s.new_file(EXT2_ROOT_INO, name, mode, bytes.size(), runs);
-  State::FileData out{s, runs};
-  out.add(bytes.data(), bytes.size());
-  out.finish();
+  s.make_directory(EXT2_ROOT_INO, name, mode);
 }
 
 void Ext4Writer::ensure_directories(const std::vector<std::string>& paths) {

@@ -40,9 +40,15 @@ class Ext4Writer {
   /// inode and one hash). InputError when the tree changed since it was listed.
   std::map<std::string, std::string> add_listing(const TreeListing& listing);
 
-  /// Adds the regular file `name` in the root with these bytes; InputError if the
-  /// name is taken.
-  void add_file(const std::string& name, std::string_view bytes, unsigned mode);
+  /// Adds the regular file `path` with these bytes: a name in the root, or
+  /// "DIR/NAME" in a directory add_directory() made; InputError if the name is taken.
+  void add_file(const std::string& path, std::string_view bytes, unsigned mode);
+
+  /// Adds the directory `name` in the root, with `mode`; InputError if the name is taken.
+  void add_directory(const std::string& name, unsigned mode);
+
+  /// The root directory's permission bits (add_listing gives it the listed root's).
+  void set_root_mode(unsigned mode);
 
   /// Creates the directories ("a/b", from the root, mode 0755) that are missing: mount
   /// points the guest needs inside a read-only disk. InputError if a component

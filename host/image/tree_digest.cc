@@ -88,10 +88,11 @@ std::string digest_of(const TreeListing& listing, const std::vector<std::string>
 
 std::string generation_id(const std::string& config_digest, const std::string& self_digest,
                           const std::string& ssh_digest, const std::string& rebuild_json,
-                          const std::string& closure_digest) {
-  return sha256_hex(fmt::format("sprout-generation-v1\nconfig {}\nself {}\nssh {}\nrebuild {}\n{}", config_digest,
+                          const std::string& closure_digest, const std::string& secrets_digest) {
+  return sha256_hex(fmt::format("sprout-generation-v1\nconfig {}\nself {}\nssh {}\nrebuild {}\n{}{}", config_digest,
                                 self_digest, ssh_digest.empty() ? "-" : ssh_digest, rebuild_json,
-                                closure_digest.empty() ? "" : fmt::format("closure {}\n", closure_digest)));
+                                closure_digest.empty() ? "" : fmt::format("closure {}\n", closure_digest),
+                                secrets_digest.empty() ? "" : fmt::format("secrets {}\n", secrets_digest)));
 }
 
 }  // namespace sprout

@@ -47,10 +47,11 @@ std::optional<std::string> known_content_digest(const TreeListing& listing, Cont
 std::string digest_of(const TreeListing& listing, const std::vector<std::string>& hashes);
 
 /// Hex SHA-256 of a generation: the roles' digests plus the rebuild settings and, for
-/// a host-built VM, the closure disk's key (which names its system), in a fixed order.
-/// Stable across hosts; a guest-built VM's id is what it was before host-built mode.
+/// a host-built VM, the closure disk's key (which names its system), and the keyed
+/// digest of the VM's secrets when it has some, in a fixed order. Stable across hosts;
+/// a VM without closure or secrets has the id it had before either existed.
 std::string generation_id(const std::string& config_digest, const std::string& self_digest,
                           const std::string& ssh_digest, const std::string& rebuild_json,
-                          const std::string& closure_digest = "");
+                          const std::string& closure_digest = "", const std::string& secrets_digest = "");
 
 }  // namespace sprout

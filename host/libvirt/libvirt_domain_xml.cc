@@ -108,8 +108,14 @@ std::string machine_xml(const Spec& spec, const DomainHostFacts& facts) {
   } else {
     x += "    <boot dev='hd'/>\n";
   }
+  if (!facts.machine_id.empty()) x += "    <smbios mode='sysinfo'/>\n";
   x += "  </os>\n  <features>\n    <acpi/>\n  </features>\n";
   if (facts.kvm) x += "  <cpu mode='host-passthrough' check='none'/>\n";
+  if (!facts.machine_id.empty())
+    x += fmt::format("  <sysinfo type='smbios'>\n    <oemStrings>\n"
+                     "      <entry>io.systemd.credential:system.machine_id={}</entry>\n"
+                     "    </oemStrings>\n  </sysinfo>\n",
+                     xml_escape(facts.machine_id));
   x += "  <clock offset='utc'/>\n";
   x += "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n";
   return x;

@@ -24,6 +24,9 @@ struct DomainHostFacts {
   /// Unset: the spec's base.image and base.format.
   std::optional<std::filesystem::path> backing;
   std::optional<std::string> backing_format;
+  /// The VM's machine-id, handed to the guest's systemd as an SMBIOS type 11 string
+  /// (the credential system.machine_id); "" = none.
+  std::string machine_id;
 };
 
 /// The domain XML. Carries <metadata><sprout:vm> with the spec file and a digest of

@@ -69,8 +69,11 @@ TEST(DomainXml, DisksAndChannel) {
   EXPECT_TRUE(has(x, "<serial>sprout-self</serial>"));
   std::size_t ro = 0;
   for (std::size_t p = 0; (p = x.find("<readonly/>", p)) != std::string::npos; ++p) ++ro;
-  EXPECT_EQ(ro, 2u);
+  EXPECT_EQ(ro, 3u);  // config, self and the VM's own secrets disk
+  EXPECT_TRUE(has(x, "<source file='/var/lib/sprout/vms/web/secrets.img'/>\n      <target dev='vdd' bus='virtio'/>\n"
+                     "      <readonly/>\n      <serial>sprout-secrets</serial>"));
   EXPECT_FALSE(has(x, "closure.img"));  // guest-built: no closure disk
+  EXPECT_FALSE(has(x, "sysinfo"));      // no machine-id given
   EXPECT_TRUE(has(x, "<source mode='bind' path='/var/lib/sprout/vms/web/status.sock'/>"));
   EXPECT_TRUE(has(x, "<target type='virtio' name='sprout.status.0'/>"));
   EXPECT_TRUE(has(x, "<log file='/var/lib/sprout/vms/web/console.log' append='on'/>"));
@@ -84,6 +87,15 @@ TEST(DomainXml, DisksAndChannel) {
   x = domain_xml(spec_with(R"("sources": {"config": "/cfg", "self": "/s", "ssh": "/k"}, "vnc": true)"), {});
   EXPECT_TRUE(has(x, "ssh.img"));
   EXPECT_TRUE(has(x, "<graphics type='vnc'"));
+}
+
+TEST(DomainXml, MachineIdAsSystemdCredentialInSmbiosType11) {
+  DomainHostFacts f;
+  f.machine_id = "0123456789abcdef0123456789abcdef";
+  std::string x = domain_xml(spec_with(), f);
+  EXPECT_TRUE(has(x, "    <smbios mode='sysinfo'/>\n  </os>"));
+  EXPECT_TRUE(has(x, "<sysinfo type='smbios'>\n    <oemStrings>\n      <entry>io.systemd.credential:system.machine_id="
+                     "0123456789abcdef0123456789abcdef</entry>"));
 }
 
 TEST(DomainXml, BackingFromFacts) {

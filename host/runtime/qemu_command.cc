@@ -63,6 +63,11 @@ std::vector<std::string> build_qemu_command(const Spec& spec, const QemuEnvironm
          "-device", fmt::format("virtio-blk-pci,drive={},serial={}", id, info.serial)});
   }
 
+  // The machine-id as systemd's credential (systemd.system-credentials(7)): not a
+  // secret, so the command line may carry it.
+  if (!env.machine_id.empty())
+    add({"-smbios", fmt::format("type=11,value=io.systemd.credential:system.machine_id={}", env.machine_id)});
+
   if (spec.kernel) {
     add({"-kernel", spec.kernel->kernel.string()});
     if (spec.kernel->initrd) add({"-initrd", spec.kernel->initrd->string()});

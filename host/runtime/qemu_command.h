@@ -28,6 +28,9 @@ struct QemuEnvironment {
   /// The user switch and the sandbox (qemu_confinement.h's confinement_args), right
   /// after -nodefaults.
   std::vector<std::string> confinement;
+  /// The VM's machine-id (identity/vm_identity.h): handed to the guest's systemd as
+  /// the credential system.machine_id in an SMBIOS type 11 string. "" = none.
+  std::string machine_id;
 };
 
 /// InputError when the spec asks for something the QEMU backend cannot do

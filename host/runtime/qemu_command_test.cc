@@ -46,6 +46,14 @@ TEST(QemuCommand, BootDiskExportedDisksMemoryTcg) {
   EXPECT_TRUE(has(a, "-nodefaults"));
 }
 
+TEST(QemuCommand, MachineIdAsSystemdCredentialInSmbiosType11) {
+  EXPECT_TRUE(values(build_qemu_command(spec_from(""), {}), "-smbios").empty());
+  QemuEnvironment env;
+  env.machine_id = "0123456789abcdef0123456789abcdef";
+  EXPECT_EQ(values(build_qemu_command(spec_from(""), env), "-smbios"),
+            std::vector<std::string>{"type=11,value=io.systemd.credential:system.machine_id=0123456789abcdef0123456789abcdef"});
+}
+
 TEST(QemuCommand, KvmUsesHostCpu) {
   QemuEnvironment env;
   env.kvm = true;

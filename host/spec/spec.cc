@@ -136,6 +136,12 @@ void read_sources(StrictObject& top, const fs::path& base_dir, Spec& s) {
   s.config_source = resolve(base_dir, require_path(src, "config"));
   s.self_source = resolve(base_dir, require_path(src, "self"));
   if (src.has("ssh")) s.ssh_source = resolve(base_dir, require_path(src, "ssh"));
+  if (src.has("secrets")) {
+    s.secrets_source = resolve(base_dir, require_path(src, "secrets"));
+    if (s.secrets_source->lexically_normal().string().rfind("/nix/store/", 0) == 0)
+      src.fail_value("secrets", "is in the Nix store, which every user of this host can read: keep secrets in a "
+                                "directory only root reads (say /var/lib/sprout/secrets/NAME)");
+  }
   s.allow_private_keys = src.boolean_or("allowPrivateKeys", false);
   src.finish();
 }

@@ -88,6 +88,8 @@ struct Spec {
   std::filesystem::path config_source;
   std::filesystem::path self_source;
   std::optional<std::filesystem::path> ssh_source;
+  /// sources.secrets: files for the VM alone, on its secrets disk (identity/secrets_source.h)
+  std::optional<std::filesystem::path> secrets_source;
   bool allow_private_keys = false;
   std::uint64_t memory_bytes = 1024ull << 20;
   int vcpus = 1;

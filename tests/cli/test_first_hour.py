@@ -481,10 +481,11 @@ class Ssh(World):
         spec = self.read_spec("web")
         spec["network"] = {"mode": "user", "forwards": [{"hostPort": 2222, "guestPort": 22}]}
         self.write_spec("web", spec)
+        self.assertEqual(self.sprout("export", "web").returncode, 0)  # mints its identity
         r = self.sprout("ssh", "--ssh", "/bin/echo", "-o", "ConnectTimeout=5", "web", "uname", "-a", "--", "-x")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.split(), ["-p", "2222", "-o", "HostKeyAlias=sprout-web", "-o", "ConnectTimeout=5",
-                                            "root@127.0.0.1", "uname", "-a", "--", "-x"])
+        self.assertEqual(r.stdout.split()[-7:], ["-o", "ConnectTimeout=5", "root@127.0.0.1", "uname", "-a", "--", "-x"])
+        self.assertIn("StrictHostKeyChecking=yes", r.stdout.split())
         r = self.sprout("ssh", "--ssh", "/bin/echo", "web", "--user", "x")  # after NAME: the remote command's
         self.assertEqual(r.stdout.split()[-3:], ["root@127.0.0.1", "--user", "x"], r.stdout + r.stderr)
 

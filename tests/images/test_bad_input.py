@@ -37,7 +37,8 @@ class BadInputBattery(Scratch):
         self.overlay = os.path.join(self.spec["stateDir"], "root.qcow2")
         self.before = sha256(self.overlay)
         self.links = {n: os.readlink(os.path.join(self.spec["stateDir"], n))
-                      for n in os.listdir(self.spec["stateDir"]) if n.endswith(".img")}
+                      for n in os.listdir(self.spec["stateDir"])
+                      if n.endswith(".img") and os.path.islink(os.path.join(self.spec["stateDir"], n))}
 
     def raw(self, name, text):
         p = self.path(name)

@@ -105,7 +105,7 @@ class ClosureTest(Scratch):
         out, imgs = self.export(self.host_spec())
         self.assertEqual(out["specialize"], "host")
         self.assertEqual(out["system"], system)
-        self.assertEqual(set(imgs), {"config", "self", "closure"})
+        self.assertEqual(set(imgs), {"config", "self", "closure", "secrets"})
         cache = extract(imgs["closure"]["image"], self.path("back"))
 
         closure, base_closure = nix_system.requisites(system), nix_system.requisites(base)
@@ -175,7 +175,7 @@ class ClosureTest(Scratch):
         db = self.host_spec("db")
         tools = self.path("no-nix-bin")
         os.makedirs(tools)
-        for t in ("mkfs.ext4", "mke2fs"):
+        for t in ("mkfs.ext4", "mke2fs", "ssh-keygen"):  # ssh-keygen: db's identity is minted
             os.symlink(shutil.which(t), os.path.join(tools, t))
         env = dict(os.environ, PATH=tools)
         out = json.loads(run("export", "--spec", self.write_spec(db), "--json", env=env).stdout)

@@ -146,7 +146,7 @@ class ExportTest(Scratch):
         spec = self.make_vm()
         out = json.loads(run("export", "--spec", self.write_spec(spec), "--json").stdout)
         roles = {i["role"]: i for i in out["images"]}
-        self.assertEqual(set(roles), {"config", "self"})
+        self.assertEqual(set(roles), {"config", "self", "secrets"})  # secrets: the VM's own (test_secrets.py)
         source = snapshot(spec["sources"]["config"])
         back = read_back(roles["config"]["path"], self.path("rd-config"))
         self.assertIn("hosts/self", back)  # the self disk's mount point, added
@@ -281,7 +281,7 @@ class ByNameTest(Scratch):
         self.assertEqual([v["name"] for v in listed], ["web"])
         self.assertEqual(listed[0]["exportedGeneration"], prepared["generation"])
         self.assertTrue(listed[0]["overlay"]["exists"])
-        self.assertEqual(sorted(listed[0]["disks"]), ["config", "self"])
+        self.assertEqual(sorted(listed[0]["disks"]), ["config", "secrets", "self"])
         self.assertFalse(listed[0]["pendingRespecialization"])
         text = run("list", env=env).stdout
         self.assertIn("web (qemu backend, never started)", text)
@@ -305,11 +305,26 @@ class SshTest(Scratch):
         with open(fake, "w") as f:
             f.write(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {rec}\n")
         os.chmod(fake, 0o755)
+        # No identity yet: no key to check the guest by, so no ssh at all.
+        p = run("ssh", "--spec-dir", self.path("specs"), "--ssh", fake, "web", check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("web has no identity yet", p.stderr)
+        self.assertFalse(os.path.exists(rec))
+        run("export", "--spec-dir", self.path("specs"), "web")
         p = run("ssh", "--spec-dir", self.path("specs"), "--ssh", fake, "--user", "admin", "web", "--", "uptime", "-p")
         self.assertEqual(p.returncode, 0, p.stderr)
+        known = os.path.join(spec["stateDir"], "ssh_known_hosts")
         with open(rec) as f:
             self.assertEqual(f.read().split("\n")[:-1],
-                             ["-p", "2222", "-o", "HostKeyAlias=sprout-web", "admin@127.0.0.1", "uptime", "-p"])
+                             ["-p", "2222", "-o", "HostKeyAlias=sprout-web", "-o", f"UserKnownHostsFile={known}",
+                              "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+                              "-o", "UpdateHostKeys=no", "-o", "HostKeyAlgorithms=ssh-ed25519",
+                              "admin@127.0.0.1", "uptime", "-p"])
+        # The known_hosts holds the VM's own key, under its alias, and nothing else.
+        with open(os.path.join(spec["stateDir"], "identity", "ssh_host_ed25519_key.pub")) as f:
+            pub = f.read().strip()
+        with open(known) as f:
+            self.assertEqual(f.read(), f"sprout-web {pub}\n")
         spec["network"] = {"mode": "none"}
         self.write_spec(spec, os.path.join("specs", "web.json"))
         p = run("ssh", "--spec-dir", self.path("specs"), "--ssh", fake, "web", check=False)

@@ -386,6 +386,23 @@ in
     in
     render.serviceToUnit "sprout-agent" config.systemd.services.sprout-agent;
 
+  # The early unit (identity and secrets, before sshd) as NixOS would write it, and
+  # what the module sets for sshd: tests/vm's systemd guest installs the unit.
+  guestEarly =
+    let
+      config = (eval [ ../../nixos/guest.nix { virtualisation.sprout.guest.enable = true; } ]).config;
+      off = (eval [ ../../nixos/guest.nix {
+        virtualisation.sprout.guest.enable = true;
+        virtualisation.sprout.guest.identity.enable = false;
+      } ]).config;
+    in
+    {
+      unit = render.serviceToUnit "sprout-agent-early" config.systemd.services.sprout-agent-early;
+      hostKeys = config.services.openssh.hostKeys;
+      offHasUnit = off.systemd.services ? sprout-agent-early;
+      offHostKeys = off.services.openssh.hostKeys or null;
+    };
+
   # The host's units the vm suite's systemd guest runs under a real systemd
   # (tests/vm/build-systemd-guest.sh installs golden/systemd-guest-units/, which
   # eval-test.py keeps equal to this): three VMs for its stand-in `sprout`, which never

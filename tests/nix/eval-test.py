@@ -848,16 +848,34 @@ def main():
     # module and nixpkgs' lib are real; the rendering is OUR transcription of nixpkgs'
     # nixos/lib/systemd-lib.nix serviceToUnit (systemd-unit.nix; nixos/ is not
     # available here). The systemd test guest installs this file (tests/vm/systemd/).
-    text = get("guestUnit")
-    if text is not None:
-        text = zero_hashes(text)
-        golden = os.path.join(GOLDEN, "sprout-agent.service")
+    def check_golden_unit(name, text):
+        golden = os.path.join(GOLDEN, name)
         if args.update_golden:
             with open(golden, "w") as f:
                 f.write(text)
         with open(golden) as f:
-            check(f.read() == text, "guest: the agent's unit, rendered by our copy of nixpkgs' serviceToUnit "
-                  "(systemd-unit.nix), equals golden/sprout-agent.service")
+            check(f.read() == text, f"guest: {name}, rendered by our copy of nixpkgs' serviceToUnit "
+                  f"(systemd-unit.nix), equals golden/{name}")
+
+    text = get("guestUnit")
+    if text is not None:
+        check_golden_unit("sprout-agent.service", zero_hashes(text))
+
+    # The early unit: the VM's identity and secrets before sshd and sysinit.target.
+    e = get("guestEarly")
+    if e is not None:
+        text = zero_hashes(e["unit"])
+        check_golden_unit("sprout-agent-early.service", text)
+        check("DefaultDependencies=false" in text and "WantedBy=sysinit.target" in text
+              and all(u in text.split("Before=")[1].split("\n")[0].split()
+                      for u in ("sysinit.target", "sshd.service", "sshd-keygen.service", "sshd.socket"))
+              and "After=local-fs.target" in text and "Type=oneshot" in text
+              and re.search(r"ExecStart=/nix/store/\S+/bin/sprout-agent --early --config /etc/sprout/agent.json", text),
+              "guest: the early unit runs `sprout-agent --early` once, before sysinit.target and sshd, after local-fs")
+        check(e["hostKeys"] == [{"type": "ed25519", "path": "/etc/ssh/ssh_host_ed25519_key"}],
+              "guest: sshd serves the host-minted ed25519 key alone (services.openssh.hostKeys)")
+        check(e["offHasUnit"] is False and e["offHostKeys"] is None,
+              "guest: identity.enable = false: no early unit, sshd's host keys left alone")
 
     # The host's units the vm suite's systemd guest runs under a real systemd
     # (tests/vm/build-systemd-guest.sh copies golden/systemd-guest-units/ into the

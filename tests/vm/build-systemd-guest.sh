@@ -11,6 +11,9 @@
 #     /etc/systemd/system/sprout-agent.service: tests/nix/golden/sprout-agent.service
 #         byte for byte (the unit the NixOS guest module generates), enabled as
 #         NixOS enables it (multi-user.target.wants/ link to ../sprout-agent.service)
+#     /etc/systemd/system/sprout-agent-early.service: golden/sprout-agent-early.service,
+#         enabled by a sysinit.target.wants/ link; Debian's openssh-server (ssh.service)
+#         serves the key it installs
 #     /etc/sprout/agent.json: tests/nix/expected-agent.json (the module's agent.json)
 #     /usr/bin/nixos-rebuild: the busybox guest's stand-in (guest/nixos-rebuild)
 #     the host module's units: tests/nix/golden/systemd-guest-units/ copied into
@@ -85,6 +88,9 @@ install -D -m 0644 "$unit" "$sys/sprout-agent.service"
 mkdir -p "$sys/multi-user.target.wants" "$sys/sysinit.target.wants" "$sys/sockets.target.wants" \
   "$sys/network-online.target.wants" var/lib/sprout
 ln -sfn ../sprout-agent.service "$sys/multi-user.target.wants/sprout-agent.service"
+# The early unit (identity and secrets, before sshd), enabled as NixOS enables it.
+install -D -m 0644 "$here/../nix/golden/sprout-agent-early.service" "$sys/sprout-agent-early.service"
+ln -sfn ../sprout-agent-early.service "$sys/sysinit.target.wants/sprout-agent-early.service"
 # The host module's units with their .wants links, as they are; the stand-in sprout.
 cp -a "$host_units/." "$sys/"
 install -m 0755 "$here/systemd/sprout" usr/bin/sprout

@@ -4,8 +4,9 @@
 # Promises: CACHE_DIR/debian-root-<codename>-<key>/ holds a small Debian root with a
 # real systemd, made with `debootstrap --variant=minbase` from Debian's packages only:
 # minbase plus systemd, systemd-sysv (init), udev (device units, the power button's
-# input device) and dbus (systemd-logind, which turns the ACPI power button into a
-# poweroff). Documentation, man pages, locales and apt's caches are removed.
+# input device), dbus (systemd-logind, which turns the ACPI power button into a
+# poweroff) and openssh-server (the sshd that serves the host-minted key).
+# Documentation, man pages, locales and apt's caches are removed.
 # <key> hashes the recipe (codename, packages, RECIPE): bump RECIPE when the way the
 # root is made changes. dpkg runs with force-unsafe-io (no fsync per file: the root
 # is copied into an image afterwards), via debootstrap --foreign + --second-stage.
@@ -44,8 +45,8 @@ mirror_of_apt() {
     awk -v rel="$codename" '$1 == "Packages" && $2 == rel { print $3; exit }'
 }
 
-packages=systemd,systemd-sysv,udev,dbus
-RECIPE=2
+packages=systemd,systemd-sysv,udev,dbus,openssh-server
+RECIPE=3
 key=$(echo "$codename $packages $RECIPE" | sha256sum | cut -c1-12)
 dest=$cache/debian-root-$codename-$key
 
