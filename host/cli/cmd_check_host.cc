@@ -261,6 +261,9 @@ std::vector<Check> run_checks(const fs::path& spec_dir, const std::string& qemu,
   checks.push_back(kvm_check(qemu, reprobe, insisting_kvm));
   for (auto& c : confinement_checks(qemu, qemu_specs)) checks.push_back(std::move(c));
   checks.push_back(program_check("qemu-img", "qemu-img", "install qemu-img (Debian: qemu-utils)"));
+  // Every VM's ssh host key is minted with it on its first prepare.
+  checks.push_back(program_check("ssh-keygen", "ssh-keygen",
+                                 "install ssh-keygen (Debian: openssh-client; NixOS: the package's wrapper adds it)"));
   for (const auto& [uri, vms] : libvirt_uris) checks.push_back(libvirt_check(uri, vms));
   if (!host_built.empty())
     checks.push_back(program_check("nix", "nix-store",
@@ -308,7 +311,8 @@ int cmd_check_host(const Invocation& inv) {
 const Command kCheckHostCommand = {"check-host", "what this host can do: qemu, KVM, libvirt, nix, directories, space",
     "Check what this host can do for the VMs in the spec directory, one line per check:\n"
     "PASS, WARN or FAIL, and what to do. qemu and its version; KVM (whether a probe guest\n"
-    "runs under `qemu -accel kvm -cpu host`, the verdict cached per boot); qemu-img; libvirt\n"
+    "runs under `qemu -accel kvm -cpu host`, the verdict cached per boot); qemu-img; ssh-keygen\n"
+    "(each VM's host key is minted with it); libvirt\n"
     "for each libvirt.uri of a spec; nix when a VM is host-built; the state and cache\n"
     "directories; free space for overlays; /etc/qemu/bridge.conf for bridged VMs.\n"
     "Exit status: 0 no check failed (warnings allowed), 1 a check failed, 2 bad input.",

@@ -49,7 +49,7 @@ class CheckHost(unittest.TestCase):
         self.spec("web")
         rc, c = self.checks()
         self.assertEqual(rc, 0, json.dumps(c, indent=1))
-        for name in ("specs", "qemu", "qemu-img", "state web", "cache"):
+        for name in ("specs", "qemu", "qemu-img", "ssh-keygen", "state web", "cache"):
             self.assertEqual(c[name]["result"], "PASS", c[name])
         self.assertIn("QEMU emulator version", c["qemu"]["message"])
         self.assertIn(c["kvm"]["result"], ("PASS", "WARN"))

@@ -17,7 +17,8 @@ and every disk read back with debugfs.
 - Bad input: a symlink out of the directory, a FIFO, a subdirectory, a file over the
   limit, a directory in the Nix store: exit 2, named, and nothing written. An identity
   that cannot be read (incomplete) is a runtime error (exit 1), never a new key.
-- `destroy` keeps an identity unless --delete-disks.
+- The identity survives `baseChange: recreate` (a new overlay); `destroy` keeps it
+  unless --delete-disks.
 Usage: test_secrets.py SPROUT_BINARY
 """
 import json
@@ -162,6 +163,18 @@ class SecretsTest(Scratch):
         self.assertEqual(subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f",
                                          os.path.join(ident, "old", old[0], "ssh_host_ed25519_key.pub")],
                                         capture_output=True, text=True, check=True).stdout.split()[1], listed)
+
+    def test_the_identity_survives_a_recreated_overlay(self):
+        run("prepare", "--spec", self.specfile)
+        before = json.loads(run("identity", "--spec", self.specfile, "--json").stdout)
+        disk = os.path.join(self.state, "secrets.img")
+        key = debugfs(disk, "cat /identity/ssh_host_ed25519_key")
+        self.make_base("base2.qcow2")
+        spec = dict(self.spec, base={"image": self.path("base2.qcow2")}, baseChange="recreate")
+        r = json.loads(run("prepare", "--spec", self.write_spec(spec), "--json").stdout)
+        self.assertTrue(r["overlay"]["movedAside"], r["overlay"])  # a new overlay: a first boot again
+        self.assertEqual(json.loads(run("identity", "--spec", self.specfile, "--json").stdout), before)
+        self.assertEqual(debugfs(disk, "cat /identity/ssh_host_ed25519_key"), key)
 
     def test_bad_secrets_are_refused_and_nothing_is_written(self):
         outside = self.path("outside")

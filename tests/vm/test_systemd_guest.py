@@ -7,6 +7,13 @@ usage: test_systemd_guest.py SPROUT CASE     (SPROUT_AGENT=path/to/sprout-agent)
 CASE:
   root       (suite vm, CI, early and in parallel) only the cached debootstrap root
   lifecycle  (suite vm, CI) one `sprout run`, two boots:
+     both boots: Debian's real sshd serves the host-minted ed25519 key (ssh-keyscan
+       through the forwarded port), which the early unit installed before it; `sprout
+       ssh` gets in with StrictHostKeyChecking=yes; /run/sprout/secrets/db-password is
+       the secret, 0400 root in a 0700 directory, unreadable to nobody; SMBIOS type 11
+       carries the machine-id; the secrets disk is unmounted again. After boot 2,
+       `sprout identity --rotate`: sprout ssh refuses the guest (still on the old key)
+       and names the key it expected.
      boot 1: while the stand-in rebuild waits (for the host's probe), the guest
        answers on a forwarded port with multi-user.target active and the agent's unit
        still active (the agent holds nothing up); systemd loaded the agent's unit from
@@ -37,6 +44,7 @@ Times are printed, never asserted. Exit 77 (skip) when the guest cannot be built
 (debootstrap needs root).
 """
 import hashlib
+import json
 import os
 import re
 import signal
@@ -157,7 +165,8 @@ def wait_restarts_end(port, a, timeout=BOOT_BUDGET):
     while True:
         bad = host_unit(a, VMS["bad"])
         check(int(bad["starts"]) <= burst, f"sprout-vm@bad started {bad['starts']} times (burst {burst}): {bad}")
-        if bad["ActiveState"] == "failed":
+        # (journald may take a moment to show the refusal that made it failed)
+        if bad["ActiveState"] == "failed" and bad["limit"] != "0":
             return a
         check(time.monotonic() - t0 < timeout, f"sprout-vm@bad's restarts did not end: {bad}")
         time.sleep(3)
@@ -239,6 +248,98 @@ def check_powered_off_by_systemd(w, name, since_marker):
     check(st["host"]["state"] == "stopped" and "on request" in st["host"]["how"], f"host: {st['host']}")
 
 
+SECRET = "sprout-test-secret-7f3a"
+
+
+def add_identity_sources(w, name, ssh_port):
+    """The spec gains a forward of guest port 22, an ssh directory that lets the test's
+    client key in as root, and a secrets directory; returns the client's key file."""
+    client = os.path.join(w.root, "client_ed25519")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", client], check=True)
+    ssh = os.path.join(w.root, "ssh")
+    os.makedirs(ssh, mode=0o700)
+    with open(client + ".pub") as f, open(os.path.join(ssh, "authorized_keys"), "w") as out:
+        out.write(f.read())
+    os.chmod(os.path.join(ssh, "authorized_keys"), 0o600)
+    secrets = os.path.join(w.root, "secrets")
+    os.makedirs(secrets, mode=0o700)
+    with open(os.path.join(secrets, "db-password"), "w") as f:
+        f.write(SECRET)
+    path = os.path.join(w.spec_dir, name + ".json")
+    with open(path) as f:
+        spec = json.load(f)
+    spec["network"]["forwards"].append({"hostAddress": "127.0.0.1", "hostPort": ssh_port, "guestPort": 22})
+    spec["sources"].update(ssh=ssh, secrets=secrets)
+    rl.write_spec(path, **spec)
+    return client
+
+
+def identity(w, name):
+    r = rl.sprout(["identity", name, "--spec-dir", w.spec_dir, "--json"])
+    check(r.returncode == 0, f"sprout identity: {r.returncode} {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def key_served(port, timeout=BOOT_BUDGET):
+    """The ed25519 key the guest's sshd serves, through the forwarded port, asked
+    until sshd answers (the boot may not have started it yet)."""
+    t0 = time.monotonic()
+    while True:
+        r = subprocess.run(["ssh-keyscan", "-T", "120", "-t", "ed25519", "-p", str(port), "127.0.0.1"],
+                           capture_output=True, text=True, timeout=300)
+        keys = [line.split()[1:3] for line in r.stdout.splitlines() if line and not line.startswith("#")]
+        if keys:
+            check(len(keys) == 1, f"ssh-keyscan through port {port}: {r.stdout} {r.stderr}")
+            return " ".join(keys[0])
+        check(time.monotonic() - t0 < timeout, f"sshd never answered on port {port}: {r.stderr}")
+        time.sleep(2)
+
+
+def sprout_ssh(w, name, client, command):
+    return rl.sprout(["ssh", "--spec-dir", w.spec_dir, "-o", f"IdentityFile={client}", "-o", "IdentitiesOnly=yes",
+                      "-o", "BatchMode=yes", "-o", "ConnectTimeout=120", name, "--", command],
+                     timeout=300)
+
+
+# In the guest, as root through `sprout ssh`: the secret, its modes, whether nobody can
+# read it, the machine-id in SMBIOS type 11, and the secrets disk unmounted again.
+GUEST_CHECKS = ("cat /run/sprout/secrets/db-password; echo; "
+                "stat -c %a:%U /run/sprout/secrets /run/sprout/secrets/db-password; "
+                "setpriv --reuid=65534 --regid=65534 --clear-groups cat /run/sprout/secrets/db-password "
+                ">/dev/null 2>&1 && echo nobody-reads || echo nobody-denied; "
+                "cat /sys/firmware/dmi/entries/11-*/raw | tr -c '[:print:]' '\\n' | grep '^io.systemd.credential:'; "
+                "findmnt -n /run/sprout/secrets-disk >/dev/null && echo disk-mounted || echo disk-unmounted")
+
+
+def check_identity_in_guest(w, name, port, client, when):
+    """The host-minted key is what sshd serves, `sprout ssh` gets in with strict
+    checking, and the secret is root's alone."""
+    ident = identity(w, name)
+    want = " ".join(ident["sshHostKeys"][0]["publicKey"].split()[:2])
+    check(key_served(port) == want, f"{when}: sshd does not serve the host-minted key {want}")
+    r = sprout_ssh(w, name, client, GUEST_CHECKS)
+    expected = [SECRET, "700:root", "400:root", "nobody-denied",
+                f"io.systemd.credential:system.machine_id={ident['machineId']}", "disk-unmounted"]
+    check(r.returncode == 0 and r.stdout.split() == expected,
+          f"{when}: sprout ssh with strict host key checking: {r.returncode}\n{r.stdout}\n{r.stderr}\n"
+          f"expected {expected}")
+    print(f"{when}: sshd serves the host-minted key {ident['sshHostKeys'][0]['fingerprint']}; sprout ssh in, "
+          f"secret root's alone, machine-id in SMBIOS type 11", flush=True)
+    return ident
+
+
+def check_rotated_key_refused(w, name, client, old):
+    """`sprout identity --rotate` while the guest still serves the old key: sprout ssh
+    refuses the guest and says which key it expected."""
+    new = json.loads(rl.sprout(["identity", name, "--spec-dir", w.spec_dir, "--rotate", "--json"]).stdout)
+    new_fp, old_fp = new["sshHostKeys"][0]["fingerprint"], old["sshHostKeys"][0]["fingerprint"]
+    check(new_fp != old_fp, "--rotate made no new key")
+    r = sprout_ssh(w, name, client, "true")
+    check(r.returncode == 255 and f"expected ssh-ed25519 {new_fp}" in r.stderr and f"shown {old_fp}" in r.stderr,
+          f"sprout ssh after --rotate, the guest still on the old key: {r.returncode}\n{r.stderr}")
+    print(f"after --rotate: sprout ssh refused the old key {old_fp}, expecting {new_fp}", flush=True)
+
+
 def case_root(root):
     """Only the cached Debian root (debootstrap-root.sh): run early, in parallel with
     other tests, so that the lifecycle case finds it built."""
@@ -256,11 +357,15 @@ def case_lifecycle(root):
     port = guestlib._free_port()
     # The rebuild finishes only once the host's probe was answered (an event, no sleep).
     w.spec("web", port, self_extra="# sprout-test: wait-for /run/sprout-test/answered 900\n")
+    ssh_port = guestlib._free_port()
+    client = add_identity_sources(w, "web", ssh_port)
     state = w.state("web")
     with run_vm(w, "web") as run:
         t0 = time.monotonic()
         rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding", run=run)
         t_rebuilding = time.monotonic() - t0
+        # Before the first answer, which lets the rebuild end (and the guest reboot).
+        ident = check_identity_in_guest(w, "web", ssh_port, client, "boot 1")
         # The agent does not wait for the network, so its rebuild may begin before the
         # boot reaches multi-user.target: ask until it has (the rebuild, held until an
         # answer says so, is still running then).
@@ -294,6 +399,12 @@ def case_lifecycle(root):
               f"boot 2 does not run the generation the rebuild switched: {a2}")
         check(a2["sprout-agent"] != "failed", f"agent unit after specializing: {a2['sprout-agent']}")
         check_unit_is_golden(a2)
+        check(check_identity_in_guest(w, "web", ssh_port, client, "boot 2") == ident,
+              "the identity changed across specialization")
+        check_rotated_key_refused(w, "web", client, ident)
+        pid = rl.read_status(state)["host"]["pid"]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            check(SECRET.encode() not in f.read(), "the secret is on qemu's command line")
         # The host module's VM units (a stand-in sprout): wait for bad's restarts to end.
         t2 = time.monotonic()
         a3 = wait_restarts_end(port, a2)
@@ -318,6 +429,19 @@ def case_lifecycle(root):
     check_powered_off_by_systemd(w, "web", "sprout-test: boot 2 ")
     phases = [e["phase"] for e in rl.read_events(state) if e["phase"] != "log"]
     check(phases.count("rebooting") == 1 and phases[-1] == "specialized", f"phases: {phases}")
+    # The secret's bytes are nowhere but on its own disk: not in the cache, the record,
+    # the events, the logs sprout shows, or the run's output.
+    logs = rl.sprout(["logs", "web", "--spec-dir", w.spec_dir])
+    with open(run.log, "rb") as f:
+        places = {"sprout logs": logs.stdout + logs.stderr, "run output": f.read().decode(errors="replace")}
+    for d in (os.path.join(root, "cache"), state):
+        for base, _, files in os.walk(d):
+            for f in files:
+                if f != "secrets.img" and not (base.endswith("identity") or "/identity/" in base):
+                    with open(os.path.join(base, f), "rb") as fh:
+                        places[os.path.join(base, f)] = fh.read().decode(errors="replace")
+    leaks = [k for k, v in places.items() if SECRET in v]
+    check(not leaks, f"the secret's bytes are in {leaks}")
 
 
 def case_failing(root):
