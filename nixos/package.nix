@@ -66,8 +66,9 @@ stdenv.mkDerivation {
   #  - first on PATH, always these: qemu-system-x86_64 and qemu-img (qemu_kvm), and
   #    mkfs.ext4 (e2fsprogs), which run, prepare and export need;
   #  - last on PATH, so the caller's own come first: virsh (`sprout console` of a
-  #    libvirt VM; libvirt is in the closure anyway, sprout loads its library) and ssh
-  #    (`sprout ssh`). Neither runs in a unit.
+  #    libvirt VM; libvirt is in the closure anyway, sprout loads its library), ssh and
+  #    ssh-keyscan (`sprout ssh`), and ssh-keygen, which mints each VM's ssh host key
+  #    on its first prepare: in a unit, too (the unit's PATH has no openssh).
   #  - not here: nix-store and nix (host-built export). They must be the system's Nix,
   #    the one that owns /nix/store's database: the host module puts `nix.package` on
   #    its units' PATH, and a NixOS shell has it on PATH already.

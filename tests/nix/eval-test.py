@@ -178,8 +178,8 @@ def which(name, path):
 
 # The programs `sprout` runs by name (argv[0] without a '/': host/*.cc), and where:
 # in a VM's unit (run, prepare, export, host-built export) or only from a shell.
-UNIT_PROGRAMS = ["qemu-system-x86_64", "qemu-img", "mkfs.ext4", "nix-store", "nix"]
-SHELL_PROGRAMS = ["virsh", "ssh"]
+UNIT_PROGRAMS = ["qemu-system-x86_64", "qemu-img", "mkfs.ext4", "ssh-keygen", "nix-store", "nix"]
+SHELL_PROGRAMS = ["virsh", "ssh", "ssh-keyscan"]
 
 
 def check_rebuild_wrapper(w, path, nix, lib, update_golden=False):
