@@ -131,8 +131,9 @@ int install_from(const EarlyOptions& o, const std::string& disk) {
   if (line(have) == line(want))
     spdlog::info("machine-id {} (the host's)", line(want));
   else
-    spdlog::warn("machine-id is {}, not the host's {}: this systemd did not read the credential system.machine_id "
-                 "(systemd 254 and later do)",
+    spdlog::warn("machine-id is {}, not the host's {}: systemd takes the credential system.machine_id only on a "
+                 "boot that finds /etc/machine-id empty (a first boot), and only from version 254; this disk's "
+                 "machine-id was set before, or this systemd is older",
                  have.empty() ? "unset" : line(have), line(want));
   return 0;
 }

@@ -51,8 +51,8 @@ Every boot:
      output as `log` events, then `rebuilt`, `rebooting`, flush, run rebootCommand
   SIGTERM stops the rebuild's process group and reports `failed: interrupted`.
 
---early (a unit of its own, before sshd): find the secrets disk (serial sprout-secrets;
-  none: nothing to do), mount it ro,nosuid,nodev,noexec, install the VM's ssh host key
+--early (a unit of its own, before sshd): find the secrets disk (serial sprout-secrets,
+  waiting at most 2 s or --disk-wait; none: nothing to do), mount it ro,nosuid,nodev,noexec, install the VM's ssh host key
   as /etc/ssh/ssh_host_ed25519_key, offer its secrets as /run/sprout/secrets/NAME
   (root only), compare /etc/machine-id with the host's, unmount it.
 
@@ -120,7 +120,11 @@ int main(int argc, char** argv) {
       eo.root = r["root"].as<std::string>();
       bool missing = false;
       const agent::AgentConfig cfg = agent::load_agent_config(r["config"].as<std::string>(), &missing);
-      const double wait = r.count("disk-wait") ? std::max(0.0, r["disk-wait"].as<double>()) : cfg.disk_wait_seconds;
+      // Not diskWaitSeconds: this runs before sysinit.target, and a disk the host
+      // attached was probed with the virtio driver in the initrd, before local-fs.target.
+      // A guest without one (a host older than identities) must not wait long.
+      const double wait =
+          r.count("disk-wait") ? std::max(0.0, r["disk-wait"].as<double>()) : std::min(2.0, cfg.disk_wait_seconds);
       eo.disk_wait = std::chrono::milliseconds(static_cast<long long>(wait * 1000));
       agent::LibMounter mounter(eo.root);
       return agent::run_early(eo, mounter);

@@ -297,7 +297,8 @@ in
         (`serviceConfig.LoadCredential = [ "NAME:/run/sprout/secrets/NAME" ];`).
         sshd then serves that ed25519 key alone (`services.openssh.hostKeys`, a
         default). The machine-id reaches systemd on its own, as the credential
-        system.machine_id in an SMBIOS type 11 string (systemd 254 and later).
+        system.machine_id in an SMBIOS type 11 string (systemd 254 and later, on a
+        boot that finds /etc/machine-id empty).
       '';
     };
 

@@ -493,6 +493,16 @@ in
               + "give a directory only root reads, as a string (say \"/var/lib/sprout/secrets/${name}\").";
           }
           {
+            # One inside the other would put the secrets on a cached, shared disk
+            # (sprout refuses it too, judging the paths links lead to).
+            assertion = vm.secretsDir != null -> !(lib.any
+              (tree: tree != null && (lib.hasPrefix "${toString tree}/" "${toString vm.secretsDir}/"
+                || lib.hasPrefix "${toString vm.secretsDir}/" "${toString tree}/"))
+              [ vm.configDir vm.selfDir vm.sshDir ]);
+            message = "${opt}.secretsDir overlaps configDir, selfDir or sshDir, whose disks are cached and may be "
+              + "shared: keep the secrets directory apart.";
+          }
+          {
             assertion = vm.allowPrivateKeys -> vm.sshDir != null;
             message = "${opt}.allowPrivateKeys only applies to sshDir, which is not set.";
           }

@@ -80,6 +80,28 @@ Check program_check(const std::string& name, const std::string& program, const s
   return {name, Verdict::pass, fmt::format("{}: {}", exe, *v), ""};
 }
 
+/// ssh-keygen, which mints each VM's host key: found, and seen to make an ed25519 key
+/// (in a temporary directory; it has no --version).
+Check ssh_keygen_check() {
+  const std::string exe = find_program("ssh-keygen");
+  if (exe.empty())
+    return {"ssh-keygen", Verdict::fail, "ssh-keygen is not in PATH",
+            "install ssh-keygen (Debian: openssh-client; NixOS: the package's wrapper adds it): each VM's ssh host "
+            "key is minted with it"};
+  char dir[] = "/tmp/sprout-check-host-XXXXXX";
+  if (!::mkdtemp(dir)) return {"ssh-keygen", Verdict::warn, fmt::format("{} (not tried: no temporary directory)", exe), ""};
+  ProcessOptions p;
+  p.argv = {exe, "-q", "-t", "ed25519", "-N", "", "-C", "sprout check-host", "-f", std::string(dir) + "/key"};
+  p.timeout = std::chrono::seconds(30);
+  ProcessResult r = run_process(p);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (!r.ok())
+    return {"ssh-keygen", Verdict::fail, fmt::format("{} could not make an ed25519 key: {}", exe, r.describe()),
+            fmt::format("check that {} runs", exe)};
+  return {"ssh-keygen", Verdict::pass, fmt::format("{} makes ed25519 keys (each VM's host key)", exe), ""};
+}
+
 Check kvm_check(const std::string& qemu, bool reprobe, const std::vector<std::string>& insisting) {
   KvmProbe p = kvm_verdict(qemu, reprobe);
   std::string seen = p.why;
@@ -262,8 +284,7 @@ std::vector<Check> run_checks(const fs::path& spec_dir, const std::string& qemu,
   for (auto& c : confinement_checks(qemu, qemu_specs)) checks.push_back(std::move(c));
   checks.push_back(program_check("qemu-img", "qemu-img", "install qemu-img (Debian: qemu-utils)"));
   // Every VM's ssh host key is minted with it on its first prepare.
-  checks.push_back(program_check("ssh-keygen", "ssh-keygen",
-                                 "install ssh-keygen (Debian: openssh-client; NixOS: the package's wrapper adds it)"));
+  checks.push_back(ssh_keygen_check());
   for (const auto& [uri, vms] : libvirt_uris) checks.push_back(libvirt_check(uri, vms));
   if (!host_built.empty())
     checks.push_back(program_check("nix", "nix-store",

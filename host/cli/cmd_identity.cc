@@ -43,8 +43,9 @@ int cmd_identity(const Invocation& inv) {
   fmt::print("{}\n  machine-id {}\n", spec.name, id->machine_id);
   for (const auto& k : id->host_keys) fmt::print("  host key   {} {}\n", k.type, k.fingerprint);
   if (a.count("rotate"))
-    fmt::print("A running guest still has the old key: its next boot gets the new one (`sprout ssh` expects the new "
-               "one from now on).\n");
+    fmt::print("A running guest keeps the old key, even across its own reboots (its disk is open): it gets the new "
+               "one when sprout next starts it (`sprout stop`, then `start` or `run`; libvirt: `define`, then a "
+               "restart). `sprout ssh` expects the new one from now on.\n");
   return 0;
 }
 

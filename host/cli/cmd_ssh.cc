@@ -102,9 +102,11 @@ int cmd_ssh(const Invocation& inv) {
   write_file_atomic(known_hosts, lines, 0644);
   std::vector<std::string> argv = {a["ssh"].as<std::string>(), "-p", std::to_string(fwd->host_port),
                                    // Every VM answers on 127.0.0.1: its key is known under its own name.
-                                   "-o", "HostKeyAlias=" + alias, "-o", "UserKnownHostsFile=" + known_hosts.string(),
-                                   "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-                                   "-o", "UpdateHostKeys=no", "-o", "HostKeyAlgorithms=ssh-ed25519"};
+                                   // (quoted: the option takes a list of files, split at spaces)
+                                   "-o", "HostKeyAlias=" + alias, "-o", "UserKnownHostsFile=\"" + known_hosts.string() + "\"",
+                                   "-o", "GlobalKnownHostsFile=/dev/null", "-o", "KnownHostsCommand=none",
+                                   "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no",
+                                   "-o", "HostKeyAlgorithms=ssh-ed25519"};
   if (a.count("ssh-option"))
     for (const auto& opt : a["ssh-option"].as<std::vector<std::string>>()) {
       argv.push_back("-o");
@@ -118,7 +120,12 @@ int cmd_ssh(const Invocation& inv) {
   if (status == 255) {
     const std::string shown = key_shown(host, fwd->host_port);
     const SshHostKey& want = id->host_keys.front();
-    if (!shown.empty() && shown.rfind(want.public_line.substr(0, want.public_line.rfind(' ')), 0) != 0) {
+    // TYPE and key, without the comment.
+    auto key_of = [](const std::string& line) {
+      auto sp = line.find(' ');
+      return sp == std::string::npos ? line : line.substr(0, line.find(' ', sp + 1));
+    };
+    if (!shown.empty() && key_of(shown) != key_of(want.public_line)) {
       std::string shown_fp;
       try {
         shown_fp = ssh_fingerprint(shown);
@@ -127,8 +134,8 @@ int cmd_ssh(const Invocation& inv) {
       }
       fmt::print(stderr,
                  "sprout: {} showed another ssh host key than its own, so ssh refused it: expected {} {} (`sprout "
-                 "identity {}`), shown {}. A guest booted before `sprout identity --rotate` still has the old "
-                 "key until its next boot; otherwise this is not {}'s guest\n",
+                 "identity {}`), shown {}. A guest started before `sprout identity --rotate` has the old key "
+                 "until sprout starts it again (stop, then start); otherwise this is not {}'s guest\n",
                  spec.name, want.type, want.fingerprint, spec.name, shown_fp, spec.name);
     }
   }

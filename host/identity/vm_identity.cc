@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
+#include "base/file_lock.h"
 #include "base/leftovers.h"
 #include "base/sha256.h"
 #include "subprocess.h"
@@ -167,6 +168,17 @@ std::string utc_stamp() {
 
 }  // namespace
 
+struct IdentityLock::Held {
+  FileLock lock;
+};
+
+IdentityLock::IdentityLock(const StateDir& state)
+    : held_(new Held{FileLock(state.root / "identity.lock", FileLock::exclusive, std::chrono::minutes(2),
+                              (state.root / "identity.lock").string() +
+                                  ": another sprout has held the VM's identity for 2 minutes; try again")}) {}
+
+IdentityLock::~IdentityLock() { delete held_; }
+
 std::string ssh_fingerprint(std::string_view line) {
   auto sp = line.find(' ');
   if (sp == std::string_view::npos || sp == 0) throw std::invalid_argument("not an OpenSSH public key line");
@@ -220,8 +232,11 @@ std::string read_identity_secret(const VmIdentity& id, const std::string& file_n
   return required(id.dir / file_name);
 }
 
-VmIdentity ensure_identity(const StateDir& state, const std::string& vm_name) {
+VmIdentity ensure_identity(const StateDir& state, const std::string& vm_name, bool locked) {
   if (auto id = read_identity(state)) return *id;
+  std::optional<IdentityLock> lock;
+  if (!locked) lock.emplace(state);
+  if (auto id = read_identity(state)) return *id;  // minted while we waited
   const fs::path tmp = fresh_temporary(state);
   make_host_key(tmp, vm_name);
   write_file_atomic(tmp / kMachineIdFile, random_hex(16, true) + "\n", 0600);
@@ -244,6 +259,7 @@ VmIdentity ensure_identity(const StateDir& state, const std::string& vm_name) {
 }
 
 VmIdentity rotate_ssh_host_key(const StateDir& state, const std::string& vm_name) {
+  IdentityLock lock(state);  // two rotations never lose a key between them
   auto current = read_identity(state);
   if (!current)
     throw std::runtime_error(fmt::format("{} has no identity yet (in {}): `sprout prepare {}` mints one",
@@ -261,12 +277,19 @@ VmIdentity rotate_ssh_host_key(const StateDir& state, const std::string& vm_name
   for (std::string f : {std::string(kHostKeyFile), std::string(kHostKeyFile) + ".pub"})
     copy_private(dir / f, tmp / "old" / stamp / f);
   make_host_key(tmp, vm_name);
+  fsync_directory(tmp / "old" / stamp);
+  fsync_directory(tmp / "old");
   fsync_directory(tmp);
   // One step: the directory is the old identity or the new one, never neither.
   if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) != 0) {
     int e = errno;
     std::error_code ec;
     remove_tree(tmp, ec);
+    if (e == EINVAL || e == ENOSYS || e == ENOTSUP)
+      throw std::runtime_error(fmt::format("{}: this file system cannot swap two directories in one step "
+                                           "(renameat2 RENAME_EXCHANGE: {}), which a rotation needs so that the VM "
+                                           "always has a whole identity; nothing was changed",
+                                           state.root.string(), std::strerror(e)));
     throw std::system_error(e, std::generic_category(), "cannot replace " + dir.string());
   }
   fsync_directory(state.root);

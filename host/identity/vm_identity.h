@@ -31,10 +31,24 @@ struct VmIdentity {
   std::vector<SshHostKey> host_keys;
 };
 
+/// Held while an identity is minted, rotated or written onto the secrets disk
+/// (STATE/identity.lock), so two of those never interleave.
+class IdentityLock {
+ public:
+  explicit IdentityLock(const StateDir& state);
+  ~IdentityLock();
+  IdentityLock(const IdentityLock&) = delete;
+  IdentityLock& operator=(const IdentityLock&) = delete;
+
+ private:
+  struct Held;
+  Held* held_;
+};
+
 /// The identity in `state`, minted first when there is none (atomically: a complete
-/// identity or none). std::runtime_error naming the file when one exists but cannot
+/// identity or none). Takes the IdentityLock unless the caller holds it (`locked`). std::runtime_error naming the file when one exists but cannot
 /// be read or is incomplete, or when ssh-keygen fails.
-VmIdentity ensure_identity(const StateDir& state, const std::string& vm_name);
+VmIdentity ensure_identity(const StateDir& state, const std::string& vm_name, bool locked = false);
 
 /// The identity in `state`, or nullopt when it has none; errors as ensure_identity.
 std::optional<VmIdentity> read_identity(const StateDir& state);
@@ -47,7 +61,8 @@ inline constexpr const char* kSecretsDigestKeyFile = "secrets-digest-key";
 
 /// Replaces the ssh host key with a new one, atomically; the old key pair moves to
 /// identity/old/TIME/. The machine-id and the digest key stay. Returns the new
-/// identity. std::runtime_error when there is no identity yet (nothing to rotate).
+/// identity. std::runtime_error when there is no identity yet (nothing to rotate), or
+/// when the file system cannot swap two directories in one step (renameat2).
 VmIdentity rotate_ssh_host_key(const StateDir& state, const std::string& vm_name);
 
 /// "SHA256:<base64, unpadded>" of an OpenSSH public key line ("TYPE BASE64 [COMMENT]");

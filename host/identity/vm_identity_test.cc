@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -84,7 +86,22 @@ TEST(VmIdentity, RotateReplacesTheKeyKeepsTheOldAndTheMachineId) {
   }
   EXPECT_EQ(kept, 2);
   // Nothing of the swap is left behind.
-  for (const auto& e : fs::directory_iterator(t.path())) EXPECT_EQ(e.path().filename(), "identity");
+  for (const auto& e : fs::directory_iterator(t.path()))
+    EXPECT_TRUE(e.path().filename() == "identity" || e.path().filename() == "identity.lock") << e.path();
+}
+
+TEST(VmIdentity, RotationsAtOnceEachKeepTheKeyTheyReplace) {
+  TempDir t("identity-race");
+  StateDir state{t.path()};
+  ensure_identity(state, "web");
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) threads.emplace_back([&] { rotate_ssh_host_key(state, "web"); });
+  for (auto& th : threads) th.join();
+  std::set<std::string> keys;
+  for (const auto& d : fs::directory_iterator(t.path() / "identity" / "old"))
+    keys.insert(slurp(d.path() / "ssh_host_ed25519_key.pub"));
+  keys.insert(slurp(t.path() / "identity" / "ssh_host_ed25519_key.pub"));
+  EXPECT_EQ(keys.size(), 4u);  // the first key and three new ones, none lost
 }
 
 TEST(VmIdentity, FingerprintRefusesWhatIsNotAKey) {

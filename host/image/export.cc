@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <future>
@@ -379,6 +380,32 @@ ExportedImage link_closure(const ClosureImage& closure, const ExportRequest& req
   return img;
 }
 
+/// InputError unless the secrets directory is apart from every exported tree (one
+/// inside the other would put the secrets on a cached, shared disk) and outside the
+/// Nix store (world-readable), judged by the paths links lead to.
+void require_secrets_apart(const ExportRequest& req) {
+  std::error_code ec;
+  const fs::path secrets = fs::weakly_canonical(fs::absolute(*req.secrets_source), ec);
+  auto within = [](const fs::path& inner, const fs::path& outer) {
+    auto [o, i] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
+    return o == outer.end();
+  };
+  if (within(secrets, "/nix/store"))
+    throw InputError(fmt::format("{} (sources.secrets) is in the Nix store, which every user of this host can read: "
+                                 "keep secrets in a directory only root reads",
+                                 req.secrets_source->string()));
+  std::vector<std::pair<const char*, fs::path>> trees = {{"config", req.config_source}, {"self", req.self_source}};
+  if (req.ssh_source) trees.emplace_back("ssh", *req.ssh_source);
+  for (const auto& [key, tree] : trees) {
+    const fs::path t = fs::weakly_canonical(fs::absolute(tree), ec);
+    if (within(secrets, t) || within(t, secrets))
+      throw InputError(fmt::format("{} (sources.secrets) and {} (sources.{}) overlap: the {} disk is cached and "
+                                   "may be shared, so secrets would reach it; keep the secrets directory apart "
+                                   "from every exported tree",
+                                   req.secrets_source->string(), tree.string(), key, key));
+  }
+}
+
 /// The VM's secrets disk, from its identity and secrets.
 ExportedImage secrets_disk(const ExportRequest& req, const VmIdentity& identity,
                            const std::vector<SecretFile>& secrets) {
@@ -451,6 +478,7 @@ ExportResult export_disks(const ExportRequest& request) {
   const std::unique_ptr<CacheLock> cache_lock = open_cache(req);
   std::vector<RoleInput> inputs = list_roles(req, ssh_filter);
   // Read once, checked and kept in memory: what is hashed is what the disk gets.
+  if (req.secrets_source) require_secrets_apart(req);
   const std::vector<SecretFile> secrets =
       req.secrets_source ? read_secrets(*req.secrets_source) : std::vector<SecretFile>{};
   result.excluded = report_excluded(req, ssh_filter);

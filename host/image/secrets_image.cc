@@ -49,15 +49,20 @@ std::string read_text(const fs::path& p) {
 
 SecretsImage write_secrets_image(const StateDir& state, const VmIdentity& identity,
                                  const std::vector<SecretFile>& secrets) {
+  IdentityLock lock(state);  // the image and secrets.key describe one another
   SecretsImage out;
   out.image = state.root / "secrets.img";
   const fs::path key_file = state.root / "secrets.key";
-  const std::vector<Entry> entries = contents(identity, secrets);
+  // The identity as it is now, under the lock: a rotation since `identity` was read
+  // would otherwise pair the new private key with the old public one.
+  const std::optional<VmIdentity> now = read_identity(state);
+  const VmIdentity& id = now ? *now : identity;
+  const std::vector<Entry> entries = contents(id, secrets);
   // A keyed digest of everything the image holds (secrets_digest over the entries).
   std::vector<SecretFile> all;
   for (const auto& e : entries) all.push_back({fmt::format("{} {:o}", e.path, e.mode), e.bytes});
   const std::string key =
-      secrets_digest(all, read_identity_secret(identity, kSecretsDigestKeyFile)) + " sprout-secrets-image-v1\n";
+      secrets_digest(all, read_identity_secret(id, kSecretsDigestKeyFile)) + " sprout-secrets-image-v1\n";
   std::error_code ec;
   if (read_text(key_file) == key && fs::is_regular_file(fs::symlink_status(out.image, ec)) &&
       fs::file_size(out.image, ec) > 0) {

@@ -316,9 +316,10 @@ class SshTest(Scratch):
         known = os.path.join(spec["stateDir"], "ssh_known_hosts")
         with open(rec) as f:
             self.assertEqual(f.read().split("\n")[:-1],
-                             ["-p", "2222", "-o", "HostKeyAlias=sprout-web", "-o", f"UserKnownHostsFile={known}",
-                              "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-                              "-o", "UpdateHostKeys=no", "-o", "HostKeyAlgorithms=ssh-ed25519",
+                             ["-p", "2222", "-o", "HostKeyAlias=sprout-web", "-o", f'UserKnownHostsFile="{known}"',
+                              "-o", "GlobalKnownHostsFile=/dev/null", "-o", "KnownHostsCommand=none",
+                              "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no",
+                              "-o", "HostKeyAlgorithms=ssh-ed25519",
                               "admin@127.0.0.1", "uptime", "-p"])
         # The known_hosts holds the VM's own key, under its alias, and nothing else.
         with open(os.path.join(spec["stateDir"], "identity", "ssh_host_ed25519_key.pub")) as f:

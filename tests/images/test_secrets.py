@@ -194,6 +194,23 @@ class SecretsTest(Scratch):
             self.assertIn(f"{path}: {why}", p.stderr)
             self.assertFalse(os.path.exists(self.state), f"{name}: the state directory was made")
             os.rmdir(path) if name == "subdir" else os.unlink(path)
+        # A secrets directory inside an exported tree (or holding one) would put the
+        # secrets on a cached, shared disk.
+        for key, inside in (("config", os.path.join(self.spec["sources"]["config"], "secrets")),
+                            ("self", os.path.join(self.spec["sources"]["self"], "secrets"))):
+            os.makedirs(inside)
+            write(os.path.join(inside, "pw"), self.marker)
+            overlapping = dict(self.spec, sources=dict(self.spec["sources"], secrets=inside))
+            p = run("export", "--spec", self.write_spec(overlapping, "overlap.json"), check=False)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            # (self lies inside config here: config is the first tree it overlaps)
+            self.assertIn(f"{inside} (sources.secrets) and {self.spec['sources']['config']} (sources.config) overlap",
+                          p.stderr)
+            self.assertFalse(os.path.exists(self.state), f"{key}: the state directory was made")
+            self.assertFalse(os.path.exists(self.spec["cacheDir"]) and any(
+                self.marker in open(f, "rb").read() for f in files_under(self.spec["cacheDir"])))
+            os.unlink(os.path.join(inside, "pw"))
+            os.rmdir(inside)
         store = dict(self.spec)
         store["sources"] = dict(self.spec["sources"], secrets="/nix/store/0000-secrets")
         p = run("export", "--spec", self.write_spec(store, "store.json"), check=False)

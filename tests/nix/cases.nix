@@ -132,9 +132,14 @@ in
     virtualisation.sprout.gc = { dates = "weekly"; randomizedDelaySec = "0"; persistent = false; };
   } ];
 
+  secrets = hostResult [ (vm { secretsDir = "/var/lib/sprout/secrets/t"; }) ];
+
   bad = lib.mapAttrs (_: modules: (hostResult modules).failedAssertions) {
     forwardsWithBridge = [ (vm { network = { mode = "bridge"; forwards = [ { hostPort = 1; guestPort = 2; } ]; }; }) ];
     sshBoth = [ (vm { sshDir = "/root/.ssh"; sshAuthorizedKeys = [ "ssh-ed25519 AAAA x" ]; }) ];
+    secretsNixPath = [ (vm { secretsDir = ../../examples; }) ];
+    secretsInStore = [ (vm { secretsDir = "/nix/store/00000000000000000000000000000000-secrets"; }) ];
+    secretsInConfig = [ (vm { secretsDir = "/etc/nixos-vms/secrets"; }) ];
     noBase = [ (vm { base.image = null; }) ];
     bothBases = [ (vm { base.modules = [ { } ]; }) ];
     flakeWithoutTarget = [ (vm {

@@ -627,6 +627,9 @@ def main():
         "noConfigDir": "virtualisation.sprout.vms.t.configDir: ",
         "hostWithoutConfiguration": 'virtualisation.sprout.vms.t.configuration: specialize = "host" needs the configuration',
         "hostFlake": 'set virtualisation.sprout.vms.t.configuration.',
+        "secretsNixPath": "virtualisation.sprout.vms.t.secretsDir is a Nix path or in the Nix store",
+        "secretsInStore": "virtualisation.sprout.vms.t.secretsDir is a Nix path or in the Nix store",
+        "secretsInConfig": "virtualisation.sprout.vms.t.secretsDir overlaps configDir, selfDir or sshDir",
     }
     bad = get("bad")
     if bad:
@@ -646,6 +649,11 @@ def main():
     r = get("minimal")
     if r:
         check("qemuUser" not in r["specs"]["t"], "qemuUser: the default leaves the key out of the spec")
+        check("secrets" not in r["specs"]["t"]["sources"], "secretsDir: none by default")
+    r = get("secrets")
+    if r:
+        check(r["specs"]["t"]["sources"].get("secrets") == "/var/lib/sprout/secrets/t" and r["failedAssertions"] == [],
+              f"secretsDir: a string path becomes sources.secrets ({r['specs']['t']['sources']}, {r['failedAssertions']})")
 
     # Host-built specialization (specialize = "host").
     r = get("hostShared")
