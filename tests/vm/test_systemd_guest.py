@@ -37,6 +37,11 @@ CASE:
        guest and here), at most 4.0.
      `sprout run`'s SIGTERM: the guest powers off through systemd (power button,
        logind, poweroff.target), run exits 0 within the shutdown timeout.
+  identity   (bench/systemd_guest_bench.sh) the identity across what changes a VM:
+       specialized with key K1; `sprout identity --rotate` while stopped, and the next
+       start serves K2 (sprout ssh gets in); `baseChange: recreate` onto another base:
+       K2 and the same machine-id on the new overlay's first boot and after it
+       specialized again.
   failing    (bench/systemd_guest_bench.sh) a failing rebuild: `sprout wait` exits 1 with
        the reason, systemctl reports the agent's unit `failed`, no reboot, SIGTERM
        still shuts down through systemd.
@@ -447,6 +452,58 @@ def case_lifecycle(root):
     check(not leaks, f"the secret's bytes are in {leaks}")
 
 
+def stop_vm(run):
+    run.signal(signal.SIGTERM)
+    rc = run.wait(SHUTDOWN_TIMEOUT + 60)
+    check(rc == 0, f"sprout run exit status after SIGTERM: {rc}\n{run.output()}")
+
+
+def case_identity(root):
+    """The identity across what changes a VM: specialized (two boots) with key K1;
+    `sprout identity --rotate` while stopped, the next start serves K2 and `sprout ssh`
+    gets in; then `baseChange: recreate` onto another base (a new overlay, a first boot
+    and its specialization again): still K2, the same machine-id, on the new overlay's
+    first boot and after its specialization."""
+    w = SystemdWorld(root)
+    port, ssh_port = guestlib._free_port(), guestlib._free_port()
+    w.spec("web", port)
+    client = add_identity_sources(w, "web", ssh_port)
+    t0 = time.monotonic()
+    with run_vm(w, "web") as run:
+        check(wait_for(w, "web").returncode == 0, f"not specialized:\n{run.output()}")
+        first = check_identity_in_guest(w, "web", ssh_port, client, "specialized")
+        stop_vm(run)
+    rotated = json.loads(rl.sprout(["identity", "web", "--spec-dir", w.spec_dir, "--rotate", "--json"]).stdout)
+    check(rotated["sshHostKeys"][0]["fingerprint"] != first["sshHostKeys"][0]["fingerprint"], "no new key")
+    with run_vm(w, "web") as run:
+        check(wait_for(w, "web").returncode == 0, f"not specialized after the restart:\n{run.output()}")
+        check(check_identity_in_guest(w, "web", ssh_port, client, "restarted after --rotate") == rotated,
+              "the restarted guest does not serve the rotated key")
+        stop_vm(run)
+    # The new overlay's rebuild waits for the host's probe, so its first boot can be asked.
+    w.self_dir("web", "# sprout-test: wait-for /run/sprout-test/answered 900\n")
+    base2 = os.path.join(root, "base2.img")
+    subprocess.run(["cp", "--sparse=always", w.base, base2], check=True)
+    path = os.path.join(w.spec_dir, "web.json")
+    with open(path) as f:
+        spec = json.load(f)
+    spec["base"]["image"] = base2
+    spec["baseChange"] = "recreate"
+    rl.write_spec(path, **spec)
+    state = w.state("web")
+    with run_vm(w, "web") as run:
+        rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding", run=run)
+        check(check_identity_in_guest(w, "web", ssh_port, client, "recreated overlay, first boot") == rotated,
+              "the recreated overlay's first boot does not serve the VM's key")
+        answer(port)  # lets the stand-in rebuild end
+        check(wait_for(w, "web").returncode == 0, f"the recreated overlay did not specialize:\n{run.output()}")
+        check(check_identity_in_guest(w, "web", ssh_port, client, "recreated overlay, specialized") == rotated,
+              "the recreated overlay's specialized boot does not serve the VM's key")
+        stop_vm(run)
+    check(any(n.startswith("root.qcow2.old-") for n in os.listdir(state)), "the overlay was not recreated")
+    print(f"identity: rotate and recreate checked in {time.monotonic() - t0:.1f} s", flush=True)
+
+
 def case_failing(root):
     w = SystemdWorld(root)
     port = guestlib._free_port()
@@ -475,7 +532,8 @@ def case_failing(root):
 
 if __name__ == "__main__":
     try:
-        sys.exit(rl.run_case({"root": case_root, "lifecycle": case_lifecycle, "failing": case_failing}, sys.argv[2]))
+        sys.exit(rl.run_case({"root": case_root, "lifecycle": case_lifecycle, "failing": case_failing,
+                                  "identity": case_identity}, sys.argv[2]))
     except guestlib.Skip as e:
         print(f"SKIPPED: {e}")
         sys.exit(77)
