@@ -147,20 +147,22 @@ std::vector<PathRegistration> nix_registrations(const std::vector<std::string>& 
   return out;
 }
 
-void nix_copy_to_binary_cache(const std::string& path, const std::filesystem::path& dir,
-                              std::chrono::milliseconds timeout) {
-  run_nix({"nix", "--extra-experimental-features", "nix-command", "copy", "--to",
-           fmt::format("file://{}?compression=none", dir.string()), path},
-          timeout);
-}
+namespace {
 
-std::string narinfo_for_absent_path(const PathRegistration& r) {
+std::string narinfo_text(const PathRegistration& r, const std::string& url, bool with_file) {
   std::string refs;
   for (const auto& ref : r.references) refs += (refs.empty() ? "" : " ") + base_name(ref);
-  std::string text = fmt::format("StorePath: {}\nURL: {}\nCompression: none\nNarHash: {}\nNarSize: {}\nReferences: {}\n",
-                                 r.path, kAbsentNarUrl, r.nar_hash, r.nar_size, refs);
+  std::string text = fmt::format("StorePath: {}\nURL: {}\nCompression: none\n", r.path, url);
+  if (with_file) text += fmt::format("FileHash: {}\nFileSize: {}\n", r.nar_hash, r.nar_size);
+  text += fmt::format("NarHash: {}\nNarSize: {}\nReferences: {}\n", r.nar_hash, r.nar_size, refs);
   if (!r.deriver.empty()) text += fmt::format("Deriver: {}\n", base_name(r.deriver));
   return text;
 }
+
+}  // namespace
+
+std::string narinfo_for(const PathRegistration& r, const std::string& url) { return narinfo_text(r, url, true); }
+
+std::string narinfo_for_absent_path(const PathRegistration& r) { return narinfo_text(r, kAbsentNarUrl, false); }
 
 }  // namespace sprout

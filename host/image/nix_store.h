@@ -31,15 +31,18 @@ std::vector<std::string> nix_requisites(const std::string& path);
 /// The registrations of `paths` (all valid), in the order given.
 std::vector<PathRegistration> nix_registrations(const std::vector<std::string>& paths);
 
-/// `nix copy --to file://DIR?compression=none PATH`: the closure of `path`, less what
-/// DIR already has a .narinfo for, as an uncompressed binary cache in DIR.
-void nix_copy_to_binary_cache(const std::string& path, const std::filesystem::path& dir,
-                              std::chrono::milliseconds timeout);
+/// The .narinfo text of a path in an uncompressed binary cache whose NAR is at `url`
+/// (relative to the cache), as `nix copy --to file://DIR?compression=none` writes it
+/// (the file is the NAR: FileHash and FileSize are the NAR's).
+std::string narinfo_for(const PathRegistration& r, const std::string& url);
 
 /// The .narinfo text of a path that is left off a binary cache (it is in the base the
 /// guest already has): Nix reads it to walk the closure and skips it as valid in the
 /// guest's store; its NAR is not on the disk (URL says so, should a guest lack it).
 std::string narinfo_for_absent_path(const PathRegistration& r);
+
+/// What `nix copy --to file://` writes into nix-cache-info for this store.
+inline constexpr const char* kNixCacheInfo = "StoreDir: /nix/store\n";
 
 inline constexpr const char* kAbsentNarUrl = "nar/in-the-base-system-not-on-this-disk.nar";
 
