@@ -484,7 +484,7 @@ def span(r, a, b):
 
 def breakdown_keys(mode):
     """Intervals of one `sprout run`, from the host's receive times of the events."""
-    if mode == "host":
+    if mode.startswith("host"):
         work = [("import (nix copy)", ("importing the closure", "checking the imported system")),
                 ("check validity", ("checking the imported system", "setting the system profile")),
                 ("set profile (nix-env)", ("setting the system profile", "switch-to-configuration boot")),
@@ -678,7 +678,7 @@ def main():
         cache_du = subprocess.run(["du", "-sk", cache_dir], capture_output=True, text=True).stdout.split()[0]
 
         # 3. sprout run
-        runs = {"host": [], "guest": []}
+        runs = {"host": [], "guest": [], "host-vs": []}
         fast = {}
         if "r" not in args.skip:
             conf = os.path.join(work, "agent.json")
@@ -690,16 +690,21 @@ def main():
             rcache = os.path.join(work, "run-cache")
             specs = {"host": write_spec(work, "hostvm", "host", rcache, base, system, guest, base_q),
                      "guest": write_spec(work, "guestvm", "guest", rcache, guest=guest, base_image=base_q)}
+            binary = {"host": sprout, "guest": sprout}
+            if args.vs:  # the same host-built VM, exported and run by the other sprout
+                specs["host-vs"] = write_spec(work, "hostvs", "host", os.path.join(work, "run-cache-vs"), base,
+                                              system, guest, base_q)
+                binary["host-vs"] = os.path.abspath(args.vs)
             for m in specs:  # exports outside the timed runs too (the cache is warm in both)
-                export(sprout, specs[m][0])
+                export(binary[m], specs[m][0])
             for c in range(args.cycles):
-                for mode in ("guest", "host"):
+                for mode in specs:
                     log(f"sprout run, {mode}-built, cycle {c + 1}")
-                    r = sprout_run(sprout, *specs[mode], timeout=3600)
+                    r = sprout_run(binary[mode], *specs[mode], timeout=3600)
                     runs[mode].append(r)
                     log(f"  specialized after {r['toSpecialized']:.1f} s (rebuilt.seconds {r['rebuiltSeconds']}, "
                         f"{r['logEvents']} log events)")
-            for mode in ("guest", "host"):
+            for mode in specs:
                 r = runs[mode][-1]
                 r["rebuildLogLines"] = rebuild_log_lines(r["overlay"], work)
                 r["mem"] = guest_mem(r["console"])
@@ -777,11 +782,12 @@ def main():
               f"(first {'hit' if ten[0]['cacheHit'] else 'built'}); links: {ten[0]['islink']}")
         print(f"  export time of the cache hits {mmm([t['seconds'] for t in ten[1:]], '{:.3f}')} s; "
               f"cacheDir {int(cache_du) / 1e3:.1f} MB on disk, against {10 * img_alloc / 1e6:.1f} MB for ten copies")
-        for mode in ("guest", "host"):
+        for mode in ("guest", "host", "host-vs"):
             rs = runs[mode]
             if not rs:
                 continue
-            print(f"sprout run -> specialized, {mode}-built, 1024 MB, s:")
+            print(f"sprout run -> specialized, {mode}-built{f' (--vs {args.vs})' if mode == 'host-vs' else ''}, "
+                  f"1024 MB, s:")
             print(f"  to specialized       {mmm([r['toSpecialized'] for r in rs])}")
             for k in ("firstStarting", "rebuilding", "rebuilt", "rebooting", "secondStarting", "specializedEvent"):
                 vals = [r[k] for r in rs if r[k] is not None]
@@ -801,10 +807,13 @@ def main():
             for m in res["guestLimits"]:
                 print(f"  {m}")
             cp = [float(x) for x in re.findall(r"limit cp: ([0-9.]+) s", " ".join(res["guestLimits"]))]
-            imp = [span(r, "importing the closure", "checking the imported system") for r in runs["host"]]
-            imp = [v for v in imp if v is not None]
-            if cp and imp:
-                print(f"  import in the timed runs {mmm(imp)} s: {median(imp) / cp[0]:.2f}x the in-guest copy")
+            hs = [float(x) for x in re.findall(r"limit hash: ([0-9.]+) s", " ".join(res["guestLimits"]))]
+            for mode in ("host", "host-vs"):
+                imp = [span(r, "importing the closure", "checking the imported system") for r in runs[mode]]
+                imp = [v for v in imp if v is not None]
+                if cp and hs and imp:
+                    print(f"  import in the timed {mode} runs {mmm(imp)} s: {median(imp) / cp[0]:.2f}x the in-guest "
+                          f"copy; {median(imp) / (cp[0] + hs[0]):.2f}x copy + hash")
         if runs["host"] and runs["guest"]:
             d = median([r["toSpecialized"] for r in runs["host"]]) - median([r["toSpecialized"] for r in runs["guest"]])
             print(f"  host-built minus plain cycle: {d:.1f} s")
