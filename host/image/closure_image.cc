@@ -52,7 +52,7 @@ void write_checked_nar(Ext4Writer& w, const PathRegistration& r) {
       if (written > r.nar_size) throw_changed(r, fmt::format("more than {} bytes", r.nar_size));
       sink(data, n);
     });
-    if (d.size != r.nar_size || fmt::format("sha256:{}", d.sha256_hex) != r.nar_hash)
+    if (d.size != r.nar_size || !same_nar_hash(r.nar_hash, d.sha256_hex))
       throw_changed(r, fmt::format("{} bytes, sha256:{}", d.size, d.sha256_hex));
   });
 }
