@@ -28,7 +28,8 @@ usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--vs OLD_SPR
    `specialized` in events.jsonl, host-built (boot 1 imports, switches, reboots; boot 2
    reports specialized) and guest-built (the stand-in nixos-rebuild), in turn, --cycles
    times each; the import+switch seconds of the `rebuilt` event, the intervals between
-   events (host receive times), log line counts, qemu's peak RSS.
+   events (host receive times), log line counts, qemu's peak RSS. With --vs, the same
+   host-built VM is also exported and run by OLD_SPROUT (its own closure disk).
 3b. The guest's limits, in one more host-built run whose agent runs wrappers instead
    of nix (bench-tools on the base image): before the import, with the guest's caches
    dropped before each, `cp -a` of the closure disk's NARs into the store's disk +
