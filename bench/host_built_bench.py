@@ -3,9 +3,9 @@
 by this machine's real Nix, its `sprout export`, and `sprout run` of the TCG test guest
 until `specialized`, next to a plain guest-built boot-reboot cycle of the same guest.
 
-usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--tag TAG]
+usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--vs OLD_SPROUT] [--tag TAG]
                            [--paths N] [--mb MB] [--cycles N] [--fresh N] [--rehits N]
-                           [--boots N] [--cache DIR] [--workdir DIR] [--keep] [--skip r|f]
+                           [--boots N] [--cache DIR] [--workdir DIR] [--keep] [--skip rfld]
        host_built_bench.py SPROUT_AGENT SPROUT --fast-from WORKDIR [--boots N]
 
 1. Closure: TAG seeds a generator of ~N source trees (sizes log-normal: many small
@@ -15,15 +15,27 @@ usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--tag TAG]
    base and a system sharing 30 sources with it. One `nix-build` builds both; the same
    TAG gives the same paths, so a rerun finds them built (--cache keeps the generated
    sources). Build time is printed apart: it is Nix's work, not sprout's.
-2. `sprout export` of the host-built spec: fresh (empty cacheDir) --fresh times, each
-   next to the same `nix copy` alone (Nix's part), and an unchanged re-export --rehits
+2. `sprout export` of the host-built spec: fresh (empty cacheDir) --fresh rounds, each
+   taking turns (the order rotating) with `nix copy --to file://` of the system alone
+   (the yardstick), reading the difference's paths once (`tar | cat`, the limit) and
+   --vs OLD_SPROUT's fresh export; the closure image's own steps from its log line
+   (Nix's database, NARs into the image, commit). Once: Nix's serialisation of the
+   paths in one process (`nix-store --export`) and `nix-store --dump` of each path
+   (one process a path; --skip d leaves it out). An unchanged re-export --rehits
    times; the closure image's size against the NAR bytes.
 3. `sprout run` of the test guest (real agent, Debian's nix on a base qcow2 that holds
    the base's closure in a real store), 1024 MB: time from starting `sprout run` to
    `specialized` in events.jsonl, host-built (boot 1 imports, switches, reboots; boot 2
    reports specialized) and guest-built (the stand-in nixos-rebuild), in turn, --cycles
    times each; the import+switch seconds of the `rebuilt` event, the intervals between
-   events (host receive times), log line counts, qemu's peak RSS.
+   events (host receive times), log line counts, qemu's peak RSS. With --vs, the same
+   host-built VM is also exported and run by OLD_SPROUT (its own closure disk).
+3b. The guest's limits, in one more host-built run whose agent runs wrappers instead
+   of nix (bench-tools on the base image): before the import, with the guest's caches
+   dropped before each, `cp -a` of the closure disk's NARs into the store's disk +
+   `sync`, and `nix hash file` of every NAR (Nix's SHA-256); then the import itself under
+   `time` (user and system CPU) and strace counting its sync calls. --skip l leaves it
+   out. The timed runs' import is reported against the in-guest copy.
 4. Ten specs with the same system and base, one cacheDir: one closure image.
 5. The already-specialized boot (the agent's timingsMs.total and cpuMs from its
    `specialized` event) on the state disks the `sprout run`s left: host-built VM,
@@ -38,6 +50,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -223,14 +236,105 @@ def write_spec(work, name, mode, cache_dir, base=None, system=None, guest=None, 
     return path, spec
 
 
-def export(sprout, spec):
+STEPS_RE = re.compile(r"built closure image .* in ([0-9.]+) s \(Nix's database ([0-9.]+) s, image ([0-9.]+) s, "
+                      r"commit ([0-9.]+) s\)")
+
+
+def export(sprout, spec, steps=None):
+    """One `sprout export`, timed from outside. With `steps` (a dict of lists), the closure
+    image's own steps from its log line are appended to it, when it prints them."""
     t0 = time.monotonic()
     r = subprocess.run([sprout, "export", "--spec", spec, "--json"], capture_output=True, text=True,
                        timeout=1800, env=nix_system.nix_env())
     dt = time.monotonic() - t0
     if r.returncode != 0:
         raise RuntimeError(f"sprout export {spec} failed: {r.stderr[-3000:]}")
+    m = STEPS_RE.search(r.stderr)
+    if steps is not None and m:
+        for k, v in zip(("closure image", "  Nix's database (queries)", "  NARs into the image", "  commit (fsync)"),
+                        m.groups()):
+            steps.setdefault(k, []).append(float(v))
     return dt, json.loads(r.stdout)
+
+
+# -- the limits ----------------------------------------------------------------------------
+
+def timed(argv_or_shell, shell=False):
+    t0 = time.monotonic()
+    subprocess.run(argv_or_shell, shell=shell, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=3600, env=nix_system.nix_env())
+    return time.monotonic() - t0
+
+
+def read_once(paths_file):
+    """Reading the closure's paths once: tar of them into a pipe (GNU tar does not read
+    files it writes to /dev/null itself)."""
+    return timed(f"tar -cf - -T {paths_file} | cat >/dev/null", shell=True)
+
+
+def nix_export_once(paths):
+    """Nix's own serialisation of every path, in one process (`nix-store --export`)."""
+    return timed(["sh", "-c", 'nix-store --export "$@" | cat >/dev/null', "sh"] + paths)
+
+
+def dump_each(paths):
+    """`nix-store --dump` of each path into /dev/null: one Nix process a path."""
+    return timed(["sh", "-c", 'for p; do nix-store --dump "$p" >/dev/null || exit 1; done', "sh"] + paths)
+
+
+# The guest's limits: wrappers the agent runs instead of Debian's nix (its nixBinDir) in
+# one extra host-built run. The import's `nix copy --from file://DIR` first copies DIR's
+# NARs into a directory of the store's disk (`cp -a` + `sync`), hashes them all with
+# Nix's own SHA-256 (`nix hash file`), each with cold caches, then runs the real import
+# under `time` and strace counting the sync calls alone (seccomp-bpf: the other calls
+# run untraced). Every figure is printed as a line the agent streams as a log event.
+BENCH_TOOLS = "/persist/bench-tools/bin"
+WRAPPER = r"""#!/bin/sh
+real=/persist/nix-tools/bin
+export LD_LIBRARY_PATH=/persist/nix-tools/lib:/persist/bench-tools/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+tool=${0##*/}
+now() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+src=; prev=
+for a in "$@"; do [ "$prev" = --from ] && src=${a#file://}; prev=$a; done
+if [ "$tool" = nix ] && [ -n "$src" ]; then
+  n=$(ls "$src/nar" | wc -l); kb=$(du -sk "$src/nar" | cut -f1)
+  echo "sprout-bench: closure disk: $n NARs, $kb KiB"
+  cold; t=$(now)
+  cp -a "$src/nar" /nix/store/.sprout-bench-copy && sync
+  echo "sprout-bench: limit cp: $(since $t) s (cp -a of the NARs into the store's disk, then sync)"
+  rm -rf /nix/store/.sprout-bench-copy; cold; t=$(now)
+  "$real/nix" --extra-experimental-features nix-command hash file --type sha256 "$src"/nar/*.nar >/dev/null
+  echo "sprout-bench: limit hash: $(since $t) s (nix hash file --type sha256 of every NAR)"
+  cold; t=$(now)
+  time /persist/bench-tools/bin/strace -f -c -o /tmp/strace.txt --seccomp-bpf     -e trace=fsync,fdatasync,sync,syncfs,sync_file_range,msync "$real/nix" "$@" 2>&1 | grep -v "^copying path"
+  rc=$?
+  echo "sprout-bench: import: $(since $t) s"
+  sed 's/^/sprout-bench: strace: /' /tmp/strace.txt
+  exit $rc
+fi
+exec "$real/$tool" "$@"
+"""
+
+
+def bench_tools(dest):
+    """The wrappers above, and strace with its libraries."""
+    os.makedirs(os.path.join(dest, "bin"))
+    os.makedirs(os.path.join(dest, "lib"))
+    for t in ("nix", "nix-store", "nix-env"):
+        with open(os.path.join(dest, "bin", t), "w") as f:
+            f.write(WRAPPER)
+        os.chmod(os.path.join(dest, "bin", t), 0o755)
+    strace = shutil.which("strace")
+    if strace:
+        shutil.copy(strace, os.path.join(dest, "bin", "strace"))
+        out = subprocess.run(["ldd", strace], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            parts = line.split("=>")
+            lib = parts[1].split()[0] if len(parts) == 2 else ""
+            if lib.startswith("/"):
+                shutil.copy(lib, os.path.join(dest, "lib", os.path.basename(lib)))
 
 
 def image(out, role):
@@ -251,6 +355,7 @@ def build_base_image(work, base):
     os.makedirs(root)
     nix_system.nix3("copy", "--no-check-sigs", "--to", root, base)
     nix_tools(os.path.join(root, "nix-tools"))
+    bench_tools(os.path.join(root, "bench-tools"))
     raw = guestlib.make_ext4_from_dir(root, "sprout-state", os.path.join(work, "base.raw"), size="2G")
     q = os.path.join(work, "base.qcow2")
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", raw, q], check=True, timeout=300)
@@ -380,7 +485,7 @@ def span(r, a, b):
 
 def breakdown_keys(mode):
     """Intervals of one `sprout run`, from the host's receive times of the events."""
-    if mode == "host":
+    if mode.startswith("host"):
         work = [("import (nix copy)", ("importing the closure", "checking the imported system")),
                 ("check validity", ("checking the imported system", "setting the system profile")),
                 ("set profile (nix-env)", ("setting the system profile", "switch-to-configuration boot")),
@@ -479,7 +584,10 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--fast-from", metavar="WORKDIR",
                     help="only the already-specialized boots, again, on a finished run's --workdir")
-    ap.add_argument("--skip", default="", help="letters of parts to skip: r (sprout run and fast path), f (fast path)")
+    ap.add_argument("--skip", default="",
+                    help="letters of parts to skip: r (sprout run and fast path), f (fast path), "
+                         "l (the guest's limits run), d (nix-store --dump of each path, ~1 min)")
+    ap.add_argument("--vs", metavar="OLD_SPROUT", help="a second sprout whose fresh export takes turns with this one's")
     args = ap.parse_args()
     agent, sprout = os.path.abspath(args.agent), os.path.abspath(args.sprout)
     if args.fast_from:
@@ -503,22 +611,46 @@ def main():
         # 2. export
         cache_dir = os.path.join(work, "cache")
         spec0, _ = write_spec(work, "vm0", "host", cache_dir, base, system)
-        fresh, nix_alone, out = [], [], None
-        for i in range(args.fresh):
+        fresh, nix_alone, old_fresh, tar_once, out = [], [], [], [], None
+        steps, old_steps = {}, {}
+        diff_file = os.path.join(work, "difference.txt")
+        with open(diff_file, "w") as f:
+            f.write("".join(p + "\n" for p in diff))
+        old_spec = write_spec(work, "old0", "host", os.path.join(work, "old-cache"), base, system)[0] if args.vs else None
+
+        def fresh_new():
             shutil.rmtree(cache_dir, ignore_errors=True)
             shutil.rmtree(os.path.join(work, "vms", "vm0"), ignore_errors=True)
-            dt, out = export(sprout, spec0)
-            if image(out, "closure").get("cacheHit"):
+            dt, o = export(sprout, spec0, steps)
+            if image(o, "closure").get("cacheHit"):
                 log("WARNING: a fresh export reports a closure cache hit")
             fresh.append(dt)
-            # Nix's part alone: the same nix copy sprout runs, into an empty directory.
+            res["out"] = o
+
+        def fresh_old():
+            shutil.rmtree(os.path.join(work, "old-cache"), ignore_errors=True)
+            shutil.rmtree(os.path.join(work, "vms", "old0"), ignore_errors=True)
+            old_fresh.append(export(os.path.abspath(args.vs), old_spec, old_steps)[0])
+
+        def copy_alone():
+            # Nix's part alone: the same nix copy sprout ran before, into an empty directory.
             nc = os.path.join(work, "nix-copy-alone")
             shutil.rmtree(nc, ignore_errors=True)
-            t0 = time.monotonic()
-            nix_system.nix3("copy", "--to", f"file://{nc}?compression=none", system)
-            nix_alone.append(time.monotonic() - t0)
+            nix_alone.append(timed(["nix", "--extra-experimental-features", "nix-command", "copy", "--to",
+                                    f"file://{nc}?compression=none", system]))
             shutil.rmtree(nc, ignore_errors=True)
-            log(f"fresh export {i + 1}: {dt:.2f} s (nix copy alone {nix_alone[-1]:.2f} s)")
+
+        turns = [fresh_new, copy_alone, lambda: tar_once.append(read_once(diff_file))] + ([fresh_old] if args.vs else [])
+        for i in range(args.fresh):
+            for k in range(len(turns)):  # each round in another order
+                turns[(i + k) % len(turns)]()
+            log(f"round {i + 1}: fresh export {fresh[-1]:.2f} s, nix copy alone {nix_alone[-1]:.2f} s, "
+                f"read once {tar_once[-1]:.2f} s" + (f", --vs {old_fresh[-1]:.2f} s" if args.vs else ""))
+        out = res["out"]
+        export_once = nix_export_once(diff)
+        each = None if "d" in args.skip else dump_each(diff)
+        log(f"nix-store --export of the {len(diff)} paths, one process: {export_once:.2f} s; nix-store --dump of each: "
+            f"{'skipped' if each is None else f'{each:.1f} s'}")
         clo_img = os.path.realpath(os.path.join(work, "vms", "vm0", "closure.img"))
         clo = json.loads(guestlib.read_file_from_ext4(clo_img, "/sprout-closure.json"))
         img_apparent, img_alloc = os.path.getsize(clo_img), allocated(clo_img)
@@ -547,7 +679,7 @@ def main():
         cache_du = subprocess.run(["du", "-sk", cache_dir], capture_output=True, text=True).stdout.split()[0]
 
         # 3. sprout run
-        runs = {"host": [], "guest": []}
+        runs = {"host": [], "guest": [], "host-vs": []}
         fast = {}
         if "r" not in args.skip:
             conf = os.path.join(work, "agent.json")
@@ -559,19 +691,39 @@ def main():
             rcache = os.path.join(work, "run-cache")
             specs = {"host": write_spec(work, "hostvm", "host", rcache, base, system, guest, base_q),
                      "guest": write_spec(work, "guestvm", "guest", rcache, guest=guest, base_image=base_q)}
+            binary = {"host": sprout, "guest": sprout}
+            if args.vs:  # the same host-built VM, exported and run by the other sprout
+                specs["host-vs"] = write_spec(work, "hostvs", "host", os.path.join(work, "run-cache-vs"), base,
+                                              system, guest, base_q)
+                binary["host-vs"] = os.path.abspath(args.vs)
             for m in specs:  # exports outside the timed runs too (the cache is warm in both)
-                export(sprout, specs[m][0])
+                export(binary[m], specs[m][0])
             for c in range(args.cycles):
-                for mode in ("guest", "host"):
+                for mode in specs:
                     log(f"sprout run, {mode}-built, cycle {c + 1}")
-                    r = sprout_run(sprout, *specs[mode], timeout=3600)
+                    r = sprout_run(binary[mode], *specs[mode], timeout=3600)
                     runs[mode].append(r)
                     log(f"  specialized after {r['toSpecialized']:.1f} s (rebuilt.seconds {r['rebuiltSeconds']}, "
                         f"{r['logEvents']} log events)")
-            for mode in ("guest", "host"):
+            for mode in specs:
                 r = runs[mode][-1]
                 r["rebuildLogLines"] = rebuild_log_lines(r["overlay"], work)
                 r["mem"] = guest_mem(r["console"])
+
+            # 3b. the guest's limits, in one more host-built run with the bench wrappers
+            if "l" not in args.skip:
+                lconf = os.path.join(work, "agent-limits.json")
+                with open(lconf, "w") as f:
+                    json.dump(dict(AGENT_CONFIG, nixBinDir=BENCH_TOOLS), f)
+                lguest = guestlib.build_guest(agent, lconf, os.path.join(work, "guest-limits"))
+                lspec = write_spec(work, "limvm", "host", rcache, base, system, lguest, base_q)
+                export(sprout, lspec[0])
+                log("sprout run with the bench wrappers: the guest's limits")
+                r = sprout_run(sprout, *lspec, timeout=3600)
+                limits = [e.get("message", "") for e in read_events(lspec[1]["stateDir"]) if e.get("phase") == "log"]
+                res["guestLimits"] = [m for m in limits if m.startswith("sprout-bench:") or
+                                      re.match(r"^(real|user|sys)\s", m)]
+                res["guestLimits"].append(f"sprout-bench: (that run: specialized after {r['toSpecialized']:.1f} s)")
 
             # 5. fast path
             if "f" not in args.skip:
@@ -606,9 +758,20 @@ def main():
               f"largest {sizes[-1] / 1e6:.1f} MB; {refs} references); base closure {len(base_info)} paths, "
               f"system closure {len(sys_info)} paths")
         print(f"  generate sources {t_gen:.1f} s, nix-build {t_build:.1f} s (Nix's work, not sprout's)")
-        print(f"export of the host-built spec (sprout export --spec, whole process, s):")
-        print(f"  fresh (empty cacheDir)   {mmm(fresh)}")
-        print(f"  nix copy alone           {mmm(nix_alone)} (the same copy into an empty directory: Nix's part)")
+        print("export of the host-built spec, s (whole processes; the rounds take turns, warm page cache):")
+        print(f"  limit: read the paths once (tar | cat)     {mmm(tar_once)}")
+        print(f"  limit: nix-store --export, one process     {export_once:.2f} (once)")
+        print(f"  limit: nix-store --dump of each path       " +
+              ("skipped (--skip d)" if each is None else f"{each:.2f} (once; one process a path)"))
+        print(f"  yardstick: nix copy --to file:// alone     {mmm(nix_alone)}")
+        print(f"  sprout export, fresh (empty cacheDir)      {mmm(fresh)}: "
+              f"{median(fresh) / median(nix_alone):.2f}x nix copy, {median(fresh) / median(tar_once):.1f}x read once")
+        for k, v in steps.items():
+            print(f"    {k:<38} {mmm(v)}")
+        if args.vs:
+            print(f"  --vs {args.vs}, fresh  {mmm(old_fresh)}: {median(old_fresh) / median(nix_alone):.2f}x nix copy")
+            for k, v in old_steps.items():
+                print(f"    {k:<38} {mmm(v)}")
         print(f"  unchanged re-export      {mmm(rehit, '{:.3f}')}")
         print(f"  closure image            {img_apparent / 1e6:.1f} MB apparent, {img_alloc / 1e6:.1f} MB allocated; "
               f"NAR bytes {nar_bytes / 1e6:.1f} MB (allocated/NAR {img_alloc / nar_bytes:.3f}); "
@@ -620,11 +783,12 @@ def main():
               f"(first {'hit' if ten[0]['cacheHit'] else 'built'}); links: {ten[0]['islink']}")
         print(f"  export time of the cache hits {mmm([t['seconds'] for t in ten[1:]], '{:.3f}')} s; "
               f"cacheDir {int(cache_du) / 1e3:.1f} MB on disk, against {10 * img_alloc / 1e6:.1f} MB for ten copies")
-        for mode in ("guest", "host"):
+        for mode in ("guest", "host", "host-vs"):
             rs = runs[mode]
             if not rs:
                 continue
-            print(f"sprout run -> specialized, {mode}-built, 1024 MB, s:")
+            print(f"sprout run -> specialized, {mode}-built{f' (--vs {args.vs})' if mode == 'host-vs' else ''}, "
+                  f"1024 MB, s:")
             print(f"  to specialized       {mmm([r['toSpecialized'] for r in rs])}")
             for k in ("firstStarting", "rebuilding", "rebuilt", "rebooting", "secondStarting", "specializedEvent"):
                 vals = [r[k] for r in rs if r[k] is not None]
@@ -639,13 +803,27 @@ def main():
             print(f"  qemu peak RSS, MB    {mmm([r['qemuPeakRssMB'] for r in rs], '{:.0f}')}")
             if rs[-1].get("mem"):
                 print(f"  guest memory         {rs[-1]['mem']}")
+        if res.get("guestLimits"):
+            print("the guest's limits (one more host-built run, bench wrappers, caches dropped before each):")
+            for m in res["guestLimits"]:
+                print(f"  {m}")
+            cp = [float(x) for x in re.findall(r"limit cp: ([0-9.]+) s", " ".join(res["guestLimits"]))]
+            hs = [float(x) for x in re.findall(r"limit hash: ([0-9.]+) s", " ".join(res["guestLimits"]))]
+            for mode in ("host", "host-vs"):
+                imp = [span(r, "importing the closure", "checking the imported system") for r in runs[mode]]
+                imp = [v for v in imp if v is not None]
+                if cp and hs and imp:
+                    print(f"  import in the timed {mode} runs {mmm(imp)} s: {median(imp) / cp[0]:.2f}x the in-guest "
+                          f"copy; {median(imp) / (cp[0] + hs[0]):.2f}x copy + hash")
         if runs["host"] and runs["guest"]:
             d = median([r["toSpecialized"] for r in runs["host"]]) - median([r["toSpecialized"] for r in runs["guest"]])
             print(f"  host-built minus plain cycle: {d:.1f} s")
         print_fast(fast)
         with open(os.path.join(work, "results.json"), "w") as f:
             json.dump({"closure": {"paths": len(diff), "narBytes": nar_bytes, "build": t_build},
-                       "fresh": fresh, "nixCopyAlone": nix_alone, "rehit": rehit, "ten": ten,
+                       "fresh": fresh, "nixCopyAlone": nix_alone, "readOnce": tar_once, "steps": steps,
+                       "vs": old_fresh, "vsSteps": old_steps, "nixStoreExport": export_once, "dumpEach": each,
+                       "guestLimits": res.get("guestLimits"), "rehit": rehit, "ten": ten,
                        "runs": {m: [{k: v for k, v in r.items() if k != "specialized"} for r in rs]
                                 for m, rs in runs.items()},
                        "fast": fast}, f, indent=1, default=str)

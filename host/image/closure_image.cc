@@ -13,8 +13,9 @@
 #include "atomic_file.h"
 #include "error.h"
 #include "image/ext4_image.h"
+#include "image/ext4_writer.h"
+#include "image/nar_writer.h"
 #include "image/nix_store.h"
-#include "base/scratch_dir.h"
 #include "base/sha256.h"
 #include "store_path.h"
 
@@ -25,8 +26,36 @@ namespace fs = std::filesystem;
 namespace {
 
 /// Bumped whenever the disk's layout changes, so old cache entries are not reused.
-constexpr const char* kClosureFormat = "sprout-closure-v1";
-constexpr auto kCopyTimeout = std::chrono::hours(2);
+constexpr const char* kClosureFormat = "sprout-closure-v2";
+
+std::uint64_t round_up_block(std::uint64_t n) { return (n + 4095) / 4096 * 4096; }
+
+/// Where the NAR of `path` goes in the cache: named by the path's hash, one per path.
+std::string nar_file(const std::string& path) { return fmt::format("nar/{}.nar", store_path_hash(path)); }
+
+[[noreturn]] void throw_changed(const PathRegistration& r, const std::string& found) {
+  throw std::runtime_error(fmt::format("{}: its NAR ({}) does not match Nix's database ({} bytes, {}): the path was "
+                                       "changed or is corrupt; check it with `nix-store --verify-path {}`, repair it "
+                                       "with `nix-store --repair-path {}`, then export again",
+                                       r.path, found, r.nar_size, r.nar_hash, r.path, r.path));
+}
+
+/// Writes the NAR of `r.path` into the image, read from the store once, and checks
+/// what was written against Nix's record of the path: the guest trusts the narinfo,
+/// so a path that no longer matches it (corrupted, or changing while read) fails the
+/// export here, naming the path, instead of the guest's import later.
+void write_checked_nar(Ext4Writer& w, const PathRegistration& r) {
+  w.add_streamed_file(nar_file(r.path), 0444, r.nar_size, [&](const Ext4Writer::Sink& sink) {
+    std::uint64_t written = 0;
+    NarDump d = write_nar(r.path, [&](const char* data, std::size_t n) {
+      written += n;
+      if (written > r.nar_size) throw_changed(r, fmt::format("more than {} bytes", r.nar_size));
+      sink(data, n);
+    });
+    if (d.size != r.nar_size || !same_nar_hash(r.nar_hash, d.sha256_hex))
+      throw_changed(r, fmt::format("{} bytes, sha256:{}", d.size, d.sha256_hex));
+  });
+}
 
 void check_toplevel(const std::string& path, const char* key, bool must_switch = true) {
   if (auto p = store_path_problem(path); !p.empty()) throw InputError(fmt::format("{}: {} {}", key, path, p));
@@ -68,40 +97,63 @@ ClosureImage build_closure_image(const ClosureRequest& req) {
     std::vector<std::string> base = nix_requisites(req.base_system);
     std::set_intersection(closure.begin(), closure.end(), base.begin(), base.end(), std::back_inserter(shared));
   }
-  ScratchDir staging(req.cache_dir);
-  fs::path cache = staging.path / "cache";
-  fs::create_directory(cache);
-  for (const auto& r : nix_registrations(shared))
-    write_file_atomic(cache / fmt::format("{}.narinfo", store_path_hash(r.path)), narinfo_for_absent_path(r), 0444);
-  nix_copy_to_binary_cache(req.system, cache, kCopyTimeout);
-
-  // What went on the disk: every path of the closure but the shared ones, each with
-  // its NAR (checked here: a binary cache Nix wrote is what the guest trusts).
-  std::vector<std::string> handed;
-  std::set_difference(closure.begin(), closure.end(), shared.begin(), shared.end(), std::back_inserter(handed));
-  for (const auto& p : handed) {
-    fs::path narinfo = cache / fmt::format("{}.narinfo", store_path_hash(p));
-    if (!fs::is_regular_file(narinfo, ec))
-      throw std::runtime_error(fmt::format("nix copy left {} out of the closure cache", p));
+  std::vector<PathRegistration> regs = nix_registrations(closure);  // sorted, as `closure`
+  auto t_queried = std::chrono::steady_clock::now();
+  std::vector<bool> handed(regs.size());
+  for (std::size_t i = 0; i < regs.size(); ++i) {
+    handed[i] = !std::binary_search(shared.begin(), shared.end(), regs[i].path);
+    if (handed[i]) {
+      ++out.paths;
+      out.nar_bytes += regs[i].nar_size;
+    }
   }
-  for (const auto& e : fs::directory_iterator(cache / "nar", ec)) out.nar_bytes += e.file_size();
-  out.paths = handed.size();
   nlohmann::json info{{"version", 1},
                       {"system", req.system},
                       {"baseSystem", req.base_system.empty() ? nlohmann::json(nullptr) : nlohmann::json(req.base_system)},
                       {"paths", out.paths},
                       {"narBytes", out.nar_bytes},
                       {"basePathsReferenced", shared.size()}};
-  write_file_atomic(cache / kClosureInfoFile, info.dump(2) + "\n", 0444);
+
+  // The binary cache's files, as `nix copy --to file://DIR?compression=none` lays them
+  // out (its three directories, nix-cache-info, one narinfo per path, the NARs in nar/),
+  // written straight into the image.
+  std::vector<std::pair<std::string, std::string>> small{{"nix-cache-info", kNixCacheInfo},
+                                                         {kClosureInfoFile, info.dump(2) + "\n"}};
+  for (std::size_t i = 0; i < regs.size(); ++i) {
+    std::string name = fmt::format("{}.narinfo", store_path_hash(regs[i].path));
+    small.emplace_back(name, handed[i] ? narinfo_for(regs[i], nar_file(regs[i].path)) : narinfo_for_absent_path(regs[i]));
+  }
+  TreeSize size;
+  size.dirs = 3;
+  for (const auto& [name, text] : small) {
+    ++size.files;
+    size.data_bytes += round_up_block(text.size());
+  }
+  for (std::size_t i = 0; i < regs.size(); ++i)
+    if (handed[i]) {
+      ++size.files;
+      size.data_bytes += round_up_block(regs[i].nar_size);
+    }
 
   PendingFile pending(out.image);
-  build_ext4_image(cache, "sprout-closure", out.key, pending.temp_path());
+  {
+    Ext4Writer w(pending.temp_path(), "sprout-closure", out.key, size);
+    w.ensure_directories({"log", "nar", "realisations"});
+    for (const auto& [name, text] : small) w.add_file(name, text, 0444);
+    for (std::size_t i = 0; i < regs.size(); ++i)
+      if (handed[i]) write_checked_nar(w, regs[i]);
+    w.finish();
+  }
+  auto t_written = std::chrono::steady_clock::now();
   fs::permissions(pending.temp_path(), fs::perms::owner_read);
   pending.commit_as(out.image);
-  spdlog::info("built closure image {} for {}: {} paths, {} MiB of NARs{} in {:.1f} s", out.image.string(), req.system,
-               out.paths, out.nar_bytes >> 20,
+  auto secs = [](auto from, auto to) { return std::chrono::duration<double>(to - from).count(); };
+  auto t_done = std::chrono::steady_clock::now();
+  spdlog::info("built closure image {} for {}: {} paths, {} MiB of NARs{} in {:.2f} s (Nix's database {:.2f} s, "
+               "image {:.2f} s, commit {:.2f} s)",
+               out.image.string(), req.system, out.paths, out.nar_bytes >> 20,
                shared.empty() ? "" : fmt::format(" ({} paths of the base left out)", shared.size()),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+               secs(t0, t_done), secs(t0, t_queried), secs(t_queried, t_written), secs(t_written, t_done));
   return out;
 }
 

@@ -1,7 +1,11 @@
 // The closure disk of a host-built VM: the store paths of its system's closure that
-// are not in its base system's closure, as an uncompressed Nix binary cache (written
-// by `nix copy --to file://...`) on a read-only ext4 image the guest imports with
-// `nix copy --from file://...`, which checks every NAR against its narinfo's hash.
+// are not in its base system's closure, as an uncompressed Nix binary cache (the
+// layout `nix copy --to file://DIR?compression=none` writes) on a read-only ext4 image
+// the guest imports with `nix copy --from file://...`, which checks every NAR against
+// its narinfo's hash. Written in process in one pass (ext4_writer.h): each NAR read
+// from the store once (nar_writer.h) into its file in the image, hashed on the way and
+// checked against the host's Nix database, whose records (`nix-store --dump-db`) give
+// the narinfos; no staged copy, no Nix process but the queries.
 // Paths of the base that the system refers to get a narinfo without a NAR, so the
 // guest's Nix can walk the closure and skips them as already valid.
 // Cached by (system, base system): VMs with one system share one image, and an

@@ -419,6 +419,30 @@ void Ext4Writer::add_directory(const std::string& name, unsigned mode) {
   s.make_directory(EXT2_ROOT_INO, name, mode);
 }
 
+void Ext4Writer::add_streamed_file(const std::string& rel, unsigned mode, std::uint64_t size,
+                                   const std::function<void(const Sink&)>& fill) {
+  State& s = *s_;
+  ext2_ino_t dir = EXT2_ROOT_INO;
+  std::string parent = parent_of(rel), name = name_of(rel);
+  if (!parent.empty()) s.check(ext2fs_namei(s.fs, EXT2_ROOT_INO, EXT2_ROOT_INO, parent.c_str(), &dir),
+                               "cannot find the directory " + parent);
+  std::vector<State::Run> runs;
+  s.new_file(dir, name, mode, size, runs);
+  State::FileData out{s, runs};
+  std::uint64_t got = 0;
+  fill([&](const char* data, std::size_t n) {
+    got += n;
+    if (got > size)
+      throw std::runtime_error(fmt::format("{}: {} in the image: more than the {} bytes announced", s.out.string(),
+                                           rel, size));
+    out.add(data, n);
+  });
+  if (got != size)
+    throw std::runtime_error(fmt::format("{}: {} in the image: {} bytes, not the {} announced", s.out.string(), rel,
+                                         got, size));
+  out.finish();
+}
+
 void Ext4Writer::ensure_directories(const std::vector<std::string>& paths) {
   State& s = *s_;
   for (const auto& path : paths) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,6 +50,15 @@ class Ext4Writer {
 
   /// The root directory's permission bits (add_listing gives it the listed root's).
   void set_root_mode(unsigned mode);
+
+  /// Adds the regular file `rel` ("NAME" in the root, or "DIR/NAME" in a directory
+  /// made by ensure_directories) of exactly `size` bytes, which `fill` hands, in
+  /// chunks of any size, to the sink it is given; they go straight into the blocks
+  /// allocated for the file. std::runtime_error naming the file when `fill` gives
+  /// more or fewer bytes; InputError if the name is taken.
+  using Sink = std::function<void(const char*, std::size_t)>;
+  void add_streamed_file(const std::string& rel, unsigned mode, std::uint64_t size,
+                         const std::function<void(const Sink&)>& fill);
 
   /// Creates the directories ("a/b", from the root, mode 0755) that are missing: mount
   /// points the guest needs inside a read-only disk. InputError if a component

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
 #include <stdexcept>
 
@@ -147,20 +148,49 @@ std::vector<PathRegistration> nix_registrations(const std::vector<std::string>& 
   return out;
 }
 
-void nix_copy_to_binary_cache(const std::string& path, const std::filesystem::path& dir,
-                              std::chrono::milliseconds timeout) {
-  run_nix({"nix", "--extra-experimental-features", "nix-command", "copy", "--to",
-           fmt::format("file://{}?compression=none", dir.string()), path},
-          timeout);
-}
+namespace {
 
-std::string narinfo_for_absent_path(const PathRegistration& r) {
+std::string narinfo_text(const PathRegistration& r, const std::string& url, bool with_file) {
   std::string refs;
   for (const auto& ref : r.references) refs += (refs.empty() ? "" : " ") + base_name(ref);
-  std::string text = fmt::format("StorePath: {}\nURL: {}\nCompression: none\nNarHash: {}\nNarSize: {}\nReferences: {}\n",
-                                 r.path, kAbsentNarUrl, r.nar_hash, r.nar_size, refs);
+  std::string text = fmt::format("StorePath: {}\nURL: {}\nCompression: none\n", r.path, url);
+  if (with_file) text += fmt::format("FileHash: {}\nFileSize: {}\n", r.nar_hash, r.nar_size);
+  text += fmt::format("NarHash: {}\nNarSize: {}\nReferences: {}\n", r.nar_hash, r.nar_size, refs);
   if (!r.deriver.empty()) text += fmt::format("Deriver: {}\n", base_name(r.deriver));
   return text;
 }
+
+}  // namespace
+
+std::string nix_base32_of_hex(const std::string& hex) {
+  static const char kChars[] = "0123456789abcdfghijklmnpqrsvwxyz";
+  std::vector<unsigned char> bytes;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    bytes.push_back(static_cast<unsigned char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  const std::size_t size = bytes.size();
+  const std::size_t len = (size * 8 + 4) / 5;
+  std::string out;
+  for (std::size_t n = len; n-- > 0;) {
+    std::size_t b = n * 5, i = b / 8, j = b % 8;
+    unsigned c = (bytes[i] >> j) | (i + 1 >= size ? 0u : static_cast<unsigned>(bytes[i + 1]) << (8 - j));
+    out.push_back(kChars[c & 0x1f]);
+  }
+  return out;
+}
+
+bool same_nar_hash(const std::string& recorded, const std::string& sha256_hex) {
+  if (recorded.rfind("sha256:", 0) != 0) return false;
+  std::string digits = recorded.substr(7);
+  if (digits.size() == 64) {
+    std::string lower = digits;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return lower == sha256_hex;
+  }
+  return digits.size() == 52 && sha256_hex.size() == 64 && digits == nix_base32_of_hex(sha256_hex);
+}
+
+std::string narinfo_for(const PathRegistration& r, const std::string& url) { return narinfo_text(r, url, true); }
+
+std::string narinfo_for_absent_path(const PathRegistration& r) { return narinfo_text(r, kAbsentNarUrl, false); }
 
 }  // namespace sprout

@@ -31,15 +31,25 @@ std::vector<std::string> nix_requisites(const std::string& path);
 /// The registrations of `paths` (all valid), in the order given.
 std::vector<PathRegistration> nix_registrations(const std::vector<std::string>& paths);
 
-/// `nix copy --to file://DIR?compression=none PATH`: the closure of `path`, less what
-/// DIR already has a .narinfo for, as an uncompressed binary cache in DIR.
-void nix_copy_to_binary_cache(const std::string& path, const std::filesystem::path& dir,
-                              std::chrono::milliseconds timeout);
+/// The .narinfo text of a path in an uncompressed binary cache whose NAR is at `url`
+/// (relative to the cache), as `nix copy --to file://DIR?compression=none` writes it
+/// (the file is the NAR: FileHash and FileSize are the NAR's).
+std::string narinfo_for(const PathRegistration& r, const std::string& url);
 
 /// The .narinfo text of a path that is left off a binary cache (it is in the base the
 /// guest already has): Nix reads it to walk the closure and skips it as valid in the
 /// guest's store; its NAR is not on the disk (URL says so, should a guest lack it).
 std::string narinfo_for_absent_path(const PathRegistration& r);
+
+/// Whether `recorded` (a NAR hash as Nix's database gives it: "sha256:" and 64 hex
+/// digits, or Nix's 52-digit base 32) is the SHA-256 whose hex is `sha256_hex`.
+bool same_nar_hash(const std::string& recorded, const std::string& sha256_hex);
+
+/// Nix's base 32 of a hash given in hex (what `nix hash to-base32` prints).
+std::string nix_base32_of_hex(const std::string& hex);
+
+/// What `nix copy --to file://` writes into nix-cache-info for this store.
+inline constexpr const char* kNixCacheInfo = "StoreDir: /nix/store\n";
 
 inline constexpr const char* kAbsentNarUrl = "nar/in-the-base-system-not-on-this-disk.nar";
 

@@ -10,6 +10,8 @@ Nix stores the way a guest's Nix would (`nix copy --from file://...`).
   (`nix store verify --no-trust`), and the toplevel is valid.
 - A store without the base refuses it, naming the missing part; a flipped byte in a
   NAR is a hash mismatch and leaves the path invalid.
+- A path changed on the host since Nix registered it (one flipped byte) fails the
+  export (exit 1, naming the path) and commits no image.
 - Deterministic (byte-identical from two caches), cached by system (a second VM with
   the same system shares the image; an unchanged system runs no Nix command), and a
   changed system is a new image and a new generation. Without baseSystem the whole
@@ -161,6 +163,34 @@ class ClosureTest(Scratch):
         valid = subprocess.run(["nix-store", "--store", store, "--check-validity", system],
                                env=nix_system.nix_env(), capture_output=True, text=True)
         self.assertNotEqual(valid.returncode, 0)
+
+    def test_a_path_changed_on_the_host_fails_the_export(self):
+        # sprout reads each path from the store once and checks what it wrote against
+        # Nix's database: a path changed since Nix registered it is named, no image is
+        # committed, and the same export passes once the path is back.
+        base, system = systems("images-changed-on-host")
+        handed = sorted(set(nix_system.requisites(system)) - set(nix_system.requisites(base)))
+        app = next(p for p in handed if "-app-" in p)
+        blob = os.path.join(app, "share", os.listdir(os.path.join(app, "share"))[0])
+        spec = self.host_spec(tag="images-changed-on-host")
+        mode = os.stat(blob).st_mode
+        with open(blob, "rb") as f:
+            first = f.read(1)
+        try:
+            os.chmod(blob, 0o644)
+            with open(blob, "r+b") as f:
+                f.write(bytes([first[0] ^ 0xFF]))
+            r = run("export", "--spec", self.write_spec(spec), check=False)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(app, r.stderr)
+            self.assertIn("does not match Nix's database", r.stderr)
+            self.assertFalse([f for f in os.listdir(self.path("cache")) if f.startswith("closure-")])
+        finally:
+            with open(blob, "r+b") as f:
+                f.write(first)
+            os.chmod(blob, mode & 0o7777)
+        _, imgs = self.export(spec)
+        self.assertFalse(imgs["closure"]["cacheHit"])
 
     def test_deterministic_shared_and_cached(self):
         spec = self.host_spec()
