@@ -391,14 +391,9 @@ std::map<std::string, std::string> Ext4Writer::add_listing(const TreeListing& li
 void Ext4Writer::add_file(const std::string& path, std::string_view bytes, unsigned mode) {
   State& s = *s_;
   ext2_ino_t dir = EXT2_ROOT_INO;
-  std::string name = path;
-  if (auto slash = path.find('/'); slash != std::string::npos) {
-    std::string parent = path.substr(0, slash);
-    name = path.substr(slash + 1);
-    if (ext2fs_lookup(s.fs, EXT2_ROOT_INO, parent.c_str(), static_cast<int>(parent.size()), nullptr, &dir) != 0 ||
-        ext2fs_check_directory(s.fs, dir) != 0)
-      throw std::logic_error("no directory " + parent + " for " + path);
-  }
+  const std::string parent = parent_of(path), name = name_of(path);
+  if (!parent.empty())
+    s.check(ext2fs_namei(s.fs, EXT2_ROOT_INO, EXT2_ROOT_INO, parent.c_str(), &dir), "cannot find the directory " + parent);
   ext2_ino_t existing = 0;
   if (ext2fs_lookup(s.fs, dir, name.c_str(), static_cast<int>(name.size()), nullptr, &existing) == 0)
     throw InputError(fmt::format("the exported tree contains {}, a name sprout reserves; rename it", path));

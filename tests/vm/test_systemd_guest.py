@@ -452,6 +452,15 @@ def case_lifecycle(root):
     check(not leaks, f"the secret's bytes are in {leaks}")
 
 
+def wait_specialized_again(w, name, run):
+    """`sprout wait` once this run's record has replaced the last run's (whose
+    `stopped` would end the wait at once)."""
+    before = (rl.read_status(w.state(name)) or {}).get("host", {}).get("startedMs", 0)
+    rl.wait_status(w.state(name), lambda s: s.get("host", {}).get("startedMs", 0) > before, BOOT_BUDGET,
+                   "this run's record", run=run)
+    check(wait_for(w, name).returncode == 0, f"not specialized:\n{run.output()}")
+
+
 def stop_vm(run):
     run.signal(signal.SIGTERM)
     rc = run.wait(SHUTDOWN_TIMEOUT + 60)
@@ -476,7 +485,7 @@ def case_identity(root):
     rotated = json.loads(rl.sprout(["identity", "web", "--spec-dir", w.spec_dir, "--rotate", "--json"]).stdout)
     check(rotated["sshHostKeys"][0]["fingerprint"] != first["sshHostKeys"][0]["fingerprint"], "no new key")
     with run_vm(w, "web") as run:
-        check(wait_for(w, "web").returncode == 0, f"not specialized after the restart:\n{run.output()}")
+        wait_specialized_again(w, "web", run)
         check(check_identity_in_guest(w, "web", ssh_port, client, "restarted after --rotate") == rotated,
               "the restarted guest does not serve the rotated key")
         stop_vm(run)
@@ -491,11 +500,14 @@ def case_identity(root):
     spec["baseChange"] = "recreate"
     rl.write_spec(path, **spec)
     state = w.state("web")
+    before = rl.read_status(state)["host"]["startedMs"]
     with run_vm(w, "web") as run:
-        rl.wait_status(state, lambda s: s.get("phase") == "rebuilding", BOOT_BUDGET, "rebuilding", run=run)
+        rl.wait_status(state, lambda s: s.get("phase") == "rebuilding" and s["host"].get("startedMs", 0) > before,
+                       BOOT_BUDGET, "rebuilding", run=run)
         check(check_identity_in_guest(w, "web", ssh_port, client, "recreated overlay, first boot") == rotated,
               "the recreated overlay's first boot does not serve the VM's key")
         answer(port)  # lets the stand-in rebuild end
+        rl.wait_status(state, lambda s: s.get("phase") == "rebooting", BOOT_BUDGET, "rebooting", run=run)
         check(wait_for(w, "web").returncode == 0, f"the recreated overlay did not specialize:\n{run.output()}")
         check(check_identity_in_guest(w, "web", ssh_port, client, "recreated overlay, specialized") == rotated,
               "the recreated overlay's specialized boot does not serve the VM's key")
