@@ -1,6 +1,7 @@
 #include "identity/secrets_source.h"
 
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -49,6 +50,11 @@ TEST(SecretsSource, AnythingElseIsRefusedAndNamed) {
     TempDir t("secrets-fifo");
     ASSERT_EQ(::mkfifo((t.path() / "pipe").c_str(), 0600), 0);
     EXPECT_NE(refusal(t.path()).find("pipe: is a FIFO"), std::string::npos);
+  }
+  if (::geteuid() == 0) {  // only root makes device nodes (CI runs as root)
+    TempDir t("secrets-dev");
+    ASSERT_EQ(::mknod((t.path() / "null").c_str(), S_IFCHR | 0600, ::makedev(1, 3)), 0);
+    EXPECT_NE(refusal(t.path()).find("null: is a device"), std::string::npos);
   }
   {
     TempDir t("secrets-dir");

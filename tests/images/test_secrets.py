@@ -129,6 +129,10 @@ class SecretsTest(Scratch):
         for f in files_under(self.spec["cacheDir"]):
             with open(f, "rb") as fh:
                 self.assertNotIn(self.marker, fh.read(), f)
+        if os.path.isdir("/nix/store"):  # the store is world-readable: nothing of a secret may go there
+            g = subprocess.run(["grep", "-rlF", "--", self.marker.decode(), "/nix/store"], capture_output=True,
+                               text=True, timeout=600)
+            self.assertEqual(g.stdout, "", "the secret is in the Nix store")
         m = self.manifest(imgs)
         self.assertRegex(m["disks"]["secrets"]["digest"], "^[0-9a-f]{64}$")
         self.assertNotIn(self.marker.decode(), json.dumps(m))
