@@ -3,7 +3,7 @@
 by this machine's real Nix, its `sprout export`, and `sprout run` of the TCG test guest
 until `specialized`, next to a plain guest-built boot-reboot cycle of the same guest.
 
-usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--vs OLD_SPROUT] [--tag TAG]
+usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--vs OLD_SPROUT] [--vs-agent AGENT] [--tag TAG]
                            [--paths N] [--mb MB] [--cycles N] [--fresh N] [--rehits N]
                            [--boots N] [--cache DIR] [--workdir DIR] [--keep] [--skip rfld]
        host_built_bench.py SPROUT_AGENT SPROUT --fast-from WORKDIR [--boots N]
@@ -29,7 +29,8 @@ usage: host_built_bench.py SPROUT_AGENT SPROUT [--old-agent AGENT] [--vs OLD_SPR
    reports specialized) and guest-built (the stand-in nixos-rebuild), in turn, --cycles
    times each; the import+switch seconds of the `rebuilt` event, the intervals between
    events (host receive times), log line counts, qemu's peak RSS. With --vs, the same
-   host-built VM is also exported and run by OLD_SPROUT (its own closure disk).
+   host-built VM is also exported and run by OLD_SPROUT (its own closure disk); with
+   --vs-agent, run again with another agent in the guest (this sprout's disk).
 3b. The guest's limits, in one more host-built run whose agent runs wrappers instead
    of nix (bench-tools on the base image): before the import, with the guest's caches
    dropped before each, `cp -a` of the closure disk's NARs into the store's disk +
@@ -283,7 +284,8 @@ def dump_each(paths):
 
 
 # The guest's limits: wrappers the agent runs instead of Debian's nix (its nixBinDir) in
-# one extra host-built run. The import's `nix copy --from file://DIR` first copies DIR's
+# one extra host-built run. The import's first Nix call (this agent's `nix-store
+# --check-validity --print-invalid`; an older agent's `nix copy --from file://DIR`) first copies DIR's
 # NARs into a directory of the store's disk (`cp -a` + `sync`), hashes them all with
 # Nix's own SHA-256 (`nix hash file`), each with cold caches, then runs the real import
 # under `time` and strace counting the sync calls alone (seccomp-bpf: the other calls
@@ -298,7 +300,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 src=; prev=
 for a in "$@"; do [ "$prev" = --from ] && src=${a#file://}; prev=$a; done
-if [ "$tool" = nix ] && [ -n "$src" ]; then
+limits() {  # the copy and the hash of the closure disk's NARs, caches dropped before each
   n=$(ls "$src/nar" | wc -l); kb=$(du -sk "$src/nar" | cut -f1)
   echo "sprout-bench: closure disk: $n NARs, $kb KiB"
   cold; t=$(now)
@@ -307,6 +309,18 @@ if [ "$tool" = nix ] && [ -n "$src" ]; then
   rm -rf /nix/store/.sprout-bench-copy; cold; t=$(now)
   "$real/nix" --extra-experimental-features nix-command hash file --type sha256 "$src"/nar/*.nar >/dev/null
   echo "sprout-bench: limit hash: $(since $t) s (nix hash file --type sha256 of every NAR)"
+}
+# This agent's import (sprout-agent --import-closure) asks nix-store first which paths
+# the store lacks: the limits run then, once, before the import reads the disk.
+if [ "$tool" = nix-store ] && [ "$1 $2" = "--check-validity --print-invalid" ] && [ ! -e /tmp/.sprout-bench-limits ]; then
+  touch /tmp/.sprout-bench-limits
+  src=/run/sprout/closure
+  limits
+  cold
+  exec "$real/$tool" "$@"
+fi
+if [ "$tool" = nix ] && [ -n "$src" ]; then
+  limits
   cold; t=$(now)
   time /persist/bench-tools/bin/strace -f -c -o /tmp/strace.txt --seccomp-bpf     -e trace=fsync,fdatasync,sync,syncfs,sync_file_range,msync "$real/nix" "$@" 2>&1 | grep -v "^copying path"
   rc=$?
@@ -486,7 +500,7 @@ def span(r, a, b):
 def breakdown_keys(mode):
     """Intervals of one `sprout run`, from the host's receive times of the events."""
     if mode.startswith("host"):
-        work = [("import (nix copy)", ("importing the closure", "checking the imported system")),
+        work = [("import", ("importing the closure", "checking the imported system")),
                 ("check validity", ("checking the imported system", "setting the system profile")),
                 ("set profile (nix-env)", ("setting the system profile", "switch-to-configuration boot")),
                 ("switch-to-configuration", ("switch-to-configuration boot", "rebuilt"))]
@@ -588,6 +602,9 @@ def main():
                     help="letters of parts to skip: r (sprout run and fast path), f (fast path), "
                          "l (the guest's limits run), d (nix-store --dump of each path, ~1 min)")
     ap.add_argument("--vs", metavar="OLD_SPROUT", help="a second sprout whose fresh export takes turns with this one's")
+    ap.add_argument("--vs-agent", metavar="OLD_AGENT",
+                    help="a second sprout-agent: the same host-built VM (this sprout's export) also runs with it, "
+                         "cycles taking turns (the import before and after, in one run)")
     args = ap.parse_args()
     agent, sprout = os.path.abspath(args.agent), os.path.abspath(args.sprout)
     if args.fast_from:
@@ -679,7 +696,7 @@ def main():
         cache_du = subprocess.run(["du", "-sk", cache_dir], capture_output=True, text=True).stdout.split()[0]
 
         # 3. sprout run
-        runs = {"host": [], "guest": [], "host-vs": []}
+        runs = {"host": [], "guest": [], "host-vs": [], "host-old-agent": []}
         fast = {}
         if "r" not in args.skip:
             conf = os.path.join(work, "agent.json")
@@ -692,6 +709,10 @@ def main():
             specs = {"host": write_spec(work, "hostvm", "host", rcache, base, system, guest, base_q),
                      "guest": write_spec(work, "guestvm", "guest", rcache, guest=guest, base_image=base_q)}
             binary = {"host": sprout, "guest": sprout}
+            if args.vs_agent:  # the same host-built VM and export, another agent in the guest
+                oaguest = guestlib.build_guest(os.path.abspath(args.vs_agent), conf, os.path.join(work, "guest-old-agent"))
+                specs["host-old-agent"] = write_spec(work, "hostoa", "host", rcache, base, system, oaguest, base_q)
+                binary["host-old-agent"] = sprout
             if args.vs:  # the same host-built VM, exported and run by the other sprout
                 specs["host-vs"] = write_spec(work, "hostvs", "host", os.path.join(work, "run-cache-vs"), base,
                                               system, guest, base_q)
@@ -747,7 +768,7 @@ def main():
                                            name=name, memory=1024)
                         with g:
                             g.wait(290)
-                    variants.append(("old agent (6aa83df), guest-built VM", oguest, raw, disks))
+                    variants.append((f"--old-agent {args.old_agent}, guest-built VM", oguest, raw, disks))
                 fast = fast_loop(variants, args.boots, work)
 
         # report
@@ -783,11 +804,12 @@ def main():
               f"(first {'hit' if ten[0]['cacheHit'] else 'built'}); links: {ten[0]['islink']}")
         print(f"  export time of the cache hits {mmm([t['seconds'] for t in ten[1:]], '{:.3f}')} s; "
               f"cacheDir {int(cache_du) / 1e3:.1f} MB on disk, against {10 * img_alloc / 1e6:.1f} MB for ten copies")
-        for mode in ("guest", "host", "host-vs"):
+        for mode in ("guest", "host", "host-vs", "host-old-agent"):
             rs = runs[mode]
             if not rs:
                 continue
-            print(f"sprout run -> specialized, {mode}-built{f' (--vs {args.vs})' if mode == 'host-vs' else ''}, "
+            print(f"sprout run -> specialized, {mode}-built{f' (--vs {args.vs})' if mode == 'host-vs' else ''}"
+                  f"{f' (--vs-agent {args.vs_agent})' if mode == 'host-old-agent' else ''}, "
                   f"1024 MB, s:")
             print(f"  to specialized       {mmm([r['toSpecialized'] for r in rs])}")
             for k in ("firstStarting", "rebuilding", "rebuilt", "rebooting", "secondStarting", "specializedEvent"):
@@ -809,7 +831,7 @@ def main():
                 print(f"  {m}")
             cp = [float(x) for x in re.findall(r"limit cp: ([0-9.]+) s", " ".join(res["guestLimits"]))]
             hs = [float(x) for x in re.findall(r"limit hash: ([0-9.]+) s", " ".join(res["guestLimits"]))]
-            for mode in ("host", "host-vs"):
+            for mode in ("host", "host-vs", "host-old-agent"):
                 imp = [span(r, "importing the closure", "checking the imported system") for r in runs[mode]]
                 imp = [v for v in imp if v is not None]
                 if cp and hs and imp:

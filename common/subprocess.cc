@@ -140,6 +140,7 @@ struct ChildSetup {
   std::vector<char*> argv, envp;
   sigset_t mask;
   bool stdin_null;
+  int stdin_fd;
   bool detach;
   bool interactive;
   int stdout_fd, stderr_fd;
@@ -169,7 +170,10 @@ int above_stdio(int fd) { return fd >= 0 && fd < 3 ? ::fcntl(fd, F_DUPFD_CLOEXEC
   // (When sprout was started with 0, 1 or 2 closed, a descriptor of ours may be one
   // of them.)
   const int error_fd = above_stdio(c.error_fd), out = above_stdio(c.stdout_fd), err = above_stdio(c.stderr_fd);
-  if (c.stdin_null) {
+  const int in = above_stdio(c.stdin_fd);
+  if (in >= 0) {
+    ::dup2(in, 0);
+  } else if (c.stdin_null) {
     int null = ::open("/dev/null", O_RDONLY);
     if (null > 0) {
       ::dup2(null, 0);
@@ -382,6 +386,7 @@ Child spawn(const SpawnOptions& o) {
   else
     sigemptyset(&c.mask);
   c.stdin_null = o.stdin_null;
+  c.stdin_fd = o.stdin_fd;
   c.detach = o.detach;
   c.interactive = o.interactive;
   c.stdout_fd = o.stdout_fd;
@@ -409,6 +414,7 @@ ProcessResult run_process(const ProcessOptions& opts) {
   so.argv = opts.argv;
   so.env = opts.env;
   so.stdin_null = opts.stdin_null;
+  so.stdin_fd = opts.stdin_fd;
   so.stdout_fd = pipefd[1];
   so.stderr_fd = opts.stderr_fd >= 0 ? opts.stderr_fd : pipefd[1];
   Child child = spawn(so);

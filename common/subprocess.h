@@ -31,6 +31,7 @@ struct SpawnOptions {
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  ///< set on top of the current environment
   bool stdin_null = true;                  ///< false: stdin is inherited
+  int stdin_fd = -1;                       ///< >= 0: the child's stdin (wins over stdin_null)
   int stdout_fd = -1;                      ///< >= 0: the child's stdout; else inherited
   int stderr_fd = -1;                      ///< >= 0: the child's stderr (may be stdout_fd); else inherited
   /// The child's signal mask: nothing blocked unless given (a caller that blocks
@@ -79,6 +80,7 @@ struct ProcessOptions {
   std::size_t max_line_bytes = 2048;
   int cancel_fd = -1;                   ///< readable => stop the child like a timeout
   bool stdin_null = true;
+  int stdin_fd = -1;                    ///< >= 0: the child's stdin, e.g. a file to feed it
   /// >= 0: the child's stderr goes to this descriptor, so the output (and on_line)
   /// is its stdout alone: for programs whose stdout is data and stderr chatter.
   int stderr_fd = -1;

@@ -72,6 +72,24 @@ TEST(Subprocess, CapturesAndStreamsLines) {
   EXPECT_EQ(r.last_lines(2), (std::vector<std::string>{"two", "three"}));
 }
 
+TEST(Subprocess, StdinFromADescriptor) {
+  char path[] = "/tmp/sprout-stdin-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "fed\n", 4), 4);
+  ASSERT_EQ(::lseek(fd, 0, SEEK_SET), 0);
+  ::unlink(path);
+  ProcessOptions o;
+  o.argv = {"cat"};
+  o.stdin_fd = fd;
+  auto r = run_process(o);
+  ::close(fd);
+  EXPECT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.output, "fed\n");
+  o.stdin_fd = -1;  // the default: /dev/null
+  EXPECT_EQ(run_process(o).output, "");
+}
+
 TEST(Subprocess, NoShellInterpretation) {
   ProcessOptions o;
   o.argv = {"echo", "$HOME; rm -rf /"};

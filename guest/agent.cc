@@ -300,6 +300,7 @@ class Run {
     hb.system = manifest_.system;
     hb.closure_mount = cfg_.closure_mount;
     hb.nix_bin_dir = cfg_.nix_bin_dir;
+    hb.agent_exe = o_.self_exe;
     std::vector<std::string> argv;
     json detail = common_detail();
     detail["specializedBy"] = manifest_.host_built() ? "host" : "guest";

@@ -21,6 +21,9 @@ struct AgentOptions {
   std::string config_path;
   std::string status_port_path;    ///< host path of the port to write; empty: find it by name
   int cancel_fd = -1;
+  /// This program (host path), run as `--import-closure` by host-built VMs; "" =
+  /// sprout-agent on PATH.
+  std::string self_exe;
 };
 
 int run_agent(const AgentOptions& options, Mounter& mounter);

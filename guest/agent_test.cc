@@ -379,12 +379,23 @@ struct HostBuilt : Fixture {
               "ln -sfn system-1-link " + r + "/nix/var/nix/profiles/system\n"
               "exit 0\n",
               true);
+    // The import is the agent itself run again (`--import-closure`): a stand-in here
+    // (closure_import_test.cc tests the import).
+    t.write("/fake-import",
+            "#!/bin/sh\n"
+            "echo \"import $*\" >>" + r + "/nix-calls\n"
+            "if [ \"$(cat " + r + "/nix-mode 2>/dev/null)\" = corrupt ]; then\n"
+            "  echo \"error: hash mismatch importing path '" + sys + "';\" >&2; exit 1\n"
+            "fi\n"
+            "echo \"copying path '" + sys + "' from 'file:///run/sprout/closure'...\"\n",
+            true);
     t.write(sys + "/bin/switch-to-configuration",
             "#!/bin/sh\necho \"switch-to-configuration $*\" >>" + r + "/nix-calls\necho updating GRUB 2 menu...\n", true);
   }
   AgentOptions options() override {
     AgentOptions o = Fixture::options();
     o.config.nix_bin_dir = t.path("/fake-nix").string();
+    o.self_exe = t.path("/fake-import").string();
     return o;
   }
 };
@@ -397,8 +408,8 @@ TEST_F(HostBuilt, ImportsSwitchesRebootsThenIsSpecializedWithoutTheClosureDisk) 
                                                       Phase::rebuilt, Phase::rebooting}));
   std::string nix = t.path("/fake-nix").string();
   EXPECT_EQ(t.read("/nix-calls"),
-            "nix --extra-experimental-features nix-command copy --no-check-sigs --from file:///run/sprout/closure " + sys +
-                "\nnix-store --check-validity " + sys + "\nnix-env -p /nix/var/nix/profiles/system --set " + sys +
+            "import --import-closure /run/sprout/closure --system " + sys + " --nix-bin-dir " + nix + " --root " +
+                t.root().string() + "\nnix-store --check-validity " + sys + "\nnix-env -p /nix/var/nix/profiles/system --set " + sys +
                 "\nswitch-to-configuration boot\n");
   EXPECT_FALSE(std::filesystem::exists(t.path("/rebuild-calls")));  // nixos-rebuild never ran
   EXPECT_EQ(t.read("/reboot-calls"), "reboot\n");

@@ -27,30 +27,7 @@ namespace {
 
 constexpr std::size_t kMaxFile = 1 << 20;  // the host's limit for one secret (identity/secrets_source.h)
 
-/// The whole file, exactly (at most `max` bytes); std::runtime_error naming it otherwise.
-std::string read_exact(const std::string& path, std::size_t max = kMaxFile) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
-  std::string out;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      throw std::runtime_error(fmt::format("cannot read {}: {}", path, std::strerror(e)));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.size() > max) {
-      ::close(fd);
-      throw std::runtime_error(fmt::format("{} is larger than {} bytes", path, max));
-    }
-  }
-  ::close(fd);
-  return out;
-}
+std::string read_exact(const std::string& path, std::size_t max = kMaxFile) { return read_exact_file(path, max); }
 
 /// `path` and its parents made where missing (the last with `mode`, parents 0755).
 void make_directories(const std::string& path, mode_t mode) {

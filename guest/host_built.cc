@@ -23,9 +23,12 @@ const char* const kStepNames[] = {"importing the closure", "checking the importe
 }  // namespace
 
 std::vector<std::vector<std::string>> host_built_commands(const HostBuiltRun& run) {
+  std::vector<std::string> import{run.agent_exe.empty() ? "sprout-agent" : run.agent_exe, "--import-closure",
+                                  run.closure_mount, "--system", run.system};
+  if (!run.nix_bin_dir.empty()) import.insert(import.end(), {"--nix-bin-dir", run.nix_bin_dir});
+  if (run.root != "/" && !run.root.empty()) import.insert(import.end(), {"--root", run.root});
   return {
-      {tool(run, "nix"), "--extra-experimental-features", "nix-command", "copy", "--no-check-sigs", "--from",
-       "file://" + run.closure_mount, run.system},
+      import,
       {tool(run, "nix-store"), "--check-validity", run.system},
       {tool(run, "nix-env"), "-p", kSystemProfile, "--set", run.system},
       {under_root(run.root, run.system + "/bin/switch-to-configuration"), "boot"},

@@ -2,8 +2,9 @@
 // `nixos-rebuild boot` takes after its build, run on a closure the host handed over.
 //   1. the closure disk must hold the system (its HASH.narinfo), else it was made for
 //      another system and nothing runs;
-//   2. nix copy --no-check-sigs --from file://CLOSURE SYSTEM   (Nix checks every NAR
-//      against its narinfo's hash; the disk comes from the hypervisor, so no signature)
+//   2. sprout-agent --import-closure CLOSURE --system SYSTEM   (closure_import.h: every
+//      NAR unpacked and checked against its narinfo's hash before any path is
+//      registered; the disk comes from the hypervisor, so no signature)
 //   3. nix-store --check-validity SYSTEM
 //   4. nix-env -p /nix/var/nix/profiles/system --set SYSTEM
 //   5. SYSTEM/bin/switch-to-configuration boot
@@ -24,6 +25,7 @@ struct HostBuiltRun {
   std::string system;              ///< the toplevel (guest path)
   std::string closure_mount;       ///< where the closure disk is mounted (guest path)
   std::string nix_bin_dir;         ///< "" = PATH
+  std::string agent_exe;           ///< this agent (host path) for --import-closure; "" = PATH
   std::chrono::milliseconds timeout{0};
   int cancel_fd = -1;
   std::filesystem::path log_file;  ///< host path; truncated first; empty = none

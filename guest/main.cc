@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent.h"
+#include "closure_import.h"
 #include "early.h"
 #include "error.h"
 #include "log.h"
@@ -96,6 +97,12 @@ int main(int argc, char** argv) {
     ("flush-timeout", "override flushTimeoutSeconds", cxxopts::value<double>(), "SECONDS")
     ("early", "early boot, before sshd: install this VM's ssh host key and secrets from its secrets disk, "
               "then exit (docs/agent.md)")
+    ("import-closure", "host-built VMs: import SYSTEM's closure from the closure disk mounted at DIR into this "
+                       "guest's Nix store, checking every NAR's hash first (docs/agent.md), then exit; the agent "
+                       "runs this itself", cxxopts::value<std::string>(), "DIR")
+    ("system", "with --import-closure: the system's store path", cxxopts::value<std::string>(), "PATH")
+    ("nix-bin-dir", "with --import-closure: where nix-store is (default: PATH)",
+     cxxopts::value<std::string>()->default_value(""), "DIR")
     ("log-level", "trace, debug, info, warn, error", cxxopts::value<std::string>()->default_value("info"), "LEVEL")
     ("version", "print the version")
     ("h,help", "this help");
@@ -115,6 +122,21 @@ int main(int argc, char** argv) {
     }
     setup_logging("sprout-agent", r["log-level"].as<std::string>(), /*colour=*/false);
 
+    if (r.count("import-closure")) {
+      if (!r.count("system")) {
+        std::cerr << "sprout-agent: --import-closure needs --system PATH (the store path whose closure to import)\n";
+        return kExitUsage;
+      }
+      agent::ClosureImport ci;
+      ci.root = r["root"].as<std::string>();
+      ci.closure_dir = r["import-closure"].as<std::string>();
+      ci.system = r["system"].as<std::string>();
+      ci.nix_bin_dir = r["nix-bin-dir"].as<std::string>();
+      ci.on_line = [](std::string_view line) { std::cout << line << std::endl; };
+      agent::ImportOutcome out = agent::import_closure(ci);
+      for (const auto& line : out.error) std::cerr << line << "\n";
+      return out.ok ? kExitOk : kExitFailure;
+    }
     if (r.count("early")) {
       agent::EarlyOptions eo;
       eo.root = r["root"].as<std::string>();
@@ -138,6 +160,8 @@ int main(int argc, char** argv) {
     if (r.count("disk-wait")) o.config.disk_wait_seconds = std::max(0.0, r["disk-wait"].as<double>());
     if (r.count("flush-timeout")) o.config.flush_timeout_seconds = std::max(0.0, r["flush-timeout"].as<double>());
     o.status_port_path = r["status-port"].as<std::string>();
+    char self[4096];
+    if (ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1); n > 0) o.self_exe.assign(self, n);
 
     ::signal(SIGPIPE, SIG_IGN);
     if (::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {

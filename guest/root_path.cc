@@ -5,7 +5,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <stdexcept>
 #include <vector>
+
+#include <fmt/format.h>
+
+#include "whole_file.h"
 
 namespace sprout::agent {
 
@@ -99,6 +105,12 @@ std::string read_small_file(const std::string& path, std::size_t max_bytes) {
                         s.back() == '\r'))
     s.pop_back();
   return s;
+}
+
+std::string read_exact_file(const std::string& path, std::size_t max_bytes) {
+  WholeFile f = read_whole_file(path, max_bytes);
+  if (!f) throw std::runtime_error(fmt::format("cannot read {}: {}", path, f.why(max_bytes)));
+  return std::move(f.text);
 }
 
 }  // namespace sprout::agent

@@ -25,6 +25,10 @@ std::string resolve_in_root(const std::string& root, const std::string& guest_pa
 /// The directory part of a path ("/a/b" -> "/a", "/a" -> "/", "a" -> ".").
 std::string parent_dir(const std::string& path);
 
+/// The whole file, exactly (at most `max_bytes`), not following a final symlink;
+/// std::runtime_error naming it otherwise.
+std::string read_exact_file(const std::string& path, std::size_t max_bytes);
+
 /// A whole small file (at most max_bytes), or empty on any error; trailing whitespace cut.
 std::string read_small_file(const std::string& path, std::size_t max_bytes = 4096);
 

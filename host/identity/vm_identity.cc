@@ -21,6 +21,7 @@
 #include "base/leftovers.h"
 #include "base/sha256.h"
 #include "subprocess.h"
+#include "whole_file.h"
 
 namespace sprout {
 
@@ -42,30 +43,10 @@ fs::path identity_dir(const StateDir& state) { return state.root / "identity"; }
 
 /// A small file of the identity, read without following a link; nullopt when absent.
 std::optional<std::string> read_small(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::nullopt;
-    fail_unreadable(path, std::strerror(errno));
-  }
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      fail_unreadable(path, std::strerror(e));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-    if (text.size() > kMaxIdentityFile) {
-      ::close(fd);
-      fail_unreadable(path, fmt::format("larger than {} bytes", kMaxIdentityFile));
-    }
-  }
-  ::close(fd);
-  return text;
+  WholeFile f = read_whole_file(path, kMaxIdentityFile);
+  if (f.error == ENOENT) return std::nullopt;
+  if (!f) fail_unreadable(path, f.why(kMaxIdentityFile));
+  return std::move(f.text);
 }
 
 std::string required(const fs::path& path) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "nar_hash.h"
+
 namespace sprout {
 
 /// What Nix's database records about one valid store path (`nix-store --dump-db`).
@@ -40,13 +42,6 @@ std::string narinfo_for(const PathRegistration& r, const std::string& url);
 /// guest already has): Nix reads it to walk the closure and skips it as valid in the
 /// guest's store; its NAR is not on the disk (URL says so, should a guest lack it).
 std::string narinfo_for_absent_path(const PathRegistration& r);
-
-/// Whether `recorded` (a NAR hash as Nix's database gives it: "sha256:" and 64 hex
-/// digits, or Nix's 52-digit base 32) is the SHA-256 whose hex is `sha256_hex`.
-bool same_nar_hash(const std::string& recorded, const std::string& sha256_hex);
-
-/// Nix's base 32 of a hash given in hex (what `nix hash to-base32` prints).
-std::string nix_base32_of_hex(const std::string& hex);
 
 /// What `nix copy --to file://` writes into nix-cache-info for this store.
 inline constexpr const char* kNixCacheInfo = "StoreDir: /nix/store\n";

@@ -10,15 +10,17 @@ The host (this machine's Nix) builds a NixOS-shaped base and system (tests/nixsy
 "specialize": "host" and baseSystem. The guest's persistent state disk holds a real
 Nix store + database with the base's closure (copied there by the host's Nix, as a
 base image would have it) and Debian's nix with its libraries. Scenarios:
-  H1 boot 1: the agent imports the closure with the guest's real nix, sets the real
+  H1 boot 1: the agent imports the closure (`sprout-agent --import-closure`: it unpacks
+     and checks the NARs itself, asks and registers through the guest's real Nix), sets the real
      system profile, runs the system's own switch-to-configuration boot (which sets
      the test guest's boot loader default) and reboots; events in order, import and
      switch output streamed as log events; no nixos-rebuild.
   H2 boot 2: the guest runs the host-built system and reports specialized, by host;
      the closure disk is not mounted. The state disk's store, opened by the host's
-     Nix afterwards, has every path of the system valid and verifying.
-  H3 a closure disk with one flipped NAR byte: failed with Nix's hash mismatch, the
-     system not valid, no reboot.
+     Nix afterwards, has every path of the system valid and verifying, read-only with
+     mtime 1 as Nix leaves a store path.
+  H3 a closure disk with one flipped NAR byte: failed with the hash mismatch, nothing
+     registered, no reboot.
   H4 no closure disk: failed, naming the closure disk, no reboot.
   H5 a base change, with each baseChange of --base-changes (default keep,rebase;
      recreate passes too and is left out of CI for time: a recreated overlay is H1-H2
@@ -211,7 +213,7 @@ def base_change(args, work, kernel, initrd, base, system, changes):
             last = lines[-1] if lines else {}
             tail = json.dumps(last.get("detail", {}).get("lastLines", []))
             check(last.get("phase") == "failed" and "importing the closure" in last.get("message", "")
-                  and "error: file 'nar/in-the-base-system-not-on-this-disk.nar' does not exist" in tail
+                  and "(its NAR, nar/in-the-base-system-not-on-this-disk.nar, is not on the disk)" in tail
                   and all(p in tail for p in big),
                   f"{tag}: a disk exported against B fails in the guest: no NAR for {big} ({tail[-300:]})", g)
             check("sprout-test: reboot" not in g.console(), f"{tag}: no reboot after the failed import", g)
@@ -278,7 +280,7 @@ def main():
             rebuilding = next((l for l in lines if l.get("phase") == "rebuilding"), {})
             d = rebuilding.get("detail", {})
             check(d.get("specializedBy") == "host" and d.get("system") == system
-                  and [c[:2] for c in d.get("commands", [])] == [[f"{NIX_TOOLS}/nix", "--extra-experimental-features"],
+                  and [c[:2] for c in d.get("commands", [])] == [["/usr/bin/sprout-agent", "--import-closure"],
                                                                   [f"{NIX_TOOLS}/nix-store", "--check-validity"],
                                                                   [f"{NIX_TOOLS}/nix-env", "-p"],
                                                                   [f"{system}/bin/switch-to-configuration", "boot"]],
@@ -316,6 +318,19 @@ def main():
             v = nix_system.nix3("store", "verify", "--store", back, "--no-trust", "-r", system, check=False)
             check(v.returncode == 0, f"H2: every path of the system is valid and verifies in the guest's store "
                                      f"({v.stderr.strip()[-300:]})")
+            # Nix's canonical metadata, as `nix copy` left it: nothing writable, mtime 1.
+            odd, seen = [], 0
+            for h in handed:
+                top = os.path.join(back, h[1:])
+                for dirpath, dirs, files in os.walk(top):
+                    for e in [dirpath] + [os.path.join(dirpath, f) for f in files]:
+                        st = os.lstat(e)
+                        seen += 1
+                        if not os.path.islink(e) and (st.st_mode & 0o222 or int(st.st_mtime) != 1):
+                            odd.append(f"{e[len(back):]} {oct(st.st_mode)} mtime {int(st.st_mtime)}")
+            check(seen >= len(handed) and not odd,
+                  f"H2: the {seen} files and directories imported are read-only with mtime 1, as Nix leaves them "
+                  f"({odd[:5]})")
             if sd.get("timingsMs"):
                 print(f"H2 fast path: {json.dumps(sd.get('timingsMs'))}")
 
@@ -326,8 +341,9 @@ def main():
             last = lines[-1] if lines else {}
             check(last.get("phase") == "failed" and "importing the closure" in last.get("message", ""),
                   f"H3: a corrupt closure fails while importing ({last.get('message')})", g)
-            check("hash mismatch importing path" in json.dumps(last.get("detail", {}).get("lastLines", [])),
-                  "H3: the failure carries Nix's hash mismatch", g)
+            tail = json.dumps(last.get("detail", {}).get("lastLines", []))
+            check("hash mismatch importing path" in tail and "nothing was registered" in tail,
+                  f"H3: the failure names the hash mismatch; nothing was registered ({tail[-300:]})", g)
             check("rebooting" not in phases(lines) and "sprout-test: reboot" not in g.console()
                   and "agent exited 1" in g.console(), "H3: no reboot; agent exited 1", g)
 

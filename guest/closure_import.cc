@@ -1,0 +1,335 @@
+#include "closure_import.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "nar_hash.h"
+#include "nar_restore.h"
+#include "root_path.h"
+#include "store_path.h"
+#include "subprocess.h"
+
+namespace sprout::agent {
+
+namespace {
+
+constexpr std::size_t kMaxNarInfo = 1 << 20;
+constexpr std::size_t kMaxPaths = 1 << 20;
+constexpr std::size_t kPathsPerQuery = 500;  // an argument vector well below ARG_MAX
+constexpr auto kNixTimeout = std::chrono::minutes(30);
+constexpr auto kGcLockWait = std::chrono::minutes(10);
+
+std::string tool(const ClosureImport& run, const char* name) {
+  return run.nix_bin_dir.empty() ? name : run.nix_bin_dir + "/" + name;
+}
+
+std::string base_name(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+/// A full store path from a narinfo's base name; runtime_error when it is not one.
+std::string store_path_of(const std::string& name, const char* field, const std::string& in) {
+  std::string p = std::string(kNixStoreDir) + "/" + name;
+  if (auto why = store_path_problem(p); !why.empty())
+    throw std::runtime_error(fmt::format("the narinfo of {}: {} {} {}", in, field, p, why));
+  return p;
+}
+
+/// The NAR's file name on the disk: "nar/NAME" with NAME of [A-Za-z0-9._+-], not "." or "..".
+bool plain_nar_url(const std::string& url) {
+  if (url.rfind("nar/", 0) != 0 || url.size() == 4) return false;
+  std::string name = url.substr(4);
+  if (name == "." || name == "..") return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '+' && c != '-') return false;
+  return true;
+}
+
+/// Runs a Nix command; its output lines, or runtime_error with its last lines.
+std::vector<std::string> nix(const std::vector<std::string>& argv, int stdin_fd = -1) {
+  ProcessOptions o;
+  o.argv = argv;
+  o.timeout = kNixTimeout;
+  o.stdin_fd = stdin_fd;
+  ProcessResult r = run_process(o);
+  if (!r.ok()) {
+    std::string tail;
+    for (const auto& l : r.last_lines(10)) tail += "\n" + l;
+    throw std::runtime_error(fmt::format("{} {}{}", format_command({argv[0], argv[1]}),
+                                         r.started ? r.describe() : "could not start: " + r.error, tail));
+  }
+  std::vector<std::string> lines;
+  std::size_t at = 0;
+  while (at < r.output.size()) {
+    std::size_t nl = r.output.find('\n', at);
+    if (nl == std::string::npos) nl = r.output.size();
+    lines.push_back(r.output.substr(at, nl - at));
+    at = nl + 1;
+  }
+  return lines;
+}
+
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+/// Nix's garbage-collector lock (/nix/var/nix/gc.lock), held shared as Nix does while it
+/// adds paths: a collection holds it exclusively, so none runs while this is held.
+class GcLock {
+ public:
+  GcLock(const std::string& path, const std::function<void(std::string_view)>& on_line) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd_ < 0) {
+      if (errno == ENOENT) return;  // no Nix state directory: no collector either
+      throw std::system_error(errno, std::generic_category(), "open " + path);
+    }
+    auto deadline = std::chrono::steady_clock::now() + kGcLockWait;
+    bool said = false;
+    while (::flock(fd_, LOCK_SH | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) throw std::system_error(errno, std::generic_category(), "flock " + path);
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error(fmt::format("Nix's garbage collector held {} for {} minutes", path,
+                                             std::chrono::duration_cast<std::chrono::minutes>(kGcLockWait).count()));
+      if (!said && on_line) on_line("waiting for the big garbage collector lock...");
+      said = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ~GcLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  GcLock(const GcLock&) = delete;
+  GcLock& operator=(const GcLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+/// What Nix does before it writes to a store on a read-only mount (NixOS mounts
+/// /nix/store read-only): in a mount namespace of this process alone, the store's
+/// mount remounted writable (its other flags kept). Everyone else's stays read-only.
+void make_store_writable(const std::string& store) {
+  struct statvfs st;
+  if (::statvfs(store.c_str(), &st) != 0) throw std::system_error(errno, std::generic_category(), "statvfs " + store);
+  if (!(st.f_flag & ST_RDONLY)) return;
+  if (::unshare(CLONE_NEWNS) != 0)
+    throw std::system_error(errno, std::generic_category(),
+                            store + " is mounted read-only, and a private mount namespace to write it failed");
+  unsigned long flags = MS_REMOUNT | MS_BIND;
+  if (st.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (st.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (st.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (st.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (st.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (st.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  if (::mount(nullptr, store.c_str(), nullptr, flags, nullptr) != 0)
+    throw std::system_error(errno, std::generic_category(), "remount " + store + " writable (in this process alone)");
+}
+
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+NarInfo parse_narinfo(const std::string& text, const std::string& expected) {
+  std::map<std::string, std::string> f;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t nl = text.find('\n', at);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(at, nl - at);
+    at = nl + 1;
+    if (line.empty()) continue;
+    std::size_t colon = line.find(": ");
+    if (colon == std::string::npos)
+      throw std::runtime_error(fmt::format("the narinfo of {}: a line without \": \"", expected));
+    f[line.substr(0, colon)] = line.substr(colon + 2);
+  }
+  auto need = [&](const char* key) -> const std::string& {
+    auto it = f.find(key);
+    if (it == f.end() || it->second.empty())
+      throw std::runtime_error(fmt::format("the narinfo of {} has no {}", expected, key));
+    return it->second;
+  };
+  NarInfo n;
+  n.store_path = need("StorePath");
+  if (n.store_path != expected)
+    throw std::runtime_error(fmt::format("the narinfo of {} describes {}", expected, n.store_path));
+  n.url = need("URL");
+  auto comp = f.find("Compression");
+  if (comp == f.end() || comp->second != "none")
+    throw std::runtime_error(fmt::format("the narinfo of {}: its NAR is compressed ({}); the closure disk holds "
+                                         "uncompressed NARs only",
+                                         expected, comp == f.end() ? "bzip2, by default" : comp->second));
+  n.nar_hash = need("NarHash");
+  const std::string& size = need("NarSize");
+  if (size.size() > 19 || size.find_first_not_of("0123456789") != std::string::npos)
+    throw std::runtime_error(fmt::format("the narinfo of {}: NarSize {} is not a number", expected, size));
+  n.nar_size = std::stoull(size);
+  if (auto fh = f.find("FileHash"); fh != f.end() && fh->second != n.nar_hash)
+    throw std::runtime_error(fmt::format("the narinfo of {}: FileHash is not NarHash (uncompressed)", expected));
+  if (auto fs = f.find("FileSize"); fs != f.end() && fs->second != size)
+    throw std::runtime_error(fmt::format("the narinfo of {}: FileSize is not NarSize (uncompressed)", expected));
+  if (auto d = f.find("Deriver"); d != f.end() && !d->second.empty() && d->second != "unknown-deriver")
+    n.deriver = store_path_of(d->second, "Deriver", expected);
+  if (auto r = f.find("References"); r != f.end()) {
+    std::size_t p = 0;
+    const std::string& refs = r->second;
+    while (p < refs.size()) {
+      std::size_t sp = refs.find(' ', p);
+      if (sp == std::string::npos) sp = refs.size();
+      if (sp > p) n.references.push_back(store_path_of(refs.substr(p, sp - p), "reference", expected));
+      p = sp + 1;
+    }
+  }
+  return n;
+}
+
+ImportOutcome import_closure(const ClosureImport& run) {
+  ImportOutcome out;
+  auto say = [&](const std::string& line) {
+    if (run.on_line) run.on_line(line);
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::string> written;  // store paths this import created (host paths)
+  try {
+    if (auto why = store_path_problem(run.system); !why.empty())
+      throw std::runtime_error(fmt::format("the system {} {}", run.system, why));
+
+    // 1. The closure, through the narinfos.
+    std::map<std::string, NarInfo> infos;
+    std::deque<std::string> queue{run.system};
+    while (!queue.empty()) {
+      std::string p = queue.front();
+      queue.pop_front();
+      if (infos.count(p)) continue;
+      if (infos.size() >= kMaxPaths)
+        throw std::runtime_error(fmt::format("the closure of {} has over {} paths", run.system, kMaxPaths));
+      std::string file = fmt::format("{}/{}.narinfo", run.closure_dir, store_path_hash(p));
+      NarInfo n = parse_narinfo(read_exact_file(under_root(run.root, file), kMaxNarInfo), p);
+      for (const auto& r : n.references)
+        if (!infos.count(r)) queue.push_back(r);
+      infos.emplace(p, std::move(n));
+    }
+    out.walked = infos.size();
+
+    // 2. What the guest's store lacks, and whether the disk holds it.
+    std::vector<std::string> all;
+    for (const auto& [p, _] : infos) all.push_back(p);
+    std::set<std::string> invalid;
+    for (std::size_t at = 0; at < all.size(); at += kPathsPerQuery) {
+      std::vector<std::string> argv{tool(run, "nix-store"), "--check-validity", "--print-invalid"};
+      argv.insert(argv.end(), all.begin() + static_cast<std::ptrdiff_t>(at),
+                  all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), at + kPathsPerQuery)));
+      for (auto& line : nix(argv))
+        if (infos.count(line)) invalid.insert(line);
+    }
+    std::vector<std::string> missing;
+    for (const auto& p : invalid) {
+      const NarInfo& n = infos.at(p);
+      struct stat st;
+      if (!plain_nar_url(n.url) || ::stat(under_root(run.root, run.closure_dir + "/" + n.url).c_str(), &st) != 0 ||
+          !S_ISREG(st.st_mode))
+        missing.push_back(fmt::format("  {} (its NAR, {}, is not on the disk)", p, n.url));
+    }
+    if (!missing.empty()) {
+      out.error.push_back(fmt::format("error: the guest's store lacks {} path(s) of {} whose NAR the closure disk "
+                                      "does not hold:",
+                                      missing.size(), run.system));
+      for (std::size_t i = 0; i < missing.size() && i < 12; ++i) out.error.push_back(missing[i]);
+      if (missing.size() > 12) out.error.push_back(fmt::format("  and {} more", missing.size() - 12));
+      return out;
+    }
+
+    // 3. Unpack and check each, holding the collector off.
+    GcLock gc(under_root(run.root, "/nix/var/nix/gc.lock"), run.on_line);
+    std::string store = under_root(run.root, std::string(kNixStoreDir));
+    make_store_writable(store);
+    Fd store_fd{::open(store.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    if (store_fd.fd < 0) throw std::system_error(errno, std::generic_category(), "open " + store);
+    ::umask(022);
+    std::vector<char> buffer;
+    auto t_unpack = std::chrono::steady_clock::now();
+    for (const auto& p : invalid) {
+      const NarInfo& n = infos.at(p);
+      say(fmt::format("copying path '{}' from 'file://{}'...", p, run.closure_dir));
+      std::string name = base_name(p);
+      if (auto err = remove_tree(store + "/" + name); !err.empty())
+        throw std::runtime_error(fmt::format("cannot remove the invalid leftover {}: {}", p, err));
+      std::string nar = under_root(run.root, run.closure_dir + "/" + n.url);
+      Fd nar_fd{::open(nar.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)};
+      if (nar_fd.fd < 0) throw std::system_error(errno, std::generic_category(), "open " + nar);
+      ::posix_fadvise(nar_fd.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+      written.push_back(store + "/" + name);
+      NarRestored r = restore_nar(nar_fd.fd, store_fd.fd, name, n.url, buffer);
+      if (r.size != n.nar_size || !same_nar_hash(n.nar_hash, r.sha256_hex)) {
+        out.error.push_back(fmt::format("error: hash mismatch importing path '{}';", p));
+        out.error.push_back(fmt::format("  specified: {} ({} bytes)", n.nar_hash, n.nar_size));
+        out.error.push_back(fmt::format("  got:       sha256:{} ({} bytes)", r.sha256_hex, r.size));
+        throw std::runtime_error("");
+      }
+      out.nar_bytes += r.size;
+    }
+    double unpack_s = since(t_unpack);
+
+    // 4. Durable, then valid: one transaction.
+    if (::syncfs(store_fd.fd) != 0) throw std::system_error(errno, std::generic_category(), "syncfs " + store);
+    auto t_register = std::chrono::steady_clock::now();
+    if (!invalid.empty()) {
+      std::string records;
+      for (const auto& p : invalid) {
+        const NarInfo& n = infos.at(p);
+        records += fmt::format("{}\n{}\n{}\n{}\n{}\n", p, n.nar_hash, n.nar_size, n.deriver, n.references.size());
+        for (const auto& r : n.references) records += r + "\n";
+      }
+      Fd mem{::memfd_create("sprout-load-db", MFD_CLOEXEC)};
+      if (mem.fd < 0) throw std::system_error(errno, std::generic_category(), "memfd_create");
+      for (std::size_t done = 0; done < records.size();) {
+        ssize_t w = ::write(mem.fd, records.data() + done, records.size() - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) throw std::system_error(errno, std::generic_category(), "write the registrations");
+        done += static_cast<std::size_t>(w);
+      }
+      ::lseek(mem.fd, 0, SEEK_SET);
+      written.clear();  // from here on a path may be valid: never removed by this import
+      nix({tool(run, "nix-store"), "--load-db"}, mem.fd);
+    }
+    out.imported = invalid.size();
+    say(fmt::format("imported {} of the closure's {} paths ({:.1f} MB of NAR) in {:.1f} s: unpacked and "
+                    "checked in {:.1f} s, registered in {:.1f} s",
+                    out.imported, out.walked, static_cast<double>(out.nar_bytes) / 1e6, since(t0), unpack_s,
+                    since(t_register)));
+    out.ok = true;
+    return out;
+  } catch (const std::exception& e) {
+    if (*e.what()) out.error.insert(out.error.begin(), fmt::format("error: {}", e.what()));
+  }
+  for (auto it = written.rbegin(); it != written.rend(); ++it)
+    if (auto err = remove_tree(*it); !err.empty()) out.error.push_back("error: cleaning up: " + err);
+  if (!written.empty())
+    out.error.push_back(fmt::format("removed the {} path(s) this import wrote; nothing was registered", written.size()));
+  return out;
+}
+
+}  // namespace sprout::agent

@@ -1,0 +1,60 @@
+// Importing a host-built closure into the guest's Nix store: what
+// `sprout-agent --import-closure DIR SYSTEM` does (host-built VMs, docs/agent.md), in
+// one pass over the closure disk instead of `nix copy --from file://DIR`:
+//   1. walks SYSTEM's closure through DIR's narinfos (the uncompressed binary cache
+//      the host writes: nix-cache-info, HASH.narinfo, nar/);
+//   2. asks the guest's Nix which of those paths it lacks
+//      (`nix-store --check-validity --print-invalid`); the disk must hold a NAR for
+//      each of them, or nothing is written;
+//   3. on a read-only store mount (NixOS), remounts it writable in a mount namespace of
+//      its own, as Nix does; then, holding Nix's garbage-collector lock shared (a collection cannot delete what is
+//      being imported), unpacks each NAR into the store (nar_restore.h), hashing it as
+//      it is read; an invalid leftover of the same path is replaced. A NAR whose
+//      SHA-256 or size is not its narinfo's ends the import: everything it wrote is
+//      removed, nothing is registered;
+//   4. syncfs, then registers every path in one transaction of the guest's Nix
+//      (`nix-store --load-db`: path, NAR hash, size, deriver, references).
+// Progress goes to `on_line` as Nix words it ("copying path '...' from 'file://...'").
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sprout::agent {
+
+struct ClosureImport {
+  std::string root = "/";    ///< prefixes every guest path (unit tests)
+  std::string closure_dir;   ///< the mounted closure disk (guest path)
+  std::string system;        ///< the store path whose closure is imported
+  std::string nix_bin_dir;   ///< where nix-store is; "" = PATH
+  std::function<void(std::string_view)> on_line;
+};
+
+struct ImportOutcome {
+  bool ok = false;
+  std::vector<std::string> error;  ///< why not, one line each (the first says what failed)
+  std::size_t walked = 0;          ///< paths in the closure
+  std::size_t imported = 0;        ///< paths that were not valid and are now
+  std::uint64_t nar_bytes = 0;
+};
+
+ImportOutcome import_closure(const ClosureImport& run);
+
+/// One narinfo of the closure disk, as the import reads it.
+struct NarInfo {
+  std::string store_path;
+  std::string url;         ///< relative to the cache: "nar/....nar"
+  std::string nar_hash;    ///< "sha256:" + hex or Nix base 32
+  std::uint64_t nar_size = 0;
+  std::string deriver;     ///< full store path, or ""
+  std::vector<std::string> references;  ///< full store paths
+};
+
+/// Parses a narinfo's text; std::runtime_error naming the field that is missing or
+/// wrong (uncompressed NARs only; `expected` is the path it must describe).
+NarInfo parse_narinfo(const std::string& text, const std::string& expected);
+
+}  // namespace sprout::agent

@@ -1,0 +1,207 @@
+#include "closure_import.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <stdexcept>
+
+#include <gtest/gtest.h>
+
+#include "nar_restore.h"
+#include "nar_test_builder.h"
+#include "test_tree.h"
+
+// The import against a fake root: a closure disk's narinfos and NARs at
+// /run/sprout/closure, a store at /nix/store, and a stand-in nix-store that answers
+// --check-validity --print-invalid from a list of valid paths and records what
+// --load-db is fed (real Nix: tests/agent/test_host_built_vm.py).
+namespace sprout::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Nar;
+using testing::TempTree;
+
+const std::string kSys = "/nix/store/4s6j5z57rq0xbzlxcp946k44a2f6097y-system";
+const std::string kLib = "/nix/store/ny0x7p9361ghg01qmp02xjdzp00mns2l-lib";
+const std::string kBase = "/nix/store/5vagmd93pif6ssn8hx7cplfn32jlhp21-base";
+const std::string kDrv = "/nix/store/03vf80l18f38c71ajg54ll25c7fqj6na-system.drv";
+
+std::string hash_part(const std::string& p) { return p.substr(11, 32); }
+
+struct Import : ::testing::Test {
+  TempTree t;
+  std::vector<std::string> lines;
+  void SetUp() override {
+    fs::create_directories(t.path("/nix/store"));
+    fs::create_directories(t.path("/nix/var/nix"));
+    std::string r = t.root().string();
+    t.write("/fake-nix/nix-store",
+            "#!/bin/sh\n"
+            "echo \"nix-store $1 $2\" >>" + r + "/nix-calls\n"
+            "if [ \"$1\" = --load-db ]; then cat >>" + r + "/load-db.txt; exit 0; fi\n"
+            "shift 2\n"
+            "for p; do grep -qxF \"$p\" " + r + "/valid 2>/dev/null || echo \"$p\"; done\n",
+            true);
+    t.write("/valid", kBase + "\n");
+    // system -> lib, base; lib -> base (in the guest already: no NAR on the disk)
+    add(kSys, Nar().dir().entry("bin").dir().entry("switch").file("#!/bin/sh\n", true).end_entry().end_dir()
+                  .end_entry().entry("lib").symlink(kLib).end_entry().end_dir(),
+        {kBase, kLib}, "Deriver: " + kDrv.substr(11) + "\n");
+    add(kLib, Nar().file("library"), {kBase});
+    t.write("/run/sprout/closure/" + hash_part(kBase) + ".narinfo",
+            "StorePath: " + kBase + "\nURL: nar/in-the-base-system-not-on-this-disk.nar\nCompression: none\n"
+            "NarHash: sha256:" + std::string(64, '0') + "\nNarSize: 8\nReferences: \n");
+  }
+  void TearDown() override {
+    for (const auto& p : {kSys, kLib}) remove_tree(t.path(p).string());
+  }
+  void add(const std::string& path, Nar nar, const std::vector<std::string>& refs, const std::string& extra = "") {
+    std::string url = "nar/" + hash_part(path) + ".nar";
+    t.write("/run/sprout/closure/" + url, nar.bytes());
+    std::string r;
+    for (const auto& ref : refs) r += (r.empty() ? "" : " ") + ref.substr(11);
+    t.write("/run/sprout/closure/" + hash_part(path) + ".narinfo",
+            "StorePath: " + path + "\nURL: " + url + "\nCompression: none\nFileHash: sha256:" +
+                testing::sha256_hex(nar.bytes()) + "\nFileSize: " + std::to_string(nar.bytes().size()) +
+                "\nNarHash: sha256:" + testing::sha256_hex(nar.bytes()) + "\nNarSize: " +
+                std::to_string(nar.bytes().size()) + "\nReferences: " + r + "\n" + extra);
+  }
+  ImportOutcome run() {
+    ClosureImport ci;
+    ci.root = t.root().string();
+    ci.closure_dir = "/run/sprout/closure";
+    ci.system = kSys;
+    ci.nix_bin_dir = t.path("/fake-nix").string();
+    ci.on_line = [&](std::string_view l) { lines.emplace_back(l); };
+    return import_closure(ci);
+  }
+  std::string errors(const ImportOutcome& o) {
+    std::string s;
+    for (const auto& l : o.error) s += l + "\n";
+    return s;
+  }
+};
+
+TEST_F(Import, UnpacksWhatTheStoreLacksThenRegistersItInOneLoad) {
+  ImportOutcome o = run();
+  ASSERT_TRUE(o.ok) << errors(o);
+  EXPECT_EQ(o.walked, 3u);
+  EXPECT_EQ(o.imported, 2u);
+  EXPECT_EQ(t.read("/nix/store/" + kLib.substr(11)), "library");
+  EXPECT_EQ(t.read(kSys + "/bin/switch"), "#!/bin/sh\n");
+  EXPECT_EQ(fs::read_symlink(t.path(kSys + "/lib")), kLib);
+  struct stat st;
+  ASSERT_EQ(::stat(t.path(kSys).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0555u);
+  EXPECT_EQ(st.st_mtim.tv_sec, 1);
+  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid\nnix-store --load-db \n");
+  std::string lib_nar = t.read("/run/sprout/closure/nar/" + hash_part(kLib) + ".nar");
+  std::string sys_nar = t.read("/run/sprout/closure/nar/" + hash_part(kSys) + ".nar");
+  // --load-db's format: path, hash, size, deriver, count, references (sorted by path).
+  EXPECT_EQ(t.read("/load-db.txt"),
+            kSys + "\nsha256:" + testing::sha256_hex(sys_nar) + "\n" + std::to_string(sys_nar.size()) + "\n" + kDrv +
+                "\n2\n" + kBase + "\n" + kLib + "\n" +
+            kLib + "\nsha256:" + testing::sha256_hex(lib_nar) + "\n" + std::to_string(lib_nar.size()) + "\n\n1\n" +
+                kBase + "\n");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "copying path '" + kSys + "' from 'file:///run/sprout/closure'...");
+  EXPECT_EQ(lines[1], "copying path '" + kLib + "' from 'file:///run/sprout/closure'...");
+  EXPECT_NE(lines[2].find("imported 2 of the closure's 3 paths"), std::string::npos) << lines[2];
+}
+
+TEST_F(Import, NothingToDoWhenTheStoreHasItAll) {
+  t.write("/valid", kBase + "\n" + kLib + "\n" + kSys + "\n");
+  ImportOutcome o = run();
+  ASSERT_TRUE(o.ok) << errors(o);
+  EXPECT_EQ(o.imported, 0u);
+  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid\n");
+}
+
+TEST_F(Import, AHashMismatchRemovesWhatItWroteAndRegistersNothing) {
+  std::string nar_file = "/run/sprout/closure/nar/" + hash_part(kLib) + ".nar";
+  std::string bytes = t.read(nar_file);
+  bytes[bytes.find("library")] = 'L';  // still a valid NAR, another hash
+  t.write(nar_file, bytes);
+  ImportOutcome o = run();
+  EXPECT_FALSE(o.ok);
+  std::string e = errors(o);
+  EXPECT_NE(e.find("error: hash mismatch importing path '" + kLib + "';"), std::string::npos) << e;
+  EXPECT_NE(e.find("specified: sha256:"), std::string::npos) << e;
+  EXPECT_NE(e.find("nothing was registered"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(fs::symlink_status(t.path(kSys)))) << "the system, unpacked first, is removed";
+  EXPECT_FALSE(fs::exists(fs::symlink_status(t.path(kLib))));
+  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid\n") << "no --load-db";
+}
+
+TEST_F(Import, APathTheDiskDoesNotHoldWritesNothing) {
+  t.write("/valid", "");  // base is not in this guest's store
+  ImportOutcome o = run();
+  EXPECT_FALSE(o.ok);
+  std::string e = errors(o);
+  EXPECT_NE(e.find("lacks 1 path(s) of " + kSys + " whose NAR the closure disk does not hold"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find(kBase + " (its NAR, nar/in-the-base-system-not-on-this-disk.nar, is not on the disk)"),
+            std::string::npos)
+      << e;
+  EXPECT_FALSE(fs::exists(t.path(kSys)));
+  EXPECT_FALSE(fs::exists(t.path(kLib)));
+}
+
+TEST_F(Import, AnInvalidLeftoverIsReplaced) {
+  t.write(kSys + "/junk", "from an interrupted import");
+  fs::permissions(t.path(kSys), fs::perms::owner_read | fs::perms::owner_exec);
+  ImportOutcome o = run();
+  ASSERT_TRUE(o.ok) << errors(o);
+  EXPECT_FALSE(fs::exists(t.path(kSys + "/junk")));
+  EXPECT_EQ(t.read(kSys + "/bin/switch"), "#!/bin/sh\n");
+}
+
+// NixOS mounts /nix/store read-only; the import writes it as Nix does (a private mount
+// namespace of its own, the mount remounted writable there). Here: the fake root's
+// store bind-mounted read-only on itself, in a child with a mount namespace of its own.
+TEST_F(Import, WritesAStoreMountedReadOnly) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (mount namespaces)";
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  std::string store = t.path("/nix/store").string();
+  EXPECT_EXIT(
+      {
+        bool ro = ::unshare(CLONE_NEWNS) == 0 && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+                  ::mount(store.c_str(), store.c_str(), nullptr, MS_BIND, nullptr) == 0 &&
+                  ::mount(nullptr, store.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) == 0 &&
+                  ::mkdir((store + "/probe").c_str(), 0755) != 0 && errno == EROFS;
+        if (!ro) std::_Exit(3);
+        ImportOutcome o = run();
+        std::_Exit(o.ok && t.read(kSys + "/bin/switch") == "#!/bin/sh\n" ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(Import, ABadNarinfoNamesTheFieldAndWritesNothing) {
+  std::string f = "/run/sprout/closure/" + hash_part(kLib) + ".narinfo";
+  std::string good = t.read(f);
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string s = good;
+    s.replace(s.find(from), from.size(), to);
+    t.write(f, s);
+    return errors(run());
+  };
+  EXPECT_NE(with("Compression: none", "Compression: xz").find("its NAR is compressed (xz)"), std::string::npos);
+  EXPECT_NE(with("StorePath: " + kLib, "StorePath: " + kSys).find("describes " + kSys), std::string::npos);
+  EXPECT_NE(with("References: " + kBase.substr(11), "References: ../etc").find("reference /nix/store/../etc"),
+            std::string::npos);
+  EXPECT_NE(with("URL: nar/", "URL: ../../nar/").find("is not on the disk"), std::string::npos);
+  EXPECT_NE(with("NarSize: ", "NarSize: x").find("is not a number"), std::string::npos);
+  t.write(f, good);
+  std::remove(t.path(f).c_str());
+  EXPECT_NE(errors(run()).find("cannot read"), std::string::npos);
+  EXPECT_FALSE(fs::exists(t.path(kSys)));
+  EXPECT_FALSE(fs::exists(t.path("/load-db.txt")));
+}
+
+}  // namespace
+}  // namespace sprout::agent
