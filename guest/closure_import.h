@@ -10,8 +10,11 @@
 //      its own, as Nix does; then, holding Nix's garbage-collector lock shared (a collection cannot delete what is
 //      being imported), unpacks each NAR into the store (nar_restore.h), hashing it as
 //      it is read; an invalid leftover of the same path is replaced. A NAR whose
-//      SHA-256 or size is not its narinfo's ends the import: everything it wrote is
-//      removed, nothing is registered;
+//      size or digest is not the recorded one ends the import: everything it wrote is
+//      removed, nothing is registered. The digest is the host's XXH3-128 of the NAR
+//      where the disk lists it (`sprout-nar-xxh3`, common/nar_checksum.h: computed
+//      from the bytes the host checked against its Nix database's SHA-256), else the
+//      narinfo's NarHash (SHA-256);
 //   4. syncfs, then registers every path in one transaction of the guest's Nix
 //      (`nix-store --load-db`: path, NAR hash, size, deriver, references).
 // Progress goes to `on_line` as Nix words it ("copying path '...' from 'file://...'").
@@ -39,6 +42,7 @@ struct ImportOutcome {
   std::size_t walked = 0;          ///< paths in the closure
   std::size_t imported = 0;        ///< paths that were not valid and are now
   std::uint64_t nar_bytes = 0;
+  std::size_t checked_xxh3 = 0, checked_sha256 = 0;  ///< how each NAR was checked
 };
 
 ImportOutcome import_closure(const ClosureImport& run);

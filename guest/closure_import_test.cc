@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "nar_checksum.h"
 #include "nar_restore.h"
 #include "nar_test_builder.h"
 #include "test_tree.h"
@@ -71,6 +72,24 @@ struct Import : ::testing::Test {
                 "\nNarHash: sha256:" + testing::sha256_hex(nar.bytes()) + "\nNarSize: " +
                 std::to_string(nar.bytes().size()) + "\nReferences: " + r + "\n" + extra);
   }
+  /// The disk's XXH3 list (as the host writes it) for both NARs.
+  void add_checksums() {
+    std::string text;
+    for (const auto& p : {kLib, kSys}) {
+      std::string url = "nar/" + hash_part(p) + ".nar";
+      std::string bytes = t.read("/run/sprout/closure/" + url);
+      NarChecksum c;
+      c.update(bytes.data(), bytes.size());
+      text += url + " " + c.hex() + "\n";
+    }
+    t.write("/run/sprout/closure/sprout-nar-xxh3", text);
+  }
+  void flip_lib_byte() {
+    std::string nar_file = "/run/sprout/closure/nar/" + hash_part(kLib) + ".nar";
+    std::string bytes = t.read(nar_file);
+    bytes[bytes.find("library")] = 'L';  // still a valid NAR, another hash
+    t.write(nar_file, bytes);
+  }
   ImportOutcome run() {
     ClosureImport ci;
     ci.root = t.root().string();
@@ -92,6 +111,7 @@ TEST_F(Import, UnpacksWhatTheStoreLacksThenRegistersItInOneLoad) {
   ASSERT_TRUE(o.ok) << errors(o);
   EXPECT_EQ(o.walked, 3u);
   EXPECT_EQ(o.imported, 2u);
+  EXPECT_EQ(o.checked_sha256, 2u) << "no sprout-nar-xxh3 on this disk: the narinfos' NarHash";
   EXPECT_EQ(t.read("/nix/store/" + kLib.substr(11)), "library");
   EXPECT_EQ(t.read(kSys + "/bin/switch"), "#!/bin/sh\n");
   EXPECT_EQ(fs::read_symlink(t.path(kSys + "/lib")), kLib);
@@ -114,6 +134,37 @@ TEST_F(Import, UnpacksWhatTheStoreLacksThenRegistersItInOneLoad) {
   EXPECT_NE(lines[2].find("imported 2 of the closure's 3 paths"), std::string::npos) << lines[2];
 }
 
+TEST_F(Import, ChecksTheHostsXxh3WhereTheDiskListsIt) {
+  add_checksums();
+  ImportOutcome o = run();
+  ASSERT_TRUE(o.ok) << errors(o);
+  EXPECT_EQ(o.checked_xxh3, 2u);
+  EXPECT_EQ(o.checked_sha256, 0u);
+  EXPECT_EQ(t.read("/nix/store/" + kLib.substr(11)), "library");
+}
+
+TEST_F(Import, AFlippedByteFailsTheXxh3CheckToo) {
+  add_checksums();
+  flip_lib_byte();
+  ImportOutcome o = run();
+  EXPECT_FALSE(o.ok);
+  std::string e = errors(o);
+  EXPECT_NE(e.find("error: hash mismatch importing path '" + kLib + "';"), std::string::npos) << e;
+  EXPECT_NE(e.find("specified: xxh3-128:"), std::string::npos) << e;
+  EXPECT_NE(e.find("got:       xxh3-128:"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(fs::symlink_status(t.path(kSys))));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(t.path(kLib))));
+  EXPECT_FALSE(fs::exists(t.path("/load-db.txt")));
+}
+
+TEST_F(Import, ABadChecksumListIsAnErrorNamingIt) {
+  t.write("/run/sprout/closure/sprout-nar-xxh3", "nar/x.nar 123\n");
+  ImportOutcome o = run();
+  EXPECT_FALSE(o.ok);
+  EXPECT_NE(errors(o).find("sprout-nar-xxh3 line 1"), std::string::npos) << errors(o);
+  EXPECT_FALSE(fs::exists(t.path(kSys)));
+}
+
 TEST_F(Import, NothingToDoWhenTheStoreHasItAll) {
   t.write("/valid", kBase + "\n" + kLib + "\n" + kSys + "\n");
   ImportOutcome o = run();
@@ -123,10 +174,7 @@ TEST_F(Import, NothingToDoWhenTheStoreHasItAll) {
 }
 
 TEST_F(Import, AHashMismatchRemovesWhatItWroteAndRegistersNothing) {
-  std::string nar_file = "/run/sprout/closure/nar/" + hash_part(kLib) + ".nar";
-  std::string bytes = t.read(nar_file);
-  bytes[bytes.find("library")] = 'L';  // still a valid NAR, another hash
-  t.write(nar_file, bytes);
+  flip_lib_byte();
   ImportOutcome o = run();
   EXPECT_FALSE(o.ok);
   std::string e = errors(o);

@@ -50,6 +50,9 @@ Every boot:
   4. specialize: record the attempt, run the rebuild command (+ -I nixos-config=TARGET
      or --flake TARGET, + extraArgs, from the manifest) with its timeout, stream its
      output as `log` events, then `rebuilt`, `rebooting`, flush, run rebootCommand
+     A host-built VM (the manifest names a system) runs no rebuild: it mounts the
+     closure disk, imports the closure (--import-closure), checks it, sets the system
+     profile and runs the system's switch-to-configuration boot.
   SIGTERM stops the rebuild's process group and reports `failed: interrupted`.
 
 --early (a unit of its own, before sshd): find the secrets disk (serial sprout-secrets,

@@ -18,6 +18,8 @@
 
 #include <fmt/format.h>
 
+#include "nar_checksum.h"
+
 namespace sprout::agent {
 
 namespace {
@@ -44,7 +46,8 @@ struct Fd {
 
 class Restorer {
  public:
-  Restorer(int nar_fd, const std::string& what, std::vector<char>& buffer) : fd_(nar_fd), what_(what), buf_(buffer) {
+  Restorer(int nar_fd, const std::string& what, std::vector<char>& buffer, NarDigest digest)
+      : fd_(nar_fd), what_(what), buf_(buffer), kind_(digest) {
     if (buf_.size() < kBufferSize) buf_.resize(kBufferSize);
     SHA256_Init(&sha_);
   }
@@ -53,12 +56,13 @@ class Restorer {
     expect("nix-archive-1", "the NAR's magic");
     node(dir_fd, name, name, 0);
     if (fill() != 0) malformed("bytes after the end of the archive");
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256_Final(digest, &sha_);
-    static const char kHex[] = "0123456789abcdef";
-    for (unsigned char c : digest) {
-      out_.sha256_hex.push_back(kHex[c >> 4]);
-      out_.sha256_hex.push_back(kHex[c & 15]);
+    if (kind_ == NarDigest::xxh3_128) {
+      out_.digest_hex = xxh3_.hex();
+    } else {
+      unsigned char digest[SHA256_DIGEST_LENGTH];
+      SHA256_Final(digest, &sha_);
+      static const char kHex[] = "0123456789abcdef";
+      for (unsigned char c : digest) out_.digest_hex += {kHex[c >> 4], kHex[c & 15]};
     }
     out_.size = total_;
     return out_;
@@ -74,7 +78,10 @@ class Restorer {
       if (n < 0) fail_call("read", what_);
       pos_ = 0;
       end_ = static_cast<std::size_t>(n);
-      SHA256_Update(&sha_, buf_.data(), end_);
+      if (kind_ == NarDigest::xxh3_128)
+        xxh3_.update(buf_.data(), end_);
+      else
+        SHA256_Update(&sha_, buf_.data(), end_);
       total_ += end_;
       return end_;
     }
@@ -229,7 +236,9 @@ class Restorer {
   std::vector<char>& buf_;
   std::size_t pos_ = 0, end_ = 0;
   std::uint64_t total_ = 0;
+  NarDigest kind_;
   SHA256_CTX sha_;
+  NarChecksum xxh3_;
   NarRestored out_;
 };
 
@@ -266,8 +275,8 @@ std::string remove_below(int dir_fd, const std::string& name, const std::string&
 }  // namespace
 
 NarRestored restore_nar(int nar_fd, int dir_fd, const std::string& name, const std::string& what,
-                        std::vector<char>& buffer) {
-  return Restorer(nar_fd, what, buffer).run(dir_fd, name);
+                        std::vector<char>& buffer, NarDigest digest) {
+  return Restorer(nar_fd, what, buffer, digest).run(dir_fd, name);
 }
 
 std::string remove_tree(const std::string& path) {

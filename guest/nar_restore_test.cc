@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "nar_checksum.h"
 #include "nar_test_builder.h"
 #include "subprocess.h"
 #include "test_tree.h"
@@ -90,7 +91,7 @@ TEST_F(Restore, ATreeAsNixLeavesAStorePathHashedAsRead) {
   Nar n = tree();
   NarRestored r = restore(n.bytes());
   EXPECT_EQ(r.size, n.bytes().size());
-  EXPECT_EQ(r.sha256_hex, testing::sha256_hex(n.bytes()));
+  EXPECT_EQ(r.digest_hex, testing::sha256_hex(n.bytes()));
   EXPECT_EQ(r.files, 4u);
   EXPECT_EQ(r.directories, 3u);
   EXPECT_EQ(r.symlinks, 2u);
@@ -108,6 +109,18 @@ TEST_F(Restore, ATreeAsNixLeavesAStorePathHashedAsRead) {
   }
   for (const char* p : {"out", "out/a", "out/big", "out/bin", "out/bin/run", "out/empty", "out/empty-dir", "out/link"})
     EXPECT_EQ(lstat_of(p).st_mtim.tv_sec, 1) << p;
+}
+
+TEST_F(Restore, OrHashedWithTheClosureDisksChecksum) {
+  Nar n = tree();
+  int fd = memfd_of(n.bytes());
+  NarRestored r = restore_nar(fd, dir, "out", "test.nar", buffer, NarDigest::xxh3_128);
+  ::close(fd);
+  NarChecksum c;
+  c.update(n.bytes().data(), n.bytes().size());
+  EXPECT_EQ(r.digest_hex, c.hex());
+  EXPECT_EQ(r.size, n.bytes().size());
+  EXPECT_EQ(t.read("/store/out/big"), kBig);
 }
 
 TEST_F(Restore, ASingleFileOrSymlinkIsAStorePathToo) {

@@ -24,9 +24,9 @@
 # "ssh" is null when ssh.enable is false. Rebuild mode, target and extra arguments
 # come from the host's spec; the values here are the guest's own defaults.
 # "nixBinDir" and "closure" serve host-built specialization (the host's
-# specialize = "host"): the agent mounts the closure disk, imports it with nix from
-# nixBinDir (`nix copy`, `nix-env --set` on the system profile) and runs the new
-# system's switch-to-configuration boot. The guest cannot know at build time which
+# specialize = "host"): the agent mounts the closure disk, imports it itself and
+# registers it with nixBinDir's `nix-store --load-db`, sets the system profile with its
+# `nix-env --set` and runs the new system's switch-to-configuration boot. The guest cannot know at build time which
 # mode the host uses (the manifest on the disk says), so both are always written.
 #
 # The agent's unit has NIX_PATH (`nixPath`, by default the base's own nixpkgs), HOME

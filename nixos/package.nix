@@ -10,6 +10,7 @@
 , gtest
 , nlohmann_json
 , openssl
+, xxHash
 , systemd
 , util-linux
 , e2fsprogs
@@ -42,6 +43,7 @@ stdenv.mkDerivation {
     gtest
     nlohmann_json
     openssl
+    xxHash # XXH3, header-only: the closure disk's NAR checksums
     systemd # libsystemd: sd_notify
     util-linux # libmount
     e2fsprogs # libext2fs

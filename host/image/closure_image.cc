@@ -16,6 +16,7 @@
 #include "image/ext4_writer.h"
 #include "image/nar_writer.h"
 #include "image/nix_store.h"
+#include "nar_checksum.h"
 #include "base/sha256.h"
 #include "store_path.h"
 
@@ -26,7 +27,7 @@ namespace fs = std::filesystem;
 namespace {
 
 /// Bumped whenever the disk's layout changes, so old cache entries are not reused.
-constexpr const char* kClosureFormat = "sprout-closure-v2";
+constexpr const char* kClosureFormat = "sprout-closure-v3";
 
 std::uint64_t round_up_block(std::uint64_t n) { return (n + 4095) / 4096 * 4096; }
 
@@ -44,17 +45,22 @@ std::string nar_file(const std::string& path) { return fmt::format("nar/{}.nar",
 /// what was written against Nix's record of the path: the guest trusts the narinfo,
 /// so a path that no longer matches it (corrupted, or changing while read) fails the
 /// export here, naming the path, instead of the guest's import later.
-void write_checked_nar(Ext4Writer& w, const PathRegistration& r) {
+/// Returns the NAR's line of the checksum file (nar_checksum.h), whose XXH3 is of the
+/// same bytes as the SHA-256 checked.
+std::string write_checked_nar(Ext4Writer& w, const PathRegistration& r) {
+  NarChecksum checksum;
   w.add_streamed_file(nar_file(r.path), 0444, r.nar_size, [&](const Ext4Writer::Sink& sink) {
     std::uint64_t written = 0;
     NarDump d = write_nar(r.path, [&](const char* data, std::size_t n) {
       written += n;
       if (written > r.nar_size) throw_changed(r, fmt::format("more than {} bytes", r.nar_size));
+      checksum.update(data, n);
       sink(data, n);
     });
     if (d.size != r.nar_size || !same_nar_hash(r.nar_hash, d.sha256_hex))
       throw_changed(r, fmt::format("{} bytes, sha256:{}", d.size, d.sha256_hex));
   });
+  return fmt::format("{} {}\n", nar_file(r.path), checksum.hex());
 }
 
 void check_toplevel(const std::string& path, const char* key, bool must_switch = true) {
@@ -129,19 +135,25 @@ ClosureImage build_closure_image(const ClosureRequest& req) {
     ++size.files;
     size.data_bytes += round_up_block(text.size());
   }
+  std::uint64_t checksum_bytes = 0;
   for (std::size_t i = 0; i < regs.size(); ++i)
     if (handed[i]) {
       ++size.files;
       size.data_bytes += round_up_block(regs[i].nar_size);
+      checksum_bytes += nar_file(regs[i].path).size() + 34;  // "URL HEX\n"
     }
+  ++size.files;
+  size.data_bytes += round_up_block(checksum_bytes);
 
   PendingFile pending(out.image);
   {
     Ext4Writer w(pending.temp_path(), "sprout-closure", out.key, size);
     w.ensure_directories({"log", "nar", "realisations"});
     for (const auto& [name, text] : small) w.add_file(name, text, 0444);
+    std::string checksums;
     for (std::size_t i = 0; i < regs.size(); ++i)
-      if (handed[i]) write_checked_nar(w, regs[i]);
+      if (handed[i]) checksums += write_checked_nar(w, regs[i]);
+    w.add_file(kNarChecksumFile, checksums, 0444);
     w.finish();
   }
   auto t_written = std::chrono::steady_clock::now();

@@ -1,8 +1,9 @@
 // The closure disk of a host-built VM: the store paths of its system's closure that
 // are not in its base system's closure, as an uncompressed Nix binary cache (the
-// layout `nix copy --to file://DIR?compression=none` writes) on a read-only ext4 image
-// the guest imports with `nix copy --from file://...`, which checks every NAR against
-// its narinfo's hash. Written in process in one pass (ext4_writer.h): each NAR read
+// layout `nix copy --to file://DIR?compression=none` writes), plus each NAR's XXH3-128
+// (`sprout-nar-xxh3`, nar_checksum.h), on a read-only ext4 image the guest imports
+// (`sprout-agent --import-closure`, guest/closure_import.h; an older agent runs `nix
+// copy --from file://...`, which reads the same layout). Written in process in one pass (ext4_writer.h): each NAR read
 // from the store once (nar_writer.h) into its file in the image, hashed on the way and
 // checked against the host's Nix database, whose records (`nix-store --dump-db`) give
 // the narinfos; no staged copy, no Nix process but the queries.

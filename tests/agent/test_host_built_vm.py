@@ -19,8 +19,8 @@ base image would have it) and Debian's nix with its libraries. Scenarios:
      the closure disk is not mounted. The state disk's store, opened by the host's
      Nix afterwards, has every path of the system valid and verifying, read-only with
      mtime 1 as Nix leaves a store path.
-  H3 a closure disk with one flipped NAR byte: failed with the hash mismatch, nothing
-     registered, no reboot.
+  H3 a closure disk with one flipped NAR byte: failed with the hash mismatch (the
+     host's XXH3-128 of the NAR), nothing registered, no reboot.
   H4 no closure disk: failed, naming the closure disk, no reboot.
   H5 a base change, with each baseChange of --base-changes (default keep,rebase;
      recreate passes too and is left out of CI for time: a recreated overlay is H1-H2
@@ -342,7 +342,8 @@ def main():
             check(last.get("phase") == "failed" and "importing the closure" in last.get("message", ""),
                   f"H3: a corrupt closure fails while importing ({last.get('message')})", g)
             tail = json.dumps(last.get("detail", {}).get("lastLines", []))
-            check("hash mismatch importing path" in tail and "nothing was registered" in tail,
+            check("hash mismatch importing path" in tail and "specified: xxh3-128:" in tail
+                  and "nothing was registered" in tail,
                   f"H3: the failure names the hash mismatch; nothing was registered ({tail[-300:]})", g)
             check("rebooting" not in phases(lines) and "sprout-test: reboot" not in g.console()
                   and "agent exited 1" in g.console(), "H3: no reboot; agent exited 1", g)

@@ -130,6 +130,12 @@ class ClosureTest(Scratch):
             info = json.load(f)
         self.assertEqual((info["system"], info["baseSystem"], info["paths"]), (system, base, len(handed)))
         self.assertEqual(info["narBytes"], sum(os.path.getsize(os.path.join(cache, "nar", n)) for n in nars))
+        # Each NAR's XXH3-128, which the guest's import checks: xxhsum's, for every NAR.
+        with open(os.path.join(cache, "sprout-nar-xxh3")) as f:
+            listed = dict(line.split(" ") for line in f.read().splitlines())
+        sums = subprocess.run(["xxhsum", "-H2"] + sorted(nars), cwd=os.path.join(cache, "nar"), capture_output=True,
+                              text=True, check=True).stdout.split()
+        self.assertEqual(listed, {f"nar/{n}": h for h, n in zip(sums[0::2], sums[1::2])})
         # The manifest names the system; the generation covers it.
         manifest = json.loads(subprocess.run(["debugfs", "-R", "cat /sprout-manifest.json", imgs["self"]["image"]],
                                              capture_output=True, text=True, check=True).stdout)
