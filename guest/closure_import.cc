@@ -237,10 +237,19 @@ ImportOutcome import_closure(const ClosureImport& run) {
     out.walked = infos.size();
     auto t_walked = std::chrono::steady_clock::now();
 
-    // 2. What the guest's store lacks, and whether the disk holds it.
+    // 2. What the guest's store lacks, and whether the disk holds it. A path with
+    // nothing at its place in the store cannot be valid; Nix is asked about the others
+    // (the base's, a leftover of an interrupted import): one process, not one query a
+    // path of a closure the guest mostly lacks.
     std::vector<std::string> all;
-    for (const auto& [p, _] : infos) all.push_back(p);
     std::set<std::string> invalid;
+    for (const auto& [p, _] : infos) {
+      struct stat pst;
+      if (::lstat(under_root(run.root, p).c_str(), &pst) != 0 && errno == ENOENT)
+        invalid.insert(p);
+      else
+        all.push_back(p);
+    }
     for (std::size_t at = 0; at < all.size(); at += kPathsPerQuery) {
       std::vector<std::string> argv{tool(run, "nix-store"), "--check-validity", "--print-invalid"};
       argv.insert(argv.end(), all.begin() + static_cast<std::ptrdiff_t>(at),

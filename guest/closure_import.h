@@ -3,9 +3,10 @@
 // one pass over the closure disk instead of `nix copy --from file://DIR`:
 //   1. walks SYSTEM's closure through DIR's narinfos (the uncompressed binary cache
 //      the host writes: nix-cache-info, HASH.narinfo, nar/);
-//   2. asks the guest's Nix which of those paths it lacks
-//      (`nix-store --check-validity --print-invalid`); the disk must hold a NAR for
-//      each of them, or nothing is written;
+//   2. asks the guest's Nix which of those paths it lacks (`nix-store
+//      --check-validity --print-invalid`, of the paths that exist in the store: one
+//      that does not cannot be valid); the disk must hold a NAR for each path it
+//      lacks, or nothing is written;
 //   3. on a read-only store mount (NixOS), remounts it writable in a mount namespace of
 //      its own, as Nix does; then, holding Nix's garbage-collector lock shared (a collection cannot delete what is
 //      being imported), unpacks each NAR into the store (nar_restore.h), hashing it as

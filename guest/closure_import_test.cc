@@ -43,12 +43,13 @@ struct Import : ::testing::Test {
     std::string r = t.root().string();
     t.write("/fake-nix/nix-store",
             "#!/bin/sh\n"
-            "echo \"nix-store $1 $2\" >>" + r + "/nix-calls\n"
+            "echo \"nix-store $*\" >>" + r + "/nix-calls\n"
             "if [ \"$1\" = --load-db ]; then cat >>" + r + "/load-db.txt; exit 0; fi\n"
             "shift 2\n"
             "for p; do grep -qxF \"$p\" " + r + "/valid 2>/dev/null || echo \"$p\"; done\n",
             true);
     t.write("/valid", kBase + "\n");
+    t.write(kBase + "/in-the-store", "");
     // system -> lib, base; lib -> base (in the guest already: no NAR on the disk)
     add(kSys, Nar().dir().entry("bin").dir().entry("switch").file("#!/bin/sh\n", true).end_entry().end_dir()
                   .end_entry().entry("lib").symlink(kLib).end_entry().end_dir(),
@@ -119,7 +120,8 @@ TEST_F(Import, UnpacksWhatTheStoreLacksThenRegistersItInOneLoad) {
   ASSERT_EQ(::stat(t.path(kSys).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0555u);
   EXPECT_EQ(st.st_mtim.tv_sec, 1);
-  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid\nnix-store --load-db \n");
+  // Nix is asked about the base alone: nothing is at the others' places in the store.
+  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid " + kBase + "\nnix-store --load-db\n");
   std::string lib_nar = t.read("/run/sprout/closure/nar/" + hash_part(kLib) + ".nar");
   std::string sys_nar = t.read("/run/sprout/closure/nar/" + hash_part(kSys) + ".nar");
   // --load-db's format: path, hash, size, deriver, count, references (sorted by path).
@@ -167,10 +169,12 @@ TEST_F(Import, ABadChecksumListIsAnErrorNamingIt) {
 
 TEST_F(Import, NothingToDoWhenTheStoreHasItAll) {
   t.write("/valid", kBase + "\n" + kLib + "\n" + kSys + "\n");
+  t.write(kLib, "in the store");
+  t.write(kSys + "/in-the-store", "");
   ImportOutcome o = run();
   ASSERT_TRUE(o.ok) << errors(o);
   EXPECT_EQ(o.imported, 0u);
-  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid\n");
+  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid " + kSys + " " + kBase + " " + kLib + "\n");
 }
 
 TEST_F(Import, AHashMismatchRemovesWhatItWroteAndRegistersNothing) {
@@ -183,7 +187,7 @@ TEST_F(Import, AHashMismatchRemovesWhatItWroteAndRegistersNothing) {
   EXPECT_NE(e.find("nothing was registered"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(fs::symlink_status(t.path(kSys)))) << "the system, unpacked first, is removed";
   EXPECT_FALSE(fs::exists(fs::symlink_status(t.path(kLib))));
-  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid\n") << "no --load-db";
+  EXPECT_EQ(t.read("/nix-calls"), "nix-store --check-validity --print-invalid " + kBase + "\n") << "no --load-db";
 }
 
 TEST_F(Import, APathTheDiskDoesNotHoldWritesNothing) {
