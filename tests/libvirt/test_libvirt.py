@@ -60,8 +60,10 @@ def check(cond, msg):
 
 
 def run(cmd, timeout=300):
+    # With UMask=0077, as sprout's units run it: the directories it makes on the way to
+    # what it hands libvirt's unprivileged qemu must still let that user pass.
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, preexec_fn=lambda: os.umask(0o077))
 
 
 def validate(sprout, path):
@@ -149,9 +151,10 @@ def main():
         with open(os.path.join(cfg, "hosts", "alpha", "configuration.nix"), "w") as f:
             f.write('{ ... }: { networking.hostName = "alpha"; }\n')
         name = f"sprout-lvtest-{os.getpid()}"
-        state = os.path.join(work, "state")
+        # The state and cache directories' parents do not exist yet: sprout makes them.
+        state = os.path.join(work, "vms", "alpha")
         spec = {"version": 1, "name": name, "backend": "libvirt", "libvirt": {"uri": lv.uri},
-                "base": {"image": basef}, "stateDir": state, "cacheDir": os.path.join(work, "cache"),
+                "base": {"image": basef}, "stateDir": state, "cacheDir": os.path.join(work, "var", "cache"),
                 "gcRootDir": os.path.join(work, "gcroots"),
                 "sources": {"config": cfg, "self": os.path.join(cfg, "hosts", "alpha")},
                 "memory": {"amount": 256, "unit": "MiB"}, "network": {"mode": "none"},
