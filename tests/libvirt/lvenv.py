@@ -179,7 +179,8 @@ class LibvirtDaemon:
             return ""
         node = os.path.join(self.dir, "kvm")
         return (f'mknod -m 0660 "{node}" c {os.major(st.st_rdev)} {os.minor(st.st_rdev)} && '
-                f'chgrp {QEMU_USER} "{node}" && mount --bind "{node}" /dev/kvm && rm "{node}" && ')
+                f'{{ chgrp {QEMU_USER} "{node}" && mount --bind "{node}" /dev/kvm; r=$?; rm -f "{node}"; '
+                '[ $r = 0 ]; } && ')
 
     def start(self) -> "LibvirtDaemon":
         if os.geteuid() != 0:
