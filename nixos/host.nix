@@ -583,7 +583,9 @@ in
 
     systemd.tmpfiles.rules = [
       "d /var/lib/sprout 0755 root root -"
-      "d /var/lib/sprout/vms 0750 root root -"
+      # Nobody lists the VMs; 0711 when libvirt runs one: its unprivileged qemu must
+      # pass through to the overlay and disks in /var/lib/sprout/vms/NAME.
+      "d /var/lib/sprout/vms ${if builtins.any (vm: vm.backend == "libvirt") (attrValues cfg.vms) then "0711" else "0750"} root root -"
       # 0711: qemu's user reaches an image libvirt hands it, nobody lists the cache.
       "d ${cfg.cacheDir} 0711 root root -"
       "d /nix/var/nix/gcroots/sprout 0755 root root -"

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "atomic_file.h"
+#include "base/traversable_dirs.h"
 #include "disk/gc_roots.h"
 #include "disk/overlay_origin.h"
 #include "strict_json.h"
@@ -22,6 +23,13 @@ PreparedVm prepare_vm(const Spec& spec) {
   // Whatever the overlay's preparation would refuse (a missing or unreadable base, a
   // file in the overlay's place) is found before export writes anything.
   const OverlayPlan plan = plan_overlay(spec);
+  // A libvirt VM's qemu runs as libvirt's unprivileged user: the directories sprout
+  // makes on its way to the state directory and the cache let it pass (0711), also
+  // under a umask of 077, before export makes either.
+  if (spec.backend == Backend::libvirt) {
+    spec.state().make_private(true);
+    make_traversable_dirs(spec.cache_dir);
+  }
   PreparedVm p;
   p.exported = export_disks(export_request_for(spec, plan));
   record_export(spec, p.exported);

@@ -7,13 +7,20 @@
 #include <cerrno>
 #include <system_error>
 
+#include "base/traversable_dirs.h"
+
 namespace sprout {
 
 void StateDir::make_private(bool traversable) const {
   namespace fs = std::filesystem;
   const mode_t want = traversable ? 0711 : 0700;
-  if (!root.parent_path().empty()) fs::create_directories(root.parent_path());
-  if (::mkdir(root.c_str(), want) != 0 && errno != EEXIST)
+  if (!root.parent_path().empty()) {
+    if (traversable) make_traversable_dirs(root.parent_path());  // (whatever the umask)
+    else fs::create_directories(root.parent_path());
+  }
+  if (::mkdir(root.c_str(), want) == 0)
+    ::chmod(root.c_str(), want);  // the umask took bits from mkdir's mode (077, as the units run: 0700)
+  else if (errno != EEXIST)
     throw std::system_error(errno, std::generic_category(), "cannot create the state directory " + root.string());
   struct stat st {};
   if (::lstat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))

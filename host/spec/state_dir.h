@@ -18,7 +18,7 @@ struct StateDir {
 
   /// Makes the directory (its parents as create_directories does) closed to other
   /// users: 0700, or 0711 when `traversable` (libvirt's unprivileged qemu must reach the
-  /// files it is handed). An existing one that grants more is tightened, and so is
+  /// files it is handed; then each parent it makes is 0711 too, whatever the umask). An existing one that grants more is tightened, and so is
   /// every regular file in it (group and other bits off); links (to exported images)
   /// and what they point to are left alone. A VM's disk and logs are its private data.
   void make_private(bool traversable) const;

@@ -4,9 +4,28 @@ Debian 12 without systemd: nothing starts libvirtd or virtlogd, and the privileg
 daemon reads its configuration from /etc/libvirt and keeps state under /var/lib,
 /run, /var/log and /var/cache. To leave the machine as it was, the daemons run in a
 private mount namespace (unshare -m) in which those five directories are bind mounts
-of directories under a temporary directory. Only the `libvirt-qemu` user and group
-are created on the host when missing (libvirt 9.0's qemu driver wants them to exist
-even with user = "root"; Debian's libvirt-daemon-system would make them).
+of directories under a temporary directory.
+
+The daemon is configured as real hosts configure theirs: qemu runs as an unprivileged
+user (QEMU_USER, `libvirt-qemu`, Debian's name; NixOS calls it `qemu-libvirtd`) with
+libvirt's DAC security driver and `dynamic_ownership = 1` (libvirt chowns each disk,
+kernel and initrd to that user while the domain runs). `security_driver = "none"`
+only leaves out sVirt (AppArmor, SELinux), which these machines do not run: the
+privileged daemon always stacks DAC under it (naming "dac" there is an error). The
+tests check that qemu's uids and gids are that user's (privilege_problem), so they
+cannot pass with a root qemu.
+
+The user and group are created on the host by this module when missing (a system
+account, no home, no shell; idempotent, and safe when several tests start daemons at
+once: ACCOUNT_LOCK). No package makes them on a fresh Debian 12 with what
+scripts/install-deps installs: Debian's libvirt-daemon-system would, but it also sets
+up and starts the host's own libvirtd, which these tests leave alone.
+
+Where the host's /dev/kvm is root's alone (no udev here), a node of the same device,
+group QEMU_USER and mode 0660, is bound over /dev/kvm in the namespace, as udev's
+root:kvm 0660 and the kvm group give it to libvirt's qemu user on a real host
+(_kvm_for_qemu says why libvirt needs that). Whether KVM can run a guest is sprout's
+question, not this module's.
 
     with LibvirtDaemon() as lv:     # raises LibvirtUnavailable when it cannot run
         lv.uri                      # qemu:///system?socket=DIR/sock/libvirt-sock
@@ -20,13 +39,18 @@ pids they wrote). Every wait is bounded.
 
 from __future__ import annotations
 
+import fcntl
+import grp
 import os
+import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
 
+QEMU_USER = "libvirt-qemu"
 PRIVATE_DIRS = ["/etc/libvirt", "/var/lib/libvirt", "/run/libvirt", "/var/log/libvirt",
                 "/var/cache/libvirt"]
 
@@ -43,12 +67,40 @@ def _run(cmd, timeout=60, check=True, **kw):
     return r
 
 
-def _ensure_libvirt_qemu_account() -> None:
-    if _run(["getent", "group", "libvirt-qemu"], check=False).returncode != 0:
-        _run(["groupadd", "--system", "libvirt-qemu"])
-    if _run(["getent", "passwd", "libvirt-qemu"], check=False).returncode != 0:
-        _run(["useradd", "--system", "--no-create-home", "--home-dir", "/var/lib/libvirt",
-              "--shell", "/usr/sbin/nologin", "--gid", "libvirt-qemu", "libvirt-qemu"])
+ACCOUNT_LOCK = "/run/sprout-lvenv-account.lock"
+
+
+def _ensure_qemu_account() -> None:
+    """Makes QEMU_USER's group and user (a system account without a home or a shell)
+    when missing. Tests may start daemons at once: the check and the creation hold
+    ACCOUNT_LOCK (flock), and a groupadd/useradd that fails is not an error when the
+    account exists afterwards (another program made it meanwhile)."""
+    def have(db: str) -> bool:
+        return _run(["getent", db, QEMU_USER], check=False).returncode == 0
+
+    steps = [("group", ["groupadd", "--system", QEMU_USER]),
+             ("passwd", ["useradd", "--system", "--no-create-home", "--home-dir", "/var/lib/libvirt",
+                         "--shell", "/usr/sbin/nologin", "--gid", QEMU_USER, QEMU_USER])]
+    if all(have(db) for db, _ in steps):
+        return
+    with open(ACCOUNT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for db, cmd in steps:
+            for attempt in range(5):  # /etc/passwd may be locked by another program for a moment
+                if have(db):
+                    break
+                r = _run(cmd, check=False)
+                if r.returncode != 0 and not have(db) and attempt == 4:
+                    raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}{r.stdout}")
+                time.sleep(0.2 if r.returncode != 0 else 0)
+
+
+def host_directory(path: str) -> str:
+    """A test's work directory (mkdtemp makes it 0700) made 0711, as /var/lib is to
+    sprout's state and cache directories on a real host: qemu's user may pass
+    through it to the files it is handed, nobody else may list it."""
+    os.chmod(path, 0o711)
+    return path
 
 
 def _pid_alive(pid: int) -> bool:
@@ -106,6 +158,30 @@ class LibvirtDaemon:
         with open(path, "w") as f:
             f.write(text)
 
+    def _kvm_for_qemu(self) -> str:
+        """Shell commands, run in the namespace, that give qemu's user /dev/kvm as a
+        real host does (udev: root:kvm 0660, and libvirt's qemu user is in group kvm),
+        when it cannot open the host's. Without them, where /dev/kvm is root's alone
+        (0600 here: no udev), libvirt probes qemu's capabilities with CAP_DAC_OVERRIDE
+        (KVM present) but checks them against qemu's user (no KVM), finds them stale
+        every time and probes again, about 4 s on each capability lookup. The node
+        (the same device, group QEMU_USER) is bound over /dev/kvm and its name removed."""
+        try:
+            st = os.stat("/dev/kvm")
+        except OSError:
+            return ""
+        if not stat.S_ISCHR(st.st_mode):
+            return ""
+        uid, gid = self.qemu_account()
+        m = st.st_mode
+        if (st.st_uid == uid and m & 0o600 == 0o600) or m & 0o006 == 0o006 or \
+                (st.st_gid in os.getgrouplist(QEMU_USER, gid) and m & 0o060 == 0o060):
+            return ""
+        node = os.path.join(self.dir, "kvm")
+        return (f'mknod -m 0660 "{node}" c {os.major(st.st_rdev)} {os.minor(st.st_rdev)} && '
+                f'{{ chgrp {QEMU_USER} "{node}" && mount --bind "{node}" /dev/kvm; r=$?; rm -f "{node}"; '
+                '[ $r = 0 ]; } && ')
+
     def start(self) -> "LibvirtDaemon":
         if os.geteuid() != 0:
             raise LibvirtUnavailable("the libvirt tests need root (qemu:///system)")
@@ -113,7 +189,7 @@ class LibvirtDaemon:
             if shutil.which(prog) is None and not os.path.exists(f"/usr/sbin/{prog}"):
                 raise LibvirtUnavailable(f"{prog} not found (scripts/install-deps installs "
                                          "libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients)")
-        _ensure_libvirt_qemu_account()
+        _ensure_qemu_account()
         os.makedirs(self.sock_dir, exist_ok=True)
         for d in PRIVATE_DIRS:
             os.makedirs(self.private(d), exist_ok=True)
@@ -127,8 +203,9 @@ class LibvirtDaemon:
         self._write(os.path.join(etc, "virtlogd.conf"),
                     f'log_outputs = "3:file:{logs}/virtlogd.log"\n')
         self._write(os.path.join(etc, "qemu.conf"),
-                    'user = "root"\ngroup = "root"\ncgroup_controllers = [ ]\n'
-                    'namespaces = [ ]\nsecurity_driver = "none"\n'
+                    f'user = "{QEMU_USER}"\ngroup = "{QEMU_USER}"\n'
+                    'security_driver = "none"\ndynamic_ownership = 1\nremember_owner = 1\n'
+                    'cgroup_controllers = [ ]\nnamespaces = [ ]\n'
                     'stdio_handler = "logd"\n')
         self._write(os.path.join(etc, "libvirt.conf"), "")
         open(os.path.join(logs, "libvirtd.log"), "a").close()
@@ -137,7 +214,7 @@ class LibvirtDaemon:
         # system paths, then start both daemons (they daemonize and stay in it).
         binds = "".join(f'mkdir -p {d} && mount --bind "{self.private(d)}" {d} && '
                         for d in PRIVATE_DIRS)
-        script = (binds +
+        script = (binds + self._kvm_for_qemu() +
                   f'virtlogd -d -f /etc/libvirt/virtlogd.conf -p "{self.dir}/virtlogd.pid" && '
                   f'libvirtd -d -f /etc/libvirt/libvirtd.conf -p "{self.dir}/libvirtd.pid"')
         try:
@@ -199,6 +276,39 @@ class LibvirtDaemon:
                 if b"qemu-system" in argv0:
                     pids.append(pid)
         return pids
+
+    @staticmethod
+    def qemu_account() -> tuple[int, int]:
+        """The uid and gid qemu.conf names (QEMU_USER's)."""
+        return pwd.getpwnam(QEMU_USER).pw_uid, grp.getgrnam(QEMU_USER).gr_gid
+
+    def give_to_qemu(self, path: str) -> str:
+        """chown to qemu's user: for a file that reaches qemu other than through the
+        domain's devices (qemuArgs), which libvirt's DAC driver does not label."""
+        os.chown(path, *self.qemu_account())
+        return path
+
+    @staticmethod
+    def process_ids(pid: int) -> dict[str, list[int]]:
+        """The real, effective, saved and file-system uids and gids of a process, and
+        its supplementary groups (/proc/PID/status)."""
+        out = {}
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("Uid", "Gid", "Groups"):
+                    out[key] = [int(v) for v in value.split()]
+        return out
+
+    def privilege_problem(self, pid: int) -> str | None:
+        """None when qemu process `pid` runs as qemu.conf's user and group alone (every
+        uid and gid of it, no supplementary group root); else what is wrong."""
+        uid, gid = self.qemu_account()
+        ids = self.process_ids(pid)
+        if uid != 0 and ids.get("Uid") == [uid] * 4 and ids.get("Gid") == [gid] * 4 \
+                and 0 not in ids.get("Groups", [0]):
+            return None
+        return f"qemu (pid {pid}) is not {QEMU_USER} ({uid}:{gid}) alone: {ids}"
 
     def stop(self) -> None:
         """Destroys and undefines every domain, kills leftover qemu, stops both daemons."""

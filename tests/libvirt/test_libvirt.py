@@ -11,12 +11,14 @@ Usage: test_libvirt.py SPROUT [--keep]
      defined or written;
    - `sprout define --start` defines and starts the test guest (tests/vm, placeholder
      agent); its status line arrives on STATE/status.sock, its console in console.log;
+     qemu runs as the daemon's unprivileged user (every uid and gid, from /proc), which
+     owns the overlay while the domain runs (DAC's dynamic ownership);
    - define again with the same spec: "unchanged", same domain id and qemu pid;
    - a changed spec: "updated", the running domain is not restarted (same id/pid);
    - `sprout stop`: graceful ACPI shutdown; started again with a guest that ignores
      the power button, `sprout stop --force` destroys it at once (no power button) and
      keeps its definition and disks; `sprout undefine`: domain gone, overlay and
-     exported disks still there.
+     exported disks still there, the overlay root's and 0600 again.
 The full specialization flow with the real agent (`sprout watch`, `sprout wait`) and
 a failing rebuild are in test_libvirt_agent.py.
 """
@@ -58,8 +60,10 @@ def check(cond, msg):
 
 
 def run(cmd, timeout=300):
+    # With UMask=0077, as sprout's units run it: the directories it makes on the way to
+    # what it hands libvirt's unprivileged qemu must still let that user pass.
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, preexec_fn=lambda: os.umask(0o077))
 
 
 def validate(sprout, path):
@@ -115,7 +119,7 @@ def main():
         return 2
     sprout = os.path.abspath(sys.argv[1])
     keep = "--keep" in sys.argv
-    work = tempfile.mkdtemp(prefix="sprout-libvirt-test-")
+    work = lvenv.host_directory(tempfile.mkdtemp(prefix="sprout-libvirt-test-"))
     lv = None
     try:
         # 1. every generated XML validates
@@ -138,7 +142,8 @@ def main():
             f.write(PLACEHOLDER_AGENT)
         os.chmod(agent, 0o755)
         kernel, initrd = guestlib.build_guest(agent, None, os.path.join(work, "guest"))
-        statedisk = guestlib.make_state_disk(os.path.join(work, "test-state.img"))
+        # A disk given to qemu by qemuArgs is not one libvirt labels: it is qemu's user's.
+        statedisk = lv.give_to_qemu(guestlib.make_state_disk(os.path.join(work, "test-state.img")))
         basef = os.path.join(work, "base.qcow2")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", basef, "64M"], check=True, timeout=60)
         cfg = os.path.join(work, "cfg")
@@ -146,9 +151,10 @@ def main():
         with open(os.path.join(cfg, "hosts", "alpha", "configuration.nix"), "w") as f:
             f.write('{ ... }: { networking.hostName = "alpha"; }\n')
         name = f"sprout-lvtest-{os.getpid()}"
-        state = os.path.join(work, "state")
+        # The state and cache directories' parents do not exist yet: sprout makes them.
+        state = os.path.join(work, "vms", "alpha")
         spec = {"version": 1, "name": name, "backend": "libvirt", "libvirt": {"uri": lv.uri},
-                "base": {"image": basef}, "stateDir": state, "cacheDir": os.path.join(work, "cache"),
+                "base": {"image": basef}, "stateDir": state, "cacheDir": os.path.join(work, "var", "cache"),
                 "gcRootDir": os.path.join(work, "gcroots"),
                 "sources": {"config": cfg, "self": os.path.join(cfg, "hosts", "alpha")},
                 "memory": {"amount": 256, "unit": "MiB"}, "network": {"mode": "none"},
@@ -194,6 +200,13 @@ def main():
             return lv.virsh("domid", name).stdout.strip()
         id1, pids1 = dom_id(), lv.qemu_pids(name)
         check(id1 not in ("", "-") and len(pids1) == 1, f"domain id {id1!r}, qemu pids {pids1}")
+        problem = lv.privilege_problem(pids1[0])
+        check(problem is None, problem)
+        # DAC's dynamic ownership: the overlay is qemu's user's while the domain runs.
+        overlay = os.path.join(state, "root.qcow2")
+        check(os.stat(overlay).st_uid == lv.qemu_account()[0],
+              f"the running domain's overlay is not {lvenv.QEMU_USER}'s: uid {os.stat(overlay).st_uid}")
+        print(f"test_libvirt: qemu runs as {lvenv.QEMU_USER} {lv.qemu_account()}, not root, and owns the overlay")
 
         # 2c. define again, same spec: nothing changes
         r = run([sprout, "define", "--spec", spec_file, "--start"])
@@ -248,6 +261,10 @@ def main():
         check(name not in domains(), "domain still defined after undefine")
         for f in ["root.qcow2", "config.img", "self.img"]:
             check(os.path.exists(os.path.join(state, f)), f"undefine removed {f}")
+        # Once the domain is gone, libvirt gave the (writable) overlay back to its owner.
+        st = os.stat(overlay)
+        check(st.st_uid == os.geteuid() and st.st_mode & 0o777 == 0o600,
+              f"the overlay after undefine: uid {st.st_uid}, mode {st.st_mode & 0o777:o}")
         r = run([sprout, "undefine", name, "--uri", lv.uri])
         check(r.returncode == 0 and "nothing to undefine" in r.stdout, f"second undefine: {r.stdout}{r.stderr}")
         print("test_libvirt: undefine kept overlay and exported disks")

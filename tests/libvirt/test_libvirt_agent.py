@@ -3,7 +3,8 @@
 
 usage: test_libvirt_agent.py SPROUT SPROUT_AGENT CASE [--keep]
 CASE:
-  flow     `sprout define --start` on a private libvirtd (lvenv.py); `sprout watch`
+  flow     `sprout define --start` on a private libvirtd (lvenv.py: qemu runs as an
+           unprivileged user, checked from /proc in both cases); `sprout watch`
            records the status channel, started late on purpose (6 s after the guest's
            boot marker, when the agent has written its first events); the test guest
            (tests/vm: busybox, the real sprout-agent, stand-in nixos-rebuild) rebuilds,
@@ -112,6 +113,8 @@ def case_flow(lw):
     lw.define_start(name)
     id1, pids1 = lw.dom_id(name), lw.lv.qemu_pids(name)
     check(id1 not in ("", "-") and len(pids1) == 1, f"domain id {id1!r}, qemu pids {pids1}")
+    problem = lw.lv.privilege_problem(pids1[0])
+    check(problem is None, problem)
     # Start the recorder late, when the agent has already written its first events:
     # the guest's virtio port then has no host side, the agent's non-blocking writes
     # get EAGAIN and it keeps the events queued until someone connects.
@@ -210,7 +213,7 @@ def main():
         print(f"unknown case {name}; known: {sorted(cases)}", file=sys.stderr)
         return 2
     keep = "--keep" in sys.argv[4:]
-    root = rl.workdir("sprt-lv-")
+    root = lvenv.host_directory(rl.workdir("sprt-lv-"))
     t0 = time.monotonic()
     lv = lvenv.LibvirtDaemon(workdir=os.path.join(root, "lvd"), keep=True)
     ok = skipped = False

@@ -544,6 +544,7 @@ def main():
               and u["sprout-vm@db"]["restartTriggers"] == [r["etc"]["sprout/vms/db.json"]["source"]],
               "restartOnChange on: the spec file is the restart trigger")
         check("d /var/lib/sprout/vms/web 0700 root root -" in r["tmpfiles"], "tmpfiles: a qemu VM's state directory, closed to others")
+        check("d /var/lib/sprout/vms 0750 root root -" in r["tmpfiles"], "tmpfiles: qemu VMs only: nobody else lists them")
 
         images = [json.loads(l.split("sprout-test: make-disk-image ", 1)[1].rstrip("'\""))
                   for l in traces["examples.nixos-on-nixos"] if "sprout-test: make-disk-image " in l]
@@ -575,6 +576,10 @@ def main():
     r = get("examples.libvirt")
     if r:
         check(r["etc"]["sprout/libvirt-domains"]["text"] == "guest\n", "libvirt: domain list for the gc unit")
+        # libvirt's unprivileged qemu passes through to the VM's overlay and disks.
+        check("d /var/lib/sprout/vms 0711 root root -" in r["tmpfiles"]
+              and "d /var/lib/sprout/vms/guest 0711 root root -" in r["tmpfiles"],
+              f"libvirt: /var/lib/sprout/vms and the state directory traversable: {r['tmpfiles']}")
         gc = r["units"].get("sprout-libvirt-gc", {})
         check(gc.get("serviceConfig", {}).get("Type") == "oneshot" and gc.get("restartTriggers"),
               "libvirt: sprout-libvirt-gc is a oneshot restarted when the domain list changes")
