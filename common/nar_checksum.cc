@@ -27,8 +27,8 @@ std::string NarChecksum::hex() const {
   return out;
 }
 
-std::map<std::string, std::string> parse_nar_checksums(const std::string& text) {
-  std::map<std::string, std::string> out;
+std::map<std::string, NarChecksumLine> parse_nar_checksums(const std::string& text) {
+  std::map<std::string, NarChecksumLine> out;
   std::size_t at = 0, line = 0;
   while (at < text.size()) {
     std::size_t nl = text.find('\n', at);
@@ -36,11 +36,14 @@ std::map<std::string, std::string> parse_nar_checksums(const std::string& text) 
     std::string l = text.substr(at, nl - at);
     at = nl + 1;
     ++line;
-    std::size_t sp = l.find(' ');
-    std::string hex = sp == std::string::npos ? "" : l.substr(sp + 1);
-    if (sp == 0 || hex.size() != 32 || hex.find_first_not_of("0123456789abcdef") != std::string::npos ||
-        !out.emplace(l.substr(0, sp), hex).second)
-      throw std::runtime_error(fmt::format("{} line {}: not \"URL HEX\" (32 hex digits, each URL once)",
+    std::size_t sp1 = l.find(' '), sp2 = sp1 == std::string::npos ? sp1 : l.find(' ', sp1 + 1);
+    std::string xxh3 = sp2 == std::string::npos ? "" : l.substr(sp1 + 1, sp2 - sp1 - 1);
+    std::string nar_hash = sp2 == std::string::npos ? "" : l.substr(sp2 + 1);
+    if (sp1 == 0 || xxh3.size() != 32 || xxh3.find_first_not_of("0123456789abcdef") != std::string::npos ||
+        nar_hash.rfind("sha256:", 0) != 0 || nar_hash.find(' ') != std::string::npos ||
+        !out.emplace(l.substr(0, sp1), NarChecksumLine{xxh3, nar_hash}).second)
+      throw std::runtime_error(fmt::format("{} line {}: not \"URL XXH3 NARHASH\" (32 hex digits, sha256:..., each URL "
+                                           "once)",
                                            kNarChecksumFile, line));
   }
   return out;

@@ -5,8 +5,10 @@
 // docs/performance.md); XXH3 detects damage as surely for a fraction of that. It is
 // not a defence against forgery, which the guest has none of anyway: whoever can
 // write the disk image owns the VM (docs/security.md).
-// The file, `sprout-nar-xxh3` at the top of the disk: one line a NAR, "URL HEX\n",
-// URL as in the narinfo ("nar/NAME.nar"), HEX the 32-digit canonical XXH3-128.
+// The file, `sprout-nar-xxh3` at the top of the disk: one line a NAR,
+// "URL XXH3 NARHASH\n": URL as in the narinfo ("nar/NAME.nar"), XXH3 the 32-digit
+// canonical XXH3-128, NARHASH the narinfo's NarHash, which the host checked those bytes
+// against and the guest registers: a narinfo whose NarHash was damaged disagrees.
 #pragma once
 
 #include <cstddef>
@@ -33,7 +35,12 @@ class NarChecksum {
   std::unique_ptr<State> state_;
 };
 
-/// Parses the file's text: URL -> HEX. std::runtime_error naming a bad line.
-std::map<std::string, std::string> parse_nar_checksums(const std::string& text);
+struct NarChecksumLine {
+  std::string xxh3;      ///< 32 hex digits
+  std::string nar_hash;  ///< "sha256:..." as in the narinfo
+};
+
+/// Parses the file's text: URL -> line. std::runtime_error naming a bad line.
+std::map<std::string, NarChecksumLine> parse_nar_checksums(const std::string& text);
 
 }  // namespace sprout

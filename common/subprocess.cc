@@ -171,8 +171,12 @@ int above_stdio(int fd) { return fd >= 0 && fd < 3 ? ::fcntl(fd, F_DUPFD_CLOEXEC
   // of them.)
   const int error_fd = above_stdio(c.error_fd), out = above_stdio(c.stdout_fd), err = above_stdio(c.stderr_fd);
   const int in = above_stdio(c.stdin_fd);
-  if (in >= 0) {
-    ::dup2(in, 0);
+  if (c.stdin_fd >= 0) {
+    if (in < 0 || ::dup2(in, 0) != 0) {  // never run the program with another stdin than asked
+      int e = errno;
+      (void)!::write(error_fd, &e, sizeof e);
+      ::_exit(127);
+    }
   } else if (c.stdin_null) {
     int null = ::open("/dev/null", O_RDONLY);
     if (null > 0) {

@@ -35,7 +35,7 @@ namespace {
 
 constexpr std::size_t kMaxNarInfo = 1 << 20;
 constexpr std::size_t kMaxPaths = 1 << 20;
-constexpr std::size_t kPathsPerQuery = 8192;  // ~600 kB of arguments: below ARG_MAX (2 MiB)
+constexpr std::size_t kQueryBytes = 128 << 10;  // of arguments a nix-store call: far below ARG_MAX
 constexpr std::size_t kMaxChecksumFile = 64 << 20;
 constexpr auto kNixTimeout = std::chrono::minutes(30);
 constexpr auto kGcLockWait = std::chrono::minutes(10);
@@ -92,8 +92,10 @@ double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-/// Nix's garbage-collector lock (/nix/var/nix/gc.lock), held shared as Nix does while it
-/// adds paths: a collection holds it exclusively, so none runs while this is held.
+/// Nix's garbage-collector lock (/nix/var/nix/gc.lock), held shared for the whole import:
+/// a collection holds it exclusively, so none runs meanwhile. (Nix itself takes it
+/// shared only briefly, to register a temporary root; the import has no such roots,
+/// so it keeps collections off instead, and waits for one that runs.)
 class GcLock {
  public:
   GcLock(const std::string& path, const std::function<void(std::string_view)>& on_line) {
@@ -145,6 +147,55 @@ void make_store_writable(const std::string& store) {
     throw std::system_error(errno, std::generic_category(), "remount " + store + " writable (in this process alone)");
 }
 
+/// Nix's per-path locks (its PathLocks): PATH.lock, flock exclusive; a lock file that
+/// its holder deleted while this waited (Nix writes a byte into it first) is stale and
+/// taken again. Released as Nix releases them: the file deleted, then closed.
+class PathLocks {
+ public:
+  PathLocks() = default;
+  PathLocks(const PathLocks&) = delete;
+  PathLocks& operator=(const PathLocks&) = delete;
+  ~PathLocks() {
+    for (auto& [path, fd] : held_) {
+      ::unlink(path.c_str());
+      (void)!::write(fd, "d", 1);
+      ::close(fd);
+    }
+  }
+  void lock(const std::string& path, const std::function<void(std::string_view)>& on_line) {
+    auto deadline = std::chrono::steady_clock::now() + kGcLockWait;
+    bool said = false;
+    for (;;) {
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path);
+      while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+          int e = errno;
+          ::close(fd);
+          throw std::system_error(e, std::generic_category(), "flock " + path);
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+          ::close(fd);
+          throw std::runtime_error(fmt::format("another Nix process held {} for {} minutes", path,
+                                               std::chrono::duration_cast<std::chrono::minutes>(kGcLockWait).count()));
+        }
+        if (!said && on_line) on_line(fmt::format("waiting for the lock on {}...", path));
+        said = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      struct stat st;
+      if (::fstat(fd, &st) == 0 && st.st_size == 0) {
+        held_.emplace_back(path, fd);
+        return;
+      }
+      ::close(fd);  // stale: its holder deleted it
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, int>> held_;
+};
+
 struct Fd {
   int fd;
   ~Fd() {
@@ -185,6 +236,15 @@ NarInfo parse_narinfo(const std::string& text, const std::string& expected) {
                                          "uncompressed NARs only",
                                          expected, comp == f.end() ? "bzip2, by default" : comp->second));
   n.nar_hash = need("NarHash");
+  {
+    std::string digits = n.nar_hash.rfind("sha256:", 0) == 0 ? n.nar_hash.substr(7) : "";
+    bool hex = digits.size() == 64 && digits.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+    bool b32 = digits.size() == 52 && digits.find_first_not_of("0123456789abcdfghijklmnpqrsvwxyz") == std::string::npos;
+    if (!hex && !b32)
+      throw std::runtime_error(fmt::format("the narinfo of {}: NarHash {} is not sha256: and 64 hex or 52 base-32 "
+                                           "digits",
+                                           expected, n.nar_hash));
+  }
   const std::string& size = need("NarSize");
   if (size.size() > 19 || size.find_first_not_of("0123456789") != std::string::npos)
     throw std::runtime_error(fmt::format("the narinfo of {}: NarSize {} is not a number", expected, size));
@@ -237,34 +297,45 @@ ImportOutcome import_closure(const ClosureImport& run) {
     out.walked = infos.size();
     auto t_walked = std::chrono::steady_clock::now();
 
-    // 2. What the guest's store lacks, and whether the disk holds it. A path with
-    // nothing at its place in the store cannot be valid; Nix is asked about the others
-    // (the base's, a leftover of an interrupted import): one process, not one query a
-    // path of a closure the guest mostly lacks.
-    std::vector<std::string> all;
+    // 2. What the guest's store lacks, and whether the disk holds it. The collector is
+    // held off from here on, so no base path judged valid is collected before the
+    // registration refers to it. A path with nothing at its place in the store cannot
+    // be valid; Nix is asked about the others (the base's, a leftover of an interrupted
+    // import): one short query, not one a path of a closure the guest mostly lacks.
+    GcLock gc(under_root(run.root, "/nix/var/nix/gc.lock"), run.on_line);
+    std::vector<std::string> present;
     std::set<std::string> invalid;
     for (const auto& [p, _] : infos) {
       struct stat pst;
       if (::lstat(under_root(run.root, p).c_str(), &pst) != 0 && errno == ENOENT)
         invalid.insert(p);
       else
-        all.push_back(p);
+        present.push_back(p);
     }
-    for (std::size_t at = 0; at < all.size(); at += kPathsPerQuery) {
-      std::vector<std::string> argv{tool(run, "nix-store"), "--check-validity", "--print-invalid"};
-      argv.insert(argv.end(), all.begin() + static_cast<std::ptrdiff_t>(at),
-                  all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), at + kPathsPerQuery)));
-      for (auto& line : nix(argv)) {
-        if (infos.count(line))
-          invalid.insert(line);
-        else if (!line.empty())
-          say(line);  // Nix's warnings
+    auto ask = [&](const std::vector<std::string>& paths) {
+      std::set<std::string> lacking;
+      for (std::size_t at = 0; at < paths.size();) {
+        std::vector<std::string> argv{tool(run, "nix-store"), "--check-validity", "--print-invalid"};
+        for (std::size_t bytes = 0; at < paths.size() && bytes < kQueryBytes; ++at) {
+          bytes += paths[at].size() + 1;
+          argv.push_back(paths[at]);
+        }
+        for (auto& line : nix(argv)) {
+          if (infos.count(line))
+            lacking.insert(line);
+          else if (!line.empty())
+            say(line);  // Nix's warnings
+        }
       }
-    }
+      return lacking;
+    };
+    invalid.merge(ask(present));
     auto t_asked = std::chrono::steady_clock::now();
     // The host's XXH3 of each NAR (nar_checksum.h): checked instead of SHA-256 where
-    // the disk has it (a disk of an older host has none).
-    std::map<std::string, std::string> checksums;
+    // the disk has it (a disk of an older host has none). Its line also carries the
+    // NarHash the host checked those bytes against, which must be the narinfo's: that
+    // is what gets registered.
+    std::map<std::string, NarChecksumLine> checksums;
     std::string checksum_file = under_root(run.root, run.closure_dir + "/" + kNarChecksumFile);
     if (struct stat cst; ::lstat(checksum_file.c_str(), &cst) == 0)
       checksums = parse_nar_checksums(read_exact_file(checksum_file, kMaxChecksumFile));
@@ -275,6 +346,10 @@ ImportOutcome import_closure(const ClosureImport& run) {
       if (!plain_nar_url(n.url) || ::stat(under_root(run.root, run.closure_dir + "/" + n.url).c_str(), &st) != 0 ||
           !S_ISREG(st.st_mode))
         missing.push_back(fmt::format("  {} (its NAR, {}, is not on the disk)", p, n.url));
+      else if (auto c = checksums.find(n.url); c != checksums.end() && c->second.nar_hash != n.nar_hash)
+        throw std::runtime_error(fmt::format("the narinfo of {} gives NarHash {}, the disk's {} {}: the closure disk "
+                                             "is damaged; export the VM again",
+                                             p, n.nar_hash, kNarChecksumFile, c->second.nar_hash));
     }
     if (!missing.empty()) {
       out.error.push_back(fmt::format("error: the guest's store lacks {} path(s) of {} whose NAR the closure disk "
@@ -285,10 +360,34 @@ ImportOutcome import_closure(const ClosureImport& run) {
       return out;
     }
 
-    // 3. Unpack and check each, holding the collector off.
-    GcLock gc(under_root(run.root, "/nix/var/nix/gc.lock"), run.on_line);
+    if (invalid.empty()) {
+      say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
+      out.ok = true;
+      return out;
+    }
+
+    // 3. Each path locked as Nix locks a path it adds (PATH.lock, in the store: writable
+    // first, on a read-only mount), then looked at again: another Nix may have added one
+    // meanwhile (it held the lock; now it is valid).
     std::string store = under_root(run.root, std::string(kNixStoreDir));
     make_store_writable(store);
+    PathLocks locks;
+    for (const auto& p : invalid) locks.lock(store + "/" + base_name(p) + ".lock", run.on_line);
+    std::vector<std::string> appeared;
+    for (const auto& p : invalid)
+      if (struct stat ast; ::lstat(under_root(run.root, p).c_str(), &ast) == 0) appeared.push_back(p);
+    if (!appeared.empty()) {
+      std::set<std::string> still = ask(appeared);
+      for (const auto& p : appeared)
+        if (!still.count(p)) invalid.erase(p);
+    }
+    if (invalid.empty()) {
+      say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
+      out.ok = true;
+      return out;
+    }
+
+    // 4. Unpack and check each.
     Fd store_fd{::open(store.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
     if (store_fd.fd < 0) throw std::system_error(errno, std::generic_category(), "open " + store);
     ::umask(022);
@@ -309,10 +408,11 @@ ImportOutcome import_closure(const ClosureImport& run) {
       const bool xxh3 = sum != checksums.end();
       NarRestored r = restore_nar(nar_fd.fd, store_fd.fd, name, n.url, buffer,
                                   xxh3 ? NarDigest::xxh3_128 : NarDigest::sha256);
-      if (r.size != n.nar_size || (xxh3 ? r.digest_hex != sum->second : !same_nar_hash(n.nar_hash, r.digest_hex))) {
+      if (r.size != n.nar_size ||
+          (xxh3 ? r.digest_hex != sum->second.xxh3 : !same_nar_hash(n.nar_hash, r.digest_hex))) {
         out.error.push_back(fmt::format("error: hash mismatch importing path '{}';", p));
         if (xxh3)
-          out.error.push_back(fmt::format("  specified: xxh3-128:{} ({} bytes; {})", sum->second, n.nar_size,
+          out.error.push_back(fmt::format("  specified: xxh3-128:{} ({} bytes; {})", sum->second.xxh3, n.nar_size,
                                           kNarChecksumFile));
         else
           out.error.push_back(fmt::format("  specified: {} ({} bytes)", n.nar_hash, n.nar_size));
@@ -325,7 +425,7 @@ ImportOutcome import_closure(const ClosureImport& run) {
     }
     double unpack_s = since(t_unpack);
 
-    // 4. Durable, then valid: one transaction.
+    // 5. Durable, then valid: one transaction.
     if (::syncfs(store_fd.fd) != 0) throw std::system_error(errno, std::generic_category(), "syncfs " + store);
     auto t_register = std::chrono::steady_clock::now();
     if (!invalid.empty()) {

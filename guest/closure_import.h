@@ -3,20 +3,23 @@
 // one pass over the closure disk instead of `nix copy --from file://DIR`:
 //   1. walks SYSTEM's closure through DIR's narinfos (the uncompressed binary cache
 //      the host writes: nix-cache-info, HASH.narinfo, nar/);
-//   2. asks the guest's Nix which of those paths it lacks (`nix-store
-//      --check-validity --print-invalid`, of the paths that exist in the store: one
-//      that does not cannot be valid); the disk must hold a NAR for each path it
-//      lacks, or nothing is written;
-//   3. on a read-only store mount (NixOS), remounts it writable in a mount namespace of
-//      its own, as Nix does; then, holding Nix's garbage-collector lock shared (a collection cannot delete what is
-//      being imported), unpacks each NAR into the store (nar_restore.h), hashing it as
+//   2. holding Nix's garbage-collector lock shared for the rest of the import (no
+//      collection runs meanwhile), asks the guest's Nix which of those paths it lacks
+//      (`nix-store --check-validity --print-invalid`, of the paths that exist in the
+//      store: one that does not cannot be valid); the disk must hold a NAR for each
+//      path it lacks (and the NarHash of its checksum line must be its narinfo's), or
+//      nothing is written;
+//   3. locks each of those paths as Nix does (PATH.lock) and asks again about any
+//      that appeared meanwhile;
+//   4. on a read-only store mount (NixOS), remounts it writable in a mount namespace of
+//      its own, as Nix does; unpacks each NAR into the store (nar_restore.h), hashing it as
 //      it is read; an invalid leftover of the same path is replaced. A NAR whose
 //      size or digest is not the recorded one ends the import: everything it wrote is
 //      removed, nothing is registered. The digest is the host's XXH3-128 of the NAR
 //      where the disk lists it (`sprout-nar-xxh3`, common/nar_checksum.h: computed
 //      from the bytes the host checked against its Nix database's SHA-256), else the
 //      narinfo's NarHash (SHA-256);
-//   4. syncfs, then registers every path in one transaction of the guest's Nix
+//   5. syncfs, then registers every path in one transaction of the guest's Nix
 //      (`nix-store --load-db`: path, NAR hash, size, deriver, references).
 // Progress goes to `on_line` as Nix words it ("copying path '...' from 'file://...'").
 #pragma once

@@ -1,13 +1,18 @@
 #include "closure_import.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <stdexcept>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -81,7 +86,7 @@ struct Import : ::testing::Test {
       std::string bytes = t.read("/run/sprout/closure/" + url);
       NarChecksum c;
       c.update(bytes.data(), bytes.size());
-      text += url + " " + c.hex() + "\n";
+      text += url + " " + c.hex() + " sha256:" + testing::sha256_hex(bytes) + "\n";
     }
     t.write("/run/sprout/closure/sprout-nar-xxh3", text);
   }
@@ -157,6 +162,50 @@ TEST_F(Import, AFlippedByteFailsTheXxh3CheckToo) {
   EXPECT_FALSE(fs::exists(fs::symlink_status(t.path(kSys))));
   EXPECT_FALSE(fs::exists(fs::symlink_status(t.path(kLib))));
   EXPECT_FALSE(fs::exists(t.path("/load-db.txt")));
+}
+
+TEST_F(Import, ANarinfoWhoseNarHashIsNotTheListsWritesNothing) {
+  add_checksums();
+  std::string f = "/run/sprout/closure/" + hash_part(kLib) + ".narinfo";
+  std::string text = t.read(f);
+  std::string hash = text.substr(text.find("NarHash: sha256:") + 16, 64), other = hash;
+  other[0] = other[0] == 'a' ? 'b' : 'a';
+  for (std::size_t at; (at = text.find(hash)) != std::string::npos;) text.replace(at, 64, other);
+  t.write(f, text);  // FileHash and NarHash alike: what would be registered
+  ImportOutcome o = run();
+  EXPECT_FALSE(o.ok);
+  EXPECT_NE(errors(o).find("the closure disk is damaged"), std::string::npos) << errors(o);
+  EXPECT_FALSE(fs::exists(t.path(kSys)));
+  EXPECT_FALSE(fs::exists(t.path("/load-db.txt")));
+}
+
+TEST_F(Import, ANarTheListLeavesOutIsCheckedWithSha256) {
+  add_checksums();
+  std::string list = t.read("/run/sprout/closure/sprout-nar-xxh3");
+  list = list.substr(list.find('\n') + 1);  // the lib's line (written first) gone
+  t.write("/run/sprout/closure/sprout-nar-xxh3", list);
+  ImportOutcome o = run();
+  ASSERT_TRUE(o.ok) << errors(o);
+  EXPECT_EQ(o.checked_xxh3, 1u);
+  EXPECT_EQ(o.checked_sha256, 1u);
+}
+
+// Nix's collector holds gc.lock exclusively while it runs: the import waits for it,
+// and takes each path's lock as Nix does, leaving no lock file behind.
+TEST_F(Import, WaitsForARunningCollectionAndLeavesNoLockFiles) {
+  int gc = ::open(t.path("/nix/var/nix/gc.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(gc, 0);
+  ASSERT_EQ(::flock(gc, LOCK_EX), 0);
+  std::thread release([gc] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::close(gc);
+  });
+  ImportOutcome o = run();
+  release.join();
+  ASSERT_TRUE(o.ok) << errors(o);
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "waiting for the big garbage collector lock..."), lines.end());
+  for (const auto& e : fs::directory_iterator(t.path("/nix/store")))
+    EXPECT_EQ(e.path().extension(), "") << e.path();
 }
 
 TEST_F(Import, ABadChecksumListIsAnErrorNamingIt) {
@@ -248,6 +297,7 @@ TEST_F(Import, ABadNarinfoNamesTheFieldAndWritesNothing) {
             std::string::npos);
   EXPECT_NE(with("URL: nar/", "URL: ../../nar/").find("is not on the disk"), std::string::npos);
   EXPECT_NE(with("NarSize: ", "NarSize: x").find("is not a number"), std::string::npos);
+  EXPECT_NE(with("NarHash: sha256:", "NarHash: sha256:z").find("is not sha256: and 64 hex"), std::string::npos);
   t.write(f, good);
   std::remove(t.path(f).c_str());
   EXPECT_NE(errors(run()).find("cannot read"), std::string::npos);

@@ -28,7 +28,7 @@ constexpr std::size_t kBufferSize = 1 << 20;
 constexpr std::size_t kMaxTag = 64;          // "nix-archive-1", "type", "contents", ...
 constexpr std::size_t kMaxName = 255;        // NAME_MAX
 constexpr std::size_t kMaxTarget = 4095;     // PATH_MAX - 1
-constexpr int kMaxDepth = 1000;
+constexpr int kMaxDepth = 256;  // a directory descriptor held open at each level
 
 struct Fd {
   int fd = -1;

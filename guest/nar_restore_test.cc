@@ -169,6 +169,15 @@ TEST_F(Restore, MalformedArchivesAreRefusedNamingWhy) {
   EXPECT_NE(malformed(pad).find("padding is not zero"), std::string::npos);
   EXPECT_NE(malformed(Nar().str("(").str("type").str("fifo").bytes()).find("unknown node type \"fifo\""),
             std::string::npos);
+  EXPECT_NE(malformed(Nar().str("(").str("type").str("regular").str("executable").str("x").bytes())
+                .find("the executable flag is not empty"),
+            std::string::npos);
+  Nar nul;
+  nul.dir().entry(std::string("a\0b", 3)).file("").end_entry().end_dir();
+  EXPECT_NE(malformed(nul.bytes()).find("is named"), std::string::npos);
+  Nar deep;
+  for (int i = 0; i < 300; ++i) deep.dir().entry("d");
+  EXPECT_NE(malformed(deep.bytes()).find("nested deeper than 256"), std::string::npos);
   std::string huge = Nar().str("(").bytes();
   huge.append("\xff\xff\xff\xff\xff\xff\xff\x7f", 8);
   EXPECT_NE(malformed(huge).find("a tag of"), std::string::npos);

@@ -60,7 +60,7 @@ std::string write_checked_nar(Ext4Writer& w, const PathRegistration& r) {
     if (d.size != r.nar_size || !same_nar_hash(r.nar_hash, d.sha256_hex))
       throw_changed(r, fmt::format("{} bytes, sha256:{}", d.size, d.sha256_hex));
   });
-  return fmt::format("{} {}\n", nar_file(r.path), checksum.hex());
+  return fmt::format("{} {} {}\n", nar_file(r.path), checksum.hex(), r.nar_hash);
 }
 
 void check_toplevel(const std::string& path, const char* key, bool must_switch = true) {
@@ -140,7 +140,7 @@ ClosureImage build_closure_image(const ClosureRequest& req) {
     if (handed[i]) {
       ++size.files;
       size.data_bytes += round_up_block(regs[i].nar_size);
-      checksum_bytes += nar_file(regs[i].path).size() + 34;  // "URL HEX\n"
+      checksum_bytes += nar_file(regs[i].path).size() + 35 + regs[i].nar_hash.size();  // "URL XXH3 NARHASH\n"
     }
   ++size.files;
   size.data_bytes += round_up_block(checksum_bytes);

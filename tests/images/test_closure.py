@@ -130,12 +130,17 @@ class ClosureTest(Scratch):
             info = json.load(f)
         self.assertEqual((info["system"], info["baseSystem"], info["paths"]), (system, base, len(handed)))
         self.assertEqual(info["narBytes"], sum(os.path.getsize(os.path.join(cache, "nar", n)) for n in nars))
-        # Each NAR's XXH3-128, which the guest's import checks: xxhsum's, for every NAR.
+        # Each NAR's XXH3-128, which the guest's import checks (xxhsum's, for every NAR),
+        # and the NarHash of its narinfo, which the guest registers.
         with open(os.path.join(cache, "sprout-nar-xxh3")) as f:
-            listed = dict(line.split(" ") for line in f.read().splitlines())
+            listed = {url: (x, h) for url, x, h in (line.split(" ") for line in f.read().splitlines())}
         sums = subprocess.run(["xxhsum", "-H2"] + sorted(nars), cwd=os.path.join(cache, "nar"), capture_output=True,
                               text=True, check=True).stdout.split()
-        self.assertEqual(listed, {f"nar/{n}": h for h, n in zip(sums[0::2], sums[1::2])})
+        self.assertEqual({u: x for u, (x, _) in listed.items()}, {f"nar/{n}": h for h, n in zip(sums[0::2], sums[1::2])})
+        for p in handed:
+            with open(os.path.join(cache, hash_part(p) + ".narinfo")) as f:
+                info_lines = dict(line.split(": ", 1) for line in f.read().splitlines() if ": " in line)
+            self.assertEqual(listed[info_lines["URL"]][1], info_lines["NarHash"], p)
         # The manifest names the system; the generation covers it.
         manifest = json.loads(subprocess.run(["debugfs", "-R", "cat /sprout-manifest.json", imgs["self"]["image"]],
                                              capture_output=True, text=True, check=True).stdout)
