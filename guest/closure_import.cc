@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@ constexpr std::size_t kMaxNarInfo = 1 << 20;
 constexpr std::size_t kMaxPaths = 1 << 20;
 constexpr std::size_t kQueryBytes = 128 << 10;  // of arguments a nix-store call: far below ARG_MAX
 constexpr std::size_t kMaxChecksumFile = 64 << 20;
+constexpr std::size_t kSpareFiles = 512;  // the NAR, one a directory level, Nix's pipes
 constexpr auto kNixTimeout = std::chrono::minutes(30);
 constexpr auto kGcLockWait = std::chrono::minutes(10);
 
@@ -145,6 +147,24 @@ void make_store_writable(const std::string& store) {
   if (st.f_flag & ST_RELATIME) flags |= MS_RELATIME;
   if (::mount(nullptr, store.c_str(), nullptr, flags, nullptr) != 0)
     throw std::system_error(errno, std::generic_category(), "remount " + store + " writable (in this process alone)");
+}
+
+/// Room for `locks` more open descriptors besides what the import itself holds: the
+/// soft limit raised as far as needed, up to the hard one (systemd gives services
+/// 1024:524288; a program that needs more raises its own soft limit). Each path's lock
+/// is held until the paths are registered, all together.
+void ensure_open_files(std::size_t locks) {
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) throw std::system_error(errno, std::generic_category(), "getrlimit");
+  const rlim_t want = static_cast<rlim_t>(locks) + kSpareFiles;
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) return;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+    throw std::runtime_error(fmt::format("importing {} paths locks each as Nix does until all are registered, which "
+                                         "needs {} open files, and the agent may open {} at most (RLIMIT_NOFILE's hard "
+                                         "limit): raise it (LimitNOFILE= of the agent's unit)",
+                                         locks, want, rl.rlim_max));
+  rl.rlim_cur = want;
+  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) throw std::system_error(errno, std::generic_category(), "setrlimit");
 }
 
 /// Nix's per-path locks (its PathLocks): PATH.lock, flock exclusive; a lock file that
@@ -371,6 +391,7 @@ ImportOutcome import_closure(const ClosureImport& run) {
     // meanwhile (it held the lock; now it is valid).
     std::string store = under_root(run.root, std::string(kNixStoreDir));
     make_store_writable(store);
+    ensure_open_files(invalid.size());
     PathLocks locks;
     for (const auto& p : invalid) locks.lock(store + "/" + base_name(p) + ".lock", run.on_line);
     std::vector<std::string> appeared;

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sched.h>
@@ -14,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "nar_checksum.h"
@@ -139,6 +142,43 @@ TEST_F(Import, UnpacksWhatTheStoreLacksThenRegistersItInOneLoad) {
   EXPECT_EQ(lines[0], "copying path '" + kSys + "' from 'file:///run/sprout/closure'...");
   EXPECT_EQ(lines[1], "copying path '" + kLib + "' from 'file:///run/sprout/closure'...");
   EXPECT_NE(lines[2].find("imported 2 of the closure's 3 paths"), std::string::npos) << lines[2];
+}
+
+// Each path's lock is held until all are registered: a closure of more paths than
+// the soft limit of open files (1024 under systemd) needs it raised. In a child, whose
+// limits are its own.
+TEST_F(Import, LocksMorePathsThanTheSoftLimitOfOpenFiles) {
+  std::vector<std::string> refs{kBase, kLib};
+  for (int i = 0; i < 100; ++i) {
+    std::string p = fmt::format("/nix/store/{:0>32}-p{}", i, i);
+    add(p, Nar().file(std::to_string(i)), {});
+    refs.push_back(p);
+  }
+  add(kSys, Nar().file("system"), refs);
+  auto in_child = [&](rlim_t soft, rlim_t hard) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      struct rlimit rl{soft, hard};
+      if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ::_exit(9);
+      ImportOutcome o = run();
+      ::_exit(o.ok ? 0 : errors(o).find("RLIMIT_NOFILE's hard limit") != std::string::npos ? 3 : 4);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  };
+  struct rlimit now;
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &now), 0);
+  if (now.rlim_max != RLIM_INFINITY && now.rlim_max < 1024) GTEST_SKIP() << "the hard limit is " << now.rlim_max;
+  // Too few allowed at all: a clear error, nothing written.
+  EXPECT_EQ(in_child(64, 64), 3);
+  EXPECT_FALSE(fs::exists(t.path(refs.back())));
+  // The soft limit below what is needed: raised, and every path imported.
+  EXPECT_EQ(in_child(64, now.rlim_max), 0);
+  EXPECT_EQ(t.read(refs.back()), "99");
+  EXPECT_EQ(t.read(kSys), "system");
+  for (const auto& p : refs)
+    if (p != kBase) remove_tree(t.path(p).string());
 }
 
 TEST_F(Import, ChecksTheHostsXxh3WhereTheDiskListsIt) {
