@@ -17,6 +17,7 @@
 #include "image/nar_writer.h"
 #include "image/nix_store.h"
 #include "nar_checksum.h"
+#include "narinfo_index.h"
 #include "base/sha256.h"
 #include "store_path.h"
 
@@ -27,7 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 /// Bumped whenever the disk's layout changes, so old cache entries are not reused.
-constexpr const char* kClosureFormat = "sprout-closure-v3";
+constexpr const char* kClosureFormat = "sprout-closure-v4";
 
 std::uint64_t round_up_block(std::uint64_t n) { return (n + 4095) / 4096 * 4096; }
 
@@ -125,10 +126,14 @@ ClosureImage build_closure_image(const ClosureRequest& req) {
   // written straight into the image.
   std::vector<std::pair<std::string, std::string>> small{{"nix-cache-info", kNixCacheInfo},
                                                          {kClosureInfoFile, info.dump(2) + "\n"}};
+  // And all of them again in one file, which the guest reads instead (narinfo_index.h).
+  std::string index;
   for (std::size_t i = 0; i < regs.size(); ++i) {
     std::string name = fmt::format("{}.narinfo", store_path_hash(regs[i].path));
     small.emplace_back(name, handed[i] ? narinfo_for(regs[i], nar_file(regs[i].path)) : narinfo_for_absent_path(regs[i]));
+    index += narinfo_index_record(small.back().second);
   }
+  small.emplace_back(kNarInfoIndexFile, std::move(index));
   TreeSize size;
   size.dirs = 3;
   for (const auto& [name, text] : small) {

@@ -141,6 +141,17 @@ class ClosureTest(Scratch):
             with open(os.path.join(cache, hash_part(p) + ".narinfo")) as f:
                 info_lines = dict(line.split(": ", 1) for line in f.read().splitlines() if ": " in line)
             self.assertEqual(listed[info_lines["URL"]][1], info_lines["NarHash"], p)
+        # Every narinfo again, in one file the guest reads instead: each one's text as in
+        # its file, then an empty line (common/narinfo_index.h).
+        with open(os.path.join(cache, "sprout-narinfos")) as f:
+            index = f.read()
+        records = index.split("\n\n")
+        self.assertEqual(records[-1], "", index[-200:])
+        expected = {}
+        for p in closure:
+            with open(os.path.join(cache, hash_part(p) + ".narinfo")) as f:
+                expected[p] = f.read()
+        self.assertEqual({r.split("\n", 1)[0].removeprefix("StorePath: "): r + "\n" for r in records[:-1]}, expected)
         # The manifest names the system; the generation covers it.
         manifest = json.loads(subprocess.run(["debugfs", "-R", "cat /sprout-manifest.json", imgs["self"]["image"]],
                                              capture_output=True, text=True, check=True).stdout)
