@@ -26,6 +26,7 @@
 #include "nar_checksum.h"
 #include "nar_hash.h"
 #include "nar_restore.h"
+#include "narinfo_index.h"
 #include "root_path.h"
 #include "store_path.h"
 #include "subprocess.h"
@@ -38,6 +39,7 @@ constexpr std::size_t kMaxNarInfo = 1 << 20;
 constexpr std::size_t kMaxPaths = 1 << 20;
 constexpr std::size_t kQueryBytes = 128 << 10;  // of arguments a nix-store call: far below ARG_MAX
 constexpr std::size_t kMaxChecksumFile = 64 << 20;
+constexpr std::size_t kMaxIndex = 256 << 20;
 constexpr std::size_t kSpareFiles = 512;  // the NAR, one a directory level, Nix's pipes
 constexpr auto kNixTimeout = std::chrono::minutes(30);
 constexpr auto kGcLockWait = std::chrono::minutes(10);
@@ -175,12 +177,14 @@ class PathLocks {
   PathLocks() = default;
   PathLocks(const PathLocks&) = delete;
   PathLocks& operator=(const PathLocks&) = delete;
-  ~PathLocks() {
+  ~PathLocks() { release(); }
+  void release() {
     for (auto& [path, fd] : held_) {
       ::unlink(path.c_str());
       (void)!::write(fd, "d", 1);
       ::close(fd);
     }
+    held_.clear();
   }
   void lock(const std::string& path, const std::function<void(std::string_view)>& on_line) {
     auto deadline = std::chrono::steady_clock::now() + kGcLockWait;
@@ -299,7 +303,14 @@ ImportOutcome import_closure(const ClosureImport& run) {
     if (auto why = store_path_problem(run.system); !why.empty())
       throw std::runtime_error(fmt::format("the system {} {}", run.system, why));
 
-    // 1. The closure, through the narinfos.
+    // 1. The closure, through the narinfos: the disk's index of them where it has one.
+    std::map<std::string, std::string> index;
+    std::string index_file = under_root(run.root, run.closure_dir + "/" + kNarInfoIndexFile);
+    const bool indexed = [&] {
+      struct stat ist;
+      return ::lstat(index_file.c_str(), &ist) == 0;
+    }();
+    if (indexed) index = split_narinfo_index(read_exact_file(index_file, kMaxIndex));
     std::map<std::string, NarInfo> infos;
     std::deque<std::string> queue{run.system};
     while (!queue.empty()) {
@@ -308,8 +319,19 @@ ImportOutcome import_closure(const ClosureImport& run) {
       if (infos.count(p)) continue;
       if (infos.size() >= kMaxPaths)
         throw std::runtime_error(fmt::format("the closure of {} has over {} paths", run.system, kMaxPaths));
-      std::string file = fmt::format("{}/{}.narinfo", run.closure_dir, store_path_hash(p));
-      NarInfo n = parse_narinfo(read_exact_file(under_root(run.root, file), kMaxNarInfo), p);
+      std::string text;
+      if (indexed) {
+        auto it = index.find(p);
+        if (it == index.end())
+          throw std::runtime_error(fmt::format("the closure disk's {} has no narinfo of {}: the disk is damaged; "
+                                               "export the VM again",
+                                               kNarInfoIndexFile, p));
+        text = std::move(it->second);
+      } else {
+        text = read_exact_file(
+            under_root(run.root, fmt::format("{}/{}.narinfo", run.closure_dir, store_path_hash(p))), kMaxNarInfo);
+      }
+      NarInfo n = parse_narinfo(text, p);
       for (const auto& r : n.references)
         if (!infos.count(r)) queue.push_back(r);
       infos.emplace(p, std::move(n));
@@ -397,10 +419,11 @@ ImportOutcome import_closure(const ClosureImport& run) {
     std::vector<std::string> appeared;
     for (const auto& p : invalid)
       if (struct stat ast; ::lstat(under_root(run.root, p).c_str(), &ast) == 0) appeared.push_back(p);
+    std::set<std::string> leftovers;  // invalid, with something at their place: replaced
     if (!appeared.empty()) {
-      std::set<std::string> still = ask(appeared);
+      leftovers = ask(appeared);
       for (const auto& p : appeared)
-        if (!still.count(p)) invalid.erase(p);
+        if (!leftovers.count(p)) invalid.erase(p);
     }
     if (invalid.empty()) {
       say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
@@ -418,8 +441,9 @@ ImportOutcome import_closure(const ClosureImport& run) {
       const NarInfo& n = infos.at(p);
       say(fmt::format("copying path '{}' from 'file://{}'...", p, run.closure_dir));
       std::string name = base_name(p);
-      if (auto err = remove_tree(store + "/" + name); !err.empty())
-        throw std::runtime_error(fmt::format("cannot remove the invalid leftover {}: {}", p, err));
+      if (leftovers.count(p))  // the others' places were empty with their locks held
+        if (auto err = remove_tree(store + "/" + name); !err.empty())
+          throw std::runtime_error(fmt::format("cannot remove the invalid leftover {}: {}", p, err));
       std::string nar = under_root(run.root, run.closure_dir + "/" + n.url);
       Fd nar_fd{::open(nar.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)};
       if (nar_fd.fd < 0) throw std::system_error(errno, std::generic_category(), "open " + nar);
@@ -444,7 +468,7 @@ ImportOutcome import_closure(const ClosureImport& run) {
       (xxh3 ? out.checked_xxh3 : out.checked_sha256)++;
       out.nar_bytes += r.size;
     }
-    double unpack_s = since(t_unpack);
+    auto t_unpacked = std::chrono::steady_clock::now();
 
     // 5. Durable, then valid: one transaction.
     if (::syncfs(store_fd.fd) != 0) throw std::system_error(errno, std::generic_category(), "syncfs " + store);
@@ -468,14 +492,18 @@ ImportOutcome import_closure(const ClosureImport& run) {
       written.clear();  // from here on a path may be valid: never removed by this import
       nix({tool(run, "nix-store"), "--load-db"}, mem.fd);
     }
+    auto t_registered = std::chrono::steady_clock::now();
+    locks.release();
     out.imported = invalid.size();
     auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     say(fmt::format("imported {} of the closure's {} paths ({:.1f} MB of NAR, {} checked with XXH3-128, {} with "
-                    "SHA-256) in {:.1f} s: narinfos read in {:.2f} s, Nix asked in {:.2f} s, unpacked and checked in "
-                    "{:.1f} s, registered in {:.1f} s",
+                    "SHA-256) in {:.1f} s: narinfos read in {:.2f} s, Nix asked in {:.2f} s, locked in {:.2f} s, "
+                    "unpacked and checked in {:.1f} s, synced in {:.2f} s, registered in {:.2f} s, unlocked in "
+                    "{:.2f} s",
                     out.imported, out.walked, static_cast<double>(out.nar_bytes) / 1e6, out.checked_xxh3,
-                    out.checked_sha256, since(t0), secs(t0, t_walked), secs(t_walked, t_asked), unpack_s,
-                    since(t_register)));
+                    out.checked_sha256, since(t0), secs(t0, t_walked), secs(t_walked, t_asked),
+                    secs(t_asked, t_unpack), secs(t_unpack, t_unpacked), secs(t_unpacked, t_register),
+                    secs(t_register, t_registered), since(t_registered)));
     out.ok = true;
     return out;
   } catch (const std::exception& e) {

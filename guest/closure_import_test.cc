@@ -22,6 +22,7 @@
 #include "nar_checksum.h"
 #include "nar_restore.h"
 #include "nar_test_builder.h"
+#include "narinfo_index.h"
 #include "test_tree.h"
 
 // The import against a fake root: a closure disk's narinfos and NARs at
@@ -93,6 +94,17 @@ struct Import : ::testing::Test {
     }
     t.write("/run/sprout/closure/sprout-nar-xxh3", text);
   }
+  /// The disk's index of narinfos (as the host writes it), without `leave_out`'s; the
+  /// narinfo files themselves removed, so only the index can have been read.
+  void index_narinfos(const std::string& leave_out = "") {
+    std::string index;
+    for (const auto& p : {kBase, kLib, kSys}) {
+      std::string file = "/run/sprout/closure/" + hash_part(p) + ".narinfo";
+      if (p != leave_out) index += narinfo_index_record(t.read(file));
+      fs::remove(t.path(file));
+    }
+    t.write("/run/sprout/closure/sprout-narinfos", index);
+  }
   void flip_lib_byte() {
     std::string nar_file = "/run/sprout/closure/nar/" + hash_part(kLib) + ".nar";
     std::string bytes = t.read(nar_file);
@@ -142,6 +154,27 @@ TEST_F(Import, UnpacksWhatTheStoreLacksThenRegistersItInOneLoad) {
   EXPECT_EQ(lines[0], "copying path '" + kSys + "' from 'file:///run/sprout/closure'...");
   EXPECT_EQ(lines[1], "copying path '" + kLib + "' from 'file:///run/sprout/closure'...");
   EXPECT_NE(lines[2].find("imported 2 of the closure's 3 paths"), std::string::npos) << lines[2];
+}
+
+TEST_F(Import, ReadsTheDisksIndexOfNarinfosWhereItHasOne) {
+  index_narinfos();
+  ImportOutcome o = run();
+  ASSERT_TRUE(o.ok) << errors(o);
+  EXPECT_EQ(o.walked, 3u);
+  EXPECT_EQ(o.imported, 2u);
+  EXPECT_EQ(t.read("/nix/store/" + kLib.substr(11)), "library");
+  std::string lib_nar = t.read("/run/sprout/closure/nar/" + hash_part(kLib) + ".nar");
+  EXPECT_NE(t.read("/load-db.txt").find(kLib + "\nsha256:" + testing::sha256_hex(lib_nar) + "\n"), std::string::npos);
+}
+
+TEST_F(Import, AnIndexLackingAPathOfTheClosureIsAnErrorNamingIt) {
+  index_narinfos(kLib);
+  ImportOutcome o = run();
+  EXPECT_FALSE(o.ok);
+  std::string e = errors(o);
+  EXPECT_NE(e.find("sprout-narinfos has no narinfo of " + kLib), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(t.path(kSys)));
+  EXPECT_FALSE(fs::exists(t.path("/load-db.txt")));
 }
 
 // Each path's lock is held until all are registered: a closure of more paths than

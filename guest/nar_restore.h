@@ -26,7 +26,8 @@ struct NarRestored {
 
 /// Reads a NAR from `nar_fd` until its end and creates it as `name` in the directory
 /// `dir_fd` (`name` must not exist). `buffer` is scratch space reused across calls
-/// (1 MiB). `what` names the NAR in errors. std::runtime_error for a malformed NAR,
+/// (1 MiB). The modes are given as the entries are made: the process's umask must
+/// leave 0555 alone (022 does). `what` names the NAR in errors. std::runtime_error for a malformed NAR,
 /// std::system_error (naming the entry) for a call that failed; what was created
 /// before the error stays (the caller removes it).
 NarRestored restore_nar(int nar_fd, int dir_fd, const std::string& name, const std::string& what,
