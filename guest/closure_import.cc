@@ -1,9 +1,10 @@
 #include "closure_import.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sched.h>
-#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -69,11 +71,13 @@ bool plain_nar_url(const std::string& url) {
 }
 
 /// Runs a Nix command; its output lines, or runtime_error with its last lines.
-std::vector<std::string> nix(const std::vector<std::string>& argv, int stdin_fd = -1) {
+std::vector<std::string> nix(const std::vector<std::string>& argv, int stdin_fd = -1,
+                             std::chrono::milliseconds timeout = kNixTimeout, int cancel_fd = -1) {
   ProcessOptions o;
   o.argv = argv;
-  o.timeout = kNixTimeout;
+  o.timeout = timeout;
   o.stdin_fd = stdin_fd;
+  o.cancel_fd = cancel_fd;
   ProcessResult r = run_process(o);
   if (!r.ok()) {
     std::string tail;
@@ -95,6 +99,69 @@ std::vector<std::string> nix(const std::vector<std::string>& argv, int stdin_fd 
 double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
+
+/// A Nix command started before its input is ready, so that its start (loading Nix's
+/// libraries, opening its database) overlaps the unpacking: it reads its input from a
+/// pipe to the end before it acts. feed() gives it the input and waits for it; one
+/// abandoned (the import failed) is killed while its input is still open, so it never
+/// acts on any of it. Bounded by the import's own step timeout, which ends this
+/// process and with it the child (PR_SET_PDEATHSIG).
+class FedLater {
+ public:
+  explicit FedLater(std::vector<std::string> argv) {
+    if (::pipe2(input_, O_CLOEXEC) != 0 || ::pipe2(cancel_, O_CLOEXEC) != 0)
+      throw std::system_error(errno, std::generic_category(), "pipe");
+    thread_ = std::thread([this, argv = std::move(argv)] {
+      try {
+        nix(argv, input_[0], std::chrono::hours(24), cancel_[0]);
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    });
+  }
+  FedLater(const FedLater&) = delete;
+  FedLater& operator=(const FedLater&) = delete;
+  ~FedLater() {
+    if (thread_.joinable()) {
+      (void)!::write(cancel_[1], "x", 1);  // stopped before its input ends
+      thread_.join();
+    }
+    for (int fd : {input_[0], input_[1], cancel_[0], cancel_[1]})
+      if (fd >= 0) ::close(fd);
+  }
+  /// Writes `bytes`, ends the input, waits for the command; its failure is thrown.
+  void feed(const std::string& bytes) {
+    sigset_t pipe_signal, before;
+    sigemptyset(&pipe_signal);
+    sigaddset(&pipe_signal, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &before);  // a command that died: EPIPE
+    int write_error = 0;
+    for (std::size_t done = 0; done < bytes.size();) {
+      ssize_t w = ::write(input_[1], bytes.data() + done, bytes.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        write_error = errno;
+        break;
+      }
+      done += static_cast<std::size_t>(w);
+    }
+    struct timespec none {};
+    while (::sigtimedwait(&pipe_signal, nullptr, &none) == SIGPIPE) {
+    }
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    ::close(input_[1]);
+    input_[1] = -1;
+    thread_.join();
+    if (error_) std::rethrow_exception(error_);
+    if (write_error) throw std::system_error(write_error, std::generic_category(), "feed nix-store");
+  }
+
+ private:
+  int input_[2] = {-1, -1};
+  int cancel_[2] = {-1, -1};
+  std::thread thread_;
+  std::exception_ptr error_;
+};
 
 /// Nix's garbage-collector lock (/nix/var/nix/gc.lock), held shared for the whole import:
 /// a collection holds it exclusively, so none runs meanwhile. (Nix itself takes it
@@ -437,6 +504,7 @@ ImportOutcome import_closure(const ClosureImport& run) {
     ::umask(022);
     std::vector<char> buffer;
     auto t_unpack = std::chrono::steady_clock::now();
+    FedLater load_db({tool(run, "nix-store"), "--load-db"});
     for (const auto& p : invalid) {
       const NarInfo& n = infos.at(p);
       say(fmt::format("copying path '{}' from 'file://{}'...", p, run.closure_dir));
@@ -480,17 +548,8 @@ ImportOutcome import_closure(const ClosureImport& run) {
         records += fmt::format("{}\n{}\n{}\n{}\n{}\n", p, n.nar_hash, n.nar_size, n.deriver, n.references.size());
         for (const auto& r : n.references) records += r + "\n";
       }
-      Fd mem{::memfd_create("sprout-load-db", MFD_CLOEXEC)};
-      if (mem.fd < 0) throw std::system_error(errno, std::generic_category(), "memfd_create");
-      for (std::size_t done = 0; done < records.size();) {
-        ssize_t w = ::write(mem.fd, records.data() + done, records.size() - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) throw std::system_error(errno, std::generic_category(), "write the registrations");
-        done += static_cast<std::size_t>(w);
-      }
-      ::lseek(mem.fd, 0, SEEK_SET);
       written.clear();  // from here on a path may be valid: never removed by this import
-      nix({tool(run, "nix-store"), "--load-db"}, mem.fd);
+      load_db.feed(records);
     }
     auto t_registered = std::chrono::steady_clock::now();
     locks.release();
