@@ -11,12 +11,16 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <future>
+#include <mutex>
+#include <optional>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -361,9 +365,12 @@ NarInfo parse_narinfo(const std::string& text, const std::string& expected) {
 
 ImportOutcome import_closure(const ClosureImport& run) {
   ImportOutcome out;
-  auto say = [&](const std::string& line) {
+  std::mutex saying;  // Nix's warnings come from the thread that asks it
+  const std::function<void(std::string_view)> on_line = [&](std::string_view line) {
+    std::lock_guard<std::mutex> hold(saying);
     if (run.on_line) run.on_line(line);
   };
+  auto say = [&](const std::string& line) { on_line(line); };
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> written;  // store paths this import created (host paths)
   try {
@@ -406,18 +413,19 @@ ImportOutcome import_closure(const ClosureImport& run) {
     out.walked = infos.size();
     auto t_walked = std::chrono::steady_clock::now();
 
-    // 2. What the guest's store lacks, and whether the disk holds it. The collector is
-    // held off from here on, so no base path judged valid is collected before the
-    // registration refers to it. A path with nothing at its place in the store cannot
-    // be valid; Nix is asked about the others (the base's, a leftover of an interrupted
-    // import): one short query, not one a path of a closure the guest mostly lacks.
-    GcLock gc(under_root(run.root, "/nix/var/nix/gc.lock"), run.on_line);
+    // 2. What the guest's store lacks. The collector is held off from here on, so no
+    // base path judged valid is collected before the registration refers to it. A path
+    // with nothing at its place in the store cannot be valid: those are unpacked at
+    // once. Nix is asked about the others (the base's, a leftover of an interrupted
+    // import) meanwhile, in one short query whose start (a cold Nix, under emulation:
+    // 2-3 s) overlaps the unpacking.
+    GcLock gc(under_root(run.root, "/nix/var/nix/gc.lock"), on_line);
     std::vector<std::string> present;
-    std::set<std::string> invalid;
+    std::set<std::string> absent;
     for (const auto& [p, _] : infos) {
       struct stat pst;
       if (::lstat(under_root(run.root, p).c_str(), &pst) != 0 && errno == ENOENT)
-        invalid.insert(p);
+        absent.insert(p);
       else
         present.push_back(p);
     }
@@ -438,8 +446,16 @@ ImportOutcome import_closure(const ClosureImport& run) {
       }
       return lacking;
     };
-    invalid.merge(ask(present));
-    auto t_asked = std::chrono::steady_clock::now();
+    double asked_s = 0;
+    std::future<std::set<std::string>> asked = std::async(std::launch::async, [&] {
+      auto t = std::chrono::steady_clock::now();
+      std::set<std::string> lacking = present.empty() ? std::set<std::string>{} : ask(present);
+      asked_s = since(t);
+      return lacking;
+    });
+    // (A future of std::async waits for its thread when it goes: never after what the
+    // thread refers to.)
+
     // The host's XXH3 of each NAR (nar_checksum.h): checked instead of SHA-256 where
     // the disk has it (a disk of an older host has none). Its line also carries the
     // NarHash the host checked those bytes against, which must be the narinfo's: that
@@ -448,55 +464,58 @@ ImportOutcome import_closure(const ClosureImport& run) {
     std::string checksum_file = under_root(run.root, run.closure_dir + "/" + kNarChecksumFile);
     if (struct stat cst; ::lstat(checksum_file.c_str(), &cst) == 0)
       checksums = parse_nar_checksums(read_exact_file(checksum_file, kMaxChecksumFile));
-    std::vector<std::string> missing;
-    for (const auto& p : invalid) {
-      const NarInfo& n = infos.at(p);
-      struct stat st;
-      if (!plain_nar_url(n.url) || ::stat(under_root(run.root, run.closure_dir + "/" + n.url).c_str(), &st) != 0 ||
-          !S_ISREG(st.st_mode))
-        missing.push_back(fmt::format("  {} (its NAR, {}, is not on the disk)", p, n.url));
-      else if (auto c = checksums.find(n.url); c != checksums.end() && c->second.nar_hash != n.nar_hash)
-        throw std::runtime_error(fmt::format("the narinfo of {} gives NarHash {}, the disk's {} {}: the closure disk "
-                                             "is damaged; export the VM again",
-                                             p, n.nar_hash, kNarChecksumFile, c->second.nar_hash));
-    }
-    if (!missing.empty()) {
+    // Every path to import must have its NAR on the disk; else the import fails, naming
+    // every such path.
+    auto check_nars = [&](const std::set<std::string>& paths) {
+      std::vector<std::string> missing;
+      for (const auto& p : paths) {
+        const NarInfo& n = infos.at(p);
+        struct stat st;
+        if (!plain_nar_url(n.url) || ::stat(under_root(run.root, run.closure_dir + "/" + n.url).c_str(), &st) != 0 ||
+            !S_ISREG(st.st_mode))
+          missing.push_back(fmt::format("  {} (its NAR, {}, is not on the disk)", p, n.url));
+        else if (auto c = checksums.find(n.url); c != checksums.end() && c->second.nar_hash != n.nar_hash)
+          throw std::runtime_error(fmt::format("the narinfo of {} gives NarHash {}, the disk's {} {}: the closure "
+                                               "disk is damaged; export the VM again",
+                                               p, n.nar_hash, kNarChecksumFile, c->second.nar_hash));
+      }
+      if (missing.empty()) return;
       out.error.push_back(fmt::format("error: the guest's store lacks {} path(s) of {} whose NAR the closure disk "
                                       "does not hold:",
                                       missing.size(), run.system));
       for (std::size_t i = 0; i < missing.size() && i < 12; ++i) out.error.push_back(missing[i]);
       if (missing.size() > 12) out.error.push_back(fmt::format("  and {} more", missing.size() - 12));
-      return out;
-    }
-
-    if (invalid.empty()) {
-      say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
-      out.ok = true;
-      return out;
+      throw std::runtime_error("");
+    };
+    try {
+      check_nars(absent);
+    } catch (...) {
+      // Nothing written yet: what Nix says of the others completes the list.
+      std::set<std::string> lacking;
+      try {
+        lacking = asked.get();
+      } catch (...) {
+      }
+      std::set<std::string> all = absent;
+      all.merge(lacking);
+      out.error.clear();
+      check_nars(all);
+      throw;
     }
 
     // 3. Each path locked as Nix locks a path it adds (PATH.lock, in the store: writable
     // first, on a read-only mount), then looked at again: another Nix may have added one
-    // meanwhile (it held the lock; now it is valid).
+    // meanwhile (it held the lock; now it is valid). Every lock is held until the paths
+    // are registered.
     std::string store = under_root(run.root, std::string(kNixStoreDir));
     make_store_writable(store);
-    ensure_open_files(invalid.size());
+    ensure_open_files(infos.size());
     PathLocks locks;
-    for (const auto& p : invalid) locks.lock(store + "/" + base_name(p) + ".lock", run.on_line);
-    std::vector<std::string> appeared;
-    for (const auto& p : invalid)
-      if (struct stat ast; ::lstat(under_root(run.root, p).c_str(), &ast) == 0) appeared.push_back(p);
-    std::set<std::string> leftovers;  // invalid, with something at their place: replaced
-    if (!appeared.empty()) {
-      leftovers = ask(appeared);
-      for (const auto& p : appeared)
-        if (!leftovers.count(p)) invalid.erase(p);
-    }
-    if (invalid.empty()) {
-      say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
-      out.ok = true;
-      return out;
-    }
+    for (const auto& p : absent) locks.lock(store + "/" + base_name(p) + ".lock", on_line);
+    std::set<std::string> recheck;  // absent, then there: asked about with Nix's answer
+    for (const auto& p : absent)
+      if (struct stat ast; ::lstat(under_root(run.root, p).c_str(), &ast) == 0) recheck.insert(p);
+    for (const auto& p : recheck) absent.erase(p);
 
     // 4. Unpack and check each.
     Fd store_fd{::open(store.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
@@ -504,12 +523,14 @@ ImportOutcome import_closure(const ClosureImport& run) {
     ::umask(022);
     std::vector<char> buffer;
     auto t_unpack = std::chrono::steady_clock::now();
-    FedLater load_db({tool(run, "nix-store"), "--load-db"});
-    for (const auto& p : invalid) {
+    std::optional<FedLater> load_db;
+    std::set<std::string> imported;
+    auto unpack = [&](const std::string& p, bool leftover) {
+      if (!load_db) load_db.emplace(std::vector<std::string>{tool(run, "nix-store"), "--load-db"});
       const NarInfo& n = infos.at(p);
       say(fmt::format("copying path '{}' from 'file://{}'...", p, run.closure_dir));
       std::string name = base_name(p);
-      if (leftovers.count(p))  // the others' places were empty with their locks held
+      if (leftover)  // the others' places were empty with their locks held
         if (auto err = remove_tree(store + "/" + name); !err.empty())
           throw std::runtime_error(fmt::format("cannot remove the invalid leftover {}: {}", p, err));
       std::string nar = under_root(run.root, run.closure_dir + "/" + n.url);
@@ -535,34 +556,57 @@ ImportOutcome import_closure(const ClosureImport& run) {
       }
       (xxh3 ? out.checked_xxh3 : out.checked_sha256)++;
       out.nar_bytes += r.size;
+      imported.insert(p);
+    };
+    for (const auto& p : absent) unpack(p, false);
+
+    // What Nix lacks of the paths that were there (a leftover: invalid, in the way),
+    // and the paths that appeared while they were being locked: each locked, looked at
+    // again, and asked about once more if something is at its place.
+    std::set<std::string> lacking = asked.get();
+    check_nars(lacking);
+    for (const auto& p : lacking)
+      if (!recheck.count(p)) locks.lock(store + "/" + base_name(p) + ".lock", on_line);
+    recheck.merge(lacking);
+    std::vector<std::string> there;
+    std::set<std::string> leftovers;
+    for (const auto& p : recheck)
+      if (struct stat ast; ::lstat(under_root(run.root, p).c_str(), &ast) == 0) there.push_back(p);
+    if (!there.empty()) leftovers = ask(there);
+    for (const auto& p : recheck)
+      if (leftovers.count(p) || std::find(there.begin(), there.end(), p) == there.end()) unpack(p, leftovers.count(p));
+    if (imported.empty()) {
+      say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
+      out.ok = true;
+      return out;
     }
     auto t_unpacked = std::chrono::steady_clock::now();
 
     // 5. Durable, then valid: one transaction.
     if (::syncfs(store_fd.fd) != 0) throw std::system_error(errno, std::generic_category(), "syncfs " + store);
     auto t_register = std::chrono::steady_clock::now();
-    if (!invalid.empty()) {
+    {
       std::string records;
-      for (const auto& p : invalid) {
+      for (const auto& p : imported) {
         const NarInfo& n = infos.at(p);
         records += fmt::format("{}\n{}\n{}\n{}\n{}\n", p, n.nar_hash, n.nar_size, n.deriver, n.references.size());
         for (const auto& r : n.references) records += r + "\n";
       }
       written.clear();  // from here on a path may be valid: never removed by this import
-      load_db.feed(records);
+      load_db->feed(records);
     }
     auto t_registered = std::chrono::steady_clock::now();
     locks.release();
-    out.imported = invalid.size();
+    out.imported = imported.size();
     auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     say(fmt::format("imported {} of the closure's {} paths ({:.1f} MB of NAR, {} checked with XXH3-128, {} with "
-                    "SHA-256) in {:.1f} s: narinfos read in {:.2f} s, Nix asked in {:.2f} s, locked in {:.2f} s, "
-                    "unpacked and checked in {:.1f} s, synced in {:.2f} s, registered in {:.2f} s, unlocked in "
-                    "{:.2f} s",
+                    "SHA-256) in {:.1f} s: narinfos read in {:.2f} s, locked in {:.2f} s, unpacked and checked in "
+                    "{:.1f} s (Nix asked meanwhile, in {:.2f} s), synced in {:.2f} s, registered in {:.2f} s, "
+                    "unlocked in {:.2f} s",
                     out.imported, out.walked, static_cast<double>(out.nar_bytes) / 1e6, out.checked_xxh3,
-                    out.checked_sha256, since(t0), secs(t0, t_walked), secs(t_walked, t_asked),
-                    secs(t_asked, t_unpack), secs(t_unpack, t_unpacked), secs(t_unpacked, t_register),
-                    secs(t_register, t_registered), since(t_registered)));
+                    out.checked_sha256, since(t0), secs(t0, t_walked), secs(t_walked, t_unpack),
+                    secs(t_unpack, t_unpacked), asked_s, secs(t_unpacked, t_register), secs(t_register, t_registered),
+                    since(t_registered)));
     out.ok = true;
     return out;
   } catch (const std::exception& e) {
