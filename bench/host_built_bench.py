@@ -311,20 +311,13 @@ limits() {  # the copy and the hash of the closure disk's NARs, caches dropped b
   echo "sprout-bench: limit hash: $(since $t) s (nix hash file --type sha256 of every NAR)"
 }
 # This agent's import (sprout-agent --import-closure) asks nix-store first which paths
-# the store lacks, and unpacks the paths it cannot have meanwhile: the limits run then,
-# once, with the import stopped (SIGSTOP: its parent) and its --load-db held back.
+# the store lacks: the limits run then, once, before the import reads the disk.
 if [ "$tool" = nix-store ] && [ "$1 $2" = "--check-validity --print-invalid" ] && [ ! -e /tmp/.sprout-bench-limits ]; then
-  touch /tmp/.sprout-bench-limits /tmp/.sprout-bench-limits-running
-  kill -STOP $PPID
+  touch /tmp/.sprout-bench-limits
   src=/run/sprout/closure
   limits
   cold
-  rm -f /tmp/.sprout-bench-limits-running
-  kill -CONT $PPID
   exec "$real/$tool" "$@"
-fi
-if [ "$tool" = nix-store ] && [ "$1" = --load-db ]; then
-  while [ -e /tmp/.sprout-bench-limits-running ]; do sleep 0.2; done
 fi
 if [ "$tool" = nix ] && [ -n "$src" ]; then
   limits

@@ -1,26 +1,20 @@
 #include "closure_import.h"
 
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/file.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <exception>
-#include <future>
-#include <mutex>
-#include <optional>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -75,13 +69,11 @@ bool plain_nar_url(const std::string& url) {
 }
 
 /// Runs a Nix command; its output lines, or runtime_error with its last lines.
-std::vector<std::string> nix(const std::vector<std::string>& argv, int stdin_fd = -1,
-                             std::chrono::milliseconds timeout = kNixTimeout, int cancel_fd = -1) {
+std::vector<std::string> nix(const std::vector<std::string>& argv, int stdin_fd = -1) {
   ProcessOptions o;
   o.argv = argv;
-  o.timeout = timeout;
+  o.timeout = kNixTimeout;
   o.stdin_fd = stdin_fd;
-  o.cancel_fd = cancel_fd;
   ProcessResult r = run_process(o);
   if (!r.ok()) {
     std::string tail;
@@ -103,69 +95,6 @@ std::vector<std::string> nix(const std::vector<std::string>& argv, int stdin_fd 
 double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
-
-/// A Nix command started before its input is ready, so that its start (loading Nix's
-/// libraries, opening its database) overlaps the unpacking: it reads its input from a
-/// pipe to the end before it acts. feed() gives it the input and waits for it; one
-/// abandoned (the import failed) is killed while its input is still open, so it never
-/// acts on any of it. Bounded by the import's own step timeout, which ends this
-/// process and with it the child (PR_SET_PDEATHSIG).
-class FedLater {
- public:
-  explicit FedLater(std::vector<std::string> argv) {
-    if (::pipe2(input_, O_CLOEXEC) != 0 || ::pipe2(cancel_, O_CLOEXEC) != 0)
-      throw std::system_error(errno, std::generic_category(), "pipe");
-    thread_ = std::thread([this, argv = std::move(argv)] {
-      try {
-        nix(argv, input_[0], std::chrono::hours(24), cancel_[0]);
-      } catch (...) {
-        error_ = std::current_exception();
-      }
-    });
-  }
-  FedLater(const FedLater&) = delete;
-  FedLater& operator=(const FedLater&) = delete;
-  ~FedLater() {
-    if (thread_.joinable()) {
-      (void)!::write(cancel_[1], "x", 1);  // stopped before its input ends
-      thread_.join();
-    }
-    for (int fd : {input_[0], input_[1], cancel_[0], cancel_[1]})
-      if (fd >= 0) ::close(fd);
-  }
-  /// Writes `bytes`, ends the input, waits for the command; its failure is thrown.
-  void feed(const std::string& bytes) {
-    sigset_t pipe_signal, before;
-    sigemptyset(&pipe_signal);
-    sigaddset(&pipe_signal, SIGPIPE);
-    ::pthread_sigmask(SIG_BLOCK, &pipe_signal, &before);  // a command that died: EPIPE
-    int write_error = 0;
-    for (std::size_t done = 0; done < bytes.size();) {
-      ssize_t w = ::write(input_[1], bytes.data() + done, bytes.size() - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        write_error = errno;
-        break;
-      }
-      done += static_cast<std::size_t>(w);
-    }
-    struct timespec none {};
-    while (::sigtimedwait(&pipe_signal, nullptr, &none) == SIGPIPE) {
-    }
-    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
-    ::close(input_[1]);
-    input_[1] = -1;
-    thread_.join();
-    if (error_) std::rethrow_exception(error_);
-    if (write_error) throw std::system_error(write_error, std::generic_category(), "feed nix-store");
-  }
-
- private:
-  int input_[2] = {-1, -1};
-  int cancel_[2] = {-1, -1};
-  std::thread thread_;
-  std::exception_ptr error_;
-};
 
 /// Nix's garbage-collector lock (/nix/var/nix/gc.lock), held shared for the whole import:
 /// a collection holds it exclusively, so none runs meanwhile. (Nix itself takes it
@@ -365,12 +294,9 @@ NarInfo parse_narinfo(const std::string& text, const std::string& expected) {
 
 ImportOutcome import_closure(const ClosureImport& run) {
   ImportOutcome out;
-  std::mutex saying;  // Nix's warnings come from the thread that asks it
-  const std::function<void(std::string_view)> on_line = [&](std::string_view line) {
-    std::lock_guard<std::mutex> hold(saying);
+  auto say = [&](const std::string& line) {
     if (run.on_line) run.on_line(line);
   };
-  auto say = [&](const std::string& line) { on_line(line); };
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> written;  // store paths this import created (host paths)
   try {
@@ -413,19 +339,18 @@ ImportOutcome import_closure(const ClosureImport& run) {
     out.walked = infos.size();
     auto t_walked = std::chrono::steady_clock::now();
 
-    // 2. What the guest's store lacks. The collector is held off from here on, so no
-    // base path judged valid is collected before the registration refers to it. A path
-    // with nothing at its place in the store cannot be valid: those are unpacked at
-    // once. Nix is asked about the others (the base's, a leftover of an interrupted
-    // import) meanwhile, in one short query whose start (a cold Nix, under emulation:
-    // 2-3 s) overlaps the unpacking.
-    GcLock gc(under_root(run.root, "/nix/var/nix/gc.lock"), on_line);
+    // 2. What the guest's store lacks, and whether the disk holds it. The collector is
+    // held off from here on, so no base path judged valid is collected before the
+    // registration refers to it. A path with nothing at its place in the store cannot
+    // be valid; Nix is asked about the others (the base's, a leftover of an interrupted
+    // import): one short query, not one a path of a closure the guest mostly lacks.
+    GcLock gc(under_root(run.root, "/nix/var/nix/gc.lock"), run.on_line);
     std::vector<std::string> present;
-    std::set<std::string> absent;
+    std::set<std::string> invalid;
     for (const auto& [p, _] : infos) {
       struct stat pst;
       if (::lstat(under_root(run.root, p).c_str(), &pst) != 0 && errno == ENOENT)
-        absent.insert(p);
+        invalid.insert(p);
       else
         present.push_back(p);
     }
@@ -446,16 +371,8 @@ ImportOutcome import_closure(const ClosureImport& run) {
       }
       return lacking;
     };
-    double asked_s = 0;
-    std::future<std::set<std::string>> asked = std::async(std::launch::async, [&] {
-      auto t = std::chrono::steady_clock::now();
-      std::set<std::string> lacking = present.empty() ? std::set<std::string>{} : ask(present);
-      asked_s = since(t);
-      return lacking;
-    });
-    // (A future of std::async waits for its thread when it goes: never after what the
-    // thread refers to.)
-
+    invalid.merge(ask(present));
+    auto t_asked = std::chrono::steady_clock::now();
     // The host's XXH3 of each NAR (nar_checksum.h): checked instead of SHA-256 where
     // the disk has it (a disk of an older host has none). Its line also carries the
     // NarHash the host checked those bytes against, which must be the narinfo's: that
@@ -464,58 +381,55 @@ ImportOutcome import_closure(const ClosureImport& run) {
     std::string checksum_file = under_root(run.root, run.closure_dir + "/" + kNarChecksumFile);
     if (struct stat cst; ::lstat(checksum_file.c_str(), &cst) == 0)
       checksums = parse_nar_checksums(read_exact_file(checksum_file, kMaxChecksumFile));
-    // Every path to import must have its NAR on the disk; else the import fails, naming
-    // every such path.
-    auto check_nars = [&](const std::set<std::string>& paths) {
-      std::vector<std::string> missing;
-      for (const auto& p : paths) {
-        const NarInfo& n = infos.at(p);
-        struct stat st;
-        if (!plain_nar_url(n.url) || ::stat(under_root(run.root, run.closure_dir + "/" + n.url).c_str(), &st) != 0 ||
-            !S_ISREG(st.st_mode))
-          missing.push_back(fmt::format("  {} (its NAR, {}, is not on the disk)", p, n.url));
-        else if (auto c = checksums.find(n.url); c != checksums.end() && c->second.nar_hash != n.nar_hash)
-          throw std::runtime_error(fmt::format("the narinfo of {} gives NarHash {}, the disk's {} {}: the closure "
-                                               "disk is damaged; export the VM again",
-                                               p, n.nar_hash, kNarChecksumFile, c->second.nar_hash));
-      }
-      if (missing.empty()) return;
+    std::vector<std::string> missing;
+    for (const auto& p : invalid) {
+      const NarInfo& n = infos.at(p);
+      struct stat st;
+      if (!plain_nar_url(n.url) || ::stat(under_root(run.root, run.closure_dir + "/" + n.url).c_str(), &st) != 0 ||
+          !S_ISREG(st.st_mode))
+        missing.push_back(fmt::format("  {} (its NAR, {}, is not on the disk)", p, n.url));
+      else if (auto c = checksums.find(n.url); c != checksums.end() && c->second.nar_hash != n.nar_hash)
+        throw std::runtime_error(fmt::format("the narinfo of {} gives NarHash {}, the disk's {} {}: the closure disk "
+                                             "is damaged; export the VM again",
+                                             p, n.nar_hash, kNarChecksumFile, c->second.nar_hash));
+    }
+    if (!missing.empty()) {
       out.error.push_back(fmt::format("error: the guest's store lacks {} path(s) of {} whose NAR the closure disk "
                                       "does not hold:",
                                       missing.size(), run.system));
       for (std::size_t i = 0; i < missing.size() && i < 12; ++i) out.error.push_back(missing[i]);
       if (missing.size() > 12) out.error.push_back(fmt::format("  and {} more", missing.size() - 12));
-      throw std::runtime_error("");
-    };
-    try {
-      check_nars(absent);
-    } catch (...) {
-      // Nothing written yet: what Nix says of the others completes the list.
-      std::set<std::string> lacking;
-      try {
-        lacking = asked.get();
-      } catch (...) {
-      }
-      std::set<std::string> all = absent;
-      all.merge(lacking);
-      out.error.clear();
-      check_nars(all);
-      throw;
+      return out;
+    }
+
+    if (invalid.empty()) {
+      say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
+      out.ok = true;
+      return out;
     }
 
     // 3. Each path locked as Nix locks a path it adds (PATH.lock, in the store: writable
     // first, on a read-only mount), then looked at again: another Nix may have added one
-    // meanwhile (it held the lock; now it is valid). Every lock is held until the paths
-    // are registered.
+    // meanwhile (it held the lock; now it is valid).
     std::string store = under_root(run.root, std::string(kNixStoreDir));
     make_store_writable(store);
-    ensure_open_files(infos.size());
+    ensure_open_files(invalid.size());
     PathLocks locks;
-    for (const auto& p : absent) locks.lock(store + "/" + base_name(p) + ".lock", on_line);
-    std::set<std::string> recheck;  // absent, then there: asked about with Nix's answer
-    for (const auto& p : absent)
-      if (struct stat ast; ::lstat(under_root(run.root, p).c_str(), &ast) == 0) recheck.insert(p);
-    for (const auto& p : recheck) absent.erase(p);
+    for (const auto& p : invalid) locks.lock(store + "/" + base_name(p) + ".lock", run.on_line);
+    std::vector<std::string> appeared;
+    for (const auto& p : invalid)
+      if (struct stat ast; ::lstat(under_root(run.root, p).c_str(), &ast) == 0) appeared.push_back(p);
+    std::set<std::string> leftovers;  // invalid, with something at their place: replaced
+    if (!appeared.empty()) {
+      leftovers = ask(appeared);
+      for (const auto& p : appeared)
+        if (!leftovers.count(p)) invalid.erase(p);
+    }
+    if (invalid.empty()) {
+      say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
+      out.ok = true;
+      return out;
+    }
 
     // 4. Unpack and check each.
     Fd store_fd{::open(store.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
@@ -523,14 +437,11 @@ ImportOutcome import_closure(const ClosureImport& run) {
     ::umask(022);
     std::vector<char> buffer;
     auto t_unpack = std::chrono::steady_clock::now();
-    std::optional<FedLater> load_db;
-    std::set<std::string> imported;
-    auto unpack = [&](const std::string& p, bool leftover) {
-      if (!load_db) load_db.emplace(std::vector<std::string>{tool(run, "nix-store"), "--load-db"});
+    for (const auto& p : invalid) {
       const NarInfo& n = infos.at(p);
       say(fmt::format("copying path '{}' from 'file://{}'...", p, run.closure_dir));
       std::string name = base_name(p);
-      if (leftover)  // the others' places were empty with their locks held
+      if (leftovers.count(p))  // the others' places were empty with their locks held
         if (auto err = remove_tree(store + "/" + name); !err.empty())
           throw std::runtime_error(fmt::format("cannot remove the invalid leftover {}: {}", p, err));
       std::string nar = under_root(run.root, run.closure_dir + "/" + n.url);
@@ -556,57 +467,43 @@ ImportOutcome import_closure(const ClosureImport& run) {
       }
       (xxh3 ? out.checked_xxh3 : out.checked_sha256)++;
       out.nar_bytes += r.size;
-      imported.insert(p);
-    };
-    for (const auto& p : absent) unpack(p, false);
-
-    // What Nix lacks of the paths that were there (a leftover: invalid, in the way),
-    // and the paths that appeared while they were being locked: each locked, looked at
-    // again, and asked about once more if something is at its place.
-    std::set<std::string> lacking = asked.get();
-    check_nars(lacking);
-    for (const auto& p : lacking)
-      if (!recheck.count(p)) locks.lock(store + "/" + base_name(p) + ".lock", on_line);
-    recheck.merge(lacking);
-    std::vector<std::string> there;
-    std::set<std::string> leftovers;
-    for (const auto& p : recheck)
-      if (struct stat ast; ::lstat(under_root(run.root, p).c_str(), &ast) == 0) there.push_back(p);
-    if (!there.empty()) leftovers = ask(there);
-    for (const auto& p : recheck)
-      if (leftovers.count(p) || std::find(there.begin(), there.end(), p) == there.end()) unpack(p, leftovers.count(p));
-    if (imported.empty()) {
-      say(fmt::format("nothing to import: the guest's store has the {} paths of {}", out.walked, run.system));
-      out.ok = true;
-      return out;
     }
     auto t_unpacked = std::chrono::steady_clock::now();
 
     // 5. Durable, then valid: one transaction.
     if (::syncfs(store_fd.fd) != 0) throw std::system_error(errno, std::generic_category(), "syncfs " + store);
     auto t_register = std::chrono::steady_clock::now();
-    {
+    if (!invalid.empty()) {
       std::string records;
-      for (const auto& p : imported) {
+      for (const auto& p : invalid) {
         const NarInfo& n = infos.at(p);
         records += fmt::format("{}\n{}\n{}\n{}\n{}\n", p, n.nar_hash, n.nar_size, n.deriver, n.references.size());
         for (const auto& r : n.references) records += r + "\n";
       }
+      Fd mem{::memfd_create("sprout-load-db", MFD_CLOEXEC)};
+      if (mem.fd < 0) throw std::system_error(errno, std::generic_category(), "memfd_create");
+      for (std::size_t done = 0; done < records.size();) {
+        ssize_t w = ::write(mem.fd, records.data() + done, records.size() - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) throw std::system_error(errno, std::generic_category(), "write the registrations");
+        done += static_cast<std::size_t>(w);
+      }
+      ::lseek(mem.fd, 0, SEEK_SET);
       written.clear();  // from here on a path may be valid: never removed by this import
-      load_db->feed(records);
+      nix({tool(run, "nix-store"), "--load-db"}, mem.fd);
     }
     auto t_registered = std::chrono::steady_clock::now();
     locks.release();
-    out.imported = imported.size();
+    out.imported = invalid.size();
     auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     say(fmt::format("imported {} of the closure's {} paths ({:.1f} MB of NAR, {} checked with XXH3-128, {} with "
-                    "SHA-256) in {:.1f} s: narinfos read in {:.2f} s, locked in {:.2f} s, unpacked and checked in "
-                    "{:.1f} s (Nix asked meanwhile, in {:.2f} s), synced in {:.2f} s, registered in {:.2f} s, "
-                    "unlocked in {:.2f} s",
+                    "SHA-256) in {:.1f} s: narinfos read in {:.2f} s, Nix asked in {:.2f} s, locked in {:.2f} s, "
+                    "unpacked and checked in {:.1f} s, synced in {:.2f} s, registered in {:.2f} s, unlocked in "
+                    "{:.2f} s",
                     out.imported, out.walked, static_cast<double>(out.nar_bytes) / 1e6, out.checked_xxh3,
-                    out.checked_sha256, since(t0), secs(t0, t_walked), secs(t_walked, t_unpack),
-                    secs(t_unpack, t_unpacked), asked_s, secs(t_unpacked, t_register), secs(t_register, t_registered),
-                    since(t_registered)));
+                    out.checked_sha256, since(t0), secs(t0, t_walked), secs(t_walked, t_asked),
+                    secs(t_asked, t_unpack), secs(t_unpack, t_unpacked), secs(t_unpacked, t_register),
+                    secs(t_register, t_registered), since(t_registered)));
     out.ok = true;
     return out;
   } catch (const std::exception& e) {

@@ -2,16 +2,13 @@
 // `sprout-agent --import-closure DIR SYSTEM` does (host-built VMs, docs/agent.md), in
 // one pass over the closure disk instead of `nix copy --from file://DIR`:
 //   1. walks SYSTEM's closure through DIR's narinfos (the uncompressed binary cache
-//      the host writes: nix-cache-info, HASH.narinfo, nar/), read from their index
-//      (sprout-narinfos, common/narinfo_index.h) where the disk has one;
+//      the host writes: nix-cache-info, HASH.narinfo, nar/);
 //   2. holding Nix's garbage-collector lock shared for the rest of the import (no
-//      collection runs meanwhile), asks the guest's Nix which of the paths that exist
-//      in the store it lacks (`nix-store --check-validity --print-invalid`; a path
-//      with nothing at its place cannot be valid), and goes on with the others while
-//      Nix answers. The disk must hold a NAR for each path to import (and the NarHash
-//      of its checksum line must be its narinfo's): for a path the store cannot have,
-//      checked before anything is written; for one Nix says it lacks, once it answers
-//      (what was written is then removed);
+//      collection runs meanwhile), asks the guest's Nix which of those paths it lacks
+//      (`nix-store --check-validity --print-invalid`, of the paths that exist in the
+//      store: one that does not cannot be valid); the disk must hold a NAR for each
+//      path it lacks (and the NarHash of its checksum line must be its narinfo's), or
+//      nothing is written;
 //   3. locks each of those paths as Nix does (PATH.lock) and asks again about any
 //      that appeared meanwhile;
 //   4. on a read-only store mount (NixOS), remounts it writable in a mount namespace of
@@ -23,9 +20,7 @@
 //      from the bytes the host checked against its Nix database's SHA-256), else the
 //      narinfo's NarHash (SHA-256);
 //   5. syncfs, then registers every path in one transaction of the guest's Nix
-//      (`nix-store --load-db`: path, NAR hash, size, deriver, references), a process
-//      started with the first unpack and fed at the end; killed, if the import fails,
-//      before its input ends.
+//      (`nix-store --load-db`: path, NAR hash, size, deriver, references).
 // Progress goes to `on_line` as Nix words it ("copying path '...' from 'file://...'").
 #pragma once
 
