@@ -190,6 +190,9 @@ class PathLocks {
     auto deadline = std::chrono::steady_clock::now() + kGcLockWait;
     bool said = false;
     for (;;) {
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error(fmt::format("{} stayed stale or held for {} minutes", path,
+                                             std::chrono::duration_cast<std::chrono::minutes>(kGcLockWait).count()));
       int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
       if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path);
       while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -212,7 +215,11 @@ class PathLocks {
         held_.emplace_back(path, fd);
         return;
       }
-      ::close(fd);  // stale: its holder deleted it
+      // Stale: its holder deleted it (then wrote a byte), or failed to delete it and
+      // left it there non-empty, which would be found stale forever: removed, under
+      // the lock. Either way, opened afresh.
+      if (st.st_nlink > 0) ::unlink(path.c_str());
+      ::close(fd);
     }
   }
 
@@ -415,6 +422,20 @@ ImportOutcome import_closure(const ClosureImport& run) {
     make_store_writable(store);
     ensure_open_files(invalid.size());
     PathLocks locks;
+    // What this import wrote is removed, if it fails, while the paths are still locked:
+    // once a lock goes, another Nix may add that path, and it must find it as it was.
+    struct RemoveOnFailure {
+      std::vector<std::string>& written;
+      std::vector<std::string>& error;
+      ~RemoveOnFailure() {
+        if (written.empty()) return;
+        for (auto it = written.rbegin(); it != written.rend(); ++it)
+          if (auto err = remove_tree(*it); !err.empty()) error.push_back("error: cleaning up: " + err);
+        error.push_back(
+            fmt::format("removed the {} path(s) this import wrote; nothing was registered", written.size()));
+        written.clear();
+      }
+    } remove_on_failure{written, out.error};
     for (const auto& p : invalid) locks.lock(store + "/" + base_name(p) + ".lock", run.on_line);
     std::vector<std::string> appeared;
     for (const auto& p : invalid)
@@ -509,10 +530,6 @@ ImportOutcome import_closure(const ClosureImport& run) {
   } catch (const std::exception& e) {
     if (*e.what()) out.error.insert(out.error.begin(), fmt::format("error: {}", e.what()));
   }
-  for (auto it = written.rbegin(); it != written.rend(); ++it)
-    if (auto err = remove_tree(*it); !err.empty()) out.error.push_back("error: cleaning up: " + err);
-  if (!written.empty())
-    out.error.push_back(fmt::format("removed the {} path(s) this import wrote; nothing was registered", written.size()));
   return out;
 }
 

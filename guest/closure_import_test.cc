@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <stdexcept>
@@ -281,6 +282,48 @@ TEST_F(Import, WaitsForARunningCollectionAndLeavesNoLockFiles) {
   EXPECT_NE(std::find(lines.begin(), lines.end(), "waiting for the big garbage collector lock..."), lines.end());
   for (const auto& e : fs::directory_iterator(t.path("/nix/store")))
     EXPECT_EQ(e.path().extension(), "") << e.path();
+}
+
+// A lock file its holder could not delete (non-empty, still there) is stale forever:
+// taken over, not waited on.
+TEST_F(Import, TakesOverALockFileLeftStaleInTheStore) {
+  std::string lock = "/nix/store/" + kLib.substr(11) + ".lock";
+  t.write(lock, "d");
+  ImportOutcome o = run();
+  ASSERT_TRUE(o.ok) << errors(o);
+  EXPECT_FALSE(fs::exists(t.path(lock)));
+}
+
+// A failed import removes what it wrote while it still holds the paths' locks: a Nix
+// waiting for one (here, a thread started as the import reaches that path) must find
+// the path's place empty when it gets the lock, never the import's partial copy.
+TEST_F(Import, AFailedImportRemovesWhatItWroteBeforeItUnlocks) {
+  flip_lib_byte();
+  std::string lock = t.path("/nix/store/" + kLib.substr(11) + ".lock").string();
+  std::string lib = t.path(kLib).string();
+  std::thread waiter;
+  std::atomic<int> seen{-1};  // 1: the partial copy was there when the lock came
+  ClosureImport ci;
+  ci.root = t.root().string();
+  ci.closure_dir = "/run/sprout/closure";
+  ci.system = kSys;
+  ci.nix_bin_dir = t.path("/fake-nix").string();
+  ci.on_line = [&](std::string_view l) {
+    if (l.find("copying path '" + kLib + "'") == std::string_view::npos || waiter.joinable()) return;
+    waiter = std::thread([&] {
+      int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);  // held by the import by now
+      if (fd < 0) return;
+      ::flock(fd, LOCK_EX);
+      struct stat st;
+      seen = ::lstat(lib.c_str(), &st) == 0 ? 1 : 0;
+      ::close(fd);
+    });
+  };
+  ImportOutcome o = import_closure(ci);
+  ASSERT_TRUE(waiter.joinable());
+  waiter.join();
+  EXPECT_FALSE(o.ok);
+  EXPECT_EQ(seen.load(), 0) << "the lock was released before the partial copy was removed";
 }
 
 TEST_F(Import, ABadChecksumListIsAnErrorNamingIt) {

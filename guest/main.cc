@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -136,20 +135,8 @@ int main(int argc, char** argv) {
       ci.closure_dir = r["import-closure"].as<std::string>();
       ci.system = r["system"].as<std::string>();
       ci.nix_bin_dir = r["nix-bin-dir"].as<std::string>();
-      // The line a path ("copying path ...") is flushed at most every 200 ms, so the
-      // agent reading them wakes once for many (each wake-up is dear under emulation);
-      // any other line (waiting for a lock, the summary) at once.
-      auto flushed = std::chrono::steady_clock::now();
-      ci.on_line = [&flushed](std::string_view line) {
-        std::cout << line << '\n';
-        auto now = std::chrono::steady_clock::now();
-        if (line.rfind("copying path ", 0) != 0 || now - flushed >= std::chrono::milliseconds(200)) {
-          std::cout.flush();
-          flushed = now;
-        }
-      };
+      ci.on_line = [](std::string_view line) { std::cout << line << std::endl; };
       agent::ImportOutcome out = agent::import_closure(ci);
-      std::cout.flush();
       for (const auto& line : out.error) std::cerr << line << "\n";
       return out.ok ? kExitOk : kExitFailure;
     }
