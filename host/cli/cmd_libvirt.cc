@@ -14,6 +14,8 @@
 #include "base/terminal_text.h"
 #include "libvirt/libvirt_connection.h"
 #include "libvirt/libvirt_domain_xml.h"
+#include "libvirt/libvirt_disk_access.h"
+#include "runtime/vm_uid_registry.h"
 #include "disk/overlay.h"
 #include "disk/prepare.h"
 #include "spec/spec.h"
@@ -105,6 +107,11 @@ int cmd_define(const Invocation& inv) {
   facts.backing_format = overlay.backing == spec.base_image ? std::optional<std::string>(spec.base_format)
                                                            : inspect_image(spec.overlay_path()).backing_format;
   facts.machine_id = prepared.exported.machine_id;
+  if (vm_uid_applies(spec)) {
+    // Its qemu's own uid, for as long as the VM exists (`sprout destroy` frees it).
+    facts.qemu_uid = host_vm_uid_registry().assign(spec.name, spec.state_dir);
+    open_disks_to(spec, *facts.backing, *facts.qemu_uid, conn.dac_qemu_uid());
+  }
   const std::string xml = domain_xml(spec, facts);
   const std::string want = embedded_digest(xml);
 
