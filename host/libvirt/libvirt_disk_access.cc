@@ -57,7 +57,7 @@ class OpenFile {
   struct stat st_ {};
 };
 
-bool exists(const fs::path& p) {
+bool present(const fs::path& p) {
   std::error_code ec;
   return fs::exists(p, ec);
 }
@@ -101,21 +101,21 @@ std::vector<fs::path> shared_disks(const Spec& spec, const fs::path& backing) {
     if (info.role == DiskRole::secrets) continue;
     const fs::path link = spec.exported_image(info.name);
     std::error_code ec;
-    if (exists(link)) out.push_back(fs::canonical(link, ec));
+    if (present(link)) out.push_back(fs::canonical(link, ec));
   }
-  if (exists(backing)) out.push_back(fs::canonical(backing));
+  if (present(backing)) out.push_back(fs::canonical(backing));
   return out;
 }
 
 void open_disks_to(const Spec& spec, const fs::path& backing, uid_t uid, std::optional<uid_t> libvirt_qemu_uid) {
-  const fs::path cache = exists(spec.cache_dir) ? fs::canonical(spec.cache_dir) : spec.cache_dir;
+  const fs::path cache = present(spec.cache_dir) ? fs::canonical(spec.cache_dir) : spec.cache_dir;
   for (const auto& disk : shared_disks(spec, backing)) {
     const auto rel = disk.lexically_relative(cache);
     const bool cached = !rel.empty() && *rel.begin() != "..";
     open_shared(disk, cached, uid, libvirt_qemu_uid);
   }
   for (const fs::path& own : {spec.overlay_path(), spec.exported_image("secrets")})
-    if (exists(own)) give_own(own, uid);
+    if (present(own)) give_own(own, uid);
   spdlog::debug("{}: disks opened to uid {}", spec.name, uid);
 }
 
@@ -134,7 +134,7 @@ int close_shared_disks_to(const Spec& spec, const fs::path& backing, uid_t uid) 
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(spec.cache_dir, ec))
     if (e.is_regular_file(ec) && !e.is_symlink(ec)) close_one(e.path());
-  if (exists(backing)) close_one(fs::canonical(backing));
+  if (present(backing)) close_one(fs::canonical(backing));
   return removed;
 }
 

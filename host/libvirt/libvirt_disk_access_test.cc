@@ -44,13 +44,14 @@ void write(const fs::path& p, mode_t mode, uid_t owner = 0) {
   if (::chown(p.c_str(), owner, owner) != 0) ADD_FAILURE() << "chown " << p;
 }
 
-/// Whether `uid` can open `path` with `flags`; `chmod_ok` says whether it could chmod it.
+/// Whether `uid` can open `path` with `flags`; with `chmod_ok`, also whether it could chmod it.
 bool opens_as(uid_t uid, const fs::path& path, int flags, bool* chmod_ok = nullptr) {
+  const bool try_chmod = chmod_ok != nullptr;
   pid_t pid = ::fork();
   if (pid == 0) {
     if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0) ::_exit(9);
     const int fd = ::open(path.c_str(), flags);
-    const bool ch = ::chmod(path.c_str(), 0666) == 0;
+    const bool ch = try_chmod && ::chmod(path.c_str(), 0666) == 0;
     ::_exit((fd >= 0 ? 1 : 0) | (ch ? 2 : 0));
   }
   int st = 0;

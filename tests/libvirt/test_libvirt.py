@@ -315,7 +315,7 @@ def main():
         shared = [os.path.realpath(os.path.join(state, f)) for f in ("config.img", "self.img")] + [basef]
         for f in shared:
             st = os.stat(f)
-            check(st.st_uid == 0 and st.st_mode & 0o037 == 0o040 and acl_users(f) == {vm_uid: 4},
+            check(st.st_uid == 0 and st.st_mode & 0o077 == 0o040 and acl_users(f) == {vm_uid: 4},
                   f"{f} after the run: uid {st.st_uid}, mode {st.st_mode & 0o777:o}, ACL users {acl_users(f)}")
             check(try_as(vm_uid, f, os.O_RDONLY, do_chmod=True) == (True, False),
                   f"the VM's uid cannot read {f}, or can chmod it")
