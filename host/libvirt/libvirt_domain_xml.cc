@@ -246,9 +246,9 @@ std::string domain_xml(const Spec& spec, const DomainHostFacts& facts) {
   dev += peripherals_xml(spec);
   x += "  <devices>\n" + dev + "  </devices>\n";
   if (facts.qemu_uid)
-    x += fmt::format("  <seclabel type='static' model='dac' relabel='yes'>\n    <label>+{0}:+{0}</label>\n"
+    x += fmt::format("  <seclabel type='static' model='dac' relabel='yes'>\n    <label>+{}:+{}</label>\n"
                      "  </seclabel>\n",
-                     *facts.qemu_uid);
+                     *facts.qemu_uid, facts.qemu_gid.value_or(*facts.qemu_uid));
   qemu_args.insert(qemu_args.end(), spec.qemu_args.begin(), spec.qemu_args.end());
   x += qemu_commandline_xml(qemu_args);
   x += "</domain>\n";

@@ -35,6 +35,9 @@ struct DomainHostFacts {
   /// and readable to this uid by their ACLs (libvirt_disk_access.h). Unset: no label,
   /// qemu runs as libvirt's qemu user (qemu.conf), which then owns every disk.
   std::optional<uid_t> qemu_uid;
+  /// The gid with it; unset: the uid. A KVM domain where /dev/kvm is not open to all
+  /// (Debian: 0660, group kvm) needs /dev/kvm's group, which every such VM then shares.
+  std::optional<gid_t> qemu_gid;
 };
 
 /// The domain XML. Carries <metadata><sprout:vm> with the spec file and a digest of

@@ -159,6 +159,10 @@ TEST(DomainXml, OwnQemuUidLabelsOwnDisksAndLeavesSharedOnes) {
   x = domain_xml(spec_with(), facts);
   EXPECT_TRUE(has(x, "  </devices>\n  <seclabel type='static' model='dac' relabel='yes'>\n"
                      "    <label>+1936719877:+1936719877</label>\n  </seclabel>\n"));
+  // Where /dev/kvm is open to its group alone, that group is the gid.
+  DomainHostFacts with_gid = facts;
+  with_gid.qemu_gid = 993;
+  EXPECT_TRUE(has(domain_xml(spec_with(), with_gid), "    <label>+1936719877:+993</label>\n"));
   // The overlay and the secrets disk are the VM's: relabelled (no per-disk label).
   EXPECT_TRUE(has(x, "<source file='/var/lib/sprout/vms/web/root.qcow2'/>\n"));
   EXPECT_TRUE(has(x, "<source file='/var/lib/sprout/vms/web/secrets.img'/>\n"));
