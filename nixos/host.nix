@@ -323,6 +323,8 @@ let
   makeDirs = vm: [
     "+${pkgs.coreutils}/bin/install -d -m ${stateDirMode vm} ${lib.escapeShellArg vm.stateDir}"
     "+${pkgs.coreutils}/bin/install -d -m 0711 ${lib.escapeShellArg cfg.cacheDir}"
+  ] ++ optionals (vm.backend == "libvirt") [
+    "+${pkgs.coreutils}/bin/install -d -m 0700 /var/lib/sprout/libvirt-uids"
   ];
 
   vmHardening = vm:
@@ -355,9 +357,14 @@ let
       }
     else {
       # libvirtd runs qemu; sprout only exports, defines and watches. CAP_DAC_OVERRIDE:
-      # the status channel's socket and the console log are made for libvirt's qemu
-      # user (dynamic_ownership), and connecting to a socket takes write permission.
-      CapabilityBoundingSet = "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE";
+      # the status channel's socket and the console log are made for the VM's qemu
+      # uid (dynamic_ownership), and connecting to a socket takes write permission.
+      # CAP_CHOWN: `sprout define` gives the VM's own disks to its qemu's uid and takes
+      # back what libvirt gave its qemu user under an earlier sprout; CAP_FOWNER: it
+      # lets that uid read a base outside the store that is not root's (an ACL entry).
+      CapabilityBoundingSet = "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER";
+      # The uids of libvirt VMs' qemus, recorded by `sprout define`.
+      ReadWritePaths = [ vm.stateDir cfg.cacheDir "/nix/var/nix/gcroots/sprout" "/var/lib/sprout/libvirt-uids" ];
       # AF_INET, AF_INET6 only for a remote URI (qemu+ssh://, qemu+tcp://).
       RestrictAddressFamilies = if localLibvirt then "AF_UNIX AF_NETLINK" else "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
       # `sprout define` with accel "auto" runs a probe guest under qemu itself, with
@@ -586,8 +593,10 @@ in
       # Nobody lists the VMs; 0711 when libvirt runs one: its unprivileged qemu must
       # pass through to the overlay and disks in /var/lib/sprout/vms/NAME.
       "d /var/lib/sprout/vms ${if builtins.any (vm: vm.backend == "libvirt") (attrValues cfg.vms) then "0711" else "0750"} root root -"
-      # 0711: qemu's user reaches an image libvirt hands it, nobody lists the cache.
+      # 0711: a VM's qemu reaches an image it may read (its ACL), nobody lists the cache.
       "d ${cfg.cacheDir} 0711 root root -"
+      # The uids `sprout define` gives libvirt VMs' qemus (and `sprout run` never takes).
+      "d /var/lib/sprout/libvirt-uids 0700 root root -"
       "d /nix/var/nix/gcroots/sprout 0755 root root -"
     ] ++ map (vm: "d ${vm.stateDir} ${stateDirMode vm} root root -") (attrValues cfg.vms);
 

@@ -29,6 +29,7 @@
 #include "cli/vm_locator.h"
 #ifdef SPROUT_LIBVIRT_SO
 #include "libvirt/libvirt_connection.h"
+#include "libvirt/libvirt_disk_access.h"
 #endif
 
 namespace sprout {
@@ -190,10 +191,20 @@ Check libvirt_check(const std::string& uri, const std::vector<std::string>& vms)
 #ifdef SPROUT_LIBVIRT_SO
   try {
     LibvirtConnection conn(uri);
-    return {name, Verdict::pass,
-            fmt::format("reachable{}; used by {}", conn.has_kvm() ? ", offers KVM domains" : ", no KVM domains",
-                        fmt::join(vms, ", ")),
-            ""};
+    const std::string reach = fmt::format("reachable{}; used by {}",
+                                          conn.has_kvm() ? ", offers KVM domains" : ", no KVM domains",
+                                          fmt::join(vms, ", "));
+    // Each VM's qemu as a uid of its own (docs/libvirt.md#who-may-read-the-exported-images).
+    if (!local_system_libvirt(uri))
+      return {name, Verdict::warn,
+              reach + "; every VM's qemu runs as this daemon's one user (not the host's system daemon), so one "
+                      "VM's qemu can read another's disks",
+              "use qemu:///system, or confine each qemu with sVirt (AppArmor or SELinux)"};
+    if (!conn.dac_qemu_uid())
+      return {name, Verdict::warn, reach + "; libvirt reports no DAC security model, which gives each VM's qemu a "
+                                           "uid of its own",
+              "check security_driver in /etc/libvirt/qemu.conf"};
+    return {name, Verdict::pass, reach + "; each VM's qemu runs as a uid of its own (DAC label)", ""};
   } catch (const std::exception& e) {
     return {name, Verdict::fail, for_terminal(e.what()), "start libvirtd (virtqemud) or fix libvirt.uri in the specs"};
   }

@@ -13,6 +13,8 @@
 #include "error.h"
 #include "runtime/kvm_probe.h"
 #include "libvirt/libvirt_domain_xml.h"
+#include "libvirt/libvirt_disk_access.h"
+#include "runtime/vm_uid_registry.h"
 #include "disk/overlay.h"
 #include "spec/spec.h"
 #include "cli/vm_locator.h"
@@ -51,6 +53,8 @@ int cmd_domain_xml(const Invocation& inv) {
       facts.backing_format = info.backing_format;
     }
   }
+  // The uid `define` recorded for the VM (none is assigned here).
+  if (vm_uid_applies(spec)) facts.qemu_uid = host_vm_uid_registry().recorded(spec.name, spec.state_dir);
   std::cout << domain_xml(spec, facts) << std::flush;
   return 0;
 }
@@ -59,7 +63,8 @@ const Command kDomainXmlCommand = {"domain-xml", "print the libvirt domain XML f
     "Print the libvirt domain XML `sprout define` would define for a VM spec.\n"
     "Domain type kvm when the spec's accel is \"kvm\", or \"auto\" and a probe guest ran under KVM\n"
     "here (`sprout check-host`), else qemu (override with --type).\n"
-    "When the VM's overlay exists, its real backing file is used, as define does.",
+    "When the VM's overlay exists, its real backing file is used, as define does; when define\n"
+    "recorded a uid for the VM's qemu, the XML runs qemu as it.",
     Needs::one_vm, domain_xml_options, cmd_domain_xml};
 
 }  // namespace sprout

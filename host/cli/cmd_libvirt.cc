@@ -1,4 +1,7 @@
 // sprout define / undefine / stop: the libvirt backend's commands (docs/libvirt.md).
+#include <sys/stat.h>
+
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -14,6 +17,8 @@
 #include "base/terminal_text.h"
 #include "libvirt/libvirt_connection.h"
 #include "libvirt/libvirt_domain_xml.h"
+#include "libvirt/libvirt_disk_access.h"
+#include "runtime/vm_uid_registry.h"
 #include "disk/overlay.h"
 #include "disk/prepare.h"
 #include "spec/spec.h"
@@ -105,6 +110,20 @@ int cmd_define(const Invocation& inv) {
   facts.backing_format = overlay.backing == spec.base_image ? std::optional<std::string>(spec.base_format)
                                                            : inspect_image(spec.overlay_path()).backing_format;
   facts.machine_id = prepared.exported.machine_id;
+  if (vm_uid_applies(spec)) {
+    // Its qemu's own uid, for as long as the VM exists (`sprout destroy` frees it).
+    facts.qemu_uid = host_vm_uid_registry().assign(spec.name, spec.state_dir);
+    open_disks_to(spec, *facts.backing, *facts.qemu_uid, conn.dac_qemu_uid());
+    // A uid of its own has no supplementary groups: where /dev/kvm is open to its
+    // group alone (Debian's 0660 kvm), a KVM domain's qemu takes that group as its gid.
+    struct stat kvm_st;
+    if (facts.kvm && ::stat("/dev/kvm", &kvm_st) == 0 && (kvm_st.st_mode & 0006) != 0006 &&
+        (kvm_st.st_mode & 0060) == 0060) {
+      facts.qemu_gid = kvm_st.st_gid;
+      spdlog::info("{}: qemu runs as uid {} with /dev/kvm's group {} (/dev/kvm is not open to others)", spec.name,
+                   *facts.qemu_uid, kvm_st.st_gid);
+    }
+  }
   const std::string xml = domain_xml(spec, facts);
   const std::string want = embedded_digest(xml);
 

@@ -18,7 +18,10 @@
 #include "cli/commands.h"
 #include "error.h"
 #include "backend/backend.h"
+#include "disk/overlay.h"
+#include "libvirt/libvirt_disk_access.h"
 #include "runtime/run_lock.h"
+#include "runtime/vm_uid_registry.h"
 #include "status/run_state.h"
 #include "spec/spec.h"
 #include "status/status_store.h"
@@ -74,6 +77,26 @@ void destroy_options(cxxopts::Options& o) {
 
 }  // namespace
 
+namespace {
+
+// A libvirt VM's qemu uid (vm_uid_registry.h) is free again once its domain is gone:
+// first no cached image or base may still let it read (the next VM given the uid
+// must not read this one's images); its own disks go with the state directory.
+void release_libvirt_uid(const Spec& spec) {
+  const auto registry = host_vm_uid_registry();
+  auto uid = registry.recorded(spec.name, spec.state_dir);
+  if (!uid) return;
+  std::filesystem::path backing = spec.base_image;
+  std::error_code ec;
+  if (fs::is_regular_file(spec.overlay_path(), ec))
+    if (auto b = inspect_image(spec.overlay_path()).backing) backing = *b;
+  const int removed = close_shared_disks_to(spec, backing, *uid);
+  registry.release(spec.name, spec.state_dir);
+  fmt::print("{}: released its qemu's uid {} ({} image ACL entries removed)\n", spec.name, *uid, removed);
+}
+
+}  // namespace
+
 int cmd_destroy(const Invocation& inv) {
   const auto& a = inv.args;
   Spec spec = *inv.vm;
@@ -91,6 +114,7 @@ int cmd_destroy(const Invocation& inv) {
   }
   std::string how = backend_for(spec).remove(spec);
   fmt::print("{}: {}\n", spec.name, how);
+  if (spec.backend == Backend::libvirt) release_libvirt_uid(spec);
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(spec.gc_root_dir, ec)) {
     std::string n = e.path().filename().string();

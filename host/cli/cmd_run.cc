@@ -25,6 +25,7 @@
 #include "image/export.h"
 #include "base/process_identity.h"
 #include "runtime/dynamic_uid.h"
+#include "runtime/vm_uid_registry.h"
 #include "runtime/orphaned_qemu.h"
 #include "runtime/qemu_command.h"
 #include "runtime/qemu_confinement.h"
@@ -182,7 +183,7 @@ int cmd_run(const Invocation& inv) {
   end_orphaned_qemu(spec);
   std::optional<DynamicUid> uid;  // claimed for as long as qemu runs
   if (confinement.known && confinement.user.kind == QemuUser::Kind::dynamic) {
-    uid.emplace(DynamicUid::claim(default_uid_registry(), spec.name));
+    uid.emplace(DynamicUid::claim(default_uid_registry(), spec.name, default_vm_uid_registry()));
     confinement.user.uid = confinement.user.gid = uid->uid();
   }
   if (record) start_record(spec);

@@ -1,5 +1,6 @@
 #include "libvirt/libvirt_connection.h"
 
+#include <regex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -55,6 +56,17 @@ bool LibvirtConnection::has_kvm() {
   std::string s(caps);
   free(caps);
   return s.find("<domain type='kvm'") != std::string::npos;
+}
+
+std::optional<uid_t> LibvirtConnection::dac_qemu_uid() {
+  char* caps = lv().virConnectGetCapabilities(c_);
+  if (!caps) throw LibvirtError(fmt::format("libvirt {}: reading host capabilities: {}", uri_, libvirt_last_error()));
+  std::string s(caps);
+  free(caps);
+  static const std::regex re(R"(<model>dac</model>[\s\S]*?<baselabel type='qemu'>\+([0-9]+):)");
+  std::smatch m;
+  if (!std::regex_search(s, m, re)) return std::nullopt;
+  return static_cast<uid_t>(std::stoul(m[1].str()));
 }
 
 LibvirtDomain::~LibvirtDomain() {

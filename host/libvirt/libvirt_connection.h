@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <sys/types.h>
+
 #include <libvirt/libvirt.h>
 
 namespace sprout {
@@ -64,6 +66,9 @@ class LibvirtConnection {
   LibvirtDomain define(const std::string& xml, const std::string& name);
   /// Whether the host (as libvirt sees it) offers domain type 'kvm'.
   bool has_kvm();
+  /// The uid libvirt's DAC driver runs qemu as by default (qemu.conf's `user`, from
+  /// the host capabilities' <secmodel>); nullopt when libvirt does not say.
+  std::optional<uid_t> dac_qemu_uid();
 
  private:
   std::string uri_;

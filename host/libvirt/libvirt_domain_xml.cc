@@ -126,14 +126,20 @@ std::string disks_xml(const Spec& spec, const DomainHostFacts& facts) {
   std::string dev;
   // The boot disk: the VM's overlay, with its backing chain spelled out so libvirt
   // neither probes formats nor guesses (and labels the base read-only).
+  // A shared disk's source: libvirt leaves it as it is when the VM has a uid of its own.
+  const std::string keep = facts.qemu_uid ? "<seclabel model='dac' relabel='no'/>" : "";
+  auto shared_source = [&](const fs::path& file, const std::string& indent) {
+    if (keep.empty()) return fmt::format("{}<source file='{}'/>\n", indent, esc(file));
+    return fmt::format("{0}<source file='{1}'>\n{0}  {2}\n{0}</source>\n", indent, esc(file), keep);
+  };
   const fs::path backing = facts.backing.value_or(spec.base_image);
   const std::string backing_format = facts.backing_format.value_or(spec.base_format);
   dev += "    <disk type='file' device='disk'>\n";
   dev += "      <driver name='qemu' type='qcow2' discard='unmap'/>\n";
   dev += fmt::format("      <source file='{}'/>\n", esc(spec.overlay_path()));
-  dev += fmt::format("      <backingStore type='file'>\n        <format type='{}'/>\n        <source file='{}'/>\n"
+  dev += fmt::format("      <backingStore type='file'>\n        <format type='{}'/>\n{}"
                      "        <backingStore/>\n      </backingStore>\n",
-                     xml_escape(backing_format), esc(backing));
+                     xml_escape(backing_format), shared_source(backing, "        "));
   dev += "      <target dev='vda' bus='virtio'/>\n      <boot order='1'/>\n    </disk>\n";
   // The exported disks, read-only, found in the guest by their virtio serials.
   char letter = 'b';
@@ -141,7 +147,12 @@ std::string disks_xml(const Spec& spec, const DomainHostFacts& facts) {
     if (info.role == DiskRole::ssh && !spec.ssh_source) continue;
     if (info.role == DiskRole::closure && !spec.host_built()) continue;
     dev += "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n";
-    dev += fmt::format("      <source file='{}'/>\n", esc(spec.exported_image(info.name)));
+    // The secrets disk is the VM's own (in its state directory); the others are
+    // cached images other VMs may use too.
+    if (info.role == DiskRole::secrets)
+      dev += fmt::format("      <source file='{}'/>\n", esc(spec.exported_image(info.name)));
+    else
+      dev += shared_source(spec.exported_image(info.name), "      ");
     dev += fmt::format("      <target dev='vd{}' bus='virtio'/>\n      <readonly/>\n      <serial>{}</serial>\n",
                        letter++, xml_escape(info.serial));
     dev += "    </disk>\n";
@@ -234,6 +245,10 @@ std::string domain_xml(const Spec& spec, const DomainHostFacts& facts) {
   dev += console_and_channel_xml(spec);
   dev += peripherals_xml(spec);
   x += "  <devices>\n" + dev + "  </devices>\n";
+  if (facts.qemu_uid)
+    x += fmt::format("  <seclabel type='static' model='dac' relabel='yes'>\n    <label>+{}:+{}</label>\n"
+                     "  </seclabel>\n",
+                     *facts.qemu_uid, facts.qemu_gid.value_or(*facts.qemu_uid));
   qemu_args.insert(qemu_args.end(), spec.qemu_args.begin(), spec.qemu_args.end());
   x += qemu_commandline_xml(qemu_args);
   x += "</domain>\n";

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include <sys/types.h>
+
 #include "spec/spec.h"
 
 namespace sprout {
@@ -27,6 +29,15 @@ struct DomainHostFacts {
   /// The VM's machine-id, handed to the guest's systemd as an SMBIOS type 11 string
   /// (the credential system.machine_id); "" = none.
   std::string machine_id;
+  /// The uid (and gid) the VM's qemu runs as (vm_uid_registry.h), a static DAC label:
+  /// libvirt gives the VM's own disks (overlay, secrets disk) to it, and leaves the
+  /// shared ones (the cached images, the base) alone (relabel='no'): they are root's,
+  /// and readable to this uid by their ACLs (libvirt_disk_access.h). Unset: no label,
+  /// qemu runs as libvirt's qemu user (qemu.conf), which then owns every disk.
+  std::optional<uid_t> qemu_uid;
+  /// The gid with it; unset: the uid. A KVM domain where /dev/kvm is not open to all
+  /// (Debian: 0660, group kvm) needs /dev/kvm's group, which every such VM then shares.
+  std::optional<gid_t> qemu_gid;
 };
 
 /// The domain XML. Carries <metadata><sprout:vm> with the spec file and a digest of

@@ -149,3 +149,36 @@ TEST(DomainXml, DigestIsDeterministicAndTracksChanges) {
   // libvirt re-serializes metadata with its own prefix choice: still found.
   EXPECT_EQ(embedded_digest("<x:digest>" + d + "</x:digest>"), d);
 }
+
+TEST(DomainXml, OwnQemuUidLabelsOwnDisksAndLeavesSharedOnes) {
+  // Without a uid: no label, libvirt's default (its qemu user owns every disk).
+  std::string x = domain_xml(spec_with(), {});
+  EXPECT_FALSE(has(x, "seclabel"));
+  DomainHostFacts facts;
+  facts.qemu_uid = 1936719872 + 5;
+  x = domain_xml(spec_with(), facts);
+  EXPECT_TRUE(has(x, "  </devices>\n  <seclabel type='static' model='dac' relabel='yes'>\n"
+                     "    <label>+1936719877:+1936719877</label>\n  </seclabel>\n"));
+  // Where /dev/kvm is open to its group alone, that group is the gid.
+  DomainHostFacts with_gid = facts;
+  with_gid.qemu_gid = 993;
+  EXPECT_TRUE(has(domain_xml(spec_with(), with_gid), "    <label>+1936719877:+993</label>\n"));
+  // The overlay and the secrets disk are the VM's: relabelled (no per-disk label).
+  EXPECT_TRUE(has(x, "<source file='/var/lib/sprout/vms/web/root.qcow2'/>\n"));
+  EXPECT_TRUE(has(x, "<source file='/var/lib/sprout/vms/web/secrets.img'/>\n"));
+  // The base and the cached images are shared: libvirt leaves them alone.
+  EXPECT_TRUE(has(x, "        <source file='/nix/store/base.qcow2'>\n"
+                     "          <seclabel model='dac' relabel='no'/>\n        </source>\n"));
+  for (const char* role : {"config", "self"})
+    EXPECT_TRUE(has(x, std::string("      <source file='/var/lib/sprout/vms/web/") + role +
+                           ".img'>\n        <seclabel model='dac' relabel='no'/>\n      </source>\n"))
+        << role;
+  // Three: base, config, self.
+  std::size_t n = 0;
+  for (auto at = x.find("relabel='no'"); at != std::string::npos; at = x.find("relabel='no'", at + 1)) ++n;
+  EXPECT_EQ(n, 3u);
+  // The uid is part of the definition: another uid is a changed domain.
+  DomainHostFacts other = facts;
+  other.qemu_uid = *facts.qemu_uid + 1;
+  EXPECT_NE(embedded_digest(x), embedded_digest(domain_xml(spec_with(), other)));
+}

@@ -60,15 +60,6 @@ bool runs_as(const fs::path& status_file, uid_t uid) {
   return as_uid && (!zombie || threads > 1);
 }
 
-/// The uid a claim file is named by; nothing for any other name.
-std::optional<uid_t> claimed_uid(const std::string& name) {
-  if (name.empty() || name.size() > 10 || name.find_first_not_of("0123456789") != std::string::npos)
-    return std::nullopt;
-  const unsigned long long n = std::stoull(name);
-  if (n < kDynamicUidFirst || n - kDynamicUidFirst >= kDynamicUidCount) return std::nullopt;
-  return static_cast<uid_t>(n);
-}
-
 /// Whether the claim in `file` belongs to a process that still runs.
 bool claim_alive(const fs::path& file) {
   std::ifstream in(file);
@@ -153,6 +144,14 @@ void remove_ipc_of(uid_t uid) {
   }
 }
 
+std::optional<uid_t> uid_of_registry_file(const std::string& name) {
+  if (name.empty() || name.size() > 10 || name.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  const unsigned long long n = std::stoull(name);
+  if (n < kDynamicUidFirst || n - kDynamicUidFirst >= kDynamicUidCount) return std::nullopt;
+  return static_cast<uid_t>(n);
+}
+
 fs::path default_uid_registry() { return "/run/sprout/qemu-uids"; }
 
 std::vector<pid_t> processes_running_as(uid_t uid) {
@@ -171,7 +170,7 @@ uid_t DynamicUid::first_choice(const std::string& vm) {
   return kDynamicUidFirst + static_cast<uid_t>(std::stoul(digest.substr(0, 4), nullptr, 16) % kDynamicUidCount);
 }
 
-DynamicUid DynamicUid::claim(const fs::path& registry, const std::string& vm) {
+DynamicUid DynamicUid::claim(const fs::path& registry, const std::string& vm, const fs::path& reserved) {
   std::error_code ec;
   fs::create_directories(registry, ec);
   if (ec) throw std::runtime_error(fmt::format("cannot create {}: {}", registry.string(), ec.message()));
@@ -182,7 +181,7 @@ DynamicUid DynamicUid::claim(const fs::path& registry, const std::string& vm) {
   // Stale claims first, wherever they are: what their sprout left running dies now,
   // as it would have with its parent.
   for (const auto& e : fs::directory_iterator(registry, ec)) {
-    const auto uid = claimed_uid(e.path().filename().string());
+    const auto uid = uid_of_registry_file(e.path().filename().string());
     if (!uid || claim_alive(e.path())) continue;
     if (end_orphans(*uid)) {
       remove_ipc_of(*uid);
@@ -192,7 +191,9 @@ DynamicUid DynamicUid::claim(const fs::path& registry, const std::string& vm) {
   const uid_t first = first_choice(vm);
   for (uid_t i = 0; i < kDynamicUidCount; ++i) {
     const uid_t uid = kDynamicUidFirst + (first - kDynamicUidFirst + i) % kDynamicUidCount;
-    if (known_to_user_database(uid) || !processes_running_as(uid).empty()) continue;
+    if (known_to_user_database(uid) || fs::exists(reserved / std::to_string(uid), ec) ||
+        !processes_running_as(uid).empty())
+      continue;
     const fs::path file = registry / std::to_string(uid);
     if (write_claim(file, vm)) {
       remove_ipc_of(uid);  // whatever an earlier holder left, however it ended

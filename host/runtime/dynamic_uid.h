@@ -7,7 +7,8 @@
 // when the run ends. A claim whose process is gone is stale: its uid is taken back,
 // first killing what still runs under it (a qemu whose sprout was killed: the
 // parent-death signal does not survive qemu's switch of user). The gid is the uid.
-// What a uid leaves in IPC and /dev/shm is removed before it is used again.
+// What a uid leaves in IPC and /dev/shm is removed before it is used again. A uid a
+// libvirt VM holds (vm_uid_registry.h: `reserved`) is never claimed, running or not.
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +23,10 @@ namespace sprout {
 inline constexpr uid_t kDynamicUidFirst = 0x73700000;  ///< 1936719872
 inline constexpr uid_t kDynamicUidCount = 0x10000;
 
+/// The uid of sprout's range a registry file is named by (its decimal number);
+/// nothing for any other name.
+std::optional<uid_t> uid_of_registry_file(const std::string& name);
+
 /// Where root's claims are kept (/run: emptied at boot, with the processes).
 std::filesystem::path default_uid_registry();
 
@@ -29,7 +34,8 @@ class DynamicUid {
  public:
   /// Claims a free uid for `vm`, trying the one its name hashes to first (a VM usually
   /// gets the same uid run after run). std::runtime_error when every uid is taken.
-  static DynamicUid claim(const std::filesystem::path& registry, const std::string& vm);
+  static DynamicUid claim(const std::filesystem::path& registry, const std::string& vm,
+                          const std::filesystem::path& reserved);
   /// The uid `vm` would try first (for a dry run's command line).
   static uid_t first_choice(const std::string& vm);
 

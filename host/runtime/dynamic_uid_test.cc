@@ -42,9 +42,9 @@ TEST(DynamicUid, EachClaimHasAUidOfItsOwnUntilReleased) {
   const fs::path reg = dir.path() / "uids";
   uid_t first = 0;
   {
-    DynamicUid a = DynamicUid::claim(reg, "uid-test-web");
-    DynamicUid b = DynamicUid::claim(reg, "uid-test-web");  // the same name twice: still two uids
-    DynamicUid c = DynamicUid::claim(reg, "uid-test-db");
+    DynamicUid a = DynamicUid::claim(reg, "uid-test-web", reg / "none");
+    DynamicUid b = DynamicUid::claim(reg, "uid-test-web", reg / "none");  // the same name twice: still two uids
+    DynamicUid c = DynamicUid::claim(reg, "uid-test-db", reg / "none");
     first = a.uid();
     EXPECT_EQ(a.uid(), DynamicUid::first_choice("uid-test-web"));
     EXPECT_NE(a.uid(), b.uid());
@@ -57,7 +57,7 @@ TEST(DynamicUid, EachClaimHasAUidOfItsOwnUntilReleased) {
     }
   }
   EXPECT_FALSE(fs::exists(reg / std::to_string(first)));  // released
-  DynamicUid again = DynamicUid::claim(reg, "uid-test-web");
+  DynamicUid again = DynamicUid::claim(reg, "uid-test-web", reg / "none");
   EXPECT_EQ(again.uid(), first);  // the same VM gets the same uid run after run
 }
 
@@ -74,7 +74,7 @@ TEST(DynamicUid, AStaleClaimIsTakenBackAndWhatRunsUnderItIsKilled) {
   ASSERT_GT(orphan, 0);
   ASSERT_FALSE(processes_running_as(uid).empty());
 
-  DynamicUid taken = DynamicUid::claim(reg, "uid-test-orphaned");
+  DynamicUid taken = DynamicUid::claim(reg, "uid-test-orphaned", reg / "none");
   EXPECT_EQ(taken.uid(), uid);
   int status = 0;
   ASSERT_EQ(::waitpid(orphan, &status, 0), orphan);
@@ -88,7 +88,7 @@ TEST(DynamicUid, AUidSomeProcessRunsAsIsSkipped) {
   pid_t other = start_process_as(uid);
   ASSERT_GT(other, 0);
   ASSERT_FALSE(processes_running_as(uid).empty());
-  DynamicUid u = DynamicUid::claim(dir.path() / "uids", "uid-test-busy");
+  DynamicUid u = DynamicUid::claim(dir.path() / "uids", "uid-test-busy", dir.path() / "none");
   EXPECT_NE(u.uid(), uid);
   ::kill(other, SIGKILL);
   ::waitpid(other, nullptr, 0);
@@ -100,7 +100,7 @@ TEST(DynamicUid, WhatTheUidLeftInIpcAndDevShmIsRemovedOnRelease) {
   int shm_id = -1;
   std::filesystem::path shm_file;
   {
-    DynamicUid u = DynamicUid::claim(dir.path() / "uids", "uid-test-ipc");
+    DynamicUid u = DynamicUid::claim(dir.path() / "uids", "uid-test-ipc", dir.path() / "none");
     // What an escaped qemu could leave: a System V segment and a POSIX shm file.
     shm_id = ::shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
     ASSERT_GE(shm_id, 0);

@@ -9,11 +9,13 @@ of directories under a temporary directory.
 The daemon is configured as real hosts configure theirs: qemu runs as an unprivileged
 user (QEMU_USER, `libvirt-qemu`, Debian's name; NixOS calls it `qemu-libvirtd`) with
 libvirt's DAC security driver and `dynamic_ownership = 1` (libvirt chowns each disk,
-kernel and initrd to that user while the domain runs). `security_driver = "none"`
+kernel and initrd to that user while the domain runs), unless the domain names a uid
+of its own (a static DAC label, as sprout's domains do: then that uid). `security_driver = "none"`
 only leaves out sVirt (AppArmor, SELinux), which these machines do not run: the
 privileged daemon always stacks DAC under it (naming "dac" there is an error). The
-tests check that qemu's uids and gids are that user's (privilege_problem), so they
-cannot pass with a root qemu.
+tests check that qemu's uids and gids are that user's or the domain's (privilege_problem),
+so they cannot pass with a root qemu. stop() also removes sprout's uid records
+(VM_UID_REGISTRY) of the test's VMs.
 
 The user and group are created on the host by this module when missing (a system
 account, no home, no shell; idempotent, and safe when several tests start daemons at
@@ -41,8 +43,10 @@ from __future__ import annotations
 
 import fcntl
 import grp
+import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
@@ -51,6 +55,8 @@ import tempfile
 import time
 
 QEMU_USER = "libvirt-qemu"
+# sprout's records of the uids it gave libvirt VMs' qemus (host/runtime/vm_uid_registry.h).
+VM_UID_REGISTRY = "/var/lib/sprout/libvirt-uids"
 PRIVATE_DIRS = ["/etc/libvirt", "/var/lib/libvirt", "/run/libvirt", "/var/log/libvirt",
                 "/var/cache/libvirt"]
 
@@ -300,15 +306,23 @@ class LibvirtDaemon:
                     out[key] = [int(v) for v in value.split()]
         return out
 
-    def privilege_problem(self, pid: int) -> str | None:
-        """None when qemu process `pid` runs as qemu.conf's user and group alone (every
-        uid and gid of it, no supplementary group root); else what is wrong."""
-        uid, gid = self.qemu_account()
+    def privilege_problem(self, pid: int, account: tuple[int, int] | None = None) -> str | None:
+        """None when qemu process `pid` runs as `account` (uid, gid; by default
+        qemu.conf's user and group) alone: every uid and gid of it, no supplementary
+        group root, and not root; else what is wrong."""
+        uid, gid = account or self.qemu_account()
         ids = self.process_ids(pid)
         if uid != 0 and ids.get("Uid") == [uid] * 4 and ids.get("Gid") == [gid] * 4 \
                 and 0 not in ids.get("Groups", [0]):
             return None
-        return f"qemu (pid {pid}) is not {QEMU_USER} ({uid}:{gid}) alone: {ids}"
+        return f"qemu (pid {pid}) is not {uid}:{gid} alone: {ids}"
+
+    def domain_qemu_account(self, name: str) -> tuple[int, int] | None:
+        """The uid and gid of the domain's static DAC label (what sprout gave the VM's
+        qemu), from its persistent definition; None when it has none."""
+        xml = self.virsh("dumpxml", "--inactive", name).stdout
+        m = re.search(r"<seclabel type='static' model='dac'[^>]*>\s*<label>\+(\d+):\+(\d+)</label>", xml)
+        return (int(m.group(1)), int(m.group(2))) if m else None
 
     def stop(self) -> None:
         """Destroys and undefines every domain, kills leftover qemu, stops both daemons."""
@@ -326,8 +340,27 @@ class LibvirtDaemon:
             pid = self.pids.pop(name, None)
             if pid:
                 _stop_pid(pid)
+        self.forget_vm_uids()
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def forget_vm_uids(self) -> None:
+        """Removes sprout's uid records of the VMs whose state directories are in this
+        test's directory (the one holding this daemon's): their domains went with the
+        daemon, and a test that failed before `sprout destroy` must not leave them."""
+        test_dir = os.path.dirname(os.path.abspath(self.dir)) + "/"
+        try:
+            names = os.listdir(VM_UID_REGISTRY)
+        except OSError:
+            return
+        for n in names:
+            path = os.path.join(VM_UID_REGISTRY, n)
+            try:
+                with open(path) as f:
+                    if json.load(f).get("stateDir", "").startswith(test_dir):
+                        os.unlink(path)
+            except (OSError, ValueError):
+                pass
 
     def __enter__(self) -> "LibvirtDaemon":
         return self.start()

@@ -9,23 +9,35 @@ Usage: test_libvirt.py SPROUT [--keep]
 2. With a private libvirtd (lvenv.LibvirtDaemon, qemu:///system?socket=...):
    - a bad spec (unknown memory unit; missing base) is refused (exit 2) and nothing is
      defined or written;
-   - `sprout define --start` defines and starts the test guest (tests/vm, placeholder
-     agent); its status line arrives on STATE/status.sock, its console in console.log;
-     qemu runs as the daemon's unprivileged user (every uid and gid, from /proc), which
-     owns the overlay while the domain runs (DAC's dynamic ownership);
+   - `sprout define` defines the test guest (tests/vm, placeholder agent) with a uid
+     of its own for its qemu (a static DAC label; recorded in sprout's registry, never
+     a uid the user database knows), shared disks (the cached images, the base) root's
+     and readable by that uid through an ACL only; `sprout define --start` starts it:
+     its status line arrives on STATE/status.sock, its console in console.log; qemu
+     runs as that uid (every uid and gid, from /proc), not libvirt's qemu user, and
+     owns the overlay and the secrets disk;
    - define again with the same spec: "unchanged", same domain id and qemu pid;
-   - a changed spec: "updated", the running domain is not restarted (same id/pid);
+   - a changed spec: "updated", the running domain is not restarted (same id/pid),
+     the uid is the same;
    - `sprout stop`: graceful ACPI shutdown; started again with a guest that ignores
      the power button, `sprout stop --force` destroys it at once (no power button) and
-     keeps its definition and disks; `sprout undefine`: domain gone, overlay and
-     exported disks still there, the overlay root's and 0600 again.
+     keeps its definition and disks; once stopped, the secrets disk is the VM's uid's
+     (0400) and another uid cannot read it; the shared images are root's (0400, ACL
+     user:UID:r--), readable by the uid, not writable or chmod-able by it, unreadable
+     to another; a cached image given to libvirt's qemu user (as an earlier sprout
+     let libvirt do) is taken back at the next define; `sprout undefine`: domain gone,
+     overlay and exported disks still there, the overlay the VM's uid's and 0600;
+   - `sprout destroy --delete-disks`: the uid's record and its ACL entries are gone.
 The full specialization flow with the real agent (`sprout watch`, `sprout wait`) and
 a failing rebuild are in test_libvirt_agent.py.
 """
 
+import grp
 import json
 import os
+import pwd
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -78,6 +90,45 @@ def validate(sprout, path):
     if xml.startswith(tempfile.gettempdir()) and not path.startswith(tempfile.gettempdir()):
         os.unlink(xml)
     return r.stdout
+
+
+def acl_users(path):
+    """The named users of `path`'s access ACL and their permission bits."""
+    try:
+        raw = os.getxattr(path, "system.posix_acl_access")
+    except OSError:
+        return {}
+    users = {}
+    for at in range(4, len(raw), 8):
+        tag, perm, ident = struct.unpack_from("<HHI", raw, at)
+        if tag == 0x02:
+            users[ident] = perm
+    return users
+
+
+def try_as(uid, path, flags, do_chmod=False):
+    """Whether a process of `uid` (gid the same, no other group) can open `path` with
+    `flags` (and chmod it, with do_chmod)."""
+    pid = os.fork()
+    if pid == 0:
+        ok = 0
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            try:
+                os.close(os.open(path, flags))
+                ok = 1
+                if do_chmod:
+                    os.chmod(path, 0o666)
+                    ok = 3
+            except OSError:
+                pass
+        finally:
+            os._exit(ok)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return (code & 1) != 0 if not do_chmod else ((code & 1) != 0, (code & 2) != 0)
 
 
 def write_spec(path, spec):
@@ -142,10 +193,12 @@ def main():
             f.write(PLACEHOLDER_AGENT)
         os.chmod(agent, 0o755)
         kernel, initrd = guestlib.build_guest(agent, None, os.path.join(work, "guest"))
-        # A disk given to qemu by qemuArgs is not one libvirt labels: it is qemu's user's.
-        statedisk = lv.give_to_qemu(guestlib.make_state_disk(os.path.join(work, "test-state.img")))
+        # A disk given to qemu by qemuArgs is not one libvirt labels: it is given to the
+        # VM's uid below, once define has given the VM one.
+        statedisk = guestlib.make_state_disk(os.path.join(work, "test-state.img"))
         basef = os.path.join(work, "base.qcow2")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", basef, "64M"], check=True, timeout=60)
+        os.chmod(basef, 0o600)  # a private base outside the Nix store: the VM's uid reads it by its ACL
         cfg = os.path.join(work, "cfg")
         os.makedirs(os.path.join(cfg, "hosts", "alpha"))
         with open(os.path.join(cfg, "hosts", "alpha", "configuration.nix"), "w") as f:
@@ -179,11 +232,32 @@ def main():
         check(not os.path.exists(os.path.join(state, "root.qcow2")), "a bad spec created an overlay")
         print("test_libvirt: bad specs refused, nothing defined")
 
-        # 2b. define --start
+        # 2b. define: a uid of its own for the VM's qemu; then define --start
         t = time.monotonic()
+        r = run([sprout, "define", "--spec", spec_file])
+        check(r.returncode == 0 and "defined" in r.stdout and "not running" in r.stdout,
+              f"define: exit {r.returncode}: {r.stderr}{r.stdout}")
+        account = lv.domain_qemu_account(name)
+        check(account is not None and account[0] == account[1], f"the domain's DAC label: {account}")
+        vm_uid = account[0]
+        check(vm_uid != lv.qemu_account()[0] and vm_uid != 0, f"the VM's uid {vm_uid} is not its own")
+        for db in (pwd.getpwuid, grp.getgrgid):
+            try:
+                db(vm_uid)
+                raise Fail(f"the VM's uid {vm_uid} is known to the user database")
+            except KeyError:
+                pass
+        with open(os.path.join(lvenv.VM_UID_REGISTRY, str(vm_uid))) as f:
+            record = json.load(f)
+        check(record == {"vm": name, "stateDir": state}, f"the uid's record: {record}")
+        # domain-xml shows the recorded uid; that XML (label, relabel='no' sources) validates.
+        xml = validate(sprout, spec_file)
+        check(f"<label>+{vm_uid}:+{vm_uid}</label>" in xml and xml.count("relabel='no'") == 3,
+              f"domain-xml after define lacks the VM's label or the shared disks' relabel='no':\n{xml}")
+        os.chown(statedisk, vm_uid, vm_uid)
         r = run([sprout, "define", "--spec", spec_file, "--start"])
-        check(r.returncode == 0, f"define --start: exit {r.returncode}: {r.stderr}{r.stdout}")
-        check("defined" in r.stdout and "started" in r.stdout, f"define --start said: {r.stdout}")
+        check(r.returncode == 0 and "unchanged" in r.stdout and "started" in r.stdout,
+              f"define --start: exit {r.returncode}: {r.stderr}{r.stdout}")
         reader = guestlib.StatusReader(os.path.join(state, "status.sock"), connect_timeout=30)
         try:
             line = reader.wait_for(lambda l: l.get("event") == "agent-started", 120)
@@ -200,13 +274,16 @@ def main():
             return lv.virsh("domid", name).stdout.strip()
         id1, pids1 = dom_id(), lv.qemu_pids(name)
         check(id1 not in ("", "-") and len(pids1) == 1, f"domain id {id1!r}, qemu pids {pids1}")
-        problem = lv.privilege_problem(pids1[0])
+        problem = lv.privilege_problem(pids1[0], (vm_uid, vm_uid))
         check(problem is None, problem)
-        # DAC's dynamic ownership: the overlay is qemu's user's while the domain runs.
-        overlay = os.path.join(state, "root.qcow2")
-        check(os.stat(overlay).st_uid == lv.qemu_account()[0],
-              f"the running domain's overlay is not {lvenv.QEMU_USER}'s: uid {os.stat(overlay).st_uid}")
-        print(f"test_libvirt: qemu runs as {lvenv.QEMU_USER} {lv.qemu_account()}, not root, and owns the overlay")
+        groups = lv.process_ids(pids1[0]).get("Groups", [])
+        check(set(groups) <= {vm_uid}, f"qemu has supplementary groups {groups} (libvirt's user's?)")
+        # The VM's own disks are its uid's while the domain runs.
+        overlay, secrets = os.path.join(state, "root.qcow2"), os.path.join(state, "secrets.img")
+        for f in (overlay, secrets):
+            check(os.stat(f).st_uid == vm_uid, f"the running domain's {f} is not uid {vm_uid}'s: {os.stat(f).st_uid}")
+        print(f"test_libvirt: qemu runs as the VM's own uid {vm_uid} (not {lvenv.QEMU_USER} "
+              f"{lv.qemu_account()}, not root), which owns the overlay and the secrets disk")
 
         # 2c. define again, same spec: nothing changes
         r = run([sprout, "define", "--spec", spec_file, "--start"])
@@ -220,12 +297,36 @@ def main():
         check(dom_id() == id1 and lv.qemu_pids(name) == pids1, "a changed definition restarted the domain")
         inactive = lv.virsh("dumpxml", "--inactive", name).stdout
         check("<vcpu placement='static'>2</vcpu>" in inactive, "new definition not stored")
+        check(lv.domain_qemu_account(name) == (vm_uid, vm_uid), "a re-define changed the VM's uid")
         print("test_libvirt: redefine unchanged/changed: domain not restarted")
 
         # 2e. stop (ACPI), undefine: disks stay
         r = run([sprout, "stop", "--spec", spec_file], timeout=120)
         check(r.returncode == 0 and "shut down" in r.stdout, f"stop: {r.returncode} {r.stdout}{r.stderr}")
         print("test_libvirt: stop shut the domain down gracefully")
+        # Stopped: libvirt gives back no read-only disk, and the secrets disk stays the
+        # VM's uid's, which no other qemu runs as.
+        st = os.stat(secrets)
+        check(st.st_uid == vm_uid and st.st_mode & 0o777 == 0o400,
+              f"secrets.img after the run: uid {st.st_uid}, mode {st.st_mode & 0o777:o}")
+        check(try_as(vm_uid, secrets, os.O_RDONLY), "the VM's uid cannot read its secrets disk")
+        check(not try_as(vm_uid + 1, secrets, os.O_RDONLY), "another uid can read the VM's secrets disk")
+        check(not try_as(lv.qemu_account()[0], secrets, os.O_RDONLY), f"{lvenv.QEMU_USER} can read the secrets disk")
+        shared = [os.path.realpath(os.path.join(state, f)) for f in ("config.img", "self.img")] + [basef]
+        for f in shared:
+            st = os.stat(f)
+            check(st.st_uid == 0 and st.st_mode & 0o077 == 0o040 and acl_users(f) == {vm_uid: 4},
+                  f"{f} after the run: uid {st.st_uid}, mode {st.st_mode & 0o777:o}, ACL users {acl_users(f)}")
+            check(try_as(vm_uid, f, os.O_RDONLY, do_chmod=True) == (True, False),
+                  f"the VM's uid cannot read {f}, or can chmod it")
+            check(not try_as(vm_uid, f, os.O_WRONLY), f"the VM's uid can write {f}")
+            check(not try_as(vm_uid + 1, f, os.O_RDONLY), f"another uid can read {f}")
+        print(f"test_libvirt: stopped: secrets.img is uid {vm_uid}'s, 0400, unreadable to others; the shared "
+              "images and the base are root's, readable by that uid alone (ACL), not writable or chmod-able")
+        # An image an earlier sprout let libvirt give its qemu user (which then made it
+        # writable) is taken back at the next define.
+        os.chown(shared[0], *lv.qemu_account())
+        os.chmod(shared[0], 0o644)
         # 2f. stop --force on a guest that ignores the power button (the same domain,
         # started again with sprout_test.ignore_powerdown=1 and a shutdown timeout a
         # graceful stop would wait out far beyond this stop's 120 s): destroyed at once,
@@ -237,6 +338,9 @@ def main():
             console_before = len(f.read())
         r = run([sprout, "define", "--spec", spec_file, "--start"])
         check(r.returncode == 0 and "started" in r.stdout, f"define --start again: {r.returncode} {r.stdout}{r.stderr}")
+        st = os.stat(shared[0])
+        check(st.st_uid == 0 and st.st_mode & 0o777 == 0o440 and acl_users(shared[0]) == {vm_uid: 4},
+              f"{shared[0]} not taken back: uid {st.st_uid}, mode {st.st_mode & 0o777:o}")
         reader = guestlib.StatusReader(os.path.join(state, "status.sock"), connect_timeout=30)
         try:
             reader.wait_for(lambda l: l.get("event") == "agent-started", 120)
@@ -261,9 +365,10 @@ def main():
         check(name not in domains(), "domain still defined after undefine")
         for f in ["root.qcow2", "config.img", "self.img"]:
             check(os.path.exists(os.path.join(state, f)), f"undefine removed {f}")
-        # Once the domain is gone, libvirt gave the (writable) overlay back to its owner.
+        # Once the domain is gone, the overlay is the VM's uid's still (sprout gave it at
+        # define; libvirt gave back what it found).
         st = os.stat(overlay)
-        check(st.st_uid == os.geteuid() and st.st_mode & 0o777 == 0o600,
+        check(st.st_uid == vm_uid and st.st_mode & 0o777 == 0o600,
               f"the overlay after undefine: uid {st.st_uid}, mode {st.st_mode & 0o777:o}")
         r = run([sprout, "undefine", name, "--uri", lv.uri])
         check(r.returncode == 0 and "nothing to undefine" in r.stdout, f"second undefine: {r.stdout}{r.stderr}")
@@ -278,6 +383,15 @@ def main():
         check(r.returncode == 1 and "not defined by sprout" in r.stderr, f"stop of a foreign domain: {r.returncode} {r.stderr}")
         lv.virsh("undefine", name)
         print("test_libvirt: a domain sprout did not define is refused by stop")
+        # 2h. destroy: the uid is free again, and no image lets it read any more.
+        r = run([sprout, "destroy", "--spec", spec_file, "--delete-disks"], timeout=120)
+        check(r.returncode == 0 and f"released its qemu's uid {vm_uid}" in r.stdout,
+              f"destroy: {r.returncode} {r.stdout}{r.stderr}")
+        check(not os.path.exists(os.path.join(lvenv.VM_UID_REGISTRY, str(vm_uid))), "destroy kept the uid's record")
+        for f in shared:
+            check(vm_uid not in acl_users(f) and not try_as(vm_uid, f, os.O_RDONLY),
+                  f"{f} still lets uid {vm_uid} read it after destroy: {acl_users(f)}")
+        print(f"test_libvirt: destroy released uid {vm_uid} and its ACL entries")
         print("test_libvirt: PASS")
         return 0
     except (Fail, guestlib.GuestError) as e:

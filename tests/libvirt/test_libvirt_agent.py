@@ -3,8 +3,9 @@
 
 usage: test_libvirt_agent.py SPROUT SPROUT_AGENT CASE [--keep]
 CASE:
-  flow     `sprout define --start` on a private libvirtd (lvenv.py: qemu runs as an
-           unprivileged user, checked from /proc in both cases); `sprout watch`
+  flow     `sprout define --start` on a private libvirtd (lvenv.py): qemu runs as the
+           VM's own uid (its domain's DAC label), not root nor libvirt's qemu user,
+           checked from /proc; `sprout watch`
            records the status channel, started late on purpose (6 s after the guest's
            boot marker, when the agent has written its first events); the test guest
            (tests/vm: busybox, the real sprout-agent, stand-in nixos-rebuild) rebuilds,
@@ -113,7 +114,11 @@ def case_flow(lw):
     lw.define_start(name)
     id1, pids1 = lw.dom_id(name), lw.lv.qemu_pids(name)
     check(id1 not in ("", "-") and len(pids1) == 1, f"domain id {id1!r}, qemu pids {pids1}")
-    problem = lw.lv.privilege_problem(pids1[0])
+    # qemu runs as the uid sprout gave this VM (its domain's static DAC label), not
+    # libvirt's qemu user.
+    account = lw.lv.domain_qemu_account(name)
+    check(account is not None and account[0] != lw.lv.qemu_account()[0], f"the domain's DAC label: {account}")
+    problem = lw.lv.privilege_problem(pids1[0], account)
     check(problem is None, problem)
     # Start the recorder late, when the agent has already written its first events:
     # the guest's virtio port then has no host side, the agent's non-blocking writes
