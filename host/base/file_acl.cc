@@ -4,6 +4,7 @@
 #include <sys/xattr.h>
 
 #include <algorithm>
+#include <optional>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -92,8 +93,11 @@ void write_acl(int fd, const std::filesystem::path& what, uid_t uid, bool readab
 
 std::string acl_with_user(std::string_view xattr, mode_t mode, uid_t uid, bool readable) {
   std::vector<Entry> entries;
-  for (const auto& e : parse(xattr, mode))
+  std::optional<std::uint16_t> old_mask;  // never widened: it bounds the others' entries
+  for (const auto& e : parse(xattr, mode)) {
+    if (e.tag == kMask) old_mask = e.perm;
     if (e.tag != kMask && !(e.tag == kUser && e.id == uid)) entries.push_back(e);
+  }
   if (readable) entries.push_back({kUser, kRead, uid});
   std::uint16_t mask = 0;
   bool extended = false;
@@ -101,6 +105,7 @@ std::string acl_with_user(std::string_view xattr, mode_t mode, uid_t uid, bool r
     if (e.tag == kUser || e.tag == kGroup) extended = true;
     if (e.tag == kUser || e.tag == kGroup || e.tag == kGroupObj) mask |= e.perm;
   }
+  if (old_mask) mask = static_cast<std::uint16_t>(*old_mask | (readable ? kRead : 0));
   if (extended) entries.push_back({kMask, mask, kNoId});
   return encode(std::move(entries));
 }

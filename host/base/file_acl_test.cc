@@ -57,6 +57,32 @@ TEST(FileAcl, EncodesAUserEntryWithItsMaskAndRemovesIt) {
   EXPECT_THROW(acl_with_user("nonsense", 0400, kOther, true), std::invalid_argument);
 }
 
+// An ACL that names others under a narrow mask keeps that mask: granting one uid read
+// never widens what the others get (bob's rw- stays r-- effective).
+TEST(FileAcl, GrantingNeverWidensTheMask) {
+  const uid_t bob = kOther + 7;
+  // user::r--, user:bob:rw-, group::---, mask::r--, other::--- (tag, perm, id; LE)
+  auto entry = [](std::uint16_t tag, std::uint16_t perm, std::uint32_t id) {
+    std::string e(8, '\0');
+    e[0] = static_cast<char>(tag); e[2] = static_cast<char>(perm);
+    for (int i = 0; i < 4; ++i) e[4 + i] = static_cast<char>((id >> (8 * i)) & 0xff);
+    return e;
+  };
+  std::string narrow = std::string("\x02\0\0\0", 4) + entry(0x01, 4, 0xffffffff) + entry(0x02, 6, bob) +
+                       entry(0x04, 0, 0xffffffff) + entry(0x10, 4, 0xffffffff) + entry(0x20, 0, 0xffffffff);
+  const std::string granted = acl_with_user(narrow, 0440, kOther, true);
+  ASSERT_EQ(granted.size(), 4u + 6 * 8);
+  // The mask entry (tag 0x10) is the fifth, still r--.
+  bool seen = false;
+  for (std::size_t at = 4; at < granted.size(); at += 8)
+    if (granted[at] == 0x10) {
+      seen = true;
+      EXPECT_EQ(granted[at + 2], 4) << "the mask was widened";
+    }
+  EXPECT_TRUE(seen);
+  EXPECT_TRUE(acl_names_user(granted, kOther));
+}
+
 TEST(FileAcl, TheUserMayReadAndNeitherWriteNorChmod) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (another uid tries the file)";
   TempDir dir("file-acl");

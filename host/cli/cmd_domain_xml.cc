@@ -54,7 +54,10 @@ int cmd_domain_xml(const Invocation& inv) {
     }
   }
   // The uid `define` recorded for the VM (none is assigned here).
-  if (vm_uid_applies(spec)) facts.qemu_uid = host_vm_uid_registry().recorded(spec.name, spec.state_dir);
+  if (vm_uid_applies(spec)) {
+    facts.qemu_uid = host_vm_uid_registry().recorded(spec.name, spec.state_dir);
+    if (facts.qemu_uid) facts.qemu_gid = kvm_gid_for(facts.kvm);
+  }
   std::cout << domain_xml(spec, facts) << std::flush;
   return 0;
 }

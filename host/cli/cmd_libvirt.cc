@@ -17,6 +17,7 @@
 #include "base/terminal_text.h"
 #include "libvirt/libvirt_connection.h"
 #include "libvirt/libvirt_domain_xml.h"
+#include "disk/overlay_origin.h"
 #include "libvirt/libvirt_disk_access.h"
 #include "runtime/vm_uid_registry.h"
 #include "disk/overlay.h"
@@ -31,6 +32,28 @@ namespace sprout {
 namespace fs = std::filesystem;
 
 namespace {
+
+/// The overlay is the VM's uid's, and its header names the backing file it likes: only
+/// the spec's base, or a backing file the root-owned origin record lists for this very
+/// overlay, is opened to the VM's qemu (read, through its ACL). Anything else is refused.
+void require_known_backing(const Spec& spec, const std::filesystem::path& backing) {
+  std::error_code ec;
+  const auto b = std::filesystem::weakly_canonical(backing, ec);
+  if (b == std::filesystem::weakly_canonical(spec.base_image, ec)) return;
+  std::string why;
+  if (auto origin = read_overlay_origin(spec.state(), why)) {
+    struct stat st;
+    if (::stat(spec.overlay_path().c_str(), &st) == 0 && st.st_ino == origin->overlay_inode)
+      for (const auto& f : origin->backing_files)
+        if (f == b) return;
+  }
+  throw std::runtime_error(fmt::format(
+      "{}: its overlay {} names {} as its backing file, which is neither the spec's base {} nor one its origin record "
+      "({}) lists; it is not opened to the VM's qemu. Look at it (qemu-img info --backing-chain); if the VM's qemu "
+      "rewrote it, make the VM again (sprout destroy --delete-disks, then define)",
+      spec.name, spec.overlay_path().string(), backing.string(), spec.base_image.string(),
+      spec.state().overlay_origin().string()));
+}
 
 // Everything that can be checked without touching anything: a spec that fails here
 // leaves libvirt and the disk as they were.
@@ -113,16 +136,14 @@ int cmd_define(const Invocation& inv) {
   if (vm_uid_applies(spec)) {
     // Its qemu's own uid, for as long as the VM exists (`sprout destroy` frees it).
     facts.qemu_uid = host_vm_uid_registry().assign(spec.name, spec.state_dir);
+    require_known_backing(spec, *facts.backing);
     open_disks_to(spec, *facts.backing, *facts.qemu_uid, conn.dac_qemu_uid());
     // A uid of its own has no supplementary groups: where /dev/kvm is open to its
     // group alone (Debian's 0660 kvm), a KVM domain's qemu takes that group as its gid.
-    struct stat kvm_st;
-    if (facts.kvm && ::stat("/dev/kvm", &kvm_st) == 0 && (kvm_st.st_mode & 0006) != 0006 &&
-        (kvm_st.st_mode & 0060) == 0060) {
-      facts.qemu_gid = kvm_st.st_gid;
+    facts.qemu_gid = kvm_gid_for(facts.kvm);
+    if (facts.qemu_gid)
       spdlog::info("{}: qemu runs as uid {} with /dev/kvm's group {} (/dev/kvm is not open to others)", spec.name,
-                   *facts.qemu_uid, kvm_st.st_gid);
-    }
+                   *facts.qemu_uid, *facts.qemu_gid);
   }
   const std::string xml = domain_xml(spec, facts);
   const std::string want = embedded_digest(xml);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -72,6 +73,10 @@ void open_shared(const fs::path& path, bool cached, uid_t uid, std::optional<uid
                  "taking it back",
                  path.string(), f.st().st_uid);
     f.chown(me, ::getegid(), "taking it back from libvirt's qemu user");
+    // Its former owner may have added ACL entries of its own: none is kept.
+    if (::fremovexattr(f.fd(), "system.posix_acl_access") != 0 && errno != ENODATA && errno != EOPNOTSUPP)
+      throw std::runtime_error(
+          fmt::format("{}: cannot remove the ACL its former owner could set: {}", path.string(), std::strerror(errno)));
     f.chmod(cached ? 0400 : (f.st().st_mode & 07755 & ~S_ISUID & ~S_ISGID));
   }
   if ((f.st().st_mode & S_IROTH) != 0) return;  // anyone may read it (a store path)
@@ -94,6 +99,13 @@ bool local_system_libvirt(const std::string& u) {
 }
 
 bool vm_uid_applies(const Spec& spec) { return ::geteuid() == 0 && local_system_libvirt(spec.libvirt_uri); }
+
+std::optional<gid_t> kvm_gid_for(bool kvm) {
+  struct stat st;
+  if (kvm && ::stat("/dev/kvm", &st) == 0 && (st.st_mode & 0006) != 0006 && (st.st_mode & 0060) == 0060)
+    return st.st_gid;
+  return std::nullopt;
+}
 
 std::vector<fs::path> shared_disks(const Spec& spec, const fs::path& backing) {
   std::vector<fs::path> out;

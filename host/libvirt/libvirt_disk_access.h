@@ -31,6 +31,11 @@ namespace sprout {
 /// sprout runs as root, which can give disks to it. A session daemon runs qemu as its
 /// user; a remote one's files are another host's.
 bool vm_uid_applies(const Spec& spec);
+
+/// The gid a KVM domain's qemu needs with a uid of its own (which has no supplementary
+/// groups): /dev/kvm's group where /dev/kvm is open to its group and not to others
+/// (Debian's 0660 kvm); else none (the gid is the uid).
+std::optional<gid_t> kvm_gid_for(bool kvm);
 /// The URI half of that: this host's system daemon.
 bool local_system_libvirt(const std::string& uri);
 

@@ -327,6 +327,26 @@ def main():
         # writable) is taken back at the next define.
         os.chown(shared[0], *lv.qemu_account())
         os.chmod(shared[0], 0o644)
+        # ... with an ACL entry of its own, letting another uid write: not kept.
+        none = 0xFFFFFFFF
+        os.setxattr(shared[0], "system.posix_acl_access",
+                    struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in [
+                        (0x01, 6, none), (0x02, 6, vm_uid + 1), (0x04, 4, none), (0x10, 6, none), (0x20, 4, none)]))
+        # An overlay whose header the VM's qemu rewrote to name another file as its
+        # backing (the overlay is that uid's): define refuses, and opens nothing to it.
+        decoy = os.path.join(work, "not-a-base.img")
+        with open(decoy, "wb") as f:
+            f.write(b"root's, private\n")
+        os.chmod(decoy, 0o600)
+        info = json.loads(subprocess.run(["qemu-img", "info", "--force-share", "--output=json", overlay],
+                                         capture_output=True, text=True, check=True).stdout)
+        subprocess.run(["qemu-img", "rebase", "-u", "-F", "raw", "-b", decoy, overlay], check=True)
+        r = run([sprout, "define", "--spec", spec_file])
+        check(r.returncode == 1 and "not opened to the VM's qemu" in r.stderr and not acl_users(decoy),
+              f"define with a rewritten backing: {r.returncode} {r.stderr} (decoy ACL {acl_users(decoy)})")
+        subprocess.run(["qemu-img", "rebase", "-u", "-F", info["backing-filename-format"], "-b",
+                        info["backing-filename"], overlay], check=True)
+        print("test_libvirt: an overlay naming a backing file that is not its base is refused by define")
         # 2f. stop --force on a guest that ignores the power button (the same domain,
         # started again with sprout_test.ignore_powerdown=1 and a shutdown timeout a
         # graceful stop would wait out far beyond this stop's 120 s): destroyed at once,
