@@ -84,8 +84,8 @@ void write_acl(int fd, const std::filesystem::path& what, uid_t uid, bool readab
     throw std::runtime_error(fmt::format(
         "{}: cannot {} uid {} in its ACL: {}{}", what.string(), readable ? "let read" : "remove", uid,
         std::strerror(errno),
-        errno == EOPNOTSUPP ? " (its file system takes no POSIX ACLs: mount it with them, as ext4, xfs, btrfs and "
-                              "tmpfs are by default)"
+        errno == EOPNOTSUPP ? " (its file system takes no POSIX ACLs: ext4, xfs, btrfs and tmpfs have them by "
+                              "default; ZFS needs `zfs set acltype=posixacl DATASET`)"
                             : ""));
 }
 

@@ -200,6 +200,11 @@ Check libvirt_check(const std::string& uri, const std::vector<std::string>& vms)
               reach + "; every VM's qemu runs as this daemon's one user (not the host's system daemon), so one "
                       "VM's qemu can read another's disks",
               "use qemu:///system, or confine each qemu with sVirt (AppArmor or SELinux)"};
+    if (::geteuid() != 0)
+      return {name, Verdict::warn,
+              reach + "; sprout is not root here, so `define` gives no VM's qemu a uid of its own: every VM's qemu "
+                      "runs as libvirt's one user and can read another's disks",
+              "run sprout as root (as the NixOS module's units do)"};
     if (!conn.dac_qemu_uid())
       return {name, Verdict::warn, reach + "; libvirt reports no DAC security model, which gives each VM's qemu a "
                                            "uid of its own",

@@ -14,6 +14,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "error.h"
@@ -79,20 +81,29 @@ void destroy_options(cxxopts::Options& o) {
 
 namespace {
 
-// A libvirt VM's qemu uid (vm_uid_registry.h) is free again once its domain is gone:
-// first no cached image or base may still let it read (the next VM given the uid
-// must not read this one's images); its own disks go with the state directory.
-void release_libvirt_uid(const Spec& spec) {
-  const auto registry = host_vm_uid_registry();
-  auto uid = registry.recorded(spec.name, spec.state_dir);
-  if (!uid) return;
+// A libvirt VM's qemu uid (vm_uid_registry.h) is free again once its domain is gone,
+// no cached image or base lets it read any more (the next VM given the uid must not
+// read this one's images), and its own disks are gone with the state directory. Until
+// then it stays recorded, so it is never given to another VM.
+std::optional<uid_t> close_libvirt_uid(const Spec& spec, bool& all_closed) {
+  all_closed = false;
+  auto uid = host_vm_uid_registry().recorded(spec.name, spec.state_dir);
+  if (!uid) return uid;
   std::filesystem::path backing = spec.base_image;
   std::error_code ec;
-  if (fs::is_regular_file(spec.overlay_path(), ec))
-    if (auto b = inspect_image(spec.overlay_path()).backing) backing = *b;
-  const int removed = close_shared_disks_to(spec, backing, *uid);
-  registry.release(spec.name, spec.state_dir);
-  fmt::print("{}: released its qemu's uid {} ({} image ACL entries removed)\n", spec.name, *uid, removed);
+  if (fs::is_regular_file(spec.overlay_path(), ec)) {
+    try {
+      if (auto b = inspect_image(spec.overlay_path()).backing) backing = *b;
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: its overlay's backing file is not known ({}); closing the spec's base", spec.name, e.what());
+    }
+  }
+  int failed = 0;
+  const int removed = close_shared_disks_to(spec, backing, *uid, &failed);
+  all_closed = failed == 0;
+  fmt::print("{}: {} image ACL entries of its qemu's uid {} removed{}\n", spec.name, removed, *uid,
+             failed ? fmt::format(", {} could not be", failed) : "");
+  return uid;
 }
 
 }  // namespace
@@ -114,7 +125,9 @@ int cmd_destroy(const Invocation& inv) {
   }
   std::string how = backend_for(spec).remove(spec);
   fmt::print("{}: {}\n", spec.name, how);
-  if (spec.backend == Backend::libvirt) release_libvirt_uid(spec);
+  bool uid_closed = false;
+  std::optional<uid_t> libvirt_uid;
+  if (spec.backend == Backend::libvirt) libvirt_uid = close_libvirt_uid(spec, uid_closed);
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(spec.gc_root_dir, ec)) {
     std::string n = e.path().filename().string();
@@ -127,6 +140,15 @@ int cmd_destroy(const Invocation& inv) {
     for (const auto& d : disks) fmt::print("{}: deleting disk {}\n", spec.name, d.string());
     fs::remove_all(spec.state_dir);
     fmt::print("{}: removed {}\n", spec.name, spec.state_dir.string());
+  }
+  if (libvirt_uid) {
+    if (!uid_closed)
+      throw std::runtime_error(fmt::format(
+          "{}: its qemu's uid {} stays recorded in {} (never given to another VM): an image still lets it read (see "
+          "the warnings above); fix that, then run destroy again",
+          spec.name, *libvirt_uid, host_vm_uid_registry().dir.string()));
+    host_vm_uid_registry().release(spec.name, spec.state_dir);
+    fmt::print("{}: released its qemu's uid {}\n", spec.name, *libvirt_uid);
   }
   fmt::print("{}: destroyed (its spec {} stays; `sprout gc` removes cached images no VM uses)\n", spec.name,
              spec.file.string());

@@ -131,7 +131,7 @@ void open_disks_to(const Spec& spec, const fs::path& backing, uid_t uid, std::op
   spdlog::debug("{}: disks opened to uid {}", spec.name, uid);
 }
 
-int close_shared_disks_to(const Spec& spec, const fs::path& backing, uid_t uid) {
+int close_shared_disks_to(const Spec& spec, const fs::path& backing, uid_t uid, int* failed) {
   int removed = 0;
   auto close_one = [&](const fs::path& p) {
     try {
@@ -141,6 +141,7 @@ int close_shared_disks_to(const Spec& spec, const fs::path& backing, uid_t uid) 
       removed += had ? 1 : 0;
     } catch (const std::exception& e) {
       spdlog::warn("{}: uid {} keeps its ACL entry: {}", p.string(), uid, e.what());
+      if (failed) ++*failed;
     }
   };
   std::error_code ec;

@@ -51,6 +51,7 @@ void open_disks_to(const Spec& spec, const std::filesystem::path& backing, uid_t
 
 /// When the VM is destroyed (its uid released): removes `uid`'s ACL entries from every
 /// image in the VM's cache directory and from `backing`. Returns how many it removed.
-int close_shared_disks_to(const Spec& spec, const std::filesystem::path& backing, uid_t uid);
+/// `failed` (when given) counts the images whose entry could not be removed.
+int close_shared_disks_to(const Spec& spec, const std::filesystem::path& backing, uid_t uid, int* failed = nullptr);
 
 }  // namespace sprout
