@@ -2,7 +2,8 @@
 // `sprout-agent --import-closure DIR SYSTEM` does (host-built VMs, docs/agent.md), in
 // one pass over the closure disk instead of `nix copy --from file://DIR`:
 //   1. walks SYSTEM's closure through DIR's narinfos (the uncompressed binary cache
-//      the host writes: nix-cache-info, HASH.narinfo, nar/);
+//      the host writes: nix-cache-info, HASH.narinfo, nar/), read from their index
+//      (sprout-narinfos, common/narinfo_index.h) where the disk has one;
 //   2. holding Nix's garbage-collector lock shared for the rest of the import (no
 //      collection runs meanwhile), asks the guest's Nix which of those paths it lacks
 //      (`nix-store --check-validity --print-invalid`, of the paths that exist in the
