@@ -347,17 +347,37 @@ ImportOutcome import_closure(const ClosureImport& run) {
     auto t_walked = std::chrono::steady_clock::now();
 
     // 2. What the guest's store lacks, and whether the disk holds it. The collector is
-    // held off from here on, so no base path judged valid is collected before the
+    // held off from here on, so no path judged valid is collected before the
     // registration refers to it. A path with nothing at its place in the store cannot
-    // be valid; Nix is asked about the others (the base's, a leftover of an interrupted
-    // import): one short query, not one a path of a closure the guest mostly lacks.
+    // be valid. One that is there while the disk holds no NAR of it (the base's) is
+    // taken as valid without asking: a path of the closure refers to it, and that
+    // referrer is either registered below, where Nix refuses, in the one transaction,
+    // a reference to a path that is not valid, or already valid itself, and Nix keeps
+    // the references of a valid path valid. Nix is asked about the others (a leftover of
+    // an interrupted import, a path the guest has already): on a fresh import, nothing.
     GcLock gc(under_root(run.root, "/nix/var/nix/gc.lock"), run.on_line);
+    // The host's XXH3 of each NAR (nar_checksum.h): checked instead of SHA-256 where
+    // the disk has it (a disk of an older host has none). Its line also carries the
+    // NarHash the host checked those bytes against, which must be the narinfo's: that
+    // is what gets registered.
+    std::map<std::string, NarChecksumLine> checksums;
+    std::string checksum_file = under_root(run.root, run.closure_dir + "/" + kNarChecksumFile);
+    if (struct stat cst; ::lstat(checksum_file.c_str(), &cst) == 0)
+      checksums = parse_nar_checksums(read_exact_file(checksum_file, kMaxChecksumFile));
+    auto disk_holds_nar = [&](const NarInfo& n) {
+      struct stat st;
+      return plain_nar_url(n.url) && ::stat(under_root(run.root, run.closure_dir + "/" + n.url).c_str(), &st) == 0 &&
+             S_ISREG(st.st_mode);
+    };
     std::vector<std::string> present;
     std::set<std::string> invalid;
-    for (const auto& [p, _] : infos) {
+    std::size_t taken_as_valid = 0;
+    for (const auto& [p, n] : infos) {
       struct stat pst;
       if (::lstat(under_root(run.root, p).c_str(), &pst) != 0 && errno == ENOENT)
         invalid.insert(p);
+      else if (p != run.system && !disk_holds_nar(n))
+        ++taken_as_valid;
       else
         present.push_back(p);
     }
@@ -378,22 +398,12 @@ ImportOutcome import_closure(const ClosureImport& run) {
       }
       return lacking;
     };
-    invalid.merge(ask(present));
+    if (!present.empty()) invalid.merge(ask(present));
     auto t_asked = std::chrono::steady_clock::now();
-    // The host's XXH3 of each NAR (nar_checksum.h): checked instead of SHA-256 where
-    // the disk has it (a disk of an older host has none). Its line also carries the
-    // NarHash the host checked those bytes against, which must be the narinfo's: that
-    // is what gets registered.
-    std::map<std::string, NarChecksumLine> checksums;
-    std::string checksum_file = under_root(run.root, run.closure_dir + "/" + kNarChecksumFile);
-    if (struct stat cst; ::lstat(checksum_file.c_str(), &cst) == 0)
-      checksums = parse_nar_checksums(read_exact_file(checksum_file, kMaxChecksumFile));
     std::vector<std::string> missing;
     for (const auto& p : invalid) {
       const NarInfo& n = infos.at(p);
-      struct stat st;
-      if (!plain_nar_url(n.url) || ::stat(under_root(run.root, run.closure_dir + "/" + n.url).c_str(), &st) != 0 ||
-          !S_ISREG(st.st_mode))
+      if (!disk_holds_nar(n))
         missing.push_back(fmt::format("  {} (its NAR, {}, is not on the disk)", p, n.url));
       else if (auto c = checksums.find(n.url); c != checksums.end() && c->second.nar_hash != n.nar_hash)
         throw std::runtime_error(fmt::format("the narinfo of {} gives NarHash {}, the disk's {} {}: the closure disk "
@@ -510,19 +520,46 @@ ImportOutcome import_closure(const ClosureImport& run) {
         done += static_cast<std::size_t>(w);
       }
       ::lseek(mem.fd, 0, SEEK_SET);
-      written.clear();  // from here on a path may be valid: never removed by this import
-      nix({tool(run, "nix-store"), "--load-db"}, mem.fd);
+      try {
+        nix({tool(run, "nix-store"), "--load-db"}, mem.fd);
+      } catch (const std::exception& e) {
+        // One transaction: a refusal registered nothing. Still, only what Nix says is
+        // not valid is removed (if it cannot say, nothing is).
+        out.error.push_back(fmt::format("error: registering the {} unpacked path(s): {}", invalid.size(), e.what()));
+        if (std::string_view(e.what()).find("is not valid") != std::string_view::npos)
+          out.error.push_back(fmt::format("  a path of {}'s closure that the guest's store has and the closure disk "
+                                          "does not (the base system's) is not valid there: this VM's base is not "
+                                          "the one the disk was exported for, or its store is damaged "
+                                          "(nix-store --verify)",
+                                          run.system));
+        std::vector<std::string> unpacked(invalid.begin(), invalid.end());
+        std::set<std::string> still_invalid;
+        try {
+          still_invalid = ask(unpacked);
+        } catch (const std::exception& ask_error) {
+          out.error.push_back(fmt::format("error: {}", ask_error.what()));
+          out.error.push_back("  so the unpacked paths are left in the store for Nix's collector");
+          written.clear();
+        }
+        if (!written.empty())
+          std::erase_if(written, [&](const std::string& host_path) {
+            return !still_invalid.count(std::string(kNixStoreDir) + "/" + base_name(host_path));
+          });
+        throw std::runtime_error("");
+      }
+      written.clear();  // valid now: never removed by this import
     }
     auto t_registered = std::chrono::steady_clock::now();
     locks.release();
     out.imported = invalid.size();
     auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     say(fmt::format("imported {} of the closure's {} paths ({:.1f} MB of NAR, {} checked with XXH3-128, {} with "
-                    "SHA-256) in {:.1f} s: narinfos read in {:.2f} s, Nix asked in {:.2f} s, locked in {:.2f} s, "
+                    "SHA-256; {} of the base taken as valid, {} asked about) in {:.1f} s: narinfos read in {:.2f} s, "
+                    "Nix asked in {:.2f} s, locked in {:.2f} s, "
                     "unpacked and checked in {:.1f} s, synced in {:.2f} s, registered in {:.2f} s, unlocked in "
                     "{:.2f} s",
                     out.imported, out.walked, static_cast<double>(out.nar_bytes) / 1e6, out.checked_xxh3,
-                    out.checked_sha256, since(t0), secs(t0, t_walked), secs(t_walked, t_asked),
+                    out.checked_sha256, taken_as_valid, present.size(), since(t0), secs(t0, t_walked), secs(t_walked, t_asked),
                     secs(t_asked, t_unpack), secs(t_unpack, t_unpacked), secs(t_unpacked, t_register),
                     secs(t_register, t_registered), since(t_registered)));
     out.ok = true;

@@ -5,11 +5,14 @@
 //      the host writes: nix-cache-info, HASH.narinfo, nar/), read from their index
 //      (sprout-narinfos, common/narinfo_index.h) where the disk has one;
 //   2. holding Nix's garbage-collector lock shared for the rest of the import (no
-//      collection runs meanwhile), asks the guest's Nix which of those paths it lacks
-//      (`nix-store --check-validity --print-invalid`, of the paths that exist in the
-//      store: one that does not cannot be valid); the disk must hold a NAR for each
-//      path it lacks (and the NarHash of its checksum line must be its narinfo's), or
-//      nothing is written;
+//      collection runs meanwhile), finds which of those paths the store lacks: one
+//      with nothing at its place is not valid; one that is there and has no NAR on the
+//      disk (the base's) is taken as valid, which the registration in step 5 proves
+//      (Nix refuses a reference to a path that is not valid; nothing is registered
+//      then, and what was unpacked is removed); the guest's Nix is asked about the
+//      others (`nix-store --check-validity --print-invalid`: none on a fresh import).
+//      The disk must hold a NAR for each path the store lacks (and the NarHash of its
+//      checksum line must be its narinfo's), or nothing is written;
 //   3. locks each of those paths as Nix does (PATH.lock) and asks again about any
 //      that appeared meanwhile;
 //   4. on a read-only store mount (NixOS), remounts it writable in a mount namespace of
