@@ -67,6 +67,15 @@ bool write_record(const fs::path& file, const std::string& vm, const std::string
     ::unlink(file.c_str());
     throw std::runtime_error("cannot write " + file.string());
   }
+  // The record's name is in its directory: synced too, so a crash cannot forget a uid
+  // whose files a VM's disks already are (another VM would be given it).
+  int dir_fd = ::open(file.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool synced = dir_fd >= 0 && ::fsync(dir_fd) == 0;
+  if (dir_fd >= 0) ::close(dir_fd);
+  if (!synced) {
+    ::unlink(file.c_str());
+    throw std::runtime_error("cannot sync the directory of " + file.string());
+  }
   return true;
 }
 
