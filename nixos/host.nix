@@ -363,8 +363,13 @@ let
       # back what libvirt gave its qemu user under an earlier sprout; CAP_FOWNER: it
       # lets that uid read a base outside the store that is not root's (an ACL entry).
       CapabilityBoundingSet = "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER";
-      # The uids of libvirt VMs' qemus, recorded by `sprout define`.
-      ReadWritePaths = [ vm.stateDir cfg.cacheDir "/nix/var/nix/gcroots/sprout" "/var/lib/sprout/libvirt-uids" ];
+      # The uids of libvirt VMs' qemus, recorded by `sprout define`; and a base image
+      # outside the store, on which `sprout define` sets the ACL entry that lets this
+      # VM's qemu uid read it (an xattr: a read-only mount refuses it). "-": a missing
+      # base is sprout's error to report, not the namespace's.
+      ReadWritePaths = [ vm.stateDir cfg.cacheDir "/nix/var/nix/gcroots/sprout" "/var/lib/sprout/libvirt-uids" ]
+        ++ optional (vm.base.image != null && !lib.hasPrefix "${builtins.storeDir}/" (toString vm.base.image))
+          "-${toString vm.base.image}";
       # AF_INET, AF_INET6 only for a remote URI (qemu+ssh://, qemu+tcp://).
       RestrictAddressFamilies = if localLibvirt then "AF_UNIX AF_NETLINK" else "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
       # `sprout define` with accel "auto" runs a probe guest under qemu itself, with

@@ -651,6 +651,11 @@ def main():
               and "qemuUser" not in sp["v"] and r["failedAssertions"] == [],
               f"qemuUser: a user name and \"root\" are written into the spec, the default \"dynamic\" is not "
               f"({[sp[n].get('qemuUser') for n in 'tuv']}, {r['failedAssertions']})")
+        rw = {n: r["units"].get(f"sprout-vm@{n}", {}).get("serviceConfig", {}).get("ReadWritePaths", "").split()
+              for n in "tuv"}
+        check("-/i" in rw["v"] and not any("/i" in p for n in "tu" for p in rw[n]),
+              f"a libvirt VM's base image outside the store is writable to its unit (define sets its ACL entry), "
+              f"a qemu VM's is not ({rw})")
     r = get("minimal")
     if r:
         check("qemuUser" not in r["specs"]["t"], "qemuUser: the default leaves the key out of the spec")
