@@ -258,7 +258,7 @@ class RemoteLibvirtHost(lvenv.LibvirtDaemon):
             "  ControlMaster no", "  ControlPath none", "  ForwardAgent no", "  ForwardX11 no",
             "  RequestTTY no", "  LogLevel ERROR", ""]))
         self._write(self.ssh_wrapper, "#!/bin/sh\n# libvirt's ssh (the URI's command=): the test's own ssh_config only.\n"
-                    f'exec ssh -F "{self.ssh_config}" "$@"\n')
+                    f'exec {shutil.which("ssh")} -F "{self.ssh_config}" "$@"\n')
         os.chmod(self.ssh_wrapper, 0o755)
 
     def _set_port(self, port: int) -> None:
