@@ -191,8 +191,12 @@ def main():
             while time.monotonic() < deadline and "ended" not in w and not any(
                     b"virt-ssh-helper" in cmdline(q) for q in remote.session_pids()):
                 time.sleep(0.05)
-            time.sleep(0.3)  # virt-ssh-helper is connected; virsh registers for events
             check("ended" not in w, f"virsh event ended early: {w.get('err')}")
+            # The remote end of libvirt's ssh transport is virt-ssh-helper (no netcat).
+            check(any(b"virt-ssh-helper" in cmdline(q) for q in remote.session_pids()),
+                  f"no virt-ssh-helper among the ssh session's processes: "
+                  f"{[cmdline(q) for q in remote.session_pids()]}")
+            time.sleep(0.3)  # virt-ssh-helper is connected; virsh registers for events
             return w
 
         def ends(w, t_fault, bound):
