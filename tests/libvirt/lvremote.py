@@ -10,6 +10,7 @@ test process cannot look into.
         remote.drop_connections()            # kills every ssh session: clients see EOF
         with remote.blocked(): ...           # sshd and its sessions stopped: a dead link
         remote.restart_daemon()              # libvirtd restarted, running domains kept
+        remote.scp_argv(SRC, POOL_DIR + "/x")  # scp there, through the same sshd
 
 What runs where:
 - A namespace of its own (unshare --mount --uts, kept by one shell, the holder, that
@@ -206,6 +207,17 @@ class RemoteLibvirtHost(lvenv.LibvirtDaemon):
     def exists_inside(self, path: str) -> bool:
         return self.run_inside("test", "-e", path, check=False, timeout=30).returncode == 0
 
+    def ssh_argv(self, *cmd: str) -> list[str]:
+        """ssh to the remote host as libvirt does (the fixture's ssh_config): runs
+        `cmd` there, in its namespace."""
+        return [shutil.which("ssh"), "-F", self.ssh_config, "-p", str(self.port), "root@127.0.0.1", "--", *cmd]
+
+    def scp_argv(self, src: str, remote_path: str) -> list[str]:
+        """scp a local file to `remote_path` on the remote host (SFTP, as scp does by
+        default), e.g. to compare what it moves with libvirt's streams."""
+        return [shutil.which("scp"), "-q", "-F", self.ssh_config, "-P", str(self.port), "--", src,
+                f"root@127.0.0.1:{remote_path}"]
+
     def local_virsh(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """virsh on the remote host itself (qemu:///system there), not through ssh."""
         return self.run_inside("virsh", "-c", "qemu:///system", *args, check=check, timeout=timeout)
@@ -244,7 +256,9 @@ class RemoteLibvirtHost(lvenv.LibvirtDaemon):
             "AllowTcpForwarding no", "AllowAgentForwarding no", "AllowStreamLocalForwarding no",
             "X11Forwarding no", "PermitTunnel no", "PermitUserEnvironment no",
             "UseDNS no", "PrintMotd no", "PrintLastLog no", "LogLevel VERBOSE",
-            "MaxStartups 100", "LoginGraceTime 30", ""]))
+            "MaxStartups 100", "LoginGraceTime 30",
+            # scp (its SFTP mode) for the issue's comparison of bytes moved
+            "Subsystem sftp internal-sftp", ""]))
         self._write(self.ssh_config, "\n".join([
             "Host *",
             "  User root",
