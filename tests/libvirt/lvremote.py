@@ -37,8 +37,12 @@ What runs where:
   known_hosts_verify= of the URI (those are for qemu+libssh/libssh2), so the URI's
   command= names a wrapper, client/ssh, that runs `ssh -F client/ssh_config`: strict
   host key checking against that known_hosts, no agent, BatchMode, ConnectTimeout 5 s
-  and ServerAliveInterval 1 s x 3, so a dead link ends an ssh (and the libvirt call
-  on it) within seconds instead of hanging. keyfile= names the client key as well.
+  (connect_timeout: libvirt has no timeout of its own for opening a connection, so
+  a host that accepts TCP and never answers would hang it). No ServerAlive by default
+  (as ssh's own default): on a dead link an open connection ends only through
+  libvirt's keepalive (virConnectSetKeepAlive; virsh -k/-K), which is what a test of
+  sprout should prove; server_alive_interval=N adds ssh's (N s, 3 unanswered).
+  keyfile= names the client key as well.
 
 - KVM: this machine's /dev/kvm opens but runs no guest (kvm_pvm), and sprout
   takes a remote libvirt's word for KVM. So by default the remote is a host without
@@ -150,7 +154,8 @@ def _mnt_ns(pid: int) -> str | None:
 
 class RemoteLibvirtHost(lvenv.LibvirtDaemon):
     def __init__(self, workdir: str | None = None, keep: bool = False,
-                 hide: list[str] | None = None, kvm: bool = False):
+                 hide: list[str] | None = None, kvm: bool = False, connect_timeout: int = 5,
+                 server_alive_interval: int | None = None):
         super().__init__(workdir or tempfile.mkdtemp(prefix="sprout-remote-"), keep)
         # Before start(), lvenv's private tree (the daemons' configuration) is written
         # here, then copied into the namespace's tmpfs and removed.
@@ -170,6 +175,8 @@ class RemoteLibvirtHost(lvenv.LibvirtDaemon):
         self._stopped: list[int] = []  # pids sent SIGSTOP by blocked()
         self._made_var_lib_sprout = False
         self.kvm = kvm
+        self.connect_timeout = connect_timeout
+        self.server_alive_interval = server_alive_interval
         hide = hide if hide is not None else ["/tmp", "/var/tmp", "/root", "/home", REPO, os.getcwd()]
         # Never what the remote needs (the system, its own directories): no "/", no
         # parent of /usr, /etc, ... (the repository or the working directory could be).
@@ -268,7 +275,9 @@ class RemoteLibvirtHost(lvenv.LibvirtDaemon):
             "  GlobalKnownHostsFile /dev/null",
             "  StrictHostKeyChecking yes", "  UpdateHostKeys no", "  CheckHostIP no",
             "  BatchMode yes", "  PasswordAuthentication no", "  KbdInteractiveAuthentication no",
-            "  ConnectTimeout 5", "  ServerAliveInterval 1", "  ServerAliveCountMax 3",
+            f"  ConnectTimeout {self.connect_timeout}",
+            *([f"  ServerAliveInterval {self.server_alive_interval}", "  ServerAliveCountMax 3"]
+              if self.server_alive_interval else []),
             "  ControlMaster no", "  ControlPath none", "  ForwardAgent no", "  ForwardX11 no",
             "  RequestTTY no", "  LogLevel ERROR", ""]))
         self._write(self.ssh_wrapper, "#!/bin/sh\n# libvirt's ssh (the URI's command=): the test's own ssh_config only.\n"
@@ -444,9 +453,9 @@ class RemoteLibvirtHost(lvenv.LibvirtDaemon):
     @contextlib.contextmanager
     def blocked(self):
         """A dead link while inside: sshd and every session are stopped (SIGSTOP), so
-        TCP stays up and nothing answers. An open connection then ends when the
-        client's ServerAlive checks fail (about 4 s), a new one when its ConnectTimeout
-        (5 s) passes. On exit they are continued (SIGCONT)."""
+        TCP stays up and nothing answers. An open connection then ends only when
+        libvirt's keepalive (or ssh's ServerAlive, when configured) gives up, a new
+        one when ssh's ConnectTimeout passes. On exit they are continued (SIGCONT)."""
         self.block()
         try:
             yield self

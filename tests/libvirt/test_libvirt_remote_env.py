@@ -15,10 +15,12 @@ With lvenv's private daemon (the control side's) and a RemoteLibvirtHost:
    stream through ssh) is there, byte for byte, as the remote sees it, and the test
    process cannot see it (nor the remote's /run/libvirt socket); the control side's
    temporary directory is not visible on the remote.
-4. Dropped connections: an open virsh session whose ssh session is killed fails its
-   next call at once with a clear error; while the link is dead (sshd and its
-   sessions stopped) an open session's call and a new connection both fail within a
-   bound (ssh's ServerAlive and ConnectTimeout); afterwards a new connection works.
+4. Dropped connections: a virsh call in flight (`event --loop`) whose ssh session is
+   killed fails at once with a clear error; while the link is dead (sshd and its
+   sessions stopped) a call in flight fails within a bound through libvirt's keepalive
+   (virsh -k 1 -K 2), and a new connection through ssh's ConnectTimeout (the
+   fixture's ssh_config); afterwards a new connection works. The remote end of the
+   transport is virt-ssh-helper.
 5. The remote libvirtd restarted (a new pid) answers through ssh again and still has
    the domain.
 6. After stop(), no process of the remote is left, its port is closed, and
@@ -181,9 +183,12 @@ def main():
         say("a volume uploaded through ssh is in the remote's pool only; each daemon lists its own pool only")
 
         # 4. dropped connections. A call in flight: `virsh event --loop` waits on its
-        # connection until its timeout.
+        # connection until its timeout. On a dead link only libvirt's keepalive (here
+        # every 1 s, dead after 2 unanswered: virConnectSetKeepAlive) ends it: the
+        # fixture's ssh sends no keepalive of its own, as ssh does by default.
         def waiting_call():
-            w = {"p": subprocess.Popen(["virsh", "-c", R, "event", "--all", "--loop", "--timeout", "60"],
+            w = {"p": subprocess.Popen(["virsh", "-k", "1", "-K", "2", "-c", R, "event", "--all", "--loop",
+                                        "--timeout", "60"],
                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True)}
 
@@ -210,7 +215,7 @@ def main():
                 w["p"].kill()
                 raise Fail(f"virsh still waits {bound + 10} s after the fault")
             secs = w["ended"] - t_fault
-            err = " / ".join(ln.strip() for ln in w["err"].splitlines() if ln.strip())
+            err = " / ".join(ln.strip() for ln in w["err"].replace(R, "URI").splitlines() if ln.strip())
             check(w["p"].returncode != 0 and "error" in err.lower(),
                   f"virsh after the fault: rc {w['p'].returncode}, {err!r}")
             check(secs < bound, f"virsh took {secs:.1f} s to fail (bound {bound} s): {err}")
@@ -230,6 +235,7 @@ def main():
             t_fault = time.monotonic()
             nsecs, nr = timed_virsh(R, "hostname", timeout=30)
             secs, err = ends(w, t_fault, 8)
+        check("keepalive" in err, f"the call in flight did not end through libvirt's keepalive: {err}")
         check(nr.returncode != 0 and "error" in nr.stderr.lower(), f"new virsh on a dead link: {nr}")
         check(nsecs < 8, f"a new connection took {nsecs:.1f} s to give up on a dead link")
         nerr = " / ".join(ln.strip() for ln in nr.stderr.splitlines() if ln.strip())
