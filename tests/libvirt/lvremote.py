@@ -525,13 +525,27 @@ class RemoteLibvirtHost(lvenv.LibvirtDaemon):
                 if d.isdigit() and int(d) != holder and _mnt_ns(int(d)) == self._ns]
 
     def stop(self) -> None:
-        """Stops everything in the namespace; the namespace and its tmpfs go with it."""
-        self.unblock()
-        self._stop_sshd()
+        """Stops everything in the namespace; the namespace and its tmpfs go with it.
+        Each step runs even when an earlier one failed (the first error is raised at
+        the end)."""
+        errors = []
+        for step in (self.unblock, self._stop_sshd, self._stop_daemons, self._stop_namespace,
+                     self._remove_dirs):
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 (the next steps still clean up)
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def _stop_daemons(self) -> None:
         for name in ["libvirtd", "virtlogd"]:
             pid = self.pids.pop(name, None)
             if pid:
                 lvenv._stop_pid(pid)
+
+    def _stop_namespace(self) -> None:
+        """Every process left in the namespace (qemu, helpers), then the holder."""
         holder_alive = self.holder is not None and self.holder.poll() is None
         if self._ns and not holder_alive:
             # The namespace's inode may only be trusted while it exists: while one of
@@ -563,6 +577,8 @@ class RemoteLibvirtHost(lvenv.LibvirtDaemon):
         if self.sshd is not None and self.sshd.stderr:
             self.sshd.stderr.close()
         self._ns = None
+
+    def _remove_dirs(self) -> None:
         if self._made_var_lib_sprout:
             with contextlib.suppress(OSError):
                 os.rmdir("/var/lib/sprout")
