@@ -188,7 +188,8 @@ class LibvirtDaemon:
                 f'{{ chgrp {QEMU_USER} "{node}" && mount --bind "{node}" /dev/kvm; r=$?; rm -f "{node}"; '
                 '[ $r = 0 ]; } && ')
 
-    def start(self) -> "LibvirtDaemon":
+    def check_host(self) -> None:
+        """Raises LibvirtUnavailable when libvirtd cannot run here; makes QEMU_USER."""
         if os.geteuid() != 0:
             raise LibvirtUnavailable("the libvirt tests need root (qemu:///system)")
         for prog in ["libvirtd", "virtlogd", "virsh", "unshare", "qemu-system-x86_64"]:
@@ -196,18 +197,22 @@ class LibvirtDaemon:
                 raise LibvirtUnavailable(f"{prog} not found (scripts/install-deps installs "
                                          "libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients)")
         _ensure_qemu_account()
-        os.makedirs(self.sock_dir, exist_ok=True)
+
+    def write_config(self, sock_dir: str, log_dir: str) -> None:
+        """Writes the daemons' configuration into the private tree (self.private):
+        libvirtd listening in `sock_dir`, both daemons logging into `log_dir` (paths as
+        the daemons will see them), qemu as QEMU_USER under the DAC driver."""
         for d in PRIVATE_DIRS:
             os.makedirs(self.private(d), exist_ok=True)
         etc = self.private("/etc/libvirt")
         logs = self.private("/var/log/libvirt")
         self._write(os.path.join(etc, "libvirtd.conf"),
-                    f'unix_sock_dir = "{self.sock_dir}"\n'
+                    f'unix_sock_dir = "{sock_dir}"\n'
                     'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\n'
                     'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
-                    f'log_outputs = "3:file:{logs}/libvirtd.log"\n')
+                    f'log_outputs = "3:file:{log_dir}/libvirtd.log"\n')
         self._write(os.path.join(etc, "virtlogd.conf"),
-                    f'log_outputs = "3:file:{logs}/virtlogd.log"\n')
+                    f'log_outputs = "3:file:{log_dir}/virtlogd.log"\n')
         self._write(os.path.join(etc, "qemu.conf"),
                     f'user = "{QEMU_USER}"\ngroup = "{QEMU_USER}"\n'
                     'security_driver = "none"\ndynamic_ownership = 1\nremember_owner = 1\n'
@@ -216,13 +221,22 @@ class LibvirtDaemon:
         self._write(os.path.join(etc, "libvirt.conf"), "")
         open(os.path.join(logs, "libvirtd.log"), "a").close()
         open(os.path.join(logs, "virtlogd.log"), "a").close()
+
+    @staticmethod
+    def daemons_command(pid_dir: str, which=("virtlogd", "libvirtd")) -> str:
+        """Shell commands, run where /etc/libvirt is the private one, that start the
+        daemons (they daemonize) with their pid files in `pid_dir`."""
+        return " && ".join(f'{d} -d -f /etc/libvirt/{d}.conf -p "{pid_dir}/{d}.pid"' for d in which)
+
+    def start(self) -> "LibvirtDaemon":
+        self.check_host()
+        os.makedirs(self.sock_dir, exist_ok=True)
+        self.write_config(self.sock_dir, self.private("/var/log/libvirt"))
         # One shell in a private mount namespace: bind the private tree over the
         # system paths, then start both daemons (they daemonize and stay in it).
         binds = "".join(f'mkdir -p {d} && mount --bind "{self.private(d)}" {d} && '
                         for d in PRIVATE_DIRS)
-        script = (binds + self._kvm_for_qemu() +
-                  f'virtlogd -d -f /etc/libvirt/virtlogd.conf -p "{self.dir}/virtlogd.pid" && '
-                  f'libvirtd -d -f /etc/libvirt/libvirtd.conf -p "{self.dir}/libvirtd.pid"')
+        script = binds + self._kvm_for_qemu() + self.daemons_command(self.dir)
         try:
             _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], timeout=60)
         except Exception:
@@ -230,23 +244,34 @@ class LibvirtDaemon:
             self.stop()
             raise
         self._collect_pids()
-        deadline = time.monotonic() + 30
+        try:
+            self.wait_ready(30)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float, uri: str | None = None, argv_prefix=()) -> None:
+        """Waits until `virsh -c URI uri` (this daemon's URI by default; run under
+        `argv_prefix`, e.g. nsenter, when given) answers; raises RuntimeError with the
+        daemon's log tail after `timeout` seconds."""
+        uri = uri or self.uri
+        deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            r = _run(["virsh", "-c", self.uri, "uri"], check=False, timeout=20)
+            r = _run([*argv_prefix, "virsh", "-c", uri, "uri"], check=False, timeout=20)
             if r.returncode == 0:
-                return self
+                return
             last = r.stderr
             time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"libvirtd did not answer on {self.uri} within 30 s: {last}\n"
+        raise RuntimeError(f"libvirtd did not answer on {uri} within {timeout:g} s: {last}\n"
                            + self.log_tail())
 
-    def _collect_pids(self) -> None:
+    def _collect_pids(self, pid_dir: str | None = None, which=("virtlogd", "libvirtd")) -> None:
         deadline = time.monotonic() + 10
-        for name in ["virtlogd", "libvirtd"]:
+        for name in which:
             while name not in self.pids and time.monotonic() < deadline:
-                pid = _read_pid(os.path.join(self.dir, f"{name}.pid"))
+                pid = _read_pid(os.path.join(pid_dir or self.dir, f"{name}.pid"))
                 if pid:
                     self.pids[name] = pid
                 else:
