@@ -135,7 +135,7 @@ void on_connection_closed(virConnectPtr, int reason, void* opaque) {
 }  // namespace
 
 std::unique_ptr<DomainStream> DomainStream::open(const std::string& uri, const std::string& domain, Device device,
-                                                 const std::string& channel) {
+                                                 const std::string& channel, const std::string& not_run) {
   start_libvirt_event_loop();  // before the connection: its socket joins the loop
   std::unique_ptr<DomainStream> s(new DomainStream());
   s->what_ = device == Device::channel ? fmt::format("channel {} of domain {} at {}", channel, domain, uri)
@@ -149,8 +149,11 @@ std::unique_ptr<DomainStream> DomainStream::open(const std::string& uri, const s
   if (lv().virConnectSetKeepAlive(c, kKeepAliveIntervalS, kKeepAliveCount) < 0)
     throw DomainStreamError(DomainStreamError::failed,
                             fmt::format("libvirt {}: cannot turn keepalive on: {}", uri, libvirt_last_error()));
-  if (lv().virConnectRegisterCloseCallback(c, on_connection_closed, new SharedRef(s->shared_), free_ref) == 0)
+  auto* close_ref = new SharedRef(s->shared_);
+  if (lv().virConnectRegisterCloseCallback(c, on_connection_closed, close_ref, free_ref) == 0)
     s->close_callback_ = true;
+  else
+    delete close_ref;  // (the stream's own events still tell a lost connection, later)
   try {
     if (auto d = s->conn_->lookup(domain)) s->dom_.emplace(std::move(*d));
   } catch (const LibvirtError& e) {
@@ -161,6 +164,9 @@ std::unique_ptr<DomainStream> DomainStream::open(const std::string& uri, const s
   if (!s->dom_->is_active())
     throw DomainStreamError(DomainStreamError::not_running, fmt::format("domain {} is not running", domain));
   s->identity_ = fmt::format("libvirt:{}:{}", s->dom_->uuid(), s->dom_->id());
+  if (!not_run.empty() && s->identity_ == not_run)
+    throw DomainStreamError(DomainStreamError::not_running,
+                            fmt::format("domain {}: the run whose channel ended is still stopping", domain));
 
   s->st_ = lv().virStreamNew(c, VIR_STREAM_NONBLOCK);
   if (!s->st_)
@@ -180,9 +186,18 @@ std::unique_ptr<DomainStream> DomainStream::open(const std::string& uri, const s
       kind = DomainStreamError::not_running;
     throw DomainStreamError(kind, fmt::format("libvirt: opening {}: {}", s->what_, msg));
   }
-  if (lv().virStreamEventAddCallback(s->st_, kStreamEvents, on_stream_event, new SharedRef(s->shared_), free_ref) != 0)
+  // A domain being stopped can still hand out a stream (to a socket its dying qemu
+  // still holds) that ends at once: not a run to record.
+  if (!s->dom_->is_active() || s->dom_->id() < 0)
+    throw DomainStreamError(DomainStreamError::not_running,
+                            fmt::format("domain {} stopped while its {} was being opened", domain,
+                                        device == Device::channel ? "channel" : "console"));
+  auto* stream_ref = new SharedRef(s->shared_);
+  if (lv().virStreamEventAddCallback(s->st_, kStreamEvents, on_stream_event, stream_ref, free_ref) != 0) {
+    delete stream_ref;
     throw DomainStreamError(DomainStreamError::failed,
                             fmt::format("libvirt: watching {}: {}", s->what_, libvirt_last_error()));
+  }
   s->callback_ = true;
   return s;
 }

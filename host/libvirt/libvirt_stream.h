@@ -61,9 +61,12 @@ class DomainStream {
  public:
   enum class Device { channel, console };
   /// Connects to `uri`, finds `domain`, opens its channel `channel` (a virtio port's
-  /// name) or its first console. Throws DomainStreamError.
+  /// name) or its first console. Throws DomainStreamError: `not_running` also when the
+  /// domain's run is `not_run` (a run whose channel ended: qemu is gone or going, and
+  /// libvirt, which may not have noticed yet, could still hand out a stream that ends
+  /// at once) or when it stopped while the device was being opened.
   static std::unique_ptr<DomainStream> open(const std::string& uri, const std::string& domain, Device device,
-                                            const std::string& channel = "");
+                                            const std::string& channel = "", const std::string& not_run = "");
   ~DomainStream();
   DomainStream(const DomainStream&) = delete;
   DomainStream& operator=(const DomainStream&) = delete;
