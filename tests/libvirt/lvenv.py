@@ -275,6 +275,14 @@ class LibvirtDaemon:
                 return m.group(1) if m else None
         return None
 
+    def pause_libvirtd(self) -> None:
+        """Stops libvirtd with SIGSTOP: its sockets stay open and nothing answers, as a
+        host gone from the network looks to a client. resume_libvirtd() undoes it."""
+        os.kill(self.pids["libvirtd"], signal.SIGSTOP)
+
+    def resume_libvirtd(self) -> None:
+        os.kill(self.pids["libvirtd"], signal.SIGCONT)
+
     def daemon_path(self, path: str) -> str:
         """`path` as libvirtd sees it (its private mount namespace), reachable from
         here through /proc/PID/root: for a test that looks at what the daemon made."""
@@ -364,6 +372,8 @@ class LibvirtDaemon:
 
     def stop(self) -> None:
         """Destroys and undefines every domain, kills leftover qemu, stops both daemons."""
+        if "libvirtd" in self.pids and _pid_alive(self.pids["libvirtd"]):
+            os.kill(self.pids["libvirtd"], signal.SIGCONT)  # (a test may have paused it)
         if "libvirtd" in self.pids and _pid_alive(self.pids["libvirtd"]):
             try:
                 names = self.virsh("list", "--all", "--name", check=False, timeout=30).stdout.split()

@@ -26,7 +26,10 @@ CASE:
            domain keeps running): the watcher notices the loss within seconds,
            records "reconnecting" (a `sprout wait` begun before stays with the run),
            reconnects when libvirtd is back and continues the same run's record, to
-           which the guest's later events are added.
+           which the guest's later events are added. Once the guest has failed,
+           libvirtd is paused (SIGSTOP: connected, silent, as a host gone from the
+           network): keepalive notices within 30 s (the record: reconnecting, still
+           failed), and once it is resumed the watcher has the same run again.
 The guest is built exactly as tests/runtime builds it (runtime_lib.GuestWorld: the
 agent's default config; the VM's overlay is the guest's persistent state disk by the
 serial `sprout-test-state`, set with a qemu `-global`). Exit 77 when libvirtd cannot
@@ -228,6 +231,7 @@ def case_failing(lw):
         gone, back = lw.lv.restart_libvirtd()
         back_ms = time.time() * 1000
         print(f"failing: libvirtd restarted ({back - gone:.1f} s down)")
+
         with waiter:
             rc = waiter.wait(BOOT_BUDGET + 30)
             out = waiter.output()
@@ -238,9 +242,7 @@ def case_failing(lw):
         # The loss was noticed and recovered, bounded, and the record is the same run's.
         hev = lw.host_events(name)
         names = [e["event"] for e in hev]
-        check("channel-lost" in names and "channel-back" in names and names.count("run-started") == 1 and
-              names.index("run-started") < names.index("channel-lost") < names.index("channel-back"),
-              f"host events: {names}\n{watch.output()}")
+        check(names == ["run-started", "channel-lost", "channel-back"], f"host events: {names}\n{watch.output()}")
         lost_ms = next(e["hostTimeMs"] for e in hev if e["event"] == "channel-lost")
         back_at = next(e["hostTimeMs"] for e in hev if e["event"] == "channel-back")
         print(f"failing: the watcher noticed the loss {(lost_ms - before_ms) / 1000:.1f} s after the restart began "
@@ -251,6 +253,29 @@ def case_failing(lw):
         check(guest_after, "no guest event was recorded through the new stream")
         check((rl.read_status(state) or {}).get("counters", {}).get("connections", 0) >= 2,
               f"counters: {(rl.read_status(state) or {}).get('counters')}")
+        # Then libvirtd goes silent (SIGSTOP: its sockets open, no answer, as a host
+        # gone from the network): only keepalive can tell. Resumed once the watcher
+        # has noticed, it has the channel again, and the record is still this run's.
+        paused_ms = time.time() * 1000
+        lw.lv.pause_libvirtd()
+        try:
+            lw.wait_for("the watcher noticing a silent libvirtd (keepalive)",
+                        lambda: [e["event"] for e in lw.host_events(name)].count("channel-lost") >= 2, 45)
+            st = rl.read_status(state) or {}
+            check(st.get("host", {}).get("state") == "reconnecting" and st.get("phase") == "failed",
+                  f"record while libvirtd is silent: {st.get('host')} {st.get('phase')}")
+        finally:
+            lw.lv.resume_libvirtd()
+        silent_ms = [e["hostTimeMs"] for e in lw.host_events(name) if e["event"] == "channel-lost"][1]
+        print(f"failing: a silent libvirtd noticed after {(silent_ms - paused_ms) / 1000:.1f} s (keepalive)")
+        check(silent_ms - paused_ms < 30000, f"keepalive took {silent_ms - paused_ms:.0f} ms")
+        lw.wait_for("the watcher back after libvirtd resumed",
+                    lambda: [e["event"] for e in lw.host_events(name)].count("channel-back") >= 2, 30)
+        st = rl.read_status(state) or {}
+        names = [e["event"] for e in lw.host_events(name)]
+        check(names == ["run-started", "channel-lost", "channel-back", "channel-lost", "channel-back"] and
+              st.get("phase") == "failed" and st.get("host", {}).get("state") == "running",
+              f"after libvirtd resumed: {names} {st.get('host')} {st.get('phase')}")
         # No reboot loop: the domain keeps running, one boot only.
         time.sleep(8)
         check(lw.w.boots(name) == [1], f"reboot loop: boots {lw.w.boots(name)}")
