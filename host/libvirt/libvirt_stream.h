@@ -22,7 +22,8 @@
 //   first ends the VM's run, the second says nothing about it.
 // - What the far end sent while the connection was silently dead (before keepalive
 //   gave up) is lost with it: libvirtd read it from the device for a client that is
-//   gone. A connection that closes (libvirtd restarted) loses nothing in flight.
+//   gone. A connection that closes (libvirtd restarted) loses at most what was in
+//   flight at that moment.
 // - One object, one connection, one stream: the destructor removes the callbacks,
 //   aborts the stream if it has not ended, and closes the connection.
 //
