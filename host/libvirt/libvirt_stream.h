@@ -10,7 +10,9 @@
 //   read() and write() never wait for the guest. Every connection has keepalive on
 //   (every 5 s, given up after 3 unanswered: a silent peer is noticed within about
 //   20 s), which needs libvirt's event loop (libvirt_event_loop.h, started here);
-//   libvirt's RPCs on that connection (lookup, open) then end within that bound too.
+//   libvirt's RPCs on that connection (lookup, open) end within that bound too (its
+//   client keeps the keepalive timer while a call waits; tried here only on an idle
+//   stream: tests/libvirt, libvirtd paused).
 //   Opening the connection, before keepalive can run, waits at most 15 s (in a thread
 //   of its own, which a daemon that never answers keeps: no second one is started
 //   while it is out).
