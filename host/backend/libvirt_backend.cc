@@ -1,10 +1,12 @@
 // The libvirt backend: the VM is a domain sprout defined (`sprout define`).
 #include <chrono>
+#include <cstdlib>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
 #include "backend/backend.h"
+#include "backend/libvirt_device_streams.h"
 #include "spec/spec_dir.h"
 #include "libvirt/libvirt_connection.h"
 
@@ -48,8 +50,13 @@ class LibvirtBackend final : public VmBackend {
     return fmt::format("the domain runs; waiting for its recorder (`sprout watch {}`) to follow it", spec.name);
   }
 
-  std::vector<std::string> console_command(const Spec& spec) const override {
-    return {"virsh", "-c", spec.libvirt_uri, "console", spec.name};
+  std::unique_ptr<ChannelSource> status_channel(const Spec& spec) const override {
+    if (auto local = test_local_status_channel(spec)) return local;
+    return libvirt_status_channel(spec.libvirt_uri, spec.name);
+  }
+
+  std::unique_ptr<ConsoleSession> attach_console(const Spec& spec) const override {
+    return libvirt_console(spec.libvirt_uri, spec.name);
   }
 };
 

@@ -23,9 +23,11 @@ class NoLibvirtBackend final : public VmBackend {
   std::string remove(const Spec&) const override { no_libvirt(); }
   std::string start_hint(const Spec& spec) const override { return fmt::format("sprout define {} --start", vm_arguments(spec)); }
   std::string unrecorded_note(const Spec&) const override { return "this build cannot ask libvirt"; }
-  std::vector<std::string> console_command(const Spec& spec) const override {
-    return {"virsh", "-c", spec.libvirt_uri, "console", spec.name};
+  std::unique_ptr<ChannelSource> status_channel(const Spec& spec) const override {
+    if (auto local = test_local_status_channel(spec)) return local;
+    no_libvirt();
   }
+  std::unique_ptr<ConsoleSession> attach_console(const Spec&) const override { no_libvirt(); }
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -86,10 +87,19 @@ class QemuBackend final : public VmBackend {
            "and no `sprout watch`)";
   }
 
-  std::vector<std::string> console_command(const Spec&) const override { return {}; }
+  std::unique_ptr<ChannelSource> status_channel(const Spec& spec) const override {
+    return unix_channel_source(spec.status_socket());
+  }
+
+  std::unique_ptr<ConsoleSession> attach_console(const Spec&) const override { return nullptr; }
 };
 
 }  // namespace
+
+std::unique_ptr<ChannelSource> test_local_status_channel(const Spec& spec) {
+  if (!std::getenv("SPROUT_TEST_LOCAL_STATUS_SOCKET")) return nullptr;
+  return unix_channel_source(spec.status_socket());
+}
 
 const VmBackend& qemu_backend() {
   static const QemuBackend backend;

@@ -1,8 +1,10 @@
 // sprout console NAME: attach the terminal to a VM's serial console. The qemu backend
 // serves it on STATE/console.sock (and logs it to STATE/console.log whether anyone is
-// attached or not); libvirt's is a pty that `virsh console` attaches to, which this
-// runs. Ctrl-] detaches, as in virsh and telnet. The guest's bytes go to the terminal
-// as they are: that is what a console is (sprout's own output is escaped elsewhere).
+// attached or not); a libvirt domain's is reached through libvirt's API
+// (virDomainOpenConsole: libvirtd opens the pty on the domain's host, this one or
+// another), one session at a time as with virsh. Ctrl-] detaches, as in virsh and
+// telnet. The guest's bytes go to the terminal as they are: that is what a console is
+// (sprout's own output is escaped elsewhere).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
@@ -12,6 +14,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -20,7 +25,6 @@
 #include "cli/commands.h"
 #include "error.h"
 #include "spec/spec.h"
-#include "subprocess.h"
 #include "base/unix_socket.h"
 #include "cli/vm_locator.h"
 
@@ -70,10 +74,6 @@ bool write_all(int fd, const char* p, std::size_t n) {
   return true;
 }
 
-}  // namespace
-
-namespace {
-
 /// The VM's console session lock (held until it is closed), or a runtime error naming
 /// the session that holds it.
 int take_console(const Spec& spec) {
@@ -96,50 +96,72 @@ int take_console(const Spec& spec) {
   return fd;
 }
 
-}  // namespace
-
-int cmd_console(const Invocation& inv) {
-  Spec spec = *inv.vm;
-  if (auto argv = backend_for(spec).console_command(spec); !argv.empty()) {
-    fmt::print(stderr, "{}: the console is {}'s: {}\n", spec.name, argv[0], format_command(argv));
-    try {
-      exec_argv(argv);
-    } catch (const std::system_error& e) {
-      throw std::runtime_error(fmt::format("cannot run {} ({}): install it (virsh: libvirt-clients), or run `{}`",
-                                           argv[0], e.code().message(), format_command(argv)));
-    }
+/// The qemu backend's console: STATE/console.sock, under the VM's console session lock.
+class UnixConsole final : public ConsoleSession {
+ public:
+  UnixConsole(int session, int sock) : session_(session), sock_(sock) {}
+  ~UnixConsole() override {
+    ::close(sock_);
+    ::close(session_);
   }
+  int fd() const override { return sock_; }
+  Read read(std::string& out) override {
+    long n = read_some(sock_, out);
+    if (n > 0) return Read::data;
+    return n == -1 ? Read::again : Read::ended;
+  }
+  bool write(std::string_view bytes) override { return write_all(sock_, bytes.data(), bytes.size()); }
+  std::string why() const override { return "the VM's console closed (the VM stopped)"; }
+
+ private:
+  int session_, sock_;
+};
+
+std::unique_ptr<ConsoleSession> attach_qemu_console(const Spec& spec) {
   // One session at a time, as virsh has it: qemu's socket would queue a second
   // client's keystrokes for nobody while telling it nothing.
   const int session = take_console(spec);
   int sock = connect_unix(spec.console_socket());
   if (sock < 0) {
+    const int e = errno;
+    ::close(session);
     throw std::runtime_error(fmt::format("{}: no console to attach to ({}: {}); is the VM running? (`sprout status {}`; "
                                          "its past output is in {})",
-                                         spec.name, spec.console_socket().string(), std::strerror(errno), spec.name,
+                                         spec.name, spec.console_socket().string(), std::strerror(e), spec.name,
                                          spec.console_log().string()));
   }
+  return std::make_unique<UnixConsole>(session, sock);
+}
+
+}  // namespace
+
+int cmd_console(const Invocation& inv) {
+  Spec spec = *inv.vm;
+  std::unique_ptr<ConsoleSession> console = backend_for(spec).attach_console(spec);
+  if (!console) console = attach_qemu_console(spec);
   const bool tty = ::isatty(0) == 1;
-  if (tty) fmt::print(stderr, "{}: attached to the console; Ctrl-] detaches\r\n", spec.name);
+  // (On stderr also when it is no terminal: a script can tell when it is attached.)
+  fmt::print(stderr, "{}: attached to the console; Ctrl-] detaches{}\n", spec.name, tty ? "\r" : "");
   std::string end;
   {
     RawTerminal raw(0);
     bool stdin_open = true;
     char buf[16384];
+    std::string out;
     while (end.empty()) {
-      pollfd fds[2] = {{sock, POLLIN, 0}, {0, static_cast<short>(stdin_open ? POLLIN : 0), 0}};
+      pollfd fds[2] = {{console->fd(), POLLIN, 0}, {0, static_cast<short>(stdin_open ? POLLIN : 0), 0}};
       if (::poll(fds, 2, -1) < 0) {
         if (errno == EINTR) continue;
         end = fmt::format("poll: {}", std::strerror(errno));
         break;
       }
       if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-        ssize_t n = ::read(sock, buf, sizeof buf);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-          end = "the VM's console closed (the VM stopped)";
-        } else if (n > 0 && !write_all(1, buf, static_cast<std::size_t>(n))) {
+        out.clear();
+        ConsoleSession::Read r = console->read(out);
+        if (r == ConsoleSession::Read::ended)
+          end = console->why();
+        else if (!out.empty() && !write_all(1, out.data(), out.size()))
           end = "cannot write to the terminal";
-        }
       }
       if (stdin_open && (fds[1].revents & (POLLIN | POLLHUP))) {
         ssize_t n = ::read(0, buf, sizeof buf);
@@ -149,22 +171,21 @@ int cmd_console(const Invocation& inv) {
         } else {
           auto* at = static_cast<char*>(std::memchr(buf, kDetach, static_cast<std::size_t>(n)));
           std::size_t send = at ? static_cast<std::size_t>(at - buf) : static_cast<std::size_t>(n);
-          if (send && !write_all(sock, buf, send)) end = "the VM's console closed (the VM stopped)";
+          if (send && !console->write(std::string_view(buf, send))) end = console->why();
           if (at) end = "detached";
         }
       }
     }
   }
-  ::close(sock);
-  ::close(session);
-  if (tty) fmt::print(stderr, "\n{}: {}\n", spec.name, end);
+  console.reset();
+  fmt::print(stderr, "{}{}: {}\n", tty ? "\n" : "", spec.name, end);
   return 0;
 }
 
 const Command kConsoleCommand = {"console", "attach to a VM's serial console (Ctrl-] detaches)",
     "Attach to a VM's serial console (Ctrl-] detaches). qemu backend: STATE/console.sock, while\n"
-    "the VM runs (everything it prints is also in STATE/console.log). libvirt: runs\n"
-    "`virsh -c URI console NAME`.",
+    "the VM runs (everything it prints is also in STATE/console.log). libvirt: the domain's\n"
+    "console through libvirt's API (virDomainOpenConsole), on this host or another.",
     Needs::one_vm, nullptr, cmd_console};
 
 }  // namespace sprout

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "backend/backend.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "identity/vm_identity.h"
@@ -301,15 +302,19 @@ int cmd_watch(const Invocation& inv) {
   check_watch_is_wanted(spec);
   spec.state().make_private(spec.backend == Backend::libvirt);
   // One loop with `sprout run`'s (supervisor.h): without a qemu command line it records
-  // only, with this process as the record's supervisor, until a signal.
-  return static_cast<int>(supervise(spec, SuperviseOptions{}));
+  // only, with this process as the record's supervisor, until a signal. The backend
+  // says where the channel is read (libvirt: through its API, for a domain on any host).
+  SuperviseOptions so;
+  so.channel = backend_for(spec).status_channel(spec);
+  return static_cast<int>(supervise(spec, so));
 }
 
 const Command kWatchCommand = {"watch", "record a VM's status channel (for VMs libvirt runs)",
-    "Record a VM's status channel (STATE/status.sock) into status.json and events.jsonl,\n"
-    "reconnecting whenever it goes away, until SIGTERM/SIGINT. For VMs that libvirt runs\n"
-    "(\"backend\": \"libvirt\"). A qemu-backend VM is refused (exit 2) unless a `sprout run\n"
-    "--external-recorder` runs it (given 5 s to take the VM's run lock): its `sprout run`\n"
+    "Record a VM's status channel into status.json and events.jsonl, reconnecting whenever\n"
+    "it goes away, until SIGTERM/SIGINT. For VMs that libvirt runs (\"backend\": \"libvirt\"),\n"
+    "on this host or another: the domain's channel is read through libvirt's API. A\n"
+    "qemu-backend VM is refused (exit 2) unless a `sprout run --external-recorder` runs it\n"
+    "(given 5 s to take the VM's run lock; its STATE/status.sock is read): its `sprout run`\n"
     "records it.",
     Needs::one_vm, nullptr, cmd_watch};
 

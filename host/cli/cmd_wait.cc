@@ -45,6 +45,7 @@ constexpr int kReached = 0, kCannotReach = 1, kTimedOut = 3;
 /// What the guest is doing while it says nothing, in words for the live line.
 std::string silent_because(const std::string& phase, const StatusRecord& st) {
   if (st.host.state == HostState::preparing) return "preparing the VM's disks";
+  if (st.host.state == HostState::reconnecting) return "its recorder lost the status channel and is reconnecting";
   if (phase.empty())
     return st.host.state == HostState::waiting ? "waiting for the VM to start"
                                                : "waiting for the guest's first report (booting)";

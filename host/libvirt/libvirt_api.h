@@ -18,7 +18,12 @@ namespace sprout {
   X(virConnectOpen) X(virConnectClose) X(virConnectGetCapabilities) X(virDomainLookupByName)                  \
   X(virDomainDefineXML) X(virDomainFree) X(virDomainIsActive) X(virDomainIsPersistent) X(virDomainGetID)     \
   X(virDomainGetUUIDString) X(virDomainGetXMLDesc) X(virDomainGetMetadata) X(virDomainCreate)                \
-  X(virDomainShutdown) X(virDomainDestroy) X(virDomainUndefineFlags) X(virDomainSetAutostart)
+  X(virDomainShutdown) X(virDomainDestroy) X(virDomainUndefineFlags) X(virDomainSetAutostart)                \
+  X(virEventRegisterDefaultImpl) X(virEventRunDefaultImpl) X(virConnectSetKeepAlive)                          \
+  X(virConnectRegisterCloseCallback) X(virConnectUnregisterCloseCallback)                                     \
+  X(virStreamNew) X(virStreamRecv) X(virStreamSend) X(virStreamFinish) X(virStreamAbort) X(virStreamFree)     \
+  X(virStreamEventAddCallback) X(virStreamEventUpdateCallback) X(virStreamEventRemoveCallback)                \
+  X(virDomainOpenChannel) X(virDomainOpenConsole)
 
 struct LibvirtApi {
 #define SPROUT_LIBVIRT_MEMBER(f) decltype(&::f) f = nullptr;

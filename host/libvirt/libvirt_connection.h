@@ -28,6 +28,8 @@ class LibvirtDomain {
   ~LibvirtDomain();
 
   const std::string& name() const { return name_; }
+  /// The handle, for the calls this class does not wrap (libvirt_stream.h); stays ours.
+  virDomainPtr raw() const { return d_; }
   bool is_active() const;
   bool is_persistent() const;
   int id() const;  ///< -1 when not running
@@ -56,11 +58,15 @@ class LibvirtConnection {
  public:
   /// Opens a read-write connection; LibvirtError when that fails.
   explicit LibvirtConnection(const std::string& uri);
+  /// Takes over a connection opened elsewhere (libvirt_stream.h opens with a bound).
+  LibvirtConnection(std::string uri, virConnectPtr opened) : uri_(std::move(uri)), c_(opened) {}
   LibvirtConnection(const LibvirtConnection&) = delete;
   LibvirtConnection& operator=(const LibvirtConnection&) = delete;
   ~LibvirtConnection();
 
   const std::string& uri() const { return uri_; }
+  /// The handle, for the calls this class does not wrap (libvirt_stream.h); stays ours.
+  virConnectPtr raw() const { return c_; }
   /// nullopt when no domain has that name.
   std::optional<LibvirtDomain> lookup(const std::string& name);
   LibvirtDomain define(const std::string& xml, const std::string& name);

@@ -169,11 +169,13 @@ std::string console_and_channel_xml(const Spec& spec) {
                      "    </serial>\n    <console type='pty'>\n      <target type='serial' port='0'/>\n"
                      "    </console>\n",
                      esc(spec.console_log()));
-  // The status channel: a virtio-serial port; libvirt (qemu) listens on the socket in
-  // the state directory, where `sprout watch` connects.
-  dev += fmt::format("    <channel type='unix'>\n      <source mode='bind' path='{}'/>\n"
+  // The status channel: a virtio-serial port on a unix socket whose path libvirt
+  // chooses on the domain's host (its channel directory, open only to the domain's
+  // qemu). `sprout watch` reads it through libvirt's API (virDomainOpenChannel), so
+  // the path never has to exist here: the domain may run on another host.
+  dev += fmt::format("    <channel type='unix'>\n      <source mode='bind'/>\n"
                      "      <target type='virtio' name='{}'/>\n    </channel>\n",
-                     esc(spec.status_socket()), xml_escape(kStatusPortName));
+                     xml_escape(kStatusPortName));
   return dev;
 }
 

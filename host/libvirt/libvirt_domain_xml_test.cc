@@ -74,7 +74,10 @@ TEST(DomainXml, DisksAndChannel) {
                      "      <readonly/>\n      <serial>sprout-secrets</serial>"));
   EXPECT_FALSE(has(x, "closure.img"));  // guest-built: no closure disk
   EXPECT_FALSE(has(x, "sysinfo"));      // no machine-id given
-  EXPECT_TRUE(has(x, "<source mode='bind' path='/var/lib/sprout/vms/web/status.sock'/>"));
+  // The status channel's socket is libvirt's to place, on the domain's host: no path
+  // of ours (`sprout watch` reads it through libvirt's API).
+  EXPECT_TRUE(has(x, "<channel type='unix'>\n      <source mode='bind'/>\n"));
+  EXPECT_FALSE(has(x, "status.sock"));
   EXPECT_TRUE(has(x, "<target type='virtio' name='sprout.status.0'/>"));
   EXPECT_TRUE(has(x, "<log file='/var/lib/sprout/vms/web/console.log' append='on'/>"));
   EXPECT_FALSE(has(x, "<graphics"));

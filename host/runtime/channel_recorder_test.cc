@@ -1,16 +1,19 @@
 #include "runtime/channel_recorder.h"
 
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "base/temp_dir.h"
 #include "status/record.h"
+#include "status/run_state.h"
 
 namespace sprout {
 namespace {
@@ -126,6 +129,96 @@ TEST(ChannelRecorder, AWatcherTellsANewRunByItsSocketAndKeepsItsOwnAcrossRestart
   EXPECT_FALSE(f.record.phase);
   EXPECT_TRUE(f.record.host.watch);
   EXPECT_EQ(f.record.host.state, HostState::running);
+}
+
+/// A channel the test scripts: what open() finds, what read() returns (a libvirt
+/// domain's channel behaves so: channel_source.h). Its descriptor is an eventfd kept
+/// readable.
+struct ScriptedSource : ChannelSource {
+  Opened next_open{Opened::not_running, "not yet"};
+  std::string identity, data, why_text;
+  ChannelSource::Read after_data = Read::again;
+  bool is_open = false;
+  int efd = ::eventfd(1, EFD_CLOEXEC);
+  ~ScriptedSource() override { ::close(efd); }
+  Opened open() override {
+    is_open = next_open.kind == Opened::open;
+    return next_open;
+  }
+  std::string run_identity() const override { return is_open ? identity : ""; }
+  int fd() const override { return is_open ? efd : -1; }
+  Read read(std::string& out, std::size_t) override {
+    if (!data.empty()) {
+      out += data;
+      data.clear();
+      return Read::data;
+    }
+    Read r = after_data;
+    if (r != Read::again) {
+      is_open = false;
+      after_data = Read::again;
+    }
+    return r;
+  }
+  void close() override { is_open = false; }
+  std::string why() const override { return why_text; }
+  std::string describe() const override { return "scripted channel"; }
+  std::chrono::milliseconds max_backoff() const override { return std::chrono::milliseconds(20); }
+};
+
+HostState host_state(const Spec& spec) { return read_record(spec.status_file()).record.host.state; }
+
+std::vector<std::string> host_events(const Spec& spec) {
+  std::vector<std::string> out;
+  std::ifstream in(spec.state_dir / "events.jsonl");
+  for (std::string l; std::getline(in, l);) {
+    auto j = nlohmann::json::parse(l);
+    if (j.value("source", "") == "host") out.push_back(j.value("event", ""));
+  }
+  return out;
+}
+
+TEST(ChannelRecorder, AWatcherThatLosesTheChannelKeepsTheRunAndTellsAnEndedOneFromIt) {
+  TempDir d("channel");
+  Spec spec = spec_in(d.path());
+  auto src = std::make_shared<ScriptedSource>();
+  ChannelRecorder c(spec, ChannelRecorder::Mode::watch, true, src);
+  c.open();
+  src->next_open = {ChannelSource::Opened::open, ""};
+  src->identity = "libvirt:u:1";
+  ASSERT_TRUE(tick_until(c, [&] { return c.connected(); }));
+  src->data = line(Phase::rebuilding, 1);
+  ASSERT_TRUE(tick_until(c, [&] { return c.accepted() == 1; }));
+  // Lost (libvirtd restarted): the record says reconnecting and stays live.
+  src->after_data = ChannelSource::Read::lost;
+  src->why_text = "lost it";
+  src->next_open = {ChannelSource::Opened::unreachable, "libvirt is down"};
+  ASSERT_TRUE(tick_until(c, [&] { return host_state(spec) == HostState::reconnecting; }));
+  EXPECT_EQ(view_run(spec, read_record(spec.status_file())).state, RunView::live);
+  // Back, the same run: the record goes on (its phase kept), no new run.
+  src->next_open = {ChannelSource::Opened::open, ""};
+  ASSERT_TRUE(tick_until(c, [&] { return host_state(spec) == HostState::running; }));
+  EXPECT_EQ(read_record(spec.status_file()).record.phase, Phase::rebuilding);
+  src->data = line(Phase::rebuilt, 2);
+  ASSERT_TRUE(tick_until(c, [&] { return c.accepted() == 2; }));
+  ASSERT_TRUE(tick_until(c, [&] { return read_record(spec.status_file()).record.phase == Phase::rebuilt; }));
+  // Lost again, and the domain is found not running: its run ended meanwhile.
+  src->after_data = ChannelSource::Read::lost;
+  src->next_open = {ChannelSource::Opened::not_running, "domain web is not running"};
+  ASSERT_TRUE(tick_until(c, [&] { return host_state(spec) == HostState::waiting; }));
+  EXPECT_EQ(view_run(spec, read_record(spec.status_file())).state, RunView::ended);
+  // A run that connects next is new, even with the identity the old one had (libvirtd
+  // numbers domains afresh after a restart).
+  src->next_open = {ChannelSource::Opened::open, ""};
+  ASSERT_TRUE(tick_until(c, [&] { return host_state(spec) == HostState::running; }));
+  EXPECT_FALSE(read_record(spec.status_file()).record.phase);
+  // Ended (qemu closed the channel): the end of that run at once.
+  src->after_data = ChannelSource::Read::ended;
+  src->next_open = {ChannelSource::Opened::not_running, "domain web is not running"};
+  ASSERT_TRUE(tick_until(c, [&] { return host_state(spec) == HostState::waiting; }));
+  std::vector<std::string> want{"run-started", "channel-lost", "channel-back", "channel-lost",
+                                "run-ended", "run-started", "run-ended"};
+  EXPECT_EQ(host_events(spec), want);
 }
 
 TEST(ChannelRecorder, RecordsNothingWhenAnotherProcessRecords) {

@@ -47,7 +47,7 @@ class Loop {
   Loop(const Spec& spec, const SuperviseOptions& options)
       : spec_(spec), opt_(options),
         channel_(spec, options.argv.empty() ? ChannelRecorder::Mode::watch : ChannelRecorder::Mode::run,
-                 options.record),
+                 options.record, options.channel),
         console_(spec.console_log()) {
     if (!options.argv.empty()) qemu_.emplace(spec, options.argv, options.quit_grace_seconds);
   }
@@ -158,7 +158,7 @@ RunOutcome Loop::run() {
     start_qemu();
   } else {
     channel_.set_state(HostState::waiting, "no VM is connected yet");
-    spdlog::info("{}: recording {}", spec_.name, spec_.status_socket().string());
+    spdlog::info("{}: recording {}", spec_.name, channel_.source_name());
   }
   if (!opt_.record) ready("qemu started");
   while (!ended()) {

@@ -13,9 +13,11 @@
 // VM) it only records, continuing the existing record, until SIGTERM/SIGINT/SIGHUP.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "runtime/channel_source.h"
 #include "spec/spec.h"
 
 namespace sprout {
@@ -34,6 +36,9 @@ struct SuperviseOptions {
   /// The qemu command line; empty: somebody else runs the VM, only record it.
   std::vector<std::string> argv;
   bool record = true;             ///< false: `sprout watch` records instead
+  /// Where the status channel is read from; null: qemu's status socket in the state
+  /// directory (the VM's backend says which: VmBackend::status_channel).
+  std::shared_ptr<ChannelSource> channel;
   int quit_grace_seconds = 10;    ///< after QMP quit, before SIGKILL
   /// Said after qemu's last words when qemu fails before the guest ran: which spec key
   /// to change ("" for none).

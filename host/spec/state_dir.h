@@ -54,6 +54,8 @@ struct StateDir {
   /// What the last export exported (disk/prepare.h).
   std::filesystem::path export_record() const { return root / "export.json"; }
 
+  /// The status channel's socket of a qemu-backend VM (a libvirt domain's is libvirt's
+  /// to place, read through its API: backend/backend.h).
   std::filesystem::path status_socket() const { return root / "status.sock"; }
   std::filesystem::path qmp_socket() const { return root / "qmp.sock"; }
   /// The serial console, for `sprout console` (qemu backend).

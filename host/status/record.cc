@@ -48,7 +48,8 @@ std::vector<std::string> strings(const json& j, const char* key) {
 }
 
 constexpr HostState kHostStates[] = {HostState::preparing, HostState::starting, HostState::running,
-                                     HostState::waiting,   HostState::stopping, HostState::stopped};
+                                     HostState::waiting,   HostState::reconnecting, HostState::stopping,
+                                     HostState::stopped};
 
 }  // namespace
 
@@ -59,6 +60,7 @@ std::string_view name_of(HostState s) {
     case HostState::starting: return "starting";
     case HostState::running: return "running";
     case HostState::waiting: return "waiting";
+    case HostState::reconnecting: return "reconnecting";
     case HostState::stopping: return "stopping";
     case HostState::stopped: return "stopped";
   }

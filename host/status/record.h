@@ -40,7 +40,7 @@ struct RecorderCounters {
 };
 
 /// Where the host stands with the VM's run ("host" in status.json).
-enum class HostState { none, preparing, starting, running, waiting, stopping, stopped };
+enum class HostState { none, preparing, starting, running, waiting, reconnecting, stopping, stopped };
 std::string_view name_of(HostState s);
 
 struct HostPart {
@@ -48,7 +48,7 @@ struct HostPart {
   std::optional<ProcessIdentity> supervisor;  ///< the process that keeps the record
   std::int64_t qemu_pid = 0;                  ///< `sprout run`'s qemu, 0 when none
   bool watch = false;                         ///< `sprout watch` keeps the record
-  std::string channel;                        ///< watch: the status socket's identity
+  std::string channel;                        ///< watch: the run's identity (runtime/channel_source.h)
   std::int64_t started_ms = 0, stopped_ms = 0;
   std::string how;                            ///< how the run ended (or why it waits)
   std::optional<int> exit;                    ///< stopped: the run's exit status

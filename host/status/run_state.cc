@@ -14,6 +14,8 @@ std::string channel_identity(const std::filesystem::path& socket) {
   return fmt::format("{}:{}:{}.{:09}", s.st_dev, s.st_ino, s.st_ctim.tv_sec, s.st_ctim.tv_nsec);
 }
 
+bool is_libvirt_channel(const std::string& identity) { return identity.rfind("libvirt:", 0) == 0; }
+
 RunView view_run(const Spec& spec, const RecordFile& file) {
   RunView v;
   if (file.state == RecordFile::missing) return v;
@@ -48,12 +50,20 @@ RunView view_run(const Spec& spec, const RecordFile& file) {
       v.state = RunView::none;
       return v;
     }
+    if (host.state == HostState::reconnecting) {
+      // It lost its way to the channel (libvirt restarted or out of reach) and takes
+      // the run to go on until it finds otherwise: live, not connected.
+      v.state = RunView::live;
+      return v;
+    }
     if (host.state != HostState::running) {
       v.state = RunView::ended;
       v.how = host.how.empty() ? "no VM is connected to its recorder (sprout watch)" : for_terminal(host.how);
       return v;
     }
-    if (host.channel != channel_identity(spec.status_socket())) {
+    // A run read through libvirt's API has no socket here to compare: its watcher
+    // notices the end of the channel itself (it ends with qemu).
+    if (!is_libvirt_channel(host.channel) && host.channel != channel_identity(spec.status_socket())) {
       v.state = RunView::ended;
       v.how = "the VM's status socket is not the one its recorder connected to (the VM was restarted)";
       return v;

@@ -3,7 +3,8 @@
 // keeps it (`sprout run`, or `sprout watch` for a VM someone else runs) is still the
 // same process (pid and start time, process_identity.h), has not written "stopped",
 // and, for a watcher, has the VM connected through the same status socket qemu made
-// for this run. Anything else is history: how it ended, never where the VM stands.
+// for this run (a run read through libvirt's API: connected, or reconnecting after its
+// way to libvirt broke). Anything else is history: how it ended, never where the VM stands.
 #pragma once
 
 #include <cstdint>
@@ -31,5 +32,9 @@ RunView view_run(const Spec& spec, const RecordFile& file);
 /// change time); "" when there is none. A watcher that finds another one connected
 /// knows that a new run began.
 std::string channel_identity(const std::filesystem::path& socket);
+
+/// Whether a record's channel identity is a libvirt domain's ("libvirt:UUID:ID",
+/// runtime/channel_source.h) rather than a status socket's.
+bool is_libvirt_channel(const std::string& identity);
 
 }  // namespace sprout

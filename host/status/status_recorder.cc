@@ -1,7 +1,5 @@
 #include "status/status_recorder.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <utility>
 
@@ -9,7 +7,6 @@
 #include <spdlog/spdlog.h>
 
 #include "base/terminal_text.h"
-#include "base/unix_socket.h"
 
 namespace sprout {
 
@@ -249,26 +246,6 @@ void StatusRecorder::write_now() {
   }
   dirty_ = false;
   pending_.reset();
-}
-
-bool drain_status_socket(StatusRecorder& rec, int& fd) {
-  std::string data;
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-  for (std::size_t taken = 0; taken < (256u << 10) && std::chrono::steady_clock::now() < until;) {
-    data.clear();
-    long n = read_some(fd, data);
-    if (n > 0) {
-      taken += static_cast<std::size_t>(n);
-      rec.on_data(data);
-      continue;
-    }
-    if (n == -1) return true;  // nothing more for now
-    rec.on_disconnect();
-    ::close(fd);
-    fd = -1;
-    return false;
-  }
-  return true;
 }
 
 }  // namespace sprout

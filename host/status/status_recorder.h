@@ -6,7 +6,7 @@
 // events.jsonl; phase changes are never dropped. status.json is rewritten at once
 // for an outcome (specialized, failed) and at most every `coalesce` otherwise
 // (flush_due()); per-event warnings are rate-limited and escaped for terminals.
-// No I/O on sockets here: the run supervisor and `sprout watch` feed it.
+// No I/O on sockets here: the channel recorder (runtime/channel_recorder.h) feeds it.
 #pragma once
 
 #include <chrono>
@@ -95,10 +95,5 @@ class StatusRecorder {
 
 /// Unix time in milliseconds (host clock).
 std::int64_t unix_time_ms();
-
-/// Feeds what the status socket `fd` has to `rec`, at most 256 KiB and 50 ms a call so
-/// that a flooding guest cannot keep the caller's signals and deadlines waiting. At end of
-/// stream it calls on_disconnect(), closes `fd`, sets it to -1 and returns false.
-bool drain_status_socket(StatusRecorder& rec, int& fd);
 
 }  // namespace sprout

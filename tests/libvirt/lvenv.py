@@ -267,6 +267,52 @@ class LibvirtDaemon:
         raise RuntimeError(f"libvirtd did not answer on {uri} within {timeout:g} s: {last}\n"
                            + self.log_tail())
 
+    def restart_libvirtd(self, timeout: float = 30.0) -> tuple[float, float]:
+        """Stops libvirtd (SIGTERM, as a service manager restarting it would; its
+        domains keep running) and starts it again in the same private mount namespace
+        (virtlogd's, which stays). Returns the monotonic times at which the old daemon
+        was gone and the new one answered. Bounded by `timeout` for each half."""
+        old = self.pids.pop("libvirtd")
+        _stop_pid(old, timeout=timeout)
+        gone = time.monotonic()
+        try:
+            os.unlink(os.path.join(self.dir, "libvirtd.pid"))
+        except OSError:
+            pass
+        ns = f"/proc/{self.pids['virtlogd']}/ns/mnt"
+        _run(["nsenter", f"--mount={ns}", "libvirtd", "-d", "-f", "/etc/libvirt/libvirtd.conf",
+              "-p", f"{self.dir}/libvirtd.pid"], timeout=timeout)
+        self._collect_pids()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _run(["virsh", "-c", self.uri, "uri"], check=False, timeout=20).returncode == 0:
+                return gone, time.monotonic()
+            time.sleep(0.1)
+        raise RuntimeError(f"libvirtd did not answer within {timeout} s after its restart\n" + self.log_tail())
+
+    def channel_socket(self, domain: str, port: str = "sprout.status.0") -> str | None:
+        """The path of a running domain's unix channel socket for the virtio port
+        `port`, from its live XML (libvirt places it when the XML names no path)."""
+        xml = self.virsh("dumpxml", domain).stdout
+        for chan in re.findall(r"<channel type='unix'>.*?</channel>", xml, re.S):
+            if f"name='{port}'" in chan:
+                m = re.search(r"<source mode='bind' path='([^']+)'", chan)
+                return m.group(1) if m else None
+        return None
+
+    def pause_libvirtd(self) -> None:
+        """Stops libvirtd with SIGSTOP: its sockets stay open and nothing answers, as a
+        host gone from the network looks to a client. resume_libvirtd() undoes it."""
+        os.kill(self.pids["libvirtd"], signal.SIGSTOP)
+
+    def resume_libvirtd(self) -> None:
+        os.kill(self.pids["libvirtd"], signal.SIGCONT)
+
+    def daemon_path(self, path: str) -> str:
+        """`path` as libvirtd sees it (its private mount namespace), reachable from
+        here through /proc/PID/root: for a test that looks at what the daemon made."""
+        return f"/proc/{self.pids['libvirtd']}/root{path}"
+
     def _collect_pids(self, pid_dir: str | None = None, which=("virtlogd", "libvirtd")) -> None:
         deadline = time.monotonic() + 10
         for name in which:
@@ -351,6 +397,8 @@ class LibvirtDaemon:
 
     def stop(self) -> None:
         """Destroys and undefines every domain, kills leftover qemu, stops both daemons."""
+        if "libvirtd" in self.pids and _pid_alive(self.pids["libvirtd"]):
+            os.kill(self.pids["libvirtd"], signal.SIGCONT)  # (a test may have paused it)
         if "libvirtd" in self.pids and _pid_alive(self.pids["libvirtd"]):
             try:
                 names = self.virsh("list", "--all", "--name", check=False, timeout=30).stdout.split()

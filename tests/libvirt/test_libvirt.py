@@ -13,13 +13,18 @@ Usage: test_libvirt.py SPROUT [--keep]
      of its own for its qemu (a static DAC label; recorded in sprout's registry, never
      a uid the user database knows), shared disks (the cached images, the base) root's
      and readable by that uid through an ACL only; `sprout define --start` starts it:
-     its status line arrives on STATE/status.sock, its console in console.log; qemu
+     its status line reaches `sprout watch` through libvirt's API (the domain's
+     status socket is libvirt's, in the daemon's private mount namespace: no path of
+     it exists here), its console in console.log; qemu
      runs as that uid (every uid and gid, from /proc), not libvirt's qemu user, and
      owns the overlay and the secrets disk;
    - define again with the same spec: "unchanged", same domain id and qemu pid;
    - a changed spec: "updated", the running domain is not restarted (same id/pid),
      the uid is the same;
-   - `sprout stop`: graceful ACPI shutdown; started again with a guest that ignores
+   - `sprout stop`: graceful ACPI shutdown, seen on `sprout console` (attached through
+     libvirt's API, virDomainOpenConsole), which ends by itself when the domain
+     stops; the watcher records the run's end, and the next start as a new run with a
+     record of its own; started again with a guest that ignores
      the power button, `sprout stop --force` destroys it at once (no power button) and
      keeps its definition and disks; once stopped, the secrets disk is the VM's uid's
      (0400) and another uid cannot read it; the shared images are root's (0400, ACL
@@ -52,12 +57,13 @@ import lvenv  # noqa: E402
 
 SKIP = 77
 
-PLACEHOLDER_AGENT = ("#!/bin/sh\n# Placeholder agent: one status line on the status port (bounded write).\n"
+PLACEHOLDER_AGENT = ("#!/bin/sh\n# Placeholder agent: one status event on the status port (bounded write), naming the\n"
+                     "# disks it sees; `sprout watch` records it (as another VM's: it says vm unknown).\n"
                      + guestlib.FIND_STATUS_PORT_SH + r"""
 disks=
 for d in /sys/block/*; do disks="$disks ${d##*/}:$(cat $d/serial 2>/dev/null):$(cat $d/ro)"; done
 [ -n "$port" ] && timeout 20 sh -c 'printf "%s\n" "$1" >"$2"' _ \
-  "{\"event\":\"agent-started\",\"disks\":\"${disks# }\"}" "$port"
+  "{\"version\":1,\"vm\":\"unknown\",\"bootId\":\"placeholder\",\"seq\":0,\"timeMs\":0,\"phase\":\"starting\",\"message\":\"disks ${disks# }\",\"generation\":\"\"}" "$port"
 exit 0
 """)
 
@@ -131,6 +137,46 @@ def try_as(uid, path, flags, do_chmod=False):
     return (code & 1) != 0 if not do_chmod else ((code & 1) != 0, (code & 2) != 0)
 
 
+def read_file(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def host_events(state):
+    out = []
+    try:
+        with open(os.path.join(state, "events.jsonl")) as f:
+            for line in f:
+                out.append(json.loads(line))
+    except OSError:
+        pass
+    return out
+
+
+def placeholder_event(state, run, timeout, watch_log):
+    """The placeholder agent's event of the `run`-th run, as `sprout watch` recorded it
+    (the record of each run starts afresh: that run is its `run`-th "run-started")."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = host_events(state)
+        starts = [i for i, e in enumerate(events) if e.get("source") == "host" and e.get("event") == "run-started"]
+        if len(starts) >= run:
+            got = [e for e in events[starts[run - 1]:] if e.get("source") != "host" and e.get("bootId") == "placeholder"]
+            if got:
+                return got[0]
+        check(time.monotonic() < deadline,
+              f"no placeholder event of run {run} recorded within {timeout} s: {events}\n{read_file(watch_log.name)}")
+        time.sleep(0.2)
+
+
+def placeholder_run_ended(state, run, watch_log):
+    """The watcher recorded the end of the `run`-th run (the channel closed with qemu)."""
+    deadline = time.monotonic() + 15
+    while sum(1 for e in host_events(state) if e.get("event") == "run-ended") < run:
+        check(time.monotonic() < deadline, f"the end of run {run} was not recorded\n{read_file(watch_log.name)}")
+        time.sleep(0.1)
+
+
 def write_spec(path, spec):
     with open(path, "w") as f:
         json.dump(spec, f, indent=2)
@@ -171,7 +217,7 @@ def main():
     sprout = os.path.abspath(sys.argv[1])
     keep = "--keep" in sys.argv
     work = lvenv.host_directory(tempfile.mkdtemp(prefix="sprout-libvirt-test-"))
-    lv = None
+    lv = watch = None
     try:
         # 1. every generated XML validates
         golden = sorted(os.path.join(ROOT, "tests", "nix", "golden", f)
@@ -255,15 +301,18 @@ def main():
         check(f"<label>+{vm_uid}:+{vm_uid}</label>" in xml and xml.count("relabel='no'") == 3,
               f"domain-xml after define lacks the VM's label or the shared disks' relabel='no':\n{xml}")
         os.chown(statedisk, vm_uid, vm_uid)
+        # The recorder, for every run from here on (it reads the channel through libvirt).
+        watch_log = open(os.path.join(work, "watch.log"), "w+")
+        watch = subprocess.Popen([sprout, "watch", "--spec", spec_file], stdin=subprocess.DEVNULL,
+                                 stdout=watch_log, stderr=subprocess.STDOUT)
         r = run([sprout, "define", "--spec", spec_file, "--start"])
         check(r.returncode == 0 and "unchanged" in r.stdout and "started" in r.stdout,
               f"define --start: exit {r.returncode}: {r.stderr}{r.stdout}")
-        reader = guestlib.StatusReader(os.path.join(state, "status.sock"), connect_timeout=30)
-        try:
-            line = reader.wait_for(lambda l: l.get("event") == "agent-started", 120)
-        finally:
-            reader.close()
-        disks = line["disks"]
+        line = placeholder_event(state, 1, 120, watch_log)
+        sock = lv.channel_socket(name)
+        check(sock is not None and not os.path.lexists(sock) and not os.path.lexists(os.path.join(state, "status.sock")),
+              f"the status socket {sock!r} is reachable here, or there is one in the state directory")
+        disks = line["message"]
         for want in ["sprout-config:1", "sprout-self:1", "sprout-test-state:0"]:
             check(want in disks, f"guest disks {disks!r} lack {want}")
         print(f"test_libvirt: guest up, status line after {time.monotonic() - t:.1f} s: {disks}")
@@ -300,10 +349,28 @@ def main():
         check(lv.domain_qemu_account(name) == (vm_uid, vm_uid), "a re-define changed the VM's uid")
         print("test_libvirt: redefine unchanged/changed: domain not restarted")
 
-        # 2e. stop (ACPI), undefine: disks stay
-        r = run([sprout, "stop", "--spec", spec_file], timeout=120)
-        check(r.returncode == 0 and "shut down" in r.stdout, f"stop: {r.returncode} {r.stdout}{r.stderr}")
-        print("test_libvirt: stop shut the domain down gracefully")
+        # 2e. stop (ACPI), seen on `sprout console`; undefine: disks stay
+        con_err = open(os.path.join(work, "console.err"), "w+")
+        console = subprocess.Popen([sprout, "console", "--spec", spec_file], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=con_err)
+        try:
+            deadline = time.monotonic() + 30
+            while "attached to the console" not in read_file(con_err.name):
+                check(console.poll() is None and time.monotonic() < deadline,
+                      f"sprout console did not attach: {read_file(con_err.name)}")
+                time.sleep(0.1)
+            r = run([sprout, "stop", "--spec", spec_file], timeout=120)
+            check(r.returncode == 0 and "shut down" in r.stdout, f"stop: {r.returncode} {r.stdout}{r.stderr}")
+            out, _ = console.communicate(timeout=20)  # it ends by itself: the domain stopped
+        finally:
+            if console.poll() is None:
+                console.kill()
+                console.wait(10)
+        said = read_file(con_err.name)
+        check(console.returncode == 0 and b"power button pressed" in out and "console of domain" in said,
+              f"sprout console: exit {console.returncode}, stderr {said!r}, output {out[-500:]!r}")
+        print("test_libvirt: stop shut the domain down gracefully; sprout console (libvirt's API) showed it and ended")
+        placeholder_run_ended(state, 1, watch_log)
         # Stopped: libvirt gives back no read-only disk, and the secrets disk stays the
         # VM's uid's, which no other qemu runs as.
         st = os.stat(secrets)
@@ -361,13 +428,17 @@ def main():
         st = os.stat(shared[0])
         check(st.st_uid == 0 and st.st_mode & 0o777 == 0o440 and acl_users(shared[0]) == {vm_uid: 4},
               f"{shared[0]} not taken back: uid {st.st_uid}, mode {st.st_mode & 0o777:o}")
-        reader = guestlib.StatusReader(os.path.join(state, "status.sock"), connect_timeout=30)
-        try:
-            reader.wait_for(lambda l: l.get("event") == "agent-started", 120)
-        finally:
-            reader.close()
+        placeholder_event(state, 2, 120, watch_log)  # a new run: a record of its own
         r = run([sprout, "stop", "--spec", spec_file, "--force"], timeout=120)
         check(r.returncode == 0 and "destroyed" in r.stdout, f"stop --force: {r.returncode} {r.stdout}{r.stderr}")
+        placeholder_run_ended(state, 2, watch_log)
+        watch.terminate()
+        check(watch.wait(15) == 0, f"watch exit status {watch.returncode}\n{read_file(watch_log.name)}")
+        # Two runs, each begun and ended once: no run made up of a domain being stopped.
+        seen = [e["event"] for e in host_events(state) if e.get("source") == "host"]
+        check(seen == ["run-started", "run-ended", "run-started", "run-ended", "recorder-stopped"],
+              f"the watcher's host events: {seen}\n{read_file(watch_log.name)}")
+        print("test_libvirt: sprout watch recorded both runs through libvirt's API, each its own record")
         check(lv.virsh("domstate", name).stdout.strip() == "shut off", "the domain runs after stop --force")
         check(name in domains(), "stop --force removed the definition")
         check("sprout_test.ignore_powerdown=1" in lv.virsh("dumpxml", "--inactive", name).stdout,
@@ -420,6 +491,9 @@ def main():
             print(lv.log_tail(), file=sys.stderr)
         return 1
     finally:
+        if watch is not None and watch.poll() is None:
+            watch.kill()
+            watch.wait(10)
         if lv:
             lv.stop()
         if not keep:

@@ -7,17 +7,29 @@ CASE:
            VM's own uid (its domain's DAC label), not root nor libvirt's qemu user,
            checked from /proc; `sprout watch`
            records the status channel, started late on purpose (6 s after the guest's
-           boot marker, when the agent has written its first events); the test guest
+           boot marker, when the agent has written its first events), through
+           libvirt's API: the domain's status socket is libvirt's (its channel
+           directory, in the daemon's private mount namespace), a path that does not
+           exist where sprout runs, so no local connect could have read it; the test guest
            (tests/vm: busybox, the real sprout-agent, stand-in nixos-rebuild) rebuilds,
            reboots (libvirt restarts it in place: same domain id, same qemu pid) and
            specializes; `sprout wait NAME` exits 0; every event of both boots is
            recorded (the events written before watch connected were queued by the
            agent, not lost; one connection carries both boots); `sprout status`
            agrees; `sprout undefine` stops the guest (ACPI) and removes the domain,
-           the overlay and the exported disks stay.
+           the overlay and the exported disks stay; the watcher notices the end of the
+           channel (its qemu exited) and records the run as ended before it is stopped.
   failing  the self config says `# sprout-test: fail`: `sprout wait` exits 1 with
            the reason and the rebuild's last lines (as with the QEMU backend,
            tests/runtime case `failing`); the domain keeps running, no reboot loop.
+           libvirtd is restarted under the watcher once it has the channel (the
+           domain keeps running): the watcher notices the loss within seconds,
+           records "reconnecting" (a `sprout wait` begun before stays with the run),
+           reconnects when libvirtd is back and continues the same run's record, to
+           which the guest's later events are added. Once the guest has failed,
+           libvirtd is paused (SIGSTOP: connected, silent, as a host gone from the
+           network): keepalive notices within 30 s (the record: reconnecting, still
+           failed), and once it is resumed the watcher has the same run again.
 The guest is built exactly as tests/runtime builds it (runtime_lib.GuestWorld: the
 agent's default config; the VM's overlay is the guest's persistent state disk by the
 serial `sprout-test-state`, set with a qemu `-global`). Exit 77 when libvirtd cannot
@@ -26,6 +38,7 @@ run here. The daemon fixture stops exactly what it started, also after a failure
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 
@@ -100,6 +113,15 @@ class LvWorld:
             check(os.path.exists(os.path.join(self.w.state(name), f)), f"undefine removed {f}")
         return time.monotonic() - t0
 
+    def host_events(self, name):
+        return [e for e in rl.read_events(self.w.state(name), host=True) if e.get("source") == "host"]
+
+    def wait_for(self, what, cond, timeout):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            check(time.monotonic() < deadline, f"{what}: not within {timeout} s")
+            time.sleep(0.1)
+
     def stop_watch(self, watch):
         watch.signal(signal.SIGTERM)
         check(watch.wait(15) == 0, f"watch exit status\n{watch.output()}")
@@ -120,6 +142,14 @@ def case_flow(lw):
     check(account is not None and account[0] != lw.lv.qemu_account()[0], f"the domain's DAC label: {account}")
     problem = lw.lv.privilege_problem(pids1[0], account)
     check(problem is None, problem)
+    # The status socket is libvirt's, in its channel directory of the daemon's private
+    # mount namespace: it does not exist where sprout runs, so `sprout watch` can only
+    # read it through libvirt's API (virDomainOpenChannel).
+    sock = lw.lv.channel_socket(name)
+    check(sock is not None and not sock.startswith(state), f"the status socket: {sock!r}")
+    check(not os.path.lexists(sock), f"the status socket {sock} is reachable where sprout runs")
+    check(stat.S_ISSOCK(os.stat(lw.lv.daemon_path(sock)).st_mode), f"libvirtd has no socket at {sock}")
+    check(not os.path.lexists(os.path.join(state, "status.sock")), "a status socket in the state directory")
     # Start the recorder late, when the agent has already written its first events:
     # the guest's virtio port then has no host side, the agent's non-blocking writes
     # get EAGAIN and it keeps the events queued until someone connects.
@@ -166,12 +196,18 @@ def case_flow(lw):
         check(lw.w.boots(name) == [1, 2], f"boots after specializing: {lw.w.boots(name)}")
         dt = lw.undefine(name)
         print(f"flow: undefine (ACPI shutdown + undefine) took {dt:.1f} s; overlay and disks kept")
+        # The watcher noticed the channel's end (its qemu exited): the run ended.
+        lw.wait_for("the watcher recording the run's end",
+                    lambda: any(e.get("event") == "run-ended" for e in lw.host_events(name)), 15)
+        check((rl.read_status(state) or {}).get("host", {}).get("state") == "waiting",
+              f"record after the domain stopped: {(rl.read_status(state) or {}).get('host')}")
         check("sprout-test: poweroff" in lw.w.console(name) or "power button" in lw.w.console(name),
               "the guest did not power off on undefine")
         out = lw.stop_watch(watch)
         connects = (rl.read_status(state) or {}).get("counters", {}).get("connections")
         print(f"flow: watch connected {connects} time(s)")
-        check("status channel connected" in out, f"watch never connected:\n{out}")
+        check("status channel connected (channel sprout.status.0 of domain web at qemu:///" in out,
+              f"watch never connected through libvirt's API:\n{out}")
         # watch was the record's supervisor: once it ended, the record says so (not live).
         host = (rl.read_status(state) or {}).get("host", {})
         check(host.get("state") == "stopped" and "SIGTERM" in host.get("how", ""), f"record after watch: {host}")
@@ -187,11 +223,59 @@ def case_failing(lw):
     lw.define_start(name)
     id1, pids1 = lw.dom_id(name), lw.lv.qemu_pids(name)
     with lw.watch(name) as watch:
-        r = lw.wait(name)
-        print(f"failing: wait exited {r.returncode} after {time.monotonic() - t0:.1f} s")
-        check(r.returncode == 1, f"wait on a failing rebuild: {r.returncode} {r.stdout} {r.stderr}\n{watch.output()}")
-        check("bad failed:" in r.stderr and "exited with status 1" in r.stderr, f"no reason printed: {r.stderr}")
-        check("rebuild told to fail" in r.stderr, f"no rebuild output printed: {r.stderr}")
+        waiter = Proc(["wait", name, "--spec-dir", lw.w.spec_dir, "--timeout", str(BOOT_BUDGET)],
+                      os.path.join(lw.w.root, "logs-" + name, "wait.log"))
+        # Once the watcher has the channel, restart libvirtd under it (the domain runs on).
+        lw.wait_for("watch connecting", lambda: "status channel connected" in watch.output(), 60)
+        before_ms = time.time() * 1000
+        gone, back = lw.lv.restart_libvirtd()
+        back_ms = time.time() * 1000
+        print(f"failing: libvirtd restarted ({back - gone:.1f} s down)")
+
+        with waiter:
+            rc = waiter.wait(BOOT_BUDGET + 30)
+            out = waiter.output()
+        print(f"failing: wait exited {rc} after {time.monotonic() - t0:.1f} s")
+        check(rc == 1, f"wait on a failing rebuild: {rc} {out}\n{watch.output()}")
+        check("bad failed:" in out and "exited with status 1" in out, f"no reason printed: {out}")
+        check("rebuild told to fail" in out, f"no rebuild output printed: {out}")
+        # The loss was noticed and recovered, bounded, and the record is the same run's.
+        hev = lw.host_events(name)
+        names = [e["event"] for e in hev]
+        check(names == ["run-started", "channel-lost", "channel-back"], f"host events: {names}\n{watch.output()}")
+        lost_ms = next(e["hostTimeMs"] for e in hev if e["event"] == "channel-lost")
+        back_at = next(e["hostTimeMs"] for e in hev if e["event"] == "channel-back")
+        print(f"failing: the watcher noticed the loss {(lost_ms - before_ms) / 1000:.1f} s after the restart began "
+              f"and had the channel again {(back_at - back_ms) / 1000:.1f} s after libvirtd answered")
+        check(lost_ms - before_ms < 15000 and back_at - back_ms < 6000,
+              f"loss noticed at +{lost_ms - before_ms:.0f} ms, back at +{back_at - back_ms:.0f} ms")
+        guest_after = [e for e in rl.read_events(state) if e.get("source") != "host" and e.get("hostTimeMs", 0) >= back_at]
+        check(guest_after, "no guest event was recorded through the new stream")
+        check((rl.read_status(state) or {}).get("counters", {}).get("connections", 0) >= 2,
+              f"counters: {(rl.read_status(state) or {}).get('counters')}")
+        # Then libvirtd goes silent (SIGSTOP: its sockets open, no answer, as a host
+        # gone from the network): only keepalive can tell. Resumed once the watcher
+        # has noticed, it has the channel again, and the record is still this run's.
+        paused_ms = time.time() * 1000
+        lw.lv.pause_libvirtd()
+        try:
+            lw.wait_for("the watcher noticing a silent libvirtd (keepalive)",
+                        lambda: [e["event"] for e in lw.host_events(name)].count("channel-lost") >= 2, 45)
+            st = rl.read_status(state) or {}
+            check(st.get("host", {}).get("state") == "reconnecting" and st.get("phase") == "failed",
+                  f"record while libvirtd is silent: {st.get('host')} {st.get('phase')}")
+        finally:
+            lw.lv.resume_libvirtd()
+        silent_ms = [e["hostTimeMs"] for e in lw.host_events(name) if e["event"] == "channel-lost"][1]
+        print(f"failing: a silent libvirtd noticed after {(silent_ms - paused_ms) / 1000:.1f} s (keepalive)")
+        check(silent_ms - paused_ms < 30000, f"keepalive took {silent_ms - paused_ms:.0f} ms")
+        lw.wait_for("the watcher back after libvirtd resumed",
+                    lambda: [e["event"] for e in lw.host_events(name)].count("channel-back") >= 2, 30)
+        st = rl.read_status(state) or {}
+        names = [e["event"] for e in lw.host_events(name)]
+        check(names == ["run-started", "channel-lost", "channel-back", "channel-lost", "channel-back"] and
+              st.get("phase") == "failed" and st.get("host", {}).get("state") == "running",
+              f"after libvirtd resumed: {names} {st.get('host')} {st.get('phase')}")
         # No reboot loop: the domain keeps running, one boot only.
         time.sleep(8)
         check(lw.w.boots(name) == [1], f"reboot loop: boots {lw.w.boots(name)}")

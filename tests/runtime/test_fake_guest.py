@@ -26,11 +26,18 @@ def event(phase, seq, msg="", vm="fake", boot="b1", gen="g1", detail=None):
     return (json.dumps(e) + "\n").encode()
 
 
+# A libvirt VM's watcher reads its channel through libvirt's API; these fake guests
+# play its qemu on STATE/status.sock instead, which sprout's test seam has the watcher
+# read (backend/backend.h: test_local_status_channel). The API path is the libvirt
+# suite's (tests/libvirt).
+os.environ["SPROUT_TEST_LOCAL_STATUS_SOCKET"] = "1"
+
+
 def make_spec(root, name="fake"):
-    """A libvirt VM's spec, as `sprout watch` records one: libvirt's qemu makes
-    STATE/status.sock (the channel's source mode='bind'), which the fake guest does
-    here. Its URI is libvirt's own in-process test driver, where no domain of this
-    name exists: nothing asks the host's libvirtd."""
+    """A libvirt VM's spec, as `sprout watch` records one, with its status channel on
+    STATE/status.sock (the seam above), which the fake guest listens on here. Its URI
+    is libvirt's own in-process test driver, where no domain of this name exists:
+    nothing asks the host's libvirtd."""
     state = os.path.join(root, name)
     os.makedirs(state, exist_ok=True)
     spec_dir = os.path.join(root, "specs")
