@@ -8,9 +8,10 @@
 // What a source says about a run:
 // - run_identity(): the run the open channel belongs to. A status socket's is its
 //   device, inode and change time (qemu makes a new socket for each run). A libvirt
-//   domain's is its UUID and id; the id is new with each start, but libvirtd numbers
-//   domains afresh after it restarts, so a domain stopped and started again while
-//   libvirtd restarted can come back with the id it had. The recorder therefore also
+//   domain's is its UUID and id, and this host's boot id when the daemon is on this
+//   host (libvirtd numbers domains afresh after it restarts or its host boots); a
+//   domain stopped and started again while libvirtd restarted can still come back
+//   with the id it had. The recorder therefore also
 //   counts a stream that ended (`ended`) as the end of the run, whatever comes next.
 // - read() `ended`: the channel's far end closed it: the VM's qemu exited (its run is
 //   over). `lost`: the way to the channel broke (libvirtd restarted, the network or the
