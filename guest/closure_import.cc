@@ -526,7 +526,9 @@ ImportOutcome import_closure(const ClosureImport& run) {
         // One transaction: a refusal registered nothing. Still, only what Nix says is
         // not valid is removed (if it cannot say, nothing is).
         out.error.push_back(fmt::format("error: registering the {} unpacked path(s): {}", invalid.size(), e.what()));
-        if (std::string_view(e.what()).find("is not valid") != std::string_view::npos)
+        // Nix: "path '...' is not valid"; Lix: "... does not exist in the Lix database".
+        if (std::string_view w = e.what();
+            w.find("is not valid") != std::string_view::npos || w.find("does not exist in the") != std::string_view::npos)
           out.error.push_back(fmt::format("  a path of {}'s closure that the guest's store has and the closure disk "
                                           "does not (the base system's) is not valid there: this VM's base is not "
                                           "the one the disk was exported for, or its store is damaged "

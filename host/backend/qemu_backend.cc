@@ -11,6 +11,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "backend/backend.h"
 #include "runtime/run_lock.h"
@@ -98,6 +99,11 @@ class QemuBackend final : public VmBackend {
 
 std::unique_ptr<ChannelSource> test_local_status_channel(const Spec& spec) {
   if (!std::getenv("SPROUT_TEST_LOCAL_STATUS_SOCKET")) return nullptr;
+  // Said every time: set by mistake outside the tests, it would leave a libvirt VM's
+  // watcher waiting on a socket nothing makes.
+  spdlog::warn("{}: SPROUT_TEST_LOCAL_STATUS_SOCKET is set (a test seam): reading {} instead of the "
+               "domain's channel through libvirt; unset it outside sprout's tests",
+               spec.name, spec.status_socket().string());
   return unix_channel_source(spec.status_socket());
 }
 

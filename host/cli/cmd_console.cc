@@ -167,11 +167,12 @@ int cmd_console(const Invocation& inv) {
         ssize_t n = ::read(0, buf, sizeof buf);
         if (n <= 0) {
           stdin_open = false;  // input ended (a pipe): keep showing the console
-          if (!tty) end = "input ended";
+          if (!tty && end.empty()) end = "input ended";
         } else {
           auto* at = static_cast<char*>(std::memchr(buf, kDetach, static_cast<std::size_t>(n)));
           std::size_t send = at ? static_cast<std::size_t>(at - buf) : static_cast<std::size_t>(n);
-          if (send && !console->write(std::string_view(buf, send))) end = console->why();
+          if (send && !console->write(std::string_view(buf, send)))
+            end = console->why().empty() ? "the console took no input (the keys typed were not sent)" : console->why();
           if (at) end = "detached";
         }
       }

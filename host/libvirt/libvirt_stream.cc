@@ -210,7 +210,16 @@ std::unique_ptr<DomainStream> DomainStream::open(const std::string& uri, const s
   }
   // A domain being stopped can still hand out a stream (to a socket its dying qemu
   // still holds) that ends at once: not a run to record.
-  if (!s->dom_->is_active() || s->dom_->id() < 0)
+  // Looked up again (a handle's id is the one it was looked up with): a domain
+  // destroyed and started meanwhile has another id, and this stream is that run's.
+  std::optional<LibvirtDomain> now = [&] {
+    try {
+      return s->conn_->lookup(domain);
+    } catch (const LibvirtError& e) {
+      throw DomainStreamError(DomainStreamError::unreachable, e.what());
+    }
+  }();
+  if (!now || !now->is_active() || now->id() != s->dom_->id())
     throw DomainStreamError(DomainStreamError::not_running,
                             fmt::format("domain {} stopped while its {} was being opened", domain,
                                         device == Device::channel ? "channel" : "console"));

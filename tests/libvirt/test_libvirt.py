@@ -351,8 +351,10 @@ def main():
 
         # 2e. stop (ACPI), seen on `sprout console`; undefine: disks stay
         con_err = open(os.path.join(work, "console.err"), "w+")
+        con_out = open(os.path.join(work, "console.out"), "w+b")
+        # stdin stays open until it has ended by itself (closed input would end it too).
         console = subprocess.Popen([sprout, "console", "--spec", spec_file], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=con_err)
+                                   stdout=con_out, stderr=con_err)
         try:
             deadline = time.monotonic() + 30
             while "attached to the console" not in read_file(con_err.name):
@@ -361,11 +363,14 @@ def main():
                 time.sleep(0.1)
             r = run([sprout, "stop", "--spec", spec_file], timeout=120)
             check(r.returncode == 0 and "shut down" in r.stdout, f"stop: {r.returncode} {r.stdout}{r.stderr}")
-            out, _ = console.communicate(timeout=20)  # it ends by itself: the domain stopped
+            console.wait(timeout=20)  # it ends by itself: the domain stopped
         finally:
             if console.poll() is None:
                 console.kill()
                 console.wait(10)
+            console.stdin.close()
+        con_out.seek(0)
+        out = con_out.read()
         said = read_file(con_err.name)
         check(console.returncode == 0 and b"power button pressed" in out and "console of domain" in said,
               f"sprout console: exit {console.returncode}, stderr {said!r}, output {out[-500:]!r}")
