@@ -18,7 +18,13 @@ namespace sprout {
   X(virConnectOpen) X(virConnectClose) X(virConnectGetCapabilities) X(virDomainLookupByName)                  \
   X(virDomainDefineXML) X(virDomainFree) X(virDomainIsActive) X(virDomainIsPersistent) X(virDomainGetID)     \
   X(virDomainGetUUIDString) X(virDomainGetXMLDesc) X(virDomainGetMetadata) X(virDomainCreate)                \
-  X(virDomainShutdown) X(virDomainDestroy) X(virDomainUndefineFlags) X(virDomainSetAutostart)
+  X(virDomainShutdown) X(virDomainDestroy) X(virDomainUndefineFlags) X(virDomainSetAutostart)               \
+  X(virConnectListAllDomains) X(virStoragePoolLookupByName) X(virStoragePoolDefineXML) X(virStoragePoolBuild)  \
+  X(virStoragePoolCreate) X(virStoragePoolIsActive) X(virStoragePoolSetAutostart) X(virStoragePoolRefresh)     \
+  X(virStoragePoolGetXMLDesc) X(virStoragePoolFree) X(virStoragePoolListAllVolumes)                           \
+  X(virStorageVolLookupByName) X(virStorageVolGetName) X(virStorageVolGetPath) X(virStorageVolGetXMLDesc)     \
+  X(virStorageVolCreateXML) X(virStorageVolDelete) X(virStorageVolFree) X(virStorageVolUpload)                \
+  X(virStreamNew) X(virStreamSparseSendAll) X(virStreamFinish) X(virStreamAbort) X(virStreamFree)
 
 struct LibvirtApi {
 #define SPROUT_LIBVIRT_MEMBER(f) decltype(&::f) f = nullptr;
