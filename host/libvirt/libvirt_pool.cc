@@ -109,7 +109,7 @@ StoragePool StoragePool::ensure(LibvirtConnection& conn, const std::string& name
     StoragePool pool(p, conn.get(), name, conn.uri());
     spdlog::info("libvirt {}: defined storage pool {} (directory {} on the daemon's host)", conn.uri(), name,
                  dir.string());
-    if (lv().virStoragePoolBuild(p, VIR_STORAGE_POOL_BUILD_NO_OVERWRITE) < 0)
+    if (lv().virStoragePoolBuild(p, 0) < 0)
       pool.fail(fmt::format("making its directory {}", dir.string()));
     if (lv().virStoragePoolSetAutostart(p, 1) < 0) pool.fail("setting it to autostart");
     pool.start_if_inactive();

@@ -51,7 +51,9 @@ class StoragePool {
   /// The pool, when the daemon has one of that name (started when inactive); nullopt otherwise.
   static std::optional<StoragePool> find(LibvirtConnection& conn, const std::string& name);
 
-  StoragePool(StoragePool&& o) noexcept : p_(o.p_), name_(std::move(o.name_)), uri_(std::move(o.uri_)) { o.p_ = nullptr; }
+  StoragePool(StoragePool&& o) noexcept : p_(o.p_), conn_(o.conn_), name_(std::move(o.name_)), uri_(std::move(o.uri_)) {
+    o.p_ = nullptr;
+  }
   StoragePool(const StoragePool&) = delete;
   StoragePool& operator=(const StoragePool&) = delete;
   ~StoragePool();
