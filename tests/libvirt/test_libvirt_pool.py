@@ -12,6 +12,8 @@ With a private libvirtd (lvenv.LibvirtDaemon) and specs with "libvirt": {"storag
   overlay volume backed by the base volume, and the domain names volumes;
 - an unchanged re-define uploads nothing; a second VM with the same config tree
   uploads only what is its own (its secrets disk; no base, no shared image);
+- a guest boots from the volumes (the placeholder agent's status line lists its
+  disks by serial, read-only);
 - an upload killed midway (sprout SIGKILLed while its stream is open) leaves a volume
   without completion marker, no domain; gc removes it, and define never attaches it;
 - destroy without --delete-disks is refused, naming the overlay volume; with it, that
@@ -31,7 +33,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "vm"))
+import guestlib  # noqa: E402
 import lvenv  # noqa: E402
+from test_libvirt import PLACEHOLDER_AGENT  # noqa: E402
 
 SKIP = 77
 MiB = 1 << 20
@@ -102,19 +107,19 @@ def main():
         with open(kernel, "wb") as f:
             f.write(b"not started\n")
 
-        def spec_for(vm, base=basef):
+        def spec_for(vm, base=basef, boot=None, qemu_args=()):
             return {"version": 1, "name": vm, "backend": "libvirt",
                     "libvirt": {"uri": lv.uri, "storage": "pool", "pool": pool, "poolPath": pool_dir},
                     "base": {"image": base, "format": "raw"}, "stateDir": os.path.join(work, "vms", vm),
                     "cacheDir": os.path.join(work, "cache"), "gcRootDir": os.path.join(work, "gcroots"),
                     "sources": {"config": cfg, "self": os.path.join(cfg, "hosts", "a")},
                     "memory": {"amount": 128, "unit": "MiB"}, "network": {"mode": "none"},
-                    "kernel": {"path": kernel, "cmdline": "console=ttyS0"},
-                    "accel": "tcg", "shutdownTimeoutSeconds": 5}
+                    "kernel": boot or {"path": kernel, "cmdline": "console=ttyS0"},
+                    "accel": "tcg", "shutdownTimeoutSeconds": 5, "qemuArgs": list(qemu_args)}
 
-        def define(vm, env=None):
-            path = write_spec(os.path.join(specs, f"{vm}.json"), spec_for(vm))
-            r = run([sprout, "define", "--spec", path], env=env)
+        def define(vm, env=None, boot=None, start=False, qemu_args=()):
+            path = write_spec(os.path.join(specs, f"{vm}.json"), spec_for(vm, boot=boot, qemu_args=qemu_args))
+            r = run([sprout, "define", "--spec", path] + (["--start"] if start else []), env=env)
             check(r.returncode == 0, f"define {vm}: exit {r.returncode}: {r.stderr}{r.stdout}")
             with open(os.path.join(work, "vms", vm, "volumes.json")) as f:
                 return r, json.load(f), path
@@ -172,6 +177,35 @@ def main():
         carried_b = rec_b["lastDefine"]["streamDataBytes"]
         print(f"test_libvirt_pool: unchanged re-define uploaded nothing; second VM uploaded only {ups_b} "
               f"({carried_b} bytes carried)")
+
+        # 3b. a guest boots from volumes: libvirt's qemu user reads the root's 0400
+        # volumes (dynamic_ownership), the disks arrive read-only by their serials.
+        agent = os.path.join(work, "agent.sh")
+        with open(agent, "w") as f:
+            f.write(PLACEHOLDER_AGENT)
+        os.chmod(agent, 0o755)
+        gk, gi = guestlib.build_guest(agent, None, os.path.join(work, "guest"))
+        d = f"pd{pid}"
+        # The guest's own state disk (else it waits 5 s for it), handed to qemu directly:
+        # libvirt labels nothing of qemuArgs, so it is given to libvirt's qemu user.
+        statedisk = lv.give_to_qemu(guestlib.make_state_disk(os.path.join(work, "test-state.img")))
+        tb = time.monotonic()
+        r, rec_d, spec_d = define(d, start=True, boot={"path": gk, "initrd": gi,
+                                                         "cmdline": "console=ttyS0 quiet panic=-1 sprout_test.after=stay"},
+                                  qemu_args=["-drive", f"file={statedisk},format=raw,if=none,id=teststate", "-device",
+                                             "virtio-blk-pci,drive=teststate,serial=sprout-test-state,bus=pci.0,addr=0x1d"])
+        check("started" in r.stdout, f"define --start: {r.stdout}")
+        reader = guestlib.StatusReader(os.path.join(work, "vms", d, "status.sock"), connect_timeout=30)
+        try:
+            line = reader.wait_for(lambda l: l.get("event") == "agent-started", 120)
+        finally:
+            reader.close()
+        for want in ["sprout-config:1", "sprout-self:1", "sprout-secrets:1"]:
+            check(want in line["disks"], f"the guest's disks {line['disks']!r} lack {want}")
+        r = run([sprout, "stop", "--spec", spec_d, "--force"], timeout=120)
+        check(r.returncode == 0, f"stop --force: {r.stdout}{r.stderr}")
+        print(f"test_libvirt_pool: a guest booted from the pool's volumes ({line['disks']}) in "
+              f"{time.monotonic() - tb:.1f} s")
 
         # 4. an upload killed midway: never attached, removed by gc
         base2 = os.path.join(work, "base2.raw")
