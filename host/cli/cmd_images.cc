@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "error.h"
 #include "image/export.h"
+#include "cli/pool_disks.h"
 #include "disk/gc_roots.h"
 #include "disk/overlay.h"
 #include "disk/prepare.h"
@@ -171,6 +172,7 @@ int cmd_gc(const Invocation& inv) {
                dry ? "would drop" : "dropped", report.dropped_user_records.size());
   fmt::print("{} {} image(s) and {} GC root(s); {} image(s) in use kept\n", verb, report.removed_images.size(),
              report.removed_roots.size(), report.kept_images.size());
+  gc_pools(specs, dry);  // pool mode: volumes no spec or domain uses, never an overlay
   return 0;
 }
 

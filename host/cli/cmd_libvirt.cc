@@ -19,6 +19,11 @@
 #include "libvirt/libvirt_domain_xml.h"
 #include "disk/overlay_origin.h"
 #include "libvirt/libvirt_disk_access.h"
+#include "libvirt/vm_volumes.h"
+#include "base/file_lock.h"
+#include "cli/pool_disks.h"
+#include "atomic_file.h"
+#include <nlohmann/json.hpp>
 #include "runtime/vm_uid_registry.h"
 #include "disk/overlay.h"
 #include "disk/prepare.h"
@@ -101,6 +106,66 @@ bool libvirt_domain_kvm(const Spec& spec, LibvirtConnection& conn) {
   return choice.kvm;
 }
 
+struct PutInPool {
+  PoolVolumes volumes;
+  std::string machine_id;
+  std::string summary;
+};
+
+// Pool mode: export the VM's disks here, then put them into the pool on the daemon's
+// host (libvirt/vm_volumes.h), record which volumes the domain uses, and print what
+// travelled. No local overlay: the VM's overlay is a volume. `lock` stays held.
+PutInPool put_disks_in_pool(const Spec& spec, LibvirtConnection& conn, std::unique_ptr<FileLock>& lock) {
+  spec.state().make_private(true);
+  ExportResult exported = export_disks(export_request_for(spec));
+  record_export(spec, exported);
+  VmDiskFiles files;
+  files.base = spec.base_image;
+  files.base_format = spec.base_format;
+  files.overlay_capacity = spec.disk_size_bytes ? *spec.disk_size_bytes : inspect_image(spec.base_image).virtual_size;
+  files.digest_memo_dir = spec.cache_dir / ".file-digests";
+  for (DiskRole role : exported_roles(spec)) {
+    auto it = std::find_if(exported.images.begin(), exported.images.end(),
+                           [&](const ExportedImage& i) { return i.role == role; });
+    if (it != exported.images.end()) files.disks.emplace_back(role, it->image);
+  }
+  lock = lock_pool(spec.cache_dir / ".libvirt-pool-locks", conn.uri(), spec.libvirt_pool);
+  VmVolumes v = put_vm_disks_in_pool(conn, spec, files);
+
+  PutInPool out;
+  out.machine_id = exported.machine_id;
+  out.volumes.pool = v.pool;
+  out.volumes.overlay = v.overlay;
+  out.volumes.backing_path = v.backing_path;
+  out.volumes.backing_format = v.backing_format;
+  for (const auto& d : v.disks) out.volumes.disks.emplace_back(d.role, d.volume);
+
+  nlohmann::json uploads = nlohmann::json::array();
+  std::uint64_t file_bytes = 0;
+  for (const auto& u : v.uploads) {
+    uploads.push_back({{"volume", u.volume}, {"fileBytes", u.file_bytes}, {"streamDataBytes", u.data_bytes}});
+    file_bytes += u.file_bytes;
+  }
+  nlohmann::json record = {{"uri", conn.uri()},
+                           {"pool", v.pool},
+                           {"overlay", v.overlay},
+                           {"overlayAction", v.overlay_action},
+                           {"volumes", v.used()},
+                           {"lastDefine", {{"uploads", uploads},
+                                           {"streamDataBytes", v.carried_bytes()},
+                                           {"removedPartialUploads", v.removed_partials}}}};
+  write_file_atomic(volumes_record_path(spec), record.dump(2) + "\n", 0644);
+  for (const auto& u : v.uploads)
+    fmt::print("{}: uploaded volume {} to storage pool {}: {} bytes, {} carried by the stream\n", spec.name, u.volume,
+               v.pool, u.file_bytes, u.data_bytes);
+  for (const auto& p : v.removed_partials)
+    fmt::print("{}: removed partial upload {} from storage pool {}\n", spec.name, p, v.pool);
+  out.summary = fmt::format("storage pool {}: overlay volume {} {}; {} volume(s) uploaded, {} bytes carried by the "
+                            "streams ({} bytes of files)",
+                            v.pool, v.overlay, v.overlay_action, v.uploads.size(), v.carried_bytes(), file_bytes);
+  return out;
+}
+
 }  // namespace
 
 namespace {
@@ -123,17 +188,27 @@ int cmd_define(const Invocation& inv) {
   auto existing = conn.lookup(spec.name);
   if (existing) require_defined_by_sprout(*existing, conn.uri(), "replacing");
 
+  DomainHostFacts facts;
+  std::string overlay_text;  // for the summary line
+  std::unique_ptr<FileLock> pool_lock;  // pool mode: held until the domain names its volumes
+  if (spec.libvirt_pool_mode()) {
+    auto put = put_disks_in_pool(spec, conn, pool_lock);
+    facts.machine_id = put.machine_id;
+    overlay_text = put.summary;
+    facts.volumes = std::move(put.volumes);
+  } else {
   auto prepared = prepare_vm(spec);
   const auto& overlay = prepared.overlay;
   spdlog::debug("{}: {} disks exported, overlay {}", spec.name, prepared.exported.images.size(), overlay.action);
+  overlay_text = fmt::format("overlay {}: {}", overlay.overlay.string(), overlay.action);
 
-  DomainHostFacts facts;
-  facts.kvm = libvirt_domain_kvm(spec, conn);
   facts.backing = overlay.backing;
   facts.backing_format = overlay.backing == spec.base_image ? std::optional<std::string>(spec.base_format)
                                                            : inspect_image(spec.overlay_path()).backing_format;
   facts.machine_id = prepared.exported.machine_id;
-  if (vm_uid_applies(spec)) {
+  }
+  facts.kvm = libvirt_domain_kvm(spec, conn);
+  if (vm_uid_applies(spec) && !spec.libvirt_pool_mode()) {
     // Its qemu's own uid, for as long as the VM exists (`sprout destroy` frees it).
     facts.qemu_uid = host_vm_uid_registry().assign(spec.name, spec.state_dir);
     require_known_backing(spec, *facts.backing);
@@ -182,8 +257,7 @@ int cmd_define(const Invocation& inv) {
   } else {
     run = "not running";
   }
-  fmt::print("domain {} {} at {} (overlay {}: {}); {}\n", spec.name, what, conn.uri(), overlay.overlay.string(),
-             overlay.action, run);
+  fmt::print("domain {} {} at {} ({}); {}\n", spec.name, what, conn.uri(), overlay_text, run);
   return 0;
 }
 

@@ -28,6 +28,7 @@
 #include "spec/spec.h"
 #include "status/status_store.h"
 #include "cli/time_span.h"
+#include "cli/pool_disks.h"
 #include "cli/vm_locator.h"
 
 namespace sprout {
@@ -115,9 +116,12 @@ int cmd_destroy(const Invocation& inv) {
   // Its identity (ssh host key, machine-id) is as much the VM's as its disk.
   std::error_code iec;
   if (fs::exists(fs::symlink_status(spec.state_dir / "identity", iec))) disks.push_back(spec.state_dir / "identity");
-  if (!disks.empty() && !a.count("delete-disks")) {
+  // Pool mode: the overlay is a volume on the daemon's host.
+  const auto volumes = spec.backend == Backend::libvirt ? pool_disks_of(spec) : std::vector<std::string>{};
+  if ((!disks.empty() || !volumes.empty()) && !a.count("delete-disks")) {
     std::string list;
     for (const auto& d : disks) list += "\n  " + d.string();
+    for (const auto& v : volumes) list += "\n  " + v;
     throw InputError(fmt::format("{} has disks holding its data (or its identity); nothing was changed. They "
                                  "are:{}\nMove them away "
                                  "first, or give --delete-disks to delete them with the VM",
@@ -125,6 +129,7 @@ int cmd_destroy(const Invocation& inv) {
   }
   std::string how = backend_for(spec).remove(spec);
   fmt::print("{}: {}\n", spec.name, how);
+  if (spec.backend == Backend::libvirt) delete_pool_disks(spec);  // its own volumes only, never a shared one
   bool uid_closed = false;
   std::optional<uid_t> libvirt_uid;
   if (spec.backend == Backend::libvirt) libvirt_uid = close_libvirt_uid(spec, uid_closed);

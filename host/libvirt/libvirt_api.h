@@ -23,7 +23,13 @@ namespace sprout {
   X(virConnectRegisterCloseCallback) X(virConnectUnregisterCloseCallback)                                     \
   X(virStreamNew) X(virStreamRecv) X(virStreamSend) X(virStreamFinish) X(virStreamAbort) X(virStreamFree)     \
   X(virStreamEventAddCallback) X(virStreamEventUpdateCallback) X(virStreamEventRemoveCallback)                \
-  X(virDomainOpenChannel) X(virDomainOpenConsole)
+  X(virDomainOpenChannel) X(virDomainOpenConsole)                                                             \
+  X(virConnectListAllDomains) X(virStoragePoolLookupByName) X(virStoragePoolDefineXML) X(virStoragePoolBuild)  \
+  X(virStoragePoolCreate) X(virStoragePoolIsActive) X(virStoragePoolSetAutostart) X(virStoragePoolRefresh)     \
+  X(virStoragePoolGetXMLDesc) X(virStoragePoolFree) X(virStoragePoolListAllVolumes)                           \
+  X(virStorageVolLookupByName) X(virStorageVolGetName) X(virStorageVolGetPath) X(virStorageVolGetXMLDesc)     \
+  X(virStorageVolCreateXML) X(virStorageVolDelete) X(virStorageVolFree) X(virStorageVolUpload)                \
+  X(virStreamSparseSendAll)
 
 struct LibvirtApi {
 #define SPROUT_LIBVIRT_MEMBER(f) decltype(&::f) f = nullptr;

@@ -69,6 +69,25 @@ std::optional<uid_t> LibvirtConnection::dac_qemu_uid() {
   return static_cast<uid_t>(std::stoul(m[1].str()));
 }
 
+std::vector<std::string> LibvirtConnection::all_domain_xml() {
+  virDomainPtr* list = nullptr;
+  const int n = lv().virConnectListAllDomains(c_, &list, 0);
+  if (n < 0) throw LibvirtError(fmt::format("libvirt {}: listing domains: {}", uri_, libvirt_last_error()));
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) {
+    for (unsigned flags : {0u, static_cast<unsigned>(VIR_DOMAIN_XML_INACTIVE)})
+      if (char* x = lv().virDomainGetXMLDesc(list[i], flags)) {
+        out.emplace_back(x);
+        free(x);
+      } else {
+        lv().virResetLastError();  // gone in between: it names nothing any more
+      }
+    lv().virDomainFree(list[i]);
+  }
+  free(list);
+  return out;
+}
+
 LibvirtDomain::~LibvirtDomain() {
   if (d_) lv().virDomainFree(d_);
 }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -75,6 +76,11 @@ class LibvirtConnection {
   /// The uid libvirt's DAC driver runs qemu as by default (qemu.conf's `user`, from
   /// the host capabilities' <secmodel>); nullopt when libvirt does not say.
   std::optional<uid_t> dac_qemu_uid();
+  /// The XML (live and persistent definition) of every domain of the connection: what
+  /// their disks name (libvirt_pool_gc.h).
+  std::vector<std::string> all_domain_xml();
+  /// The connection itself, for the units that wrap more of libvirt (libvirt_pool.h).
+  virConnectPtr get() const { return c_; }
 
  private:
   std::string uri_;

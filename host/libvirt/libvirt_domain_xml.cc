@@ -121,8 +121,32 @@ std::string machine_xml(const Spec& spec, const DomainHostFacts& facts) {
   return x;
 }
 
+/// Pool mode: the same disks as volumes of the pool. The overlay's backing chain is
+/// spelled out (the base volume's file on the daemon's host), as for files.
+std::string volume_disks_xml(const PoolVolumes& v) {
+  std::string dev;
+  const std::string pool = xml_escape(v.pool);
+  dev += "    <disk type='volume' device='disk'>\n";
+  dev += "      <driver name='qemu' type='qcow2' discard='unmap'/>\n";
+  dev += fmt::format("      <source pool='{}' volume='{}'/>\n", pool, xml_escape(v.overlay));
+  dev += fmt::format("      <backingStore type='file'>\n        <format type='{}'/>\n"
+                     "        <source file='{}'/>\n        <backingStore/>\n      </backingStore>\n",
+                     xml_escape(v.backing_format), xml_escape(v.backing_path));
+  dev += "      <target dev='vda' bus='virtio'/>\n      <boot order='1'/>\n    </disk>\n";
+  char letter = 'b';
+  for (const auto& [role, volume] : v.disks) {
+    dev += "    <disk type='volume' device='disk'>\n      <driver name='qemu' type='raw'/>\n";
+    dev += fmt::format("      <source pool='{}' volume='{}'/>\n", pool, xml_escape(volume));
+    dev += fmt::format("      <target dev='vd{}' bus='virtio'/>\n      <readonly/>\n      <serial>{}</serial>\n",
+                       letter++, xml_escape(role_info(role).serial));
+    dev += "    </disk>\n";
+  }
+  return dev;
+}
+
 /// The <disk> devices: the boot disk, then the exported disks.
 std::string disks_xml(const Spec& spec, const DomainHostFacts& facts) {
+  if (facts.volumes) return volume_disks_xml(*facts.volumes);
   std::string dev;
   // The boot disk: the VM's overlay, with its backing chain spelled out so libvirt
   // neither probes formats nor guesses (and labels the base read-only).

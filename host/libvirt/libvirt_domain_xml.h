@@ -8,9 +8,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <sys/types.h>
 
+#include "disk_role.h"
 #include "spec/spec.h"
 
 namespace sprout {
@@ -18,6 +21,15 @@ namespace sprout {
 /// The XML namespace of sprout's <metadata> element in a domain.
 inline constexpr const char* kLibvirtMetadataUri = "urn:sprout:libvirt-domain:1";
 inline constexpr const char* kLibvirtMetadataPrefix = "sprout";
+
+/// Pool mode (spec/libvirt_storage.h): the volumes the domain's disks are, in the
+/// storage pool `pool` of the daemon's host (vm_volumes.h made them).
+struct PoolVolumes {
+  std::string pool;
+  std::string overlay;  ///< the overlay volume (qcow2)
+  std::string backing_path, backing_format;  ///< its base volume's file on the daemon's host
+  std::vector<std::pair<DiskRole, std::string>> disks;  ///< read-only disks in attach order
+};
 
 struct DomainHostFacts {
   bool kvm = false;  ///< domain type 'kvm' (else 'qemu', software emulation)
@@ -38,6 +50,9 @@ struct DomainHostFacts {
   /// The gid with it; unset: the uid. A KVM domain where /dev/kvm is not open to all
   /// (Debian: 0660, group kvm) needs /dev/kvm's group, which every such VM then shares.
   std::optional<gid_t> qemu_gid;
+  /// Set: the disks are volumes of a pool (<disk type='volume'>), not files. Then no
+  /// static label applies (the daemon's host owns those files: docs/libvirt.md).
+  std::optional<PoolVolumes> volumes;
 };
 
 /// The domain XML. Carries <metadata><sprout:vm> with the spec file and a digest of

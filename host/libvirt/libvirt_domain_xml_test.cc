@@ -185,3 +185,27 @@ TEST(DomainXml, OwnQemuUidLabelsOwnDisksAndLeavesSharedOnes) {
   other.qemu_uid = *facts.qemu_uid + 1;
   EXPECT_NE(embedded_digest(x), embedded_digest(domain_xml(spec_with(), other)));
 }
+
+TEST(DomainXml, PoolModeNamesVolumes) {
+  DomainHostFacts f;
+  PoolVolumes v;
+  v.pool = "sprout";
+  v.overlay = "web@root.qcow2";
+  v.backing_path = "/var/lib/sprout/pool/base-0123.qcow2";
+  v.backing_format = "qcow2";
+  v.disks = {{DiskRole::config, "config-aa.ext4"}, {DiskRole::self, "self-bb.ext4"},
+             {DiskRole::secrets, "web@secrets-cc.img"}};
+  f.volumes = v;
+  const std::string x = domain_xml(spec_with(), f);
+  EXPECT_TRUE(has(x, "<disk type='volume' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n"
+                     "      <source pool='sprout' volume='web@root.qcow2'/>"));
+  EXPECT_TRUE(has(x, "<source file='/var/lib/sprout/pool/base-0123.qcow2'/>"));
+  EXPECT_TRUE(has(x, "<source pool='sprout' volume='config-aa.ext4'/>\n      <target dev='vdb' bus='virtio'/>\n"
+                     "      <readonly/>\n      <serial>sprout-config</serial>"));
+  EXPECT_TRUE(has(x, "<source pool='sprout' volume='web@secrets-cc.img'/>\n      <target dev='vdd'"));
+  EXPECT_FALSE(has(x, "<disk type='file'"));
+  EXPECT_FALSE(has(x, "/var/lib/sprout/vms/web/root.qcow2"));
+  // The digest covers the volumes: another pool is another definition.
+  f.volumes->pool = "other";
+  EXPECT_NE(embedded_digest(x), embedded_digest(domain_xml(spec_with(), f)));
+}

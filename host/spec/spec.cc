@@ -189,6 +189,20 @@ void read_backend(StrictObject& top, Spec& s) {
   if (auto l = top.optional_object("libvirt")) {
     s.libvirt_uri = l->string_or("uri", "qemu:///system");
     if (s.libvirt_uri.empty()) l->fail("uri", "a libvirt URI such as \"qemu:///system\"");
+    const LibvirtStorage by_uri = default_libvirt_storage(s.libvirt_uri);
+    s.libvirt_storage = l->choice_or("storage", {"files", "pool"}, by_uri == LibvirtStorage::pool ? "pool" : "files") ==
+                                "pool"
+                            ? LibvirtStorage::pool
+                            : LibvirtStorage::files;
+    s.libvirt_pool = l->string_or("pool", kDefaultLibvirtPool);
+    // A pool's name becomes part of file names on the daemon's host and of messages.
+    const auto& p = s.libvirt_pool;
+    if (p.empty() || p.size() > 64 || p[0] == '.' || p[0] == '-' ||
+        !std::all_of(p.begin(), p.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'; }))
+      l->fail("pool", "a libvirt storage pool name: 1-64 bytes of A-Z a-z 0-9 . _ -, not starting with . or -");
+    s.libvirt_pool_path = l->string_or("poolPath", kDefaultLibvirtPoolPath);
+    if (!s.libvirt_pool_path.is_absolute() || s.libvirt_pool_path.lexically_normal() == "/")
+      l->fail("poolPath", "an absolute directory on the daemon's host (not /), such as \"/var/lib/sprout/pool\"");
     l->finish();
   }
 }

@@ -14,6 +14,7 @@
 
 #include "rebuild_settings.h"
 #include "error.h"
+#include "spec/libvirt_storage.h"
 #include "spec/state_dir.h"
 
 namespace sprout {
@@ -104,6 +105,12 @@ struct Spec {
   bool host_built() const { return specialize == Specialize::host; }
   Backend backend = Backend::qemu;
   std::string libvirt_uri = "qemu:///system";
+  /// libvirt.storage (default by the URI: default_libvirt_storage), libvirt.pool and
+  /// libvirt.poolPath: where the VM's disks go (spec/libvirt_storage.h).
+  LibvirtStorage libvirt_storage = LibvirtStorage::files;
+  std::string libvirt_pool = kDefaultLibvirtPool;
+  std::filesystem::path libvirt_pool_path = kDefaultLibvirtPoolPath;
+  bool libvirt_pool_mode() const { return backend == Backend::libvirt && libvirt_storage == LibvirtStorage::pool; }
   NetworkSettings network;
   std::optional<KernelBoot> kernel;
   std::vector<std::string> qemu_args;

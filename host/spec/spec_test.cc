@@ -232,3 +232,29 @@ TEST(Spec, AHostPortIsForwardedOnce) {
                        "web.json", "/etc");
   EXPECT_EQ(ok.network.forwards.size(), 3u);
 }
+
+TEST(Spec, LibvirtStorageFollowsTheUriUnlessNamed) {
+  Spec local = parse_spec(with(R"("backend": "libvirt", "libvirt": {"uri": "qemu:///system"})"), "web.json", "/");
+  EXPECT_EQ(local.libvirt_storage, LibvirtStorage::files);
+  EXPECT_FALSE(local.libvirt_pool_mode());
+  Spec remote = parse_spec(with(R"("backend": "libvirt", "libvirt": {"uri": "qemu+ssh://h/system"})"), "web.json", "/");
+  EXPECT_EQ(remote.libvirt_storage, LibvirtStorage::pool);
+  EXPECT_TRUE(remote.libvirt_pool_mode());
+  EXPECT_EQ(remote.libvirt_pool, "sprout");
+  EXPECT_EQ(remote.libvirt_pool_path, "/var/lib/sprout/pool");
+  Spec named = parse_spec(with(R"("backend": "libvirt", "libvirt": {"storage": "pool", "pool": "vms",
+                                  "poolPath": "/srv/pool"})"),
+                          "web.json", "/");
+  EXPECT_TRUE(named.libvirt_pool_mode());
+  EXPECT_EQ(named.libvirt_pool, "vms");
+  EXPECT_EQ(named.libvirt_pool_path, "/srv/pool");
+  Spec files = parse_spec(with(R"("backend": "libvirt", "libvirt": {"uri": "qemu+ssh://h/system", "storage": "files"})"),
+                          "web.json", "/");
+  EXPECT_FALSE(files.libvirt_pool_mode());
+  EXPECT_NE(error_of(with(R"("backend": "libvirt", "libvirt": {"storage": "volumes"})")).find("libvirt.storage"),
+            std::string::npos);
+  EXPECT_NE(error_of(with(R"("backend": "libvirt", "libvirt": {"pool": "a/b"})")).find("libvirt.pool"),
+            std::string::npos);
+  EXPECT_NE(error_of(with(R"("backend": "libvirt", "libvirt": {"poolPath": "pool"})")).find("libvirt.poolPath"),
+            std::string::npos);
+}
