@@ -310,9 +310,11 @@ limits() {  # the copy and the hash of the closure disk's NARs, caches dropped b
   "$real/nix" --extra-experimental-features nix-command hash file --type sha256 "$src"/nar/*.nar >/dev/null
   echo "sprout-bench: limit hash: $(since $t) s (nix hash file --type sha256 of every NAR)"
 }
-# This agent's import (sprout-agent --import-closure) asks nix-store first which paths
-# the store lacks: the limits run then, once, before the import reads the disk.
-if [ "$tool" = nix-store ] && [ "$1 $2" = "--check-validity --print-invalid" ] && [ ! -e /tmp/.sprout-bench-limits ]; then
+# This agent's import (sprout-agent --import-closure) runs nix-store once it knows
+# what the store lacks (to ask about paths already there) or at its end (--load-db, the
+# only call of a fresh import): the limits run then, once, caches dropped before each.
+if [ "$tool" = nix-store ] && { [ "$1 $2" = "--check-validity --print-invalid" ] || [ "$1" = --load-db ]; } \
+   && [ ! -e /tmp/.sprout-bench-limits ]; then
   touch /tmp/.sprout-bench-limits
   src=/run/sprout/closure
   limits

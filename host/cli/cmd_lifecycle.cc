@@ -129,7 +129,9 @@ int cmd_destroy(const Invocation& inv) {
   }
   std::string how = backend_for(spec).remove(spec);
   fmt::print("{}: {}\n", spec.name, how);
-  if (spec.backend == Backend::libvirt) delete_pool_disks(spec);  // its own volumes only, never a shared one
+  // Its own volumes only, never a shared one; and only when asked for by the flag (a
+  // define between the look above and here may have made an overlay volume).
+  if (spec.backend == Backend::libvirt && a.count("delete-disks")) delete_pool_disks(spec);
   bool uid_closed = false;
   std::optional<uid_t> libvirt_uid;
   if (spec.backend == Backend::libvirt) libvirt_uid = close_libvirt_uid(spec, uid_closed);

@@ -105,9 +105,10 @@ std::string machine_xml(const Spec& spec, const DomainHostFacts& facts) {
     x += fmt::format("    <kernel>{}</kernel>\n", esc(spec.kernel->kernel));
     if (spec.kernel->initrd) x += fmt::format("    <initrd>{}</initrd>\n", esc(*spec.kernel->initrd));
     x += fmt::format("    <cmdline>{}</cmdline>\n", xml_escape(spec.kernel->cmdline));
-  } else {
-    x += "    <boot dev='hd'/>\n";
   }
+  // Without a kernel the boot disk's own <boot order='1'/> says what boots: libvirt
+  // refuses it beside an <os><boot dev=.../> ("per-device boot elements cannot be used
+  // together with os/boot elements").
   if (!facts.machine_id.empty()) x += "    <smbios mode='sysinfo'/>\n";
   x += "  </os>\n  <features>\n    <acpi/>\n  </features>\n";
   if (facts.kvm) x += "  <cpu mode='host-passthrough' check='none'/>\n";

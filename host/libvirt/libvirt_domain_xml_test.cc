@@ -109,6 +109,13 @@ TEST(DomainXml, BackingFromFacts) {
   EXPECT_TRUE(has(x, "<format type='raw'/>\n        <source file='/nix/store/old-base.raw'/>"));
 }
 
+TEST(DomainXml, WithoutAKernelTheBootDiskAloneSaysWhatBoots) {
+  std::string x = domain_xml(spec_with(), {});
+  EXPECT_FALSE(has(x, "<boot dev=")) << "libvirt refuses it beside a device's boot order";
+  EXPECT_TRUE(has(x, "<target dev='vda' bus='virtio'/>\n      <boot order='1'/>"));
+  EXPECT_FALSE(has(x, "<kernel>"));
+}
+
 TEST(DomainXml, KernelBootEscaped) {
   std::string x = domain_xml(
       spec_with(R"("kernel": {"path": "/k/vmlinuz", "initrd": "/k/initrd&<x>'", "cmdline": "console=ttyS0 a=\"b\""})"),

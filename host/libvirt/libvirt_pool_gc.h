@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "libvirt/libvirt_connection.h"
+#include "libvirt/libvirt_pool.h"
 
 namespace sprout {
 
@@ -20,6 +21,13 @@ struct PoolGcReport {
   std::vector<std::string> kept;     ///< sprout's volumes in use (markers not listed)
   bool pool_found = false;
 };
+
+/// The volumes of `pool` that something depends on: every overlay volume, the volume
+/// each overlay is backed by, and every volume a domain of the daemon names (its live
+/// or persistent definition, by pool and volume or by a spelled-out backing file).
+/// Such a volume is never deleted, even without its completion marker: a VM's disk
+/// would go with it (it is reported instead).
+std::set<std::string> volumes_in_use(LibvirtConnection& conn, StoragePool& pool);
 
 PoolGcReport collect_pool_garbage(LibvirtConnection& conn, const std::string& pool, const std::set<std::string>& used,
                                   bool dry_run);

@@ -13,6 +13,7 @@
 #include "base/sha256.h"
 #include "libvirt/libvirt_domain_xml.h"
 #include "libvirt/libvirt_pool.h"
+#include "libvirt/libvirt_pool_gc.h"
 #include "libvirt/volume_names.h"
 
 namespace sprout {
@@ -46,11 +47,14 @@ std::string backing_format_of(const std::string& xml) {
   return std::regex_search(xml, m, re) ? m[1].str() : "";
 }
 
-/// The volume `name` holding `file`: uploaded unless the pool has it whole.
+/// The volume `name` holding `file`: uploaded unless the pool has it whole. What the
+/// stream carries must hash to `sha256` (the digest the name was made from, or the
+/// file's as it was hashed): a file that changed since, or while it was read, is not
+/// made a volume.
 void ensure_uploaded(StoragePool& pool, std::set<std::string>& names, const std::string& name, const fs::path& file,
-                     unsigned mode, VmVolumes& out) {
+                     const std::string& sha256, unsigned mode, VmVolumes& out) {
   if (upload_complete(names, name)) return;
-  out.uploads.push_back(upload_volume(pool, name, file, mode));
+  out.uploads.push_back(upload_volume(pool, name, file, sha256, mode));
   names.insert(name);
   names.insert(marker_volume_name(name));
 }
@@ -86,12 +90,13 @@ VmVolumes put_vm_disks_in_pool(LibvirtConnection& conn, const Spec& spec, const 
   StoragePool pool = StoragePool::ensure(conn, spec.libvirt_pool, spec.libvirt_pool_path);
   VmVolumes out;
   out.pool = pool.name();
-  out.removed_partials = remove_partial_uploads(pool);
+  out.removed_partials = remove_partial_uploads(pool, volumes_in_use(conn, pool));
   std::set<std::string> names = names_of(pool);
 
   // The overlay first: an existing one keeps its base, and only a new one needs the spec's.
   out.overlay = overlay_volume_name(spec.name);
-  const std::string want_base = base_volume_name(file_sha256(files.base, files.digest_memo_dir), files.base_format);
+  const std::string base_sha256 = file_sha256(files.base, files.digest_memo_dir);
+  const std::string want_base = base_volume_name(base_sha256, files.base_format);
   if (auto existing = pool.volume(out.overlay)) {
     out.overlay_action = "kept";
     out.backing_path = existing->backing_path();
@@ -110,7 +115,7 @@ VmVolumes put_vm_disks_in_pool(LibvirtConnection& conn, const Spec& spec, const 
                    "move the VM to the new base, `sprout destroy --delete-disks` it and define it again",
                    spec.name, files.base.string(), want_base, out.overlay, base);
   } else {
-    ensure_uploaded(pool, names, want_base, files.base, kSharedMode, out);
+    ensure_uploaded(pool, names, want_base, files.base, base_sha256, kSharedMode, out);
     auto base = pool.volume(want_base);
     if (!base) throw LibvirtError(fmt::format("pool {} at {}: volume {} vanished after its upload", pool.name(), conn.uri(), want_base));
     out.backing_path = base->path();
@@ -123,8 +128,9 @@ VmVolumes put_vm_disks_in_pool(LibvirtConnection& conn, const Spec& spec, const 
   for (const auto& [role, file] : files.disks) {
     std::string name;
     unsigned mode = kSharedMode;
+    const std::string sha256 = file_sha256(file, files.digest_memo_dir);
     if (role == DiskRole::secrets) {
-      name = secrets_volume_name(spec.name, file_sha256(file, files.digest_memo_dir));
+      name = secrets_volume_name(spec.name, sha256);
       mode = kSecretsMode;
     } else {
       const auto n = image_volume_name(file.filename().string());
@@ -133,7 +139,7 @@ VmVolumes put_vm_disks_in_pool(LibvirtConnection& conn, const Spec& spec, const 
                                              spec.name, file.string()));
       name = *n;
     }
-    ensure_uploaded(pool, names, name, file, mode, out);
+    ensure_uploaded(pool, names, name, file, sha256, mode, out);
     out.disks.push_back({role, name});
   }
   return out;

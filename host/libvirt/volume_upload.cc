@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "base/sha256.h"
 #include "libvirt/libvirt_api.h"
 #include "libvirt/libvirt_domain_xml.h"
 #include "libvirt/volume_names.h"
@@ -25,8 +27,11 @@ const LibvirtApi& lv() { return libvirt_api(); }
 
 struct Source {
   int fd = -1;
+  Sha256 hash;              // of what the stream carried, holes as zeros
+  std::uint64_t covered = 0;  // bytes of the file the stream covered (data and holes)
   std::uint64_t carried = 0;
   std::uint64_t pause_after = 0;  // 0: never
+  unsigned pause_seconds = 60;
   bool paused = false;
   int error = 0;  // errno of a failed read or seek, for the message
 };
@@ -42,11 +47,13 @@ int send_data(virStreamPtr, char* data, size_t nbytes, void* opaque) {
     return -1;
   }
   s->carried += static_cast<std::uint64_t>(n);
+  s->covered += static_cast<std::uint64_t>(n);
+  s->hash.update(data, static_cast<std::size_t>(n));
   if (s->pause_after && !s->paused && s->carried >= s->pause_after) {
     s->paused = true;
     fmt::print(stderr, "upload paused after {} bytes\n", s->carried);
     std::fflush(stderr);
-    std::this_thread::sleep_for(std::chrono::seconds(60));
+    std::this_thread::sleep_for(std::chrono::seconds(s->pause_seconds));
   }
   return static_cast<int>(n);
 }
@@ -81,6 +88,13 @@ int in_data(virStreamPtr, int* in, long long* length, void* opaque) {
 int skip_hole(virStreamPtr, long long length, void* opaque) {
   auto* s = static_cast<Source*>(opaque);
   if (::lseek(s->fd, length, SEEK_CUR) < 0) return s->error = errno, -1;
+  static const std::string zeros(1 << 16, '\0');
+  for (long long left = length; left > 0;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<long long>(left, static_cast<long long>(zeros.size())));
+    s->hash.update(zeros.data(), n);
+    left -= static_cast<long long>(n);
+  }
+  s->covered += static_cast<std::uint64_t>(length);
   return 0;
 }
 
@@ -98,7 +112,7 @@ bool upload_complete(const std::set<std::string>& names, const std::string& name
 }
 
 UploadResult upload_volume(StoragePool& pool, const std::string& name, const std::filesystem::path& file,
-                           unsigned mode) {
+                           const std::string& sha256, unsigned mode) {
   Source src;
   src.fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (src.fd < 0)
@@ -109,7 +123,11 @@ UploadResult upload_volume(StoragePool& pool, const std::string& name, const std
   } closer{src.fd};
   struct stat st;
   if (::fstat(src.fd, &st) != 0) throw std::system_error(errno, std::generic_category(), file.string());
-  if (const char* p = std::getenv("SPROUT_TEST_UPLOAD_PAUSE")) src.pause_after = std::strtoull(p, nullptr, 10);
+  if (const char* p = std::getenv("SPROUT_TEST_UPLOAD_PAUSE")) {  // N[:SECONDS]
+    char* end = nullptr;
+    src.pause_after = std::strtoull(p, &end, 10);
+    if (end && *end == ':') src.pause_seconds = static_cast<unsigned>(std::min(60UL, std::strtoul(end + 1, nullptr, 10)));
+  }
 
   UploadResult r;
   r.volume = name;
@@ -130,6 +148,12 @@ UploadResult upload_volume(StoragePool& pool, const std::string& name, const std
   } else if (lv().virStreamFinish(stream) < 0) {
     failure = fmt::format("{}: finishing the stream: {}", what, libvirt_last_error());
     lv().virStreamAbort(stream);
+  } else if (struct stat after; src.covered != r.file_bytes || ::fstat(src.fd, &after) != 0 ||
+                                after.st_size != st.st_size || src.hash.finish_hex() != sha256) {
+    // Not what was hashed (changed since, or while it was read): never made a volume.
+    failure = fmt::format("{}: {} changed while sprout read it (its bytes are not the ones hashed as {}); nothing "
+                          "uses the volume. Leave the file alone during define, then define again",
+                          what, file.string(), sha256.substr(0, 16));
   }
   if (stream) lv().virStreamFree(stream);
   if (!failure.empty()) {
@@ -150,7 +174,7 @@ UploadResult upload_volume(StoragePool& pool, const std::string& name, const std
   return r;
 }
 
-std::vector<std::string> remove_partial_uploads(StoragePool& pool) {
+std::vector<std::string> remove_partial_uploads(StoragePool& pool, const std::set<std::string>& in_use) {
   const auto all = pool.volume_names();
   const std::set<std::string> names(all.begin(), all.end());
   std::vector<std::string> removed;
@@ -159,6 +183,12 @@ std::vector<std::string> remove_partial_uploads(StoragePool& pool) {
     const bool partial = v.uploaded() && !names.count(marker_volume_name(n));
     const bool stray_marker = v.kind == VolumeName::marker && !names.count(v.target);
     if (!partial && !stray_marker) continue;
+    if (partial && in_use.count(n)) {
+      spdlog::warn("storage pool {}: {} has no completion marker but a domain or an overlay depends on it: left as "
+                   "it is (not attached by this define)",
+                   pool.name(), n);
+      continue;
+    }
     if (auto vol = pool.volume(n)) {
       spdlog::warn("{}: removing {}", vol->describe(),
                    partial ? "a partial upload (no completion marker: an upload was cut off)"

@@ -29,22 +29,26 @@ struct UploadResult {
 };
 
 /// Creates volume `name` (raw, the file's size, root's with `mode`), uploads `file`
-/// into it with a sparse stream, finishes the stream and then creates the marker.
+/// into it with a sparse stream (from one descriptor, hashing what the stream carries,
+/// holes as zeros), finishes the stream and then, only if those bytes hash to
+/// `sha256` (hex) and are the file's size as it was opened, creates the marker.
 /// LibvirtError (or std::system_error for the local file) naming the volume; the
 /// volume is deleted on failure where possible.
 ///
-/// Test seam: $SPROUT_TEST_UPLOAD_PAUSE=N makes an upload stop for up to 60 s once
-/// the stream carried N bytes or more, after saying "upload paused" on stderr (the
-/// libvirt suite kills sprout there).
+/// Test seam: $SPROUT_TEST_UPLOAD_PAUSE=N[:S] makes an upload stop for S seconds (at
+/// most and by default 60) once the stream carried N bytes or more, after saying
+/// "upload paused" on stderr (the libvirt suite kills sprout there, or changes the
+/// file being uploaded).
 UploadResult upload_volume(StoragePool& pool, const std::string& name, const std::filesystem::path& file,
-                           unsigned mode);
+                           const std::string& sha256, unsigned mode);
 
 /// Whether `name` is a whole upload: it and its marker are among `names`.
 bool upload_complete(const std::set<std::string>& names, const std::string& name);
 
 /// Deletes every volume sprout uploads that has no marker, and every marker whose
-/// volume is gone. Returns the names deleted. The caller holds the pool's lock
-/// (pool_lock.h), so no upload of this host is under way.
-std::vector<std::string> remove_partial_uploads(StoragePool& pool);
+/// volume is gone; never one of `in_use` (libvirt_pool_gc.h: a domain or an overlay
+/// depends on it), which is reported instead. Returns the names deleted. The caller
+/// holds the pool's lock (pool_lock.h), so no upload of this host is under way.
+std::vector<std::string> remove_partial_uploads(StoragePool& pool, const std::set<std::string>& in_use);
 
 }  // namespace sprout

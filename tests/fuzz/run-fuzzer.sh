@@ -19,7 +19,7 @@ awk 'BEGIN { for (i = 0; i < 100000; i++) printf "["; for (i = 0; i < 100000; i+
 awk 'BEGIN { for (i = 0; i < 100000; i++) printf "{\"a\":"; printf "1"; for (i = 0; i < 100000; i++) printf "}" }' \
   > "$work/corpus/deep-objects"
 status=0
-"$harness" -max_total_time="${FUZZ_SECONDS:-30}" -timeout=2 -rss_limit_mb=2048 -max_len=1048576 \
+"$harness" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=2 -rss_limit_mb=2048 -max_len=1048576 \
   -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" "$work/corpus" "$seeds" || status=$?
 for f in "$work"/artifacts/*; do
   [ -e "$f" ] || continue

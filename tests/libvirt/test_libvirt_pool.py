@@ -101,8 +101,8 @@ def main():
         with open(os.path.join(cfg, "hosts", "a", "configuration.nix"), "w") as f:
             f.write("{ ... }: { }\n")
         pid = os.getpid()
-        # No VM here starts: a kernel file is all define needs (without one, the XML's
-        # <boot dev='hd'/> and the boot disk's <boot order='1'/> clash: see the report).
+        # Only one VM here starts (its own kernel); the others need a kernel file at most,
+        # and the first has none: it boots from its disk, which libvirt must accept.
         kernel = os.path.join(work, "vmlinuz")
         with open(kernel, "wb") as f:
             f.write(b"not started\n")
@@ -114,7 +114,7 @@ def main():
                     "cacheDir": os.path.join(work, "cache"), "gcRootDir": os.path.join(work, "gcroots"),
                     "sources": {"config": cfg, "self": os.path.join(cfg, "hosts", "a")},
                     "memory": {"amount": 128, "unit": "MiB"}, "network": {"mode": "none"},
-                    "kernel": boot or {"path": kernel, "cmdline": "console=ttyS0"},
+                    **({} if boot is False else {"kernel": boot or {"path": kernel, "cmdline": "console=ttyS0"}}),
                     "accel": "tcg", "shutdownTimeoutSeconds": 5, "qemuArgs": list(qemu_args)}
 
         def define(vm, env=None, boot=None, start=False, qemu_args=()):
@@ -164,6 +164,16 @@ def main():
         print(f"test_libvirt_pool: first VM: pool made, {len(ups)} volumes uploaded byte-identical; the 64 MiB base "
               f"carried {b['streamDataBytes']} bytes; domain names volumes ({time.monotonic() - t0:.1f} s)")
 
+        # 1b. a VM without a kernel boots from its disk: libvirt accepts its definition
+        # (the boot disk's own boot order, no <os><boot dev=.../> beside it), and defining
+        # it again changes nothing
+        k = f"pk{pid}"
+        rk, _, _ = define(k, boot=False)
+        rk2, reck, _ = define(k, boot=False)
+        check("unchanged" in rk2.stdout and not reck["lastDefine"]["uploads"],
+              f"a kernel-less VM's re-define: {rk.stdout} / {rk2.stdout}")
+        print("test_libvirt_pool: a VM without a kernel was defined, and defining it again changed nothing")
+
         # 2. unchanged re-define: nothing travels, nothing redefined
         r, rec, _ = define(a)
         check(rec["lastDefine"]["uploads"] == [] and rec["lastDefine"]["streamDataBytes"] == 0
@@ -195,17 +205,51 @@ def main():
                                   qemu_args=["-drive", f"file={statedisk},format=raw,if=none,id=teststate", "-device",
                                              "virtio-blk-pci,drive=teststate,serial=sprout-test-state,bus=pci.0,addr=0x1d"])
         check("started" in r.stdout, f"define --start: {r.stdout}")
-        reader = guestlib.StatusReader(os.path.join(work, "vms", d, "status.sock"), connect_timeout=30)
+        # (libvirt places the channel's socket in its own directory, inside the daemon's
+        # namespace: reached through /proc/PID/root; no watcher runs here.)
+        reader = guestlib.StatusReader(lv.daemon_path(lv.channel_socket(d)), connect_timeout=30)
         try:
-            line = reader.wait_for(lambda l: l.get("event") == "agent-started", 120)
+            line = reader.wait_for(lambda l: l.get("bootId") == "placeholder", 120)
         finally:
             reader.close()
         for want in ["sprout-config:1", "sprout-self:1", "sprout-secrets:1"]:
-            check(want in line["disks"], f"the guest's disks {line['disks']!r} lack {want}")
+            check(want in line["message"], f"the guest's disks {line['message']!r} lack {want}")
         r = run([sprout, "stop", "--spec", spec_d, "--force"], timeout=120)
         check(r.returncode == 0, f"stop --force: {r.stdout}{r.stderr}")
-        print(f"test_libvirt_pool: a guest booted from the pool's volumes ({line['disks']}) in "
+        print(f"test_libvirt_pool: a guest booted from the pool's volumes ({line['message']}) in "
               f"{time.monotonic() - tb:.1f} s")
+
+        # 3b. a base changed while it is uploaded: not the bytes hashed, never a volume
+        base3 = os.path.join(work, "base3.raw")
+        shutil.copyfile(basef, base3)
+        with open(base3, "r+b") as f:
+            f.seek(30 * MiB)
+            f.write(os.urandom(MiB))
+        e = f"pe{pid}"
+        spec_e = write_spec(os.path.join(specs, f"{e}.json"), spec_for(e, base3))
+        before = volumes()
+        p = subprocess.Popen([sprout, "define", "--spec", spec_e], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, SPROUT_TEST_UPLOAD_PAUSE="1:3"))
+        seen = ""
+        deadline = time.monotonic() + 60
+        while "upload paused" not in seen and time.monotonic() < deadline:
+            line = p.stderr.readline()
+            if not line:
+                break
+            seen += line
+        check("upload paused" in seen, f"the upload never paused: {seen}")
+        with open(base3, "r+b") as f:  # beyond what was read: data where the hash saw a hole
+            f.seek(40 * MiB)
+            f.write(b"changed under the upload")
+        out, err = p.communicate(timeout=120)
+        seen += err
+        vols = volumes()
+        check(p.returncode == 1 and "changed while sprout read it" in seen,
+              f"define of a base changed during its upload: exit {p.returncode}: {seen[-600:]}")
+        check(vols == before and e not in lv.virsh("list", "--all", "--name").stdout.split(),
+              f"a base changed during its upload left volumes or a domain: {sorted(vols - before)}")
+        print("test_libvirt_pool: a base changed while it was uploaded was refused: no volume, no domain")
 
         # 4. an upload killed midway: never attached, removed by gc
         base2 = os.path.join(work, "base2.raw")
