@@ -124,6 +124,20 @@ def main():
             with open(os.path.join(work, "vms", vm, "volumes.json")) as f:
                 return r, json.load(f), path
 
+        def define_until_paused(spec, pause):
+            """`sprout define` with its upload paused (SPROUT_TEST_UPLOAD_PAUSE=pause), once it says so."""
+            p = subprocess.Popen([sprout, "define", "--spec", spec], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=dict(os.environ, SPROUT_TEST_UPLOAD_PAUSE=pause))
+            seen = ""
+            deadline = time.monotonic() + 60
+            while "upload paused" not in seen and time.monotonic() < deadline:
+                line = p.stderr.readline()
+                if not line:
+                    break
+                seen += line
+            check("upload paused" in seen, f"the upload never paused: {seen}")
+            return p, seen
+
         def volumes():
             out = lv.virsh("vol-list", "--pool", pool).stdout.splitlines()[2:]  # after the header and its rule
             return {line.split()[0] for line in out if line.strip()}
@@ -228,17 +242,7 @@ def main():
         e = f"pe{pid}"
         spec_e = write_spec(os.path.join(specs, f"{e}.json"), spec_for(e, base3))
         before = volumes()
-        p = subprocess.Popen([sprout, "define", "--spec", spec_e], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, SPROUT_TEST_UPLOAD_PAUSE="1:3"))
-        seen = ""
-        deadline = time.monotonic() + 60
-        while "upload paused" not in seen and time.monotonic() < deadline:
-            line = p.stderr.readline()
-            if not line:
-                break
-            seen += line
-        check("upload paused" in seen, f"the upload never paused: {seen}")
+        p, seen = define_until_paused(spec_e, "1:3")
         with open(base3, "r+b") as f:  # beyond what was read: data where the hash saw a hole
             f.seek(40 * MiB)
             f.write(b"changed under the upload")
@@ -259,17 +263,7 @@ def main():
             f.write(os.urandom(MiB))
         c = f"pc{pid}"
         spec_c = write_spec(os.path.join(specs, f"{c}.json"), spec_for(c, base2))
-        p = subprocess.Popen([sprout, "define", "--spec", spec_c], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, SPROUT_TEST_UPLOAD_PAUSE="1"))
-        seen = ""
-        deadline = time.monotonic() + 60
-        while "upload paused" not in seen and time.monotonic() < deadline:
-            line = p.stderr.readline()
-            if not line:
-                break
-            seen += line
-        check("upload paused" in seen, f"the upload never paused: {seen}")
+        p, seen = define_until_paused(spec_c, "1")
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
         lv.virsh("pool-refresh", pool)
