@@ -9,12 +9,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "base/boot_id.h"
 #include "libvirt/libvirt_api.h"
 #include "libvirt/libvirt_event_loop.h"
 
@@ -52,14 +52,6 @@ std::atomic<int> stuck_opens{0};
 bool uri_is_this_host(const std::string& uri) {
   std::size_t scheme_end = uri.find("://");
   return scheme_end != std::string::npos && uri.compare(scheme_end + 3, 1, "/") == 0;
-}
-
-/// This boot's id (/proc/sys/kernel/random/boot_id), "" when unreadable.
-std::string this_boot_id() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return id;
 }
 
 virConnectPtr open_bounded(const std::string& uri, std::chrono::seconds timeout) {
@@ -185,7 +177,7 @@ std::unique_ptr<DomainStream> DomainStream::open(const std::string& uri, const s
   // host's boot is not known through the API: docs/libvirt.md.)
   s->identity_ = fmt::format("libvirt:{}:{}", s->dom_->uuid(), s->dom_->id());
   if (uri_is_this_host(uri))
-    if (std::string boot = this_boot_id(); !boot.empty()) s->identity_ += ":boot:" + boot;
+    if (std::string boot = host_boot_id(); !boot.empty()) s->identity_ += ":boot:" + boot;
   if (!not_run.empty() && s->identity_ == not_run)
     throw DomainStreamError(DomainStreamError::not_running,
                             fmt::format("domain {}: the run whose channel ended is still stopping", domain));

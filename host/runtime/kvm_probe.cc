@@ -112,13 +112,6 @@ std::optional<KvmProbe> read_cached(const fs::path& file, const json& key) {
 
 }  // namespace
 
-std::string host_boot_id() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return id;
-}
-
 std::string kvm_probe_firmware() {
   // Real mode at the reset vector F000:FFF0 (the firmware's last 16 bytes):
   //   mov al, 0x2a; out 0xf4, al; hlt; jmp $-1

@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "base/boot_id.h"  // host_boot_id(), part of a verdict
 #include "spec/spec.h"
+
 
 namespace sprout {
 
@@ -54,7 +56,5 @@ struct AccelChoice {
 };
 AccelChoice choose_accel(Accel accel, const std::string& qemu);
 
-/// This boot's id (/proc/sys/kernel/random/boot_id), "" when unreadable.
-std::string host_boot_id();
 
 }  // namespace sprout

@@ -138,6 +138,15 @@ def main():
             check("upload paused" in seen, f"the upload never paused: {seen}")
             return p, seen
 
+        def base_variant(name, at):
+            """The base with another MiB of data at `at`: another content, another volume."""
+            path = os.path.join(work, name)
+            shutil.copyfile(basef, path)
+            with open(path, "r+b") as f:
+                f.seek(at)
+                f.write(os.urandom(MiB))
+            return path
+
         def volumes():
             out = lv.virsh("vol-list", "--pool", pool).stdout.splitlines()[2:]  # after the header and its rule
             return {line.split()[0] for line in out if line.strip()}
@@ -234,11 +243,7 @@ def main():
               f"{time.monotonic() - tb:.1f} s")
 
         # 3b. a base changed while it is uploaded: not the bytes hashed, never a volume
-        base3 = os.path.join(work, "base3.raw")
-        shutil.copyfile(basef, base3)
-        with open(base3, "r+b") as f:
-            f.seek(30 * MiB)
-            f.write(os.urandom(MiB))
+        base3 = base_variant("base3.raw", 30 * MiB)
         e = f"pe{pid}"
         spec_e = write_spec(os.path.join(specs, f"{e}.json"), spec_for(e, base3))
         before = volumes()
@@ -256,11 +261,7 @@ def main():
         print("test_libvirt_pool: a base changed while it was uploaded was refused: no volume, no domain")
 
         # 4. an upload killed midway: never attached, removed by gc
-        base2 = os.path.join(work, "base2.raw")
-        shutil.copyfile(basef, base2)
-        with open(base2, "r+b") as f:
-            f.seek(20 * MiB)
-            f.write(os.urandom(MiB))
+        base2 = base_variant("base2.raw", 20 * MiB)
         c = f"pc{pid}"
         spec_c = write_spec(os.path.join(specs, f"{c}.json"), spec_for(c, base2))
         p, seen = define_until_paused(spec_c, "1")
